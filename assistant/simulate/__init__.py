@@ -1,0 +1,1 @@
+"""Synthetic users and speech that drive the real pipeline (ground truth for measuring learning)."""

@@ -1,0 +1,67 @@
+"""The trace schema: versioned SQL migrations. `PRAGMA user_version` holds the applied version.
+
+A migration is append-only: never edit one that has shipped; add the next.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MIGRATIONS: Final[list[str]] = [
+    # 1: sessions, turns, one span per stage, and events (feedback, barge-in...) attached to turns.
+    """
+    CREATE TABLE sessions (
+        session_id   TEXT PRIMARY KEY,
+        device_id    TEXT NOT NULL,
+        user_id      TEXT NOT NULL,
+        started_at   REAL NOT NULL,            -- unix seconds
+        last_turn_at REAL NOT NULL
+    );
+    CREATE TABLE turns (
+        turn_id          TEXT PRIMARY KEY,
+        session_id       TEXT NOT NULL REFERENCES sessions(session_id),
+        seq              INTEGER NOT NULL,     -- order within the session, from 1
+        started_at       REAL NOT NULL,
+        ended_at         REAL NOT NULL,
+        source           TEXT NOT NULL,        -- JSON: {kind: file|text|mic, file, offset_seconds}
+        transcript       TEXT,
+        intent           TEXT,
+        intent_confidence REAL,
+        action           TEXT,                 -- JSON
+        response_text    TEXT,
+        response_audio   TEXT,
+        error_code       TEXT,
+        error_message    TEXT,
+        pipeline         TEXT NOT NULL,        -- JSON: versions of the stages' backends
+        context          TEXT NOT NULL,        -- JSON: device, user, time, home snapshot
+        record           TEXT NOT NULL         -- JSON: the full turn record as printed by --json
+    );
+    CREATE INDEX turns_session ON turns(session_id, seq);
+    CREATE INDEX turns_started ON turns(started_at);
+    CREATE TABLE spans (
+        turn_id     TEXT NOT NULL REFERENCES turns(turn_id) ON DELETE CASCADE,
+        idx         INTEGER NOT NULL,
+        stage       TEXT NOT NULL,
+        backend     TEXT,
+        version     TEXT,
+        start_ms    REAL NOT NULL,             -- relative to the turn's start
+        end_ms      REAL NOT NULL,
+        input       TEXT,                      -- JSON
+        output      TEXT,                      -- JSON
+        confidence  REAL,
+        error_code  TEXT,
+        PRIMARY KEY (turn_id, idx)
+    );
+    CREATE TABLE events (
+        event_id    INTEGER PRIMARY KEY AUTOINCREMENT,
+        turn_id     TEXT NOT NULL REFERENCES turns(turn_id) ON DELETE CASCADE,
+        type        TEXT NOT NULL,             -- barge-in, rephrase-of, feedback, cancel, ...
+        t_ms        REAL,
+        data        TEXT NOT NULL,             -- JSON
+        created_at  REAL NOT NULL
+    );
+    CREATE INDEX events_turn ON events(turn_id);
+    """,
+]
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything the assistant needs on Debian / Raspberry Pi OS (64-bit): system packages, then a virtual
+# environment in .venv with this package and its Python dependencies. Safe to run again: it skips what is done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS="${1:-test}"
+
+# 1. Debian packages: PortAudio for sounddevice, espeak-ng and sox for synthesized test speech.
+DEBS="libportaudio2 espeak-ng sox libsndfile1"
+missing=""
+for d in $DEBS; do dpkg -s "$d" >/dev/null 2>&1 || missing="$missing $d"; done
+if [ -n "$missing" ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "Installing Debian packages:$missing"
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+
+# 2. Python environment. Reinstall only when pyproject.toml changed.
+PY="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)-$EXTRAS"
+if [ ! -f "$stamp" ]; then
+  echo "Installing Python packages into .venv (first run takes a few minutes)..."
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -m pip install -q -e ".[$EXTRAS]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import assistant, faster_whisper, piper, pyopen_wakeword, onnxruntime, sounddevice" \
+    || { echo "setup: the Python packages did not install; see the messages above." >&2; exit 1; }
+  rm -f .venv/.installed-*; touch "$stamp"
+fi

@@ -87,6 +87,19 @@ class TtsSettings(_Section):
     """Speaking rate: >1 is slower."""
 
 
+class AudioSettings(_Section):
+    """Microphone and speaker for live use (hardware profiles set these)."""
+
+    input_device: str | None = None
+    """Part of the microphone's name as `assistant devices` lists it; None = the system default."""
+    output_device: str | None = None
+    input_rate: int = Field(16000, ge=8000, le=192000)
+    """The rate the microphone is opened at; audio is resampled to 16 kHz."""
+    input_channels: int = Field(1, ge=1, le=8)
+    """Channels to open; the pipeline mixes them to mono."""
+    input_gain_db: float = Field(0.0, ge=-30.0, le=30.0)
+
+
 class SessionSettings(_Section):
     gap_seconds: float = Field(90.0, gt=0.0)
     """Turns on the same device closer than this belong to one session."""
@@ -110,6 +123,7 @@ class Settings(_Section):
     resolve: ResolveSettings = ResolveSettings()
     respond: RespondSettings = RespondSettings()
     tts: TtsSettings = TtsSettings()
+    audio: AudioSettings = AudioSettings()
     session: SessionSettings = SessionSettings()
     traces: TraceSettings = TraceSettings()
 

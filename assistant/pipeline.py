@@ -7,6 +7,7 @@ transaction in `finally`, so a failure anywhere still leaves a trace with its er
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -63,10 +64,10 @@ def _make_resolver(settings: Settings, home):
     return CatalogResolver(home)
 
 
-def _make_responder(settings: Settings, home):
+def _make_responder(settings: Settings, home, music=None):
     from assistant.skills.responder import SkillResponder
 
-    return SkillResponder(min_confidence=settings.nlu.min_confidence)
+    return SkillResponder(min_confidence=settings.nlu.min_confidence, music=music)
 
 
 def _make_tts(settings: Settings):
@@ -129,11 +130,45 @@ class Pipeline:
         self.asr = self._load("asr", _make_asr) if load_audio_stages and "asr" in stages else None
         self.nlu = self._load("nlu", _make_nlu)
         self.resolver = self._load("resolve", lambda s: _make_resolver(s, self.home)) if "resolve" in stages else None
-        self.responder = self._load("respond", lambda s: _make_responder(s, self.home))
+        self.responder = self._load(
+            "respond", lambda s: _make_responder(s, self.home, getattr(self.resolver, "music", None)))
         self.tts = self._load("tts", _make_tts) if "tts" in stages else None
-        self.device_id = settings.session.device_id or self.home.default_satellite_id()
+        satellites = self.home.satellites()
+        self.device_id = settings.session.device_id or (satellites[0].id if satellites else "default")
+        self._restore_home_state()
         self.user_id = settings.session.user_id
         self._session: _Session | None = None
+
+    # -- device states outlive the process (a light turned on by one `say` is on for the next) ----------------
+    def _home_state_path(self) -> Path:
+        return self.data_dir / "home_state.json"
+
+    def _restore_home_state(self) -> None:
+        path = self._home_state_path()
+        if not path.exists():
+            return
+        try:
+            saved = json.loads(path.read_text()).get(str(self.home.source), {})
+        except (OSError, ValueError) as err:
+            _LOGGER.warning("ignoring unreadable %s: %s", path, err)
+            return
+        for device_id, state in saved.items():
+            if device_id in self.home.devices:
+                try:
+                    self.home.set_state(device_id, **state)
+                except (KeyError, ValueError) as err:  # the home file changed since: keep its defaults
+                    _LOGGER.info("not restoring %s: %s", device_id, err)
+
+    def _save_home_state(self) -> None:
+        path = self._home_state_path()
+        try:
+            data = json.loads(path.read_text()) if path.exists() else {}
+        except (OSError, ValueError):
+            data = {}
+        data[str(self.home.source)] = self.home.states()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1, default=str))
+        tmp.replace(path)  # atomic: a crash never leaves half a file
 
     def _trace_path(self) -> Path:
         p = Path(self.settings.traces.db).expanduser()
@@ -222,7 +257,8 @@ class Pipeline:
         ctx = TurnContext(home=self.home, device_id=self.device_id, user_id=self.user_id, now=now,
                           session_id=session.session_id, data_dir=self.data_dir, history=list(session.history))
         context_snapshot = {"device_id": self.device_id, "user_id": self.user_id, "now": now.isoformat(),
-                            "home": self.home.snapshot()}
+                            "home": {"name": self.home.name, "source": str(self.home.source),
+                                     "states": self.home.states()}}
         pending = None
 
         def run(stage: str, backend, fn, inp: Any):
@@ -300,6 +336,7 @@ class Pipeline:
         if pending is not None:
             rec["pending"] = pending
         self._write_trace(rec, spans, session, now, wall0, context_snapshot)
+        self._save_home_state()
         session.history.append(_previous_turn(rec))
         session.last_at = now
         return rec

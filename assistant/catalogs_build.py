@@ -1,0 +1,252 @@
+"""Build the local music catalog `assistant/data/catalogs/music.jsonl` from real slot values in shared/data.
+
+    python -m assistant.catalogs_build                       # rebuild from /work/shared/data (or $ASSISTANT_SHARED_DATA)
+    python -m assistant.catalogs_build --data DIR --out FILE
+    python -m assistant.catalogs_build --bench 100000        # lookup latency with synthetic rows added (not written)
+
+Sources (see assistant/data/catalogs/PROVENANCE.md): SNIPS 2017 PlayMusic + AddToPlaylist (artist, track, album,
+genre, playlist, entity_name), HWU64 play/music files and SLURP devel+test (artist_name, song_name, music_album,
+music_genre, playlist_name). A track and an artist named in the same utterance are linked (track.artist_id), as are
+an album and its artist and an artist and a genre. A few well-known track -> artist facts were added by the team
+(CURATED_LINKS, marked source "team"). The output is sorted and deterministic: same input, same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import re
+import statistics
+import sys
+import time
+import unicodedata
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Iterator
+
+def _default_data() -> Path:
+    if os.environ.get("ASSISTANT_SHARED_DATA"):
+        return Path(os.environ["ASSISTANT_SHARED_DATA"])
+    for cand in (Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")):
+        if cand.is_dir():
+            return cand
+    return Path("/work/shared/data")
+
+
+DEFAULT_DATA = _default_data()
+DEFAULT_OUT = Path(__file__).parent / "data" / "catalogs" / "music.jsonl"
+
+SNIPS_SLOTS = {"artist": "artist", "track": "track", "entity_name": "track", "album": "album", "genre": "genre", "playlist": "playlist"}
+HWU_SLOTS = {"artist_name": "artist", "song_name": "track", "music_album": "album", "music_genre": "genre", "playlist_name": "playlist"}
+HWU_FILES = ("play_music.csv", "music_query.csv", "music_likeness.csv", "music_settings.csv", "music_dislikeness.csv")
+SLURP_INTENTS = {"play_music", "music_query", "music_likeness", "music_settings", "music_dislikeness"}
+
+# Slot values that are not names of anything ("play [song_name : something]").
+STOP_VALUES = {
+    "", "music", "song", "songs", "track", "tracks", "album", "albums", "playlist", "something", "anything", "it", "this",
+    "that", "the song", "a song", "my music", "the music", "some music", "my playlist", "the playlist", "artist",
+    "the artist", "this song", "that song", "the album", "current song", "this track", "my", "me", "list",
+}
+
+# Facts added by the team (not from the data sets): track (as it occurs in the data) -> artist.
+CURATED_LINKS = {
+    "purple haze": "Jimi Hendrix",
+    "bohemian rhapsody": "Queen",
+    "thriller": "Michael Jackson",
+    "hey jude": "The Beatles",
+    "imagine": "John Lennon",
+}
+
+
+def norm_key(text: str) -> str:
+    """Dedup key: accents folded, lower case, letters and digits only."""
+    t = unicodedata.normalize("NFKD", text)
+    t = "".join(c for c in t if not unicodedata.combining(c)).lower()
+    t = t.replace("&", " and ")
+    return re.sub(r"[^a-z0-9]+", " ", t).strip()
+
+
+def slug(text: str) -> str:
+    return norm_key(text).replace(" ", "-")[:60] or "x"
+
+
+def _read_snips(data: Path) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    for intent in ("PlayMusic", "AddToPlaylist"):
+        folder = data / "snips" / intent
+        for f in sorted(folder.glob("*.json")):
+            raw = f.read_bytes().decode("utf-8", errors="replace")
+            for utt in json.loads(raw)[intent]:
+                slots = [(SNIPS_SLOTS[c["entity"]], c["text"].strip()) for c in utt["data"] if c.get("entity") in SNIPS_SLOTS]
+                yield "snips", slots
+
+
+_ANNOT_RX = re.compile(r"\[\s*([a-z_]+)\s*:\s*([^\]]+?)\s*\]")
+
+
+def _read_hwu(data: Path) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    for fold in sorted((data / "hwu64").glob("KFold_*")):
+        for name in HWU_FILES:
+            f = fold / "testset" / "csv" / name
+            if not f.exists():
+                continue
+            with f.open(encoding="utf-8", newline="") as fh:
+                for row in csv.DictReader(fh, delimiter=";"):
+                    ann = row.get("answer_annotation") or ""
+                    yield "hwu64", [(HWU_SLOTS[t], v) for t, v in _ANNOT_RX.findall(ann) if t in HWU_SLOTS]
+
+
+def _read_slurp(data: Path) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    for name in ("devel.jsonl", "test.jsonl"):
+        f = data / "slurp" / name
+        if not f.exists():
+            continue
+        with f.open(encoding="utf-8") as fh:
+            for line in fh:
+                rec = json.loads(line)
+                if f"{rec['scenario']}_{rec['action']}" not in SLURP_INTENTS:
+                    continue
+                yield "slurp", [(HWU_SLOTS[t], v) for t, v in _ANNOT_RX.findall(rec["sentence_annotation"]) if t in HWU_SLOTS]
+
+
+def _display(variants: Counter[str]) -> str:
+    # prefer a variant with capitals (SNIPS keeps the original casing); else title-case the lower-case form
+    best = max(variants, key=lambda v: (any(c.isupper() for c in v), variants[v], v))
+    return best if any(c.isupper() for c in best) else best.title()
+
+
+def build(data: Path) -> list[dict[str, Any]]:
+    names: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    sources: dict[tuple[str, str], set[str]] = defaultdict(set)
+    track_artist: dict[str, Counter[str]] = defaultdict(Counter)
+    album_artist: dict[str, Counter[str]] = defaultdict(Counter)
+    artist_genre: dict[str, Counter[str]] = defaultdict(Counter)
+    track_album: dict[str, Counter[str]] = defaultdict(Counter)
+
+    for src, slots in (*_read_snips(data), *_read_hwu(data), *_read_slurp(data)):
+        keyed: dict[str, list[str]] = defaultdict(list)
+        for etype, value in slots:
+            value = re.sub(r"\s+", " ", value).strip(" .,!?\"'")
+            key = norm_key(value)
+            if key in STOP_VALUES or len(key) < 2:
+                continue
+            names[(etype, key)][value] += 1
+            sources[(etype, key)].add(src)
+            keyed[etype].append(key)
+        for a in keyed.get("artist", [])[:1]:
+            for t in keyed.get("track", []):
+                track_artist[t][a] += 1
+            for al in keyed.get("album", []):
+                album_artist[al][a] += 1
+            for g in keyed.get("genre", []):
+                artist_genre[a][g] += 1
+        for al in keyed.get("album", [])[:1]:
+            for t in keyed.get("track", []):
+                track_album[t][al] += 1
+
+    for track, artist in CURATED_LINKS.items():
+        tk, ak = norm_key(track), norm_key(artist)
+        if ("track", tk) not in names:
+            names[("track", tk)][track.title()] += 1
+        sources[("track", tk)].add("team")
+        names[("artist", ak)][artist] += 1
+        sources[("artist", ak)].add("team")
+        track_artist[tk] = Counter({ak: 1000})
+
+    ids: dict[tuple[str, str], str] = {}
+    used: set[str] = set()
+    for etype, key in sorted(names):
+        base = f"{etype}:{slug(key)}"
+        eid, n = base, 2
+        while eid in used:
+            eid, n = f"{base}-{n}", n + 1
+        used.add(eid)
+        ids[(etype, key)] = eid
+
+    rows: list[dict[str, Any]] = []
+    for (etype, key), variants in sorted(names.items(), key=lambda kv: ids[kv[0]]):
+        row: dict[str, Any] = {"id": ids[(etype, key)], "type": etype, "name": _display(variants)}
+        aliases = sorted({v for v in variants if norm_key(v) == key and v != row["name"] and v.lower() != row["name"].lower()})
+        if aliases:
+            row["aliases"] = aliases
+        links = {"track": track_artist, "album": album_artist}.get(etype)
+        if links and links.get(key):
+            akey = sorted(links[key].items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+            if ("artist", akey) in ids:
+                row["artist_id"] = ids[("artist", akey)]
+                row["artist"] = _display(names[("artist", akey)])
+        if etype == "track" and track_album.get(key):
+            alkey = sorted(track_album[key].items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+            row["album_id"] = ids[("album", alkey)]
+        if etype == "artist" and artist_genre.get(key):
+            row["genre_ids"] = sorted(ids[("genre", g)] for g in artist_genre[key] if ("genre", g) in ids)
+        row["sources"] = sorted(sources[(etype, key)])
+        row["mentions"] = sum(variants.values())
+        rows.append(row)
+    return rows
+
+
+def write(rows: list[dict[str, Any]], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8", newline="\n") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def synthetic_rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Made-up rows for latency measurement only (never written to the catalog)."""
+    rng = random.Random(seed)
+    syll = ["ka", "lo", "mi", "ren", "tor", "sa", "vel", "qui", "dun", "bar", "es", "no", "lia", "mor", "zan", "pe"]
+    words = ["".join(rng.choice(syll) for _ in range(rng.randint(2, 4))) for _ in range(5000)]
+    types = ["track"] * 6 + ["artist"] * 2 + ["album", "playlist"]
+    return [
+        {"id": f"synthetic:{i}", "type": rng.choice(types), "name": " ".join(rng.choice(words) for _ in range(rng.randint(1, 4)))}
+        for i in range(n)
+    ]
+
+
+def bench(catalog_path: Path, total: int) -> dict[str, float]:
+    from assistant.backends.catalog_resolver import MusicCatalog
+
+    base = [json.loads(line) for line in catalog_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = base + synthetic_rows(max(0, total - len(base)))
+    t0 = time.perf_counter()
+    cat = MusicCatalog(rows)
+    build_s = time.perf_counter() - t0
+    queries = [("purple k's", "track", "jimmy hendrix"), ("jimmy hendrix", "artist", None), ("frank sinatra", "artist", None),
+               ("jazz", "genre", None), ("purple haze", None, None), ("the beetles", "artist", None),
+               ("road trip", "playlist", None), ("bohemian rapsody", "track", "queen")]
+    times = []
+    for _ in range(5):
+        for q, t, artist in queries:
+            t1 = time.perf_counter()
+            cat.search(q, etype=t, artist=artist)
+            times.append((time.perf_counter() - t1) * 1000)
+    times.sort()
+    return {"rows": len(rows), "index_build_s": round(build_s, 2), "median_ms": round(statistics.median(times), 2),
+            "p95_ms": round(times[int(0.95 * (len(times) - 1))], 2), "max_ms": round(times[-1], 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared/data folder (snips/, hwu64/, slurp/)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--bench", type=int, metavar="N", help="measure lookup latency with the catalog padded to N rows")
+    args = ap.parse_args(argv)
+    if args.bench:
+        print(json.dumps(bench(args.out, args.bench)))
+        return 0
+    if not (args.data / "snips").is_dir():
+        print(f"error: {args.data} has no snips/ folder; pass --data pointing at shared/data", file=sys.stderr)
+        return 2
+    rows = build(args.data)
+    write(rows, args.out)
+    counts = Counter(r["type"] for r in rows)
+    print(f"wrote {len(rows)} entries to {args.out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""What every skill shares: the turn it handles, the Skill protocol and small helpers for answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from assistant.stages.respond import Action, Response
+
+if TYPE_CHECKING:
+    from assistant.context import TurnContext
+    from assistant.stages.nlu import NluResult
+    from assistant.stages.resolve import ResolvedEntity, ResolveResult
+
+
+@dataclass(frozen=True)
+class Turn:
+    nlu: NluResult
+    entities: ResolveResult
+    context: TurnContext
+
+    @property
+    def intent(self) -> str:
+        return self.nlu.intent
+
+    @property
+    def text(self) -> str:
+        return self.nlu.text
+
+    def entity(self, entity_type: str) -> ResolvedEntity | None:
+        return self.entities.first(entity_type)
+
+    def value(self, entity_type: str) -> Any:
+        """The `normalized` value of the first entity of that type (None if absent or unparsed)."""
+        e = self.entities.first(entity_type)
+        return e.normalized if e is not None else None
+
+
+class Skill(Protocol):
+    name: str
+    intents: ClassVar[frozenset[str]]
+
+    def handle(self, turn: Turn) -> Response: ...
+
+    def follow_up(self, turn: Turn, pending: dict[str, Any]) -> Response | None:
+        """Answer to a question this skill asked (pending["skill"] == name); None to treat the turn normally."""
+        ...
+
+
+def say(text: str, name: str, status: str = "done", target: str | None = None, params: dict[str, Any] | None = None,
+        result: dict[str, Any] | None = None, *, expects_reply: bool = False, pending: dict[str, Any] | None = None) -> Response:
+    return Response(text, Action(name, status, target, dict(params or {}), dict(result or {})), expects_reply, pending)
+
+
+def join_words(items: list[str], conj: str = "and") -> str:
+    items = [i for i in items if i]
+    if len(items) <= 1:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} {conj} {items[-1]}"
+
+
+STOP_WORDS = ("never mind", "nevermind", "cancel", "forget it", "stop", "nothing", "no", "none", "neither")
+
+
+def is_cancel(text: str) -> bool:
+    t = text.lower().strip(" .!?")
+    return any(t == w or t.startswith(w + " ") for w in STOP_WORDS)

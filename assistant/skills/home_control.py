@@ -1,0 +1,279 @@
+"""Home control: lights (on/off/dim/brighten/colour), plugs, oven, thermostat, covers, fans, TVs, vacuum, coffee.
+
+Acts on `context.home` through `Home.set_state`; when the resolver returns several equally good devices it asks
+which one ("Which light: the floor lamp or the ceiling light?") and keeps the plan in `pending` for the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rapidfuzz import fuzz
+
+from assistant.backends import spoken
+from assistant.catalogs_build import norm_key
+from assistant.skills.base import Turn, is_cancel, join_words, say
+from assistant.stages.respond import Response
+
+if TYPE_CHECKING:
+    from assistant.home import Device
+
+NOUNS = {"light": "light", "plug": "plug", "switch": "switch", "oven": "oven", "thermostat": "thermostat",
+         "cover": "one", "fan": "fan", "tv": "TV", "heater": "heater", "coffee_machine": "coffee machine",
+         "vacuum": "vacuum", "kettle": "kettle", "speaker": "speaker", "display": "display"}
+STEP = 20  # brightness step for "dim"/"brighter" without a number
+ALL_WORDS = ("both", "all", "all of them", "both of them", "either", "every one", "everything")
+
+
+class HomeControlSkill:
+    name = "home_control"
+    intents: ClassVar[frozenset[str]] = frozenset({
+        "iot_hue_lighton", "iot_hue_lightoff", "iot_hue_lightchange", "iot_hue_lightdim", "iot_hue_lightup",
+        "iot_wemo_on", "iot_wemo_off", "iot_cleaning", "iot_coffee", "iot_cover_open", "iot_cover_close",
+        "iot_climate_set", "iot_appliance_on", "iot_appliance_off",
+    })
+
+    # -- entry points -----------------------------------------------------------------------------------------
+    def handle(self, turn: Turn) -> Response:
+        params = self._params(turn)
+        group = turn.entity("device_group")
+        if group is not None and group.normalized:
+            return self.execute(turn.intent, list(group.normalized["device_ids"]), params, turn, target=group.entity_id)
+        dev = turn.entity("device")
+        if dev is None:
+            return say("Which device do you mean?", "device.unknown", "failed", params=params)
+        if dev.entity_id:
+            return self.execute(turn.intent, [dev.entity_id], params, turn)
+        if dev.ambiguous:
+            return self._clarify(turn, [c.entity_id for c in dev.candidates], params)
+        what = dev.value or self._noun_for_intent(turn.intent)
+        area = turn.entity("area")
+        where = f" in the {area.name}" if area is not None and area.name else ""
+        return say(f"I couldn't find {_the(what)}{where}.", "device.unknown", "failed", params={**params, "said": dev.value})
+
+    def follow_up(self, turn: Turn, pending: dict[str, Any]) -> Response | None:
+        if pending.get("kind") != "choose_device":
+            return None
+        home = turn.context.home
+        cands: list[str] = [c for c in pending.get("candidates", []) if c in home.devices]
+        text = norm_key(turn.text)
+        if turn.intent in ("general_negate", "general_commandstop") or is_cancel(turn.text):
+            return say("Okay, never mind.", "none", "done", params={"cancelled": pending.get("intent")})
+        if text in ALL_WORDS or re.search(r"\b(both|all of them|all)\b", text):
+            return self.execute(pending["intent"], cands, pending.get("params", {}), turn)
+        chosen = _pick(text, [home.devices[c] for c in cands])
+        if chosen is None:
+            # a named device among the resolved entities of this turn also counts
+            dev = turn.entity("device")
+            if dev is not None and dev.entity_id in cands:
+                chosen = dev.entity_id
+        if chosen is None:
+            return None
+        return self.execute(pending["intent"], [chosen], pending.get("params", {}), turn)
+
+    # -- planning ---------------------------------------------------------------------------------------------
+    @staticmethod
+    def _params(turn: Turn) -> dict[str, Any]:
+        p: dict[str, Any] = {}
+        num = turn.entity("number")
+        if num is not None and num.normalized is not None:
+            p["amount"] = num.normalized
+            p["relative"] = bool(re.search(r"\b(by|more|less)\b", num.value.lower()))
+        temp = turn.value("temperature")
+        if temp is None and turn.intent in ("iot_climate_set", "iot_appliance_on") and re.search(r"\bdegrees?\b", turn.text.lower()):
+            temp = spoken.parse_number(re.sub(r"^.*?\b(to|at)\b", "", turn.text.lower()))
+        if temp is None and turn.intent == "iot_climate_set" and "amount" in p:
+            temp = p.pop("amount")
+        if temp is not None:
+            p["temperature"] = temp
+        color = turn.value("color")
+        if color:
+            p["color"] = color
+        return p
+
+    @staticmethod
+    def _noun_for_intent(intent: str) -> str:
+        return {"iot_cover_open": "cover", "iot_cover_close": "cover", "iot_climate_set": "thermostat",
+                "iot_cleaning": "vacuum", "iot_coffee": "coffee machine"}.get(intent, "light" if "hue" in intent else "device")
+
+    def _clarify(self, turn: Turn, cands: list[str], params: dict[str, Any]) -> Response:
+        home = turn.context.home
+        devs = [home.devices[c] for c in cands if c in home.devices]
+        types = {d.type for d in devs}
+        noun = NOUNS.get(types.pop(), "device") if len(types) == 1 else "device"
+        names = [f"the {d.name}" for d in devs]
+        text = f"Which {noun}: {join_words(names, 'or')}?"
+        pending = {"skill": self.name, "kind": "choose_device", "intent": turn.intent, "text": turn.text,
+                   "params": params, "candidates": [d.id for d in devs],
+                   "candidate_names": {d.id: d.name for d in devs}}
+        return say(text, "clarify", "clarify", params={"intent": turn.intent, "candidates": [d.id for d in devs]},
+                   expects_reply=True, pending=pending)
+
+    # -- execution --------------------------------------------------------------------------------------------
+    def execute(self, intent: str, device_ids: list[str], params: dict[str, Any], turn: Turn, target: str | None = None) -> Response:
+        home = turn.context.home
+        devices = [home.device(d) for d in device_ids]
+        results: dict[str, dict[str, Any]] = {}
+        verb = ""
+        errors: list[str] = []
+        for dev in devices:
+            try:
+                verb, changes = self._changes(intent, dev, params)
+            except _CannotDo as e:
+                errors.append(str(e))
+                continue
+            try:
+                changed = home.set_state(dev.id, **changes)
+            except ValueError as e:
+                errors.append(f"The {dev.name} can't do that.")
+                results[dev.id] = {"error": str(e)}
+                continue
+            results[dev.id] = {"changed": changed, "state": dict(dev.state)}
+        done = [d for d in devices if d.id in results and "error" not in results[d.id]]
+        action_type = devices[0].type if len({d.type for d in devices}) == 1 else "device"
+        name = f"{action_type}.{verb or 'none'}"
+        if not done:
+            return say(errors[0] if errors else "Sorry, I can't do that.", name, "failed",
+                       target=target or (devices[0].id if len(devices) == 1 else None), params=params, result=results)
+        if len(devices) == 1:
+            res = results[devices[0].id]
+            return say(self._sentence(verb, devices, params), name, "done", target=devices[0].id, params=params, result=res)
+        params = {**params, "device_ids": [d.id for d in done]}
+        return say(self._sentence(verb, done, params), name, "done", target=target or "+".join(d.id for d in done),
+                   params=params, result=results)
+
+    def _changes(self, intent: str, dev: Device, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        caps = dev.capabilities
+        amount = p.get("amount")
+        if intent in ("iot_hue_lighton", "iot_wemo_on", "iot_appliance_on", "iot_cleaning", "iot_coffee"):
+            if dev.type == "cover":
+                return "open", {"position": "open"}
+            if dev.type == "thermostat":
+                if "temperature" in p:
+                    return "set_temperature", {"temperature": p["temperature"]}
+                raise _CannotDo("What temperature should I set?")
+            if "on_off" not in caps:
+                raise _CannotDo(f"The {dev.name} can't be switched on.")
+            ch: dict[str, Any] = {"on": True}
+            verb = {"iot_cleaning": "start", "iot_coffee": "brew"}.get(intent, "turn_on")
+            if "temperature" in p and "temperature" in caps:
+                ch["temperature"] = p["temperature"]
+                verb = "preheat" if dev.type == "oven" else verb
+            if amount is not None and "brightness" in caps:
+                ch["brightness"] = _clamp(amount)
+            if p.get("color") and "color" in caps:
+                ch["color"] = p["color"]
+            return verb, ch
+        if intent in ("iot_hue_lightoff", "iot_wemo_off", "iot_appliance_off"):
+            if dev.type == "cover":
+                return "close", {"position": "closed"}
+            if "on_off" not in caps:
+                raise _CannotDo(f"The {dev.name} can't be switched off.")
+            return "turn_off", {"on": False}
+        if intent == "iot_hue_lightchange":
+            if p.get("color"):
+                if "color" not in caps:
+                    raise _CannotDo(f"The {dev.name} can't change colour.")
+                return "set_color", {"on": True, "color": p["color"]}
+            if amount is not None and "brightness" in caps:
+                return "set_brightness", {"on": True, "brightness": _clamp(amount)}
+            raise _CannotDo("Which colour would you like?")
+        if intent in ("iot_hue_lightdim", "iot_hue_lightup"):
+            if "brightness" not in caps:
+                raise _CannotDo(f"The {dev.name} can't be dimmed.")
+            cur = int(dev.state.get("brightness", 100)) if dev.state.get("on", True) else 0
+            sign = -1 if intent == "iot_hue_lightdim" else 1
+            if amount is None:
+                new = cur + sign * STEP
+            elif p.get("relative"):
+                new = cur + sign * int(amount)
+            else:
+                new = int(amount)
+            new = _clamp(new, low=1)
+            return ("dim" if sign < 0 else "brighten"), {"on": True, "brightness": new}
+        if intent == "iot_cover_open":
+            if "open_close" not in caps:
+                raise _CannotDo(f"The {dev.name} can't be opened.")
+            return "open", {"position": "open"}
+        if intent == "iot_cover_close":
+            if "open_close" not in caps:
+                raise _CannotDo(f"The {dev.name} can't be closed.")
+            return "close", {"position": "closed"}
+        if intent == "iot_climate_set":
+            if "temperature" not in caps:
+                raise _CannotDo(f"The {dev.name} has no temperature setting.")
+            if "temperature" not in p:
+                raise _CannotDo("What temperature should I set?")
+            ch = {"temperature": p["temperature"]}
+            if "on_off" in caps:
+                ch["on"] = True
+            return "set_temperature", ch
+        raise _CannotDo("Sorry, I can't do that.")
+
+    @staticmethod
+    def _sentence(verb: str, devs: list[Device], p: dict[str, Any]) -> str:
+        names = join_words([d.name for d in devs])
+        the = f"the {names}"
+        d = devs[0]
+        if verb == "turn_on":
+            extra = f" at {d.state['brightness']}%" if p.get("amount") is not None and "brightness" in d.state else ""
+            return f"Turned on {the}{extra}."
+        if verb == "turn_off":
+            return f"Turned off {the}."
+        if verb == "preheat":
+            return f"Preheating {the} to {_deg(p['temperature'])}."
+        if verb == "set_temperature":
+            return f"Set {the} to {_deg(p['temperature'])}."
+        if verb == "set_color":
+            return f"{the[0].upper()}{the[1:]} {'is' if len(devs) == 1 else 'are'} now {p['color']}."
+        if verb in ("set_brightness", "dim", "brighten"):
+            return f"{'Dimmed' if verb == 'dim' else 'Set' if verb == 'set_brightness' else 'Brightened'} {the} to {d.state['brightness']}%."
+        if verb == "open":
+            return f"Opening {the}."
+        if verb == "close":
+            return f"Closing {the}."
+        if verb == "start":
+            return f"Starting {the}."
+        if verb == "brew":
+            return "Making coffee."
+        return "Done."
+
+
+class _CannotDo(Exception):
+    pass
+
+
+def _clamp(v: float, low: int = 0) -> int:
+    return max(low, min(100, int(round(v))))
+
+
+def _deg(t: float) -> str:
+    return f"{t:g} degrees"
+
+
+def _the(what: str) -> str:
+    w = what.strip()
+    return w if re.match(r"^(the|my|a|an)\b", w.lower()) else f"the {w}"
+
+
+def _pick(text: str, devs: list[Device]) -> str | None:
+    """The device whose name or alias best matches an answer like 'the floor lamp' or 'ceiling'."""
+    t = re.sub(r"\b(the|one|please|my|turn|on|off|light|lamp)\b", " ", text)
+    t = " ".join(t.split()) or text
+    best: tuple[float, str | None] = (0.0, None)
+    second = 0.0
+    for d in devs:
+        score = 0.0
+        for n in d.names:
+            k = norm_key(n)
+            s = max(fuzz.token_set_ratio(text, k), fuzz.partial_ratio(t, k) if len(t) >= 3 else 0, fuzz.ratio(t, k))
+            score = max(score, s)
+        if score > best[0]:
+            second = best[0]
+            best = (score, d.id)
+        elif score > second:
+            second = score
+    if best[0] >= 70 and best[0] - second >= 10:
+        return best[1]
+    return None

@@ -1,0 +1,86 @@
+"""SkillResponder: the Responder stage. Dispatches intent -> skill, handles follow-ups to clarifying questions, and
+falls back to "Sorry, I can't do that." for intents no skill handles or NLU results below the confidence threshold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from assistant.backends.catalog_resolver import DEFAULT_CATALOG_DIR, MusicCatalog
+from assistant.errors import RespondError
+from assistant.skills.base import Skill, Turn
+from assistant.skills.fallback import FallbackSkill
+from assistant.skills.general import GeneralSkill
+from assistant.skills.home_control import HomeControlSkill
+from assistant.skills.lists import ListsSkill
+from assistant.skills.music import MusicSkill
+from assistant.skills.time_date import TimeDateSkill
+from assistant.skills.timers import TimersSkill
+from assistant.skills.weather import WeatherProvider, WeatherSkill
+from assistant.stages.respond import Response
+
+if TYPE_CHECKING:
+    from assistant.context import TurnContext
+    from assistant.stages.nlu import NluResult
+    from assistant.stages.resolve import ResolveResult
+
+
+class SkillResponder:
+    """Responder stage over the built-in skills.
+
+    Args:
+        min_confidence: NLU results below this confidence get the fallback answer (status `unsupported`).
+        weather: a WeatherProvider; default: the offline one, which answers "I can't reach the weather service".
+        catalog_dir: folder with music.jsonl (default assistant/data/catalogs); ignored if `music` is given.
+        music: a MusicCatalog to share with the CatalogResolver (saves loading it twice).
+    """
+
+    name = "skills"
+    version = "0.1.0"
+
+    def __init__(self, min_confidence: float = 0.5, weather: WeatherProvider | None = None,
+                 catalog_dir: str | Path | None = None, music: MusicCatalog | None = None) -> None:
+        self.min_confidence = min_confidence
+        if music is None:
+            path = Path(catalog_dir or DEFAULT_CATALOG_DIR) / "music.jsonl"
+            music = MusicCatalog.load(path) if path.exists() else MusicCatalog([])
+        self.fallback = FallbackSkill()
+        self.skills: list[Skill] = [
+            HomeControlSkill(), TimeDateSkill(), TimersSkill(), ListsSkill(), MusicSkill(music),
+            WeatherSkill(weather), GeneralSkill(),
+        ]
+        self.by_intent: dict[str, Skill] = {}
+        for skill in self.skills:
+            for intent in skill.intents:
+                self.by_intent[intent] = skill
+        self.by_name: dict[str, Skill] = {s.name: s for s in self.skills}
+
+    def intents(self) -> list[str]:
+        """Intents some skill handles."""
+        return sorted(self.by_intent)
+
+    def respond(self, nlu: NluResult, entities: ResolveResult, context: TurnContext) -> Response:
+        turn = Turn(nlu, entities, context)
+        try:
+            prev = context.previous
+            if prev is not None and prev.expects_reply and prev.pending:
+                skill = self.by_name.get(str(prev.pending.get("skill")))
+                if skill is not None:
+                    answer = skill.follow_up(turn, prev.pending)
+                    if answer is not None:
+                        return answer
+            if nlu.confidence < self.min_confidence:
+                return self.fallback.low_confidence(turn, self.min_confidence)
+            skill = self.by_intent.get(nlu.intent)
+            if skill is None:
+                return self.fallback.handle(turn)
+            return skill.handle(turn)
+        except RespondError:
+            raise
+        except Exception as e:  # a skill bug must reach the trace with a code, not crash the turn loop silently
+            raise RespondError("skill-failed", f"skill for intent {nlu.intent!r} failed: {type(e).__name__}: {e}",
+                               stage="respond") from e
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "min_confidence": self.min_confidence,
+                "skills": {s.name: sorted(s.intents) for s in self.skills}}

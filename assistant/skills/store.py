@@ -1,0 +1,56 @@
+"""SQLite store for skill state (timers, alarms, lists, player) under `context.data_dir`."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+DB_NAME = "skills.sqlite3"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS timers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,              -- 'timer' or 'alarm'
+    name TEXT,
+    duration_s INTEGER,
+    created_ts REAL NOT NULL,
+    due_ts REAL NOT NULL,
+    due_local TEXT NOT NULL,         -- ISO local time of `due_ts`, for reading
+    device_id TEXT,
+    user_id TEXT,
+    status TEXT NOT NULL DEFAULT 'active'   -- active | cancelled
+);
+CREATE TABLE IF NOT EXISTS lists (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_ts REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS list_items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    list_key TEXT NOT NULL REFERENCES lists(key) ON DELETE CASCADE,
+    item TEXT NOT NULL,
+    added_ts REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+@contextmanager
+def connect(data_dir: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to the skills database in `data_dir` (created on first use); commits on success."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(data_dir / DB_NAME, timeout=5)
+    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.executescript(SCHEMA)
+        yield conn
+        conn.commit()
+    finally:
+        conn.close()

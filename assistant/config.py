@@ -98,6 +98,25 @@ class AudioSettings(_Section):
     input_channels: int = Field(1, ge=1, le=8)
     """Channels to open; the pipeline mixes them to mono."""
     input_gain_db: float = Field(0.0, ge=-30.0, le=30.0)
+    earcons: bool = True
+    """Short tones when the wake word is heard and when a turn fails."""
+    earcon_volume: float = Field(0.25, ge=0.0, le=1.0)
+    follow_up_seconds: float = Field(5.0, ge=0.0, le=30.0)
+    """After a question, listen this long for the answer without the wake word (0 = off)."""
+    barge_in: bool = True
+    barge_in_threshold: float = Field(0.6, gt=0.0, lt=1.0)
+    """Wake threshold while the assistant speaks (never below wake.threshold)."""
+    stop_word: bool = True
+    """While it speaks, a short "stop" interrupts without the wake word."""
+    echo_suppression: bool = True
+    """Reject wake detections whose audio is explained by what was just played (cross-correlation)."""
+    echo_explained: float = Field(0.5, gt=0.0, le=1.0)
+    """Share of a detection's energy the playback must explain for it to count as echo."""
+    echo_max_delay_seconds: float = Field(2.5, ge=0.1, le=10.0)
+    echo_tail_seconds: float = Field(1.5, ge=0.0, le=10.0)
+    """Keep the raised barge-in threshold this long after playback ends (room reverb)."""
+    retry_seconds: float = Field(3.0, ge=0.5, le=60.0)
+    """When the microphone is missing or fails, try again after this long."""
 
 
 class SessionSettings(_Section):

@@ -282,6 +282,18 @@ class Pipeline:
                 rec["latency_ms"][stage] = round(span.duration_ms, 1)
             return out, span
 
+        # Wake and endpointing happened before the turn began (audio time is in their outputs); trace them first.
+        if req.wake.get("detected") and self.wake is not None:
+            spans.append(Span("wake", self.wake.name, self.wake.version, 0.0, 0.0,
+                              input={"models": list(self.wake.models), "threshold": self.settings.wake.threshold},
+                              output=req.wake, confidence=req.wake.get("score")))
+        if "endpoint" in req.source and self.vad is not None:
+            spans.append(Span("vad", self.vad.name, self.vad.version, 0.0, 0.0,
+                              input={"threshold": self.settings.vad.threshold,
+                                     "end_silence_seconds": self.settings.vad.end_silence_seconds},
+                              output={k: req.source.get(k) for k in ("offset_seconds", "speech_start_seconds",
+                                                                      "speech_end_seconds", "end_seconds", "endpoint")},
+                              error_code=req.error.code if req.error is not None else None))
         try:
             if req.error is not None:
                 raise req.error
@@ -441,6 +453,9 @@ def _segment_with_wake(p: Pipeline, frames: Iterator[np.ndarray], path: str) -> 
 def _request_from(listening: dict[str, Any], path: str, t: float, reason: str) -> _Request:
     source = {"kind": "file", "file": path, "offset_seconds": round(listening["start"], 2), "end_seconds": round(t, 2),
               "endpoint": reason}
+    if listening["speech_at"] is not None:
+        source["speech_start_seconds"] = round(listening["speech_at"] - _FRAME_SECONDS, 2)
+        source["speech_end_seconds"] = round(listening["last_speech"], 2)
     if listening["speech_at"] is None:
         return _Request(source=source, wake=listening["wake"], error=StageError(
             "no-speech-after-wake", "The wake word was heard but no request followed.", "vad"))

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 EXTRAS="${1:-test}"
 
 # 1. Debian packages: PortAudio for sounddevice, espeak-ng and sox for synthesized test speech.
-DEBS="libportaudio2 espeak-ng sox libsndfile1"
+DEBS="libportaudio2 espeak-ng sox libsndfile1 pulseaudio pulseaudio-utils libasound2-plugins"
 missing=""
 for d in $DEBS; do dpkg -s "$d" >/dev/null 2>&1 || missing="$missing $d"; done
 if [ -n "$missing" ]; then

@@ -42,7 +42,7 @@ def test_replay_json_lines_then_traces(tmp_path):
     ids = [json.loads(line)["turn_id"] for line in listed.stdout.splitlines()]
     assert set(ids) == {t["turn_id"] for t in turns}
     shown = json.loads(assistant("traces", "show", turns[1]["turn_id"][:10], "--json", data_dir=tmp_path).stdout)
-    assert [s["stage"] for s in shown["spans"]] == ["asr", "nlu", "resolve", "respond", "tts"]
+    assert [s["stage"] for s in shown["spans"]] == ["wake", "vad", "asr", "nlu", "resolve", "respond", "tts"]
     assert shown["record"]["action"]["target"] == "garage.door"
     human = assistant("traces", "show", turns[1]["turn_id"], data_dir=tmp_path).stdout
     assert "faster-whisper" in human and "iot_cover_open" in human
@@ -80,3 +80,12 @@ def test_models_all_load_offline(tmp_path):
     assert all(s["loaded"] for s in report["loads"].values())
     licences = {m["id"]: m["licence"] for m in report["models"]}
     assert "CC BY-NC-SA" in licences["wake-alexa"]
+
+
+def test_bench_reports_every_stage(tmp_path):
+    report = json.loads(assistant("bench", "--rounds", "1", "--json", data_dir=tmp_path).stdout)
+    assert report["turns"] == 6 and report["turns_with_error"] == 0
+    assert {"asr", "nlu", "resolve", "respond", "tts", "end_to_end"} <= report["stages"].keys()
+    for v in report["stages"].values():
+        assert 0 < v["median_ms"] <= v["p90_ms"]
+    assert report["replay_x_realtime"] > 1 and report["asr_rtf_median"] > 0 and report["peak_rss_mb"] > 100

@@ -127,6 +127,11 @@ class SessionSettings(_Section):
     user_id: str = "default"
 
 
+class FeedbackSettings(_Section):
+    ask_rate: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of successful turns after which the assistant asks "Did I answer your question?" (0 = never)."""
+
+
 class TraceSettings(_Section):
     db: str = "traces.db"
     """SQLite file, relative to the data directory unless absolute."""
@@ -144,6 +149,7 @@ class Settings(_Section):
     tts: TtsSettings = TtsSettings()
     audio: AudioSettings = AudioSettings()
     session: SessionSettings = SessionSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
     traces: TraceSettings = TraceSettings()
 
     def resolve_path(self, value: str) -> Path:

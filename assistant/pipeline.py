@@ -25,6 +25,8 @@ from assistant import audio as audio_io
 from assistant.config import Settings, default_data_dir
 from assistant.context import PreviousTurn, TurnContext
 from assistant.errors import AssistantError, AsrError, StageError
+from assistant.learning.feedback import FEEDBACK_QUESTION, classify_reply, record_feedback, should_ask
+from assistant.trace.privacy import is_opted_out
 from assistant.trace.store import Span, TraceStore, TurnTrace
 
 _LOGGER = logging.getLogger(__name__)
@@ -311,6 +313,11 @@ class Pipeline:
             text = rec["transcript"] or ""
             if not text.strip():
                 raise StageError("nlu-empty-text", "There is no text to understand.", "nlu")
+            feedback = self._feedback_reply(text, ctx)
+            if feedback is not None:
+                rec.update(intent="feedback", intent_confidence=1.0, action=feedback["action"],
+                           response_text=feedback["text"])
+                raise _Handled()
             nlu, span = run("nlu", self.nlu, lambda: self.nlu.parse(text, ctx), {"text": text})
             span.output, span.confidence = _jsonable(nlu), nlu.confidence
             rec.update(intent=nlu.intent, intent_confidence=round(nlu.confidence, 4), slots=nlu.slot_dict())
@@ -327,6 +334,13 @@ class Pipeline:
             span.output = _jsonable(response)
             rec.update(action=_jsonable(response.action), response_text=response.text, expects_reply=response.expects_reply)
             pending = response.pending
+            if (response.action.status == "done" and not response.expects_reply
+                    and should_ask(turn_id, self.settings.feedback.ask_rate)):
+                rec["response_text"] = f"{response.text} {FEEDBACK_QUESTION}"
+                rec["expects_reply"] = True
+                pending = {"feedback_for": turn_id}
+        except _Handled:
+            pass
         except AssistantError as err:
             rec["error"] = err.to_dict() | {"stage": getattr(err, "stage", "pipeline")}
             rec["response_text"] = rec["response_text"] or (_apology(err) if req.speak else None)
@@ -347,11 +361,26 @@ class Pipeline:
         rec["latency_ms"]["total"] = round(total_ms, 1)
         if pending is not None:
             rec["pending"] = pending
-        self._write_trace(rec, spans, session, now, wall0, context_snapshot)
+        if not is_opted_out(self.data_dir, self.user_id):  # an opted-out user leaves no trace at all
+            self._write_trace(rec, spans, session, now, wall0, context_snapshot)
         self._save_home_state()
         session.history.append(_previous_turn(rec))
         session.last_at = now
         return rec
+
+    def _feedback_reply(self, text: str, ctx: TurnContext) -> dict[str, Any] | None:
+        """If the last turn asked "Did I answer your question?", a yes/no reply is feedback, not a request."""
+        prev = ctx.previous
+        if prev is None or not prev.pending or "feedback_for" not in prev.pending:
+            return None
+        answer = classify_reply(text)
+        if answer == "unclear":
+            return None  # the user moved on: treat it as a new request
+        record_feedback(self.store, prev.pending["feedback_for"], answer, text)
+        reply = "Great, thanks." if answer == "yes" else "Sorry about that. Thanks for telling me."
+        return {"text": reply, "action": {"name": "feedback.record", "status": "done",
+                                          "target": prev.pending["feedback_for"], "params": {"answer": answer},
+                                          "result": {}}}
 
     def _speak(self, text: str, turn_id: str, run) -> tuple[float, str | None]:
         chunks: list[np.ndarray] = []
@@ -386,6 +415,10 @@ class Pipeline:
             events=[{"type": "wake", "t_ms": 0.0, "data": rec["wake"]}] if rec["wake"].get("detected") else [],
         )
         self.store.write_turn(trace)
+
+
+class _Handled(Exception):
+    """Ends a turn early without an error (e.g. the reply to a feedback question)."""
 
 
 def _previous_turn(rec: dict[str, Any]) -> PreviousTurn:

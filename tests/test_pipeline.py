@@ -175,3 +175,25 @@ def test_clarifying_question_and_answer(make_pipeline, settings):
 def test_device_state_persists_across_processes(make_pipeline):
     make_pipeline().run_text("turn on the kitchen light")
     assert make_pipeline().home.devices["kitchen.light"].state["on"] is True
+
+
+def test_feedback_question_and_answer_are_recorded(make_pipeline, settings):
+    cfg = settings.model_copy(update={"feedback": settings.feedback.model_copy(update={"ask_rate": 1.0})})
+    p = make_pipeline(config=cfg)
+    asked = p.run_text("what time is it")
+    assert asked["response_text"].endswith("Did I answer your question?") and asked["expects_reply"]
+    reply = p.run_text("no not really")
+    assert reply["action"]["name"] == "feedback.record" and reply["action"]["params"]["answer"] == "no"
+    events = p.store.get_turn(asked["turn_id"])["events"]
+    assert [e["data"]["answer"] for e in events if e["type"] == "feedback"] == ["no"]
+
+
+def test_opted_out_user_leaves_no_trace(make_pipeline, tmp_path):
+    from assistant.trace.privacy import opt_out
+
+    p = make_pipeline()
+    p.run_text("what time is it")
+    opt_out(p.data_dir, p.user_id, p.store)
+    rec = p.run_text("what time is it")
+    assert rec["response_text"]  # still answered
+    assert p.store.count_turns() == 0  # earlier turn deleted, new one never written

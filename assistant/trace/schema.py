@@ -62,6 +62,19 @@ MIGRATIONS: Final[list[str]] = [
     );
     CREATE INDEX events_turn ON events(turn_id);
     """,
+    # 2: a defect label per turn (defect / ok / unknown) with the signals that produced it (assistant/learning).
+    #    Recomputed idempotently by `assistant traces label`: one row per turn, replaced on every run.
+    """
+    CREATE TABLE labels (
+        turn_id          TEXT PRIMARY KEY REFERENCES turns(turn_id) ON DELETE CASCADE,
+        label            TEXT NOT NULL,        -- defect | ok | unknown
+        confidence       REAL NOT NULL,        -- 0..1, how sure the labeler is of `label`
+        signals          TEXT NOT NULL,        -- JSON list: [{type, weight, polarity, by_turn, detail}]
+        labeler_version  TEXT NOT NULL,
+        created_at       REAL NOT NULL
+    );
+    CREATE INDEX labels_label ON labels(label);
+    """,
 ]
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

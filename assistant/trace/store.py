@@ -203,3 +203,167 @@ class TraceStore:
             (device_id, user_id),
         ).fetchone()
         return (row[0], row[1]) if row else None
+
+    # -- labels, batched streaming, retention (assistant/learning, assistant/trace/export.py) ----------------
+    _TURN_COLS = ("turn_id", "session_id", "seq", "started_at", "ended_at", "source", "response_audio", "pipeline",
+                  "context", "record", "device_id", "user_id")
+
+    def iter_turn_batches(
+        self, since: float | None = None, until: float | None = None, order: str = "time", batch_size: int = 1000,
+        spans: bool = True, events: bool = True, labels: bool = True,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Stream turns (with their spans, events and label) in batches; memory is one batch, whatever the store size.
+
+        order="time": by start time (export); order="session": by session then seq (signals need a session's turns
+        together). JSON columns are returned parsed.
+        """
+        where, args = [], []
+        if since is not None:
+            where.append("t.started_at >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("t.started_at < ?")
+            args.append(until)
+        sql = (
+            "SELECT t.turn_id, t.session_id, t.seq, t.started_at, t.ended_at, t.source, t.response_audio, t.pipeline, "
+            "t.context, t.record, s.device_id, s.user_id FROM turns t JOIN sessions s ON s.session_id = t.session_id"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + (" ORDER BY t.started_at, t.seq" if order == "time" else " ORDER BY t.session_id, t.seq")
+        )
+        cur = self._db.execute(sql, args)
+        while True:
+            rows = cur.fetchmany(batch_size)
+            if not rows:
+                return
+            batch = []
+            for row in rows:
+                d = dict(zip(self._TURN_COLS, row))
+                for key in ("source", "pipeline", "context", "record"):
+                    d[key] = json.loads(d[key]) if d[key] else None
+                d["spans"], d["events"], d["label"] = [], [], None
+                batch.append(d)
+            by_id = {d["turn_id"]: d for d in batch}
+            marks = ",".join("?" * len(by_id))
+            ids = list(by_id)
+            if spans:
+                for r in self._db.execute(
+                    "SELECT turn_id, stage, backend, version, start_ms, end_ms, input, output, confidence, error_code "
+                    f"FROM spans WHERE turn_id IN ({marks}) ORDER BY turn_id, idx", ids):
+                    by_id[r[0]]["spans"].append(
+                        {"stage": r[1], "backend": r[2], "version": r[3], "start_ms": r[4], "end_ms": r[5],
+                         "input": json.loads(r[6]) if r[6] else None, "output": json.loads(r[7]) if r[7] else None,
+                         "confidence": r[8], "error_code": r[9]})
+            if events:
+                for r in self._db.execute(
+                    f"SELECT turn_id, type, t_ms, data, created_at FROM events WHERE turn_id IN ({marks}) "
+                    "ORDER BY event_id", ids):
+                    by_id[r[0]]["events"].append(
+                        {"type": r[1], "t_ms": r[2], "data": json.loads(r[3]) if r[3] else {}, "created_at": r[4]})
+            if labels:
+                for r in self._db.execute(
+                    "SELECT turn_id, label, confidence, signals, labeler_version, created_at FROM labels "
+                    f"WHERE turn_id IN ({marks})", ids):
+                    by_id[r[0]]["label"] = {"label": r[1], "confidence": r[2], "signals": json.loads(r[3]),
+                                            "labeler_version": r[4], "created_at": r[5]}
+            yield batch
+
+    def write_labels(self, rows: list[tuple[str, str, float, list[dict[str, Any]], str]]) -> None:
+        """(turn_id, label, confidence, signals, labeler_version) rows; replaces a turn's previous label."""
+        now = time.time()
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT OR REPLACE INTO labels(turn_id, label, confidence, signals, labeler_version, created_at) "
+                "VALUES (?,?,?,?,?,?)",
+                [(t, lab, conf, _json(sig), ver, now) for t, lab, conf, sig, ver in rows],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def get_label(self, turn_id: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT label, confidence, signals, labeler_version, created_at FROM labels WHERE turn_id=?", (turn_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return {"label": row[0], "confidence": row[1], "signals": json.loads(row[2]), "labeler_version": row[3],
+                "created_at": row[4]}
+
+    def list_turns_labelled(self, label: str, limit: int = 20, session_id: str | None = None) -> list[dict[str, Any]]:
+        """Like list_turns, only turns whose current label is `label` (defect / ok / unknown), with the label."""
+        sql = (
+            "SELECT t.turn_id, t.session_id, t.seq, t.started_at, t.transcript, t.intent, t.intent_confidence, "
+            "t.response_text, t.error_code, l.label, l.confidence, l.signals FROM turns t "
+            "JOIN labels l ON l.turn_id = t.turn_id WHERE l.label = ?"
+        )
+        args: list[Any] = [label]
+        if session_id:
+            sql += " AND t.session_id = ?"
+            args.append(session_id)
+        sql += " ORDER BY t.started_at DESC, t.seq DESC LIMIT ?"
+        cols = ["turn_id", "session_id", "seq", "started_at", "transcript", "intent", "intent_confidence",
+                "response_text", "error_code", "label", "label_confidence", "signals"]
+        out = []
+        for row in self._db.execute(sql, (*args, limit)):
+            d = dict(zip(cols, row))
+            d["signals"] = json.loads(d["signals"])
+            out.append(d)
+        return out
+
+    def label_counts(self) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in self._db.execute("SELECT label, COUNT(*) FROM labels GROUP BY label")}
+
+    def delete_turns(self, where_sql: str, args: tuple[Any, ...] = (), batch_size: int = 5000,
+                     on_audio: Any = None) -> int:
+        """Delete the turns matching `where_sql` (a condition over `turns t JOIN sessions s`) with their spans, events
+        and labels (ON DELETE CASCADE), and the sessions left empty. `on_audio` is called with every audio path the
+        deleted turns referenced (response audio, recorded request audio). Returns the number of turns deleted.
+
+        Batched, so a prune of millions of turns neither holds them in memory nor locks writers out for long.
+        """
+        deleted = 0
+        db = self._db
+        while True:
+            rows = db.execute(
+                "SELECT t.turn_id, t.session_id, t.response_audio, t.source, t.record FROM turns t "
+                f"JOIN sessions s ON s.session_id = t.session_id WHERE {where_sql} LIMIT ?", (*args, batch_size)
+            ).fetchall()
+            if not rows:
+                return deleted
+            if on_audio is not None:
+                for _, _, resp_audio, source, record in rows:
+                    paths = {resp_audio} if resp_audio else set()
+                    for obj in (json.loads(source or "{}"), json.loads(record or "{}")):
+                        for key in ("request_audio", "audio_path", "response_audio"):
+                            if isinstance(obj.get(key), str):
+                                paths.add(obj[key])
+                    for path in sorted(paths):
+                        on_audio(path)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("DELETE FROM turns WHERE turn_id=?", [(r[0],) for r in rows])
+                db.executemany("DELETE FROM sessions WHERE session_id=? AND NOT EXISTS "
+                               "(SELECT 1 FROM turns t WHERE t.session_id = sessions.session_id)",
+                               [(sid,) for sid in {r[1] for r in rows}])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            deleted += len(rows)
+
+    def iter_query(self, sql: str, args: tuple[Any, ...] = (), batch_size: int = 1000) -> Iterator[list[tuple[Any, ...]]]:
+        """Stream the rows of a read-only SELECT in batches (the export builds its rows in SQL)."""
+        if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            raise ValueError("iter_query runs SELECT statements only")
+        cur = self._db.execute(sql, args)
+        while True:
+            rows = cur.fetchmany(batch_size)
+            if not rows:
+                return
+            yield rows
+
+    def distinct_users(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT user_id FROM sessions")]

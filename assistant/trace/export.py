@@ -1,0 +1,343 @@
+"""`assistant traces export`: one row per turn for training, streamed to JSONL or Parquet.
+
+The columns, their order and types come from `export_schema.json` (next to this file; a JSON Schema with the Arrow type
+of each column in `x-arrow-type`), so the file is the contract and this module cannot drift from it. SQLite (JSON1)
+builds each row, including the per-turn JSON of spans and events; Python then works column-wise on a batch of 1000
+turns at a time (pseudonyms, redaction, audio) and writes it out at once (Parquet: converted to Arrow straight away,
+a row group per 10k rows through a ParquetWriter), so memory stays flat whatever the number of turns.
+
+Privacy on the way out: user ids become pseudonyms, turns of opted-out users are skipped, and phone numbers and e-mail
+addresses in every text field are redacted (see assistant/trace/privacy.py).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import shutil
+import time
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from assistant.errors import AssistantError
+from assistant.trace.privacy import (
+    _EMAIL, Pseudonymizer, _has_spoken_phone, _phones, opted_out_pseudonyms, redact, redact_obj,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from assistant.trace.store import TraceStore
+
+SCHEMA_PATH = Path(__file__).with_name("export_schema.json")
+_TIME_COLS = frozenset({"started_at", "ended_at"})
+FORMATS = ("parquet", "jsonl")
+
+
+@lru_cache(maxsize=1)
+def export_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def schema_version() -> int:
+    return int(export_schema()["export_schema_version"])
+
+
+def columns() -> list[str]:
+    return list(export_schema()["x-column-order"])
+
+
+def json_columns() -> frozenset[str]:
+    return frozenset(k for k, v in export_schema()["properties"].items() if v.get("x-json"))
+
+
+def arrow_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(), "float64": pa.float64(),
+             "bool": pa.bool_(), "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC")}
+    props = export_schema()["properties"]
+    fields = []
+    for name in columns():
+        p = props[name]
+        nullable = isinstance(p["type"], list) and "null" in p["type"]
+        meta = {"description": p["description"]}
+        if p.get("x-json"):
+            meta["encoding"] = "json"
+        fields.append(pa.field(name, types[p["x-arrow-type"]], nullable=nullable, metadata=meta))
+    return pa.schema(fields, metadata={"export_schema_version": str(schema_version()),
+                                       "export_schema": "assistant/trace/export_schema.json"})
+
+
+# -- one turn -> one row ----------------------------------------------------------------------------------------
+def _utc(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, tz=timezone.utc) if ts is not None else None
+
+
+class _AudioCopier:
+    """Copies audio files into OUT/audio/ once each and returns their path relative to OUT."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.audio_dir = out_dir / "audio"
+        self._done: dict[str, str | None] = {}
+        self.copied = 0
+
+    def __call__(self, path: str | None, name: str) -> str | None:
+        if not path:
+            return None
+        if path in self._done:
+            return self._done[path]
+        src = Path(path)
+        rel: str | None = None
+        if src.is_file():
+            dest = self.audio_dir / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+            self.copied += 1
+            rel = dest.relative_to(self.out_dir).as_posix()
+        if name.startswith("sources/") and len(self._done) < 10_000:  # a replayed file is shared by many turns
+            self._done[path] = rel
+        return rel
+
+
+# The row, built by SQLite (JSON1) so that Python touches each turn only to pseudonymise, redact and copy audio.
+# Column order = _SQL_COLS; the JSON columns come out as JSON text.
+_SQL = """
+SELECT t.turn_id, t.session_id, t.seq, t.started_at, t.ended_at, s.device_id, s.user_id,
+  json_extract(t.source, '$.kind'), t.source,
+  json_extract(t.record, '$.wake.detected'), json_extract(t.record, '$.wake.model'),
+  json_extract(t.record, '$.wake.score'), json_extract(t.record, '$.wake.offset_seconds'),
+  json_extract(t.record, '$.transcript'), json_extract(t.record, '$.asr_confidence'),
+  json_extract(t.record, '$.intent'), json_extract(t.record, '$.intent_confidence'),
+  (SELECT json_group_array(json_object('intent', json_extract(n.value, '$[0]'), 'confidence', json_extract(n.value, '$[1]')))
+     FROM spans sp, json_each(sp.output, '$.nbest') n WHERE sp.turn_id = t.turn_id AND sp.stage = 'nlu'),
+  json_extract(t.record, '$.slots'), json_extract(t.record, '$.entities'),
+  json_extract(t.record, '$.action.name'), json_extract(t.record, '$.action.status'), json_extract(t.record, '$.action'),
+  json_extract(t.record, '$.response_text'), json_extract(t.record, '$.expects_reply'),
+  json_extract(t.record, '$.error.code'), json_extract(t.record, '$.error.stage'),
+  json_extract(t.record, '$.latency_ms'),
+  (SELECT json_group_array(json_object('stage', stage, 'backend', backend, 'version', version, 'start_ms', start_ms,
+          'end_ms', end_ms, 'input', json(input), 'output', json(output), 'confidence', confidence,
+          'error_code', error_code)) FROM spans WHERE turn_id = t.turn_id),
+  t.pipeline, json_remove(t.context, '$.user_id'),
+  (SELECT json_group_array(json_object('type', type, 't_ms', t_ms, 'data', json(data))) FROM events
+     WHERE turn_id = t.turn_id),
+  l.signals, l.label, l.confidence, l.labeler_version,
+  t.response_audio, coalesce(json_extract(t.record, '$.request_audio'), json_extract(t.source, '$.audio_path')),
+  json_extract(t.source, '$.file')
+FROM turns t JOIN sessions s ON s.session_id = t.session_id LEFT JOIN labels l ON l.turn_id = t.turn_id
+WHERE t.started_at >= ?
+ORDER BY t.started_at, t.seq
+"""
+_SQL_COLS = ("turn_id", "session_id", "turn_index", "started_at", "ended_at", "device_id", "user_id",
+             "source_kind", "source", "wake_detected", "wake_model", "wake_score", "wake_offset_seconds",
+             "transcript", "asr_confidence", "intent", "intent_confidence", "nbest", "slots", "entities",
+             "action_name", "action_status", "action", "response_text", "expects_reply", "error_code", "error_stage",
+             "latency_ms", "spans", "pipeline", "context", "events", "signals", "label", "label_confidence",
+             "labeler_version", "response_audio", "request_audio", "source_file")
+_REDACT_JSON = ("source", "slots", "entities", "action", "spans", "context", "events", "signals")
+_BOOLS = ("wake_detected", "expects_reply")
+
+
+def _rows_to_redact(col: list[Any]) -> set[int]:
+    """Indices of the values holding a phone number or e-mail address, from one scan over the whole column of a batch
+    (most batches hold none at all)."""
+    offsets, parts, pos = [], [], 0
+    for x in col:
+        offsets.append(pos)
+        x = x or ""
+        parts.append(x)
+        pos += len(x) + 1
+    joined = "\x00".join(parts)
+    hits = [a for a, _ in _phones(joined)]
+    if "@" in joined:
+        hits += [m.start() for m in _EMAIL.finditer(joined)]
+    return {bisect.bisect_right(offsets, h) - 1 for h in hits}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _with_pseudonym(ctx: str | None, pu: str | None) -> str | None:
+    if not ctx or not ctx.startswith("{"):
+        return ctx
+    return '{"user_pseudonym":' + _dumps(pu) + ("}" if ctx == "{}" else "," + ctx[1:])
+
+
+def iter_rows(store: TraceStore, data_dir: Path, since: float | None = None, audio: _AudioCopier | None = None,
+              batch_size: int = 1000, do_redact: bool = True) -> Iterator[dict[str, list[Any]]]:
+    """Export rows a batch at a time, column-wise (column -> list of values; JSON columns as JSON text, times as unix
+    seconds), without the turns of opted-out users. Column-wise, so Python does little per turn."""
+    pseudo = Pseudonymizer(data_dir)
+    opted_out = opted_out_pseudonyms(data_dir)
+    skip = {u for u in store.distinct_users() if pseudo(u) in opted_out}
+    version = schema_version()
+    user_idx = _SQL_COLS.index("user_id")
+    for batch in store.iter_query(_SQL, (since if since is not None else float("-inf"),), batch_size):
+        if skip:
+            batch = [r for r in batch if r[user_idx] not in skip]
+            if not batch:
+                continue
+        n = len(batch)
+        c: dict[str, list[Any]] = {k: list(v) for k, v in zip(_SQL_COLS, zip(*batch))}
+        c["export_schema_version"] = [version] * n
+        c["user_pseudonym"] = [pseudo(u) for u in c.pop("user_id")]
+        c["context"] = [_with_pseudonym(x, pu) for x, pu in zip(c["context"], c["user_pseudonym"])]
+        c["nbest"] = [None if x == "[]" else x for x in c["nbest"]]
+        c["wake_detected"] = [None if x is None else bool(x) for x in c["wake_detected"]]
+        c["expects_reply"] = [bool(x) for x in c["expects_reply"]]
+        if do_redact:
+            # Spoken digit runs come from what was said: a turn whose text has one gets every column walked.
+            spoken: set[int] = set()
+            for k in ("transcript", "response_text"):
+                if _has_spoken_phone("\x00".join(x for x in c[k] if x)):
+                    spoken |= {i for i, x in enumerate(c[k]) if x and _has_spoken_phone(x)}
+            for k in ("transcript", "response_text"):
+                col = c[k]
+                for i in _rows_to_redact(col) | spoken:
+                    col[i] = redact(col[i]) if col[i] else col[i]
+            for k in _REDACT_JSON:
+                col = c[k]
+                for i in _rows_to_redact(col) | spoken:
+                    if col[i] is not None:
+                        col[i] = _dumps(redact_obj(json.loads(col[i])))
+        resp, req, src = c.pop("response_audio"), c.pop("request_audio"), c.pop("source_file")
+        c["audio_path"], c["request_audio_path"] = [None] * n, [None] * n
+        if audio is not None:
+            for i, tid in enumerate(c["turn_id"]):
+                c["audio_path"][i] = audio(resp[i], f"{tid}.response.wav")
+                if req[i]:
+                    c["request_audio_path"][i] = audio(req[i], f"{tid}.request{Path(req[i]).suffix or '.wav'}")
+                elif c["source_kind"][i] == "file" and src[i]:
+                    name = f"sources/{hashlib.sha256(src[i].encode()).hexdigest()[:12]}-{Path(src[i]).name}"
+                    c["request_audio_path"][i] = audio(src[i], name)
+        yield c
+
+
+# -- writers ----------------------------------------------------------------------------------------------------
+class _JsonlWriter:
+    """One JSON object per line; the JSON columns' text is spliced in as nested values (not re-encoded)."""
+
+    def __init__(self, path: Path) -> None:
+        self.f = path.open("w", encoding="utf-8")
+        self.json_cols = json_columns()
+        self.names = columns()
+
+    def write(self, cols: dict[str, list[Any]]) -> None:
+        encoded = []
+        for name in self.names:
+            key = encode_basestring(name) + ":"
+            col = cols[name]
+            if name in self.json_cols:
+                encoded.append([key + ("null" if v is None else v) for v in col])
+            elif name in _TIME_COLS:
+                encoded.append([key + ("null" if v is None else '"' + datetime.fromtimestamp(v, timezone.utc).isoformat() + '"')
+                                for v in col])
+            else:
+                encoded.append([key + ("null" if v is None else encode_basestring(v) if isinstance(v, str)
+                                       else ("true" if v else "false") if isinstance(v, bool) else json.dumps(v))
+                                for v in col])
+        self.f.write("".join("{" + ",".join(parts) + "}\n" for parts in zip(*encoded)))
+
+    def close(self) -> None:
+        self.f.close()
+
+
+class _ParquetWriter:
+    """Each batch of rows becomes an Arrow record batch at once (compact, outside the Python heap); a row group is
+    written whenever `row_group_size` rows have accumulated."""
+
+    def __init__(self, path: Path, row_group_size: int) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.pa = pa
+        self.schema = arrow_schema()
+        self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
+        self.row_group_size = row_group_size
+        self.pending: list[Any] = []
+        self.pending_rows = 0
+
+    def write(self, cols: dict[str, list[Any]]) -> None:
+        import pyarrow.compute as pc
+
+        arrays = []
+        for f in self.schema:
+            col = cols[f.name]
+            if f.name in _TIME_COLS:  # unix seconds -> microseconds -> timestamp
+                micros = pc.round(pc.multiply(self.pa.array(col, self.pa.float64()), 1e6))
+                arrays.append(pc.cast(micros, self.pa.int64()).cast(f.type))
+            else:
+                arrays.append(self.pa.array(col, type=f.type))
+        self.pending.append(self.pa.RecordBatch.from_arrays(arrays, schema=self.schema))
+        self.pending_rows += len(arrays[0])
+        if self.pending_rows >= self.row_group_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.writer.write_table(self.pa.Table.from_batches(self.pending, self.schema),
+                                    row_group_size=max(self.row_group_size, self.pending_rows))
+            self.pending, self.pending_rows = [], 0
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+
+
+# -- the export -------------------------------------------------------------------------------------------------
+def parse_since(value: str) -> float:
+    """`--since`: an ISO date or date-time (local time unless it has an offset), or N days ago as `7d`."""
+    v = value.strip()
+    if v.endswith("d") and v[:-1].replace(".", "", 1).isdigit():
+        return time.time() - float(v[:-1]) * 86400
+    try:
+        return datetime.fromisoformat(v).timestamp()
+    except ValueError as err:
+        raise AssistantError("bad-date", f"--since {value!r}: use a date like 2025-01-31, 2025-01-31T08:00 or 7d.") from err
+
+
+def export(store: TraceStore, out_dir: Path, fmt: str = "parquet", data_dir: Path | None = None,
+           since: float | None = None, with_audio: bool = False, row_group_size: int = 10_000,
+           batch_size: int = 1000, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Write OUT/turns.<fmt>, OUT/export_schema.json and OUT/manifest.json; returns the manifest."""
+    if fmt not in FORMATS:
+        raise AssistantError("bad-format", f"--format {fmt!r}: use one of {', '.join(FORMATS)}.")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(data_dir) if data_dir else store.path.parent
+    path = out_dir / f"turns.{fmt}"
+    tmp = path.with_name(path.name + ".partial")
+    t0 = time.perf_counter()
+    audio = _AudioCopier(out_dir) if with_audio else None
+    writer = _ParquetWriter(tmp, row_group_size) if fmt == "parquet" else _JsonlWriter(tmp)
+    n = 0
+    try:
+        for cols in iter_rows(store, data_dir, since, audio, batch_size):
+            writer.write(cols)
+            n += len(cols["turn_id"])
+            if progress:
+                progress(n)
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    writer.close()
+    tmp.replace(path)  # a reader never sees half a file under the final name
+    shutil.copyfile(SCHEMA_PATH, out_dir / "export_schema.json")
+    manifest = {
+        "export_schema_version": schema_version(), "format": fmt, "file": path.name, "rows": n,
+        "since": _utc(since).isoformat() if since is not None else None,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "with_audio": with_audio, "audio_files": audio.copied if audio else 0,
+        "seconds": round(time.perf_counter() - t0, 2), "columns": columns(),
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest

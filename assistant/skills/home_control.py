@@ -31,11 +31,13 @@ class HomeControlSkill:
     intents: ClassVar[frozenset[str]] = frozenset({
         "iot_hue_lighton", "iot_hue_lightoff", "iot_hue_lightchange", "iot_hue_lightdim", "iot_hue_lightup",
         "iot_wemo_on", "iot_wemo_off", "iot_cleaning", "iot_coffee", "iot_cover_open", "iot_cover_close",
-        "iot_climate_set", "iot_appliance_on", "iot_appliance_off",
+        "iot_climate_set", "iot_appliance_on", "iot_appliance_off", "iot_device_query",
     })
 
     # -- entry points -----------------------------------------------------------------------------------------
     def handle(self, turn: Turn) -> Response:
+        if turn.intent == "iot_device_query":
+            return self.query(turn)
         params = self._params(turn)
         group = turn.entity("device_group")
         if group is not None and group.normalized:
@@ -51,6 +53,27 @@ class HomeControlSkill:
         area = turn.entity("area")
         where = f" in the {area.name}" if area is not None and area.name else ""
         return say(f"I couldn't find {_the(what)}{where}.", "device.unknown", "failed", params={**params, "said": dev.value})
+
+    def query(self, turn: Turn) -> Response:
+        """A device's state ("what is the temperature" with the oven on: the context reranker chose the oven)."""
+        dev_e = turn.entity("device")
+        home = turn.context.home
+        if dev_e is None or not dev_e.entity_id or dev_e.entity_id not in home.devices:
+            return say("Which device do you mean?", "device.query", "failed")
+        dev = home.device(dev_e.entity_id)
+        attrs = (dev_e.normalized or {}).get("attributes") if isinstance(dev_e.normalized, dict) else None
+        state = dict(dev.state)
+        parts = []
+        for key in attrs or [k for k in ("temperature", "brightness", "volume", "position") if k in state]:
+            if key not in state:
+                continue
+            v = state[key]
+            parts.append(f"set to {v:g} degrees" if key == "temperature" else f"at {v} percent {key}" if key in ("brightness", "volume")
+                         else f"{v}")
+        on = state.get("on")
+        prefix = f"The {dev.name} is {'on' if on else 'off'}" if on is not None else f"The {dev.name} is"
+        text = f"{prefix}{' and ' if on is not None and parts else ' '}{join_words(parts)}." if parts else f"{prefix}."
+        return say(text.replace("  ", " "), "device.query", "done", target=dev.id, result={"state": state})
 
     def follow_up(self, turn: Turn, pending: dict[str, Any]) -> Response | None:
         if pending.get("kind") != "choose_device":

@@ -13,6 +13,7 @@ from assistant.skills.fallback import FallbackSkill
 from assistant.skills.general import GeneralSkill
 from assistant.skills.home_control import HomeControlSkill
 from assistant.skills.lists import ListsSkill
+from assistant.skills.media import MediaSkill
 from assistant.skills.music import MusicSkill
 from assistant.skills.time_date import TimeDateSkill
 from assistant.skills.timers import TimersSkill
@@ -46,7 +47,7 @@ class SkillResponder:
             music = MusicCatalog.load(path) if path.exists() else MusicCatalog([])
         self.fallback = FallbackSkill()
         self.skills: list[Skill] = [
-            HomeControlSkill(), TimeDateSkill(), TimersSkill(), ListsSkill(), MusicSkill(music),
+            HomeControlSkill(), TimeDateSkill(), TimersSkill(), ListsSkill(), MusicSkill(music), MediaSkill(),
             WeatherSkill(weather), GeneralSkill(),
         ]
         self.by_intent: dict[str, Skill] = {}

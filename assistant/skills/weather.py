@@ -53,6 +53,9 @@ class WeatherSkill:
         place = place_e.name if place_e is not None else None
         date = turn.value("date")
         params: dict[str, Any] = {"place": place, "date": date, "provider": self.provider.name}
+        if place_e is not None and place_e.entity_id:
+            info = place_e.normalized if isinstance(place_e.normalized, dict) else {}
+            params.update(place_id=place_e.entity_id, place_display=info.get("display"), lat=info.get("lat"), lon=info.get("lon"))
         try:
             rep = self.provider.forecast(place, date)
         except WeatherUnavailable as e:

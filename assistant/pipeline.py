@@ -54,6 +54,12 @@ def _make_asr(settings: Settings):
     return FasterWhisperAsr(a.model, a.compute_type, a.beam_size, a.threads)
 
 
+def _make_rewriter(settings: Settings, data_dir: Path):
+    from assistant.learning.rewrite import Rewriter
+
+    return Rewriter.load(data_dir, settings)
+
+
 def _make_nlu(settings: Settings):
     from assistant.backends.onnx_nlu import OnnxJointNlu
 
@@ -136,6 +142,7 @@ class Pipeline:
         self.wake = self._load("wake", _make_wake) if load_audio_stages and "wake" in stages else None
         self.vad = self._load("vad", _make_vad) if load_audio_stages and "vad" in stages else None
         self.asr = self._load("asr", _make_asr) if load_audio_stages and "asr" in stages else None
+        self.rewriter = self._load("rewrite", lambda s: _make_rewriter(s, self.data_dir)) if "rewrite" in stages else None
         self.nlu = self._load("nlu", _make_nlu)
         self.resolver = self._load("resolve", lambda s: _make_resolver(s, self.home)) if "resolve" in stages else None
         self.responder = self._load(
@@ -203,8 +210,8 @@ class Pipeline:
 
     def versions(self) -> dict[str, str]:
         out = {}
-        for stage, b in (("wake", self.wake), ("vad", self.vad), ("asr", self.asr), ("nlu", self.nlu),
-                         ("resolve", self.resolver), ("respond", self.responder), ("tts", self.tts)):
+        for stage, b in (("wake", self.wake), ("vad", self.vad), ("asr", self.asr), ("rewrite", self.rewriter), ("nlu", self.nlu),
+                         ("resolve", self.resolver), ("rerank", self.reranker), ("respond", self.responder), ("tts", self.tts)):
             if b is not None:
                 out[stage] = f"{b.name} {getattr(b, 'version', '')}".strip()
         return out
@@ -337,6 +344,14 @@ class Pipeline:
                 rec.update(intent="feedback", intent_confidence=1.0, action=feedback["action"],
                            response_text=feedback["text"])
                 raise _Handled()
+            if self.rewriter is not None:
+                said = text
+                rw, span = run("rewrite", self.rewriter, lambda: self.rewriter.rewrite(said, self.user_id, ctx),
+                               {"text": said})
+                span.output, span.confidence = rw.to_dict(), rw.score
+                if rw.applied:
+                    rec["rewrite"] = rw.to_dict()  # the transcript keeps what the user said
+                    text = rw.text
             nlu, span = run("nlu", self.nlu, lambda: self.nlu.parse(text, ctx), {"text": text})
             span.output, span.confidence = _jsonable(nlu), nlu.confidence
             rec.update(intent=nlu.intent, intent_confidence=round(nlu.confidence, 4), slots=nlu.slot_dict())

@@ -42,7 +42,7 @@ def test_replay_json_lines_then_traces(tmp_path):
     ids = [json.loads(line)["turn_id"] for line in listed.stdout.splitlines()]
     assert set(ids) == {t["turn_id"] for t in turns}
     shown = json.loads(assistant("traces", "show", turns[1]["turn_id"][:10], "--json", data_dir=tmp_path).stdout)
-    assert [s["stage"] for s in shown["spans"]] == ["wake", "vad", "asr", "nlu", "resolve", "rerank", "respond", "tts"]
+    assert [s["stage"] for s in shown["spans"]] == ["wake", "vad", "asr", "rewrite", "nlu", "resolve", "rerank", "respond", "tts"]
     assert shown["record"]["action"]["target"] == "garage.door"
     human = assistant("traces", "show", turns[1]["turn_id"], data_dir=tmp_path).stdout
     assert "faster-whisper" in human and "iot_cover_open" in human

@@ -42,7 +42,7 @@ def test_replay_multi_turn_recording_acts_on_the_home(make_pipeline, tmp_path):
     assert len({r["session_id"] for r in recs}) == 1
     for rec in recs:
         turn = p.store.get_turn(rec["turn_id"])
-        assert [s["stage"] for s in turn["spans"]] == ["wake", "vad", "asr", "nlu", "resolve", "rerank", "respond", "tts"]
+        assert [s["stage"] for s in turn["spans"]] == ["wake", "vad", "asr", "rewrite", "nlu", "resolve", "rerank", "respond", "tts"]
         assert all(s["error_code"] is None and s["version"] for s in turn["spans"])
         assert turn["events"][0]["type"] == "wake"
         audio, rate = sf.read(rec["response_audio"])

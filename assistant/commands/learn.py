@@ -1,0 +1,257 @@
+"""`assistant learn rewrites|index|rollback|evaluate`: self-learning query rewriting from the traces.
+
+- rewrites: label the traces, export them (temp Parquet, opted-out users skipped), mine reformulation chains (DuckDB),
+  solve the absorbing Markov chains, write the next rewrite table version and make it current.
+- index: build the online retrieval index (successful utterances, global + per user) with the MiniLM embedder.
+- rollback N: make table version N current again (0 turns precomputed rewriting off).
+- evaluate: A/B of defect rate without / with each rewrite layer, on a simulator (skeleton: see `evaluate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.config import DEFAULT_PIPELINE, default_data_dir, load_settings
+from assistant.errors import AssistantError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("learn", help="learn query rewrites from the traces")
+    lsub = p.add_subparsers(dest="learn_cmd", metavar="ACTION")
+    q = lsub.add_parser("rewrites", help="mine rephrase chains and write a new precomputed rewrite table")
+    q.add_argument("--min-support", type=int, default=3, help="chains behind a rewrite (default 3)")
+    q.add_argument("--min-prob", type=float, default=0.7, help="target's success probability (default 0.7)")
+    q.add_argument("--min-users", type=int, default=1, help="distinct users behind a rewrite (default 1)")
+    q.add_argument("--export", type=Path, help="mine this export (turns.parquet or its folder) instead of the store")
+    q.set_defaults(func=run_rewrites)
+    q = lsub.add_parser("index", help="build the online rewrite index from successful turns")
+    q.add_argument("--export", type=Path, help="index this export instead of the store")
+    q.set_defaults(func=run_index)
+    q = lsub.add_parser("rollback", help="make an earlier rewrite table version current (0 = none)")
+    q.add_argument("version", type=int)
+    q.set_defaults(func=run_rollback)
+    q = lsub.add_parser("evaluate", help="A/B: defect rate with and without each rewrite layer (needs the simulator)")
+    q.add_argument("--sessions", type=int, default=200)
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=run_evaluate)
+    q = lsub.add_parser("status", help="rewrite table versions and index")
+    q.set_defaults(func=run_status)
+    for q in lsub.choices.values():
+        q.add_argument("--data-dir", type=Path, help="where traces.db and rewrites/ live")
+        q.add_argument("--config", type=Path, default=DEFAULT_PIPELINE)
+        q.add_argument("--json", action="store_true")
+    p.set_defaults(func=lambda a: p.print_help() or 2)
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir or default_data_dir())
+
+
+def _store_path(data_dir: Path, config: Path | None = None) -> Path:
+    settings = load_settings(config or DEFAULT_PIPELINE)
+    db = Path(settings.traces.db)
+    return db if db.is_absolute() else data_dir / db
+
+
+def export_traces(data_dir: Path, out_dir: Path, config: Path | None = None, relabel: bool = True) -> dict[str, Any]:
+    """Label the store's turns and export them to OUT/turns.parquet (the export skips opted-out users)."""
+    from assistant.learning.signals import label_store
+    from assistant.trace.export import export
+    from assistant.trace.store import TraceStore
+
+    path = _store_path(data_dir, config)
+    if not path.exists():
+        raise AssistantError("no-traces", f"No trace store at {path} yet: run `assistant replay` or `assistant say` first.")
+    store = TraceStore(path)
+    try:
+        if relabel:
+            label_store(store)
+        return export(store, out_dir, "parquet", data_dir=data_dir)
+    finally:
+        store.close()
+
+
+def learn_rewrites(data_dir: Path, export_path: Path | None = None, min_support: int = 3, min_prob: float = 0.7,
+                   min_users: int = 1, config: Path | None = None) -> dict[str, Any]:
+    """Export (unless given one) -> mine -> solve -> write the next table version. Returns a summary."""
+    from assistant.learning.markov import MarkovConfig, solve, write_table
+    from assistant.learning.mining import mine
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="learn-") as tmp:
+        manifest = None
+        if export_path is None:
+            manifest = export_traces(data_dir, Path(tmp), config)
+            export_path = Path(tmp) / "turns.parquet"
+        mined = mine(export_path)
+    mcfg = MarkovConfig(min_support=min_support, min_prob=min_prob, min_users=min_users)
+    table, stats = solve(mined, mcfg)
+    stats = {"mining": mined.stats, "solve": stats, "export_rows": manifest["rows"] if manifest else None}
+    version = write_table(data_dir, table, mcfg, stats)
+    return {"version": version, "rewrites": len(table), "table": table, **stats,
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def learn_index(data_dir: Path, export_path: Path | None = None, embedder: Any = None,
+                config: Path | None = None) -> dict[str, Any]:
+    from assistant.learning.retrieval import build_index
+
+    if embedder is None:
+        from assistant.backends.minilm_embedder import MiniLmEmbedder
+
+        embedder = MiniLmEmbedder()
+    with tempfile.TemporaryDirectory(prefix="learn-") as tmp:
+        if export_path is None:
+            export_traces(data_dir, Path(tmp), config)
+            export_path = Path(tmp) / "turns.parquet"
+        return build_index(export_path, data_dir, embedder)
+
+
+def run_rewrites(args: argparse.Namespace) -> int:
+    s = learn_rewrites(_data_dir(args), args.export, args.min_support, args.min_prob, args.min_users, args.config)
+    if args.json:
+        print(json.dumps(s, ensure_ascii=False))
+        return 0
+    m, v = s["mining"], s["solve"]
+    print(f"mined {m['turns']} turns ({m['linked_turns']} rephrased) -> {m['states']} utterances, {m['edges']} "
+          f"transitions, {v['clusters']} clusters in {m['seconds']} s; solved in {v['seconds']} s")
+    print(f"rewrite table v{s['version']}: {s['rewrites']} rewrites (now current; `assistant learn rollback N` to undo)")
+    for src, e in list(s["table"].items())[:20]:
+        print(f"  {src!r} -> {e['target']!r}  p={e['probability']:.2f} (was {e['baseline']:.2f}), "
+              f"support {e['support']} chains / {e['users']} users")
+    return 0
+
+
+def run_index(args: argparse.Namespace) -> int:
+    meta = learn_index(_data_dir(args), args.export, config=args.config)
+    if args.json:
+        print(json.dumps(meta))
+    else:
+        print(f"online index v{meta['version']}: {meta['entries']} utterances, {meta['users']} users, "
+              f"{meta['personal_rows']} personal rows ({meta['embed_seconds']} s embedding, {meta['seconds']} s total)")
+    return 0
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    from assistant.learning.markov import rollback
+
+    v = rollback(_data_dir(args), args.version)
+    print(json.dumps({"current": v}) if args.json else
+          (f"rewrite table v{v} is current" if v else "precomputed rewriting is off (no current table)"))
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from assistant.learning.markov import current_version, load_table, versions
+    from assistant.learning.retrieval import INDEX_DIR
+
+    d = _data_dir(args)
+    meta_path = d / INDEX_DIR / "meta.json"
+    out = {"versions": versions(d), "current": current_version(d),
+           "rewrites": len((load_table(d) or {}).get("rewrites", {})),
+           "index": json.loads(meta_path.read_text()) if meta_path.exists() else None}
+    print(json.dumps(out, indent=None if args.json else 1))
+    return 0
+
+
+# -- evaluate (skeleton; the simulator lands in assistant/simulate/) ------------------------------------------------
+ARMS = ("none", "precomputed", "precomputed+global", "precomputed+global+personal")
+
+
+@dataclass
+class TurnOutcome:
+    """What the simulator reports for one turn: whether the user's goal was met, and the rewrite applied (if any)."""
+
+    defect: bool
+    rewrite: dict[str, Any] | None = None
+    """RewriteResult.to_dict() of the turn, when a rewrite was applied."""
+    rewrite_correct: bool | None = None
+    """Ground truth from the simulator: did the rewrite keep the user's intent (win) or change it (loss)?"""
+
+
+@dataclass
+class ArmResult:
+    arm: str
+    turns: int = 0
+    defects: int = 0
+    applied: int = 0
+    wins: int = 0
+    losses: int = 0
+    by_layer: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def defect_rate(self) -> float:
+        return self.defects / self.turns if self.turns else 0.0
+
+
+def arm_settings(arm: str) -> dict[str, Any]:
+    """RewriteSettings of an arm."""
+    return {"enabled": arm != "none", "precomputed": "precomputed" in arm, "online": "global" in arm,
+            "personal": "personal" in arm}
+
+
+def evaluate(simulate: Callable[[str, Any, int, int], Iterable[TurnOutcome]], data_dir: Path, sessions: int = 200,
+             seed: int = 0, arms: tuple[str, ...] = ARMS) -> dict[str, Any]:
+    """A/B on the simulator. `simulate(arm, rewriter, sessions, seed)` runs `sessions` simulated sessions through the
+    real pipeline with `rewriter` (None for arm 'none') in front of NLU and yields one TurnOutcome per turn; the same
+    seed gives the same households and goals in every arm. Returns per-arm defect rates, the relative defect
+    reduction of each arm against 'none' and against the previous arm, and the win:loss of applied rewrites."""
+    from assistant.learning.rewrite import Rewriter, RewriteSettings
+
+    results: list[ArmResult] = []
+    for arm in arms:
+        rewriter = None if arm == "none" else Rewriter.load(data_dir, RewriteSettings(**arm_settings(arm)))
+        r = ArmResult(arm)
+        for o in simulate(arm, rewriter, sessions, seed):
+            r.turns += 1
+            r.defects += bool(o.defect)
+            if o.rewrite and o.rewrite.get("applied"):
+                r.applied += 1
+                layer = o.rewrite.get("layer") or "?"
+                r.by_layer[layer] = r.by_layer.get(layer, 0) + 1
+                if o.rewrite_correct is True:
+                    r.wins += 1
+                elif o.rewrite_correct is False:
+                    r.losses += 1
+        results.append(r)
+    base = results[0].defect_rate if results else 0.0
+    out = []
+    for i, r in enumerate(results):
+        prev = results[i - 1].defect_rate if i else r.defect_rate
+        out.append({"arm": r.arm, "turns": r.turns, "defect_rate": round(r.defect_rate, 4),
+                    "relative_reduction_vs_none": round((base - r.defect_rate) / base, 4) if base else None,
+                    "relative_reduction_vs_previous": round((prev - r.defect_rate) / prev, 4) if i and prev else None,
+                    "applied": r.applied, "by_layer": r.by_layer, "wins": r.wins, "losses": r.losses,
+                    "win_loss": f"{r.wins / r.losses:.1f}:1" if r.losses else (f"{r.wins}:0" if r.wins else None)})
+    return {"sessions": sessions, "seed": seed, "arms": out}
+
+
+def _find_simulator() -> Callable[..., Iterable[TurnOutcome]] | None:
+    """The simulator's entry point, once it exists (assistant.simulate.rewrite_ab: simulate(arm, rewriter, n, seed))."""
+    try:
+        from assistant.simulate import rewrite_ab  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return getattr(rewrite_ab, "simulate", None)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    sim = _find_simulator()
+    if sim is None:
+        raise AssistantError("no-simulator", "`learn evaluate` needs the household simulator (assistant/simulate/), "
+                                             "which is not available yet.")
+    res = evaluate(sim, _data_dir(args), args.sessions, args.seed)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    for a in res["arms"]:
+        print(f"{a['arm']:32s} defect rate {a['defect_rate']:.3f}  vs none {a['relative_reduction_vs_none']}  "
+              f"applied {a['applied']} {a['by_layer']}  win:loss {a['win_loss']}")
+    return 0

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from datetime import datetime, timedelta
 from pathlib import Path
+
+from assistant.audio import probe
+from assistant.errors import AssistantError
 
 from assistant.commands._common import add_pipeline_options, eprint, make_pipeline, print_turn
 
@@ -20,10 +25,14 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     pipeline = make_pipeline(args, out_dir=args.out)
     failed_files = 0
+    clock = datetime.now()  # files play one after another: each starts where the previous one ended
     try:
         for path in args.files:
             turns = 0
-            for rec in pipeline.replay(path, no_wake=args.no_wake):
+            start = clock
+            with contextlib.suppress(AssistantError):
+                clock += timedelta(seconds=probe(path).seconds or 0.0)
+            for rec in pipeline.replay(path, no_wake=args.no_wake, start=start):
                 turns += 1
                 print_turn(rec, args.json)
                 if rec.get("error") and rec["error"]["code"].startswith("audio-"):

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich import box
 from rich.table import Table
 
 from assistant.config import default_data_dir, load_settings, DEFAULT_PIPELINE
@@ -76,16 +77,15 @@ def run_list(args: argparse.Namespace) -> int:
         for r in rows:
             print(json.dumps(r, ensure_ascii=False))
         return 0
-    table = Table(title=f"{len(rows)} most recent turns ({store.count_turns()} stored)")
-    cols = ["turn", "session", "#", "time", "transcript", "intent", "response", "error"]
+    table = Table(title=f"{len(rows)} most recent turns ({store.count_turns()} stored)", box=box.SIMPLE, pad_edge=False)
+    cols = ["turn", "time", "transcript", "intent", "response", "error"]
     if args.label:
         cols.append("signals")
     for col in cols:
         table.add_column(col, overflow="fold")
     for r in rows:
-        cells = [r["turn_id"][:12], r["session_id"][:8], str(r["seq"]),
-                 datetime.fromtimestamp(r["started_at"]).strftime("%m-%d %H:%M:%S"), r["transcript"] or "",
-                 f"{r['intent'] or ''} {r['intent_confidence'] or 0:.2f}" if r["intent"] else "",
+        cells = [r["turn_id"][:8], datetime.fromtimestamp(r["started_at"]).strftime("%H:%M:%S"), r["transcript"] or "",
+                 f"{r['intent'] or ''} ({r['intent_confidence'] or 0:.2f})" if r["intent"] else "",
                  r["response_text"] or "", r["error_code"] or ""]
         if args.label:
             cells.append(", ".join(s["type"] for s in r["signals"]))

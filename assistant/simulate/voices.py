@@ -69,3 +69,37 @@ def add_noise(samples: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
     power = float(np.mean(x**2)) or 1.0
     noise = rng.normal(0, np.sqrt(power / 10 ** (snr_db / 10)), size=x.shape)
     return np.clip(x + noise, -32768, 32767).astype(np.int16)
+
+
+# -- added for the household simulator ------------------------------------------------------------------------
+@functools.lru_cache(maxsize=8)
+def _piper_at(length_scale: float):
+    from assistant.backends.piper import PiperTts
+
+    return PiperTts(length_scale=length_scale)
+
+
+def piper_speech_at(text: str, length_scale: float = 1.0) -> np.ndarray:
+    """Like `piper_speech`, at a speaking rate (`length_scale` > 1 is slower)."""
+    if abs(length_scale - 1.0) < 1e-6:
+        return piper_speech(text)
+    tts = _piper_at(round(float(length_scale), 3))
+    return _resample(np.concatenate(list(tts.synthesize(text))), tts.sample_rate)
+
+
+def add_colored_noise(samples: np.ndarray, snr_db: float, color: str = "white", seed: int = 0) -> np.ndarray:
+    """Noise at a signal-to-noise ratio (dB): `white`, `pink` (1/f, like fans and traffic) or `brown` (1/f^2, a
+    rumble like a dishwasher). The noise is shaped in the frequency domain and scaled to the clip's power."""
+    if color == "white":
+        return add_noise(samples, snr_db, seed)
+    rng = np.random.default_rng(seed)
+    x = samples.astype(np.float32)
+    n = len(x)
+    spec = np.fft.rfft(rng.normal(0, 1, size=n))
+    f = np.fft.rfftfreq(n, 1 / PIPELINE_RATE)
+    f[0] = f[1] if n > 2 else 1.0
+    spec = spec / (np.sqrt(f) if color == "pink" else f)
+    noise = np.fft.irfft(spec, n=n).astype(np.float32)
+    power = float(np.mean(x**2)) or 1.0
+    noise *= np.sqrt(power / 10 ** (snr_db / 10) / (float(np.mean(noise**2)) or 1.0))
+    return np.clip(x + noise, -32768, 32767).astype(np.int16)

@@ -1,0 +1,357 @@
+"""The simulation loop: households x days x goals, each request spoken, recognised and run through the real pipeline.
+
+Time is simulated (`now=` on every turn): a member's morning routine is a few requests seconds apart (one session),
+daytime requests are hours apart, reactions follow the answer after a second or two, a barge-in starts before the
+answer has ended. The ground truth of every turn goes to `sim_truth.jsonl` beside the trace store (the trace schema
+is not touched); the households to `households.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from assistant.config import Settings, TraceSettings
+from assistant.learning.feedback import FEEDBACK_QUESTION
+from assistant.simulate.goals import Goal, GoalBank
+from assistant.simulate.ground_truth import Verdict, assess, response_seconds, wer
+from assistant.simulate.household import NOISE_PROFILES, Household, Member, VoiceSpec, make_household
+from assistant.simulate.speech_cache import CachingAsr, NoiseSpec, SpeechCache
+from assistant.simulate.user import Reaction, SimUser
+
+SIM_STAGES = ["asr", "nlu", "resolve", "respond"]
+TV_LINES = [
+    "and now for the weather in the north of the country", "we will be right back after these messages",
+    "the match ended two nil after extra time", "she said she would call him first thing tomorrow",
+    "prices are expected to rise again next month", "welcome back to the show everybody",
+    "police are asking anyone with information to come forward", "turn left at the end of the road she told him",
+]
+
+
+@dataclass
+class SimConfig:
+    households: int = 1
+    days: int = 1
+    seed: int = 0
+    max_turns: int | None = None
+    voices: tuple[str, ...] = ("piper", "espeak")
+    feedback_rate: float = 0.15
+    """pipeline feedback.ask_rate during the simulation."""
+    false_wake_rate: float = 0.3
+    """Expected false wakes (TV speech the device took for a request) per household and day."""
+    start: datetime = field(default_factory=lambda: datetime(2025, 3, 3))
+    tts: bool = False
+    """Also synthesize every answer with the pipeline's TTS (slow; the simulation only needs its length)."""
+    n_members: int | None = None
+
+
+@dataclass
+class _Item:
+    when: datetime
+    member: Member | None
+    goal: Goal | None
+    room: str
+    routine: bool = False
+
+
+def sim_settings(settings: Settings, out_dir: Path, cfg: SimConfig, household_id: str) -> Settings:
+    stages = [s for s in settings.stages if s in SIM_STAGES + (["tts"] if cfg.tts else [])]
+    return settings.model_copy(update={
+        "stages": stages,
+        "feedback": settings.feedback.model_copy(update={"ask_rate": cfg.feedback_rate}),
+        "traces": TraceSettings(db=str((out_dir / "traces.db").resolve())),
+        "session": settings.session.model_copy(update={"user_id": household_id, "device_id": None}),
+    })
+
+
+def _default_factory(settings: Settings, home: Path, data_dir: Path):
+    from assistant.pipeline import Pipeline
+
+    return Pipeline(settings, home, data_dir=data_dir, load_audio_stages=False)
+
+
+class Simulator:
+    def __init__(self, settings: Settings, out_dir: Path, cfg: SimConfig, cache_dir: Path | None = None,
+                 pipeline_factory: Callable[[Settings, Path, Path], Any] | None = None,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.cfg = cfg
+        self.cache = SpeechCache(cache_dir or self.out / "speech_cache")
+        self.factory = pipeline_factory or _default_factory
+        self.progress = progress
+        self.bank = GoalBank.load()
+        self._asr = None
+        self.turns = 0
+        self.truth_path = self.out / "sim_truth.jsonl"
+        self._truth_file = None
+        self.last_time: datetime | None = None
+        self.pipeline_seconds = 0.0
+
+    # -- pipelines ------------------------------------------------------------------------------------------------
+    def _pipeline(self, hh: Household):
+        s = sim_settings(self.settings, self.out, self.cfg, hh.id)
+        data_dir = self.out / "households" / hh.id
+        p = self.factory(s, hh.home_path, data_dir)
+        inner = p.asr
+        if inner is None:
+            if self._asr is None:
+                from assistant import pipeline as pl
+
+                self._asr = pl._make_asr(s)
+            inner = self._asr
+        if not isinstance(inner, CachingAsr):
+            p.asr = CachingAsr(inner, self.cache)
+        return p
+
+    # -- the run ---------------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        self._truth_file = self.truth_path.open("w", encoding="utf-8")
+        households = []
+        try:
+            for i in range(self.cfg.households):
+                hh = make_household(i, self.cfg.seed, self.bank, self.out / "homes", self.cfg.voices, self.cfg.n_members)
+                households.append(hh.to_dict())
+                if self._done():
+                    break
+                self._run_household(hh)
+        finally:
+            self._truth_file.close()
+            (self.out / "households.json").write_text(json.dumps(households, indent=1))
+        wall = time.perf_counter() - t0
+        stats = {"turns": self.turns, "wall_seconds": round(wall, 2),
+                 "turns_per_second": round(self.turns / wall, 3) if wall else None,
+                 "pipeline_seconds": round(self.pipeline_seconds, 2),
+                 "cache": {k: round(v, 2) if isinstance(v, float) else v for k, v in self.cache.stats.items()},
+                 "cache_entries": self.cache.counts(), "sim_end": self.last_time.isoformat() if self.last_time else None,
+                 "config": {"households": self.cfg.households, "days": self.cfg.days, "seed": self.cfg.seed,
+                            "max_turns": self.cfg.max_turns, "voices": list(self.cfg.voices),
+                            "feedback_rate": self.cfg.feedback_rate, "false_wake_rate": self.cfg.false_wake_rate}}
+        (self.out / "run_stats.json").write_text(json.dumps(stats, indent=1))
+        self.cache.close()
+        return stats
+
+    def _done(self) -> bool:
+        return self.cfg.max_turns is not None and self.turns >= self.cfg.max_turns
+
+    def _run_household(self, hh: Household) -> None:
+        p = self._pipeline(hh)
+        oracle_cache: dict[str, tuple[str, dict[str, Any], float]] = {}
+
+        def oracle(text: str):
+            if text not in oracle_cache:
+                r = p.nlu.parse(text, None)
+                oracle_cache[text] = (r.intent, r.slot_dict(), r.confidence)
+            return oracle_cache[text]
+
+        self._oracle = oracle
+        rng = random.Random(f"run:{self.cfg.seed}:{hh.id}")
+        users = {m.id: SimUser(m, random.Random(f"user:{self.cfg.seed}:{hh.id}:{m.id}")) for m in hh.members}
+        try:
+            for day in range(self.cfg.days):
+                t = self.cfg.start + timedelta(days=day)
+                for item in self._agenda(hh, day, rng):
+                    if self._done():
+                        return
+                    t = max(t, item.when)
+                    if item.goal is None:
+                        t = self._false_wake(p, hh, item, t, random.Random(f"fw:{self.cfg.seed}:{item.when}"))
+                    else:
+                        t = self._episode(p, hh, users[item.member.id], item, t, rng, day)
+        finally:
+            p.close()
+
+    def _agenda(self, hh: Household, day: int, rng: random.Random) -> list[_Item]:
+        base = self.cfg.start + timedelta(days=day)
+        items: list[_Item] = []
+        feasible = list(hh.goals.values())
+        for m in hh.members:
+            for part, (h0, h1), p_goal in (("morning", (6.5, 8.5), 0.8), ("evening", (18.0, 22.5), 0.7)):
+                when = base + timedelta(hours=rng.uniform(h0, h1))
+                room = rng.choice(m.usual_rooms)
+                for gid in m.habits.get(part, []):
+                    if rng.random() < p_goal:
+                        items.append(_Item(when, m, hh.goals[gid], room, routine=True))
+                        when += timedelta(seconds=rng.uniform(15, 60))
+            for gid in m.habits.get("day", []):
+                if rng.random() < 0.35:
+                    items.append(_Item(base + timedelta(hours=rng.uniform(9, 17)), m, hh.goals[gid], rng.choice(m.usual_rooms)))
+            for _ in range(rng.choice((0, 1, 1, 2))):
+                g = rng.choice(feasible)
+                items.append(_Item(base + timedelta(hours=rng.uniform(8, 22)), m, g, rng.choice(m.usual_rooms)))
+        n_fw = _poisson(rng, self.cfg.false_wake_rate)
+        for _ in range(n_fw):
+            items.append(_Item(base + timedelta(hours=rng.uniform(10, 23)), None, None,
+                               rng.choice(sorted({s.area for s in hh.home.satellites()}))))
+        items.sort(key=lambda it: it.when)
+        return items
+
+    # -- one turn --------------------------------------------------------------------------------------------------
+    def _noise(self, m: Member | None, rng: random.Random) -> NoiseSpec:
+        prof = NOISE_PROFILES[m.noise if m else "family"]
+        snr, color, _w = rng.choices(prof, weights=[w for *_x, w in prof])[0]
+        return NoiseSpec(snr, color)
+
+    def _turn(self, p, hh: Household, text: str, voice: VoiceSpec, noise: NoiseSpec, room: str, t: datetime,
+              meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], float]:
+        samples, synth_hit = self.cache.speech(text, voice, noise)
+        p.device_id = hh.satellite_in(room)
+        s0 = time.perf_counter()
+        rec = p.run_audio(samples, source={"kind": "simulated", "household": hh.id, "member": meta.get("member")},
+                          now=t)
+        self.pipeline_seconds += time.perf_counter() - s0
+        self.turns += 1
+        self.last_time = t
+        truth = {"turn_id": rec["turn_id"], "session_id": rec["session_id"], "household": hh.id, **meta,
+                 "t": t.isoformat(timespec="seconds"), "spoken": text, "voice": voice.key(), "noise": noise.key(),
+                 "device_id": p.device_id, "synth_cached": synth_hit, "asr_cached": bool(getattr(p.asr, "last_hit", False)),
+                 "transcript": rec.get("transcript"), "intent": rec.get("intent"), "slots": rec.get("slots"),
+                 "action": {k: (rec.get("action") or {}).get(k) for k in ("name", "status", "target")},
+                 "response_text": rec.get("response_text"), "error": (rec.get("error") or {}).get("code"),
+                 "wer": wer(text, rec.get("transcript") or "")}
+        if self.progress and self.turns % 25 == 0:
+            self.progress(f"{self.turns} turns")
+        speech_s = len(samples) / 16000
+        return rec, truth, speech_s
+
+    def _write(self, truth: dict[str, Any]) -> None:
+        self._truth_file.write(json.dumps(truth, ensure_ascii=False, default=str) + "\n")
+        self._truth_file.flush()
+
+    def _heard(self, p, rec: dict[str, Any], truth: dict[str, Any], reaction: Reaction, t: datetime, speech_s: float,
+               rng: random.Random) -> datetime:
+        """Record the reaction (and a barge-in event) on the turn; return when the person speaks next."""
+        answer_at = t + timedelta(seconds=speech_s + 0.6)
+        truth["reaction"] = reaction.kind
+        if reaction.barge_in_ms is not None and rec.get("response_text"):
+            p.store.add_event(rec["turn_id"], "barge-in", {"offset_ms": reaction.barge_in_ms, "simulated": True},
+                              reaction.barge_in_ms)
+            truth["barge_in_ms"] = reaction.barge_in_ms
+            return answer_at + timedelta(milliseconds=reaction.barge_in_ms) + timedelta(seconds=rng.uniform(0.2, 0.8))
+        return answer_at + timedelta(seconds=response_seconds(rec.get("response_text")) + rng.uniform(0.8, 3.0))
+
+    def _episode(self, p, hh: Household, user: SimUser, item: _Item, t: datetime, rng: random.Random, day: int) -> datetime:
+        goal, m = item.goal, item.member
+        episode = f"{hh.id}:{day}:{m.id}:{item.when.strftime('%H%M%S')}"
+        # Per-episode random streams: what happens in one episode (e.g. a randomly sampled feedback question) does
+        # not shift the noise, timing and reactions of later ones, so a second run hits the speech cache.
+        rng = random.Random(f"episode:{self.cfg.seed}:{episode}")
+        user.rng = random.Random(f"user:{self.cfg.seed}:{episode}")
+        tried: list[str] = []
+        text, role = user.first_utterance(goal), "request"
+        expected_feedback: str | None = None
+        last: Verdict | None = None
+        for attempt in range(m.max_tries + 4):
+            if self._done():
+                break
+            meta = {"member": m.id, "episode": episode, "attempt": attempt, "role": role, "goal": goal.to_dict(),
+                    "routine": item.routine}
+            if role == "feedback_answer":
+                meta["expected_feedback"] = expected_feedback
+            rec, truth, speech_s = self._turn(p, hh, text, m.voice, self._noise(m, rng), item.room, t, meta)
+            if role in ("feedback_answer", "cancel"):
+                v = _assess_control(role, expected_feedback, text, rec)
+            else:
+                v = assess(goal, text, rec, hh.home, self._oracle, self.settings.nlu.min_confidence, role)
+            truth.update(v.to_dict())
+            truth["wer"] = v.stages.get("wer")
+            if role in ("request", "rephrase", "repeat"):
+                tried.append(text)
+            if role == "feedback_answer" and last is not None:
+                reaction = user.after_feedback(goal, last, tried)
+            elif role == "cancel":
+                reaction = Reaction("done")
+            else:
+                last = v
+                reaction = user.react(goal, v, rec, tried, hh.home)
+            t = self._heard(p, rec, truth, reaction, t, speech_s, rng)
+            self._write(truth)
+            if reaction.kind in ("done", "give-up", "ignore-feedback") or reaction.text is None:
+                break
+            role = {"rephrase": "rephrase", "repeat": "repeat", "cancel": "cancel", "clarify-answer": "clarify_answer",
+                    "feedback-answer": "feedback_answer"}[reaction.kind]
+            expected_feedback = reaction.feedback
+            text = reaction.text
+        return t + timedelta(seconds=rng.uniform(5, 20))
+
+    def _false_wake(self, p, hh: Household, item: _Item, t: datetime, rng: random.Random) -> datetime:
+        text = rng.choice(TV_LINES)
+        voice = rng.choice([VoiceSpec("piper", length_scale=1.0), VoiceSpec("espeak", "en-gb-x-rp", 160, 50)])
+        if voice.engine not in self.cfg.voices:
+            voice = VoiceSpec(self.cfg.voices[0]) if self.cfg.voices[0] == "piper" else VoiceSpec("espeak", "en-gb-x-rp", 160, 50)
+        meta = {"member": None, "episode": f"{hh.id}:fw:{t.isoformat()}", "attempt": 0, "role": "false_wake",
+                "goal": None, "routine": False}
+        rec, truth, speech_s = self._turn(p, hh, text, voice, NoiseSpec(20.0, "pink"), item.room, t, meta)
+        v = assess(None, text, rec, hh.home)
+        truth.update(v.to_dict())
+        truth["wer"] = v.stages.get("wer")
+        # someone in the room tells it to stop when it starts a long answer
+        if response_seconds(rec.get("response_text")) > 2.5 and rng.random() < 0.3 and not self._done():
+            reaction = Reaction("cancel", "stop", barge_in_ms=round(rng.uniform(500, 1500)))
+            t = self._heard(p, rec, truth, reaction, t, speech_s, rng)
+            self._write(truth)
+            m = rng.choice(hh.members)
+            meta = {"member": m.id, "episode": truth["episode"], "attempt": 1, "role": "cancel", "goal": None,
+                    "routine": False}
+            rec2, truth2, speech2 = self._turn(p, hh, "stop", m.voice, self._noise(m, rng), item.room, t, meta)
+            truth2.update(_assess_control("cancel", None, "stop", rec2).to_dict())
+            t = self._heard(p, rec2, truth2, Reaction("done"), t, speech2, rng)
+            self._write(truth2)
+            return t
+        t = self._heard(p, rec, truth, Reaction("none"), t, speech_s, rng)
+        self._write(truth)
+        return t
+
+
+def _assess_control(role: str, expected: str | None, spoken: str, rec: dict[str, Any]) -> Verdict:
+    """Feedback answers and "stop / never mind": did the pipeline take them as meant?"""
+    action = rec.get("action") or {}
+    stages = {"wer": wer(spoken, rec.get("transcript") or "")}
+    if role == "feedback_answer":
+        ok = action.get("name") == "feedback.record" and (action.get("params") or {}).get("answer") == expected
+    else:
+        ok = (rec.get("intent") in ("general_commandstop", "general_negate", "general_dontcare")
+              or action.get("name") in ("stop", "none") and action.get("status") == "done")
+    if ok:
+        return Verdict("achieved", False, "correct", stages)
+    point = "asr" if (rec.get("error") or {}).get("stage") == "asr" or (stages["wer"] or 0) > 0.3 else "nlu"
+    return Verdict("wrong", True, point, stages, f"{action.get('name')} [{action.get('status')}]")
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    if lam <= 0:
+        return 0
+    k, p, l_ = 0, 1.0, math.exp(-lam)
+    while True:
+        p *= rng.random()
+        if p <= l_:
+            return k
+        k += 1
+
+
+def simulate(settings: Settings, out_dir: Path, cfg: SimConfig, cache_dir: Path | None = None,
+             pipeline_factory=None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the simulation and write the report; returns {"stats": ..., "report": ...}."""
+    from assistant.simulate.report import build_report
+
+    sim = Simulator(settings, out_dir, cfg, cache_dir, pipeline_factory, progress)
+    stats = sim.run()
+    report = build_report(Path(out_dir), stats)
+    return {"stats": stats, "report": report}
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+__all__ = ["SimConfig", "Simulator", "simulate", "FEEDBACK_QUESTION"]

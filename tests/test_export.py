@@ -244,7 +244,7 @@ def test_export_of_a_real_session(make_pipeline, tmp_path):
     assert rows[0]["label"] == "defect" and rows[1]["label"] == "ok"
     assert "rephrase" in [s["type"] for s in json.loads(rows[0]["signals"])]
     assert all(r["audio_path"] and (out / r["audio_path"]).exists() for r in rows)
-    assert {json.loads(r["spans"])[0]["stage"] for r in rows} == {"nlu"}
+    assert {json.loads(r["spans"])[0]["stage"] for r in rows} == {"rewrite"}  # typed text starts at rewrite, then nlu
     assert rows[2]["transcript"] == "call me on [PHONE] or mail [EMAIL]"
     assert "555-123-4567" not in json.dumps(rows, default=str)
     assert rows[0]["user_pseudonym"] == pseudonym(p.data_dir, p.user_id)

@@ -148,6 +148,7 @@ def test_crash_mid_turn_is_traced_and_answered(make_pipeline, monkeypatch):
     assert rec["response_text"] and rec["response_audio"]  # the user still hears an apology
     turn = p.store.get_turn(rec["turn_id"])
     assert [s["error_code"] for s in turn["spans"] if s["stage"] == "resolve"] == ["resolve-failed"]
+    monkeypatch.undo()
     assert p.run_text("what time is it")["error"] is None  # the pipeline keeps working
 
 

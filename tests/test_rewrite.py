@@ -172,20 +172,20 @@ def test_real_pipeline_learns_precomputed_rewrite(make_pipeline, tmp_path):
     from assistant.commands.learn import learn_rewrites
 
     p = make_pipeline()
-    first = p.run_text("turn on the kitchin lihgt", now=datetime(2025, 1, 1, 8, 0))
+    first = p.run_text("tern on the kichin lite", now=datetime(2025, 1, 1, 8, 0))
     assert first["action"]["status"] != "done"   # the misspelling fails today
     t = datetime(2025, 1, 1, 9, 0)
     for i in range(8):
         p.user_id = f"user{i % 3}"
         p._session = None
-        p.run_text("turn on the kitchin lihgt", now=t)
+        p.run_text("tern on the kichin lite", now=t)
         ok = p.run_text("turn on the kitchen light", now=t + timedelta(seconds=8))
         assert ok["action"]["status"] == "done"
         t += timedelta(hours=3)
     s = learn_rewrites(p.data_dir, min_support=3, min_prob=0.7)
-    assert s["table"]["turn on the kitchin lihgt"]["target"] == "turn on the kitchen light"
+    assert s["table"]["tern on the kichin lite"]["target"] == "turn on the kitchen light"
     rw = Rewriter.load(p.data_dir, RewriteSettings(online=False))
-    r = rw.rewrite("turn on the kitchin lihgt", "user0")
+    r = rw.rewrite("tern on the kichin lite", "user0")
     assert r.applied and r.layer == "precomputed" and r.rewrite_version == f"table v{s['version']}"
     assert p.run_text(r.text)["action"]["status"] == "done"
 

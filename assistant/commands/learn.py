@@ -4,7 +4,8 @@
   solve the absorbing Markov chains, write the next rewrite table version and make it current.
 - index: build the online retrieval index (successful utterances, global + per user) with the MiniLM embedder.
 - rollback N: make table version N current again (0 turns precomputed rewriting off).
-- evaluate: A/B of defect rate without / with each rewrite layer, on a simulator (skeleton: see `evaluate`).
+- evaluate: A/B of defect rate without / with each rewrite layer on the household simulator: train on simulated days,
+  test on held-out days and households (assistant/simulate/rewrite_ab.py).
 """
 
 from __future__ import annotations
@@ -37,9 +38,23 @@ def register(sub) -> None:
     q = lsub.add_parser("rollback", help="make an earlier rewrite table version current (0 = none)")
     q.add_argument("version", type=int)
     q.set_defaults(func=run_rollback)
-    q = lsub.add_parser("evaluate", help="A/B: defect rate with and without each rewrite layer (needs the simulator)")
-    q.add_argument("--sessions", type=int, default=200)
+    q = lsub.add_parser("evaluate", help="A/B on the household simulator: learn on training days, defect rate on "
+                                         "held-out days/households without and with each rewrite layer")
+    q.add_argument("--households", type=int, default=4, help="households simulated for training and tested on "
+                                                              "their held-out days (default 4)")
+    q.add_argument("--heldout-households", type=int, default=2, help="households never seen in training (default 2)")
+    q.add_argument("--train-days", type=int, default=4)
+    q.add_argument("--test-days", type=int, default=2)
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--shared-goals", type=int, default=8, help="popular requests shared by the population (default 8)")
+    q.add_argument("--habitual-rephrase", type=float, default=0.0,
+                   help="probability a simulated rephrasing is the goal's common one, not a random one (default 0)")
+    q.add_argument("--min-support", type=int, default=3, help="`learn rewrites --min-support` (default 3)")
+    q.add_argument("--voices", default="piper,espeak")
+    q.add_argument("--out", type=Path, default=Path("ab_out"), help="where the runs and ab_result.json go")
+    q.add_argument("--cache", type=Path, help="speech + ASR cache (default <data dir>/sim_cache)")
+    q.add_argument("--arms", default=",".join(("none", "precomputed", "precomputed+global",
+                                               "precomputed+global+personal")))
     q.set_defaults(func=run_evaluate)
     q = lsub.add_parser("status", help="rewrite table versions and index")
     q.set_defaults(func=run_status)
@@ -161,7 +176,7 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- evaluate (skeleton; the simulator lands in assistant/simulate/) ------------------------------------------------
+# -- evaluate (the simulator side: assistant/simulate/rewrite_ab.py) ------------------------------------------------
 ARMS = ("none", "precomputed", "precomputed+global", "precomputed+global+personal")
 
 
@@ -173,7 +188,8 @@ class TurnOutcome:
     rewrite: dict[str, Any] | None = None
     """RewriteResult.to_dict() of the turn, when a rewrite was applied."""
     rewrite_correct: bool | None = None
-    """Ground truth from the simulator: did the rewrite keep the user's intent (win) or change it (loss)?"""
+    """Ground truth from the simulator, for an applied rewrite: True (win) when the rewritten turn met the goal and the
+    same transcript without rewriting would not have, False (loss) for the reverse, None when both agree (tie)."""
 
 
 @dataclass
@@ -233,25 +249,46 @@ def evaluate(simulate: Callable[[str, Any, int, int], Iterable[TurnOutcome]], da
     return {"sessions": sessions, "seed": seed, "arms": out}
 
 
-def _find_simulator() -> Callable[..., Iterable[TurnOutcome]] | None:
-    """The simulator's entry point, once it exists (assistant.simulate.rewrite_ab: simulate(arm, rewriter, n, seed))."""
-    try:
-        from assistant.simulate import rewrite_ab  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return getattr(rewrite_ab, "simulate", None)
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
-    sim = _find_simulator()
-    if sim is None:
-        raise AssistantError("no-simulator", "`learn evaluate` needs the household simulator (assistant/simulate/), "
-                                             "which is not available yet.")
-    res = evaluate(sim, _data_dir(args), args.sessions, args.seed)
+    """Train on simulated days, then the A/B on held-out days and households (assistant/simulate/rewrite_ab.py)."""
+    import sys
+
+    from assistant.simulate import rewrite_ab
+
+    settings = load_settings(args.config)
+    cfg = rewrite_ab.ABConfig(households=args.households, heldout_households=args.heldout_households,
+                              train_days=args.train_days, test_days=args.test_days, seed=args.seed,
+                              shared_goals=args.shared_goals, habitual_rephrase=args.habitual_rephrase,
+                              min_support=args.min_support,
+                              voices=tuple(v.strip() for v in args.voices.split(",") if v.strip()))
+    cache = args.cache or _data_dir(args) / "sim_cache"
+    ab = rewrite_ab.RewriteAB(settings, args.out, cfg, cache,
+                              progress=lambda m: print(m, file=sys.stderr, flush=True))
+    rewrite_ab.configure(ab)
+    try:
+        res = ab.evaluate(tuple(a.strip() for a in args.arms.split(",") if a.strip()))
+    finally:
+        rewrite_ab.configure(None)
     if args.json:
-        print(json.dumps(res))
+        print(json.dumps(res, default=str))
         return 0
-    for a in res["arms"]:
-        print(f"{a['arm']:32s} defect rate {a['defect_rate']:.3f}  vs none {a['relative_reduction_vs_none']}  "
-              f"applied {a['applied']} {a['by_layer']}  win:loss {a['win_loss']}")
+    print(format_ab(res))
     return 0
+
+
+def format_ab(res: dict[str, Any]) -> str:
+    c, tr = res["config"], res["train"]
+    lines = [f"seed {c['seed']}: train {c['households']} households x {c['train_days']} days ({tr['turns']} turns, "
+             f"defect rate {tr['defect_rate']}); test days {c['train_days']}..{c['train_days'] + c['test_days'] - 1} "
+             f"of those + {c['heldout_households']} held-out households; NLU model {res.get('nlu_model_version')}",
+             f"learned: table v{tr['table']['version']} {tr['table']['rewrites']} rewrites; index "
+             f"{tr['index']['entries']} utterances, {tr['index']['personal_rows']} personal rows",
+             "| arm | turns | defect rate | vs none | vs previous | applied (by layer) | wins | losses | win:loss "
+             "| goals achieved | defect turns/goal |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for a in res["arms"]:
+        g = a.get("goals") or {}
+        lines.append(f"| {a['arm']} | {a['turns']} | {a['defect_rate']:.4f} | {a['relative_reduction_vs_none']} | "
+                     f"{a['relative_reduction_vs_previous']} | {a['applied']} {a['by_layer'] or ''} | {a['wins']} | "
+                     f"{a['losses']} | {a['win_loss']} | {g.get('achieved')}/{g.get('goals')} | "
+                     f"{g.get('defect_turns_per_goal')} |")
+    return "\n".join(lines)

@@ -209,8 +209,25 @@ def _pick_goals(rng: random.Random, pool: list[Goal], k: int) -> list[str]:
     return [g.goal_id for g in rng.sample(pool, min(k, len(pool)))] if pool else []
 
 
+POPULAR_INTENTS = ("weather_query", "datetime_query", "play_music", "general_joke", "iot_hue_lighton",
+                   "iot_hue_lightoff", "audio_volume_up", "music_query", "play_radio", "lists_query", "alarm_set",
+                   "iot_coffee", "play_podcasts", "qa_factoid", "news_query")
+
+
+def popular_goals(bank: GoalBank, seed: int, k: int) -> list[tuple[str, int]]:
+    """k (goal id, phrasing index) the whole simulated population shares: common requests said the common way.
+    Drawn from the seed alone (not the household), from everyday intents, goals without a room (feasible anywhere)."""
+    if k <= 0:
+        return []
+    rng = random.Random(f"popular:{seed}")
+    pool = [g for g in bank.goals if g.intent in POPULAR_INTENTS and not g.slots.get("house_place")
+            and len(g.utterances) >= 2]
+    pool.sort(key=lambda g: g.goal_id)
+    return [(g.goal_id, rng.randrange(len(g.utterances))) for g in rng.sample(pool, min(k, len(pool)))]
+
+
 def make_household(index: int, seed: int, bank: GoalBank, out_dir: Path, voices: tuple[str, ...] = ("piper", "espeak"),
-                   n_members: int | None = None) -> Household:
+                   n_members: int | None = None, shared_goals: int = 0) -> Household:
     rng = random.Random(f"household:{seed}:{index}")
     raw = make_home(rng)
     hid = f"h{index}"
@@ -265,6 +282,12 @@ def make_household(index: int, seed: int, bank: GoalBank, out_dir: Path, voices:
             + fav_goals + _pick_goals(rng, pool("alarm_set", "lists_query", "play_audiobook", "audio_volume_mute"), 2),
         }
         phrasing = {gid: rng.randrange(len(goals[gid].utterances)) for hs in habits.values() for gid in hs}
+        if shared_goals:  # a separate stream, so the rest of the household is the same with or without them
+            prng = random.Random(f"popular:{seed}:{index}:{nm}")
+            for gid, idx in popular_goals(bank, seed, shared_goals):
+                if gid in goals and prng.random() < 0.5:
+                    habits[prng.choice(("morning", "day", "evening"))].append(gid)
+                    phrasing[gid] = idx
         members.append(Member(
             id=nm.lower(), name=nm, voice=voice, noise=rng.choice(("quiet", "quiet", "family", "noisy")),
             usual_rooms=rng.sample(sat_areas, min(len(sat_areas), rng.choice((1, 2)))), preferred_rooms=preferred,

@@ -51,6 +51,19 @@ class SimConfig:
     tts: bool = False
     """Also synthesize every answer with the pipeline's TTS (slow; the simulation only needs its length)."""
     n_members: int | None = None
+    first_day: int = 0
+    """Run days first_day .. first_day + days - 1 (the agendas of the earlier days are still drawn, so day k's goals
+    are the same whether or not the earlier days ran: the held-out test days of the rewrite A/B)."""
+    first_household: int = 0
+    """Household indices first_household .. first_household + households - 1 (held-out households)."""
+    member_users: bool = False
+    """Set the pipeline's user_id to the speaking member ("h0-alex") instead of the household: a per-person history
+    (speaker identification assumed perfect), which the personal rewrite layer needs."""
+    habitual_rephrase: float = 0.0
+    """Probability that a person's rephrasing is the goal's habitual one (population-wide), not a random other one."""
+    shared_goals: int = 0
+    """Popular requests shared across the population: each member also has each of these goals (said the popular way)
+    as a daily habit with probability 0.5, so several households repeat the same phrasings (and their failures)."""
 
 
 @dataclass
@@ -96,6 +109,12 @@ class Simulator:
         self._truth_file = None
         self.last_time: datetime | None = None
         self.pipeline_seconds = 0.0
+        self.rewriter: Any = None
+        """Set on every household's pipeline (`Pipeline.rewriter`); None = no rewrite stage."""
+        self.counterfactual = False
+        """For every turn whose request was rewritten, also run the same transcript without rewriting (a second
+        pipeline per household, own state and traces) and record its verdict in the truth as `no_rewrite`."""
+        self._cf = None
 
     # -- pipelines ------------------------------------------------------------------------------------------------
     def _pipeline(self, hh: Household):
@@ -111,6 +130,15 @@ class Simulator:
             inner = self._asr
         if not isinstance(inner, CachingAsr):
             p.asr = CachingAsr(inner, self.cache)
+        p.rewriter = self.rewriter
+        return p
+
+    def _cf_pipeline(self, hh: Household):
+        cf_out = self.out / "no_rewrite"
+        s = sim_settings(self.settings, cf_out, self.cfg, hh.id)
+        s = s.model_copy(update={"stages": [x for x in s.stages if x != "asr"]})
+        p = self.factory(s, hh.home_path, cf_out / "households" / hh.id)
+        p.rewriter = None
         return p
 
     # -- the run ---------------------------------------------------------------------------------------------------
@@ -119,8 +147,9 @@ class Simulator:
         self._truth_file = self.truth_path.open("w", encoding="utf-8")
         households = []
         try:
-            for i in range(self.cfg.households):
-                hh = make_household(i, self.cfg.seed, self.bank, self.out / "homes", self.cfg.voices, self.cfg.n_members)
+            for i in range(self.cfg.first_household, self.cfg.first_household + self.cfg.households):
+                hh = make_household(i, self.cfg.seed, self.bank, self.out / "homes", self.cfg.voices, self.cfg.n_members,
+                                    self.cfg.shared_goals)
                 households.append(hh.to_dict())
                 if self._done():
                     break
@@ -155,12 +184,17 @@ class Simulator:
             return oracle_cache[text]
 
         self._oracle = oracle
+        self._cf = self._cf_pipeline(hh) if self.counterfactual else None
         rng = random.Random(f"run:{self.cfg.seed}:{hh.id}")
-        users = {m.id: SimUser(m, random.Random(f"user:{self.cfg.seed}:{hh.id}:{m.id}")) for m in hh.members}
+        users = {m.id: SimUser(m, random.Random(f"user:{self.cfg.seed}:{hh.id}:{m.id}"), self.cfg.habitual_rephrase)
+                 for m in hh.members}
         try:
-            for day in range(self.cfg.days):
+            for day in range(self.cfg.first_day + self.cfg.days):
                 t = self.cfg.start + timedelta(days=day)
-                for item in self._agenda(hh, day, rng):
+                agenda = self._agenda(hh, day, rng)
+                if day < self.cfg.first_day:
+                    continue
+                for item in agenda:
                     if self._done():
                         return
                     t = max(t, item.when)
@@ -170,6 +204,9 @@ class Simulator:
                         t = self._episode(p, hh, users[item.member.id], item, t, rng, day)
         finally:
             p.close()
+            if self._cf is not None:
+                self._cf.close()
+                self._cf = None
 
     def _agenda(self, hh: Household, day: int, rng: random.Random) -> list[_Item]:
         base = self.cfg.start + timedelta(days=day)
@@ -206,6 +243,8 @@ class Simulator:
               meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], float]:
         samples, synth_hit = self.cache.speech(text, voice, noise)
         p.device_id = hh.satellite_in(room)
+        if self.cfg.member_users and meta.get("member"):
+            p.user_id = f"{hh.id}-{meta['member']}"
         s0 = time.perf_counter()
         rec = p.run_audio(samples, source={"kind": "simulated", "household": hh.id, "member": meta.get("member")},
                           now=t)
@@ -219,6 +258,8 @@ class Simulator:
                  "action": {k: (rec.get("action") or {}).get(k) for k in ("name", "status", "target")},
                  "response_text": rec.get("response_text"), "error": (rec.get("error") or {}).get("code"),
                  "wer": wer(text, rec.get("transcript") or "")}
+        if rec.get("rewrite"):
+            truth["rewrite"] = rec["rewrite"]
         if self.progress and self.turns % 25 == 0:
             self.progress(f"{self.turns} turns")
         speech_s = len(samples) / 16000
@@ -265,6 +306,9 @@ class Simulator:
                 v = assess(goal, text, rec, hh.home, self._oracle, self.settings.nlu.min_confidence, role)
             truth.update(v.to_dict())
             truth["wer"] = v.stages.get("wer")
+            if self._cf is not None and rec.get("rewrite"):
+                self._device_id, self._user_id = p.device_id, p.user_id
+                truth["no_rewrite"] = self._counterfactual(hh, goal, role, expected_feedback, text, rec, t)
             if role in ("request", "rephrase", "repeat"):
                 tried.append(text)
             if role == "feedback_answer" and last is not None:
@@ -283,6 +327,20 @@ class Simulator:
             expected_feedback = reaction.feedback
             text = reaction.text
         return t + timedelta(seconds=rng.uniform(5, 20))
+
+    def _counterfactual(self, hh: Household, goal: Goal, role: str, expected_feedback: str | None, text: str,
+                        rec: dict[str, Any], t: datetime) -> dict[str, Any]:
+        """The same transcript without rewriting (the counterfactual of an applied rewrite): its verdict."""
+        cf = self._cf
+        cf.device_id, cf.user_id = self._device_id, self._user_id
+        r2 = cf.run_text(rec.get("transcript") or "", now=t)
+        r2 = {**r2, "transcript": rec.get("transcript")}
+        if role in ("feedback_answer", "cancel"):
+            v = _assess_control(role, expected_feedback, text, r2)
+        else:
+            v = assess(goal, text, r2, hh.home, self._oracle, self.settings.nlu.min_confidence, role)
+        return {"defect": v.defect, "outcome": v.outcome, "failure_point": v.failure_point, "intent": r2.get("intent"),
+                "action": {k: (r2.get("action") or {}).get(k) for k in ("name", "status", "target")}}
 
     def _false_wake(self, p, hh: Household, item: _Item, t: datetime, rng: random.Random) -> datetime:
         text = rng.choice(TV_LINES)

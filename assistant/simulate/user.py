@@ -9,6 +9,7 @@ handles is usually accepted.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -36,9 +37,12 @@ class Reaction:
 
 
 class SimUser:
-    def __init__(self, member: Member, rng: random.Random) -> None:
+    def __init__(self, member: Member, rng: random.Random, habitual: float = 0.0) -> None:
         self.m = member
         self.rng = rng
+        self.habitual = habitual
+        """Probability that a rephrasing is the habitual one (the same across the population for a goal: "the other
+        common way to say it"); otherwise a random other utterance of the goal."""
 
     def first_utterance(self, goal: Goal) -> str:
         idx = self.m.phrasing.get(goal.goal_id)
@@ -48,7 +52,11 @@ class SimUser:
 
     def _other_phrasing(self, goal: Goal, tried: list[str]) -> str | None:
         rest = [u for u in goal.utterances if u not in tried]
-        return self.rng.choice(rest) if rest else None
+        if not rest:
+            return None
+        if self.habitual and self.rng.random() < self.habitual:
+            return min(rest, key=lambda u: hashlib.sha1(f"{goal.goal_id}|{u}".encode()).hexdigest())
+        return self.rng.choice(rest)
 
     def _barge_in(self, rec: dict[str, Any], verdict: Verdict) -> float | None:
         """Speak over a long answer: mostly wrong ones, occasionally a right one the person has heard enough of."""

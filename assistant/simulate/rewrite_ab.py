@@ -1,0 +1,240 @@
+"""A/B of self-learned query rewriting on the household simulator: learn on training days, test on held-out ones.
+
+Protocol (`assistant learn evaluate`):
+
+1. TRAIN: simulate households 0..N-1 for days 0..T-1 with no rewrite stage (per-member user ids, a few popular
+   requests shared by the population). The traces go to `<out>/train/traces.db`; then, with the library functions,
+   label + export + mine + solve -> precomputed table (`learn_rewrites`), and label + export -> online index
+   (`learn_index`), both in `<out>/train` (the learned data dir). Nothing is hand-written: every rewrite comes from
+   the simulated users' reformulation chains.
+2. TEST, once per arm (none / precomputed / + online global / + personal), same seed: households 0..N-1 on the
+   held-out days T..T+D-1 (the personal layer has their history) and held-out households N..N+H-1 (never seen in
+   training, global layers only) for the same days. Same goals, voices, noise and speech/ASR cache in every arm;
+   `Pipeline.rewriter` is the arm's rewriter.
+3. Per turn a `TurnOutcome`: defect from the simulator's truth; the applied rewrite (the turn record's `rewrite`);
+   `rewrite_correct`: the counterfactual is computed directly - the same transcript run without rewriting on a
+   second pipeline of the household - True (win) when the rewritten turn met the goal and the unrewritten one did
+   not, False (loss) for the reverse, None when both agree (tie).
+
+Episodes diverge across arms once an outcome changes (the simulated person reacts to it), so besides the per-turn
+defect rate the summary has goal-level figures: goals, goals achieved, turns per goal, defect turns per goal.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.simulate.run import SimConfig, Simulator
+
+GROUPS = ("same", "heldout")
+ACHIEVED = ("achieved", "unsupported-ok", "clarify")
+
+
+@dataclass
+class ABConfig:
+    households: int = 4
+    """Households seen in training (tested on their held-out days)."""
+    heldout_households: int = 2
+    """Households never seen in training (tested on the same held-out days)."""
+    train_days: int = 4
+    test_days: int = 2
+    seed: int = 0
+    voices: tuple[str, ...] = ("piper", "espeak")
+    shared_goals: int = 8
+    habitual_rephrase: float = 0.0
+    feedback_rate: float = 0.15
+    """Training days only. The test days never ask "Did I answer your question?": whether it is asked hangs on the
+    turn id (random), which would make the arms' episodes differ for no reason."""
+    false_wake_rate: float = 0.3
+    min_support: int = 3
+    min_prob: float = 0.7
+    min_users: int = 1
+    max_turns: int | None = None
+    """Per simulator run (tests only: arms may then stop at different goals)."""
+
+
+@dataclass
+class RewriteAB:
+    settings: Any
+    out: Path
+    cfg: ABConfig = field(default_factory=ABConfig)
+    cache_dir: Path | None = None
+    pipeline_factory: Callable[..., Any] | None = None
+    embedder: Any = None
+    progress: Callable[[str], None] | None = None
+    train_summary: dict[str, Any] = field(default_factory=dict)
+    test_summary: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.cache_dir = Path(self.cache_dir) if self.cache_dir else self.out / "speech_cache"
+
+    @property
+    def data_dir(self) -> Path:
+        """The learned data dir: training traces, rewrite table versions, online index."""
+        return self.out / "train"
+
+    def _sim_cfg(self, **kw: Any) -> SimConfig:
+        c = self.cfg
+        kw.setdefault("feedback_rate", c.feedback_rate)
+        return SimConfig(seed=c.seed, voices=c.voices, false_wake_rate=c.false_wake_rate,
+                         member_users=True, shared_goals=c.shared_goals,
+                         habitual_rephrase=c.habitual_rephrase, max_turns=c.max_turns, **kw)
+
+    def _say(self, msg: str) -> None:
+        if self.progress:
+            self.progress(msg)
+
+    # -- 1. train ------------------------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        from assistant.commands.learn import learn_index, learn_rewrites
+
+        c = self.cfg
+        t0 = time.perf_counter()
+        self._say(f"train: {c.households} households x {c.train_days} days (seed {c.seed})")
+        sim = Simulator(self.settings, self.data_dir, self._sim_cfg(households=c.households, days=c.train_days),
+                        self.cache_dir, self.pipeline_factory, self.progress)
+        stats = sim.run()
+        truth = _read(self.data_dir / "sim_truth.jsonl")
+        self._say(f"train: {stats['turns']} turns; mining")
+        rw = learn_rewrites(self.data_dir, min_support=c.min_support, min_prob=c.min_prob, min_users=c.min_users)
+        embedder = self.embedder
+        if embedder is None:
+            from assistant.backends.minilm_embedder import MiniLmEmbedder
+
+            embedder = self.embedder = MiniLmEmbedder()
+        idx = learn_index(self.data_dir, embedder=embedder)
+        self.train_summary = {
+            "households": c.households, "days": c.train_days, "turns": stats["turns"],
+            "defect_rate": round(sum(r["defect"] for r in truth) / len(truth), 4) if truth else None,
+            "wall_seconds": stats["wall_seconds"], "cache": stats["cache"],
+            "table": {"version": rw["version"], "rewrites": rw["rewrites"], "mining": rw["mining"],
+                      "solve": rw["solve"], "sample": dict(list(rw["table"].items())[:15])},
+            "index": {k: idx.get(k) for k in ("version", "entries", "users", "personal_rows")},
+            "seconds": round(time.perf_counter() - t0, 1)}
+        return self.train_summary
+
+    # -- 2. test -------------------------------------------------------------------------------------------------
+    def run_arm(self, arm: str, rewriter: Any) -> list[dict[str, Any]]:
+        """Simulate the held-out days (and households) with `rewriter`; returns the truth rows (with `group`)."""
+        c = self.cfg
+        rows: list[dict[str, Any]] = []
+        summary: dict[str, Any] = {}
+        for group, first, n in (("same", 0, c.households), ("heldout", c.households, c.heldout_households)):
+            if n <= 0:
+                continue
+            out = self.out / "test" / arm / group
+            self._say(f"test {arm}/{group}: households {first}..{first + n - 1}, days "
+                      f"{c.train_days}..{c.train_days + c.test_days - 1}")
+            sim = Simulator(self.settings, out, self._sim_cfg(households=n, days=c.test_days, first_day=c.train_days,
+                                                              first_household=first, feedback_rate=0.0),
+                            self.cache_dir, self.pipeline_factory, self.progress)
+            sim.rewriter = rewriter
+            sim.counterfactual = rewriter is not None
+            stats = sim.run()
+            part = _read(out / "sim_truth.jsonl")
+            for r in part:
+                r["group"] = group
+            rows += part
+            summary[group] = {"turns": stats["turns"], "wall_seconds": stats["wall_seconds"], "cache": stats["cache"]}
+        summary["goals"] = goal_stats(rows)
+        summary["goals_by_group"] = {g: goal_stats([r for r in rows if r["group"] == g]) for g in GROUPS}
+        summary["defect_rate_by_group"] = {
+            g: round(sum(r["defect"] for r in rows if r["group"] == g) / n, 4)
+            for g in GROUPS if (n := sum(1 for r in rows if r["group"] == g))}
+        self.test_summary[arm] = summary
+        return rows
+
+    def simulate(self, arm: str, rewriter: Any, sessions: int = 0, seed: int | None = None) -> Iterator[Any]:
+        """`learn.evaluate`'s simulator entry point (sessions / seed are fixed by the ABConfig)."""
+        return iter(outcomes(self.run_arm(arm, rewriter)))
+
+    def evaluate(self, arms: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """Train (unless done), run every arm, return learn.evaluate's table plus train/test/goal summaries."""
+        from assistant.commands.learn import ARMS, evaluate
+
+        if not self.train_summary:
+            self.train()
+        res = evaluate(self.simulate, self.data_dir, 0, self.cfg.seed, arms or ARMS)
+        res.pop("sessions", None)
+        for a in res["arms"]:
+            a.update({k: v for k, v in self.test_summary.get(a["arm"], {}).items()
+                      if k in ("goals", "goals_by_group", "defect_rate_by_group")})
+        nlu = Path(self.settings.resolve_path(self.settings.nlu.model_dir)) / "labels.json"
+        try:
+            nlu_version = json.loads(nlu.read_text()).get("version")
+        except (OSError, ValueError):
+            nlu_version = None
+        res.update({"config": {**asdict(self.cfg), "voices": list(self.cfg.voices)}, "train": self.train_summary,
+                    "test": {a: {g: s[g] for g in GROUPS if g in s} for a, s in self.test_summary.items()},
+                    "nlu_model_version": nlu_version, "out": str(self.out), "cache": str(self.cache_dir)})
+        (self.out / "ab_result.json").write_text(json.dumps(res, indent=1, default=str))
+        return res
+
+
+# -- outcomes -----------------------------------------------------------------------------------------------------
+def outcomes(rows: Iterable[dict[str, Any]]) -> list[Any]:
+    """TurnOutcome per truth row: defect, applied rewrite, win (True) / loss (False) / tie (None) vs no rewrite."""
+    from assistant.commands.learn import TurnOutcome
+
+    out = []
+    for r in rows:
+        rw = r.get("rewrite")
+        correct = None
+        cf = r.get("no_rewrite")
+        if rw and rw.get("applied") and cf is not None and bool(cf["defect"]) != bool(r["defect"]):
+            correct = not r["defect"]
+        out.append(TurnOutcome(defect=bool(r["defect"]), rewrite=rw, rewrite_correct=correct))
+    return out
+
+
+def goal_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Goal level (an episode with a goal): achieved = some turn of it met the goal."""
+    eps: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("goal") and r.get("episode"):
+            eps.setdefault(f"{r.get('group', '')}:{r['episode']}", []).append(r)
+    n = len(eps)
+    achieved = sum(any(t.get("outcome") in ACHIEVED for t in ts) for ts in eps.values())
+    turns = sum(len(ts) for ts in eps.values())
+    defects = sum(sum(bool(t["defect"]) for t in ts) for ts in eps.values())
+    return {"goals": n, "achieved": achieved, "achieved_rate": round(achieved / n, 4) if n else None,
+            "turns_per_goal": round(turns / n, 3) if n else None,
+            "defect_turns_per_goal": round(defects / n, 3) if n else None}
+
+
+def first_requests(rows: Iterable[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(group, episode, first spoken request) of every goal: identical across arms by construction."""
+    return sorted((r.get("group", ""), r["episode"], r["spoken"]) for r in rows
+                  if r.get("goal") and r.get("attempt") == 0)
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+_DEFAULT: RewriteAB | None = None
+
+
+def configure(ab: RewriteAB | None) -> None:
+    """Set the experiment the module-level `simulate` runs (learn.evaluate's hook)."""
+    global _DEFAULT
+    _DEFAULT = ab
+
+
+def simulate(arm: str, rewriter: Any, sessions: int = 0, seed: int = 0) -> Iterator[Any]:
+    """`assistant.commands.learn.evaluate`'s entry point: the configured experiment's test phase for one arm."""
+    if _DEFAULT is None:
+        raise RuntimeError("rewrite_ab.configure(RewriteAB(...)) first (and .train() it): `assistant learn evaluate` "
+                           "does both")
+    return _DEFAULT.simulate(arm, rewriter, sessions, seed)
+
+
+__all__ = ["ABConfig", "RewriteAB", "configure", "first_requests", "goal_stats", "outcomes", "simulate"]

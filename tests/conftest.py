@@ -39,12 +39,11 @@ def settings():
 
 @pytest.fixture(scope="session")
 def real_backends(settings):
-    """Every real backend, loaded once: model loading is the slow part, and backends hold no per-turn state."""
+    """The slow-to-load real backends, loaded once; they hold no per-turn state. Wake and VAD are streaming detectors
+    with state, so every pipeline gets its own (a live loop left running by one test must not feed another's)."""
     from assistant import pipeline as pl
 
     return {
-        "wake": pl._make_wake(settings),
-        "vad": pl._make_vad(settings),
         "asr": pl._make_asr(settings),
         "nlu": pl._make_nlu(settings),
         "tts": pl._make_tts(settings),
@@ -57,8 +56,7 @@ def make_pipeline(settings, real_backends, tmp_path, monkeypatch):
     from assistant import pipeline as pl
     from assistant.config import DEFAULT_HOME
 
-    for stage, factory in (("wake", "_make_wake"), ("vad", "_make_vad"), ("asr", "_make_asr"), ("nlu", "_make_nlu"),
-                           ("tts", "_make_tts")):
+    for stage, factory in (("asr", "_make_asr"), ("nlu", "_make_nlu"), ("tts", "_make_tts")):
         monkeypatch.setattr(pl, factory, lambda s, _b=real_backends[stage]: _b)
     created = []
 

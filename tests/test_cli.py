@@ -89,3 +89,14 @@ def test_bench_reports_every_stage(tmp_path):
     for v in report["stages"].values():
         assert 0 < v["median_ms"] <= v["p90_ms"]
     assert report["replay_x_realtime"] > 1 and report["asr_rtf_median"] > 0 and report["peak_rss_mb"] > 100
+
+
+def test_eval_nlu_on_spoken_slurp_sentences(tmp_path, shared_dir):
+    """The same SLURP rows, read aloud by Piper and transcribed: the report says how much the ASR costs."""
+    data = shared_dir / "slurp" / "test.jsonl"
+    text = json.loads(assistant("eval", "nlu", "--data", str(data), "--limit", "8", "--json", data_dir=tmp_path).stdout)
+    spoken = json.loads(assistant("eval", "nlu", "--data", str(data), "--limit", "8", "--spoken", "piper", "--json",
+                                  data_dir=tmp_path).stdout)
+    assert text["n"] == spoken["n"] == 8
+    assert spoken["spoken"]["voice"] == "piper" and 0 <= spoken["spoken"]["mean_wer"] < 0.5
+    assert spoken["intent_accuracy"] >= 0.5

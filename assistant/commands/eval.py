@@ -15,6 +15,8 @@ def register(sub) -> None:
     n.add_argument("--model-dir", type=Path, default=None, help="default: models/nlu")
     n.add_argument("--limit", type=int, default=None, help="only the first N rows")
     n.add_argument("--threads", type=int, default=1)
+    n.add_argument("--spoken", choices=["piper", "espeak"],
+                   help="speak each sentence with this voice and evaluate on what the ASR heard (slow: ~0.5 s a row)")
     n.add_argument("--json", action="store_true", help="print the metrics as JSON")
     n.set_defaults(func=run_nlu)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -28,6 +30,39 @@ def run_nlu(args: argparse.Namespace) -> int:
         print(f"data not found: {args.data}")
         return 2
     backend = OnnxJointNlu(args.model_dir, threads=args.threads)
+    if args.spoken:
+        backend = _Spoken(backend, args.spoken)
     metrics = evaluate(args.data, backend, limit=args.limit)
+    if args.spoken:
+        import statistics
+
+        metrics["spoken"] = {"voice": args.spoken, "asr": backend.asr.version,
+                             "mean_wer": round(statistics.fmean(backend.wers), 4) if backend.wers else None}
     print(json.dumps(metrics, indent=1) if args.json else format_report(metrics))
     return 0
+
+
+class _Spoken:
+    """NLU on what the ASR hears: each gold sentence is synthesized (Piper or espeak-ng), transcribed by the
+    pipeline's faster-whisper backend, and the transcript is parsed. Slots are then scored by value."""
+
+    def __init__(self, nlu, voice: str) -> None:
+        from assistant.config import load_settings
+        from assistant.pipeline import _make_asr
+
+        self.nlu, self.voice, self.asr = nlu, voice, _make_asr(load_settings())
+        self.wers: list[float] = []
+
+    def parse(self, text: str, context=None):
+        import re
+
+        import jiwer
+
+        from assistant.simulate.voices import espeak_speech, piper_speech
+
+        audio = piper_speech(text) if self.voice == "piper" else espeak_speech(text)
+        heard = self.asr.transcribe(audio, "en").text
+        clean = lambda t: " ".join(re.sub(r"[^a-z0-9' ]+", " ", t.lower()).split())  # noqa: E731
+        if clean(text):
+            self.wers.append(jiwer.wer(clean(text), clean(heard) or "-"))
+        return self.nlu.parse(heard or " ", context)

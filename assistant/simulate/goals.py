@@ -14,17 +14,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assistant.config import shared_data_dir
 from assistant.nlu_eval import load_slurp, normalise
 
-DATA_ROOT = Path(os.environ.get("ASSISTANT_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
-if not DATA_ROOT.exists() and Path("/work/shared/data").exists():
-    DATA_ROOT = Path("/work/shared/data")
+DATA_ROOT = shared_data_dir()
 
 
 @dataclass(frozen=True)

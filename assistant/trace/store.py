@@ -78,10 +78,14 @@ class TraceStore:
             )
         for version in range(current, SCHEMA_VERSION):
             self._db.execute("BEGIN")
-            for statement in MIGRATIONS[version].split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version = {version + 1}")
+            try:
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {version + 1}")
+            except BaseException:
+                self._db.execute("ROLLBACK")  # a failed migration leaves the store at the previous version
+                raise
             self._db.execute("COMMIT")
 
     @property

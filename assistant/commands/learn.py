@@ -31,6 +31,9 @@ def register(sub) -> None:
     q.add_argument("--min-prob", type=float, default=0.7, help="target's success probability (default 0.7)")
     q.add_argument("--min-users", type=int, default=1, help="distinct users behind a rewrite (default 1)")
     q.add_argument("--export", type=Path, help="mine this export (turns.parquet or its folder) instead of the store")
+    q.add_argument("--rephrase-detector", choices=["auto", "learned", "lexical"], default="auto",
+                   help="what links a request to its rephrase: the learned span model (models/rephrase) or lexical "
+                        "similarity; auto (default): learned when models/rephrase exists")
     q.set_defaults(func=run_rewrites)
     q = lsub.add_parser("index", help="build the online rewrite index from successful turns")
     q.add_argument("--export", type=Path, help="index this export instead of the store")
@@ -56,6 +59,12 @@ def register(sub) -> None:
     q.add_argument("--arms", default=",".join(("none", "precomputed", "precomputed+global",
                                                "precomputed+global+personal")))
     q.set_defaults(func=run_evaluate)
+    q = lsub.add_parser("rephrase-eval", help="rephrase detectors (learned vs lexical) against a simulator run's truth")
+    q.add_argument("--run", type=Path, required=True, help="a `simulate` output folder (traces.db + sim_truth.jsonl)")
+    q.add_argument("--model", type=Path, help="rephrase model folder (default models/rephrase)")
+    q.add_argument("--corrections", type=float, default=0.0,
+                   help="also turn this share of the rephrases into 'no, I said ...' (tests the span; default 0)")
+    q.set_defaults(func=run_rephrase_eval)
     q = lsub.add_parser("status", help="rewrite table versions and index")
     q.set_defaults(func=run_status)
     for q in lsub.choices.values():
@@ -93,19 +102,31 @@ def export_traces(data_dir: Path, out_dir: Path, config: Path | None = None, rel
         store.close()
 
 
+def rephrase_detector(kind: str = "auto", model_dir: Path | None = None) -> Any:
+    """The detector mining uses: a `RephraseDetector` (learned) or None (lexical). auto = learned when the model
+    exists."""
+    from assistant.learning.rephrase_model import RephraseDetector
+
+    if kind == "lexical" or (kind == "auto" and not RephraseDetector.available(model_dir)):
+        return None
+    return RephraseDetector(model_dir)
+
+
 def learn_rewrites(data_dir: Path, export_path: Path | None = None, min_support: int = 3, min_prob: float = 0.7,
-                   min_users: int = 1, config: Path | None = None) -> dict[str, Any]:
-    """Export (unless given one) -> mine -> solve -> write the next table version. Returns a summary."""
+                   min_users: int = 1, config: Path | None = None, detector: str = "auto") -> dict[str, Any]:
+    """Export (unless given one) -> mine -> solve -> write the next table version. Returns a summary.
+    `detector`: auto | learned | lexical (see `rephrase_detector`); the one used is in the version's stats."""
     from assistant.learning.markov import MarkovConfig, solve, write_table
     from assistant.learning.mining import mine
 
     t0 = time.perf_counter()
+    det = rephrase_detector(detector)
     with tempfile.TemporaryDirectory(prefix="learn-") as tmp:
         manifest = None
         if export_path is None:
             manifest = export_traces(data_dir, Path(tmp), config)
             export_path = Path(tmp) / "turns.parquet"
-        mined = mine(export_path)
+        mined = mine(export_path, detector=det)
     mcfg = MarkovConfig(min_support=min_support, min_prob=min_prob, min_users=min_users)
     table, stats = solve(mined, mcfg)
     stats = {"mining": mined.stats, "solve": stats, "export_rows": manifest["rows"] if manifest else None}
@@ -130,11 +151,15 @@ def learn_index(data_dir: Path, export_path: Path | None = None, embedder: Any =
 
 
 def run_rewrites(args: argparse.Namespace) -> int:
-    s = learn_rewrites(_data_dir(args), args.export, args.min_support, args.min_prob, args.min_users, args.config)
+    s = learn_rewrites(_data_dir(args), args.export, args.min_support, args.min_prob, args.min_users, args.config,
+                       args.rephrase_detector)
     if args.json:
         print(json.dumps(s, ensure_ascii=False))
         return 0
     m, v = s["mining"], s["solve"]
+    det = (f"learned ({m.get('rephrase_model')}, {m.get('detected_pairs')} pairs in {m.get('detect_seconds')} s)"
+           if m.get("rephrase_detector") == "learned" else "lexical")
+    print(f"rephrase detector: {det}")
     print(f"mined {m['turns']} turns ({m['linked_turns']} rephrased) -> {m['states']} utterances, {m['edges']} "
           f"transitions, {v['clusters']} clusters in {m['seconds']} s; solved in {v['seconds']} s")
     print(f"rewrite table v{s['version']}: {s['rewrites']} rewrites (now current; `assistant learn rollback N` to undo)")
@@ -151,6 +176,14 @@ def run_index(args: argparse.Namespace) -> int:
     else:
         print(f"online index v{meta['version']}: {meta['entries']} utterances, {meta['users']} users, "
               f"{meta['personal_rows']} personal rows ({meta['embed_seconds']} s embedding, {meta['seconds']} s total)")
+    return 0
+
+
+def run_rephrase_eval(args: argparse.Namespace) -> int:
+    from assistant.learning.rephrase_eval import evaluate_run, to_markdown
+
+    res = evaluate_run(args.run, corrections=args.corrections, model_dir=args.model)
+    print(json.dumps(res, indent=1) if args.json else to_markdown(res))
     return 0
 
 

@@ -21,6 +21,15 @@ def register(sub) -> None:
     n.add_argument("--quiet", action="store_true", help="no progress output")
     n.add_argument("--json", action="store_true", help="print the metrics as JSON")
     n.set_defaults(func=run_nlu)
+    r = tsub.add_parser("rephrase", help="fine-tune MiniLM-L6 as the contextual rephrase span detector (ONNX)")
+    r.add_argument("--runs", type=Path, nargs="+", required=True, help="simulator run folders (traces.db + sim_truth.jsonl)")
+    r.add_argument("--out", type=Path, default=DEFAULT_OUT.parent / "rephrase", help="default: models/rephrase")
+    r.add_argument("--epochs", type=int, default=4)
+    r.add_argument("--max-minutes", type=float, default=12.0, help="stop training after this long (default 12)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--quantize", choices=["auto", "fp32", "int8"], default="auto")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=run_rephrase)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -46,3 +55,9 @@ def run_nlu(args: argparse.Namespace) -> int:
               f"HWU held-out general_*: {metrics['hwu_holdout_general']['intent_accuracy']:.4f}; "
               f"latency {metrics['latency_ms_median']} ms; training {metrics['train_time_s']} s")
     return 0
+
+
+def run_rephrase(args: argparse.Namespace) -> int:
+    from assistant.learning.rephrase_train import cli
+
+    return cli(args)

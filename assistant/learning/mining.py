@@ -22,6 +22,13 @@ Steps:
    (a turn that failed and was not rephrased = the user gave up or the session ended after a defect).
 6. ``pairs``: path support: in how many chains (and for how many users) utterance a was followed later in the same
    chain by utterance b that succeeded. `markov.py` uses it as the support of a rewrite a -> b.
+
+Rephrase detector: ``lexical`` (above: the labeller's signal or similar next text) or ``learned``: the contextual
+span model (`rephrase_model.RephraseDetector`) is run over the export's sessions first, and its pairs
+(turn -> the later turn that rephrases it, span) are a table ``lp`` that replaces step 2's rule: a turn that did not
+succeed links to the turn the detector points at (not necessarily the next one; the seed's "best rewrite
+candidate", e.g. the later attempt that succeeded), the target's utterance is the detected span ("no, I said X" ->
+X), and a chain is everything that points, transitively, to the same last turn (a recursive CTE).
 """
 
 from __future__ import annotations
@@ -34,6 +41,12 @@ from typing import Any
 import numpy as np
 
 NORM_SQL = "trim(regexp_replace(regexp_replace(lower(replace({x}, '’', '''')), '[^a-z0-9'' ]+', ' ', 'g'), '\\s+', ' ', 'g'))"
+
+
+_REWRITE_TEXT = ("CASE WHEN spans LIKE '%\"stage\":\"rewrite\"%' THEN json_extract_string("
+                 "[x FOR x IN CAST(json_extract(spans, '$[*]') AS JSON[]) "
+                 "IF json_extract_string(x, '$.stage') = 'rewrite' "
+                 "AND json_extract(x, '$.output.applied')::BOOLEAN][1], '$.output.text') END")
 
 
 def norm_sql(expr: str) -> str:
@@ -77,13 +90,13 @@ def _source(path: Path) -> str:
     return f"read_parquet('{p}')"
 
 
-def steps_sql(source: str, config: MiningConfig = MiningConfig()) -> dict[str, str]:
-    """The relational steps as named SQL views (in order). `source` is a table expression over exported turns."""
+def steps_sql(source: str, config: MiningConfig = MiningConfig(), learned: bool = False) -> dict[str, str]:
+    """The relational steps as named SQL views (in order). `source` is a table expression over exported turns.
+    learned=True: rephrase links come from the table `lp(src_id, dst_id, span)` (the learned detector's pairs)."""
+    if learned:
+        return _learned_steps(source, config)
     controls = ", ".join("'" + c + "'" for c in config.control_intents)
-    rewrite_text = ("CASE WHEN spans LIKE '%\"stage\":\"rewrite\"%' THEN json_extract_string("
-                    "[x FOR x IN CAST(json_extract(spans, '$[*]') AS JSON[]) "
-                    "IF json_extract_string(x, '$.stage') = 'rewrite' "
-                    "AND json_extract(x, '$.output.applied')::BOOLEAN][1], '$.output.text') END")
+    rewrite_text = _REWRITE_TEXT
     return {
         "t": f"""
             SELECT turn_id, session_id, turn_index, epoch(started_at) AS t0, epoch(coalesce(ended_at, started_at)) AS t1,
@@ -138,15 +151,66 @@ def steps_sql(source: str, config: MiningConfig = MiningConfig()) -> dict[str, s
     }
 
 
-def mine(path: Path, config: MiningConfig = MiningConfig(), con: Any = None, threads: int | None = None) -> Mined:
-    """Run the steps over an export (a turns.parquet / turns.jsonl file or the directory holding it)."""
+def _learned_steps(source: str, config: MiningConfig) -> dict[str, str]:
+    base = steps_sql(source, config)
+    controls = ", ".join("'" + c + "'" for c in config.control_intents)
+    t = base["t"]
+    # the utterance of a detected rephrase is its span; pairs come from lp, not from the labeller's signal
+    t = t.replace(f"{norm_sql('transcript')} AS utt,", f"{norm_sql('coalesce(tg.span, transcript)')} AS utt,")
+    t = t.replace(f"{norm_sql(f'coalesce({_REWRITE_TEXT}, transcript)')} AS exec_utt,",
+                  f"{norm_sql(f'coalesce({_REWRITE_TEXT}, tg.span, transcript)')} AS exec_utt,")
+    head, _, _ = t.partition("CASE WHEN signals LIKE")
+    t = (head + "lp.dst_id AS rephrased_by\n"
+         f"            FROM {source} s LEFT JOIN lp ON lp.src_id = s.turn_id\n"
+         "            LEFT JOIN (SELECT dst_id, any_value(span) AS span FROM lp GROUP BY dst_id) tg ON tg.dst_id = s.turn_id\n"
+         f"            WHERE transcript IS NOT NULL AND (coalesce(intent, '') NOT IN ({controls}) OR tg.dst_id IS NOT NULL)\n"
+         f"              AND length({norm_sql('coalesce(tg.span, transcript)')}) > 0")
+    return {
+        "t": t,
+        "nx": """
+            SELECT a.*, b.turn_id AS next_id, b.utt AS next_utt, b.t0 AS next_t0
+            FROM t a LEFT JOIN t b ON b.turn_id = a.rephrased_by AND b.session_id = a.session_id""",
+        "linked": """
+            SELECT *, coalesce(next_id IS NOT NULL AND coalesce(outcome, '') <> 'success', false) AS link FROM nx""",
+        "chains": """
+            WITH RECURSIVE walk(turn_id, cur, depth) AS (
+                SELECT turn_id, turn_id, 0 FROM linked
+                UNION ALL
+                SELECT w.turn_id, l.next_id, w.depth + 1 FROM walk w JOIN linked l ON l.turn_id = w.cur WHERE l.link),
+            root AS (SELECT turn_id, arg_max(cur, depth) AS last_id FROM walk GROUP BY turn_id)
+            SELECT linked.*, linked.session_id || ':' || root.last_id AS chain_id
+            FROM linked JOIN root USING (turn_id)""",
+        **{k: v for k, v in base.items() if k not in ("t", "nx", "linked", "chains")},
+    }
+
+
+def detect_pairs(path: Path, detector: Any, con: Any = None) -> list[tuple[str, str, str, float]]:
+    """The learned detector over every session of an export: (src turn, rephrase turn, span, score)."""
+    from assistant.learning.rephrase_data import sessions_from_export
+
+    return [tuple(p) for s in sessions_from_export(path, con) for p in detector.detect(s)]
+
+
+def mine(path: Path, config: MiningConfig = MiningConfig(), con: Any = None, threads: int | None = None,
+         detector: Any = None) -> Mined:
+    """Run the steps over an export (a turns.parquet / turns.jsonl file or the directory holding it). `detector`: a
+    `RephraseDetector` (learned links) or None (lexical links)."""
     import duckdb
 
     t0 = time.perf_counter()
     con = con or duckdb.connect()
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    steps = steps_sql(_source(path), config)
+    det_stats: dict[str, Any] = {"rephrase_detector": "lexical"}
+    if detector is not None:
+        t_det = time.perf_counter()
+        pairs = detect_pairs(path, detector, con)
+        con.execute("CREATE OR REPLACE TEMP TABLE lp (src_id VARCHAR, dst_id VARCHAR, span VARCHAR, score DOUBLE)")
+        if pairs:
+            con.executemany("INSERT INTO lp VALUES (?, ?, ?, ?)", pairs)
+        det_stats = {"rephrase_detector": "learned", "rephrase_model": getattr(detector, "version", None),
+                     "detected_pairs": len(pairs), "detect_seconds": round(time.perf_counter() - t_det, 3)}
+    steps = steps_sql(_source(path), config, learned=detector is not None)
     for name, sql in steps.items():
         # Materialise the wide per-turn steps once; the aggregates read them.
         kind = "TABLE" if name in ("chains", "edges") else "VIEW"
@@ -160,5 +224,5 @@ def mine(path: Path, config: MiningConfig = MiningConfig(), con: Any = None, thr
     turns, chained = con.execute("SELECT count(*), count(*) FILTER (WHERE link) FROM chains").fetchone()
     stats = {"turns": int(turns), "linked_turns": int(chained), "edges": len(edges["src"]),
              "states": len(set(edges["src"]) | set(edges["dst"])), "pairs": len(pairs["src"]),
-             "seconds": round(time.perf_counter() - t0, 3)}
+             "seconds": round(time.perf_counter() - t0, 3), **det_stats}
     return Mined({k: np.asarray(v) if not isinstance(v, list) else v for k, v in edges.items()}, absorb, pairs, stats)

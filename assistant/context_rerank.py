@@ -16,7 +16,10 @@ Hypotheses come from
   * unsaid defaults: a `play_music` with no music entity gets one hypothesis per genre/artist the user plays most.
 
 Features (all hypotheses; 0 when not applicable):
-  nlu_logp        log(max(p_nlu, 0.02)) of the hypothesis' source intent
+  nlu_logp        log(max(p_nlu, 0.02)) of the hypothesis' source intent, for hypotheses from the NLU n-best
+  ctx_nlu_logp    the same for hypotheses the context adds (device queries, unsaid defaults): the NLU never saw the
+                  context, so its probability is weaker evidence against them
+  from_context    1 for a hypothesis the context adds (its bias)
   nlu_absent      1 if the source intent is not in the n-best
   match           the candidate's match score (0..1) against what was said
   type_compat     1 if the candidate's type is the one the NLU slot names (audiobook_name -> audiobook)
@@ -29,6 +32,7 @@ Features (all hypotheses; 0 when not applicable):
   screen_visual   1 if the speaking device has a screen and the candidate is visual (film, TV show)
   noscreen_visual 1 if it has no screen and the candidate is visual
   unsaid          1 if the entity was not said (filled from history)
+  unused_slots    how many NLU slots the hypothesis leaves unused ("tomorrow", "in paris" for a device query)
 
 Usage from the pipeline (after resolve, before respond):
 
@@ -58,9 +62,12 @@ if TYPE_CHECKING:
     from assistant.context import TurnContext
 
 WEIGHTS_PATH = Path(__file__).parent / "data" / "rerank" / "weights.json"
-FEATURES = ("nlu_logp", "nlu_absent", "match", "type_compat", "prior", "hist_share", "hist_any", "hist_daypart",
-            "device_on", "device_here", "screen_visual", "noscreen_visual", "unsaid")
+FEATURES = ("nlu_logp", "ctx_nlu_logp", "from_context", "nlu_absent", "match", "type_compat", "prior", "hist_share", "hist_any", "hist_daypart",
+            "device_on", "device_here", "screen_visual", "noscreen_visual", "unsaid", "unused_slots")
 NLU_FLOOR = 0.02
+PRIOR_MATCH_TOLERANCE = 0.02
+HISTORY_STATUSES = ("done", "unavailable")
+"""Action statuses whose turns count as the user's choices (see user_history_from_records)."""
 NBEST_K = 5
 MAX_ALTERNATIVES = 8
 
@@ -76,6 +83,8 @@ SLOT_TYPES = {"movie_name": ("film", "tv_show"), "audiobook_name": ("audiobook",
 INTENT_TYPES = {"play_video": ("film", "tv_show"), "play_audiobook": ("audiobook", "book"), "play_podcasts": ("podcast",),
                 "play_music": ("track", "artist", "album", "genre", "playlist")}
 # words that ask about a device state attribute -> the state key
+# slots a device query consumes (the device and its room)
+DEVICE_SLOTS = ("device_type", "house_place", "device")
 ATTRIBUTE_WORDS = {"temperature": "temperature", "temp": "temperature", "hot": "temperature", "degrees": "temperature",
                    "volume": "volume", "loud": "volume", "brightness": "brightness", "bright": "brightness"}
 DEVICE_QUERY = "iot_device_query"
@@ -144,14 +153,14 @@ def user_history_from_records(records: Iterable[dict[str, Any]], user_id: str | 
     """Build a history from turn records (dicts with `intent`, `entities` [{entity_type, entity_id, ...}], `action`
     {name, status, target, ...}, `user` or `user_id`, optional `started_at` (epoch s) or `now` (ISO time)).
 
-    Only turns whose action was carried out (status `done`) count: a failed or clarified turn says nothing about what
-    the user wanted. With `music` (a MusicCatalog) a played track or artist also counts for its artist's genres."""
+    Only turns whose action was carried out (status `done`), or understood but not reachable offline (`unavailable`:
+    the weather for a city), count: a failed or clarified turn says nothing about what the user wanted. With `music` (a MusicCatalog) a played track or artist also counts for its artist's genres."""
     h = InMemoryUserHistory()
     for rec in records:
         if user_id is not None and (rec.get("user") or rec.get("user_id")) not in (user_id, None):
             continue
         action = rec.get("action") or {}
-        if action and action.get("status") not in ("done", None):
+        if action and action.get("status") not in (*HISTORY_STATUSES, None):
             continue
         when = None
         if rec.get("started_at"):
@@ -209,6 +218,7 @@ class Hypothesis:
     replaces: ResolvedEntity | None
     """The resolved entity this hypothesis' entity stands in for (None: it is added)."""
     origin: str
+    unused_slots: float = 0.0
     features: dict[str, float] = field(default_factory=dict)
     score: float = 0.0
     prob: float = 0.0
@@ -261,7 +271,9 @@ class ContextReranker:
             h.prob = math.exp(h.score - m) / z
         hyps.sort(key=lambda h: (-h.score, h.origin != "nlu", h.intent, h.entity.entity_id if h.entity else ""))
         best = hyps[0]
-        new_nlu, new_res, changed = self._apply(best, nlu, resolved)
+        # the confidence the responder checks is in the intent: the mass of every hypothesis with the chosen intent
+        intent_prob = sum(h.prob for h in hyps if h.intent == best.intent)
+        new_nlu, new_res, changed = self._apply(best, nlu, resolved, intent_prob)
         explanation = {"name": self.name, "version": self.version, "changed": changed, "hypotheses": len(hyps),
                        "chosen": best.to_dict(), "top": [h.to_dict() for h in hyps[:3]],
                        "weights": {k: v for k, v in self.weights.items() if v}}
@@ -318,6 +330,8 @@ class ContextReranker:
     def _alternatives(self, focus: ResolvedEntity | None) -> list[ResolvedEntity | None]:
         if focus is None:
             return [None]
+        if not focus.entity_id:  # the resolver found no good enough match: context must not pick a weak one
+            return [focus]
         cands = list(focus.candidates[:MAX_ALTERNATIVES])
         if focus.entity_id and all(c.entity_id != focus.entity_id for c in cands):
             cands.insert(0, Candidate(focus.entity_id, focus.name or "", focus.score))
@@ -357,12 +371,15 @@ class ContextReranker:
         if not keys or context.home is None:
             return []
         out = []
+        unused = unused_slots(nlu)
         for d in context.home.devices.values():
             if d.satellite or not any(k in d.state for k in keys):
                 continue
             ent = ResolvedEntity("device", "", "device", d.id, d.name, 0.0, (Candidate(d.id, d.name, 0.0),),
                                  normalized={"attributes": sorted(k for k in keys if k in d.state)})
-            out.append(Hypothesis(DEVICE_QUERY, DEVICE_QUERY, probs.get(DEVICE_QUERY, 0.0), ent, None, "device-query"))
+            h = Hypothesis(DEVICE_QUERY, DEVICE_QUERY, probs.get(DEVICE_QUERY, 0.0), ent, None, "device-query")
+            h.unused_slots = unused
+            out.append(h)
         return out
 
     def _unsaid(self, nlu: NluResult, resolved: ResolveResult, probs: dict[str, float], history: UserHistory) -> list[Hypothesis]:
@@ -389,12 +406,16 @@ class ContextReranker:
                 row = self._row(h.entity.entity_type, h.entity.entity_id) or {}
                 pops[h.entity.entity_id] = float(row.get("population") or row.get("mentions") or 0)
         max_pop = max(pops.values(), default=0.0)
+        # popularity decides only between equally good matches (Springfield, MO vs MA), never for a worse match
+        best_match = max((h.entity.score for h in hyps if h.entity is not None and h.entity.entity_id), default=0.0)
         type_totals: dict[str, int] = {}
         for h in hyps:
             f = {k: 0.0 for k in FEATURES}
             p = h.nlu_prob
-            f["nlu_logp"] = math.log(max(p, NLU_FLOOR))
+            f["nlu_logp" if h.origin == "nlu" else "ctx_nlu_logp"] = math.log(max(p, NLU_FLOOR))
+            f["from_context"] = 0.0 if h.origin == "nlu" else 1.0
             f["nlu_absent"] = 1.0 if p <= 0 else 0.0
+            f["unused_slots"] = h.unused_slots
             e = h.entity
             if e is not None:
                 said = e.value != "" and h.origin == "nlu"
@@ -403,9 +424,9 @@ class ContextReranker:
                 etype = self._media_type(e) if e.entity_type == "media" else ("city" if e.entity_type == "place" else e.entity_type)
                 own = SLOT_TYPES.get(e.slot, ()) or INTENT_TYPES.get(h.source_intent, ())
                 f["type_compat"] = 1.0 if (not own or etype in own) and h.origin == "nlu" else 0.0
-                if said and e.entity_id in pops and max_pop > 0:  # popularity among the candidates of what was said
+                if said and e.entity_id in pops and max_pop > 0 and e.score >= best_match - PRIOR_MATCH_TOLERANCE:
                     f["prior"] = math.log1p(pops[e.entity_id]) / math.log1p(max_pop)
-                if e.entity_id:
+                if e.entity_id and e.entity_type in FOCUS_TYPES:  # choices the user names, not devices the context adds
                     ht = e.entity_type
                     if ht not in type_totals:
                         type_totals[ht] = history.count(ht)
@@ -425,7 +446,8 @@ class ContextReranker:
                     f["device_here"] = 1.0 if d.area == here else 0.0
             h.features = f
 
-    def _apply(self, best: Hypothesis, nlu: NluResult, resolved: ResolveResult) -> tuple[NluResult, ResolveResult, bool]:
+    def _apply(self, best: Hypothesis, nlu: NluResult, resolved: ResolveResult, intent_prob: float
+               ) -> tuple[NluResult, ResolveResult, bool]:
         entities = list(resolved.entities)
         changed = best.intent != nlu.intent
         if best.entity is not None:
@@ -439,7 +461,7 @@ class ContextReranker:
                 changed = True
         if not changed:
             return nlu, resolved, False
-        conf = max(best.nlu_prob, best.prob)  # the reranker's posterior once context changed the choice
+        conf = max(best.nlu_prob, intent_prob)  # the reranker's posterior once context changed the choice
         nbest = ((best.intent, conf),) + tuple((i, p) for i, p in nlu.nbest if i != best.intent)
         return replace(nlu, intent=best.intent, confidence=conf, nbest=nbest), ResolveResult(tuple(entities)), True
 
@@ -496,21 +518,70 @@ def bench_turn_latency(nlu_backend: Any, resolver: CatalogResolver | None = None
 # fitting the weights on synthetic context-labelled examples
 
 
-def synthetic_examples(n: int = 3000, seed: int = 0) -> list[tuple[list[dict[str, float]], int]]:
+def unused_slots(nlu: NluResult) -> float:
+    """NLU slots a device query leaves unused: not the device or its room, not the attribute word itself."""
+    return float(sum(1 for sl in nlu.slots
+                     if sl.name not in DEVICE_SLOTS and not set(norm_key(sl.value).split()) & set(ATTRIBUTE_WORDS)))
+
+
+# Attribute questions whose n-best the real NLU gives when fitting (`nlu_pools`): a bare question may mean a device
+# that is on; one naming a day or a place means the weather.
+ATTRIBUTE_QUESTIONS = ("what is the temperature", "what's the temperature", "how hot is it", "what temperature is it",
+                       "what is the temperature now", "what's the temp", "how hot is it now", "what is the volume",
+                       "how loud is it", "how bright is it", "what's the brightness", "what temperature is it set to")
+ATTRIBUTE_QUESTIONS_ELSEWHERE = ("what is the temperature tomorrow", "how hot is it in paris",
+                                 "what will the temperature be tonight", "how hot will it be on friday",
+                                 "what's the temperature in london", "what is the temperature this weekend")
+
+
+def nlu_pools(nlu_backend: Any, data_root: Path | None = None) -> dict[str, list[Any]]:
+    """Real NLU n-best lists for fitting: SLURP devel sentences with their gold label (how far the model's
+    probabilities can be trusted) and the attribute questions above (how little `iot_device_query` gets)."""
+    from assistant.config import shared_data_dir
+    from assistant.nlu_eval import load_slurp
+
+    root = data_root or shared_data_dir()
+    plain = []
+    for row in load_slurp(root / "slurp" / "devel.jsonl"):
+        r = nlu_backend.parse(row["text"])
+        nbest = list(r.nbest[:NBEST_K])
+        gold = next((i for i, (intent, _p) in enumerate(nbest) if intent == row["intent"]), None)
+        if gold is not None:
+            plain.append(([p for _i, p in nbest], gold))
+
+    def attr(texts: tuple[str, ...], elsewhere: bool) -> list[tuple[float, float, float, bool]]:
+        out = []
+        for t in texts:
+            r = nlu_backend.parse(t)
+            probs = dict(r.nbest[:NBEST_K])
+            top = max(p for i, p in probs.items() if i != DEVICE_QUERY) if len(probs) > 1 or DEVICE_QUERY not in probs else 0.0
+            out.append((top, probs.get(DEVICE_QUERY, 0.0), unused_slots(r), elsewhere))
+        return out
+
+    return {"plain": plain, "device": attr(ATTRIBUTE_QUESTIONS, False) + attr(ATTRIBUTE_QUESTIONS_ELSEWHERE, True)}
+
+
+def synthetic_examples(n: int = 3000, seed: int = 0, pools: dict[str, list[Any]] | None = None
+                       ) -> list[tuple[list[dict[str, float]], int]]:
     """Hypothesis sets with the index of the one the simulated user meant.
 
     The simulated user (assumptions of the team, not measured): a title shared by a film and an audiobook means the
     film on a device with a screen 85% of the time and the audiobook 90% of the time without one; a question about an
-    attribute ("temperature") means the device that is on in 80% of cases and the NLU's top intent otherwise;
-    an ambiguous city name means the one the user asked about before with probability 0.4 + 0.5 x its share of their
-    past asks, else the most populous; "play music" means the user's most played genre when it has >= 50% of their
-    plays (80%), else no genre. NLU probabilities are noisy (the meant intent is top 75% of the time)."""
+    attribute ("temperature") means the device that is on in 80% of cases and the NLU's top intent otherwise (always
+    the NLU's when it names a day or a place); an ambiguous city name means the one the user asked about before with
+    probability 0.4 + 0.5 x its share of their past asks, else the most populous; "play music" means the user's most
+    played genre when it has >= 50% of their plays (80%), else no genre.
+
+    NLU probabilities: with `pools` (from `nlu_pools`, the real model), plain intent confusions are real SLURP devel
+    n-best lists with their gold label, and attribute questions carry the real model's probabilities; without, they
+    are drawn at random (the meant intent top 75% of the time)."""
     rng = random.Random(seed)
     out: list[tuple[list[dict[str, float]], int]] = []
 
-    def base(p: float, **kw: float) -> dict[str, float]:
+    def base(p: float, ctx: bool = False, **kw: float) -> dict[str, float]:
         f = {k: 0.0 for k in FEATURES}
-        f["nlu_logp"] = math.log(max(p, NLU_FLOOR))
+        f["ctx_nlu_logp" if ctx else "nlu_logp"] = math.log(max(p, NLU_FLOOR))
+        f["from_context"] = 1.0 if ctx else 0.0
         f["nlu_absent"] = 1.0 if p <= 0 else 0.0
         f.update(kw)
         return f
@@ -527,12 +598,20 @@ def synthetic_examples(n: int = 3000, seed: int = 0) -> list[tuple[list[dict[str
                   base(p, match=m_book, type_compat=float(not film_slot), prior=rng.uniform(0.5, 1))]
             want_film = rng.random() < (0.85 if screen else 0.1)
             label = 0 if want_film else 1
+            if rng.random() < 0.5:  # a near-miss title ("the big game" for "the hunger games"): no prior
+                visual = rng.random() < 0.5
+                hs.append(base(p, match=rng.uniform(0.6, 0.85),
+                               **({"screen_visual" if screen else "noscreen_visual": 1.0} if visual else {})))
         elif kind == "device":
             on = rng.random() < 0.5
-            p_top, p_dev = rng.uniform(0.4, 0.8), rng.choice((0.0, rng.uniform(0.05, 0.4)))
             here = float(rng.random() < 0.6)
-            hs = [base(p_top), base(p_dev, device_on=float(on), device_here=here), base(p_dev, device_here=1 - here)]
-            label = 1 if (on and rng.random() < 0.8) else 0
+            if pools:
+                p_top, p_dev, unused, elsewhere = rng.choice(pools["device"])
+            else:
+                p_top, p_dev, unused, elsewhere = rng.uniform(0.4, 0.8), rng.choice((0.0, rng.uniform(0.05, 0.4))), 0.0, False
+            hs = [base(p_top), base(p_dev, True, device_on=float(on), device_here=here, unused_slots=unused),
+                  base(p_dev, True, device_here=1 - here, unused_slots=unused)]
+            label = 1 if (on and not elsewhere and rng.random() < 0.8) else 0
         elif kind == "place":
             k = rng.randint(2, 6)
             p = rng.uniform(0.5, 0.95)
@@ -547,11 +626,16 @@ def synthetic_examples(n: int = 3000, seed: int = 0) -> list[tuple[list[dict[str
                     kw.update(hist_share=share, hist_any=1.0, hist_daypart=share * rng.uniform(0.5, 1.0))
                 hs.append(base(p, **kw))
             label = asked if asked is not None and rng.random() < 0.4 + 0.5 * share else 0
+            if rng.random() < 0.5:  # a near-miss name (Springfield / Springvale), maybe a bigger city
+                hs.append(base(p, match=rng.uniform(0.8, 0.92), type_compat=1.0))
         elif kind == "genre":
             p = rng.uniform(0.5, 0.95)
             share = rng.uniform(0.1, 1.0)
-            hs = [base(p), base(p, unsaid=1.0, hist_share=share, hist_any=1.0, hist_daypart=share * rng.uniform(0.5, 1))]
+            hs = [base(p), base(p, True, unsaid=1.0, hist_share=share, hist_any=1.0, hist_daypart=share * rng.uniform(0.5, 1))]
             label = 1 if share >= 0.5 and rng.random() < 0.8 else 0
+        elif pools:  # plain intent confusion, real: a SLURP devel n-best and its gold intent
+            ps, label = rng.choice(pools["plain"])
+            hs = [base(x) for x in ps]
         else:  # plain intent confusion: the NLU is right more often than not
             ps = sorted((rng.random() for _ in range(3)), reverse=True)
             tot = sum(ps)
@@ -562,22 +646,28 @@ def synthetic_examples(n: int = 3000, seed: int = 0) -> list[tuple[list[dict[str
     return out
 
 
-def fit(examples: list[tuple[list[dict[str, float]], int]], l2: float = 0.01, epochs: int = 300, lr: float = 0.5) -> dict[str, float]:
-    """Conditional logistic regression (softmax over each hypothesis set), full-batch gradient descent."""
+def fit(examples: list[tuple[list[dict[str, float]], int]], l2: float = 0.001, epochs: int = 3000, lr: float = 0.5) -> dict[str, float]:
+    """Conditional logistic regression (softmax over each hypothesis set), full-batch gradient descent, vectorised
+    over sets padded to the largest one."""
     import numpy as np
 
     feats = list(FEATURES)
-    sets = [(np.array([[h[k] for k in feats] for h in hs]), y) for hs, y in examples]
+    k = max(len(hs) for hs, _ in examples)
+    x = np.zeros((len(examples), k, len(feats)))
+    mask = np.zeros((len(examples), k), dtype=bool)
+    y = np.array([lab for _hs, lab in examples])
+    for i, (hs, _lab) in enumerate(examples):
+        x[i, : len(hs)] = [[h[f] for f in feats] for h in hs]
+        mask[i, : len(hs)] = True
     w = np.zeros(len(feats))
+    rows = np.arange(len(examples))
     for _ in range(epochs):
-        g = l2 * w
-        for x, y in sets:
-            s = x @ w
-            p = np.exp(s - s.max())
-            p /= p.sum()
-            g += (x.T @ p - x[y]) / len(sets)
+        s = np.where(mask, x @ w, -np.inf)
+        p = np.exp(s - s.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        g = (np.einsum("nk,nkf->f", p, x) - x[rows, y].sum(axis=0)) / len(examples) + l2 * w
         w -= lr * g
-    return {k: round(float(v), 4) for k, v in zip(feats, w)}
+    return {f: round(float(v), 4) for f, v in zip(feats, w)}
 
 
 def accuracy(weights: dict[str, float], examples: list[tuple[list[dict[str, float]], int]]) -> float:
@@ -593,11 +683,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("-n", type=int, default=3000)
     ap.add_argument("--out", type=Path, default=WEIGHTS_PATH)
+    ap.add_argument("--no-nlu", action="store_true", help="random NLU probabilities instead of the real model's")
     args = ap.parse_args(argv)
     if not args.fit:
         ap.print_help()
         return 2
-    train, test = synthetic_examples(args.n, seed=0), synthetic_examples(1000, seed=1)
+    pools, nlu_version = None, None
+    if not args.no_nlu:
+        from assistant.backends.onnx_nlu import OnnxJointNlu
+
+        be = OnnxJointNlu()
+        pools, nlu_version = nlu_pools(be), be.version
+    train, test = synthetic_examples(args.n, seed=0, pools=pools), synthetic_examples(1000, seed=1, pools=pools)
     w = fit(train)
     acc = accuracy(w, test)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -605,9 +702,10 @@ def main(argv: list[str] | None = None) -> int:
         "comment": "Weights of assistant/context_rerank.py. Fitted by `python -m assistant.context_rerank --fit`: "
                    "conditional logistic regression on synthetic hypothesis sets (synthetic_examples, seed 0, "
                    f"n={args.n}) whose labels come from a simulated user written by the team (assumptions, not "
-                   "measured behaviour; see the synthetic_examples docstring). Refit on labelled real turns "
-                   "(trace store) when there are some.",
-        "fitted_on": {"examples": args.n, "seed": 0, "heldout_accuracy": round(acc, 4)},
+                   "measured behaviour; see the synthetic_examples docstring), with the NLU probabilities of the "
+                   "real model named in fitted_on (SLURP devel n-best lists, attribute questions). Refit after "
+                   "every NLU retrain, and on labelled real turns (trace store) when there are some.",
+        "fitted_on": {"examples": args.n, "seed": 0, "nlu_model": nlu_version, "heldout_accuracy": round(acc, 4)},
         "weights": w}, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({"weights": w, "heldout_accuracy": round(acc, 4)}))
     return 0

@@ -24,6 +24,7 @@ import numpy as np
 from assistant import audio as audio_io
 from assistant.config import Settings, default_data_dir
 from assistant.context import PreviousTurn, TurnContext
+from assistant.context_rerank import HISTORY_STATUSES
 from assistant.errors import AssistantError, AsrError, StageError
 from assistant.learning.feedback import FEEDBACK_QUESTION, classify_reply, record_feedback, should_ask
 from assistant.trace.privacy import is_opted_out
@@ -409,7 +410,7 @@ class Pipeline:
             self._write_trace(rec, spans, session, now, wall0, context_snapshot)
         self._save_home_state()
         session.history.append(_previous_turn(rec))
-        if self.user_history is not None and (rec.get("action") or {}).get("status") == "done":
+        if self.user_history is not None and (rec.get("action") or {}).get("status") in HISTORY_STATUSES:
             self.user_history.add_turn(rec.get("intent"), rec.get("entities") or [], now)
         session.last_at = now
         return rec

@@ -231,3 +231,47 @@ def test_bench_turn_latency_with_a_stub_nlu(resolver, reranker) -> None:
 
     out = bench_turn_latency(Stub(), resolver, reranker, texts=["play hunger games", "what is the temperature"], repeats=2)
     assert out["turns"] == 4 and out["total"]["median_ms"] < 50 and set(out) >= {"nlu", "resolve", "rerank", "total"}
+
+
+# -- the seed's cases end to end: the real NLU model's n-best, not hand-written probabilities ------------------------
+def _said(p, text: str) -> tuple[str, str, str | None, list[str | None]]:
+    r = p.run_text(text)
+    return r["intent"], r["action"]["status"], r["action"].get("target"), [e.get("entity_id") for e in r["entities"]]
+
+
+def test_real_nlu_temperature_asks_the_oven_only_while_it_is_on(make_pipeline) -> None:
+    p = make_pipeline()
+    assert _said(p, "what is the temperature")[0] == "weather_query"
+    p.run_text("preheat the oven to two hundred degrees")
+    assert _said(p, "what is the temperature")[:3] == ("iot_device_query", "done", "kitchen.oven")
+    assert _said(p, "how hot is it")[:3] == ("iot_device_query", "done", "kitchen.oven")
+    # a day or a place in the question means the weather, oven or not
+    assert _said(p, "what is the temperature tomorrow")[0] == "weather_query"
+    p.run_text("turn off the oven")
+    assert _said(p, "what is the temperature")[0] == "weather_query"
+
+
+@pytest.mark.parametrize(("device", "intent", "target"), [
+    ("living_room.display", "play_video", "film:the-hunger-games"),
+    ("kitchen.speaker", "play_audiobook", "audiobook:the-hunger-games"),
+])
+def test_real_nlu_hunger_games_depends_on_the_screen(make_pipeline, settings, device, intent, target) -> None:
+    cfg = settings.model_copy(update={"session": settings.session.model_copy(update={"device_id": device})})
+    p = make_pipeline(config=cfg)
+    # the NLU tags "hunger games" a game without "the": the title is still searched among media
+    for text in ("play hunger games", "play the hunger games"):
+        assert _said(p, text)[:3] == (intent, "done", target)
+
+
+def test_real_nlu_play_music_plays_the_users_genre_and_weather_the_users_city(make_pipeline) -> None:
+    p = make_pipeline()
+    assert _said(p, "play music")[3] == []  # no history: no genre invented
+    for _ in range(2):
+        assert _said(p, "play some reggae")[3] == ["genre:reggae"]  # not Rock, which sounds alike and is more common
+    assert _said(p, "play music")[3] == ["genre:reggae"]
+    assert _said(p, "what's the weather in springfield")[3] == ["place:4409896"]  # Missouri, the most populous
+    for _ in range(2):
+        assert _said(p, "what's the weather in springfield massachusetts")[3] == ["place:4951788"]
+    assert _said(p, "what's the weather in springfield")[3] == ["place:4951788"]
+    # a city the NLU tags as a person is still looked up as a place for a weather question
+    assert _said(p, "what's the weather in wilkerson")[3] == ["place:7262543"]

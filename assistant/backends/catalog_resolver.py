@@ -208,9 +208,12 @@ EntityCatalog = MusicCatalog
 
 MEDIA_SLOTS: dict[str, tuple[str, ...]] = {
     "movie_name": ("film", "tv_show"), "audiobook_name": ("audiobook", "book"), "podcast_name": ("podcast",),
+    "game_name": (),  # "play hunger games" is often tagged a game: the title may still be a film or an audiobook
 }
 """Slots whose value is a media title; the search covers every media type, the slot's own types win ties."""
 MEDIA_MIN_SCORE = 0.72
+SLOT_RETYPE = {("weather_query", "person"): "place_name", ("datetime_query", "person"): "place_name"}
+"""(intent, slot) -> the slot type that intent takes: "the weather in Wilkerson" tagged `person` is a place."""
 
 
 class PlaceCatalog:
@@ -389,6 +392,7 @@ class CatalogResolver:
 
         for slot_obj in nlu.slots:
             slot, value = slot_obj.name, slot_obj.value
+            slot = SLOT_RETYPE.get((nlu.intent, slot), slot)
             if slot in ("house_place", "device_type", "song_name", "artist_name", "music_album", "music_genre", "playlist_name"):
                 continue
             if slot in MEDIA_SLOTS:

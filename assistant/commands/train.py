@@ -18,6 +18,10 @@ def register(sub) -> None:
     n.add_argument("--seed", type=int, default=0)
     n.add_argument("--quantize", choices=["auto", "fp32", "int8"], default="auto",
                    help="auto: int8 only if it costs <= 1 point on SLURP devel")
+    n.add_argument("--teacher", type=Path, default=None,
+                   help="self-training: an earlier model folder whose confident labels of SLURP lm.txt are added")
+    n.add_argument("--min-conf", type=float, default=0.9, help="teacher confidence needed for a self-training row")
+    n.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     n.add_argument("--quiet", action="store_true", help="no progress output")
     n.add_argument("--json", action="store_true", help="print the metrics as JSON")
     n.set_defaults(func=run_nlu)
@@ -42,7 +46,8 @@ def run_nlu(args: argparse.Namespace) -> int:
     except ImportError as exc:  # pragma: no cover
         print(f"training needs the training extras: {exc}")
         return 1
-    kwargs = {"seed": args.seed, "progress": not args.quiet, "quantize": args.quantize}
+    kwargs = {"seed": args.seed, "progress": not args.quiet, "quantize": args.quantize,
+              "teacher": args.teacher, "min_conf": args.min_conf, "threads": args.threads}
     if args.epochs is not None:
         kwargs["epochs"] = args.epochs
     metrics = nlu_train.train(args.out, **kwargs)

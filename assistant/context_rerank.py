@@ -66,6 +66,10 @@ FEATURES = ("nlu_logp", "ctx_nlu_logp", "from_context", "nlu_absent", "match", "
             "device_on", "device_here", "screen_visual", "noscreen_visual", "unsaid", "unused_slots")
 NLU_FLOOR = 0.02
 PRIOR_MATCH_TOLERANCE = 0.02
+CLARIFY_TYPES = ("place",)
+"""Entity types whose skill asks "which one" when the reranker cannot tell candidates apart."""
+CLARIFY_RATIO = 0.6
+CLARIFY_MAX = 3
 HISTORY_STATUSES = ("done", "unavailable")
 """Action statuses whose turns count as the user's choices (see user_history_from_records)."""
 NBEST_K = 5
@@ -148,6 +152,18 @@ class InMemoryUserHistory:
         return sorted(tot.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
+def chosen_entities(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The entities a turn record chose: its resolved entities, plus the one an answer to "which one?" picked (the
+    action's `<type>_id` parameter for the types that ask, e.g. `place_id`)."""
+    ents = [e for e in rec.get("entities") or [] if isinstance(e, dict) and e.get("entity_id")]
+    params = (rec.get("action") or {}).get("params") or {}
+    for etype in CLARIFY_TYPES:
+        eid = params.get(f"{etype}_id")
+        if eid and not any(e.get("entity_id") == eid for e in ents):
+            ents.append({"entity_type": etype, "entity_id": eid})
+    return ents
+
+
 def user_history_from_records(records: Iterable[dict[str, Any]], user_id: str | None = None,
                               music: Any = None) -> InMemoryUserHistory:
     """Build a history from turn records (dicts with `intent`, `entities` [{entity_type, entity_id, ...}], `action`
@@ -170,7 +186,7 @@ def user_history_from_records(records: Iterable[dict[str, Any]], user_id: str | 
                 when = datetime.fromisoformat(str(rec["now"]))
             except ValueError:
                 when = None
-        ents = [e for e in rec.get("entities") or [] if isinstance(e, dict)]
+        ents = chosen_entities(rec)
         h.add_turn(rec.get("intent"), ents, when)
         if music is not None:
             for e in ents:
@@ -274,13 +290,36 @@ class ContextReranker:
         # the confidence the responder checks is in the intent: the mass of every hypothesis with the chosen intent
         intent_prob = sum(h.prob for h in hyps if h.intent == best.intent)
         new_nlu, new_res, changed = self._apply(best, nlu, resolved, intent_prob)
+        close = self._close_alternatives(best, hyps)
+        if close:  # too close to call: leave the entity unresolved with the close ones, and the skill asks
+            ent = best.entity
+            cands = tuple(Candidate(h.entity.entity_id, _display(h.entity), h.entity.score) for h in close)
+            asked = replace(ent, entity_id=None, name=None, candidates=cands,
+                            normalized={"ambiguous": True, "probs": [round(h.prob, 4) for h in close]})
+            new_res = ResolveResult(tuple(asked if e.entity_type == ent.entity_type and e.slot == ent.slot else e
+                                          for e in new_res.entities))
+            changed = True
         explanation = {"name": self.name, "version": self.version, "changed": changed, "hypotheses": len(hyps),
+                       "ask": [h.entity.entity_id for h in close] if close else None,
                        "chosen": best.to_dict(), "top": [h.to_dict() for h in hyps[:3]],
                        "weights": {k: v for k, v in self.weights.items() if v}}
         return new_nlu, new_res, explanation
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "features": list(FEATURES), "weights": self.weights}
+
+    @staticmethod
+    def _close_alternatives(best: Hypothesis, hyps: list[Hypothesis]) -> list[Hypothesis]:
+        """The best hypothesis and those that differ from it only in an equally well matched entity and are nearly as
+        likely (probability >= CLARIFY_RATIO of the best's), for the entity types whose skills can ask which one;
+        [] when the choice is clear."""
+        e = best.entity
+        if e is None or e.entity_type not in CLARIFY_TYPES or not e.entity_id:
+            return []
+        close = [best] + [h for h in hyps[1:] if h.intent == best.intent and h.entity is not None
+                          and h.entity.entity_type == e.entity_type and h.entity.entity_id != e.entity_id
+                          and abs(h.entity.score - e.score) < 1e-6 and h.prob >= CLARIFY_RATIO * best.prob]
+        return close[:CLARIFY_MAX] if len(close) > 1 else []
 
     # -- internals ---------------------------------------------------------------------------------------------
     def _history(self, context: TurnContext, given: UserHistory | None) -> UserHistory:
@@ -464,6 +503,11 @@ class ContextReranker:
         conf = max(best.nlu_prob, intent_prob)  # the reranker's posterior once context changed the choice
         nbest = ((best.intent, conf),) + tuple((i, p) for i, p in nlu.nbest if i != best.intent)
         return replace(nlu, intent=best.intent, confidence=conf, nbest=nbest), ResolveResult(tuple(entities)), True
+
+
+def _display(ent: ResolvedEntity) -> str:
+    info = ent.normalized if isinstance(ent.normalized, dict) else {}
+    return str(info.get("display") or ent.name or ent.entity_id)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import numpy as np
 from assistant import audio as audio_io
 from assistant.config import Settings, default_data_dir
 from assistant.context import PreviousTurn, TurnContext
-from assistant.context_rerank import HISTORY_STATUSES
+from assistant.context_rerank import HISTORY_STATUSES, chosen_entities
 from assistant.errors import AssistantError, AsrError, StageError
 from assistant.learning.feedback import FEEDBACK_QUESTION, classify_reply, record_feedback, should_ask
 from assistant.trace.privacy import is_opted_out
@@ -411,7 +411,7 @@ class Pipeline:
         self._save_home_state()
         session.history.append(_previous_turn(rec))
         if self.user_history is not None and (rec.get("action") or {}).get("status") in HISTORY_STATUSES:
-            self.user_history.add_turn(rec.get("intent"), rec.get("entities") or [], now)
+            self.user_history.add_turn(rec.get("intent"), chosen_entities(rec), now)
         session.last_at = now
         return rec
 

@@ -158,7 +158,7 @@ def test_places_catalog_has_ambiguous_us_cities(resolver) -> None:
 
 
 @pytest.mark.parametrize(("said", "asked_before", "default"), [
-    ("Springfield", "place:4951788", "place:4409896"),  # Massachusetts (asked) vs Missouri (most populous)
+    ("Springfield", "place:4951788", None),  # Massachusetts (asked) vs Missouri (166k) and Massachusetts (155k): ask
     ("Portland", "place:4975802", "place:5746545"),     # Maine vs Oregon
 ])
 def test_weather_picks_the_city_this_user_asks_about(resolver, reranker, responder, tmp_path, said, asked_before, default) -> None:
@@ -170,9 +170,13 @@ def test_weather_picks_the_city_this_user_asks_about(resolver, reranker, respond
     assert res2.first("place").entity_id == asked_before and expl["changed"]
     r = responder.respond(n2, res2, c)
     assert r.action.params["place_id"] == asked_before
-    # negative control: no history -> the most populous
+    # negative control: no history -> the most populous, or a question when the two biggest are about as big
     n3, res3, expl3 = run(resolver, reranker, nlu(f"what's the weather in {said}", WEATHER, place_name=said), c, InMemoryUserHistory())
-    assert res3.first("place").entity_id == default and not expl3["changed"]
+    if default is None:
+        assert res3.first("place").ambiguous and expl3["ask"][:2] == ["place:4409896", "place:4951788"]
+        assert responder.respond(n3, res3, c).text.startswith("Which Springfield: Springfield, Missouri, Springfield, Massachusetts")
+    else:
+        assert res3.first("place").entity_id == default and not expl3["changed"]
 
 
 def test_explanation_is_traceable(resolver, reranker) -> None:
@@ -269,9 +273,21 @@ def test_real_nlu_play_music_plays_the_users_genre_and_weather_the_users_city(ma
     for _ in range(2):
         assert _said(p, "play some reggae")[3] == ["genre:reggae"]  # not Rock, which sounds alike and is more common
     assert _said(p, "play music")[3] == ["genre:reggae"]
-    assert _said(p, "what's the weather in springfield")[3] == ["place:4409896"]  # Missouri, the most populous
+    assert _said(p, "what's the weather in portland")[3] == ["place:5746545"]  # Oregon, by far the most populous
     for _ in range(2):
         assert _said(p, "what's the weather in springfield massachusetts")[3] == ["place:4951788"]
     assert _said(p, "what's the weather in springfield")[3] == ["place:4951788"]
     # a city the NLU tags as a person is still looked up as a place for a weather question
     assert _said(p, "what's the weather in wilkerson")[3] == ["place:7262543"]
+
+
+def test_real_nlu_close_cities_are_asked_about_and_the_answer_is_remembered(make_pipeline) -> None:
+    p = make_pipeline()
+    ask = p.run_text("what's the weather in springfield")
+    assert ask["action"]["status"] == "clarify" and ask["expects_reply"]
+    assert ask["response_text"].startswith("Which Springfield: Springfield, Missouri, Springfield, Massachusetts")
+    answer = p.run_text("the one in massachusetts")
+    assert answer["action"]["name"] == "weather.query" and answer["action"]["params"]["place_id"] == "place:4951788"
+    # next time the user's answer decides without a question
+    again = p.run_text("what's the weather in springfield")
+    assert again["action"]["status"] != "clarify" and again["action"]["params"]["place_id"] == "place:4951788"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -65,3 +66,31 @@ STOP_WORDS = ("never mind", "nevermind", "cancel", "forget it", "stop", "nothing
 def is_cancel(text: str) -> bool:
     t = text.lower().strip(" .!?")
     return any(t == w or t.startswith(w + " ") for w in STOP_WORDS)
+
+
+ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2}
+NUMBERED = {"one": 0, "two": 1, "three": 2, "1": 0, "2": 1, "3": 2}  # "number two"
+
+
+def choose_option(text: str, options: dict[str, str]) -> str | None:
+    """The option an answer picks: "the first one", or the option whose distinguishing words ("Massachusetts" of
+    "Springfield, Massachusetts") it matches clearly best (rapidfuzz; words all options share are ignored)."""
+    from rapidfuzz import fuzz
+
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    ids = list(options)
+    if "last" in words and ids:
+        return ids[-1]
+    for prev, w in zip([""] + words, words):
+        k = ORDINALS.get(w, NUMBERED.get(w) if prev == "number" else None)
+        if k is not None and k < len(ids):
+            return ids[k]
+    names = {i: re.findall(r"[a-z0-9']+", n.lower()) for i, n in options.items()}
+    shared = set.intersection(*(set(v) for v in names.values())) if names else set()
+    said = " ".join(w for w in words if w not in shared and w not in ("the", "in", "one", "please"))
+    if not said:
+        return None
+    scores = sorted(((fuzz.WRatio(said, " ".join(w for w in n if w not in shared)), i) for i, n in names.items()), reverse=True)
+    if scores[0][0] >= 75 and (len(scores) < 2 or scores[0][0] - scores[1][0] >= 10):
+        return scores[0][1]
+    return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from assistant.skills.base import Turn, say
+from assistant.skills.base import Turn, choose_option, is_cancel, say
 from assistant.stages.respond import Response
 
 
@@ -50,12 +50,26 @@ class WeatherSkill:
 
     def handle(self, turn: Turn) -> Response:
         place_e = turn.entity("place")
-        place = place_e.name if place_e is not None else None
         date = turn.value("date")
+        if place_e is not None and place_e.ambiguous:
+            return self._ask_place(turn, place_e, date)
+        place = place_e.name if place_e is not None else None
         params: dict[str, Any] = {"place": place, "date": date, "provider": self.provider.name}
         if place_e is not None and place_e.entity_id:
             info = place_e.normalized if isinstance(place_e.normalized, dict) else {}
             params.update(place_id=place_e.entity_id, place_display=info.get("display"), lat=info.get("lat"), lon=info.get("lon"))
+        return self._forecast(place, date, params)
+
+    def _ask_place(self, turn: Turn, place_e: Any, date: str | None) -> Response:
+        """Two cities of that name are about equally likely for this user: ask, and let the answer choose."""
+        options = {c.entity_id: c.name for c in place_e.candidates}
+        names = list(options.values())
+        text = f"Which {place_e.value.strip().title()}: {', '.join(names[:-1])} or {names[-1]}?"
+        pending = {"skill": self.name, "kind": "choose_place", "options": options, "date": date}
+        return say(text, "clarify", "clarify", params={"intent": turn.intent, "candidates": list(options)},
+                   expects_reply=True, pending=pending)
+
+    def _forecast(self, place: str | None, date: str | None, params: dict[str, Any]) -> Response:
         try:
             rep = self.provider.forecast(place, date)
         except WeatherUnavailable as e:
@@ -72,4 +86,21 @@ class WeatherSkill:
                            "temperature_c": rep.temperature_c, "high_c": rep.high_c, "low_c": rep.low_c})
 
     def follow_up(self, turn: Turn, pending: dict[str, Any]) -> Response | None:
-        return None
+        """The answer to "Which Springfield: Springfield, Missouri or Springfield, Massachusetts?": the option whose
+        name (state, country) the answer matches best, "the first/second one", or a place the answer resolved to."""
+        if pending.get("kind") != "choose_place":
+            return None
+        options: dict[str, str] = pending.get("options", {})
+        if is_cancel(turn.text) or turn.intent in ("general_negate", "general_commandstop"):
+            return say("Okay, never mind.", "none", "done", params={"cancelled": "weather_query"})
+        chosen = choose_option(turn.text, options)
+        if chosen is None:
+            place_e = turn.entity("place")
+            if place_e is not None and place_e.entity_id in options:
+                chosen = place_e.entity_id
+        if chosen is None:
+            return None
+        display = options[chosen]
+        params = {"place": display.split(",")[0], "date": pending.get("date"), "provider": self.provider.name,
+                  "place_id": chosen, "place_display": display}
+        return self._forecast(display.split(",")[0], pending.get("date"), params)

@@ -17,6 +17,9 @@ def register(sub) -> None:
     n.add_argument("--threads", type=int, default=1)
     n.add_argument("--spoken", choices=["piper", "espeak"],
                    help="speak each sentence with this voice and evaluate on what the ASR heard (slow: ~0.5 s a row)")
+    n.add_argument("--transcripts", type=Path, default=None,
+                   help="with --spoken: a JSON Lines file of what the ASR heard, reused and extended, so another NLU "
+                        "model is evaluated on the same transcripts without synthesizing and decoding again")
     n.add_argument("--json", action="store_true", help="print the metrics as JSON")
     n.set_defaults(func=run_nlu)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -31,7 +34,7 @@ def run_nlu(args: argparse.Namespace) -> int:
         return 2
     backend = OnnxJointNlu(args.model_dir, threads=args.threads)
     if args.spoken:
-        backend = _Spoken(backend, args.spoken)
+        backend = _Spoken(backend, args.spoken, args.transcripts)
     metrics = evaluate(args.data, backend, limit=args.limit)
     if args.spoken:
         import statistics
@@ -46,12 +49,18 @@ class _Spoken:
     """NLU on what the ASR hears: each gold sentence is synthesized (Piper or espeak-ng), transcribed by the
     pipeline's faster-whisper backend, and the transcript is parsed. Slots are then scored by value."""
 
-    def __init__(self, nlu, voice: str) -> None:
+    def __init__(self, nlu, voice: str, transcripts: Path | None = None) -> None:
         from assistant.config import load_settings
         from assistant.pipeline import _make_asr
 
         self.nlu, self.voice, self.asr = nlu, voice, _make_asr(load_settings())
         self.wers: list[float] = []
+        self.transcripts, self.heard = transcripts, {}
+        if transcripts is not None and transcripts.exists():
+            for line in transcripts.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line)
+                if row.get("voice") == voice and row.get("asr") == self.asr.version:
+                    self.heard[row["text"]] = row["heard"]
 
     def parse(self, text: str, context=None):
         import re
@@ -60,8 +69,13 @@ class _Spoken:
 
         from assistant.simulate.voices import espeak_speech, piper_speech
 
-        audio = piper_speech(text) if self.voice == "piper" else espeak_speech(text)
-        heard = self.asr.transcribe(audio, "en").text
+        heard = self.heard.get(text)
+        if heard is None:
+            audio = piper_speech(text) if self.voice == "piper" else espeak_speech(text)
+            heard = self.heard[text] = self.asr.transcribe(audio, "en").text
+            if self.transcripts is not None:
+                with self.transcripts.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps({"voice": self.voice, "asr": self.asr.version, "text": text, "heard": heard}) + "\n")
         clean = lambda t: " ".join(re.sub(r"[^a-z0-9' ]+", " ", t.lower()).split())  # noqa: E731
         if clean(text):
             self.wers.append(jiwer.wer(clean(text), clean(heard) or "-"))

@@ -50,6 +50,12 @@ def test_named_device_and_alias_win_anywhere(resolver: CatalogResolver) -> None:
     assert run(resolver, "iot_appliance_on", "bedroom.speaker", device_type="oven").first("device").entity_id == "kitchen.oven"
 
 
+def test_misspelt_type_word_beats_the_intents_device_class(resolver: CatalogResolver) -> None:
+    # the NLU said "plug" (iot_wemo_on) but the words say light: the light, not the kettle plug
+    assert run(resolver, "iot_wemo_on", "bedroom.speaker", device_type="kitchin lihgt").first("device").entity_id == "kitchen.light"
+    assert run(resolver, "iot_wemo_on", "bedroom.speaker", device_type="kitchen plug").first("device").entity_id == "kitchen.kettle_plug"
+
+
 def test_house_place_overrides_speaking_area(resolver: CatalogResolver) -> None:
     res = run(resolver, "iot_hue_lightoff", "kitchen.speaker", house_place="bedroom")
     assert res.first("area").entity_id == "bedroom"

@@ -303,6 +303,7 @@ TYPE_WORDS: dict[str, tuple[str, ...]] = {
     "kettle": ("kettle",),
 }
 WORD_TYPES: dict[str, str] = {w: t for t, ws in TYPE_WORDS.items() for w in ws}
+ONE_WORD_TYPES = [w for w in WORD_TYPES if " " not in w]
 
 INTENT_TYPES: dict[str, tuple[str, ...]] = {
     "iot_hue_lighton": ("light",), "iot_hue_lightoff": ("light",), "iot_hue_lightchange": ("light",),
@@ -476,6 +477,12 @@ class CatalogResolver:
                         break
                 if found:
                     break
+            if not found:  # a misheard or mistyped type word ("lihgt"): the closest one-word type, if close
+                for w in words:
+                    hit = process.extractOne(w, ONE_WORD_TYPES, scorer=fuzz.ratio, score_cutoff=80) if len(w) >= 4 else None
+                    if hit:
+                        found = (w, WORD_TYPES[hit[0]])
+                        break
             if found:
                 types = (found[1],)
                 rest = " ".join(w for w in key.replace(found[0], " ").split() if w not in GENERIC_WORDS)

@@ -233,7 +233,7 @@ def test_export_of_a_real_session(make_pipeline, tmp_path):
     p = make_pipeline()
     t0 = datetime(2025, 3, 1, 8, 0, 0)
     p.run_text("tern on the kichin lite", now=t0)  # misunderstood (model v2 and v3)
-    p.run_text("turn on the kitchen light please", now=t0 + timedelta(seconds=5))
+    p.run_text("turn on the kitchen light", now=t0 + timedelta(seconds=5))
     p.run_text("call me on 555-123-4567 or mail bob@example.com", now=t0 + timedelta(seconds=30))
     label_store(p.store, now=(t0 + timedelta(hours=1)).timestamp())
     out = tmp_path / "export"

@@ -107,3 +107,30 @@ def test_module_simulate_needs_configuring():
     rewrite_ab.configure(None)
     with pytest.raises(RuntimeError):
         rewrite_ab.simulate("none", None, 0, 0)
+
+
+def test_sweep_picks_most_net_wins_above_the_ratio():
+    rows = ([{"defect": True, "shadow": {"score": 0.9, "defect": False}}] * 4            # wins at any threshold <= 0.9
+            + [{"defect": False, "shadow": {"score": 0.7, "defect": True}}]              # a loss below 0.7
+            + [{"defect": True, "shadow": {"score": 0.6, "defect": False}}] * 3           # wins below 0.6
+            + [{"defect": False, "shadow": {"score": 0.55, "defect": True}}] * 2)         # losses below 0.55
+    res = rewrite_ab.sweep(rows, min_win_loss=4.0)
+    by = {t["threshold"]: t for t in res["sweep"]}
+    assert (by[0.9]["wins"], by[0.9]["losses"]) == (4, 0)
+    assert (by[0.6]["wins"], by[0.6]["losses"]) == (7, 1)
+    assert (by[0.55]["wins"], by[0.55]["losses"]) == (7, 3)  # 7:3 is below 4:1
+    assert res["chosen"] == 0.6  # 7 - 1 = 6 net wins at 7:1
+    assert rewrite_ab.sweep([{"defect": False, "shadow": {"score": 0.9, "defect": True}}])["chosen"] is None
+
+
+def test_threshold_is_tuned_on_days_before_the_test_days(ab):
+    ab.cfg.tune_days = 1
+    ab.train()
+    tune = ab.tune()
+    # the tuning day's misheard request gets a shadow candidate from the online index, run against the goal
+    shadows = [json.loads(x)["shadow"] for x in (ab.out / "tune" / "sim_truth.jsonl").read_text().splitlines()
+               if json.loads(x).get("shadow")]
+    assert tune["candidates"] == len(shadows) >= 1
+    assert any(not s["defect"] and s["candidate"] == REPHRASED for s in shadows)
+    assert tune["chosen"] is not None and ab.rewrite_overrides["min_online_score"] == tune["chosen"]
+    assert ab.test_first_day == ab.cfg.train_days + 1

@@ -53,6 +53,9 @@ def register(sub) -> None:
     q.add_argument("--habitual-rephrase", type=float, default=0.0,
                    help="probability a simulated rephrasing is the goal's common one, not a random one (default 0)")
     q.add_argument("--min-support", type=int, default=3, help="`learn rewrites --min-support` (default 3)")
+    q.add_argument("--tune-days", type=int, default=0,
+                   help="days after training on which the online threshold is tuned before the test days (default 0)")
+    q.add_argument("--min-win-loss", type=float, default=4.0, help="tuning: least win:loss a threshold may have")
     q.add_argument("--voices", default="piper,espeak")
     q.add_argument("--out", type=Path, default=Path("ab_out"), help="where the runs and ab_result.json go")
     q.add_argument("--cache", type=Path, help="speech + ASR cache (default <data dir>/sim_cache)")
@@ -247,7 +250,7 @@ def arm_settings(arm: str) -> dict[str, Any]:
 
 
 def evaluate(simulate: Callable[[str, Any, int, int], Iterable[TurnOutcome]], data_dir: Path, sessions: int = 200,
-             seed: int = 0, arms: tuple[str, ...] = ARMS) -> dict[str, Any]:
+             seed: int = 0, arms: tuple[str, ...] = ARMS, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """A/B on the simulator. `simulate(arm, rewriter, sessions, seed)` runs `sessions` simulated sessions through the
     real pipeline with `rewriter` (None for arm 'none') in front of NLU and yields one TurnOutcome per turn; the same
     seed gives the same households and goals in every arm. Returns per-arm defect rates, the relative defect
@@ -256,7 +259,7 @@ def evaluate(simulate: Callable[[str, Any, int, int], Iterable[TurnOutcome]], da
 
     results: list[ArmResult] = []
     for arm in arms:
-        rewriter = None if arm == "none" else Rewriter.load(data_dir, RewriteSettings(**arm_settings(arm)))
+        rewriter = None if arm == "none" else Rewriter.load(data_dir, RewriteSettings(**arm_settings(arm), **(overrides or {})))
         r = ArmResult(arm)
         for o in simulate(arm, rewriter, sessions, seed):
             r.turns += 1
@@ -292,7 +295,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     cfg = rewrite_ab.ABConfig(households=args.households, heldout_households=args.heldout_households,
                               train_days=args.train_days, test_days=args.test_days, seed=args.seed,
                               shared_goals=args.shared_goals, habitual_rephrase=args.habitual_rephrase,
-                              min_support=args.min_support,
+                              min_support=args.min_support, tune_days=args.tune_days, min_win_loss=args.min_win_loss,
                               voices=tuple(v.strip() for v in args.voices.split(",") if v.strip()))
     cache = args.cache or _data_dir(args) / "sim_cache"
     ab = rewrite_ab.RewriteAB(settings, args.out, cfg, cache,
@@ -311,8 +314,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def format_ab(res: dict[str, Any]) -> str:
     c, tr = res["config"], res["train"]
+    first = c['train_days'] + c.get('tune_days', 0)
+    tune = res.get("tune") or {}
+    tuned = (f"; online threshold tuned on days {c['train_days']}..{first - 1}: {tune.get('chosen')} "
+             f"({tune.get('candidates')} shadow candidates)" if tune else "")
     lines = [f"seed {c['seed']}: train {c['households']} households x {c['train_days']} days ({tr['turns']} turns, "
-             f"defect rate {tr['defect_rate']}); test days {c['train_days']}..{c['train_days'] + c['test_days'] - 1} "
+             f"defect rate {tr['defect_rate']}){tuned}; test days {first}..{first + c['test_days'] - 1} "
              f"of those + {c['heldout_households']} held-out households; NLU model {res.get('nlu_model_version')}",
              f"learned: table v{tr['table']['version']} {tr['table']['rewrites']} rewrites; index "
              f"{tr['index']['entries']} utterances, {tr['index']['personal_rows']} personal rows",

@@ -56,6 +56,11 @@ class ABConfig:
     min_users: int = 1
     max_turns: int | None = None
     """Per simulator run (tests only: arms may then stop at different goals)."""
+    tune_days: int = 0
+    """Days after the training days on which the online threshold is tuned (0: keep the default). The test days
+    come after them, so the threshold is never chosen on the days it is measured on."""
+    min_win_loss: float = 4.0
+    """Tuning: the threshold with the most net wins among those whose win:loss is at least this."""
 
 
 @dataclass
@@ -69,6 +74,13 @@ class RewriteAB:
     progress: Callable[[str], None] | None = None
     train_summary: dict[str, Any] = field(default_factory=dict)
     test_summary: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tune_summary: dict[str, Any] = field(default_factory=dict)
+    rewrite_overrides: dict[str, Any] = field(default_factory=dict)
+    """RewriteSettings values for the test arms (the tuned `min_online_score`)."""
+
+    @property
+    def test_first_day(self) -> int:
+        return self.cfg.train_days + self.cfg.tune_days
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -119,6 +131,30 @@ class RewriteAB:
             "seconds": round(time.perf_counter() - t0, 1)}
         return self.train_summary
 
+    # -- 1b. tune -------------------------------------------------------------------------------------------------
+    def tune(self) -> dict[str, Any]:
+        """Choose `min_online_score` on the tuning days: the training households run unrewritten while a shadow
+        rewriter (online global + personal, applying nothing) proposes its best candidate for every request; each
+        candidate is run on the counterfactual pipeline against the goal. A candidate above a threshold would be a
+        win (the turn failed, the candidate would not) or a loss (the reverse); the threshold with the most net wins
+        among those with win:loss >= `min_win_loss` is kept."""
+        from assistant.learning.rewrite import Rewriter, RewriteSettings
+
+        c = self.cfg
+        out = self.out / "tune"
+        self._say(f"tune: {c.households} households, days {c.train_days}..{c.train_days + c.tune_days - 1}")
+        sim = Simulator(self.settings, out, self._sim_cfg(households=c.households, days=c.tune_days,
+                                                          first_day=c.train_days, feedback_rate=0.0),
+                        self.cache_dir, self.pipeline_factory, self.progress)
+        sim.shadow_rewriter = Rewriter.load(self.data_dir, RewriteSettings(precomputed=False, min_online_score=1.01),
+                                            embedder=self.embedder)
+        stats = sim.run()
+        rows = [r for r in _read(out / "sim_truth.jsonl") if r.get("shadow")]
+        self.tune_summary = {"turns": stats["turns"], "candidates": len(rows), **sweep(rows, c.min_win_loss)}
+        if self.tune_summary["chosen"] is not None:
+            self.rewrite_overrides["min_online_score"] = self.tune_summary["chosen"]
+        return self.tune_summary
+
     # -- 2. test -------------------------------------------------------------------------------------------------
     def run_arm(self, arm: str, rewriter: Any) -> list[dict[str, Any]]:
         """Simulate the held-out days (and households) with `rewriter`; returns the truth rows (with `group`)."""
@@ -130,8 +166,8 @@ class RewriteAB:
                 continue
             out = self.out / "test" / arm / group
             self._say(f"test {arm}/{group}: households {first}..{first + n - 1}, days "
-                      f"{c.train_days}..{c.train_days + c.test_days - 1}")
-            sim = Simulator(self.settings, out, self._sim_cfg(households=n, days=c.test_days, first_day=c.train_days,
+                      f"{self.test_first_day}..{self.test_first_day + c.test_days - 1}")
+            sim = Simulator(self.settings, out, self._sim_cfg(households=n, days=c.test_days, first_day=self.test_first_day,
                                                               first_household=first, feedback_rate=0.0),
                             self.cache_dir, self.pipeline_factory, self.progress)
             sim.rewriter = rewriter
@@ -160,7 +196,9 @@ class RewriteAB:
 
         if not self.train_summary:
             self.train()
-        res = evaluate(self.simulate, self.data_dir, 0, self.cfg.seed, arms or ARMS)
+        if self.cfg.tune_days and not self.tune_summary:
+            self.tune()
+        res = evaluate(self.simulate, self.data_dir, 0, self.cfg.seed, arms or ARMS, self.rewrite_overrides)
         res.pop("sessions", None)
         for a in res["arms"]:
             a.update({k: v for k, v in self.test_summary.get(a["arm"], {}).items()
@@ -171,10 +209,38 @@ class RewriteAB:
         except (OSError, ValueError):
             nlu_version = None
         res.update({"config": {**asdict(self.cfg), "voices": list(self.cfg.voices)}, "train": self.train_summary,
+                    "tune": self.tune_summary, "rewrite_settings": self.rewrite_overrides,
                     "test": {a: {g: s[g] for g in GROUPS if g in s} for a, s in self.test_summary.items()},
                     "nlu_model_version": nlu_version, "out": str(self.out), "cache": str(self.cache_dir)})
         (self.out / "ab_result.json").write_text(json.dumps(res, indent=1, default=str))
         return res
+
+
+# -- tuning -------------------------------------------------------------------------------------------------------
+THRESHOLDS = tuple(round(0.5 + 0.025 * i, 3) for i in range(19))  # 0.50 .. 0.95
+
+
+def sweep(rows: list[dict[str, Any]], min_win_loss: float = 4.0) -> dict[str, Any]:
+    """Wins / losses / ties per `min_online_score` over truth rows with a `shadow` candidate; `chosen` is the
+    threshold with the most net wins (wins - losses) among those with win:loss >= min_win_loss (and >= 1 win),
+    the higher one on a tie; None when no threshold qualifies."""
+    table = []
+    for th in THRESHOLDS:
+        w = l = ties = 0
+        for r in rows:
+            sh = r["shadow"]
+            if sh["score"] < th:
+                continue
+            if r["defect"] and not sh["defect"]:
+                w += 1
+            elif not r["defect"] and sh["defect"]:
+                l += 1
+            else:
+                ties += 1
+        table.append({"threshold": th, "applied": w + l + ties, "wins": w, "losses": l, "ties": ties})
+    ok = [t for t in table if t["wins"] and (t["losses"] == 0 or t["wins"] / t["losses"] >= min_win_loss)]
+    best = max(ok, key=lambda t: (t["wins"] - t["losses"], t["threshold"]), default=None)
+    return {"sweep": table, "min_win_loss": min_win_loss, "chosen": best["threshold"] if best else None}
 
 
 # -- outcomes -----------------------------------------------------------------------------------------------------

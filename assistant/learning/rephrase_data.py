@@ -13,8 +13,9 @@ most `max_candidates` of them. The gold answer is the token span of the candidat
 "no, I said X" corrections just X), or null (the [CLS] token) when none does.
 
 Gold from the household simulator's truth (`sim_truth.jsonl`): a candidate rephrases the query when it pursues the
-same goal again (same episode, role rephrase or repeat). When several do, the gold target is the first one that
-succeeded, else the last one in the window (the seed's "best rewrite candidate").
+same goal again (same episode, role rephrase or repeat), or, for an answer to a clarifying question, when it gives
+the same answer again (`restates`). When several do, the gold target is the first one that succeeded, else the last
+one in the window (the seed's "best rewrite candidate").
 """
 
 from __future__ import annotations
@@ -217,14 +218,21 @@ def make_example(session: list[Turn], i: int, truth: dict[str, dict[str, Any]] |
     return ex
 
 
+def restates(tq: dict[str, Any] | None, tj: dict[str, Any] | None) -> bool:
+    """Truth: does turn j restate turn q? A request (or an earlier attempt) is restated by a later rephrase / repeat
+    of the same episode (goal); an answer to a clarifying question by a later answer of the same episode (the person
+    said it again because it was not understood). An answer is never a rephrase of the request it answers."""
+    if not tq or not tj or tq.get("episode") is None or tj.get("episode") != tq.get("episode") or not tq.get("goal"):
+        return False
+    if tq.get("role") in QUERY_ROLES:
+        return tj.get("role") in REPHRASE_ROLES
+    return tq.get("role") == "clarify_answer" and tj.get("role") == "clarify_answer"
+
+
 def gold_target(q: Turn, cands: list[Turn], truth: dict[str, dict[str, Any]]) -> tuple[int, list[str]] | None:
-    """(index of the gold candidate, ids of every candidate that re-asks the query's goal) or None."""
+    """(index of the gold candidate, ids of every candidate that restates the query) or None."""
     tq = truth.get(q.turn_id)
-    if not tq or tq.get("role") not in QUERY_ROLES or not tq.get("goal"):
-        return None
-    same = [k for k, c in enumerate(cands)
-            if (truth.get(c.turn_id) or {}).get("episode") == tq["episode"]
-            and (truth.get(c.turn_id) or {}).get("role") in REPHRASE_ROLES]
+    same = [k for k, c in enumerate(cands) if restates(tq, truth.get(c.turn_id))]
     if not same:
         return None
     ok = [k for k in same if truth[cands[k].turn_id].get("outcome") in SUCCESS]

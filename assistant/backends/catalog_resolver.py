@@ -212,8 +212,10 @@ MEDIA_SLOTS: dict[str, tuple[str, ...]] = {
 }
 """Slots whose value is a media title; the search covers every media type, the slot's own types win ties."""
 MEDIA_MIN_SCORE = 0.72
-SLOT_RETYPE = {("weather_query", "person"): "place_name", ("datetime_query", "person"): "place_name"}
-"""(intent, slot) -> the slot type that intent takes: "the weather in Wilkerson" tagged `person` is a place."""
+PLACE_INTENTS = ("weather_query", "datetime_query")
+"""Intents that take a place: a slot after "in"/"at" that the NLU typed otherwise ("the weather in Wilkerson" tagged
+`person` or `weather_descriptor`) is looked up as a place, and kept as one when a city of that name exists."""
+NOT_PLACES = ("place_name", "date", "time", "timeofday", "house_place", "device_type")
 
 
 class PlaceCatalog:
@@ -393,7 +395,9 @@ class CatalogResolver:
 
         for slot_obj in nlu.slots:
             slot, value = slot_obj.name, slot_obj.value
-            slot = SLOT_RETYPE.get((nlu.intent, slot), slot)
+            if self._misfiled_place(nlu, slot, value):
+                out.append(self.resolve_place(value))
+                continue
             if slot in ("house_place", "device_type", "song_name", "artist_name", "music_album", "music_genre", "playlist_name"):
                 continue
             if slot in MEDIA_SLOTS:
@@ -572,6 +576,13 @@ class CatalogResolver:
             return ResolvedEntity(slot, value, "media", r["id"], r["name"], sc, cands,
                                   {"media_type": r["type"], "visual": bool(r.get("visual"))})
         return ResolvedEntity(slot, value, "media", None, None, hits[0][1] if hits else 0.0, cands)
+
+    def _misfiled_place(self, nlu: NluResult, slot: str, value: str) -> bool:
+        if nlu.intent not in PLACE_INTENTS or slot in NOT_PLACES or nlu.slot_values("place_name"):
+            return False
+        if not re.search(rf"\b(in|at|for)\s+{re.escape(norm_key(value))}\b", norm_key(nlu.text)):
+            return False
+        return self.resolve_place(value).entity_id is not None
 
     def resolve_place(self, value: str) -> ResolvedEntity:
         """A city: every city of that name is a candidate (most populous first, which is the default choice); the

@@ -194,9 +194,9 @@ def test_long_sessions_are_labelled_in_overlapping_windows(tmp_path):
 @needs_nlu
 def test_real_session_rephrase_cancel_and_abandonment(make_pipeline):
     p = make_pipeline()
-    a = p.run_text("turn un the kitchen lite", now=T0)
+    a = p.run_text("tern on the kichin lite", now=T0)
     assert a["action"]["status"] in ("failed", "unsupported"), "the typo'd request must fail for this scenario"
-    b = p.run_text("turn on the kitchen light please", now=T0 + timedelta(seconds=5))
+    b = p.run_text("turn on the kitchen light", now=T0 + timedelta(seconds=5))
     assert b["action"]["status"] == "done"
     music = p.run_text("play some jazz", now=T0 + timedelta(seconds=60))
     p.run_text("stop", now=T0 + timedelta(seconds=63))

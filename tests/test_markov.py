@@ -183,3 +183,15 @@ def test_mining_reads_applied_rewrites_as_said_then_executed(tmp_path):
         ("turn on the kitchin lihgt", "turn on the kitchen light", 4)]
     t, _ = solve(m, MarkovConfig(min_support=3))
     assert t["turn on the kitchin lihgt"]["target"] == "turn on the kitchen light"
+
+
+def test_a_loop_of_rephrases_that_never_resolves_counts_as_failure():
+    """Learned rephrase links can point back and forth (a -> b -> a) with no outcome in between: I - Q would be
+    singular; the loop is taken to fail, and a loop with a way out still reaches it."""
+    tt = np.array([[0, 2, 0], [3, 0, 0], [0, 0, 0.0]])
+    ta = np.array([[0, 0], [0, 0], [1, 0.0]])
+    _, b = absorbing_solution(tt, ta)
+    assert b[0].tolist() == [0.0, 1.0] and b[1].tolist() == [0.0, 1.0] and b[2].tolist() == [1.0, 0.0]
+    tt[0, 2] = 1.0
+    _, b = absorbing_solution(tt, ta)
+    assert np.allclose(b[:, 0], 1.0)

@@ -59,12 +59,18 @@ class MarkovConfig:
 def absorbing_solution(tt: np.ndarray, ta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, B) for transient->transient counts `tt` (n, n) and transient->absorbing counts `ta` (n, 2).
 
-    A state with no observed way out is taken to fail (unknown outcome: be conservative)."""
+    A state with no observed way out is taken to fail (unknown outcome: be conservative); so is a state from which
+    no path reaches an outcome (a loop of rephrases pointing at each other, which would make I - Q singular)."""
     tt = np.asarray(tt, dtype=np.float64)
     ta = np.asarray(ta, dtype=np.float64).copy()
+    reaches = ta.sum(1) > 0
+    while True:  # backwards: states with an edge into a state that reaches an outcome
+        more = reaches | ((tt > 0) & reaches[None, :]).any(1)
+        if (more == reaches).all():
+            break
+        reaches = more
+    ta[~reaches, FAILURE] += 1.0
     tot = tt.sum(1) + ta.sum(1)
-    ta[tot == 0, FAILURE] = 1.0
-    tot[tot == 0] = 1.0
     q, r = tt / tot[:, None], ta / tot[:, None]
     n = np.linalg.inv(np.eye(len(q)) - q)
     return n, n @ r

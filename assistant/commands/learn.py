@@ -53,8 +53,9 @@ def register(sub) -> None:
     q.add_argument("--habitual-rephrase", type=float, default=0.0,
                    help="probability a simulated rephrasing is the goal's common one, not a random one (default 0)")
     q.add_argument("--min-support", type=int, default=3, help="`learn rewrites --min-support` (default 3)")
-    q.add_argument("--tune-days", type=int, default=0,
-                   help="days after training on which the online threshold is tuned before the test days (default 0)")
+    q.add_argument("--tune-days", type=int, default=1,
+                   help="days after training on which the online threshold is tuned before the test days "
+                        "(default 1; 0 keeps pipeline.yaml's min_online_score)")
     q.add_argument("--min-win-loss", type=float, default=4.0, help="tuning: least win:loss a threshold may have")
     q.add_argument("--voices", default="piper,espeak")
     q.add_argument("--out", type=Path, default=Path("ab_out"), help="where the runs and ab_result.json go")

@@ -21,13 +21,13 @@ FAIL, OK = ("unsupported", "general_quirky"), ("done", "iot_hue_lighton")
 
 def add_session(store: TraceStore, user: str, start: float, turns: list[tuple[str, str, str]], step: float = 6.0,
                 device: str = "kitchen_speaker") -> None:
-    """One session of (text, status, intent) turns `step` seconds apart, written as the pipeline would."""
+    """One session of (text, status, intent[, slots]) turns `step` seconds apart, written as the pipeline would."""
     sid = uuid.uuid4().hex
-    for k, (text, status, intent) in enumerate(turns):
+    for k, (text, status, intent, *slots) in enumerate(turns):
         tid = uuid.uuid4().hex
         t = start + k * step
         rec = {"turn_id": tid, "session_id": sid, "source": {"kind": "text"}, "wake": {"detected": False},
-               "transcript": text, "asr_confidence": None, "intent": intent, "intent_confidence": 0.9, "slots": {},
+               "transcript": text, "asr_confidence": None, "intent": intent, "intent_confidence": 0.9, "slots": slots[0] if slots else {},
                "entities": [], "action": {"name": "x", "status": status, "target": None, "params": {}, "result": {}},
                "response_text": "ok" if status == "done" else "Sorry, I can't do that.", "response_audio": None,
                "expects_reply": False, "latency_ms": {"total": 50.0}, "error": None}

@@ -303,3 +303,45 @@ if __name__ == "__main__":
         print(json.dumps(bench_retrieval()))
     if which in ("mining", "all"):
         print(json.dumps(bench_mining(int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000)))
+
+
+def test_guards_refuse_invented_values_and_dropped_names():
+    from assistant.learning.rewrite import guard_reason
+
+    names = ["classical", "bob dylan"]
+    assert guard_reason("Wake me up.", "wake me up in 30 minutes", names) == "invents-value"
+    assert guard_reason("Set an alarm for the item", "set an alarm for tomorrow at 6", names) == "invents-value"
+    assert guard_reason("Put on some classical music please.", "put on some folk music please", names) == "drops-name"
+    # ASR repairs pass: the wrong word is not a known name, and the numbers were said
+    assert guard_reason("Please put on some bomb dealin'", "please put on some bob dylan", names) is None
+    assert guard_reason("Meet for the next hour please.", "mute for the next hour please", names) is None
+    assert guard_reason("set a timer for ten minuets", "set a timer for ten minutes", names) is None
+
+
+def test_index_learns_names_from_successful_requests_and_the_guard_is_traced(tmp_path, embedder):
+    from assistant.commands.learn import learn_index
+    from assistant.trace.privacy import opt_out
+    from assistant.trace.store import TraceStore
+
+    data = tmp_path / "data"
+    store = TraceStore(data / "traces.db")
+    t = time.time() - 5 * 86400
+    for k in range(3):
+        add_session(store, f"u{k}", t + k * 600, [("put on some classical music please", "done", "play_music",
+                                                   {"music_genre": "classical"})])
+        add_session(store, f"u{k}", t + k * 600 + 60, [("wake me up in thirty minutes please", "done", "alarm_set",
+                                                        {"time": "thirty minutes"})])
+    add_session(store, "u0", t + 3000, [("play some polka", "done", "play_music", {"music_genre": "polka"})])  # once
+    for k in range(2):
+        add_session(store, "mallory", t + 4000 + k, [("play some secretcore", "done", "play_music",
+                                                       {"music_genre": "secretcore"})])
+    store.close()
+    opt_out(data, "mallory")
+    meta = learn_index(data, embedder=embedder)
+    assert meta["known_names"] == ["classical"]  # >= 2 successes, a name slot, not an opted-out user's
+    rw = Rewriter.load(data, RewriteSettings(min_online_score=0.0), embedder=embedder)
+    r = rw.rewrite("wake me up please", "u9")
+    assert r.candidate == "wake me up in thirty minutes please"
+    assert not r.applied and r.reason == "guard" and r.details["guard"] == "invents-value"
+    off = Rewriter.load(data, RewriteSettings(min_online_score=0.0, guards=False), embedder=embedder)
+    assert off.rewrite("wake me up please", "u9").applied

@@ -29,6 +29,9 @@ from typing import Any
 import numpy as np
 
 INDEX_DIR = "rewrites/index"
+NAME_SLOTS = frozenset({"music_genre", "artist_name", "song_name", "playlist_name", "music_album", "radio_name",
+                        "podcast_name", "audiobook_name", "movie_name", "place_name", "person"})
+"""Slots whose values are names; values said in >= 2 successful requests become the index's `known_names`."""
 INDEX_FORMAT = 1
 BRUTE_MAX = 20_000
 
@@ -343,6 +346,17 @@ def build_index(export_path: Path, data_dir: Path, embedder: Any, mining_config:
         SELECT coalesce(user_id, '') AS u, exec_utt AS utt, count(*) AS n, max(t0) AS last
         FROM t WHERE outcome = 'success' AND coalesce(user_id, '') NOT IN (SELECT u FROM opted)
         GROUP BY 1, 2 ORDER BY 1, 2""").fetchnumpy()
+    # Names people said in requests that worked (genres, artists, places, ...): a rewrite must not drop one.
+    names: dict[str, int] = {}
+    for (slots_json,) in con.execute(f"""
+            SELECT slots FROM {_source(export_path)} WHERE label = 'ok' AND slots IS NOT NULL
+            AND coalesce(user_pseudonym, '') NOT IN (SELECT u FROM opted)""").fetchall():
+        for slot, value in (json.loads(slots_json) or {}).items():
+            for v in value if isinstance(value, list) else [value]:
+                v = normalize(str(v))
+                if slot in NAME_SLOTS and len(v) >= 4:
+                    names[v] = names.get(v, 0) + 1
+    known_names = sorted(v for v, n in names.items() if n >= 2)
     pos = {t: i for i, t in enumerate(texts)}
     t1 = time.perf_counter()
     emb = embedder.embed(texts) if texts else np.zeros((0, 384), np.float32)
@@ -352,7 +366,8 @@ def build_index(export_path: Path, data_dir: Path, embedder: Any, mining_config:
                        np.array([pos[t] for t in pers["utt"].tolist()], dtype=np.int64),
                        np.asarray(pers["n"], np.float64), np.asarray(pers["last"], np.float64),
                        getattr(embedder, "version", "?"), brute_max,
-                       {"embed_seconds": round(t_embed, 2), "seconds": round(time.perf_counter() - t0, 2)})
+                       {"embed_seconds": round(t_embed, 2), "seconds": round(time.perf_counter() - t0, 2),
+                        "known_names": known_names})
 
 
 def write_index(data_dir: Path, texts: list[str], fail: np.ndarray, last_seen: np.ndarray, emb: np.ndarray,

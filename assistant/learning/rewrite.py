@@ -43,6 +43,9 @@ class RewriteSettings:
     """0-1: a table entry applies only if its target's success probability is at least this."""
     min_online_score: float = 0.80
     """0-1: ranker score above which an online (global or personal) rewrite applies."""
+    guards: bool = True
+    """Online rewrites never invent a number or a time the user did not say, and never drop a name (genre, artist,
+    place ...) that worked in earlier requests (`guard_reason`)."""
     embedder_dir: str | None = None
     """Default: models/embedder in the repo."""
     threads: int = 1
@@ -166,8 +169,38 @@ class Rewriter:
         if out.applied is False and (out.score is None or chosen.score > out.score or out.layer is None):
             out.candidate, out.score, out.layer = chosen.text, chosen.score, None
             out.rewrite_version = f"index v{self.index.version}"
-        if chosen.score >= s.min_online_score:
+        guard = guard_reason(text, chosen.text, self.index.meta.get("known_names", ())) if s.guards else None
+        if guard:
+            out.details["guard"] = guard
+            out.reason = "guard"
+        elif chosen.score >= s.min_online_score:
             out.text, out.applied, out.layer, out.reason = chosen.text, True, chosen.layer, "online"
         else:
             out.reason = "below-threshold"
         return out
+
+
+# Words that carry a value: a rewrite that adds one the user never said invents a slot ("wake me up" -> "wake me up
+# in 30 minutes").
+NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
+    "eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand half quarter".split())
+TIME_WORDS = frozenset(
+    "today tomorrow tonight yesterday morning evening afternoon noon midnight monday tuesday wednesday thursday "
+    "friday saturday sunday weekend".split())  # units ("minutes") are not values: "ten minuets" -> "ten minutes" is fine
+
+
+def guard_reason(original: str, candidate: str, known_names: Any = ()) -> str | None:
+    """Why an online candidate must not replace `original`, or None: it adds a number or time word the user did not
+    say ("invents-value"), or it drops a name that worked in earlier requests ("drops-name": "put on some classical"
+    -> "put on some folk")."""
+    q, c = normalize(original), normalize(candidate)
+    qw = set(q.split())
+    for w in c.split():
+        if w not in qw and (w in NUMBER_WORDS or w in TIME_WORDS or any(ch.isdigit() for ch in w)):
+            return "invents-value"
+    qp, cp = f" {q} ", f" {c} "
+    for name in known_names:
+        if f" {name} " in qp and f" {name} " not in cp:
+            return "drops-name"
+    return None

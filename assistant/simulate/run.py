@@ -356,6 +356,8 @@ class Simulator:
         res = self.shadow_rewriter.rewrite(rec["transcript"], self._user_id)
         if not res.candidate or res.score is None or normalize(res.candidate) == normalize(rec["transcript"]):
             return None
+        if res.details.get("guard"):  # the guardrails would refuse it at any threshold
+            return None
         cf = self._cf
         cf.device_id, cf.user_id = self._device_id, self._user_id
         r2 = {**cf.run_text(res.candidate, now=t), "transcript": rec["transcript"]}

@@ -535,6 +535,15 @@ def model_card(m: dict[str, Any], labels: dict[str, Any]) -> str:
     if m.get("teacher"):  # self-training: first the teacher (the recipe without --teacher), then this model
         reproduce = (f"HF_HUB_OFFLINE=1 python -m assistant train nlu --out /tmp/teacher --epochs 6 --seed {m['seed']}   "
                      f"# the teacher ({m['teacher']})\n" + reproduce.rstrip("\n") + " --teacher /tmp/teacher\n")
+    spoken = ""
+    if m.get("spoken"):  # added by hand after `assistant eval nlu --spoken VOICE --transcripts FILE`
+        rows = "\n".join(f"| {v} | {r['n']} | {r['intent_accuracy']:.4f} | {r['slot_f1']:.4f} | {r['mean_wer']:.3f} |"
+                         for v, r in m["spoken"].items())
+        spoken = ("## Spoken evaluation\nSLURP test sentences synthesized with each voice, transcribed by the pipeline's "
+                  "ASR (faster-whisper tiny.en int8), then parsed (`assistant eval nlu --spoken VOICE`):\n\n"
+                  "| input | sentences | intent acc | slot F1 | WER |\n|---|---|---|---|---|\n"
+                  f"| text | {m['test']['n']} | {m['test']['intent_accuracy']:.4f} | {m['test']['slot_f1']:.4f} | - |\n"
+                  f"{rows}\n\n")
     pseudo = ""
     if d.get("pseudo_rows"):
         pseudo = (
@@ -604,8 +613,8 @@ Top confusions on SLURP test:
 |---|---|---|
 {conf}
 
-## Limits
-- Text-only evaluation (no ASR errors). Template intents are evaluated only by unit tests, not on real held-out data.
+{spoken}## Limits
+- Text evaluation above; spoken evaluation (when measured) in its own section. Template intents are evaluated only by unit tests, not on real held-out data.
 - HWU64/SLURP sentences are lowercase without punctuation; the tokenizer is uncased, punctuation is tolerated.
 - No out-of-scope class: use the confidence / nbest to reject.
 

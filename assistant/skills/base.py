@@ -68,6 +68,13 @@ def is_cancel(text: str) -> bool:
     return any(t == w or t.startswith(w + " ") for w in STOP_WORDS)
 
 
+def cancelled(turn: Turn, what: str | None) -> Response | None:
+    """The answer to a clarifying question that calls it off ("no", "never mind", "stop"), or None."""
+    if turn.intent in ("general_negate", "general_commandstop") or is_cancel(turn.text):
+        return say("Okay, never mind.", "none", "done", params={"cancelled": what})
+    return None
+
+
 ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2}
 NUMBERED = {"one": 0, "two": 1, "three": 2, "1": 0, "2": 1, "3": 2}  # "number two"
 

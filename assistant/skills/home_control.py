@@ -13,7 +13,7 @@ from rapidfuzz import fuzz
 
 from assistant.backends import spoken
 from assistant.catalogs_build import norm_key
-from assistant.skills.base import Turn, is_cancel, join_words, say
+from assistant.skills.base import Turn, cancelled, join_words, say
 from assistant.stages.respond import Response
 
 if TYPE_CHECKING:
@@ -81,8 +81,9 @@ class HomeControlSkill:
         home = turn.context.home
         cands: list[str] = [c for c in pending.get("candidates", []) if c in home.devices]
         text = norm_key(turn.text)
-        if turn.intent in ("general_negate", "general_commandstop") or is_cancel(turn.text):
-            return say("Okay, never mind.", "none", "done", params={"cancelled": pending.get("intent")})
+        stop = cancelled(turn, pending.get("intent"))
+        if stop is not None:
+            return stop
         if text in ALL_WORDS or re.search(r"\b(both|all of them|all)\b", text):
             return self.execute(pending["intent"], cands, pending.get("params", {}), turn)
         chosen = _pick(text, [home.devices[c] for c in cands])

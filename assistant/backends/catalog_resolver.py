@@ -395,8 +395,9 @@ class CatalogResolver:
 
         for slot_obj in nlu.slots:
             slot, value = slot_obj.name, slot_obj.value
-            if self._misfiled_place(nlu, slot, value):
-                out.append(self.resolve_place(value))
+            place = self._misfiled_place(nlu, slot, value)
+            if place is not None:
+                out.append(place)
                 continue
             if slot in ("house_place", "device_type", "song_name", "artist_name", "music_album", "music_genre", "playlist_name"):
                 continue
@@ -577,12 +578,14 @@ class CatalogResolver:
                                   {"media_type": r["type"], "visual": bool(r.get("visual"))})
         return ResolvedEntity(slot, value, "media", None, None, hits[0][1] if hits else 0.0, cands)
 
-    def _misfiled_place(self, nlu: NluResult, slot: str, value: str) -> bool:
+    def _misfiled_place(self, nlu: NluResult, slot: str, value: str) -> ResolvedEntity | None:
+        """The place a slot after "in"/"at" names in a weather/time question, whatever type the NLU gave it."""
         if nlu.intent not in PLACE_INTENTS or slot in NOT_PLACES or nlu.slot_values("place_name"):
-            return False
+            return None
         if not re.search(rf"\b(in|at|for)\s+{re.escape(norm_key(value))}\b", norm_key(nlu.text)):
-            return False
-        return self.resolve_place(value).entity_id is not None
+            return None
+        place = self.resolve_place(value)
+        return place if place.entity_id is not None else None
 
     def resolve_place(self, value: str) -> ResolvedEntity:
         """A city: every city of that name is a candidate (most populous first, which is the default choice); the

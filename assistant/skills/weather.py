@@ -102,6 +102,7 @@ class WeatherSkill:
         if chosen is None:
             return None
         display = options[chosen]
-        params = {"place": display.split(",")[0], "date": pending.get("date"), "provider": self.provider.name,
-                  "place_id": chosen, "place_display": display}
-        return self._forecast(display.split(",")[0], pending.get("date"), params)
+        place, date = display.split(",")[0], pending.get("date")
+        params = {"place": place, "date": date, "provider": self.provider.name, "place_id": chosen,
+                  "place_display": display}
+        return self._forecast(place, date, params)

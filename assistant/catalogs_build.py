@@ -281,9 +281,14 @@ def build_places() -> list[dict[str, Any]]:
             row = {"id": f"place:{c['geonameid']}", "type": "city", "name": c["name"], "country": cc,
                    "country_name": countries.get(cc, cc), "admin1": admin1,
                    "population": int(c.get("population") or 0),
-                   "lat": round(float(c["latitude"]), 4), "lon": round(float(c["longitude"]), 4)}
+                   "lat": round(float(c["latitude"]), 4), "lon": round(float(c["longitude"]), 4),
+                   "timezone": c.get("timezone") or None}
             if cc == "US" and admin1 in us_states:
                 row["admin1_name"] = us_states[admin1]
+            # "New York" for New York City, "Ho Chi Minh" for Ho Chi Minh City: the short form, when GeoNames lists it
+            short = c["name"][:-5] if c["name"].endswith(" City") else None
+            if short and short in (c.get("alternatenames") or ()):
+                row["aliases"] = [short]
             rows[c["geonameid"]] = row
     return [rows[k] for k in sorted(rows)]
 

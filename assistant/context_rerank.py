@@ -389,9 +389,7 @@ class ContextReranker:
         if focus.entity_type == "place":
             from assistant.backends.catalog_resolver import PlaceCatalog
 
-            info = {k: row.get(k) for k in ("name", "country", "country_name", "admin1", "admin1_name", "population", "lat", "lon")}
-            info["display"] = PlaceCatalog.display(row)
-            return info
+            return PlaceCatalog.info(row)
         if focus.entity_type == "media":
             return {"media_type": row["type"], "visual": bool(row.get("visual"))}
         return {k: row[k] for k in ("artist_id", "artist") if k in row} or None

@@ -40,7 +40,7 @@ _APPLIANCE_RE = re.compile(
     r"air purifier|dehumidifier|humidifier|boiler)\b"
 )
 DEFAULTS = {"epochs": 6, "lr": 8e-5, "head_lr": 1e-3, "batch_size": 32, "max_length": 64, "warmup": 0.06,
-            "weight_decay": 0.01, "slot_loss_weight": 1.0}
+            "weight_decay": 0.01, "slot_loss_weight": 1.0, "pooling": "cls", "label_smoothing": 0.0}
 
 
 def _log(progress: bool, msg: str) -> None:
@@ -112,16 +112,22 @@ def generate_template_rows(path: Path = TEMPLATES, seed: int = 0) -> list[dict[s
     return rows
 
 
-def pseudo_label_rows(teacher_dir: Path, exclude: set[str], min_conf: float, data_root: Path = DATA_ROOT) -> list[dict[str, Any]]:
-    """Self-training rows: SLURP's unlabelled training-side text (slurp/lm.txt) labelled by an earlier model.
+def pseudo_label_rows(teacher_dirs: list[Path], exclude: set[str], min_conf: float, data_root: Path = DATA_ROOT,
+                      soft: bool = False) -> list[dict[str, Any]]:
+    """Self-training rows: SLURP's unlabelled training-side text (slurp/lm.txt) labelled by earlier models.
 
     Only lines whose normalised text is in neither SLURP devel/test nor the labelled training rows (`exclude`) and
-    that the teacher labels with confidence >= min_conf. Rows carry the intent only (`spans` None: no slot loss), so
-    the teacher's slot mistakes are not learned back.
+    whose label the teachers (their intent probabilities averaged) give with confidence >= min_conf. Rows carry the
+    intent only (`spans` None: no slot loss), so the teachers' slot mistakes are not learned back. With `soft` a row
+    also keeps the teachers' whole distribution (`probs`), which the student learns instead of the argmax.
     """
-    from assistant.backends.onnx_nlu import OnnxJointNlu
+    import numpy as np
 
-    teacher = OnnxJointNlu(Path(teacher_dir))
+    from assistant.backends.onnx_nlu import OnnxJointNlu, _softmax
+
+    teachers = [OnnxJointNlu(Path(d)) for d in teacher_dirs]
+    names = sorted({i for t in teachers for i in t.intents})
+    cols = [np.array([names.index(i) for i in t.intents]) for t in teachers]
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for line in (data_root / "slurp" / "lm.txt").read_text(encoding="utf-8").splitlines():
@@ -129,14 +135,21 @@ def pseudo_label_rows(teacher_dir: Path, exclude: set[str], min_conf: float, dat
         if not key or key in exclude or key in seen:
             continue
         seen.add(key)
-        res = teacher.parse(line.strip())
-        if res.confidence >= min_conf:
-            rows.append({"text": line.strip(), "intent": res.intent, "spans": None, "source": "pseudo"})
+        p = np.zeros(len(names))
+        for t, c in zip(teachers, cols):
+            p[c] += _softmax(t._run(line.strip())[1].astype(np.float64))
+        p /= len(teachers)
+        best = int(p.argmax())
+        if p[best] >= min_conf:
+            row: dict[str, Any] = {"text": line.strip(), "intent": names[best], "spans": None, "source": "pseudo"}
+            if soft:  # mass below 1e-3 dropped (renormalised at training time)
+                row["probs"] = {names[i]: round(float(p[i]), 4) for i in np.flatnonzero(p >= 1e-3)}
+            rows.append(row)
     return rows
 
 
-def build_datasets(seed: int = 0, data_root: Path = DATA_ROOT, teacher_dir: Path | None = None,
-                   min_conf: float = 0.9) -> dict[str, Any]:
+def build_datasets(seed: int = 0, data_root: Path = DATA_ROOT, teacher_dirs: list[Path] | None = None,
+                   min_conf: float = 0.9, soft: bool = False) -> dict[str, Any]:
     slurp_dev = load_slurp(data_root / "slurp" / "devel.jsonl")
     slurp_test = load_slurp(data_root / "slurp" / "test.jsonl")
     banned = {normalise(r["text"]) for r in slurp_dev + slurp_test}
@@ -164,9 +177,9 @@ def build_datasets(seed: int = 0, data_root: Path = DATA_ROOT, teacher_dir: Path
     extra = [r for r in generate_template_rows(seed=seed) if normalise(r["text"]) not in banned and normalise(r["text"]) not in seen]
     train = hwu_train + extra
     pseudo: list[dict[str, Any]] = []
-    if teacher_dir is not None:
+    if teacher_dirs:
         exclude = banned | {normalise(r["text"]) for r in train} | {normalise(r["text"]) for r in hwu_holdout}
-        pseudo = pseudo_label_rows(teacher_dir, exclude, min_conf, data_root)
+        pseudo = pseudo_label_rows(teacher_dirs, exclude, min_conf, data_root, soft=soft)
         train = train + pseudo
     return {
         "train": train,
@@ -184,7 +197,8 @@ def build_datasets(seed: int = 0, data_root: Path = DATA_ROOT, teacher_dir: Path
             "template_rows": len(extra),
             "template_rows_per_intent": dict(Counter(r["intent"] for r in extra)),
             "pseudo_rows": len(pseudo),
-            "pseudo_min_conf": min_conf if teacher_dir is not None else None,
+            "pseudo_min_conf": min_conf if teacher_dirs else None,
+            "pseudo_soft": bool(soft and teacher_dirs),
             "train_rows": len(train),
         },
     }
@@ -193,7 +207,7 @@ def build_datasets(seed: int = 0, data_root: Path = DATA_ROOT, teacher_dir: Path
 def data_hash(rows: list[dict[str, Any]]) -> str:
     h = hashlib.sha256()
     for r in rows:
-        h.update(json.dumps([r["text"], r["intent"], r["spans"]]).encode())
+        h.update(json.dumps([r["text"], r["intent"], r["spans"]] + ([r["probs"]] if r.get("probs") else [])).encode())
     return h.hexdigest()[:12]
 
 
@@ -232,7 +246,9 @@ def _encode_rows(rows, tokenizer, tag2id, intent2id, max_length):
         if len(ids) > max_length:
             ids = ids[: max_length - 1] + [ids[-1]]
             tags = tags[: max_length - 1] + [-100]
-        feats.append((ids, tags, intent2id[r["intent"]]))
+        # intent target: the gold label, or a teacher's distribution over labels (soft pseudo-labels)
+        target = {intent2id[k]: v for k, v in r["probs"].items() if k in intent2id} if r.get("probs") else None
+        feats.append((ids, tags, intent2id[r["intent"]], target))
     return feats
 
 
@@ -271,7 +287,7 @@ class _Backend:
         return self.inner.parse(text)
 
 
-def _make_model(n_intents: int, n_tags: int):
+def _make_model(n_intents: int, n_tags: int, pooling: str = "cls"):
     import torch
     from transformers import AutoModel
 
@@ -291,8 +307,12 @@ def _make_model(n_intents: int, n_tags: int):
                 token_type_ids=torch.zeros_like(input_ids),
             )
             h = out.last_hidden_state
-            cls = h[:, 0]
-            return self.intent_head(self.dropout(cls)), self.slot_head(self.dropout(h))
+            if pooling == "mean":  # all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling
+                m = attention_mask.unsqueeze(-1).to(h.dtype)
+                sent = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+            else:
+                sent = h[:, 0]
+            return self.intent_head(self.dropout(sent)), self.slot_head(self.dropout(h))
 
     return JointModel()
 
@@ -306,8 +326,11 @@ def train(
     batch_size: int = DEFAULTS["batch_size"],
     quantize: str = "auto",
     threads: int | None = None,
-    teacher: Path | None = None,
+    teacher: Path | list[Path] | None = None,
     min_conf: float = 0.9,
+    soft: bool = False,
+    pooling: str = DEFAULTS["pooling"],
+    label_smoothing: float = DEFAULTS["label_smoothing"],
 ) -> dict[str, Any]:
     """Train, export and evaluate; write model.onnx, tokenizer.json, labels.json, MODEL_CARD.md to out_dir."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -325,12 +348,11 @@ def train(
     if threads:
         torch.set_num_threads(threads)
 
-    teacher_version = None
-    if teacher is not None:
-        teacher = Path(teacher).resolve()
-        teacher_version = json.loads((teacher / "labels.json").read_text(encoding="utf-8"))["version"]
-        # the teacher is read before anything is written: out_dir may be the teacher's own folder
-    data = build_datasets(seed=seed, teacher_dir=teacher, min_conf=min_conf)
+    teachers = [Path(t).resolve() for t in ([teacher] if isinstance(teacher, (str, Path)) else teacher or [])]
+    # the teachers are read before anything is written: out_dir may be a teacher's own folder
+    teacher_version = ", ".join(json.loads((t / "labels.json").read_text(encoding="utf-8"))["version"]
+                                for t in teachers) or None
+    data = build_datasets(seed=seed, teacher_dirs=teachers, min_conf=min_conf, soft=soft)
     train_rows = data["train"]
     _log(progress, f"[nlu] data: {json.dumps(data['stats'])}")
     dhash = data_hash(train_rows)
@@ -347,7 +369,7 @@ def train(
     tokenizer.no_truncation()
     feats = _encode_rows(train_rows, tokenizer, tag2id, intent2id, max_length)
 
-    model = _make_model(len(intents), len(tags))
+    model = _make_model(len(intents), len(tags), pooling)
     head_params = list(model.intent_head.parameters()) + list(model.slot_head.parameters())
     optim = torch.optim.AdamW(
         [
@@ -386,14 +408,23 @@ def train(
             ids = torch.zeros((len(b), L), dtype=torch.long)
             mask = torch.zeros((len(b), L), dtype=torch.long)
             stags = torch.full((len(b), L), -100, dtype=torch.long)
-            ints = torch.tensor([feats[i][2] for i in b])
+            # intent targets as distributions: one-hot (label-smoothed) gold labels, or a teacher's soft labels
+            ints = torch.full((len(b), len(intents)), label_smoothing / len(intents))
             for k, i in enumerate(b):
                 n = len(feats[i][0])
                 ids[k, :n] = torch.tensor(feats[i][0])
                 mask[k, :n] = 1
                 stags[k, :n] = torch.tensor(feats[i][1])
+                if feats[i][3]:
+                    ints[k] = 0.0
+                    for j, pj in feats[i][3].items():
+                        ints[k, j] = pj
+                    ints[k] /= ints[k].sum()
+                else:
+                    ints[k, feats[i][2]] += 1.0 - label_smoothing
             il, sl = model(ids, mask)
-            loss = ce(il, ints) + DEFAULTS["slot_loss_weight"] * ce(sl.reshape(-1, sl.shape[-1]), stags.reshape(-1))
+            intent_loss = -(ints * torch.log_softmax(il, dim=-1)).sum(-1).mean()
+            loss = intent_loss + DEFAULTS["slot_loss_weight"] * ce(sl.reshape(-1, sl.shape[-1]), stags.reshape(-1))
             optim.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -415,7 +446,7 @@ def train(
     version = f"{_dt.date.today().isoformat()}+data.{dhash}"
     shutil.copy(base / "tokenizer.json", out_dir / "tokenizer.json")
     labels = {"intents": intents, "slot_tags": tags, "max_length": max_length, "version": version,
-              "base_model": "sentence-transformers/all-MiniLM-L6-v2", "data_hash": dhash,
+              "base_model": "sentence-transformers/all-MiniLM-L6-v2", "data_hash": dhash, "pooling": pooling,
               "trained": _dt.date.today().isoformat()}
     (out_dir / "labels.json").write_text(json.dumps(labels, indent=1), encoding="utf-8")
     fp32 = out_dir / "model.fp32.onnx"
@@ -471,6 +502,9 @@ def train(
         "epochs": epochs,
         "seed": seed,
         "teacher": teacher_version,
+        "soft": soft,
+        "pooling": pooling,
+        "label_smoothing": label_smoothing,
         "threads": threads,
         "lr": lr,
         "batch_size": batch_size,

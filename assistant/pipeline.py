@@ -73,10 +73,13 @@ def _make_resolver(settings: Settings, home):
     return CatalogResolver(home)
 
 
-def _make_responder(settings: Settings, home, music=None):
+def _make_responder(settings: Settings, home, resolver=None):
     from assistant.skills.responder import SkillResponder
 
-    return SkillResponder(min_confidence=settings.nlu.min_confidence, music=music)
+    music = getattr(resolver, "music", None)
+    # the time skill looks up a city the reranker left open; the catalog loads on first use
+    place_lookup = (lambda pid: resolver.places.get(pid)) if hasattr(type(resolver), "places") else None
+    return SkillResponder(min_confidence=settings.nlu.min_confidence, music=music, place_lookup=place_lookup)
 
 
 def _make_reranker(settings: Settings, resolver):
@@ -147,7 +150,7 @@ class Pipeline:
         self.nlu = self._load("nlu", _make_nlu)
         self.resolver = self._load("resolve", lambda s: _make_resolver(s, self.home)) if "resolve" in stages else None
         self.responder = self._load(
-            "respond", lambda s: _make_responder(s, self.home, getattr(self.resolver, "music", None)))
+            "respond", lambda s: _make_responder(s, self.home, self.resolver))
         self.reranker = self._load("rerank", lambda s: _make_reranker(s, self.resolver)) \
             if "rerank" in stages and self.resolver is not None else None
         self.tts = self._load("tts", _make_tts) if "tts" in stages else None
@@ -378,6 +381,10 @@ class Pipeline:
                                  {"intent": nlu.intent, "entities": len(resolved.entities)})
             span.output = _jsonable(response)
             rec.update(action=_jsonable(response.action), response_text=response.text, expects_reply=response.expects_reply)
+            if response.answers_intent and response.answers_intent != rec["intent"]:
+                # an answer to a clarifying question is a turn of the request it completed (for history and learning)
+                rec.setdefault("nlu_intent", rec["intent"])
+                rec["intent"] = response.answers_intent
             pending = response.pending
             if (response.action.status == "done" and not response.expects_reply
                     and should_ask(turn_id, self.settings.feedback.ask_rate)):

@@ -288,6 +288,30 @@ def test_real_nlu_close_cities_are_asked_about_and_the_answer_is_remembered(make
     assert ask["response_text"].startswith("Which Springfield: Springfield, Missouri, Springfield, Massachusetts")
     answer = p.run_text("the one in massachusetts")
     assert answer["action"]["name"] == "weather.query" and answer["action"]["params"]["place_id"] == "place:4951788"
+    # the answer is recorded as a turn of the weather request it completed; what NLU made of the words is kept
+    assert answer["intent"] == "weather_query" and answer["nlu_intent"] != "weather_query"
+    assert p.store.get_turn(answer["turn_id"])["record"]["intent"] == "weather_query"
     # next time the user's answer decides without a question
     again = p.run_text("what's the weather in springfield")
     assert again["action"]["status"] != "clarify" and again["action"]["params"]["place_id"] == "place:4951788"
+
+
+def test_real_nlu_time_in_a_city_uses_its_time_zone(make_pipeline) -> None:
+    from datetime import datetime, timezone
+
+    p = make_pipeline()
+    now = datetime(2026, 1, 15, 12, 5, tzinfo=timezone.utc)  # winter: Tokyo +9, New York -5, London +0
+    cases = [("what time is it in tokyo", "Tokyo, Japan", "21:05"),
+             ("what's the time in new york", "New York City, New York", "07:05"),
+             ("what time is it in london", "London, United Kingdom", "12:05")]
+    for text, where, hhmm in cases:
+        rec = p.run_text(text, now=now)
+        assert rec["intent"] == "datetime_query" and rec["action"]["status"] == "done", (rec["action"], rec["entities"])
+        assert rec["action"]["params"]["place"] == where and rec["action"]["result"]["time"] == hhmm, rec["action"]
+    summer = p.run_text("what time is it in tokyo", now=datetime(2026, 7, 1, 3, 30, tzinfo=timezone.utc))
+    assert summer["response_text"] == "In Tokyo, Japan it's 12:30 PM."
+    # several Springfields: the likeliest (the reranker's first), and the answer says which one
+    spring = p.run_text("what time is it in springfield", now=now)
+    assert spring["response_text"] == "In Springfield, Missouri it's 6:05 AM.", spring["response_text"]
+    here = p.run_text("what time is it", now=now)
+    assert here["action"]["params"] == {"asked": "time"}

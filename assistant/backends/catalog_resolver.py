@@ -254,6 +254,12 @@ class PlaceCatalog:
         region = row.get("admin1_name") if row["country"] == "US" else row.get("country_name")
         return f"{row['name']}, {region}" if region else row["name"]
 
+    @staticmethod
+    def info(row: dict[str, Any]) -> dict[str, Any]:
+        """What skills need of a city: names, coordinates, IANA time zone, and how to say it."""
+        keys = ("name", "country", "country_name", "admin1", "admin1_name", "population", "lat", "lon", "timezone")
+        return {k: row.get(k) for k in keys} | {"display": PlaceCatalog.display(row)}
+
     def _split_qualifier(self, key: str) -> tuple[str, tuple[str, str] | None]:
         words = key.split()
         for n in (3, 2, 1):
@@ -595,8 +601,7 @@ class CatalogResolver:
         cands = tuple(Candidate(r["id"], PlaceCatalog.display(r), sc) for r, sc in hits if sc >= 0.8)
         if hits and hits[0][1] >= 0.85:
             r, sc = hits[0]
-            info = {k: r.get(k) for k in ("name", "country", "country_name", "admin1", "admin1_name", "population", "lat", "lon")}
-            info["display"] = PlaceCatalog.display(r)
+            info = PlaceCatalog.info(r)
             info["same_name"] = sum(1 for c in cands if c.score >= sc)
             return ResolvedEntity("place_name", said, "place", r["id"], r["name"], sc, cands, info)
         return ResolvedEntity("place_name", said, "place", None, said, hits[0][1] if hits else 0.0, cands,

@@ -18,9 +18,13 @@ def register(sub) -> None:
     n.add_argument("--seed", type=int, default=0)
     n.add_argument("--quantize", choices=["auto", "fp32", "int8"], default="auto",
                    help="auto: int8 only if it costs <= 1 point on SLURP devel")
-    n.add_argument("--teacher", type=Path, default=None,
-                   help="self-training: an earlier model folder whose confident labels of SLURP lm.txt are added")
+    n.add_argument("--teacher", type=Path, nargs="+", default=None,
+                   help="self-training: earlier model folder(s) that label SLURP lm.txt (several: probabilities averaged)")
     n.add_argument("--min-conf", type=float, default=0.9, help="teacher confidence needed for a self-training row")
+    n.add_argument("--soft", action="store_true",
+                   help="learn the teachers' whole intent distribution on self-training rows, not just the argmax")
+    n.add_argument("--pooling", choices=["cls", "mean"], default=None, help="sentence vector for the intent head")
+    n.add_argument("--label-smoothing", type=float, default=None, help="label smoothing of gold intents")
     n.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     n.add_argument("--quiet", action="store_true", help="no progress output")
     n.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -47,7 +51,10 @@ def run_nlu(args: argparse.Namespace) -> int:
         print(f"training needs the training extras: {exc}")
         return 1
     kwargs = {"seed": args.seed, "progress": not args.quiet, "quantize": args.quantize,
-              "teacher": args.teacher, "min_conf": args.min_conf, "threads": args.threads}
+              "teacher": args.teacher, "min_conf": args.min_conf, "threads": args.threads, "soft": args.soft}
+    for key in ("pooling", "label_smoothing"):
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
     if args.epochs is not None:
         kwargs["epochs"] = args.epochs
     metrics = nlu_train.train(args.out, **kwargs)

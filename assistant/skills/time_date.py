@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from assistant.backends.catalog_resolver import PlaceCatalog
 from assistant.backends.spoken import say_time
 from assistant.skills.base import Turn, say
 from assistant.stages.respond import Response
@@ -22,13 +24,15 @@ class TimeDateSkill:
     name = "time_date"
     intents: ClassVar[frozenset[str]] = frozenset({"datetime_query"})
 
+    def __init__(self, place_lookup: Callable[[str], dict[str, Any] | None] | None = None) -> None:
+        self.place_lookup = place_lookup  # place id -> catalog row, for a candidate the reranker left unresolved
+
     def handle(self, turn: Turn) -> Response:
         now = turn.context.now
         text = turn.text.lower()
         place = turn.entity("place")
         if place is not None:
-            return say(f"Sorry, I can only tell the time here, not in {place.name}.", "datetime.query", "unsupported",
-                       params={"place": place.name})
+            return self._time_in(turn, place)
         result: dict[str, Any] = {"time": now.strftime("%H:%M"), "date": now.date().isoformat()}
         asked_date = turn.value("date")
         if asked_date:
@@ -40,6 +44,28 @@ class TimeDateSkill:
         if wants_date:
             return say(f"Today is {say_date(now.date())}.", "datetime.query", "done", params={"asked": "date"}, result=result)
         return say(f"It's {say_time(now.strftime('%H:%M'))}.", "datetime.query", "done", params={"asked": "time"}, result=result)
+
+    def _time_in(self, turn: Turn, place: Any) -> Response:
+        """"What time is it in Tokyo": the city's IANA time zone from the places catalog (zoneinfo, tzdata). A name
+        the reranker left open between several cities takes the likeliest, and the answer names it."""
+        info = place.normalized if isinstance(place.normalized, dict) else {}
+        place_id = place.entity_id
+        if not info.get("timezone") and place.candidates and self.place_lookup is not None:
+            row = self.place_lookup(place.candidates[0].entity_id)
+            if row:
+                info, place_id = PlaceCatalog.info(row), row["id"]
+        tz_name, where = info.get("timezone"), info.get("display") or place.name
+        try:
+            tz = ZoneInfo(tz_name) if tz_name else None
+        except (ZoneInfoNotFoundError, ValueError):
+            tz = None
+        if tz is None:
+            return say(f"Sorry, I don't know the time zone of {where}.", "datetime.query", "unsupported",
+                       params={"place": place.name})
+        there = turn.context.now.astimezone(tz)
+        params = {"asked": "time", "place": where, "place_id": place_id, "timezone": tz_name}
+        return say(f"In {where} it's {say_time(there.strftime('%H:%M'))}.", "datetime.query", "done", params=params,
+                   result={"time": there.strftime("%H:%M"), "date": there.date().isoformat(), "utc_offset": there.strftime("%z")})
 
     def follow_up(self, turn: Turn, pending: dict[str, Any]) -> Response | None:
         return None

@@ -65,7 +65,8 @@ class WeatherSkill:
         options = {c.entity_id: c.name for c in place_e.candidates}
         names = list(options.values())
         text = f"Which {place_e.value.strip().title()}: {', '.join(names[:-1])} or {names[-1]}?"
-        pending = {"skill": self.name, "kind": "choose_place", "options": options, "date": date}
+        pending = {"skill": self.name, "kind": "choose_place", "intent": turn.intent, "options": options,
+                   "date": date}
         return say(text, "clarify", "clarify", params={"intent": turn.intent, "candidates": list(options)},
                    expects_reply=True, pending=pending)
 

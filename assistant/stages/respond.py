@@ -32,6 +32,9 @@ class Response:
     """True when the assistant asked a question and listens for a follow-up."""
     pending: dict[str, Any] | None = None
     """Skill state for the follow-up (kept in the session history)."""
+    answers_intent: str | None = None
+    """Set when this turn answered the assistant's clarifying question ("Which Springfield?" -> "massachusetts"):
+    the intent of the request it completed, which the turn is recorded under (not what NLU made of the answer)."""
 
 
 class Responder(Protocol):

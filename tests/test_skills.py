@@ -158,6 +158,9 @@ def test_alarm_set_query_remove(s: Session, tmp_path: Path, music: MusicCatalog)
     r = s2.say("remove the 7:30 pm alarm", "alarm_remove", time="7:30 pm")
     assert r.action.status == "done"
     assert s2.say("what alarms do i have", "alarm_query").text == "You have an alarm for 7:30 AM tomorrow."
+    # a relative alarm ("wake me up in thirty minutes": SLURP's alarm_set, with a duration and no clock time)
+    r = s2.say("wake me up in thirty minutes", "alarm_set", duration="thirty minutes")
+    assert r.action.status == "done" and r.text == "Alarm set for 9:30 AM.", r.text
 
 
 # -- lists --------------------------------------------------------------------------------------------------------

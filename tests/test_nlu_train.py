@@ -52,3 +52,14 @@ def test_reproduce_chains_the_teachers_commands(tmp_path: Path) -> None:
     mp = nlu_train._reproduce(tmp_path / "mp", [], **(opt | {"base": "all-mpnet-base-v2", "lr": 4e-5, "quantize": "fp32"}))
     assert mp == ["python -m assistant train nlu --out runs/mp --epochs 5 --seed 0 --base mpnet --lr 4e-05 "
                   "--pooling mean --quantize fp32 --threads 1"]
+
+
+def test_perturbed_copies_are_labelled_and_never_an_excluded_sentence(data_root: Path) -> None:
+    sources = ["please turn off all the lights in the living room", "what is the weather going to be like in paris"]
+    banned = {"please turn off all the lights in the living", "turn off all the lights in the living room"}
+    rows = nlu_train.pseudo_label_rows([NLU], exclude=banned, min_conf=0.0, data_root=data_root, soft=True,
+                                       augment_from=sources * 20, seed=3)
+    noisy = [r for r in rows if r["source"] == "pseudo-noisy"]
+    assert noisy and all(r["text"] not in banned and r["text"] not in sources for r in noisy)
+    assert len({r["text"] for r in noisy}) == len(noisy)  # each distinct copy once
+    assert {r["intent"] for r in noisy if "lights" in r["text"]} <= {"iot_hue_lightoff", "iot_hue_lighton", "iot_hue_lightchange"}

@@ -23,6 +23,8 @@ def register(sub) -> None:
     n.add_argument("--min-conf", type=float, default=0.9, help="teacher confidence needed for a self-training row")
     n.add_argument("--soft", action="store_true",
                    help="learn the teachers' whole intent distribution on self-training rows, not just the argmax")
+    n.add_argument("--augment", action="store_true",
+                   help="also a perturbed copy of every training and lm.txt sentence, labelled by the teachers")
     n.add_argument("--pooling", choices=["cls", "mean"], default=None, help="sentence vector for the intent head")
     n.add_argument("--label-smoothing", type=float, default=None, help="label smoothing of gold intents")
     n.add_argument("--base", type=Path, default=None,
@@ -55,7 +57,8 @@ def run_nlu(args: argparse.Namespace) -> int:
         print(f"training needs the training extras: {exc}")
         return 1
     kwargs = {"seed": args.seed, "progress": not args.quiet, "quantize": args.quantize,
-              "teacher": args.teacher, "min_conf": args.min_conf, "threads": args.threads, "soft": args.soft}
+              "teacher": args.teacher, "min_conf": args.min_conf, "threads": args.threads, "soft": args.soft,
+              "augment": args.augment}
     for key in ("pooling", "label_smoothing", "base", "lr"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)

@@ -112,6 +112,37 @@ def generate_template_rows(path: Path = TEMPLATES, seed: int = 0) -> list[dict[s
     return rows
 
 
+def _teacher_probs(teacher: Any, texts: list[str], batch: int = 64) -> Any:
+    """Intent probabilities of an ONNX joint model for many sentences, in padded batches of similar length (a large
+    teacher labels tens of thousands of lines: one at a time would take several times longer). A dynamically
+    quantized (int8) model scales activations per batch, so its sentences go one at a time, as at run time."""
+    import numpy as np
+
+    from assistant.backends.onnx_nlu import _softmax
+
+    metrics = teacher.model_dir / "metrics.json"
+    chosen = json.loads(metrics.read_text(encoding="utf-8")).get("chosen") if metrics.exists() else None
+    if chosen != "fp32":  # int8 or unknown
+        batch = 1
+
+    ids = []
+    for text in texts:
+        x = teacher.tokenizer.encode(text).ids
+        ids.append(x if len(x) <= teacher.max_length else x[: teacher.max_length - 1] + [x[-1]])
+    out = np.zeros((len(texts), len(teacher.intents)))
+    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+    for k in range(0, len(order), batch):
+        idx = order[k:k + batch]
+        width = max(len(ids[i]) for i in idx)
+        arr = np.zeros((len(idx), width), dtype=np.int64)
+        mask = np.zeros((len(idx), width), dtype=np.int64)
+        for r, i in enumerate(idx):
+            arr[r, :len(ids[i])], mask[r, :len(ids[i])] = ids[i], 1
+        logits = teacher.session.run(None, {"input_ids": arr, "attention_mask": mask})[0]
+        out[idx] = _softmax(logits.astype(np.float64))
+    return out
+
+
 def _noisy_copy(text: str, rng: random.Random) -> str | None:
     """A perturbed sentence for distillation (EDA-style): drop each word with p 0.15, maybe swap two neighbours."""
     words = text.split()
@@ -125,7 +156,8 @@ def _noisy_copy(text: str, rng: random.Random) -> str | None:
 
 
 def pseudo_label_rows(teacher_dirs: list[Path], exclude: set[str], min_conf: float, data_root: Path = DATA_ROOT,
-                      soft: bool = False, augment_from: list[str] = (), seed: int = 0) -> list[dict[str, Any]]:
+                      soft: bool = False, augment_from: list[str] = (), seed: int = 0,
+                      threads: int = 1) -> list[dict[str, Any]]:
     """Self-training rows: SLURP's unlabelled training-side text (slurp/lm.txt) labelled by earlier models.
 
     Only lines whose normalised text is in neither SLURP devel/test nor the labelled training rows (`exclude`) and
@@ -137,9 +169,9 @@ def pseudo_label_rows(teacher_dirs: list[Path], exclude: set[str], min_conf: flo
     """
     import numpy as np
 
-    from assistant.backends.onnx_nlu import OnnxJointNlu, _softmax
+    from assistant.backends.onnx_nlu import OnnxJointNlu
 
-    teachers = [OnnxJointNlu(Path(d)) for d in teacher_dirs]
+    teachers = [OnnxJointNlu(Path(d), threads=threads) for d in teacher_dirs]
     names = sorted({i for t in teachers for i in t.intents})
     cols = [np.array([names.index(i) for i in t.intents]) for t in teachers]
     rows: list[dict[str, Any]] = []
@@ -147,18 +179,21 @@ def pseudo_label_rows(teacher_dirs: list[Path], exclude: set[str], min_conf: flo
     lines = (data_root / "slurp" / "lm.txt").read_text(encoding="utf-8").splitlines()
     rng = random.Random(seed)
     noisy = [_noisy_copy(t, rng) for t in augment_from]
+    todo: list[tuple[str, str]] = []
     for line, source in [(x, "pseudo") for x in lines] + [(x, "pseudo-noisy") for x in noisy if x]:
         key = normalise(line)
         if not key or key in exclude or key in seen:
             continue
         seen.add(key)
-        p = np.zeros(len(names))
-        for t, c in zip(teachers, cols):
-            p[c] += _softmax(t._run(line.strip())[1].astype(np.float64))
-        p /= len(teachers)
+        todo.append((line.strip(), source))
+    probs = np.zeros((len(todo), len(names)))
+    for t, c in zip(teachers, cols):
+        probs[:, c] += _teacher_probs(t, [x for x, _ in todo])
+    probs /= len(teachers)
+    for (text, source), p in zip(todo, probs):
         best = int(p.argmax())
         if p[best] >= min_conf:
-            row: dict[str, Any] = {"text": line.strip(), "intent": names[best], "spans": None, "source": source}
+            row: dict[str, Any] = {"text": text, "intent": names[best], "spans": None, "source": source}
             if soft:  # mass below 1e-3 dropped (renormalised at training time)
                 row["probs"] = {names[i]: round(float(p[i]), 4) for i in np.flatnonzero(p >= 1e-3)}
             rows.append(row)
@@ -166,7 +201,8 @@ def pseudo_label_rows(teacher_dirs: list[Path], exclude: set[str], min_conf: flo
 
 
 def build_datasets(seed: int = 0, data_root: Path = DATA_ROOT, teacher_dirs: list[Path] | None = None,
-                   min_conf: float = 0.9, soft: bool = False, augment: bool = False) -> dict[str, Any]:
+                   min_conf: float = 0.9, soft: bool = False, augment: bool = False,
+                   threads: int | None = None) -> dict[str, Any]:
     slurp_dev = load_slurp(data_root / "slurp" / "devel.jsonl")
     slurp_test = load_slurp(data_root / "slurp" / "test.jsonl")
     banned = {normalise(r["text"]) for r in slurp_dev + slurp_test}
@@ -198,7 +234,8 @@ def build_datasets(seed: int = 0, data_root: Path = DATA_ROOT, teacher_dirs: lis
         exclude = banned | {normalise(r["text"]) for r in train} | {normalise(r["text"]) for r in hwu_holdout}
         more = ([r["text"] for r in train] + (data_root / "slurp" / "lm.txt").read_text(encoding="utf-8").splitlines()
                 if augment else [])
-        pseudo = pseudo_label_rows(teacher_dirs, exclude, min_conf, data_root, soft=soft, augment_from=more, seed=seed)
+        pseudo = pseudo_label_rows(teacher_dirs, exclude, min_conf, data_root, soft=soft, augment_from=more, seed=seed,
+                                   threads=threads)
         train = train + pseudo
     return {
         "train": train,
@@ -401,7 +438,8 @@ def train(
     # the teachers are read before anything is written: out_dir may be a teacher's own folder
     teacher_version = ", ".join(json.loads((t / "labels.json").read_text(encoding="utf-8"))["version"]
                                 for t in teachers) or None
-    data = build_datasets(seed=seed, teacher_dirs=teachers, min_conf=min_conf, soft=soft, augment=augment)
+    data = build_datasets(seed=seed, teacher_dirs=teachers, min_conf=min_conf, soft=soft, augment=augment,
+                          threads=threads or 2)
     train_rows = data["train"]
     _log(progress, f"[nlu] data: {json.dumps(data['stats'])}")
     dhash = data_hash(train_rows)

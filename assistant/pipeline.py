@@ -73,13 +73,10 @@ def _make_resolver(settings: Settings, home):
     return CatalogResolver(home)
 
 
-def _make_responder(settings: Settings, home, resolver=None):
+def _make_responder(settings: Settings, home, music=None):
     from assistant.skills.responder import SkillResponder
 
-    music = getattr(resolver, "music", None)
-    # the time skill looks up a city the reranker left open; the catalog loads on first use
-    place_lookup = (lambda pid: resolver.places.get(pid)) if hasattr(type(resolver), "places") else None
-    return SkillResponder(min_confidence=settings.nlu.min_confidence, music=music, place_lookup=place_lookup)
+    return SkillResponder(min_confidence=settings.nlu.min_confidence, music=music)
 
 
 def _make_reranker(settings: Settings, resolver):
@@ -150,7 +147,7 @@ class Pipeline:
         self.nlu = self._load("nlu", _make_nlu)
         self.resolver = self._load("resolve", lambda s: _make_resolver(s, self.home)) if "resolve" in stages else None
         self.responder = self._load(
-            "respond", lambda s: _make_responder(s, self.home, self.resolver))
+            "respond", lambda s: _make_responder(s, self.home, getattr(self.resolver, "music", None)))
         self.reranker = self._load("rerank", lambda s: _make_reranker(s, self.resolver)) \
             if "rerank" in stages and self.resolver is not None else None
         self.tts = self._load("tts", _make_tts) if "tts" in stages else None

@@ -4,9 +4,8 @@ falls back to "Sorry, I can't do that." for intents no skill handles or NLU resu
 from __future__ import annotations
 
 from dataclasses import replace
-
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from assistant.backends.catalog_resolver import DEFAULT_CATALOG_DIR, MusicCatalog
 from assistant.errors import RespondError
@@ -36,22 +35,20 @@ class SkillResponder:
         weather: a WeatherProvider; default: the offline one, which answers "I can't reach the weather service".
         catalog_dir: folder with music.jsonl (default assistant/data/catalogs); ignored if `music` is given.
         music: a MusicCatalog to share with the CatalogResolver (saves loading it twice).
-        place_lookup: place id -> places catalog row (the resolver's), for the time in a city the reranker left open.
     """
 
     name = "skills"
     version = "0.1.0"
 
     def __init__(self, min_confidence: float = 0.5, weather: WeatherProvider | None = None,
-                 catalog_dir: str | Path | None = None, music: MusicCatalog | None = None,
-                 place_lookup: Callable[[str], dict[str, Any] | None] | None = None) -> None:
+                 catalog_dir: str | Path | None = None, music: MusicCatalog | None = None) -> None:
         self.min_confidence = min_confidence
         if music is None:
             path = Path(catalog_dir or DEFAULT_CATALOG_DIR) / "music.jsonl"
             music = MusicCatalog.load(path) if path.exists() else MusicCatalog([])
         self.fallback = FallbackSkill()
         self.skills: list[Skill] = [
-            HomeControlSkill(), TimeDateSkill(place_lookup), TimersSkill(), ListsSkill(), MusicSkill(music), MediaSkill(),
+            HomeControlSkill(), TimeDateSkill(), TimersSkill(), ListsSkill(), MusicSkill(music), MediaSkill(),
             WeatherSkill(weather), GeneralSkill(),
         ]
         self.by_intent: dict[str, Skill] = {}

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from assistant.backends.catalog_resolver import PlaceCatalog
 from assistant.backends.spoken import say_time
 from assistant.skills.base import Turn, say
 from assistant.stages.respond import Response
@@ -23,9 +22,6 @@ def say_date(d: date, today: date | None = None) -> str:
 class TimeDateSkill:
     name = "time_date"
     intents: ClassVar[frozenset[str]] = frozenset({"datetime_query"})
-
-    def __init__(self, place_lookup: Callable[[str], dict[str, Any] | None] | None = None) -> None:
-        self.place_lookup = place_lookup  # place id -> catalog row, for a candidate the reranker left unresolved
 
     def handle(self, turn: Turn) -> Response:
         now = turn.context.now
@@ -50,10 +46,9 @@ class TimeDateSkill:
         the reranker left open between several cities takes the likeliest, and the answer names it."""
         info = place.normalized if isinstance(place.normalized, dict) else {}
         place_id = place.entity_id
-        if not info.get("timezone") and place.candidates and self.place_lookup is not None:
-            row = self.place_lookup(place.candidates[0].entity_id)
-            if row:
-                info, place_id = PlaceCatalog.info(row), row["id"]
+        if place_id is None and isinstance(info.get("likeliest"), dict):  # the reranker left it open between cities
+            info = info["likeliest"]
+            place_id = info.get("id")
         tz_name, where = info.get("timezone"), info.get("display") or place.name
         try:
             tz = ZoneInfo(tz_name) if tz_name else None

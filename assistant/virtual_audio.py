@@ -4,6 +4,10 @@
     the assistant's speaker    ->  [vspk]      --monitor--> "vspk.monitor"  -> parec (what came out)
                                                   optional module-loopback (the room's echo) -> vmic_sink
 
+With `echo_cancel=True` (or `set_echo_cancel(True)`), PulseAudio's module-echo-cancel sits on top, as on a device:
+the assistant records "vmic_aec" (vmic minus what was played) and plays to "vspk_aec" (-> vspk, and the canceller's
+reference). The room's echo stays outside the canceller: vspk.monitor -> vmic_sink, as sound through the air.
+
 Used by tests/test_live.py and `assistant bench-live`. Needs the Debian packages pulseaudio, pulseaudio-utils and
 libasound2-plugins (the ALSA "pulse" device PortAudio opens). The daemon's environment (PULSE_SERVER) is set in
 this process so sounddevice reaches it; `stop()` restores it.
@@ -83,12 +87,14 @@ class SpeakerRecorder:
 
 
 class VirtualAudio:
-    """Start with `with VirtualAudio(tmpdir) as va:`; the assistant's devices are "pulse:vmic" and "pulse:vspk"."""
+    """Start with `with VirtualAudio(tmpdir) as va:`; the assistant's devices are `va.MIC` and `va.SPEAKER`
+    ("pulse:vmic" and "pulse:vspk", or the echo-cancelled "pulse:vmic_aec" and "pulse:vspk_aec")."""
 
-    MIC = "pulse:vmic"
-    SPEAKER = "pulse:vspk"
+    # module-echo-cancel's WebRTC canceller without its gain controls and noise suppressor: the analog AGC sets the
+    # master source's (vmic's) volume, which would carry over between tests, and the tests measure the canceller alone
+    AEC_ARGS = "analog_gain_control=0 digital_gain_control=0 noise_suppression=0"
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, echo_cancel: bool = False, aec_method: str = "webrtc") -> None:
         self._tmp = None
         if root is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="vaudio-")
@@ -97,7 +103,18 @@ class VirtualAudio:
         self.proc: subprocess.Popen | None = None
         self._saved: dict[str, str | None] = {}
         self._loopback: str | None = None
+        self._aec: str | None = None
+        self._echo_cancel = echo_cancel
+        self.aec_method = aec_method
         self.env: dict[str, str] = {}
+
+    @property
+    def MIC(self) -> str:  # noqa: N802 - was a class constant
+        return "pulse:vmic_aec" if self._aec else "pulse:vmic"
+
+    @property
+    def SPEAKER(self) -> str:  # noqa: N802
+        return "pulse:vspk_aec" if self._aec else "pulse:vspk"
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> VirtualAudio:
@@ -131,8 +148,7 @@ class VirtualAudio:
         else:
             self.stop()
             raise VirtualAudioError("pulseaudio did not start within 10 s")
-        self.pactl("set-default-source", "vmic")
-        self.pactl("set-default-sink", "vspk")
+        self.set_echo_cancel(self._echo_cancel)
         for key in ("PULSE_SERVER", "PULSE_SOURCE", "PULSE_SINK"):
             self._saved[key] = os.environ.get(key)
         os.environ["PULSE_SERVER"] = self.env["PULSE_SERVER"]
@@ -155,6 +171,7 @@ class VirtualAudio:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.proc = None
+        self._loopback = self._aec = None
         for key, value in self._saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -174,6 +191,27 @@ class VirtualAudio:
     # -- tools -----------------------------------------------------------------------------------------
     def pactl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True, check=check, timeout=10)
+
+    def set_echo_cancel(self, on: bool) -> None:
+        """Load (or unload) module-echo-cancel over vmic/vspk and make its source and sink the defaults."""
+        if self._aec is not None:
+            self.pactl("unload-module", self._aec, check=False)
+            self._aec = None
+        if on:
+            # adjust_time=0: both null sinks run on the same clock, so there is no drift to correct, and the module's
+            # once-a-second re-alignment (fed by the null sinks' jittery latency reports) dropped reference audio
+            # every time, making the canceller re-converge (echo only ~5-10 dB down instead of 20-30 dB)
+            args = [f"aec_method={self.aec_method}", "source_master=vmic", "sink_master=vspk", "source_name=vmic_aec",
+                    "sink_name=vspk_aec", f"rate={RATE}", "channels=1", "adjust_time=0"]
+            if self.aec_method == "webrtc":
+                args.append(f'aec_args="{self.AEC_ARGS}"')
+            r = self.pactl("load-module", "module-echo-cancel", *args, check=False)
+            if r.returncode != 0:
+                raise VirtualAudioError(f"module-echo-cancel aec_method={self.aec_method} did not load: "
+                                        f"{r.stderr.strip()}; see {self.root / 'pulse.log'}")
+            self._aec = r.stdout.strip()
+        self.pactl("set-default-source", self.MIC.split(":", 1)[1])
+        self.pactl("set-default-sink", self.SPEAKER.split(":", 1)[1])
 
     def set_echo(self, gain: float | None, latency_ms: int = 60) -> None:
         """Route the speaker back into the microphone at amplitude `gain` (0..1), like a room; None removes the path."""

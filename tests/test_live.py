@@ -63,8 +63,9 @@ def start_live(make_pipeline, settings, vaudio):
 
     running = []
 
-    def _start(echo_gain: float | None = None, respond=None, **opts):
+    def _start(echo_gain: float | None = None, respond=None, echo_cancel: bool = False, **opts):
         vaudio.set_echo(echo_gain)
+        vaudio.set_echo_cancel(echo_cancel)
         audio = settings.audio.model_copy(update={"input_device": vaudio.MIC, "output_device": vaudio.SPEAKER})
         p = make_pipeline(config=settings.model_copy(update={"audio": audio}))
         if respond is not None:
@@ -85,6 +86,7 @@ def start_live(make_pipeline, settings, vaudio):
         thread.join(timeout=20)
         assert not thread.is_alive(), "the live loop did not stop within 20 s of stop_event"
     vaudio.set_echo(None)
+    vaudio.set_echo_cancel(False)
 
 
 def _idle_after_turns(live, n: int):
@@ -128,18 +130,19 @@ def test_wake_word_command_runs_action_and_answers_through_the_speaker(start_liv
     assert trace["record"]["source"]["kind"] == "microphone"
 
 
-# Known flaky on this machine (2 of 5 runs at the session-1 commit too, on a quiet machine): in the failing runs the
-# detector logs no wake score at all while the answer plays, as if the barge-in clip never reached the microphone
-# stream (the virtual PulseAudio path, not the assistant, is the suspect). Re-run up to twice; see issue notes.
-@pytest.mark.flaky(reruns=2, reruns_delay=1)
+# Through PulseAudio's echo canceller (module-echo-cancel, WebRTC), as on a device. Without it the "Alexa" over the
+# -12 dB echo scored 0.44-1.0 and missed barge_in_threshold 0.6 in 2 of 11 runs (peaks 0.44, 0.51); with it 10 of
+# 10 runs barged in, at 0.87-1.0 (median 0.995), without re-runs.
 def test_barge_in_stops_playback_and_is_traced(start_live, vaudio, speech):
     from assistant.simulate.voices import compose
 
     def long_answer(response, nlu):
         return replace(response, text=LONG_ANSWER, expects_reply=False) if nlu.intent != "general_commandstop" else response
 
-    live, p = start_live(echo_gain=0.25, respond=long_answer)  # the speaker leaks into the microphone at -12 dB
+    # the speaker leaks into the microphone at -12 dB; the assistant records and plays through the echo canceller
+    live, p = start_live(echo_gain=0.25, respond=long_answer, echo_cancel=True)
     speaker = vaudio.record_speaker()
+    t_b = None
     try:
         vaudio.play(compose([0.3, speech("Alexa,"), 0.4, speech("tell me a joke."), 1.0]))
         wait_for(lambda: any(e["type"] == "speaking" for e in live.events), 60, "the long answer to start", live)
@@ -167,6 +170,10 @@ def test_barge_in_stops_playback_and_is_traced(start_live, vaudio, speech):
         assert "stop" in (then["transcript"] or "").lower(), then["transcript"]
     finally:
         speaker.close()
+        # the margin over barge_in_threshold, for measuring (-s): the score that barged in, else the best one seen
+        if t_b is not None:
+            scores = [e["score"] for e in live.events if e["type"] in ("wake-score", "barge-in") and e["t"] >= t_b]
+            print(f"barge-in: wake score {max(scores, default=0.0):.3f}")
 
 
 def test_own_voice_saying_the_wake_word_does_not_wake_it(start_live, vaudio, speech):

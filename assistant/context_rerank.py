@@ -412,7 +412,8 @@ class ContextReranker:
         if not keys or context.home is None:
             return []
         # a device the user named decides; one "named" only by the attribute word (the NLU tagged "temperature" as a
-        # device type, the resolver found the thermostat) is one candidate among the devices that have the attribute
+        # device type, the resolver found the thermostat), or by no word at all (inferred from a room), is one
+        # candidate among the devices that have the attribute
         devices = [e for e in resolved.entities if e.entity_type == "device" and e.entity_id]
         by_attribute = [e for e in devices if set(norm_key(e.value).split()) <= set(ATTRIBUTE_WORDS)]
         if len(devices) > len(by_attribute):

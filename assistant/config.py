@@ -63,7 +63,7 @@ class AsrSettings(_Section):
 
 
 class RewriteSettings(_Section):
-    """Self-learned query rewriting before NLU (assistant/learning/rewrite.py); tables come from `assistant learn`."""
+    """Self-learned query rewriting before NLU (assistant/understanding/rewrite.py); tables come from `assistant learn`."""
 
     enabled: bool = True
     precomputed: bool = True

@@ -41,7 +41,7 @@ def settings():
 def real_backends(settings):
     """The slow-to-load real backends, loaded once; they hold no per-turn state. Wake and VAD are streaming detectors
     with state, so every pipeline gets its own (a live loop left running by one test must not feed another's)."""
-    from assistant import pipeline as pl
+    from assistant.core import runner as pl
 
     return {
         "asr": pl._make_asr(settings),
@@ -53,7 +53,7 @@ def real_backends(settings):
 @pytest.fixture
 def make_pipeline(settings, real_backends, tmp_path, monkeypatch):
     """A Pipeline on the real models with its own data dir (traces, lists, timers) and a fresh example home."""
-    from assistant import pipeline as pl
+    from assistant.core import runner as pl
     from assistant.config import DEFAULT_HOME
 
     for stage, factory in (("asr", "_make_asr"), ("nlu", "_make_nlu"), ("tts", "_make_tts")):

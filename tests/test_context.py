@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from assistant.backends.catalog_resolver import CatalogResolver
-from assistant.context import TurnContext
-from assistant.context_rerank import (FEATURES, NONNEGATIVE, ContextReranker, InMemoryUserHistory, accuracy, fit,
+from assistant.understanding.resolve.catalog import CatalogResolver
+from assistant.core.context import TurnContext
+from assistant.understanding.rerank.context import (FEATURES, NONNEGATIVE, ContextReranker, InMemoryUserHistory, accuracy, fit,
                                       load_weights, synthetic_examples, user_history_from_records)
-from assistant.home import Home
+from assistant.home.model import Home
 from assistant.skills.responder import SkillResponder
-from assistant.stages.nlu import NluResult, Slot
+from assistant.core.stages.nlu import NluResult, Slot
 
 EVENING = datetime(2025, 3, 14, 19, 0)
 
@@ -223,7 +223,7 @@ def test_single_intent_without_candidates_passes_through(resolver, reranker) -> 
 def test_weights_file_is_fitted_and_reproducible() -> None:
     import json
 
-    from assistant.context_rerank import WEIGHTS_PATH
+    from assistant.understanding.rerank.context import WEIGHTS_PATH
 
     data = json.loads(WEIGHTS_PATH.read_text())
     assert "synthetic" in data["comment"] and set(data["weights"]) == set(FEATURES)
@@ -254,7 +254,7 @@ def test_rerank_latency(resolver, reranker) -> None:
 
 
 def test_bench_turn_latency_with_a_stub_nlu(resolver, reranker) -> None:
-    from assistant.context_rerank import bench_turn_latency
+    from assistant.understanding.rerank.context import bench_turn_latency
 
     class Stub:
         name = "stub"

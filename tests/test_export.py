@@ -192,7 +192,7 @@ def test_redaction_and_pseudonyms(populated, tmp_path):
 
 
 def test_cli_export(populated, tmp_path, monkeypatch, capsys):
-    from assistant.cli import main
+    from assistant.cli.main import main
 
     store, data = populated
     store.close()

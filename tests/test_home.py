@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant.context import TurnContext
+from assistant.core.context import TurnContext
 from assistant.errors import ConfigError
-from assistant.home import EXAMPLE_HOME, Home
+from assistant.home.model import EXAMPLE_HOME, Home
 
 MINIMAL = """
 areas:

@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from assistant import virtual_audio
+from assistant.apps import virtual_audio
 
 pytestmark = pytest.mark.skipif(
     virtual_audio.available() is not None, reason=f"no virtual sound server: {virtual_audio.available()}")
@@ -59,7 +59,7 @@ def wait_for(predicate, timeout: float, what: str, live=None) -> None:
 @pytest.fixture
 def start_live(make_pipeline, settings, vaudio):
     """Start a LiveAssistant on the virtual devices in a thread; stopped (and checked to stop) at teardown."""
-    from assistant.live import LiveAssistant, LiveOptions
+    from assistant.apps.live import LiveAssistant, LiveOptions
 
     running = []
 
@@ -222,7 +222,7 @@ def test_follow_up_question_is_answered_without_the_wake_word(start_live, vaudio
 
 
 def test_missing_microphone_gives_a_clear_message_and_retries(make_pipeline, settings):
-    from assistant.live import LiveAssistant, LiveOptions
+    from assistant.apps.live import LiveAssistant, LiveOptions
 
     audio = settings.audio.model_copy(update={"input_device": "no-such-microphone"})
     p = make_pipeline(config=settings.model_copy(update={"audio": audio}))
@@ -241,7 +241,7 @@ def test_missing_microphone_gives_a_clear_message_and_retries(make_pipeline, set
 
 
 def test_echo_explained_separates_echo_from_a_user_talking_over_it():
-    from assistant.live import echo_explained
+    from assistant.apps.live import echo_explained
 
     rng = np.random.default_rng(0)
     ref = (rng.normal(0, 3000, 16000 * 3)).astype(np.int16)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant import nlu_train
+from assistant.training import nlu as nlu_train
 
 NLU = Path(__file__).resolve().parents[1] / "models" / "nlu"
 
@@ -71,7 +71,7 @@ def test_perturbed_copies_are_labelled_and_never_an_excluded_sentence(data_root:
 def test_teacher_probabilities_in_batches_keep_each_sentence_its_own(tmp_path: Path) -> None:
     import numpy as np
 
-    from assistant.backends.onnx_nlu import OnnxJointNlu, _softmax
+    from assistant.backends.nlu.onnx_joint import OnnxJointNlu, _softmax
 
     texts = ["hi", "turn off the lights in the kitchen please", "what's the weather", "set an alarm for seven",
              "play the next episode of my favourite podcast from the beginning again"]

@@ -66,7 +66,7 @@ def _turn(store: TraceStore, tid: str, started: float, user: str, audio: Path | 
 
 
 def test_opt_out_records_nothing_and_exports_nothing(tmp_path, monkeypatch, capsys):
-    from assistant.cli import main
+    from assistant.cli.main import main
 
     data = tmp_path / "data"
     store = TraceStore(data / "traces.db")
@@ -94,7 +94,7 @@ def test_opt_out_records_nothing_and_exports_nothing(tmp_path, monkeypatch, caps
 
 
 def test_prune_deletes_old_turns_and_their_audio_and_keeps_newer(tmp_path, monkeypatch, capsys):
-    from assistant.cli import main
+    from assistant.cli.main import main
     from assistant.learning.signals import label_store
 
     data = tmp_path / "data"

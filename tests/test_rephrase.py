@@ -223,8 +223,8 @@ def test_rephrase_eval_command_on_a_run_of_the_real_pipeline(detector, make_pipe
     """A tiny 'simulator run' made with the real pipeline (text in): traces.db + sim_truth.jsonl -> rephrase-eval."""
     from datetime import datetime, timedelta
 
-    from assistant.cli import main
-    from assistant.commands.learn import _store_path
+    from assistant.cli.main import main
+    from assistant.cli.learn import _store_path
 
     p = make_pipeline()
     t = datetime(2025, 3, 3, 7, 0)

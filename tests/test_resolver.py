@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from assistant.backends import spoken
-from assistant.backends.catalog_resolver import CatalogResolver, MusicCatalog
-from assistant.catalogs_build import DEFAULT_DATA, DEFAULT_OUT, build, synthetic_rows
-from assistant.context import TurnContext
-from assistant.home import Home
-from assistant.stages.nlu import NluResult, Slot
+from assistant.understanding import spoken
+from assistant.understanding.resolve.catalog import CatalogResolver, MusicCatalog
+from assistant.training.catalogs import DEFAULT_DATA, DEFAULT_OUT, build, synthetic_rows
+from assistant.core.context import TurnContext
+from assistant.home.model import Home
+from assistant.core.stages.nlu import NluResult, Slot
 
 NOW = datetime(2025, 3, 14, 9, 0)  # a Friday morning
 

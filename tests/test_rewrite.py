@@ -15,14 +15,14 @@ import pytest
 
 from test_markov import add_session
 
-from assistant.learning.rewrite import Rewriter, RewriteSettings
+from assistant.understanding.rewrite import Rewriter, RewriteSettings
 
 DONE = ("done", "weather_query")
 
 
 @pytest.fixture(scope="module")
 def embedder():
-    from assistant.backends.minilm_embedder import MiniLmEmbedder
+    from assistant.backends.embed.minilm import MiniLmEmbedder
 
     return MiniLmEmbedder()
 
@@ -37,7 +37,7 @@ def test_embedder_offline_and_semantic(embedder, monkeypatch):
     import socket
 
     monkeypatch.setattr(socket, "socket", lambda *a, **k: (_ for _ in ()).throw(OSError("network blocked")))
-    from assistant.backends.minilm_embedder import MiniLmEmbedder
+    from assistant.backends.embed.minilm import MiniLmEmbedder
 
     e = MiniLmEmbedder()  # loads with the network blocked
     v = e.embed(["turn on the kitchen light"] * 2 + ["what's the capital of france"])
@@ -83,7 +83,7 @@ def wilkerson_store(data_dir: Path):
 
 @pytest.fixture
 def wilkerson(tmp_path, embedder):
-    from assistant.commands.learn import learn_index
+    from assistant.cli.learn import learn_index
     from assistant.trace.privacy import opt_out
 
     data = tmp_path / "data"
@@ -169,7 +169,7 @@ def test_precomputed_table_first_and_its_threshold(tmp_path):
 
 # -- the real pipeline ------------------------------------------------------------------------------------------------
 def test_real_pipeline_learns_precomputed_rewrite(make_pipeline, tmp_path):
-    from assistant.commands.learn import learn_rewrites
+    from assistant.cli.learn import learn_rewrites
 
     p = make_pipeline()
     first = p.run_text("tern on the kichin lite", now=datetime(2025, 1, 1, 8, 0))
@@ -203,7 +203,7 @@ def bench_retrieval(n: int = 100_000, queries: int = 200, seed: int = 0) -> dict
     minutes on 2 cores and does not change the scan cost)."""
     import tempfile
 
-    from assistant.backends.minilm_embedder import MiniLmEmbedder
+    from assistant.backends.embed.minilm import MiniLmEmbedder
     from assistant.learning.retrieval import write_index
 
     rng = np.random.default_rng(seed)
@@ -306,7 +306,7 @@ if __name__ == "__main__":
 
 
 def test_guards_refuse_invented_values_and_dropped_names():
-    from assistant.learning.rewrite import guard_reason
+    from assistant.understanding.rewrite import guard_reason
 
     names = ["classical", "bob dylan"]
     assert guard_reason("Wake me up.", "wake me up in 30 minutes", names) == "invents-value"
@@ -319,7 +319,7 @@ def test_guards_refuse_invented_values_and_dropped_names():
 
 
 def test_index_learns_names_from_successful_requests_and_the_guard_is_traced(tmp_path, embedder):
-    from assistant.commands.learn import learn_index
+    from assistant.cli.learn import learn_index
     from assistant.trace.privacy import opt_out
     from assistant.trace.store import TraceStore
 

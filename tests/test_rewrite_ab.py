@@ -15,12 +15,12 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from assistant.commands.learn import ARMS, TurnOutcome
+from assistant.cli.learn import ARMS, TurnOutcome
 from assistant.simulate import rewrite_ab, speech_cache
 from assistant.simulate.goals import Goal
 from assistant.simulate.rewrite_ab import ABConfig, RewriteAB, first_requests, outcomes
 from assistant.simulate.run import Simulator, _Item
-from assistant.stages.asr import AsrResult
+from assistant.core.stages.asr import AsrResult
 
 SAID, HEARD, REPHRASED = "turn off the kitchen light", "turn of the kitchen lie", "turn off the kitchen lights"
 GOAL = Goal("iot_hue_lightoff:test", "iot_hue_lightoff", {"house_place": "kitchen"}, [SAID, REPHRASED],
@@ -44,7 +44,7 @@ def _agenda(self, hh, day, rng):
 
 @pytest.fixture
 def ab(make_pipeline, settings, tmp_path, monkeypatch):
-    from assistant import pipeline as pl
+    from assistant.core import runner as pl
 
     monkeypatch.setattr(pl, "_make_asr", lambda s: GarblingAsr())
     monkeypatch.setattr(speech_cache, "synthesize",

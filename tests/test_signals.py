@@ -234,7 +234,7 @@ def test_real_session_correction_and_answered_question(make_pipeline):
 def test_cli_label_show_and_list(tmp_path, monkeypatch, capsys):
     import json
 
-    from assistant.cli import main
+    from assistant.cli.main import main
 
     monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path))
     store = TraceStore(tmp_path / "traces.db")

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from assistant.nlu_eval import normalise
+from assistant.training.nlu_eval import normalise
 from assistant.simulate.goals import Goal, GoalBank
 from assistant.simulate.ground_truth import FAILURE_POINTS, assess, wer
 from assistant.simulate.household import VoiceSpec
@@ -70,7 +70,7 @@ def test_forced_nlu_failure_gives_nlu_failure_point_and_a_rephrase(sim_env, monk
     bank = GoalBank.load()
     goal = next(g for g in bank.by_intent["datetime_query"] if not g.slots and len(g.utterances) > 5)
     goal = Goal(goal.goal_id, goal.intent, {}, ["tell me the current time", "what time is it"])
-    from assistant.stages.nlu import NluResult
+    from assistant.core.stages.nlu import NluResult
 
     class WrongForOne:
         def __init__(self, inner):
@@ -82,7 +82,7 @@ def test_forced_nlu_failure_gives_nlu_failure_point_and_a_rephrase(sim_env, monk
             return self.inner.parse(text, context)
 
     def factory(s, home, data_dir):
-        from assistant.pipeline import Pipeline
+        from assistant.core.runner import Pipeline
 
         p = Pipeline(s, home, data_dir=data_dir, load_audio_stages=False)
         p.nlu = WrongForOne(p.nlu)
@@ -117,7 +117,7 @@ def test_asr_garble_that_still_succeeds_is_correct(sim_env, monkeypatch):
 
 
 def test_assess_isolates_the_first_failed_stage():
-    from assistant.home import Home
+    from assistant.home.model import Home
 
     home = Home.example()
     goal = Goal("g", "iot_hue_lightoff", {"house_place": "kitchen"}, ["turn off the kitchen light"])

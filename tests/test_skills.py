@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from assistant.backends.catalog_resolver import CatalogResolver, MusicCatalog
-from assistant.context import PreviousTurn, TurnContext
-from assistant.home import Home
+from assistant.understanding.resolve.catalog import CatalogResolver, MusicCatalog
+from assistant.core.context import PreviousTurn, TurnContext
+from assistant.home.model import Home
 from assistant.skills.responder import SkillResponder
 from assistant.skills.weather import WeatherReport
-from assistant.stages.nlu import NluResult, Slot
-from assistant.stages.respond import Response
+from assistant.core.stages.nlu import NluResult, Slot
+from assistant.core.stages.respond import Response
 
 NOW = datetime(2025, 3, 14, 9, 0)
 

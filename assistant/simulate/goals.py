@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.config import shared_data_dir
-from assistant.nlu_eval import load_slurp, normalise
+from assistant.training.nlu_eval import load_slurp, normalise
 
 DATA_ROOT = shared_data_dir()
 
@@ -185,7 +185,7 @@ def _fill(template: str, slots: dict[str, str]) -> str | None:
 @functools.lru_cache(maxsize=2)
 def training_texts(data_root: str = str(DATA_ROOT)) -> frozenset[str]:
     """Normalised text of every NLU training row (HWU64 minus SLURP devel/test, plus the template rows)."""
-    from assistant.nlu_train import build_datasets
+    from assistant.training.nlu import build_datasets
 
     try:
         d = build_datasets(data_root=Path(data_root))

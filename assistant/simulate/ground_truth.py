@@ -21,8 +21,8 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-from assistant.home import Home
-from assistant.nlu_eval import normalise
+from assistant.home.model import Home
+from assistant.training.nlu_eval import normalise
 from assistant.simulate.goals import Goal, spec_for
 from assistant.simulate.household import areas_for_place, devices_for
 

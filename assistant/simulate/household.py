@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from assistant.home import EXAMPLE_HOME, Home, _HomeYamlLoader
+from assistant.home.model import EXAMPLE_HOME, Home, _HomeYamlLoader
 from assistant.simulate.goals import Goal, GoalBank
 
 ROOM_POOL: list[tuple[str, str, list[str]]] = [

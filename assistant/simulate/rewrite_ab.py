@@ -104,7 +104,7 @@ class RewriteAB:
 
     # -- 1. train ------------------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
-        from assistant.commands.learn import learn_index, learn_rewrites
+        from assistant.cli.learn import learn_index, learn_rewrites
 
         c = self.cfg
         t0 = time.perf_counter()
@@ -117,7 +117,7 @@ class RewriteAB:
         rw = learn_rewrites(self.data_dir, min_support=c.min_support, min_prob=c.min_prob, min_users=c.min_users)
         embedder = self.embedder
         if embedder is None:
-            from assistant.backends.minilm_embedder import MiniLmEmbedder
+            from assistant.backends.embed.minilm import MiniLmEmbedder
 
             embedder = self.embedder = MiniLmEmbedder()
         idx = learn_index(self.data_dir, embedder=embedder)
@@ -138,7 +138,7 @@ class RewriteAB:
         candidate is run on the counterfactual pipeline against the goal. A candidate above a threshold would be a
         win (the turn failed, the candidate would not) or a loss (the reverse); the threshold with the most net wins
         among those with win:loss >= `min_win_loss` is kept."""
-        from assistant.learning.rewrite import Rewriter, RewriteSettings
+        from assistant.understanding.rewrite import Rewriter, RewriteSettings
 
         c = self.cfg
         out = self.out / "tune"
@@ -192,7 +192,7 @@ class RewriteAB:
 
     def evaluate(self, arms: tuple[str, ...] | None = None) -> dict[str, Any]:
         """Train (unless done), run every arm, return learn.evaluate's table plus train/test/goal summaries."""
-        from assistant.commands.learn import ARMS, evaluate
+        from assistant.cli.learn import ARMS, evaluate
 
         if not self.train_summary:
             self.train()
@@ -246,7 +246,7 @@ def sweep(rows: list[dict[str, Any]], min_win_loss: float = 4.0) -> dict[str, An
 # -- outcomes -----------------------------------------------------------------------------------------------------
 def outcomes(rows: Iterable[dict[str, Any]]) -> list[Any]:
     """TurnOutcome per truth row: defect, applied rewrite, win (True) / loss (False) / tie (None) vs no rewrite."""
-    from assistant.commands.learn import TurnOutcome
+    from assistant.cli.learn import TurnOutcome
 
     out = []
     for r in rows:
@@ -296,7 +296,7 @@ def configure(ab: RewriteAB | None) -> None:
 
 
 def simulate(arm: str, rewriter: Any, sessions: int = 0, seed: int = 0) -> Iterator[Any]:
-    """`assistant.commands.learn.evaluate`'s entry point: the configured experiment's test phase for one arm."""
+    """`assistant.cli.learn.evaluate`'s entry point: the configured experiment's test phase for one arm."""
     if _DEFAULT is None:
         raise RuntimeError("rewrite_ab.configure(RewriteAB(...)) first (and .train() it): `assistant learn evaluate` "
                            "does both")

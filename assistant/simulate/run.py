@@ -86,7 +86,7 @@ def sim_settings(settings: Settings, out_dir: Path, cfg: SimConfig, household_id
 
 
 def _default_factory(settings: Settings, home: Path, data_dir: Path):
-    from assistant.pipeline import Pipeline
+    from assistant.core.runner import Pipeline
 
     return Pipeline(settings, home, data_dir=data_dir, load_audio_stages=False)
 
@@ -127,7 +127,7 @@ class Simulator:
         inner = p.asr
         if inner is None:
             if self._asr is None:
-                from assistant import pipeline as pl
+                from assistant.core import runner as pl
 
                 self._asr = pl._make_asr(s)
             inner = self._asr

@@ -112,7 +112,7 @@ class CachingAsr:
         return getattr(self.inner, item)
 
     def transcribe(self, samples: np.ndarray, language: str = "en"):
-        from assistant.stages.asr import AsrResult
+        from assistant.core.stages.asr import AsrResult
 
         arr = np.ascontiguousarray(samples, dtype=np.int16)
         h = hashlib.sha1(arr.tobytes() + f"|{language}|{self.name}|{self.version}".encode()).hexdigest()

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from assistant.home import Home
+from assistant.home.model import Home
 from assistant.learning.feedback import FEEDBACK_QUESTION
 from assistant.simulate.goals import Goal
 from assistant.simulate.ground_truth import Verdict, response_seconds

@@ -18,7 +18,7 @@ from assistant.audio import PIPELINE_RATE
 
 @functools.lru_cache(maxsize=1)
 def _piper():
-    from assistant.backends.piper import PiperTts
+    from assistant.backends.tts.piper import PiperTts
 
     return PiperTts()
 
@@ -74,7 +74,7 @@ def add_noise(samples: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
 # -- added for the household simulator ------------------------------------------------------------------------
 @functools.lru_cache(maxsize=8)
 def _piper_at(length_scale: float):
-    from assistant.backends.piper import PiperTts
+    from assistant.backends.tts.piper import PiperTts
 
     return PiperTts(length_scale=length_scale)
 

@@ -6,12 +6,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from assistant.stages.respond import Action, Response
+from assistant.core.stages.respond import Action, Response
 
 if TYPE_CHECKING:
-    from assistant.context import TurnContext
-    from assistant.stages.nlu import NluResult
-    from assistant.stages.resolve import ResolvedEntity, ResolveResult
+    from assistant.core.context import TurnContext
+    from assistant.core.stages.nlu import NluResult
+    from assistant.core.stages.resolve import ResolvedEntity, ResolveResult
 
 
 @dataclass(frozen=True)

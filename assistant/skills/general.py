@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from assistant.skills.base import Turn, say
-from assistant.stages.respond import Response
+from assistant.core.stages.respond import Response
 
 JOKES = (
     "Why did the scarecrow win an award? Because he was outstanding in his field.",

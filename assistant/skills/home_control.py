@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from rapidfuzz import fuzz
 
-from assistant.backends import spoken
-from assistant.catalogs_build import norm_key
+from assistant.understanding import spoken
+from assistant.training.catalogs import norm_key
 from assistant.skills.base import Turn, cancelled, join_words, say
-from assistant.stages.respond import Response
+from assistant.core.stages.respond import Response
 
 if TYPE_CHECKING:
-    from assistant.home import Device
+    from assistant.home.model import Device
 
 NOUNS = {"light": "light", "plug": "plug", "switch": "switch", "oven": "oven", "thermostat": "thermostat",
          "cover": "one", "fan": "fan", "tv": "TV", "heater": "heater", "coffee_machine": "coffee machine",

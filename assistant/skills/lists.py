@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from assistant.catalogs_build import norm_key
+from assistant.training.catalogs import norm_key
 from assistant.skills.base import Turn, join_words, say
 from assistant.skills.store import connect
-from assistant.stages.respond import Response
+from assistant.core.stages.respond import Response
 
 DEFAULT_LIST = "shopping"
 _ADD_RX = re.compile(

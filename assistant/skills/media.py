@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from assistant.skills.base import Turn, say
 from assistant.skills.store import connect
-from assistant.stages.respond import Response
+from assistant.core.stages.respond import Response
 
 KIND_WORDS = {"film": "the film", "tv_show": "the show", "audiobook": "the audiobook", "book": "the audiobook of",
               "podcast": "the podcast"}

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from assistant.skills.base import Turn, say
 from assistant.skills.store import connect
-from assistant.stages.respond import Response
+from assistant.core.stages.respond import Response
 
 if TYPE_CHECKING:
-    from assistant.backends.catalog_resolver import MusicCatalog
+    from assistant.understanding.resolve.catalog import MusicCatalog
 
 VOLUME_STEP = 10
 

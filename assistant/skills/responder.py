@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assistant.backends.catalog_resolver import DEFAULT_CATALOG_DIR, MusicCatalog
+from assistant.understanding.resolve.catalog import DEFAULT_CATALOG_DIR, MusicCatalog
 from assistant.errors import RespondError
 from assistant.skills.base import Skill, Turn
 from assistant.skills.fallback import FallbackSkill
@@ -19,12 +19,12 @@ from assistant.skills.music import MusicSkill
 from assistant.skills.time_date import TimeDateSkill
 from assistant.skills.timers import TimersSkill
 from assistant.skills.weather import WeatherProvider, WeatherSkill
-from assistant.stages.respond import Response
+from assistant.core.stages.respond import Response
 
 if TYPE_CHECKING:
-    from assistant.context import TurnContext
-    from assistant.stages.nlu import NluResult
-    from assistant.stages.resolve import ResolveResult
+    from assistant.core.context import TurnContext
+    from assistant.core.stages.nlu import NluResult
+    from assistant.core.stages.resolve import ResolveResult
 
 
 class SkillResponder:

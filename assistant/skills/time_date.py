@@ -7,9 +7,9 @@ from datetime import date
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from assistant.backends.spoken import say_time
+from assistant.understanding.spoken import say_time
 from assistant.skills.base import Turn, say
-from assistant.stages.respond import Response
+from assistant.core.stages.respond import Response
 
 
 def say_date(d: date, today: date | None = None) -> str:

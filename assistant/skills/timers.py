@@ -6,12 +6,12 @@ import re
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from assistant.backends import spoken
-from assistant.backends.spoken import say_duration, say_time
-from assistant.catalogs_build import norm_key
+from assistant.understanding import spoken
+from assistant.understanding.spoken import say_duration, say_time
+from assistant.training.catalogs import norm_key
 from assistant.skills.base import Turn, cancelled, join_words, say
 from assistant.skills.store import connect
-from assistant.stages.respond import Response
+from assistant.core.stages.respond import Response
 
 
 def _local(ts: float, now: datetime) -> datetime:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from assistant.skills.base import Turn, cancelled, choose_option, say
-from assistant.stages.respond import Response
+from assistant.core.stages.respond import Response
 
 
 class WeatherUnavailable(Exception):

@@ -1,0 +1,67 @@
+"""A turn's result: what was heard, understood and done, and how long each part took.
+
+A typed record built by the runner (and only there). It reads like the dict stored in the trace (`to_dict()` is that
+dict; it implements the read-only Mapping protocol), so code that reads records (signals, the simulator's ground
+truth, the JSON printer) works the same on a live record and on one loaded from the trace store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class TurnRecord(Mapping):
+    turn_id: str
+    session_id: str
+    source: dict[str, Any]
+    wake: dict[str, Any]
+    transcript: str | None = None
+    asr_confidence: float | None = None
+    intent: str | None = None
+    intent_confidence: float | None = None
+    slots: dict[str, str] = field(default_factory=dict)
+    entities: list[dict[str, Any]] = field(default_factory=list)
+    action: dict[str, Any] | None = None
+    response_text: str | None = None
+    response_audio: str | None = None
+    expects_reply: bool = False
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    # present only when they apply
+    rewrite: dict[str, Any] | None = None
+    """The rewrite that was applied (the transcript keeps what the user said)."""
+    nlu_intent: str | None = None
+    """What NLU alone said, when the reranker or a clarification answer changed the intent."""
+    pending: dict[str, Any] | None = None
+    """Skill state for the follow-up (a clarifying question's candidates, a feedback question)."""
+    events: list[dict[str, Any]] | None = None
+    """What happened after the turn (barge-in)."""
+
+    _OPTIONAL = ("rewrite", "nlu_intent", "pending", "events")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in self._OPTIONAL and v is None:
+                continue
+            out[f.name] = v
+        return out
+
+    # read-only Mapping over to_dict()'s keys
+    def __getitem__(self, key: str) -> Any:
+        if key in self._OPTIONAL and getattr(self, key, None) is None:
+            raise KeyError(key)
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())

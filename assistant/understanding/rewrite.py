@@ -1,0 +1,206 @@
+"""The rewrite stage: runs before NLU and may replace the request text with one more likely to succeed.
+
+Order: the precomputed table (absorbing Markov chains, `markov.py`; exact match on the normalised text), then online
+retrieval (`retrieval.py`: personal layer, global layer). A rewrite applies only above a confidence
+(`RewriteSettings`); the result always says what was considered, so the trace shows original and rewritten text, the
+layer, the score and the versions. Roll back the table with `assistant learn rollback N` (0 = off).
+
+Pipeline wiring (assistant/core/runner.py, owned by the lead), before the NLU stage:
+
+    # __init__:
+    from assistant.understanding.rewrite import Rewriter
+    self.rewriter = Rewriter.load(self.data_dir, settings)        # None-safe: an empty data dir rewrites nothing
+
+    # _run_turn, right before `nlu, span = run("nlu", ...)`:
+    if self.rewriter is not None:
+        rw, span = run("rewrite", self.rewriter, lambda: self.rewriter.rewrite(text, self.user_id, ctx),
+                       {"text": text})
+        span.output, span.confidence = rw.to_dict(), rw.score
+        if rw.applied:
+            rec["rewrite"] = rw.to_dict()
+            text = rw.text                  # rec["transcript"] keeps what the user said
+
+(mining.py reads the `rewrite` span back, so a rewritten turn counts as said -> executed -> outcome.)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.learning.retrieval import OnlineConfig, OnlineIndex, normalize
+
+
+@dataclass(frozen=True)
+class RewriteSettings:
+    enabled: bool = True
+    precomputed: bool = True
+    online: bool = True
+    personal: bool = True
+    min_table_probability: float = 0.7
+    """0-1: a table entry applies only if its target's success probability is at least this."""
+    min_online_score: float = 0.80
+    """0-1: ranker score above which an online (global or personal) rewrite applies."""
+    guards: bool = True
+    """Online rewrites never invent a number or a time the user did not say, and never drop a name (genre, artist,
+    place ...) that worked in earlier requests (`guard_reason`)."""
+    embedder_dir: str | None = None
+    """Default: models/embedder in the repo."""
+    threads: int = 1
+
+    @classmethod
+    def from_any(cls, settings: Any) -> RewriteSettings:
+        """Accepts RewriteSettings, a dict, the app Settings (uses its `rewrite` section if it has one), or None."""
+        import dataclasses
+
+        section = settings if settings is None or isinstance(settings, (cls, dict)) else getattr(settings, "rewrite", None)
+        if isinstance(section, cls):
+            return section
+        if isinstance(section, dict):
+            data = section
+        elif dataclasses.is_dataclass(section):
+            data = dataclasses.asdict(section)
+        elif hasattr(section, "model_dump"):
+            data = section.model_dump()
+        else:
+            data = {}
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class RewriteResult:
+    text: str
+    original: str
+    applied: bool
+    layer: str | None = None
+    """'precomputed' | 'global' | 'personal' | None"""
+    score: float | None = None
+    rewrite_version: str | None = None
+    candidate: str | None = None
+    """The best candidate considered, applied or not (for the trace)."""
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["score"] = None if self.score is None else round(self.score, 4)
+        d["ms"] = round(self.ms, 2)
+        return d
+
+
+class Rewriter:
+    name = "rewriter"
+
+    def __init__(self, data_dir: Path, settings: RewriteSettings = RewriteSettings(),
+                 table: dict[str, Any] | None = None, index: OnlineIndex | None = None) -> None:
+        from assistant.trace.privacy import Pseudonymizer
+
+        self.data_dir = Path(data_dir)
+        self.settings = settings
+        self.table_doc = table
+        self.table: dict[str, dict[str, Any]] = (table or {}).get("rewrites", {})
+        self.table_version = (table or {}).get("version")
+        self.index = index
+        self._pseudo = Pseudonymizer(self.data_dir)
+
+    @property
+    def version(self) -> str:
+        parts = [f"table v{self.table_version}" if self.table_version else "no table"]
+        parts.append(f"index v{self.index.version}" if self.index is not None else "no index")
+        return ", ".join(parts)
+
+    @classmethod
+    def load(cls, data_dir: Path, settings: Any = None, embedder: Any = None) -> Rewriter:
+        """The current table and the online index of `data_dir` (either may be absent). The embedder (~90 MB, ~0.3 s)
+        is loaded only when there is an index to search."""
+        from assistant.learning.markov import load_table
+
+        s = RewriteSettings.from_any(settings)
+        table = load_table(data_dir) if s.precomputed else None
+        index = None
+        if s.online and (Path(data_dir) / "rewrites" / "index" / "index.npz").is_file():
+            if embedder is None:
+                from assistant.backends.embed.minilm import MiniLmEmbedder
+
+                embedder = MiniLmEmbedder(s.embedder_dir, threads=s.threads)
+            index = OnlineIndex.load(data_dir, embedder, OnlineConfig())
+        return cls(data_dir, s, table, index)
+
+    def rewrite(self, text: str, user_id: str | None = None, context: Any = None) -> RewriteResult:
+        t0 = time.perf_counter()
+        res = self._rewrite(text, user_id, context)
+        res.ms = (time.perf_counter() - t0) * 1000
+        return res
+
+    def _rewrite(self, text: str, user_id: str | None, context: Any) -> RewriteResult:
+        s = self.settings
+        out = RewriteResult(text=text, original=text, applied=False)
+        if not s.enabled or not text or not text.strip():
+            out.reason = "disabled" if not s.enabled else "empty"
+            return out
+        q = normalize(text)
+        # 1. precomputed (exact normalised match)
+        entry = self.table.get(q) if s.precomputed else None
+        if entry is not None:
+            out.candidate, out.score = entry["target"], float(entry["probability"])
+            out.rewrite_version = f"table v{self.table_version}"
+            out.details = {k: entry[k] for k in ("baseline", "support", "users") if k in entry}
+            if out.score >= s.min_table_probability:
+                out.text, out.applied, out.layer, out.reason = entry["target"], True, "precomputed", "table"
+                return out
+            out.reason = "table-below-threshold"
+        # 2. online retrieval
+        if self.index is None or not s.online:
+            out.reason = out.reason or "no-match"
+            return out
+        from assistant.trace.privacy import opted_out_pseudonyms
+
+        user = self._pseudo(user_id) if (user_id and s.personal) else None
+        if user is not None and user in opted_out_pseudonyms(self.data_dir):
+            user = None  # an opted-out user's history is never used (their rows were dropped at load anyway)
+        chosen, best = self.index.rewrite_candidates(text, user)
+        out.details = {**out.details, **{k: v.to_dict() for k, v in best.items() if v is not None}}
+        if chosen is None:
+            out.reason = out.reason or "no-candidate"
+            return out
+        if out.applied is False and (out.score is None or chosen.score > out.score or out.layer is None):
+            out.candidate, out.score, out.layer = chosen.text, chosen.score, None
+            out.rewrite_version = f"index v{self.index.version}"
+        guard = guard_reason(text, chosen.text, self.index.meta.get("known_names", ())) if s.guards else None
+        if guard:
+            out.details["guard"] = guard
+            out.reason = "guard"
+        elif chosen.score >= s.min_online_score:
+            out.text, out.applied, out.layer, out.reason = chosen.text, True, chosen.layer, "online"
+        else:
+            out.reason = "below-threshold"
+        return out
+
+
+# Words that carry a value: a rewrite that adds one the user never said invents a slot ("wake me up" -> "wake me up
+# in 30 minutes").
+NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
+    "eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand half quarter".split())
+TIME_WORDS = frozenset(
+    "today tomorrow tonight yesterday morning evening afternoon noon midnight monday tuesday wednesday thursday "
+    "friday saturday sunday weekend".split())  # units ("minutes") are not values: "ten minuets" -> "ten minutes" is fine
+
+
+def guard_reason(original: str, candidate: str, known_names: Any = ()) -> str | None:
+    """Why an online candidate must not replace `original`, or None: it adds a number or time word the user did not
+    say ("invents-value"), or it drops a name that worked in earlier requests ("drops-name": "put on some classical"
+    -> "put on some folk")."""
+    q, c = normalize(original), normalize(candidate)
+    qw = set(q.split())
+    for w in c.split():
+        if w not in qw and (w in NUMBER_WORDS or w in TIME_WORDS or any(ch.isdigit() for ch in w)):
+            return "invents-value"
+    qp, cp = f" {q} ", f" {c} "
+    for name in known_names:
+        if f" {name} " in qp and f" {name} " not in cp:
+            return "drops-name"
+    return None

@@ -17,7 +17,8 @@ from assistant.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PIPELINE = REPO_ROOT / "pipeline.yaml"
-DEFAULT_HOME = Path(__file__).resolve().parent / "data" / "homes" / "example.yaml"
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+DEFAULT_HOME = PACKAGE_DATA / "homes" / "example.yaml"
 CONFIG_VERSION = 1
 STAGE_ORDER = ("wake", "vad", "asr", "rewrite", "nlu", "resolve", "rerank", "respond", "tts")
 

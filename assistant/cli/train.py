@@ -6,7 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "models" / "nlu"
+from assistant.config import REPO_ROOT
+
+DEFAULT_OUT = REPO_ROOT / "models" / "nlu"
 
 
 def register(sub) -> None:

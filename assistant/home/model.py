@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from assistant.config import PACKAGE_DATA
 from assistant.errors import ConfigError
 
 if TYPE_CHECKING:
     from assistant.core.context import TurnContext
 
-EXAMPLE_HOME = Path(__file__).parent / "data" / "homes" / "example.yaml"
+EXAMPLE_HOME = PACKAGE_DATA / "homes" / "example.yaml"
 
 # Device type -> capabilities it has unless the file lists its own, and the state it starts in.
 DEVICE_TYPES: dict[str, dict[str, Any]] = {

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.config import REPO_ROOT
 from assistant.errors import ModelError
 from assistant.learning.rephrase_data import (
     MAX_CANDIDATES,
@@ -34,7 +35,7 @@ from assistant.learning.rephrase_data import (
     turn_from_trace,
 )
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "rephrase"
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "rephrase"
 RECREATE_CMD = "python -m assistant train rephrase --runs RUN_DIR... --out models/rephrase"
 MAX_SPAN_TOKENS = 48
 

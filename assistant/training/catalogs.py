@@ -27,16 +27,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
-def _default_data() -> Path:
-    from assistant.config import shared_data_dir
+from assistant.config import PACKAGE_DATA, shared_data_dir
 
-    return shared_data_dir()
-
-
-DEFAULT_DATA = _default_data()
-DEFAULT_OUT = Path(__file__).parent / "data" / "catalogs" / "music.jsonl"
-MEDIA_OUT = Path(__file__).parent / "data" / "catalogs" / "media.jsonl"
-PLACES_OUT = Path(__file__).parent / "data" / "catalogs" / "places.jsonl.gz"
+DEFAULT_DATA = shared_data_dir()
+DEFAULT_OUT = PACKAGE_DATA / "catalogs" / "music.jsonl"
+MEDIA_OUT = PACKAGE_DATA / "catalogs" / "media.jsonl"
+PLACES_OUT = PACKAGE_DATA / "catalogs" / "places.jsonl.gz"
 
 SNIPS_SLOTS = {"artist": "artist", "track": "track", "entity_name": "track", "album": "album", "genre": "genre", "playlist": "playlist"}
 HWU_SLOTS = {"artist_name": "artist", "song_name": "track", "music_album": "album", "music_genre": "genre", "playlist_name": "playlist"}

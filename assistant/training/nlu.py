@@ -23,12 +23,12 @@ from typing import Any
 
 import yaml
 
-from assistant.config import shared_data_dir
+from assistant.config import PACKAGE_DATA, REPO_ROOT, shared_data_dir
 from assistant.training.nlu_eval import evaluate, load_hwu_csv, load_slurp, normalise
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 DATA_ROOT = shared_data_dir()
-TEMPLATES = Path(__file__).resolve().parent / "data" / "nlu_extra_templates.yaml"
+TEMPLATES = PACKAGE_DATA / "nlu_extra_templates.yaml"
 HOLDOUT_FOLD = 1
 HWU_ONLY_GENERAL = [
     "general_affirm", "general_negate", "general_confirm", "general_commandstop",

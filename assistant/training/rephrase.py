@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from assistant.config import REPO_ROOT
 from assistant.learning.rephrase_data import (
     MAX_CANDIDATES,
     MAX_LENGTH,
@@ -35,7 +36,7 @@ from assistant.learning.rephrase_data import (
     load_tokenizer,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 DEFAULT_OUT = REPO / "models" / "rephrase"
 DEFAULTS = {"epochs": 3, "lr": 6e-5, "head_lr": 1e-3, "batch_size": 16, "neg_ratio": 1.5, "correction_aug": 0.25,
             "dev_share": 0.15, "max_minutes": 13.0}

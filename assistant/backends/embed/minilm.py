@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from assistant.config import REPO_ROOT
 from assistant.errors import ModelError
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "embedder"
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "embedder"
 EXPORT_CMD = "python -m assistant.backends.embed.minilm --export models/embedder"
 DIM = 384
 MAX_LENGTH = 64

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from assistant.config import REPO_ROOT
 from assistant.errors import ModelError
 from assistant.core.stages.nlu import NluResult, Slot
 
 if TYPE_CHECKING:
     from assistant.core.context import TurnContext
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "nlu"
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "nlu"
 RECREATE_CMD = "python -m assistant train nlu --out models/nlu"
 _TRAIL = ".,!?;:\"()[]{}"
 

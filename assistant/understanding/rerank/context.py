@@ -53,6 +53,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
+from assistant.config import PACKAGE_DATA
 from assistant.training.catalogs import norm_key
 from assistant.core.stages.nlu import NluResult
 from assistant.core.stages.resolve import Candidate, ResolvedEntity, ResolveResult
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from assistant.understanding.resolve.catalog import CatalogResolver
     from assistant.core.context import TurnContext
 
-WEIGHTS_PATH = Path(__file__).parent / "data" / "rerank" / "weights.json"
+WEIGHTS_PATH = PACKAGE_DATA / "rerank" / "weights.json"
 FEATURES = ("nlu_logp", "ctx_nlu_logp", "from_context", "nlu_absent", "match", "type_compat", "prior", "hist_share", "hist_any", "hist_daypart",
             "device_on", "device_here", "screen_visual", "noscreen_visual", "unsaid", "unused_slots")
 NLU_FLOOR = 0.02

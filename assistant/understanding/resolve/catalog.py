@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import jellyfish
 from rapidfuzz import fuzz, process
 
+from assistant.config import PACKAGE_DATA
 from assistant.understanding import spoken
 from assistant.training.catalogs import norm_key
 from assistant.core.stages.resolve import Candidate, ResolvedEntity, ResolveResult
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 MAX_POSTINGS = 300
 BLOCK_BUDGET = 4000
 BLOCK_STOP = {"the", "a", "an", "of", "and", "in", "on", "to", "my", "by", "for", "de", "la", "le", "el"}
-DEFAULT_CATALOG_DIR = Path(__file__).resolve().parent.parent / "data" / "catalogs"
+DEFAULT_CATALOG_DIR = PACKAGE_DATA / "catalogs"
 
 # ---------------------------------------------------------------------------------------------------------------
 # music catalog index

@@ -71,6 +71,19 @@ def register(sub) -> None:
     q.set_defaults(func=run_rephrase_eval)
     q = lsub.add_parser("status", help="rewrite table versions and index")
     q.set_defaults(func=run_status)
+    from assistant.learning.labels import commands as labels_cmd  # goal labels (issue 14)
+
+    q = lsub.add_parser("labels", help="goal ids, goal success and failure points of every turn, into the store")
+    q.add_argument("--db", type=Path, help="the trace store (default: the configured one in --data-dir)")
+    q.add_argument("--model", type=Path, help="labeller model folder (default models/labels)")
+    q.add_argument("--no-counterfactuals", action="store_true", help="skip the counterfactual NLU re-runs")
+    q.set_defaults(func=labels_cmd.run_labels)
+    q = lsub.add_parser("labels-eval", help="goal segmentation, goal success and failure points against a "
+                                            "simulator run's truth (and today's heuristic labels)")
+    q.add_argument("--run", type=Path, required=True, help="a `simulate` output folder (traces.db + sim_truth.jsonl)")
+    q.add_argument("--model", type=Path, help="labeller model folder (default models/labels)")
+    q.add_argument("--no-counterfactuals", action="store_true", help="skip the counterfactual NLU re-runs")
+    q.set_defaults(func=labels_cmd.run_labels_eval)
     for q in lsub.choices.values():
         q.add_argument("--data-dir", type=Path, help="where traces.db and rewrites/ live")
         q.add_argument("--config", type=Path, default=DEFAULT_PIPELINE)

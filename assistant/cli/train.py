@@ -46,6 +46,13 @@ def register(sub) -> None:
     r.add_argument("--quantize", choices=["auto", "fp32", "int8"], default="auto")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=run_rephrase)
+    lb = tsub.add_parser("labels", help="fit the goal / failure point labeller (numpy logistic regressions) on "
+                                        "simulator runs")
+    lb.add_argument("--runs", type=Path, nargs="+", required=True, help="simulator run folders (traces.db + sim_truth.jsonl)")
+    lb.add_argument("--out", type=Path, default=DEFAULT_OUT.parent / "labels", help="default: models/labels")
+    lb.add_argument("--l2", type=float, default=1.0, help="L2 penalty on the standardised weights (default 1)")
+    lb.add_argument("--quiet", action="store_true")
+    lb.set_defaults(func=run_labels)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -80,5 +87,11 @@ def run_nlu(args: argparse.Namespace) -> int:
 
 def run_rephrase(args: argparse.Namespace) -> int:
     from assistant.training.rephrase import cli
+
+    return cli(args)
+
+
+def run_labels(args: argparse.Namespace) -> int:
+    from assistant.training.labels import cli
 
     return cli(args)

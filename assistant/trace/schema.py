@@ -75,6 +75,23 @@ MIGRATIONS: Final[list[str]] = [
     );
     CREATE INDEX labels_label ON labels(label);
     """,
+    # 3: goal labels per turn (assistant/learning/labels): the goal the turn serves, the goal's success probability,
+    #    the turn's defect probability and failing stage. Recomputed idempotently by `assistant learn labels`.
+    """
+    CREATE TABLE goal_labels (
+        turn_id          TEXT PRIMARY KEY REFERENCES turns(turn_id) ON DELETE CASCADE,
+        goal_id          TEXT NOT NULL,        -- shared by the turns of one goal
+        goal_index       INTEGER NOT NULL,     -- the turn's position in its goal, from 0
+        goal_success     REAL NOT NULL,        -- P(the goal succeeded), the same on all its turns
+        defect           REAL NOT NULL,        -- P(this turn is defective)
+        failure_point    TEXT,                 -- the failing stage when defect >= 0.5, else NULL
+        stage_probs      TEXT NOT NULL,        -- JSON {stage: P(stage | defect)}
+        labeler_version  TEXT NOT NULL,
+        created_at       REAL NOT NULL
+    );
+    CREATE INDEX goal_labels_goal ON goal_labels(goal_id);
+    CREATE INDEX goal_labels_fp ON goal_labels(failure_point);
+    """,
 ]
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -287,6 +287,37 @@ class TraceStore:
             db.execute("ROLLBACK")
             raise
 
+    def write_goal_labels(self, rows: list[Any], labeler_version: str) -> None:
+        """Goal labels (assistant/learning/labels `TurnLabel`s: turn_id, goal_id, goal_index, goal_success, defect,
+        failure_point, stage_probs); replaces a turn's previous row."""
+        now = time.time()
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT OR REPLACE INTO goal_labels(turn_id, goal_id, goal_index, goal_success, defect, failure_point, "
+                "stage_probs, labeler_version, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                [(r.turn_id, r.goal_id, r.goal_index, r.goal_success, r.defect, r.failure_point, _json(r.stage_probs),
+                  labeler_version, now) for r in rows],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def get_goal_label(self, turn_id: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT goal_id, goal_index, goal_success, defect, failure_point, stage_probs, labeler_version, created_at "
+            "FROM goal_labels WHERE turn_id=?", (turn_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ("goal_id", "goal_index", "goal_success", "defect", "failure_point", "stage_probs", "labeler_version",
+                "created_at")
+        d = dict(zip(keys, row))
+        d["stage_probs"] = json.loads(d["stage_probs"])
+        return d
+
     def get_label(self, turn_id: str) -> dict[str, Any] | None:
         row = self._db.execute(
             "SELECT label, confidence, signals, labeler_version, created_at FROM labels WHERE turn_id=?", (turn_id,)

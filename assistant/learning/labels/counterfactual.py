@@ -1,0 +1,122 @@
+"""Cheap counterfactual re-runs for failure point isolation (offline, on what the trace holds).
+
+For a turn of a goal that was later reached (or at least retried), the later attempt is the *target*: what the person
+meant, as far as the trace can tell. Evidence:
+
+- compare what the ASR heard with what the person said next: transcript similarity, whether the target's slot values
+  survive in this transcript (a lost key word is an ASR error), whether the target's intent was in this turn's n-best;
+- **re-run the NLU** on a *repaired* transcript: this transcript with each word the target does not have replaced by
+  the target's closest-sounding word (a misheard word put right). If the NLU now gets the target's intent, the words
+  were to blame (ASR); if it still does not, the understanding was (NLU);
+- re-run the NLU on the target's own transcript (the recorded one may have been rewritten before NLU).
+
+When request audio is stored (`record.request_audio`), a wider-beam re-decode would be the next piece of evidence; the
+simulator does not store audio, so it is not used here (see MODEL_CARD.md).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import jellyfish
+from rapidfuzz import fuzz
+
+from assistant.learning.labels.features import TurnView, key_words_present
+from assistant.learning.signals import similarity
+
+CF_FEATURES = ("cf_has_target", "cf_target_done", "cf_same_intent", "cf_nbest_target", "cf_keywords", "cf_sim",
+               "cf_repair_fixes", "cf_repair_conf", "cf_repair_changed", "cf_words_changed", "cf_target_nlu_same",
+               "cf_same_slots")
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^\w' ]+", " ", text.lower()).split()
+
+
+def repair(text: str, target: str) -> tuple[str, int]:
+    """`text` with each word missing from `target` replaced by target's most similar word (spelling or sound);
+    returns (repaired text, words changed)."""
+    tw = _words(target)
+    if not tw:
+        return text, 0
+    keys = {w: jellyfish.metaphone(w) for w in tw}
+    tset = set(tw)
+    out, changed = [], 0
+    for w in _words(text):
+        if w in tset:
+            out.append(w)
+            continue
+        mk = jellyfish.metaphone(w)
+        best, best_s = w, 0.0
+        for cand in tw:
+            s = max(fuzz.ratio(w, cand), fuzz.ratio(mk, keys[cand]) if mk and keys[cand] else 0.0)
+            if s > best_s:
+                best, best_s = cand, s
+        if best_s >= 60:
+            out.append(best)
+            changed += best != w
+        else:
+            out.append(w)
+    return " ".join(out), changed
+
+
+class Counterfactuals:
+    """Runs the NLU (the pipeline's model, onnxruntime) on counterfactual texts; results are cached per text."""
+
+    def __init__(self, nlu: Any = None, enabled: bool = True) -> None:
+        self._nlu = nlu
+        self.enabled = enabled
+        self._cache: dict[str, tuple[str | None, float]] = {}
+        self.runs = 0
+
+    @property
+    def nlu(self) -> Any:
+        if self._nlu is None and self.enabled:
+            from assistant.backends.nlu.onnx_joint import OnnxJointNlu
+
+            self._nlu = OnnxJointNlu(threads=1)
+        return self._nlu
+
+    def parse(self, text: str) -> tuple[str | None, float]:
+        if text not in self._cache:
+            if not self.enabled or not text.strip():
+                return None, 0.0
+            r = self.nlu.parse(text, None)
+            self.runs += 1
+            self._cache[text] = (r.intent, float(r.confidence))
+        return self._cache[text]
+
+    def features(self, t: TurnView, target: TurnView | None) -> dict[str, float]:
+        f = dict.fromkeys(CF_FEATURES, 0.0)
+        if target is None or not target.transcript:
+            f["cf_keywords"] = 1.0
+            return f
+        f["cf_has_target"] = 1.0
+        f["cf_target_done"] = float(target.status == "done")
+        f["cf_same_intent"] = float(t.intent == target.intent)
+        f["cf_nbest_target"] = next((p for i, p in t.nbest if i == target.intent), 0.0)
+        values = [str(v) for v in target.slots.values() if v]
+        f["cf_keywords"] = key_words_present(values, t.transcript)
+        f["cf_same_slots"] = float(bool(values) and all(str(t.slots.get(k, "")).lower() == str(v).lower()
+                                                         for k, v in target.slots.items()))
+        f["cf_sim"] = similarity(t.transcript, target.transcript) / 100
+        if not self.enabled or t.intent == target.intent or not t.transcript:
+            return f
+        fixed, changed = repair(t.transcript, target.transcript)
+        f["cf_words_changed"] = min(changed, 5)
+        if changed:
+            intent, conf = self.parse(fixed)
+            f["cf_repair_fixes"] = float(intent == target.intent)
+            f["cf_repair_conf"] = conf if intent == target.intent else 0.0
+            f["cf_repair_changed"] = float(intent != t.intent)
+        tgt_intent, _ = self.parse(target.transcript)
+        f["cf_target_nlu_same"] = float(tgt_intent == target.intent)
+        return f
+
+
+def default_vocab_path() -> Path:
+    from assistant.backends.nlu.onnx_joint import DEFAULT_MODEL_DIR
+
+    return Path(DEFAULT_MODEL_DIR) / "tokenizer.json"

@@ -1,0 +1,199 @@
+"""Goal segmentation, goal success and failure point isolation from the trace store alone.
+
+Per session (turns in order):
+
+1. **segmentation**: left to right, the link model gives P(turn continues the open goal) from the previous turn, the
+   goal's first turn, timing (idle time after the answer), clarifying / feedback questions, "stop", the learned
+   rephrase detector's pairs and lexical similarity; >= 0.5 joins the goal, else a new goal starts;
+2. **turn model** (multinomial): P(correct | false_wake | asr | nlu | entity_resolution | result) for every turn from
+   its own record (ASR and NLU confidences, n-best margin, word oddness, resolution, action status, response),
+   its goal (retried? reached later? "stop"? feedback?) and counterfactual NLU re-runs (`counterfactual.py`);
+   P(defect) = 1 - P(correct), and the failure point = the stage with the highest probability given a defect;
+3. **goal model**: P(goal succeeded) from its turns' P(correct), the last request's outcome and what followed.
+
+All three are logistic regressions (`model.py`) trained on simulator truth (`assistant train labels`); weights in
+models/labels/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assistant.config import REPO_ROOT
+from assistant.errors import ModelError
+from assistant.learning.labels.counterfactual import Counterfactuals, default_vocab_path
+from assistant.learning.labels.features import TurnView, Vocab, goal_features, link_features, turn_features, view
+from assistant.learning.labels.model import Logistic
+from assistant.learning.labels.truth import STAGES
+from assistant.learning.signals import SignalConfig, iter_sessions, session_signals
+
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "labels"
+TRAIN_CMD = "assistant train labels --runs SIM_DIR... --out models/labels"
+
+
+@dataclass
+class SessionInput:
+    """One session as the labeller sees it: the turns' views and the rephrase detector's pairs."""
+
+    views: list[TurnView]
+    pairs: dict[tuple[str, str], float]
+    """(turn_id, rephrase_turn_id) -> score"""
+
+
+@dataclass
+class TurnLabel:
+    turn_id: str
+    goal_id: str
+    goal_index: int
+    goal_success: float
+    defect: float
+    failure_point: str | None
+    stage_probs: dict[str, float]
+
+
+def load_sessions(store: Any, detector: Any = None, now: float | None = None) -> Iterator[SessionInput]:
+    """Sessions of the store with signals and (if a detector is given) learned rephrase pairs."""
+    cfg = SignalConfig()
+    for turns, n in iter_sessions(store):
+        sig = session_signals(turns, cfg, now)
+        pairs: dict[tuple[str, str], float] = {}
+        if detector is not None and len(turns) > 1:
+            for r in detector.detect(turns):
+                pairs[(r.turn_id, r.rephrase_turn_id)] = float(r.score)
+        views = [view(t, sig[t["turn_id"]]) for t in turns[:n]]
+        yield SessionInput(views, pairs)
+
+
+def goal_id_for(turn_id: str) -> str:
+    return "g-" + hashlib.sha1(turn_id.encode()).hexdigest()[:16]
+
+
+class Labeller:
+    def __init__(self, link: Logistic, turn: Logistic, goal: Logistic, version: str,
+                 counterfactuals: Counterfactuals | None = None, vocab: Vocab | None = None) -> None:
+        self.link, self.turn, self.goal = link, turn, goal
+        self.version = version
+        self.cf = counterfactuals or Counterfactuals()
+        self.vocab = vocab or Vocab.from_tokenizer(default_vocab_path())
+
+    @classmethod
+    def load(cls, model_dir: Path | None = None, counterfactuals: bool = True) -> Labeller:
+        d = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+        paths = [d / "link.json", d / "turn.json", d / "goal.json"]
+        for p in paths:
+            if not p.is_file():
+                raise ModelError("labels-model-missing", f"labeller model file not found: {p}. Train it with `{TRAIN_CMD}`.")
+        link, turn, goal = (Logistic.load(p) for p in paths)
+        version = turn.meta.get("version", "labels-?")
+        return cls(link, turn, goal, version, Counterfactuals(enabled=counterfactuals))
+
+    # -- the three steps -------------------------------------------------------------------------------------------
+    def link_row(self, s: SessionInput, i: int, goal_start: int) -> dict[str, float]:
+        prev, cur, first = s.views[i - 1], s.views[i], s.views[goal_start]
+        reph = s.pairs.get((prev.turn_id, cur.turn_id), 0.0)
+        reph_goal = max((s.pairs.get((s.views[j].turn_id, cur.turn_id), 0.0) for j in range(goal_start, i)),
+                        default=0.0)
+        return link_features(prev, cur, first, reph, reph_goal)
+
+    def segment(self, s: SessionInput) -> list[list[int]]:
+        goals: list[list[int]] = []
+        for i in range(len(s.views)):
+            if not goals:
+                goals.append([i])
+                continue
+            p = self.link.predict_proba(self.link.vector(self.link_row(s, i, goals[-1][0])))[0, 1]
+            if p >= 0.5:
+                goals[-1].append(i)
+            else:
+                goals.append([i])
+        return goals
+
+    def turn_rows(self, s: SessionInput, goals: list[list[int]]) -> list[dict[str, float]]:
+        """Turn features of every turn, in session order."""
+        rows: list[dict[str, float] | None] = [None] * len(s.views)
+        for gi, g in enumerate(goals):
+            gv = [s.views[i] for i in g]
+            after = s.views[goals[gi + 1][0]] if gi + 1 < len(goals) else None
+            for pos, i in enumerate(g):
+                t = s.views[i]
+                target = None
+                if t.substantive:
+                    later = [x for x in gv[pos + 1:] if x.substantive]
+                    target = next((x for x in reversed(later) if x.status == "done"), later[-1] if later else None)
+                cf = self.cf.features(t, target)
+                reph = max((v for (a, _b), v in s.pairs.items() if a == t.turn_id), default=0.0)
+                rows[i] = turn_features(t, gv, pos, after, cf, self.vocab, reph)
+        return rows  # type: ignore[return-value]
+
+    def label_session(self, s: SessionInput) -> list[TurnLabel]:
+        if not s.views:
+            return []
+        goals = self.segment(s)
+        rows = self.turn_rows(s, goals)
+        P = self.turn.predict_proba(np.array([self.turn.vector(r) for r in rows]))
+        ci = self.turn.classes.index("correct")
+        stage_idx = [self.turn.classes.index(st) for st in STAGES if st in self.turn.classes]
+        out: list[TurnLabel] = []
+        for gi, g in enumerate(goals):
+            gv = [s.views[i] for i in g]
+            after = s.views[goals[gi + 1][0]] if gi + 1 < len(goals) else None
+            ok = [float(P[i, ci]) for i in g]
+            gf = goal_features(gv, ok, after)
+            success = float(self.goal.predict_proba(self.goal.vector(gf))[0, 1])
+            gid = goal_id_for(gv[0].turn_id)
+            for pos, i in enumerate(g):
+                sp = P[i, stage_idx]
+                sp = sp / max(sp.sum(), 1e-12)
+                probs = {self.turn.classes[k]: round(float(p), 4) for k, p in zip(stage_idx, sp)}
+                defect = 1.0 - float(P[i, ci])
+                fp = max(probs, key=probs.get) if defect >= 0.5 else None
+                out.append(TurnLabel(s.views[i].turn_id, gid, pos, round(success, 4), round(defect, 4), fp, probs))
+        return out
+
+
+def label_store(store: Any, model_dir: Path | None = None, detector: Any = "auto", counterfactuals: bool = True,
+                now: float | None = None, batch_size: int = 2000, labeller: Labeller | None = None) -> dict[str, Any]:
+    """Label every turn of the store (goal id, goal success, defect, failure point) and write the `goal_labels`
+    table (replacing earlier rows: idempotent). Returns counts and speed."""
+    t0 = time.perf_counter()
+    lab = labeller or Labeller.load(model_dir, counterfactuals)
+    det = rephrase_detector() if detector == "auto" else detector
+    pending: list[TurnLabel] = []
+    turns = goals = failed_goals = defects = 0
+    stages: dict[str, int] = {}
+    for s in load_sessions(store, det, now):
+        labels = lab.label_session(s)
+        for tl in labels:
+            turns += 1
+            if tl.goal_index == 0:
+                goals += 1
+                failed_goals += tl.goal_success < 0.5
+            if tl.failure_point:
+                defects += 1
+                stages[tl.failure_point] = stages.get(tl.failure_point, 0) + 1
+        pending.extend(labels)
+        if len(pending) >= batch_size:
+            store.write_goal_labels(pending, lab.version)
+            pending = []
+    if pending:
+        store.write_goal_labels(pending, lab.version)
+    secs = time.perf_counter() - t0
+    return {"turns": turns, "goals": goals, "failed_goals": failed_goals, "defective_turns": defects,
+            "failure_points": dict(sorted(stages.items())), "labeler_version": lab.version,
+            "rephrase_detector": getattr(det, "version", None) if det is not None else None,
+            "counterfactual_nlu_runs": lab.cf.runs, "seconds": round(secs, 2),
+            "turns_per_second": round(turns / secs, 1) if secs > 0 else None}
+
+
+def rephrase_detector(model_dir: Path | None = None) -> Any:
+    """The learned rephrase detector when models/rephrase exists, else None (the link model then sees no pairs)."""
+    from assistant.learning.rephrase_model import RephraseDetector
+
+    return RephraseDetector(model_dir) if RephraseDetector.available(model_dir) else None

@@ -1,0 +1,144 @@
+"""Small multinomial logistic regression in numpy (no scikit-learn in the runtime): fitted by damped Newton steps
+with an L2 penalty, features standardised, saved as JSON (a few KB), with temperature scaling for calibration.
+
+    m = Logistic.fit(X, y, feature_names, classes)    # y: class indices
+    p = m.predict_proba(X)                            # (n, k)
+    m.save(path); Logistic.load(path)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class Logistic:
+    feature_names: list[str]
+    classes: list[str]
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    """(d + 1, k): the last row is the bias. For two classes column 0 is fixed at zero."""
+    temperature: float = 1.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # -- fitting ------------------------------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, feature_names: list[str], classes: list[str], l2: float = 1.0,
+            iterations: int = 40, sample_weight: np.ndarray | None = None) -> Logistic:
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.int64)
+        n, d = X.shape
+        k = len(classes)
+        mean = X.mean(axis=0)
+        scale = X.std(axis=0)
+        scale[scale < 1e-9] = 1.0
+        Z = np.hstack([(X - mean) / scale, np.ones((n, 1))])
+        sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        Y = np.zeros((n, k))
+        Y[np.arange(n), y] = 1.0
+        free = list(range(1, k)) if k == 2 else list(range(k))  # two classes: one free column (plain logistic)
+        W = np.zeros((d + 1, k))
+        reg = np.full(d + 1, l2)
+        reg[-1] = 1e-6  # the bias is not penalised
+
+        def loss(W_: np.ndarray) -> float:
+            P_ = _softmax(Z @ W_)
+            return float(-(sw * np.log(np.clip((P_ * Y).sum(axis=1), 1e-12, None))).sum()
+                         + 0.5 * (reg[:, None] * W_[:, free] ** 2).sum())
+
+        cur = loss(W)
+        for _ in range(iterations):
+            P = _softmax(Z @ W)
+            G = Z.T @ ((P - Y) * sw[:, None]) + reg[:, None] * W  # (d+1, k)
+            m = len(free)
+            H = np.zeros((m * (d + 1), m * (d + 1)))
+            for a, ca in enumerate(free):
+                for b, cb in enumerate(free):
+                    w = P[:, ca] * ((ca == cb) - P[:, cb]) * sw
+                    block = (Z * w[:, None]).T @ Z
+                    if a == b:
+                        block += np.diag(reg)
+                    H[a * (d + 1):(a + 1) * (d + 1), b * (d + 1):(b + 1) * (d + 1)] = block
+            g = np.concatenate([G[:, c] for c in free])
+            try:
+                step = np.linalg.solve(H + 1e-8 * np.eye(len(g)), g)
+            except np.linalg.LinAlgError:
+                step = g * 1e-2
+            t = 1.0
+            while t > 1e-4:
+                W_new = W.copy()
+                for a, c in enumerate(free):
+                    W_new[:, c] -= t * step[a * (d + 1):(a + 1) * (d + 1)]
+                new = loss(W_new)
+                if new <= cur:
+                    break
+                t *= 0.5
+            if t <= 1e-4:
+                break
+            W, done = W_new, cur - new < 1e-7 * max(1.0, abs(cur))
+            cur = new
+            if done:
+                break
+        return cls(list(feature_names), list(classes), mean, scale, W)
+
+    def fit_temperature(self, X: np.ndarray, y: np.ndarray) -> float:
+        """Temperature scaling on held-out predictions (grid search on the log loss); returns the temperature."""
+        logits = self.logits(X)
+        y = np.asarray(y, dtype=np.int64)
+        best, best_t = np.inf, 1.0
+        for t in np.exp(np.linspace(np.log(0.3), np.log(4.0), 60)):
+            P = _softmax(logits / t)
+            nll = -np.log(np.clip(P[np.arange(len(y)), y], 1e-12, None)).mean()
+            if nll < best:
+                best, best_t = nll, float(t)
+        self.temperature = best_t
+        return best_t
+
+    # -- inference ----------------------------------------------------------------------------------------------
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        Z = np.hstack([(X - self.mean) / self.scale, np.ones((X.shape[0], 1))])
+        return Z @ self.weights
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return _softmax(self.logits(X) / self.temperature)
+
+    def vector(self, feats: dict[str, float]) -> np.ndarray:
+        return np.array([float(feats.get(name, 0.0)) for name in self.feature_names])
+
+    def top_weights(self, cls_name: str, n: int = 8) -> list[tuple[str, float]]:
+        c = self.classes.index(cls_name)
+        w = self.weights[:-1, c] - (self.weights[:-1].mean(axis=1) if len(self.classes) > 2 else 0.0)
+        order = np.argsort(-np.abs(w))[:n]
+        return [(self.feature_names[i], round(float(w[i]), 3)) for i in order]
+
+    # -- persistence --------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"feature_names": self.feature_names, "classes": self.classes,
+                "mean": [round(float(x), 6) for x in self.mean], "scale": [round(float(x), 6) for x in self.scale],
+                "weights": [[round(float(x), 6) for x in row] for row in self.weights],
+                "temperature": round(self.temperature, 4), "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Logistic:
+        return cls(d["feature_names"], d["classes"], np.array(d["mean"]), np.array(d["scale"]),
+                   np.array(d["weights"]), float(d.get("temperature", 1.0)), d.get("meta", {}))
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict()) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> Logistic:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

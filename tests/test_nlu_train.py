@@ -71,13 +71,13 @@ def test_perturbed_copies_are_labelled_and_never_an_excluded_sentence(data_root:
 def test_teacher_probabilities_in_batches_keep_each_sentence_its_own(tmp_path: Path) -> None:
     import numpy as np
 
-    from assistant.backends.nlu.onnx_joint import OnnxJointNlu, _softmax
+    from assistant.backends.nlu.onnx_joint import OnnxJointNlu, softmax
 
     texts = ["hi", "turn off the lights in the kitchen please", "what's the weather", "set an alarm for seven",
              "play the next episode of my favourite podcast from the beginning again"]
     # the shipped model is int8 (activation scales per batch): labelled one sentence at a time, exactly as at run time
     int8 = OnnxJointNlu(NLU)
-    one = np.stack([_softmax(int8._run(t)[1].astype(np.float64)) for t in texts])
+    one = np.stack([softmax(int8._run(t)[1].astype(np.float64)) for t in texts])
     assert np.abs(nlu_train._teacher_probs(int8, texts, batch=3) - one).max() < 1e-9
 
     # a float model in padded batches: each row's logits depend only on its own unpadded tokens

@@ -224,7 +224,7 @@ def test_rephrase_eval_command_on_a_run_of_the_real_pipeline(detector, make_pipe
     from datetime import datetime, timedelta
 
     from assistant.cli.main import main
-    from assistant.cli.learn import _store_path
+    from assistant.learning.jobs import store_path
 
     p = make_pipeline()
     t = datetime(2025, 3, 3, 7, 0)
@@ -238,7 +238,7 @@ def test_rephrase_eval_command_on_a_run_of_the_real_pipeline(detector, make_pipe
     p.close()
     run = tmp_path / "run"
     run.mkdir()
-    (run / "traces.db").symlink_to(_store_path(p.data_dir))
+    (run / "traces.db").symlink_to(store_path(p.data_dir))
     (run / "sim_truth.jsonl").write_text("\n".join(json.dumps(r) for r in truth) + "\n")
     assert main(["learn", "rephrase-eval", "--run", str(run), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)

@@ -83,7 +83,7 @@ def wilkerson_store(data_dir: Path):
 
 @pytest.fixture
 def wilkerson(tmp_path, embedder):
-    from assistant.cli.learn import learn_index
+    from assistant.learning.jobs import learn_index
     from assistant.trace.privacy import opt_out
 
     data = tmp_path / "data"
@@ -169,7 +169,7 @@ def test_precomputed_table_first_and_its_threshold(tmp_path):
 
 # -- the real pipeline ------------------------------------------------------------------------------------------------
 def test_real_pipeline_learns_precomputed_rewrite(make_pipeline, tmp_path):
-    from assistant.cli.learn import learn_rewrites
+    from assistant.learning.jobs import learn_rewrites
 
     p = make_pipeline()
     first = p.run_text("tern on the kichin lite", now=datetime(2025, 1, 1, 8, 0))
@@ -319,7 +319,7 @@ def test_guards_refuse_invented_values_and_dropped_names():
 
 
 def test_index_learns_names_from_successful_requests_and_the_guard_is_traced(tmp_path, embedder):
-    from assistant.cli.learn import learn_index
+    from assistant.learning.jobs import learn_index
     from assistant.trace.privacy import opt_out
     from assistant.trace.store import TraceStore
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from assistant.cli.learn import ARMS, TurnOutcome
+from assistant.learning.ab import ARMS, TurnOutcome
 from assistant.simulate import rewrite_ab, speech_cache
 from assistant.simulate.goals import Goal
 from assistant.simulate.rewrite_ab import ABConfig, RewriteAB, first_requests, outcomes

@@ -57,15 +57,15 @@ STATE_KEYS: dict[str, tuple[str, tuple[type, ...], str]] = {
 PERCENT_KEYS = ("brightness", "volume")
 
 
-class _HomeYamlLoader(yaml.SafeLoader):
+class HomeYamlLoader(yaml.SafeLoader):
     """YAML 1.2-style booleans: only true/false are booleans, so `on:` stays the string key "on"."""
 
 
-_HomeYamlLoader.yaml_implicit_resolvers = {
+HomeYamlLoader.yaml_implicit_resolvers = {
     ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_HomeYamlLoader.add_implicit_resolver(
+HomeYamlLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
 
@@ -281,7 +281,7 @@ class Home:
                 f"(an example is {EXAMPLE_HOME})",
             )
         try:
-            raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_HomeYamlLoader)  # noqa: S506 (safe loader)
+            raw = yaml.load(path.read_text(encoding="utf-8"), Loader=HomeYamlLoader)  # noqa: S506 (safe loader)
         except yaml.YAMLError as e:
             where = ""
             mark = getattr(e, "problem_mark", None)

@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from assistant.learning.sources import export_source
+
 NORM_SQL = "trim(regexp_replace(regexp_replace(lower(replace({x}, '’', '''')), '[^a-z0-9'' ]+', ' ', 'g'), '\\s+', ' ', 'g'))"
 
 
@@ -77,19 +79,6 @@ class Mined:
     pairs: dict[str, Any]
     """src, dst, chains, users (dst succeeded later in the same chain)"""
     stats: dict[str, Any] = field(default_factory=dict)
-
-
-def _source(path: Path) -> str:
-    path = Path(path)
-    if path.is_dir():
-        for name in ("turns.parquet", "turns.jsonl"):
-            if (path / name).exists():
-                path = path / name
-                break
-    p = str(path).replace("'", "''")
-    if p.endswith(".jsonl") or p.endswith(".json"):
-        return f"read_json_auto('{p}', format='newline_delimited')"
-    return f"read_parquet('{p}')"
 
 
 def steps_sql(source: str, config: MiningConfig = MiningConfig(), learned: bool = False) -> dict[str, str]:
@@ -219,7 +208,7 @@ def mine(path: Path, config: MiningConfig = MiningConfig(), con: Any = None, thr
             con.executemany("INSERT INTO lp VALUES (?, ?, ?, ?)", pairs)
         det_stats = {"rephrase_detector": "learned", "rephrase_model": getattr(detector, "version", None),
                      "detected_pairs": len(pairs), "detect_seconds": round(time.perf_counter() - t_det, 3)}
-    steps = steps_sql(_source(path), config, learned=detector is not None)
+    steps = steps_sql(export_source(path), config, learned=detector is not None)
     for name, sql in steps.items():
         # Materialise the wide per-turn steps once; the aggregates read them.
         kind = "TABLE" if name in ("chains", "edges") else "VIEW"

@@ -129,10 +129,10 @@ def sessions_from_export(path: Path, con: Any = None) -> list[list[Turn]]:
     """Sessions of an export (turns.parquet / turns.jsonl or its folder), read with DuckDB."""
     import duckdb
 
-    from assistant.learning.mining import _source
+    from assistant.learning.sources import export_source
 
     con = con or duckdb.connect()
-    src = _source(path)
+    src = export_source(path)
     have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
 
     def col(expr: str, name: str, default: str = "NULL") -> str:

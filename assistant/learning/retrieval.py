@@ -326,12 +326,13 @@ def build_index(export_path: Path, data_dir: Path, embedder: Any, mining_config:
     """Build `<data dir>/rewrites/index/` from an export: successful utterances per user (DuckDB), embedded once."""
     import duckdb
 
-    from assistant.learning.mining import MiningConfig, _source, steps_sql
+    from assistant.learning.mining import MiningConfig, steps_sql
+    from assistant.learning.sources import export_source
     from assistant.trace.privacy import opted_out_pseudonyms
 
     t0 = time.perf_counter()
     con = duckdb.connect()
-    con.execute(f"CREATE TEMP VIEW t AS {steps_sql(_source(export_path), mining_config or MiningConfig())['t']}")
+    con.execute(f"CREATE TEMP VIEW t AS {steps_sql(export_source(export_path), mining_config or MiningConfig())['t']}")
     opted = sorted(opted_out_pseudonyms(data_dir))
     con.execute("CREATE TEMP TABLE opted(u VARCHAR)")
     if opted:
@@ -349,7 +350,7 @@ def build_index(export_path: Path, data_dir: Path, embedder: Any, mining_config:
     # Names people said in requests that worked (genres, artists, places, ...): a rewrite must not drop one.
     names: dict[str, int] = {}
     for (slots_json,) in con.execute(f"""
-            SELECT slots FROM {_source(export_path)} WHERE label = 'ok' AND slots IS NOT NULL
+            SELECT slots FROM {export_source(export_path)} WHERE label = 'ok' AND slots IS NOT NULL
             AND coalesce(user_pseudonym, '') NOT IN (SELECT u FROM opted)""").fetchall():
         for slot, value in (json.loads(slots_json) or {}).items():
             for v in value if isinstance(value, list) else [value]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from assistant.home.model import EXAMPLE_HOME, Home, _HomeYamlLoader
+from assistant.home.model import EXAMPLE_HOME, Home, HomeYamlLoader
 from assistant.simulate.goals import Goal, GoalBank
 
 ROOM_POOL: list[tuple[str, str, list[str]]] = [
@@ -175,7 +175,7 @@ def feasible(goal: Goal, home: Home) -> bool:
 
 # -- building ------------------------------------------------------------------------------------------------------
 def make_home(rng: random.Random, base: Path = EXAMPLE_HOME) -> dict[str, Any]:
-    raw = yaml.load(base.read_text(encoding="utf-8"), Loader=_HomeYamlLoader)  # noqa: S506 (safe loader)
+    raw = yaml.load(base.read_text(encoding="utf-8"), Loader=HomeYamlLoader)  # noqa: S506 (safe loader)
     raw = copy.deepcopy(raw)
     keep = [a for a in raw["areas"] if a["id"] in KEEP_ALWAYS or rng.random() < 0.7]
     for rid, name, aliases in rng.sample(ROOM_POOL, rng.randint(1, 3)):

@@ -104,7 +104,7 @@ class RewriteAB:
 
     # -- 1. train ------------------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
-        from assistant.cli.learn import learn_index, learn_rewrites
+        from assistant.learning.jobs import learn_index, learn_rewrites
 
         c = self.cfg
         t0 = time.perf_counter()
@@ -187,12 +187,12 @@ class RewriteAB:
         return rows
 
     def simulate(self, arm: str, rewriter: Any, sessions: int = 0, seed: int | None = None) -> Iterator[Any]:
-        """`learn.evaluate`'s simulator entry point (sessions / seed are fixed by the ABConfig)."""
+        """`ab.evaluate`'s simulator entry point (sessions / seed are fixed by the ABConfig)."""
         return iter(outcomes(self.run_arm(arm, rewriter)))
 
     def evaluate(self, arms: tuple[str, ...] | None = None) -> dict[str, Any]:
-        """Train (unless done), run every arm, return learn.evaluate's table plus train/test/goal summaries."""
-        from assistant.cli.learn import ARMS, evaluate
+        """Train (unless done), run every arm, return ab.evaluate's table plus train/test/goal summaries."""
+        from assistant.learning.ab import ARMS, evaluate
 
         if not self.train_summary:
             self.train()
@@ -246,7 +246,7 @@ def sweep(rows: list[dict[str, Any]], min_win_loss: float = 4.0) -> dict[str, An
 # -- outcomes -----------------------------------------------------------------------------------------------------
 def outcomes(rows: Iterable[dict[str, Any]]) -> list[Any]:
     """TurnOutcome per truth row: defect, applied rewrite, win (True) / loss (False) / tie (None) vs no rewrite."""
-    from assistant.cli.learn import TurnOutcome
+    from assistant.learning.ab import TurnOutcome
 
     out = []
     for r in rows:
@@ -290,17 +290,29 @@ _DEFAULT: RewriteAB | None = None
 
 
 def configure(ab: RewriteAB | None) -> None:
-    """Set the experiment the module-level `simulate` runs (learn.evaluate's hook)."""
+    """Set the experiment the module-level `simulate` runs (ab.evaluate's hook)."""
     global _DEFAULT
     _DEFAULT = ab
 
 
 def simulate(arm: str, rewriter: Any, sessions: int = 0, seed: int = 0) -> Iterator[Any]:
-    """`assistant.cli.learn.evaluate`'s entry point: the configured experiment's test phase for one arm."""
+    """`assistant.learning.ab.evaluate`'s entry point: the configured experiment's test phase for one arm."""
     if _DEFAULT is None:
         raise RuntimeError("rewrite_ab.configure(RewriteAB(...)) first (and .train() it): `assistant learn evaluate` "
                            "does both")
     return _DEFAULT.simulate(arm, rewriter, sessions, seed)
 
 
-__all__ = ["ABConfig", "RewriteAB", "configure", "first_requests", "goal_stats", "outcomes", "simulate"]
+def run_ab(settings: Any, out: Path, cfg: ABConfig, cache_dir: Path | None = None, arms: tuple[str, ...] | None = None,
+           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """`assistant learn evaluate`: train, then every arm on the held-out days, with this experiment configured as the
+    module-level `simulate` while it runs."""
+    ab = RewriteAB(settings, out, cfg, cache_dir, progress=progress)
+    configure(ab)
+    try:
+        return ab.evaluate(arms)
+    finally:
+        configure(None)
+
+
+__all__ = ["ABConfig", "RewriteAB", "configure", "first_requests", "goal_stats", "outcomes", "run_ab", "simulate"]

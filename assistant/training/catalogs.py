@@ -22,12 +22,16 @@ import re
 import statistics
 import sys
 import time
-import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
 from assistant.config import PACKAGE_DATA, shared_data_dir
+from assistant.jsonl import read_jsonl
+from assistant.text import norm_key
+
+# norm_key and read_jsonl are runtime helpers (assistant/text.py, assistant/jsonl.py); still importable from here
+# until every caller imports them from there.
 
 DEFAULT_DATA = shared_data_dir()
 DEFAULT_OUT = PACKAGE_DATA / "catalogs" / "music.jsonl"
@@ -54,14 +58,6 @@ CURATED_LINKS = {
     "hey jude": "The Beatles",
     "imagine": "John Lennon",
 }
-
-
-def norm_key(text: str) -> str:
-    """Dedup key: accents folded, lower case, letters and digits only."""
-    t = unicodedata.normalize("NFKD", text)
-    t = "".join(c for c in t if not unicodedata.combining(c)).lower()
-    t = t.replace("&", " and ")
-    return re.sub(r"[^a-z0-9]+", " ", t).strip()
 
 
 def slug(text: str) -> str:
@@ -296,15 +292,6 @@ def write_places(rows: list[dict[str, Any]], out: Path = PLACES_OUT) -> None:
     payload = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode("utf-8")
     with out.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as fh:
         fh.write(payload)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    import gzip
-
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-        return [json.loads(line) for line in fh if line.strip()]
-
 
 
 def write(rows: list[dict[str, Any]], out: Path) -> None:

@@ -118,7 +118,7 @@ def _teacher_probs(teacher: Any, texts: list[str], batch: int = 64) -> Any:
     quantized (int8) model scales activations per batch, so its sentences go one at a time, as at run time."""
     import numpy as np
 
-    from assistant.backends.nlu.onnx_joint import _softmax
+    from assistant.backends.nlu.onnx_joint import softmax
 
     metrics = teacher.model_dir / "metrics.json"
     chosen = json.loads(metrics.read_text(encoding="utf-8")).get("chosen") if metrics.exists() else None
@@ -139,7 +139,7 @@ def _teacher_probs(teacher: Any, texts: list[str], batch: int = 64) -> Any:
         for r, i in enumerate(idx):
             arr[r, :len(ids[i])], mask[r, :len(ids[i])] = ids[i], 1
         logits = teacher.session.run(None, {"input_ids": arr, "attention_mask": mask})[0]
-        out[idx] = _softmax(logits.astype(np.float64))
+        out[idx] = softmax(logits.astype(np.float64))
     return out
 
 
@@ -550,7 +550,7 @@ def train(
                       "intent_logits": {0: "batch"}, "slot_logits": {0: "batch", 1: "seq"}},
         opset_version=17, dynamo=False,
     )
-    _inline_external_data(fp32)
+    inline_external_data(fp32)
     from assistant.backends.nlu.onnx_joint import OnnxJointNlu
 
     results: dict[str, Any] = {}
@@ -655,7 +655,7 @@ def _reproduce(out_dir: Path, teachers: list[Path], **opt: Any) -> list[str]:
     return chain + [cmd]
 
 
-def _inline_external_data(path: Path) -> None:
+def inline_external_data(path: Path) -> None:
     import onnx
 
     m = onnx.load(str(path))

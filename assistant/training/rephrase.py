@@ -261,9 +261,9 @@ def train(runs: list[Path], out_dir: Path = DEFAULT_OUT, epochs: int = DEFAULTS[
         dynamic_axes={k: {0: "batch", 1: "seq"} for k in ("input_ids", "attention_mask", "token_type_ids",
                                                           "start_logits", "end_logits")},
         opset_version=17, dynamo=False)
-    from assistant.training.nlu import _inline_external_data
+    from assistant.training.nlu import inline_external_data
 
-    _inline_external_data(fp32)
+    inline_external_data(fp32)
     config = {"version": version, "base_model": "sentence-transformers/all-MiniLM-L6-v2", "data_hash": dhash,
               "window_seconds": WINDOW_SECONDS, "max_candidates": MAX_CANDIDATES, "max_length": MAX_LENGTH,
               "threshold": 0.0, "trained": _dt.date.today().isoformat()}

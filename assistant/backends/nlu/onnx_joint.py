@@ -21,7 +21,7 @@ RECREATE_CMD = "python -m assistant train nlu --out models/nlu"
 _TRAIL = ".,!?;:\"()[]{}"
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
+def softmax(x: np.ndarray) -> np.ndarray:
     x = x - x.max(axis=-1, keepdims=True)
     e = np.exp(x)
     return e / e.sum(axis=-1, keepdims=True)
@@ -102,7 +102,7 @@ class OnnxJointNlu:
         if not text or not text.strip():
             return NluResult(text=text, intent="", confidence=0.0, slots=(), nbest=())
         enc, intent_logits, slot_logits = self._run(text)
-        probs = _softmax(intent_logits.astype(np.float64))
+        probs = softmax(intent_logits.astype(np.float64))
         order = np.argsort(-probs)[: self.nbest_size]
         nbest = tuple((self.intents[i], float(probs[i])) for i in order)
         slots = self._decode_slots(text, enc, slot_logits)
@@ -117,7 +117,7 @@ class OnnxJointNlu:
     # ------------------------------------------------------------------
     def _decode_slots(self, text: str, enc: Any, slot_logits: np.ndarray) -> list[Slot]:
         """Word-level BIO decoding: a whitespace word takes the tag of its first sub-token."""
-        probs = _softmax(slot_logits.astype(np.float64))
+        probs = softmax(slot_logits.astype(np.float64))
         offsets = enc.offsets[: len(probs)]
         special = enc.special_tokens_mask[: len(probs)]
         # whitespace words

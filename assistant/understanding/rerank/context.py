@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
 from assistant.config import PACKAGE_DATA
-from assistant.training.catalogs import norm_key
+from assistant.text import norm_key
 from assistant.core.stages.nlu import NluResult
 from assistant.core.stages.resolve import Candidate, ResolvedEntity, ResolveResult
 

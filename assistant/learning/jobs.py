@@ -1,0 +1,105 @@
+"""Self-learning jobs over the trace store, as `assistant learn` runs them (the CLI only parses arguments).
+
+- `export_traces`: label the store's turns, export them to Parquet (opted-out users skipped).
+- `learn_rewrites`: export -> mine reformulation chains (DuckDB) -> absorbing Markov chains -> the next rewrite table
+  version, made current.
+- `learn_index`: export -> the online retrieval index (successful utterances, global + per user).
+- `status`: rewrite table versions and the index.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from assistant.config import DEFAULT_PIPELINE, load_settings
+from assistant.errors import AssistantError
+
+
+def store_path(data_dir: Path, config: Path | None = None) -> Path:
+    """The trace store of `data_dir` (pipeline.yaml's `traces.db`, relative to the data dir unless absolute)."""
+    settings = load_settings(config or DEFAULT_PIPELINE)
+    db = Path(settings.traces.db)
+    return db if db.is_absolute() else data_dir / db
+
+
+def export_traces(data_dir: Path, out_dir: Path, config: Path | None = None, relabel: bool = True) -> dict[str, Any]:
+    """Label the store's turns and export them to OUT/turns.parquet (the export skips opted-out users)."""
+    from assistant.learning.signals import label_store
+    from assistant.trace.export import export
+    from assistant.trace.store import TraceStore
+
+    path = store_path(data_dir, config)
+    if not path.exists():
+        raise AssistantError("no-traces",
+                             f"No trace store at {path} yet: run `assistant replay` or `assistant say` first.")
+    store = TraceStore(path)
+    try:
+        if relabel:
+            label_store(store)
+        return export(store, out_dir, "parquet", data_dir=data_dir)
+    finally:
+        store.close()
+
+
+def rephrase_detector(kind: str = "auto", model_dir: Path | None = None) -> Any:
+    """The detector mining uses: a `RephraseDetector` (learned) or None (lexical). auto = learned when the model
+    exists."""
+    from assistant.learning.rephrase_model import RephraseDetector
+
+    if kind == "lexical" or (kind == "auto" and not RephraseDetector.available(model_dir)):
+        return None
+    return RephraseDetector(model_dir)
+
+
+def learn_rewrites(data_dir: Path, export_path: Path | None = None, min_support: int = 3, min_prob: float = 0.7,
+                   min_users: int = 1, config: Path | None = None, detector: str = "auto") -> dict[str, Any]:
+    """Export (unless given one) -> mine -> solve -> write the next table version. Returns a summary.
+    `detector`: auto | learned | lexical (see `rephrase_detector`); the one used is in the version's stats."""
+    from assistant.learning.markov import MarkovConfig, solve, write_table
+    from assistant.learning.mining import mine
+
+    t0 = time.perf_counter()
+    det = rephrase_detector(detector)
+    with tempfile.TemporaryDirectory(prefix="learn-") as tmp:
+        manifest = None
+        if export_path is None:
+            manifest = export_traces(data_dir, Path(tmp), config)
+            export_path = Path(tmp) / "turns.parquet"
+        mined = mine(export_path, detector=det)
+    mcfg = MarkovConfig(min_support=min_support, min_prob=min_prob, min_users=min_users)
+    table, stats = solve(mined, mcfg)
+    stats = {"mining": mined.stats, "solve": stats, "export_rows": manifest["rows"] if manifest else None}
+    version = write_table(data_dir, table, mcfg, stats)
+    return {"version": version, "rewrites": len(table), "table": table, **stats,
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def learn_index(data_dir: Path, export_path: Path | None = None, embedder: Any = None,
+                config: Path | None = None) -> dict[str, Any]:
+    """Export (unless given one) -> the online rewrite index (MiniLM embeddings unless `embedder` is given)."""
+    from assistant.learning.retrieval import build_index
+
+    if embedder is None:
+        from assistant.backends.embed.minilm import MiniLmEmbedder
+
+        embedder = MiniLmEmbedder()
+    with tempfile.TemporaryDirectory(prefix="learn-") as tmp:
+        if export_path is None:
+            export_traces(data_dir, Path(tmp), config)
+            export_path = Path(tmp) / "turns.parquet"
+        return build_index(export_path, data_dir, embedder)
+
+
+def status(data_dir: Path) -> dict[str, Any]:
+    """Rewrite table versions, the current one, its size, and the online index's metadata (None without one)."""
+    from assistant.learning.markov import current_version, load_table, versions
+    from assistant.learning.retrieval import INDEX_DIR
+
+    meta_path = data_dir / INDEX_DIR / "meta.json"
+    return {"versions": versions(data_dir), "current": current_version(data_dir),
+            "rewrites": len((load_table(data_dir) or {}).get("rewrites", {})),
+            "index": json.loads(meta_path.read_text()) if meta_path.exists() else None}

@@ -10,7 +10,8 @@ import pytest
 from assistant.backends.nlu.onnx_joint import DEFAULT_MODEL_DIR, OnnxJointNlu
 from assistant.errors import ModelError
 from assistant.config import shared_data_dir
-from assistant.training.nlu_eval import evaluate, format_report, load_slurp, normalise, parse_annotation
+from assistant.text import normalize_dataset as normalise
+from assistant.training.nlu_eval import evaluate, format_report, load_slurp, parse_annotation
 
 SLURP_TEST = shared_data_dir() / "slurp" / "test.jsonl"
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from assistant.training.nlu_eval import normalise
+from assistant.text import normalize_dataset as normalise
 from assistant.simulate.goals import Goal, GoalBank
 from assistant.simulate.ground_truth import FAILURE_POINTS, assess, wer
 from assistant.simulate.household import VoiceSpec

@@ -63,11 +63,10 @@ class _Spoken:
                     self.heard[row["text"]] = row["heard"]
 
     def parse(self, text: str, context=None):
-        import re
-
         import jiwer
 
         from assistant.simulate.voices import espeak_speech, piper_speech
+        from assistant.text import normalize_dataset as clean
 
         heard = self.heard.get(text)
         if heard is None:
@@ -76,7 +75,6 @@ class _Spoken:
             if self.transcripts is not None:
                 with self.transcripts.open("a", encoding="utf-8") as f:
                     f.write(json.dumps({"voice": self.voice, "asr": self.asr.version, "text": text, "heard": heard}) + "\n")
-        clean = lambda t: " ".join(re.sub(r"[^a-z0-9' ]+", " ", t.lower()).split())  # noqa: E731
         if clean(text):
             self.wers.append(jiwer.wer(clean(text), clean(heard) or "-"))
         return self.nlu.parse(heard or " ", context)

@@ -10,6 +10,8 @@ import hashlib
 import re
 from typing import TYPE_CHECKING, Literal
 
+from assistant.text import normalize_unicode
+
 if TYPE_CHECKING:
     from assistant.trace.store import TraceStore
 
@@ -28,12 +30,6 @@ def should_ask(turn_id: str, rate: float, salt: str = "feedback-v1") -> bool:
         return True
     digest = hashlib.sha256(f"{salt}:{turn_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < rate
-
-
-def _norm(text: str) -> str:
-    text = text.lower().replace("’", "'")
-    text = re.sub(r"[^\w' ]+", " ", text)
-    return re.sub(r"\s+", " ", text).strip()
 
 
 # Order matters: negative phrases are checked first ("not really" contains no "yes", "yes but no" is unclear).
@@ -56,7 +52,7 @@ def classify_reply(text: str) -> Answer:
     >>> [classify_reply(t) for t in ("yes thanks", "nope", "not really", "you did", "what's the weather")]
     ['yes', 'no', 'no', 'yes', 'unclear']
     """
-    t = _norm(text)
+    t = normalize_unicode(text)
     if not t:
         return "unclear"
     is_no, is_yes = bool(_NO.match(t)), bool(_YES.match(t))
@@ -86,7 +82,7 @@ _CORRECTION = re.compile(
 def is_correction(text: str) -> bool:
     """A spontaneous correction at the start of a turn: "no, I said the kitchen light", "that's wrong",
     "not that one". A bare "no" is not (it answers a question as often as it corrects)."""
-    return bool(_CORRECTION.match(_norm(text)))
+    return bool(_CORRECTION.match(normalize_unicode(text)))
 
 
 def record_feedback(store: TraceStore, turn_id: str, answer: str, reply_text: str | None = None,

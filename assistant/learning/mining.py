@@ -43,18 +43,13 @@ from typing import Any
 import numpy as np
 
 from assistant.learning.sources import export_source
-
-NORM_SQL = "trim(regexp_replace(regexp_replace(lower(replace({x}, '’', '''')), '[^a-z0-9'' ]+', ' ', 'g'), '\\s+', ' ', 'g'))"
+from assistant.text import normalize_sql
 
 
 _REWRITE_TEXT = ("CASE WHEN spans LIKE '%\"stage\":\"rewrite\"%' THEN json_extract_string("
                  "[x FOR x IN CAST(json_extract(spans, '$[*]') AS JSON[]) "
                  "IF json_extract_string(x, '$.stage') = 'rewrite' "
                  "AND json_extract(x, '$.output.applied')::BOOLEAN][1], '$.output.text') END")
-
-
-def norm_sql(expr: str) -> str:
-    return NORM_SQL.format(x=expr)
 
 
 @dataclass(frozen=True)
@@ -91,8 +86,8 @@ def steps_sql(source: str, config: MiningConfig = MiningConfig(), learned: bool 
     return {
         "t": f"""
             SELECT turn_id, session_id, turn_index, epoch(started_at) AS t0, epoch(coalesce(ended_at, started_at)) AS t1,
-                   user_pseudonym AS user_id, {norm_sql('transcript')} AS utt,
-                   {norm_sql(f'coalesce({rewrite_text}, transcript)')} AS exec_utt,
+                   user_pseudonym AS user_id, {normalize_sql('transcript')} AS utt,
+                   {normalize_sql(f'coalesce({rewrite_text}, transcript)')} AS exec_utt,
                    CASE WHEN label = 'ok' OR (coalesce(label, '') <> 'defect' AND action_status = 'done'
                                              AND error_code IS NULL) THEN 'success'
                         WHEN label = 'defect' OR action_status IN ('failed', 'unsupported')
@@ -102,7 +97,7 @@ def steps_sql(source: str, config: MiningConfig = MiningConfig(), learned: bool 
                          IF json_extract_string(x, '$.type') = 'rephrase'][1] END AS rephrased_by
             FROM {source}
             WHERE transcript IS NOT NULL AND coalesce(intent, '') NOT IN ({controls})
-              AND length({norm_sql('transcript')}) > 0""",
+              AND length({normalize_sql('transcript')}) > 0""",
         "nx": """
             SELECT *, lead(turn_id) OVER w AS next_id, lead(utt) OVER w AS next_utt, lead(t0) OVER w AS next_t0
             FROM t WINDOW w AS (PARTITION BY session_id ORDER BY turn_index)""",
@@ -147,16 +142,16 @@ def _learned_steps(source: str, config: MiningConfig) -> dict[str, str]:
     controls = ", ".join("'" + c + "'" for c in config.control_intents)
     t = base["t"]
     # the utterance of a detected rephrase is its span; pairs come from lp, not from the labeller's signal
-    t = t.replace(f"{norm_sql('transcript')} AS utt,", f"{norm_sql('coalesce(tg.span, transcript)')} AS utt,")
-    t = t.replace(f"{norm_sql(f'coalesce({_REWRITE_TEXT}, transcript)')} AS exec_utt,",
-                  f"{norm_sql(f'coalesce({_REWRITE_TEXT}, tg.span, transcript)')} AS exec_utt,")
+    t = t.replace(f"{normalize_sql('transcript')} AS utt,", f"{normalize_sql('coalesce(tg.span, transcript)')} AS utt,")
+    t = t.replace(f"{normalize_sql(f'coalesce({_REWRITE_TEXT}, transcript)')} AS exec_utt,",
+                  f"{normalize_sql(f'coalesce({_REWRITE_TEXT}, tg.span, transcript)')} AS exec_utt,")
     head, _, _ = t.partition("CASE WHEN signals LIKE")
     t = (head + "lp.dst_id AS rephrased_by,\n"
          "                   lp.dst_id IS NOT NULL AND coalesce(signals, '') NOT LIKE '%explicit-yes%' AS detected\n"
          f"            FROM {source} s LEFT JOIN lp ON lp.src_id = s.turn_id\n"
          "            LEFT JOIN (SELECT dst_id, any_value(span) AS span FROM lp GROUP BY dst_id) tg ON tg.dst_id = s.turn_id\n"
          f"            WHERE transcript IS NOT NULL AND (coalesce(intent, '') NOT IN ({controls}) OR tg.dst_id IS NOT NULL)\n"
-         f"              AND length({norm_sql('coalesce(tg.span, transcript)')}) > 0")
+         f"              AND length({normalize_sql('coalesce(tg.span, transcript)')}) > 0")
     return {
         "t_raw": t,
         # a detected rephrase means the request failed (the person re-asked it), whatever the label says - unless they

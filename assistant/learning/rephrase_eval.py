@@ -24,7 +24,6 @@ request) - the simulated people never correct that way; it tests the span part.
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +39,7 @@ from assistant.learning.rephrase_data import (
     restates,
     sessions_from_store,
 )
+from assistant.text import normalize
 
 Pair = tuple[str, str, str]
 
@@ -55,13 +55,8 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
 
 
-def norm_words(text: str) -> list[str]:
-    t = (text or "").lower().replace("’", "'")
-    return re.sub(r"[^a-z0-9' ]+", " ", t).split()
-
-
 def token_f1(pred: str, gold: str) -> float:
-    p, g = norm_words(pred), norm_words(gold)
+    p, g = normalize(pred).split(), normalize(gold).split()
     if not p or not g:
         return float(p == g)
     common = 0
@@ -77,7 +72,7 @@ def token_f1(pred: str, gold: str) -> float:
 
 
 def span_match(pred: str, gold: str) -> str:
-    if norm_words(pred) == norm_words(gold):
+    if normalize(pred).split() == normalize(gold).split():
         return "exact"
     return "overlap" if token_f1(pred, gold) > 0 else "none"
 
@@ -104,10 +99,6 @@ def lexical_signal(session: Sequence[Turn], now: float | None = None) -> list[Pa
     return out
 
 
-def _norm_sql_like(text: str) -> str:
-    return " ".join(norm_words(text))
-
-
 def lexical_mining(session: Sequence[Turn], gap_seconds: float = 30.0, min_similarity: float = 0.6) -> list[Pair]:
     """The lexical link rule of `mining.steps_sql` (`linked`), on one session in Python."""
     from rapidfuzz.distance import Levenshtein
@@ -118,7 +109,7 @@ def lexical_mining(session: Sequence[Turn], gap_seconds: float = 30.0, min_simil
     controls = set(MiningConfig().control_intents)
     view = [_trace_view(t) for t in session]
     sig = session_signals(view, now=session[-1].t1 + 3600 if session else 0)
-    kept = [t for t in session if t.text and (t.intent or "") not in controls and _norm_sql_like(t.text)]
+    kept = [t for t in session if t.text and (t.intent or "") not in controls and normalize(t.text)]
     out = []
     for i, t in enumerate(kept[:-1]):
         nxt = kept[i + 1]
@@ -127,7 +118,7 @@ def lexical_mining(session: Sequence[Turn], gap_seconds: float = 30.0, min_simil
         if success:
             continue
         signal = any(s["type"] == "rephrase" and s.get("by_turn") == nxt.turn_id for s in sig[t.turn_id])
-        a, b = _norm_sql_like(t.text), _norm_sql_like(nxt.text)
+        a, b = normalize(t.text), normalize(nxt.text)
         sim = 1.0 - Levenshtein.distance(a, b) / max(len(a), len(b), 1)
         if signal or (nxt.t0 - t.t1 <= gap_seconds and sim >= min_similarity):
             out.append((t.turn_id, nxt.turn_id, nxt.text))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,18 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from assistant.text import normalize
+
 INDEX_DIR = "rewrites/index"
 NAME_SLOTS = frozenset({"music_genre", "artist_name", "song_name", "playlist_name", "music_album", "radio_name",
                         "podcast_name", "audiobook_name", "movie_name", "place_name", "person"})
 """Slots whose values are names; values said in >= 2 successful requests become the index's `known_names`."""
 INDEX_FORMAT = 1
 BRUTE_MAX = 20_000
-
-
-def normalize(text: str | None) -> str:
-    """The same normalisation as mining.NORM_SQL: lower case, apostrophes kept, other punctuation -> space."""
-    t = (text or "").lower().replace("’", "'")
-    return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9' ]+", " ", t)).strip()
 
 
 # -- dense index --------------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from rapidfuzz import fuzz
 
 from assistant.learning.feedback import is_correction
+from assistant.text import normalize_unicode, starts_with_cancel
 
 if TYPE_CHECKING:
     from assistant.trace.store import TraceStore
@@ -61,8 +62,6 @@ WEIGHTS: dict[str, float] = {
 
 _CONTROL_INTENTS = frozenset({"general_commandstop", "general_repeat", "general_affirm", "general_negate",
                               "general_confirm", "general_dontcare", "general_praise", "general_greet"})
-_CANCEL = re.compile(r"^\W*(?:stop|cancel|never ?mind|forget (?:it|about it)|shut up|be quiet|quiet|enough|"
-                     r"that'?s enough|abort)\b", re.IGNORECASE)
 _OPPOSITES = [frozenset(p) for p in (("on", "off"), ("up", "down"), ("open", "close"), ("start", "stop"),
                                      ("increase", "decrease"), ("raise", "lower"), ("lock", "unlock"),
                                      ("brighter", "dimmer"), ("louder", "quieter"), ("add", "remove"),
@@ -82,11 +81,6 @@ class SignalConfig:
     defect_threshold: float = 0.5
 
 
-def _norm(text: str | None) -> str:
-    t = (text or "").lower().replace("’", "'")
-    return re.sub(r"\s+", " ", re.sub(r"[^\w' ]+", " ", t)).strip()
-
-
 def similarity(a: str, b: str) -> float:
     """0-100: the mean of rapidfuzz's ratio, token_sort_ratio and token_set_ratio on normalised text.
 
@@ -97,7 +91,7 @@ def similarity(a: str, b: str) -> float:
     most words ("add milk to my list" / "add eggs to my list": 86) look alike, which is why a rephrase also needs
     the first turn not to have succeeded with the same intent.
     """
-    a, b = _norm(a), _norm(b)
+    a, b = normalize_unicode(a), normalize_unicode(b)
     if not a or not b:
         return 0.0
     return (fuzz.ratio(a, b) + fuzz.token_sort_ratio(a, b) + fuzz.token_set_ratio(a, b)) / 3
@@ -105,7 +99,7 @@ def similarity(a: str, b: str) -> float:
 
 def _opposite(a: str, b: str) -> bool:
     """The two requests differ by an antonym ("turn on" / "turn off"): a change of mind, not a restatement."""
-    ta, tb = set(_norm(a).split()), set(_norm(b).split())
+    ta, tb = set(normalize_unicode(a).split()), set(normalize_unicode(b).split())
     diff = (ta - tb) | (tb - ta)
     return any(pair <= diff for pair in _OPPOSITES)
 
@@ -189,7 +183,7 @@ def session_signals(turns: list[dict[str, Any]], config: SignalConfig = SignalCo
             gap = max(0.0, nxt["started_at"] - end)
             ntext = nrec.get("transcript") or ""
             if gap <= config.cancel_seconds and rec.get("intent") != "general_commandstop" and (
-                    nrec.get("intent") == "general_commandstop" or _CANCEL.match(ntext)):
+                    nrec.get("intent") == "general_commandstop" or starts_with_cancel(ntext)):
                 sig.append(_signal("cancel", "negative", "implicit", nxt["turn_id"], gap_s=gap, text=ntext))
             if gap <= config.correction_seconds and is_correction(ntext):
                 sig.append(_signal("correction", "negative", "implicit", nxt["turn_id"], gap_s=gap, text=ntext))

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from assistant.config import shared_data_dir
-from assistant.training.nlu_eval import load_slurp, normalise
+from assistant.text import normalize_dataset
+from assistant.training.nlu_eval import load_slurp
 
 DATA_ROOT = shared_data_dir()
 
@@ -191,7 +192,7 @@ def training_texts(data_root: str = str(DATA_ROOT)) -> frozenset[str]:
         d = build_datasets(data_root=Path(data_root))
     except (OSError, ValueError):
         return frozenset()
-    return frozenset(normalise(r["text"]) for r in d["train"])
+    return frozenset(normalize_dataset(r["text"]) for r in d["train"])
 
 
 class GoalBank:
@@ -218,13 +219,13 @@ class GoalBank:
                 intent = row["intent"]
                 if intent not in SPECS and intent not in UNSUPPORTED_INTENTS:
                     continue
-                text = normalise(row["text"])
+                text = normalize_dataset(row["text"])
                 if not text or text in banned or text in seen or len(text.split()) > 14:
                     continue
                 seen.add(text)
                 slots: dict[str, str] = {}
                 for s, e, t in row["spans"]:
-                    slots.setdefault(t, normalise(row["text"][s:e]))
+                    slots.setdefault(t, normalize_dataset(row["text"][s:e]))
                 groups[(intent, tuple(sorted(slots.items())))].append((text, f"slurp-{split}:{row['id']}"))
         goals: list[Goal] = []
         for (intent, slot_items), rows in sorted(groups.items()):
@@ -233,12 +234,12 @@ class GoalBank:
             srcs = [s for _, s in rows]
             for tpl in TEMPLATES.get(intent, ()):
                 text = _fill(tpl, slots)
-                if text and normalise(text) not in banned and text not in utts:
+                if text and normalize_dataset(text) not in banned and text not in utts:
                     utts.append(text)
                     srcs.append("template")
             goals.append(Goal(_goal_id(intent, slots), intent, slots, utts, srcs))
         for intent, slots, texts in TEMPLATE_ONLY:
-            utts = [t for t in texts if normalise(t) not in banned]
+            utts = [t for t in texts if normalize_dataset(t) not in banned]
             if utts and _goal_id(intent, slots) not in {g.goal_id for g in goals}:
                 goals.append(Goal(_goal_id(intent, slots), intent, slots, utts, ["template"] * len(utts)))
         return cls(goals)

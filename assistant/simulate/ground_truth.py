@@ -22,9 +22,9 @@ from typing import Any
 from rapidfuzz import fuzz
 
 from assistant.home.model import Home
-from assistant.training.nlu_eval import normalise
 from assistant.simulate.goals import Goal, spec_for
 from assistant.simulate.household import areas_for_place, devices_for
+from assistant.text import normalize
 
 STAGES = ("false_wake", "asr", "nlu", "entity_resolution", "result")
 FAILURE_POINTS = (*STAGES, "correct")
@@ -33,7 +33,7 @@ _NUM = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "
 
 
 def _norm(text: str | None) -> str:
-    words = normalise((text or "").replace("’", "'")).split()
+    words = normalize(text).split()
     return " ".join(_NUM.get(w, w) for w in words)
 
 

@@ -19,10 +19,11 @@ from assistant.learning.feedback import FEEDBACK_QUESTION
 from assistant.simulate.goals import Goal
 from assistant.simulate.ground_truth import Verdict, response_seconds
 from assistant.simulate.household import Member, areas_for_place
+from assistant.text import CANCEL_WORDS
 
 YES_REPLIES = ["yes", "yes thanks", "yeah", "yep that's right", "yes you did"]
 NO_REPLIES = ["no", "no you didn't", "not really", "nope", "that's wrong"]
-CANCEL_REPLIES = ["never mind", "cancel", "forget it", "stop"]
+CANCEL_REPLIES = [w for w in CANCEL_WORDS if w != "nevermind"]  # never mind, cancel, forget it, stop
 
 
 @dataclass

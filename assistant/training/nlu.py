@@ -24,7 +24,8 @@ from typing import Any
 import yaml
 
 from assistant.config import PACKAGE_DATA, REPO_ROOT, shared_data_dir
-from assistant.training.nlu_eval import evaluate, load_hwu_csv, load_slurp, normalise
+from assistant.text import normalize_dataset
+from assistant.training.nlu_eval import evaluate, load_hwu_csv, load_slurp
 
 REPO = REPO_ROOT
 DATA_ROOT = shared_data_dir()
@@ -104,7 +105,7 @@ def generate_template_rows(path: Path = TEMPLATES, seed: int = 0) -> list[dict[s
         while len(seen) < count and tries < count * 30:
             tries += 1
             text, spans = _fill(rng.choice(templates), values, rng)
-            key = normalise(text)
+            key = normalize_dataset(text)
             if not key or key in seen:
                 continue
             seen.add(key)
@@ -183,7 +184,7 @@ def pseudo_label_rows(teacher_dirs: list[Path], exclude: set[str], min_conf: flo
     noisy = [_noisy_copy(t, rng) for t in augment_from]
     todo: list[tuple[str, str]] = []
     for line, source in [(x, "pseudo") for x in lines] + [(x, "pseudo-noisy") for x in noisy if x]:
-        key = normalise(line)
+        key = normalize_dataset(line)
         if not key or key in exclude or key in seen:
             continue
         seen.add(key)
@@ -207,13 +208,13 @@ def build_datasets(seed: int = 0, data_root: Path = DATA_ROOT, teacher_dirs: lis
                    threads: int = 1) -> dict[str, Any]:
     slurp_dev = load_slurp(data_root / "slurp" / "devel.jsonl")
     slurp_test = load_slurp(data_root / "slurp" / "test.jsonl")
-    banned = {normalise(r["text"]) for r in slurp_dev + slurp_test}
+    banned = {normalize_dataset(r["text"]) for r in slurp_dev + slurp_test}
     hwu = load_hwu(data_root / "hwu64")
     seen: set[str] = set()
     hwu_train, hwu_holdout = [], []
     n_overlap = n_dup = n_relabel = 0
     for r in hwu:
-        key = normalise(r["text"])
+        key = normalize_dataset(r["text"])
         if key in banned:
             n_overlap += 1
             continue
@@ -229,11 +230,11 @@ def build_datasets(seed: int = 0, data_root: Path = DATA_ROOT, teacher_dirs: lis
             hwu_holdout.append(r)
         else:
             hwu_train.append(r)
-    extra = [r for r in generate_template_rows(seed=seed) if normalise(r["text"]) not in banned and normalise(r["text"]) not in seen]
+    extra = [r for r in generate_template_rows(seed=seed) if normalize_dataset(r["text"]) not in banned and normalize_dataset(r["text"]) not in seen]
     train = hwu_train + extra
     pseudo: list[dict[str, Any]] = []
     if teacher_dirs:
-        exclude = banned | {normalise(r["text"]) for r in train} | {normalise(r["text"]) for r in hwu_holdout}
+        exclude = banned | {normalize_dataset(r["text"]) for r in train} | {normalize_dataset(r["text"]) for r in hwu_holdout}
         more = ([r["text"] for r in train] + (data_root / "slurp" / "lm.txt").read_text(encoding="utf-8").splitlines()
                 if augment else [])
         pseudo = pseudo_label_rows(teacher_dirs, exclude, min_conf, data_root, soft=soft, augment_from=more, seed=seed,

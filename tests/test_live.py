@@ -59,7 +59,7 @@ def wait_for(predicate, timeout: float, what: str, live=None) -> None:
 @pytest.fixture
 def start_live(make_pipeline, settings, vaudio):
     """Start a LiveAssistant on the virtual devices in a thread; stopped (and checked to stop) at teardown."""
-    from assistant.apps.live import LiveAssistant, LiveOptions
+    from assistant.apps.live import LiveAssistant
 
     running = []
 
@@ -67,12 +67,10 @@ def start_live(make_pipeline, settings, vaudio):
         vaudio.set_echo(echo_gain)
         vaudio.set_echo_cancel(echo_cancel)
         audio = settings.audio.model_copy(update={"input_device": vaudio.MIC, "output_device": vaudio.SPEAKER})
-        p = make_pipeline(config=settings.model_copy(update={"audio": audio}))
-        if respond is not None:
-            inner = p.responder.respond
-            p.responder.respond = lambda nlu, resolved, ctx: respond(inner(nlu, resolved, ctx), nlu)
+        wrap = {"respond": lambda inner: _Rewording(inner, respond)} if respond is not None else {}
+        p = make_pipeline(config=settings.model_copy(update={"audio": audio}), wrap=wrap)
         stop = threading.Event()
-        live = LiveAssistant(p, replace(LiveOptions(earcons=False), **opts), stop_event=stop)
+        live = LiveAssistant(p, audio.model_copy(update={"earcons": False, **opts}), stop_event=stop)
         thread = threading.Thread(target=live.run, name="live", daemon=True)
         thread.start()
         running.append((live, stop, thread))
@@ -87,6 +85,17 @@ def start_live(make_pipeline, settings, vaudio):
         assert not thread.is_alive(), "the live loop did not stop within 20 s of stop_event"
     vaudio.set_echo(None)
     vaudio.set_echo_cancel(False)
+
+
+class _Rewording:
+    """The real responder (the action happens), with the answer reworded by the test."""
+
+    def __init__(self, inner, reword) -> None:
+        self.inner, self.reword = inner, reword
+        self.name, self.version = inner.name, inner.version
+
+    def respond(self, nlu, resolved, ctx):
+        return self.reword(self.inner.respond(nlu, resolved, ctx), nlu)
 
 
 def _idle_after_turns(live, n: int):
@@ -222,12 +231,12 @@ def test_follow_up_question_is_answered_without_the_wake_word(start_live, vaudio
 
 
 def test_missing_microphone_gives_a_clear_message_and_retries(make_pipeline, settings):
-    from assistant.apps.live import LiveAssistant, LiveOptions
+    from assistant.apps.live import LiveAssistant
 
     audio = settings.audio.model_copy(update={"input_device": "no-such-microphone"})
     p = make_pipeline(config=settings.model_copy(update={"audio": audio}))
     stop = threading.Event()
-    live = LiveAssistant(p, LiveOptions(earcons=False, retry_seconds=0.3), stop_event=stop)
+    live = LiveAssistant(p, audio.model_copy(update={"earcons": False, "retry_seconds": 0.3}), stop_event=stop)
     thread = threading.Thread(target=live.run, daemon=True)
     thread.start()
     wait_for(lambda: len([e for e in live.events if e["type"] == "mic-error"]) >= 2, 15, "two attempts", live)
@@ -241,7 +250,7 @@ def test_missing_microphone_gives_a_clear_message_and_retries(make_pipeline, set
 
 
 def test_echo_explained_separates_echo_from_a_user_talking_over_it():
-    from assistant.apps.live import echo_explained
+    from assistant.apps.echo import echo_explained
 
     rng = np.random.default_rng(0)
     ref = (rng.normal(0, 3000, 16000 * 3)).astype(np.int16)

@@ -44,15 +44,17 @@ def _agenda(self, hh, day, rng):
 
 @pytest.fixture
 def ab(make_pipeline, settings, tmp_path, monkeypatch):
-    from assistant.core import runner as pl
+    from assistant.core import registry
 
-    monkeypatch.setattr(pl, "_make_asr", lambda s: GarblingAsr())
+    registry.register("asr", "garbling", lambda build: GarblingAsr())
+    settings = settings.model_copy(update={"asr": settings.asr.model_copy(update={"backend": "garbling"})})
     monkeypatch.setattr(speech_cache, "synthesize",
                         lambda text, voice, noise, seed=0: np.frombuffer(text.encode(), dtype=np.uint8).astype(np.int16))
     monkeypatch.setattr(Simulator, "_agenda", _agenda)
     cfg = ABConfig(households=1, heldout_households=1, train_days=3, test_days=1, seed=0, shared_goals=0,
                    false_wake_rate=0.0, feedback_rate=0.0, min_support=2)
-    return RewriteAB(settings, tmp_path / "ab", cfg, tmp_path / "cache")
+    yield RewriteAB(settings, tmp_path / "ab", cfg, tmp_path / "cache")
+    registry.unregister("asr", "garbling")
 
 
 def _rows(ab: RewriteAB, arm: str) -> list[dict]:

@@ -81,18 +81,11 @@ def test_forced_nlu_failure_gives_nlu_failure_point_and_a_rephrase(sim_env, monk
                 return NluResult(text=text, intent="general_joke", confidence=0.99, slots=(), nbest=())
             return self.inner.parse(text, context)
 
-    def factory(s, home, data_dir):
-        from assistant.core.runner import Pipeline
-
-        p = Pipeline(s, home, data_dir=data_dir, load_audio_stages=False)
-        p.nlu = WrongForOne(p.nlu)
-        return p
-
     monkeypatch.setattr(Simulator, "_agenda", _only(goal, VoiceSpec("piper")))
     monkeypatch.setattr(Simulator, "_noise", lambda self, m, rng: NoiseSpec(None))
     monkeypatch.setattr("assistant.simulate.user.SimUser.first_utterance", lambda self, g: g.utterances[0])
     cfg = SimConfig(households=1, days=1, seed=0, feedback_rate=0.0, false_wake_rate=0.0)
-    Simulator(settings, tmp / "out", cfg, cache_dir=tmp / "cache", pipeline_factory=factory).run()
+    Simulator(settings, tmp / "out", cfg, cache_dir=tmp / "cache", wrap={"nlu": WrongForOne}).run()
     rows = _truth(tmp / "out")
     assert rows[0]["transcript"] and rows[0]["intent"] == "general_joke"
     assert rows[0]["defect"] and rows[0]["failure_point"] == "nlu"

@@ -157,7 +157,7 @@ class VirtualAudio:
         import sys
 
         if "sounddevice" in sys.modules:  # PortAudio probed devices before the server existed: rescan
-            from assistant.apps.live import refresh_devices
+            from assistant.apps.sound import refresh_devices
 
             refresh_devices()
         return self

@@ -17,7 +17,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from assistant.cli.common import add_pipeline_options, make_pipeline
+from assistant.apps.replay import replay_file
+from assistant.cli.common import add_pipeline_options, make_runner
 from assistant.config import REPO_ROOT
 
 DEMO_DIR = REPO_ROOT / "assistant" / "data" / "demo"
@@ -47,7 +48,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         args.data_dir = Path(tmp)
         t0 = time.perf_counter()
-        pipeline = make_pipeline(args, out_dir=Path(tmp) / "out")
+        pipeline = make_runner(args, out_dir=Path(tmp) / "out")
         load_s = time.perf_counter() - t0
         records: list[dict[str, Any]] = []
         audio_s = 0.0
@@ -59,7 +60,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 info = probe(f)
                 audio_s += info.seconds or 0.0
                 w0 = time.perf_counter()
-                records.extend(pipeline.replay(f))
+                records.extend(replay_file(pipeline, f))
                 wall_s += time.perf_counter() - w0
         tts_rtf = []
         asr_rtf = []

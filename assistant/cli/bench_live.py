@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     from assistant.config import load_settings
-    from assistant.apps.live import LiveAssistant, LiveOptions
-    from assistant.core.runner import Pipeline
+    from assistant.apps.live import LiveAssistant
+    from assistant.core.runner import Runner
     from assistant.simulate.voices import compose, piper_speech
     from assistant.apps.virtual_audio import VirtualAudio
 
@@ -82,18 +82,11 @@ def run(args: argparse.Namespace) -> int:
     with VirtualAudio() as va, tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
         audio = settings.audio.model_copy(update={"input_device": va.MIC, "output_device": va.SPEAKER,
                                                   "input_rate": 16000, "input_channels": 1})
-        p = Pipeline(settings.model_copy(update={"audio": audio}), args.home,
-                     data_dir=args.data_dir or Path(tmp) / "data")
         mode = {"answer": None}
-        inner = p.responder.respond
-
-        def respond(nlu, resolved, ctx):
-            r = inner(nlu, resolved, ctx)
-            return replace(r, text=mode["answer"], expects_reply=False) if mode["answer"] else r
-
-        p.responder.respond = respond
+        p = Runner(settings.model_copy(update={"audio": audio}), args.home, data_dir=args.data_dir or Path(tmp) / "data",
+                   wrap={"respond": lambda inner: _FixedAnswer(inner, mode)})
         stop = threading.Event()
-        live = LiveAssistant(p, LiveOptions.from_settings(p.settings, earcons=False), stop_event=stop)
+        live = LiveAssistant(p, p.settings.audio.model_copy(update={"earcons": False}), stop_event=stop)
         th = threading.Thread(target=live.run, daemon=True)
         th.start()
         try:
@@ -186,3 +179,15 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         args.out.write_text(json.dumps(figures, indent=1))
     return 0
+
+
+class _FixedAnswer:
+    """Wraps the responder: the same action, but a fixed (long) answer while `mode["answer"]` is set."""
+
+    def __init__(self, inner, mode: dict) -> None:
+        self.inner, self.mode = inner, mode
+        self.name, self.version = inner.name, getattr(inner, "version", "")
+
+    def respond(self, nlu, resolved, ctx):
+        r = self.inner.respond(nlu, resolved, ctx)
+        return replace(r, text=self.mode["answer"], expects_reply=False) if self.mode["answer"] else r

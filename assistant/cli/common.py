@@ -19,17 +19,18 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per turn (JSON Lines)")
 
 
-def make_pipeline(args: argparse.Namespace, out_dir: Path | None = None, load_audio_stages: bool = True):
-    from assistant.core.runner import Pipeline
+def make_runner(args: argparse.Namespace, out_dir: Path | None = None, load_audio_stages: bool = True):
+    from assistant.core.runner import Runner
 
     settings = load_settings(args.config, args.profile)
-    return Pipeline(settings, args.home, data_dir=args.data_dir or default_data_dir(), out_dir=out_dir,
-                    load_audio_stages=load_audio_stages)
+    return Runner(settings, args.home, data_dir=args.data_dir or default_data_dir(), out_dir=out_dir,
+                  load_audio_stages=load_audio_stages)
 
 
 def print_turn(rec: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        print(json.dumps(rec, ensure_ascii=False, default=str), flush=True)
+        data = rec.to_dict() if hasattr(rec, "to_dict") else dict(rec)
+        print(json.dumps(data, ensure_ascii=False, default=str), flush=True)
         return
     src = rec.get("source", {})
     where = f"{src.get('file')} @ {src.get('offset_seconds', 0):.1f}s" if src.get("kind") == "file" else src.get("kind", "")

@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from assistant.apps.live import list_devices
+    from assistant.apps.sound import list_devices
 
     devices = list_devices()
     if args.json:

@@ -51,9 +51,11 @@ class _Spoken:
 
     def __init__(self, nlu, voice: str, transcripts: Path | None = None) -> None:
         from assistant.config import load_settings
-        from assistant.core.runner import _make_asr
+        from assistant.core import registry
 
-        self.nlu, self.voice, self.asr = nlu, voice, _make_asr(load_settings())
+        settings = load_settings()
+        self.nlu, self.voice = nlu, voice
+        self.asr = registry.create("asr", settings.asr.backend, registry.Build(settings=settings))
         self.wers: list[float] = []
         self.transcripts, self.heard = transcripts, {}
         if transcripts is not None and transcripts.exists():

@@ -7,7 +7,7 @@ import signal
 import threading
 from pathlib import Path
 
-from assistant.cli.common import add_pipeline_options, make_pipeline, print_turn
+from assistant.cli.common import add_pipeline_options, make_runner, print_turn
 
 
 def register(sub) -> None:
@@ -22,16 +22,16 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from assistant.apps.live import LiveAssistant, LiveOptions, StatusLine
+    from assistant.apps.live import LiveAssistant, StatusLine
 
-    pipeline = make_pipeline(args, out_dir=args.out)
+    pipeline = make_runner(args, out_dir=args.out)
     if hasattr(pipeline.resolver, "warm"):
         pipeline.resolver.warm()  # load the places catalog now, not during the first weather question
     stop = threading.Event()
     # systemd stops a service with SIGTERM: end cleanly like Ctrl-C (the current turn's trace is still written).
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     status = StatusLine(enabled=not args.no_status)
-    opts = LiveOptions.from_settings(pipeline.settings, earcons=False if args.no_earcons else None)
+    opts = pipeline.settings.audio.model_copy(update={"earcons": False} if args.no_earcons else {})
 
     def on_turn(rec):
         if args.json:

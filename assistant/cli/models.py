@@ -85,20 +85,18 @@ def inspect_models() -> list[dict[str, Any]]:
 
 def load_stages(config: Path) -> dict[str, dict[str, Any]]:
     """Instantiate every configured backend with the network blocked; report load time or the error."""
-    from assistant.core import runner as pl
-    from assistant.home.model import Home
     from assistant.config import DEFAULT_HOME
+    from assistant.core import registry
+    from assistant.home.model import Home
 
     settings = load_settings(config)
-    home = Home.load(DEFAULT_HOME)
-    factories = {"wake": pl._make_wake, "vad": pl._make_vad, "asr": pl._make_asr, "nlu": pl._make_nlu,
-                 "resolve": lambda s: pl._make_resolver(s, home), "tts": pl._make_tts}
+    build = registry.Build(settings=settings, home=Home.load(DEFAULT_HOME))
     out = {}
     with network_blocked():
-        for stage, make in factories.items():
+        for stage in ("wake", "vad", "asr", "nlu", "resolve", "tts"):
             t0 = time.perf_counter()
             try:
-                backend = make(settings)
+                backend = registry.create(stage, getattr(settings, stage).backend, build)
                 out[stage] = {"loaded": True, "seconds": round(time.perf_counter() - t0, 2),
                               "backend": f"{backend.name} {getattr(backend, 'version', '')}".strip()}
             except Exception as err:  # noqa: BLE001 - report every failing stage, not just the first

@@ -7,10 +7,11 @@ import contextlib
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from assistant.apps.replay import replay_file
 from assistant.audio import probe
 from assistant.errors import AssistantError
 
-from assistant.cli.common import add_pipeline_options, eprint, make_pipeline, print_turn
+from assistant.cli.common import add_pipeline_options, eprint, make_runner, print_turn
 
 
 def register(sub) -> None:
@@ -23,7 +24,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    pipeline = make_pipeline(args, out_dir=args.out)
+    pipeline = make_runner(args, out_dir=args.out)
     failed_files = 0
     clock = datetime.now()  # files play one after another: each starts where the previous one ended
     try:
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
             start = clock
             with contextlib.suppress(AssistantError):
                 clock += timedelta(seconds=probe(path).seconds or 0.0)
-            for rec in pipeline.replay(path, no_wake=args.no_wake, start=start):
+            for rec in replay_file(pipeline, path, no_wake=args.no_wake, start=start):
                 turns += 1
                 print_turn(rec, args.json)
                 if rec.get("error") and rec["error"]["code"].startswith("audio-"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from assistant.cli.common import add_pipeline_options, make_pipeline, print_turn
+from assistant.cli.common import add_pipeline_options, make_runner, print_turn
 
 
 def register(sub) -> None:
@@ -17,7 +17,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    pipeline = make_pipeline(args, out_dir=args.out, load_audio_stages=False)
+    pipeline = make_runner(args, out_dir=args.out, load_audio_stages=False)
     try:
         rec = pipeline.run_text(" ".join(args.text))
         print_turn(rec, args.json)

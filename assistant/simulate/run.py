@@ -85,22 +85,26 @@ def sim_settings(settings: Settings, out_dir: Path, cfg: SimConfig, household_id
     })
 
 
-def _default_factory(settings: Settings, home: Path, data_dir: Path):
-    from assistant.core.runner import Pipeline
+def _default_factory(settings: Settings, home: Path, data_dir: Path, **kw: Any):
+    from assistant.core.runner import Runner
 
-    return Pipeline(settings, home, data_dir=data_dir, load_audio_stages=False)
+    return Runner(settings, home, data_dir=data_dir, load_audio_stages=False, **kw)
 
 
 class Simulator:
     def __init__(self, settings: Settings, out_dir: Path, cfg: SimConfig, cache_dir: Path | None = None,
-                 pipeline_factory: Callable[[Settings, Path, Path], Any] | None = None,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 pipeline_factory: Callable[..., Any] | None = None,
+                 progress: Callable[[str], None] | None = None,
+                 wrap: dict[str, Callable[[Any], Any]] | None = None) -> None:
         self.settings = settings
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.cfg = cfg
         self.cache = SpeechCache(cache_dir or self.out / "speech_cache")
         self.factory = pipeline_factory or _default_factory
+        """(settings, home, data_dir, backends=..., wrap=...) -> Runner; the default builds one from the registry."""
+        self.wrap = dict(wrap or {})
+        """Adapters composed around the household runners' backends (tests: an NLU that gets one request wrong)."""
         self.progress = progress
         self.bank = GoalBank.load()
         self._asr = None
@@ -110,7 +114,7 @@ class Simulator:
         self.last_time: datetime | None = None
         self.pipeline_seconds = 0.0
         self.rewriter: Any = None
-        """Set on every household's pipeline (`Pipeline.rewriter`); None = no rewrite stage."""
+        """The rewrite stage of every household's runner; None = no rewrite stage."""
         self.counterfactual = False
         """For every turn whose request was rewritten, also run the same transcript without rewriting (a second
         pipeline per household, own state and traces) and record its verdict in the truth as `no_rewrite`."""
@@ -123,26 +127,22 @@ class Simulator:
     def _pipeline(self, hh: Household):
         s = sim_settings(self.settings, self.out, self.cfg, hh.id)
         data_dir = self.out / "households" / hh.id
-        p = self.factory(s, hh.home_path, data_dir)
-        inner = p.asr
-        if inner is None:
-            if self._asr is None:
-                from assistant.core import runner as pl
+        return self.factory(s, hh.home_path, data_dir, backends={"asr": self._cached_asr(s), "rewrite": self.rewriter},
+                            wrap=self.wrap)
 
-                self._asr = pl._make_asr(s)
-            inner = self._asr
-        if not isinstance(inner, CachingAsr):
-            p.asr = CachingAsr(inner, self.cache)
-        p.rewriter = self.rewriter
-        return p
+    def _cached_asr(self, s: Settings) -> CachingAsr:
+        """One ASR backend (from the registry) for every household, behind the results cache."""
+        if self._asr is None:
+            from assistant.core import registry
+
+            self._asr = CachingAsr(registry.create("asr", s.asr.backend, registry.Build(settings=s)), self.cache)
+        return self._asr
 
     def _cf_pipeline(self, hh: Household):
         cf_out = self.out / "no_rewrite"
         s = sim_settings(self.settings, cf_out, self.cfg, hh.id)
         s = s.model_copy(update={"stages": [x for x in s.stages if x != "asr"]})
-        p = self.factory(s, hh.home_path, cf_out / "households" / hh.id)
-        p.rewriter = None
-        return p
+        return self.factory(s, hh.home_path, cf_out / "households" / hh.id, backends={"rewrite": None}, wrap=self.wrap)
 
     # -- the run ---------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:

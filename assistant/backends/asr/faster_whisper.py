@@ -70,3 +70,9 @@ class FasterWhisperAsr:
             language=info.language,
             audio_seconds=round(len(audio) / 16000, 3),
         )
+
+
+def create(build) -> FasterWhisperAsr:
+    """Registry factory (`asr.backend: faster-whisper`)."""
+    a = build.settings.asr
+    return FasterWhisperAsr(a.model, a.compute_type, a.beam_size, a.threads)

@@ -44,3 +44,8 @@ class PiperTts:
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         for chunk in self._voice.synthesize(text, syn_config=self._syn):
             yield chunk.audio_int16_array
+
+
+def create(build) -> PiperTts:
+    """Registry factory (`tts.backend: piper`)."""
+    return PiperTts(build.settings.tts.voice, build.settings.tts.length_scale)

@@ -53,3 +53,8 @@ class SileroVad:
             best = max(best, float(np.asarray(out).reshape(-1)[0]))
         self._pending = audio
         return best
+
+
+def create(build) -> SileroVad:
+    """Registry factory (`vad.backend: silero`)."""
+    return SileroVad()

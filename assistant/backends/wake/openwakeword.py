@@ -64,3 +64,8 @@ class OpenWakeWordBackend:
         # Only the classifiers' embedding windows: the feature stream stays continuous (cheap reset).
         for clf in self._classifiers.values():
             clf.reset()
+
+
+def create(build) -> OpenWakeWordBackend:
+    """Registry factory (`wake.backend: openwakeword`)."""
+    return OpenWakeWordBackend(build.settings.wake.models)

@@ -205,3 +205,8 @@ def guard_reason(original: str, candidate: str, known_names: Any = ()) -> str | 
         if f" {name} " in qp and f" {name} " not in cp:
             return "drops-name"
     return None
+
+
+def create(build) -> Rewriter:
+    """Registry factory (`rewrite.backend: learned`): the tables `assistant learn` wrote to the data dir."""
+    return Rewriter.load(build.data_dir, build.settings)

@@ -171,3 +171,9 @@ class OnnxJointNlu:
 
 def default_threads() -> int:
     return int(os.environ.get("ASSISTANT_NLU_THREADS", "1"))
+
+
+def create(build) -> OnnxJointNlu:
+    """Registry factory (`nlu.backend: onnx-joint`)."""
+    s = build.settings
+    return OnnxJointNlu(s.resolve_path(s.nlu.model_dir), threads=s.nlu.threads)

@@ -574,3 +574,9 @@ def unused_slots(nlu: NluResult) -> float:
     """NLU slots a device query leaves unused: not the device or its room, not the attribute word itself."""
     return float(sum(1 for sl in nlu.slots
                      if sl.name not in DEVICE_SLOTS and not set(norm_key(sl.value).split()) & set(ATTRIBUTE_WORDS)))
+
+
+def create(build) -> ContextReranker | None:
+    """Registry factory (`rerank.backend: context`): needs the resolver's candidates, so no resolver, no reranker."""
+    resolver = build.built.get("resolve")
+    return ContextReranker(resolver) if resolver is not None else None

@@ -664,3 +664,8 @@ def _td(seconds: int):  # small helper to keep the import local
     from datetime import timedelta
 
     return timedelta(seconds=seconds)
+
+
+def create(build) -> CatalogResolver:
+    """Registry factory (`resolve.backend: catalog`)."""
+    return CatalogResolver(build.home)

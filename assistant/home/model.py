@@ -27,32 +27,84 @@ EXAMPLE_HOME = PACKAGE_DATA / "homes" / "example.yaml"
 
 # Device type -> capabilities it has unless the file lists its own, and the state it starts in.
 DEVICE_TYPES: dict[str, dict[str, Any]] = {
-    "light": {"capabilities": ["on_off", "brightness", "color"], "state": {"on": False, "brightness": 100, "color": "white"}},
+    "light": {"capabilities": ["on_off", "brightness", "color", "color_temp"],
+              "state": {"on": False, "brightness": 100, "color": "white"}},
     "switch": {"capabilities": ["on_off"], "state": {"on": False}},
     "plug": {"capabilities": ["on_off"], "state": {"on": False}},
     "oven": {"capabilities": ["on_off", "temperature"], "state": {"on": False, "temperature": 0}},
-    "thermostat": {"capabilities": ["temperature"], "state": {"temperature": 20}},
-    "cover": {"capabilities": ["open_close"], "state": {"position": "closed"}},
-    "fan": {"capabilities": ["on_off"], "state": {"on": False}},
-    "tv": {"capabilities": ["on_off", "volume"], "state": {"on": False, "volume": 30}},
+    "thermostat": {"capabilities": ["temperature", "hvac_mode"], "state": {"temperature": 20}},
+    "cover": {"capabilities": ["open_close", "set_position"], "state": {"position": "closed"}},
+    "fan": {"capabilities": ["on_off", "fan_speed"], "state": {"on": False}},
+    "tv": {"capabilities": ["on_off", "volume", "media"], "state": {"on": False, "volume": 30}},
     "heater": {"capabilities": ["on_off", "temperature"], "state": {"on": False}},
     "speaker": {"capabilities": ["volume", "media"], "state": {"volume": 50}},
     "display": {"capabilities": ["volume", "media", "screen"], "state": {"volume": 50}},
     "coffee_machine": {"capabilities": ["on_off"], "state": {"on": False}},
-    "vacuum": {"capabilities": ["on_off"], "state": {"on": False}},
+    "vacuum": {"capabilities": ["on_off", "clean"], "state": {"on": False, "status": "docked"}},
     "kettle": {"capabilities": ["on_off"], "state": {"on": False}},
+    "lock": {"capabilities": ["lock"], "state": {"locked": True}},
+    "media_player": {"capabilities": ["on_off", "volume", "media"], "state": {"on": False, "volume": 30}},
+    "sensor": {"capabilities": [], "state": {}},
+    "binary_sensor": {"capabilities": [], "state": {"detected": False}},
+    "scene": {"capabilities": ["activate"], "state": {}},
+    "script": {"capabilities": ["activate"], "state": {}},
 }
 SATELLITE_TYPES = ("speaker", "display")
-CAPABILITIES = ("on_off", "brightness", "color", "temperature", "open_close", "volume", "media", "screen")
+CAPABILITIES = ("on_off", "brightness", "color", "color_temp", "temperature", "hvac_mode", "open_close",
+                "set_position", "fan_speed", "volume", "media", "screen", "lock", "clean", "activate")
 
-# State key -> (capability that allows changing it, python type(s), description for error messages)
-STATE_KEYS: dict[str, tuple[str, tuple[type, ...], str]] = {
-    "on": ("on_off", (bool,), "true or false"),
-    "brightness": ("brightness", (int,), "a whole number 0-100"),
-    "color": ("color", (str,), "a colour name such as 'warm white' or 'blue'"),
-    "temperature": ("temperature", (int, float), "a number of degrees"),
-    "position": ("open_close", (str,), "'open' or 'closed'"),
-    "volume": ("volume", (int,), "a whole number 0-100"),
+# Device classes a type may carry (Home Assistant's names). Covers and sensors need them to be found by class
+# ("every window", "the garage door", "how warm is it"); the others are optional.
+DEVICE_CLASSES: dict[str, tuple[str, ...]] = {
+    "cover": ("garage", "gate", "door", "blind", "curtain", "shade", "shutter", "awning", "window", "damper"),
+    "binary_sensor": ("door", "window", "garage_door", "opening", "motion", "occupancy", "presence", "smoke",
+                      "moisture", "gas", "battery", "lock", "vibration", "sound"),
+    "sensor": ("temperature", "humidity", "battery", "power", "energy", "illuminance", "pressure", "carbon_dioxide",
+               "pm25", "voltage"),
+    "switch": ("switch", "outlet"),
+    "plug": ("outlet",),
+    "media_player": ("tv", "speaker", "receiver"),
+    "lock": ("lock",),
+}
+FAN_SPEEDS = ("low", "medium", "high")
+HVAC_MODES = ("off", "heat", "cool", "auto", "heat_cool", "dry", "fan_only")
+PLAYBACK = ("playing", "paused", "idle")
+VACUUM_STATUS = ("docked", "cleaning", "paused", "returning", "idle", "error")
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _pct(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 100
+
+
+# State key -> (capability that allows changing it, check, description for error messages). A key whose capability
+# is None is read-only (sensors report it; no command changes it).
+STATE_KEYS: dict[str, tuple[str | None, Any, str]] = {
+    "on": ("on_off", lambda v: isinstance(v, bool), "true or false"),
+    "brightness": ("brightness", _pct, "a whole number 0-100"),
+    "color": ("color", lambda v: isinstance(v, str) and bool(v.strip()), "a colour name such as 'warm white' or 'blue'"),
+    "color_temp": ("color_temp", lambda v: isinstance(v, int) and 1000 <= v <= 10000,
+                   "a colour temperature in kelvin (1000-10000)"),
+    "temperature": ("temperature", _is_num, "a number of degrees"),
+    "current_temperature": (None, _is_num, "a number of degrees"),
+    "hvac_mode": ("hvac_mode", lambda v: v in HVAC_MODES, f"one of {', '.join(HVAC_MODES)}"),
+    "position": ("open_close", lambda v: v in ("open", "closed"), "'open' or 'closed'"),
+    "open_percent": ("set_position", _pct, "a whole number 0-100 (0 = closed)"),
+    "speed": ("fan_speed", lambda v: v in FAN_SPEEDS, f"one of {', '.join(FAN_SPEEDS)}"),
+    "volume": ("volume", _pct, "a whole number 0-100"),
+    "muted": ("volume", lambda v: isinstance(v, bool), "true or false"),
+    "playback": ("media", lambda v: v in PLAYBACK, f"one of {', '.join(PLAYBACK)}"),
+    "media_title": ("media", lambda v: isinstance(v, str), "a title"),
+    "locked": ("lock", lambda v: isinstance(v, bool), "true or false"),
+    "status": ("clean", lambda v: v in VACUUM_STATUS, f"one of {', '.join(VACUUM_STATUS)}"),
+    "value": (None, lambda v: _is_num(v) or isinstance(v, str), "a number (the sensor's reading)"),
+    "detected": (None, lambda v: isinstance(v, bool), "true or false (door/window open, motion, smoke ...)"),
+    "battery": (None, _pct, "a whole number 0-100"),
+    "humidity": (None, _is_num, "a percentage"),
+    "last_activated": ("activate", lambda v: isinstance(v, str), "an ISO time"),
 }
 PERCENT_KEYS = ("brightness", "volume")
 
@@ -74,13 +126,9 @@ def _check_state(state: dict[str, Any]) -> dict[str, Any]:
     for key, value in state.items():
         if key not in STATE_KEYS:
             raise ValueError(f"unknown state key {key!r}; use one of: {', '.join(STATE_KEYS)}")
-        _cap, types, desc = STATE_KEYS[key]
-        if key != "on" and isinstance(value, bool) or not isinstance(value, types):
+        _cap, check, desc = STATE_KEYS[key]
+        if not check(value):
             raise ValueError(f"state {key!r} must be {desc}, not {value!r}")
-        if key in PERCENT_KEYS and not 0 <= value <= 100:
-            raise ValueError(f"state {key!r} must be {desc}, not {value!r}")
-        if key == "position" and value not in ("open", "closed"):
-            raise ValueError(f"state 'position' must be 'open' or 'closed', not {value!r}")
     return state
 
 
@@ -88,10 +136,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FloorConfig(_Strict):
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    aliases: list[str] = Field(default_factory=list)
+    level: int | None = None
+
+
 class AreaConfig(_Strict):
     id: str = Field(min_length=1)
     name: str = Field(min_length=1)
     aliases: list[str] = Field(default_factory=list)
+    floor: str | None = None
+    outdoor: bool = False
 
 
 class DeviceConfig(_Strict):
@@ -103,6 +160,11 @@ class DeviceConfig(_Strict):
     capabilities: list[str] | None = None
     state: dict[str, Any] = Field(default_factory=dict)
     has_screen: bool = False
+    device_class: str | None = None
+    unit: str | None = None
+    outdoor: bool = False
+    sets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """For a scene or script: device id -> the state it sets when activated."""
 
     @field_validator("type")
     @classmethod
@@ -123,6 +185,21 @@ class DeviceConfig(_Strict):
     @classmethod
     def _valid_state(cls, v: dict[str, Any]) -> dict[str, Any]:
         return _check_state(v)
+
+    @model_validator(mode="after")
+    def _known_class(self) -> DeviceConfig:
+        classes = DEVICE_CLASSES.get(self.type, ())
+        if self.device_class is not None and self.device_class not in classes:
+            hint = f"write one of: {', '.join(classes)}" if classes else f"a {self.type} takes no device_class"
+            raise ValueError(f"device_class {self.device_class!r} is not one for a {self.type}; {hint}")
+        if self.sets and self.type not in ("scene", "script"):
+            raise ValueError(f"`sets:` is for scenes and scripts, not a {self.type}; remove it")
+        for state in self.sets.values():
+            _check_state(state)
+        if self.type in ("sensor", "binary_sensor") and self.device_class is None:
+            raise ValueError(f"a {self.type} needs a device_class (one of: {', '.join(classes)}), "
+                             "so questions like 'what is the temperature' find it")
+        return self
 
 
 class SatelliteConfig(_Strict):
@@ -152,6 +229,7 @@ class PersonConfig(_Strict):
 class HomeConfig(_Strict):
     name: str = "home"
     timezone: str | None = None
+    floors: list[FloorConfig] = Field(default_factory=list)
     areas: list[AreaConfig] = Field(min_length=1)
     devices: list[DeviceConfig] = Field(default_factory=list)
     satellites: list[SatelliteConfig] = Field(min_length=1)
@@ -161,9 +239,22 @@ class HomeConfig(_Strict):
     @model_validator(mode="after")
     def _cross_checks(self) -> HomeConfig:
         area_ids = [a.id for a in self.areas]
+        floor_ids = [f.id for f in self.floors]
+        _no_duplicates("floors", floor_ids)
         _no_duplicates("areas", area_ids)
+        for i, a in enumerate(self.areas):
+            if a.floor is not None and a.floor not in floor_ids:
+                raise ValueError(
+                    f"areas[{i}] (id {a.id!r}): floor {a.floor!r} is not defined; write one of the floor ids: "
+                    f"{', '.join(floor_ids) or '(none yet)'} (or add it under `floors:`)"
+                )
         _no_duplicates("devices and satellites", [d.id for d in self.devices] + [s.id for s in self.satellites])
         _no_duplicates("members and contacts", [p.id for p in self.members] + [p.id for p in self.contacts])
+        all_ids = {d.id for d in self.devices} | {s.id for s in self.satellites}
+        for i, d in enumerate(self.devices):
+            for target in d.sets:
+                if target not in all_ids:
+                    raise ValueError(f"devices[{i}] (id {d.id!r}): sets {target!r}, which is not a device id in this home")
         for section, items in (("devices", self.devices), ("satellites", self.satellites)):
             for i, d in enumerate(items):
                 if d.area not in area_ids:
@@ -230,6 +321,10 @@ class Device:
         self.capabilities = caps
         self.has_screen = has_screen
         self.satellite = satellite
+        self.device_class: str | None = None if isinstance(cfg, SatelliteConfig) else cfg.device_class
+        self.unit: str | None = None if isinstance(cfg, SatelliteConfig) else cfg.unit
+        self.outdoor: bool = False if isinstance(cfg, SatelliteConfig) else cfg.outdoor
+        self.sets: dict[str, dict[str, Any]] = {} if isinstance(cfg, SatelliteConfig) else copy.deepcopy(cfg.sets)
         self.state: dict[str, Any] = {**copy.deepcopy(DEVICE_TYPES[dtype]["state"]), **copy.deepcopy(cfg.state)}
 
     @property
@@ -246,6 +341,7 @@ class Device:
             "capabilities": list(self.capabilities),
             "has_screen": self.has_screen,
             "satellite": self.satellite,
+            "device_class": self.device_class,
             "state": copy.deepcopy(self.state),
         }
 
@@ -260,6 +356,7 @@ class Home:
         self.config = config
         self.source = source
         self.name = config.name
+        self.floors: dict[str, FloorConfig] = {f.id: f for f in config.floors}
         self.areas: dict[str, AreaConfig] = {a.id: a for a in config.areas}
         self.devices: dict[str, Device] = {}
         for d in config.devices:
@@ -336,6 +433,14 @@ class Home:
             and (capability is None or capability in d.capabilities)
         ]
 
+    def floor_of(self, area_id: str | None) -> str | None:
+        a = self.areas.get(area_id or "")
+        return a.floor if a is not None else None
+
+    def is_outdoor(self, dev: Device) -> bool:
+        a = self.areas.get(dev.area)
+        return dev.outdoor or bool(a is not None and a.outdoor)
+
     def satellites(self) -> list[Device]:
         return [d for d in self.devices.values() if d.satellite]
 
@@ -357,9 +462,11 @@ class Home:
         Raises KeyError for an unknown device and ValueError for a change the device cannot do."""
         dev = self.device(device_id)
         _check_state(changes)
+        # a read-only key (a sensor's reading) may be "set" to the value it has (restoring a saved state)
+        changes = {k: v for k, v in changes.items() if STATE_KEYS[k][0] is not None or dev.state.get(k) != v}
         for key in changes:
             cap = STATE_KEYS[key][0]
-            if cap not in dev.capabilities:
+            if cap is None or cap not in dev.capabilities:
                 raise ValueError(f"{dev.name} ({dev.id}) cannot change {key!r}: it has no {cap!r} capability")
         with self._lock:
             changed = {k: v for k, v in changes.items() if dev.state.get(k) != v}
@@ -372,6 +479,7 @@ class Home:
             return {
                 "name": self.name,
                 "source": str(self.source) if self.source else None,
+                "floors": [f.model_dump() for f in self.floors.values()],
                 "areas": [a.model_dump() for a in self.areas.values()],
                 "devices": {d.id: d.to_dict() for d in self.devices.values()},
                 "members": [m.model_dump(exclude_none=True) for m in self.members.values()],

@@ -46,6 +46,10 @@ class HomeControlSkill:
         if dev is None:
             return say("Which device do you mean?", "device.unknown", "failed", params=params)
         if dev.entity_id:
+            stray = _stray_words(dev.value, turn.context.home, dev.entity_id)
+            if stray:  # "front door" is not the garage door: never act on a device nobody named
+                return say(f"There's no {dev.value.strip()} here.", "device.unknown", "failed",
+                           params={**params, "said": dev.value, "unmatched": stray})
             return self.execute(turn.intent, [dev.entity_id], params, turn)
         if dev.ambiguous:
             return self._clarify(turn, [c.entity_id for c in dev.candidates], params)
@@ -279,6 +283,31 @@ def _deg(t: float) -> str:
 def _the(what: str) -> str:
     w = what.strip()
     return w if re.match(r"^(the|my|a|an)\b", w.lower()) else f"the {w}"
+
+
+_GENERIC = {"the", "my", "a", "an", "all", "in", "of", "on", "to", "room", "please", "smart", "this", "that", "one",
+            "its", "it", "our", "your", "some", "light", "lights", "lamp", "lamps", "device", "devices", "thing"}
+
+
+def _stray_words(said: str | None, home: Any, device_id: str) -> list[str]:
+    """Words of what was said that neither the device's names, its type words nor an area name account for
+    ("front" in "front door" for the garage door). ASR slips within a letter or two still count as matches."""
+    from assistant.understanding.resolve.catalog import TYPE_WORDS
+
+    if not said or device_id not in home.devices:
+        return []
+    d = home.devices[device_id]
+    known = {w for n in d.names for w in norm_key(n).split()}
+    known |= {w for ws in TYPE_WORDS.get(d.type, ()) for w in ws.split()}
+    known |= {w for a in home.areas.values() for n in (a.name, *a.aliases) for w in norm_key(n).split()}
+    out = []
+    for w in norm_key(said).split():
+        if w in _GENERIC or w in known or w.rstrip("s") in known:
+            continue
+        if any(fuzz.ratio(w, k) >= 80 for k in known if len(k) >= 4):
+            continue
+        out.append(w)
+    return out
 
 
 def _pick(text: str, devs: list[Device]) -> str | None:

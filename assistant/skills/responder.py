@@ -12,6 +12,7 @@ from assistant.errors import RespondError
 from assistant.skills.base import Skill, Turn
 from assistant.skills.fallback import FallbackSkill
 from assistant.skills.general import GeneralSkill
+from assistant.skills.home_commands import HomeCommandsSkill
 from assistant.skills.home_control import HomeControlSkill
 from assistant.skills.lists import ListsSkill
 from assistant.skills.media import MediaSkill
@@ -47,9 +48,10 @@ class SkillResponder:
             path = Path(catalog_dir or DEFAULT_CATALOG_DIR) / "music.jsonl"
             music = MusicCatalog.load(path) if path.exists() else MusicCatalog([])
         self.fallback = FallbackSkill()
+        self.home_commands = HomeCommandsSkill()
         self.skills: list[Skill] = [
-            HomeControlSkill(), TimeDateSkill(), TimersSkill(), ListsSkill(), MusicSkill(music), MediaSkill(),
-            WeatherSkill(weather), GeneralSkill(),
+            self.home_commands, HomeControlSkill(), TimeDateSkill(), TimersSkill(), ListsSkill(), MusicSkill(music),
+            MediaSkill(), WeatherSkill(weather), GeneralSkill(),
         ]
         self.by_intent: dict[str, Skill] = {}
         for skill in self.skills:
@@ -72,6 +74,10 @@ class SkillResponder:
                     if answer is not None:
                         asked = prev.pending.get("intent")
                         return replace(answer, answers_intent=str(asked)) if asked else answer
+            # the home grammar, when it parses the sentence with certainty, decides (see assistant/home/grammar.py)
+            answer = self.home_commands.try_handle(turn)
+            if answer is not None:
+                return answer
             if nlu.confidence < self.min_confidence:
                 return self.fallback.low_confidence(turn, self.min_confidence)
             skill = self.by_intent.get(nlu.intent)
@@ -87,3 +93,9 @@ class SkillResponder:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "min_confidence": self.min_confidence,
                 "skills": {s.name: sorted(s.intents) for s in self.skills}}
+
+
+def create(build) -> SkillResponder:
+    """Registry factory (`respond.backend: skills`); music comes from the resolver's catalogs when it runs."""
+    resolver = build.built.get("resolve")
+    return SkillResponder(min_confidence=build.settings.nlu.min_confidence, music=getattr(resolver, "music", None))

@@ -33,6 +33,20 @@ CREATE TABLE IF NOT EXISTS list_items (
     item TEXT NOT NULL,
     added_ts REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS scheduled (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_ts REAL NOT NULL,
+    due_ts REAL NOT NULL,
+    due_local TEXT NOT NULL,         -- ISO local time of `due_ts`, for reading
+    description TEXT NOT NULL,       -- "turn off the lights in the living room"
+    command TEXT NOT NULL,           -- JSON of assistant.home.grammar.Command
+    session_id TEXT,
+    device_id TEXT,                  -- the satellite it was said to ("here" is its area when it runs)
+    user_id TEXT,
+    status TEXT NOT NULL DEFAULT 'active',  -- active | done | failed | cancelled
+    ran_ts REAL,
+    result TEXT                      -- what the assistant said when it ran
+);
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL

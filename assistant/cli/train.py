@@ -50,7 +50,9 @@ def register(sub) -> None:
                                         "simulator runs")
     lb.add_argument("--runs", type=Path, nargs="+", required=True, help="simulator run folders (traces.db + sim_truth.jsonl)")
     lb.add_argument("--out", type=Path, default=DEFAULT_OUT.parent / "labels", help="default: models/labels")
-    lb.add_argument("--l2", type=float, default=1.0, help="L2 penalty on the standardised weights (default 1)")
+    lb.add_argument("--l2", type=float, help="L2 penalty on the standardised weights (default: the best of a grid, "
+                                             "by out-of-fold log loss)")
+    lb.add_argument("--shared", type=Path, help="the shared data folder with slurp/lm.txt (default ../shared/data)")
     lb.add_argument("--quiet", action="store_true")
     lb.set_defaults(func=run_labels)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -130,8 +130,10 @@ SELECT t.turn_id, t.session_id, t.seq, t.started_at, t.ended_at, s.device_id, s.
      WHERE turn_id = t.turn_id),
   l.signals, l.label, l.confidence, l.labeler_version,
   t.response_audio, coalesce(json_extract(t.record, '$.request_audio'), json_extract(t.source, '$.audio_path')),
-  json_extract(t.source, '$.file')
+  json_extract(t.source, '$.file'),
+  g.goal_id, g.goal_index, g.goal_success, g.defect, g.failure_point, g.stage_probs, g.labeler_version
 FROM turns t JOIN sessions s ON s.session_id = t.session_id LEFT JOIN labels l ON l.turn_id = t.turn_id
+  LEFT JOIN goal_labels g ON g.turn_id = t.turn_id
 WHERE t.started_at >= ?
 ORDER BY t.started_at, t.seq
 """
@@ -140,7 +142,8 @@ _SQL_COLS = ("turn_id", "session_id", "turn_index", "started_at", "ended_at", "d
              "transcript", "asr_confidence", "intent", "intent_confidence", "nbest", "slots", "entities",
              "action_name", "action_status", "action", "response_text", "expects_reply", "error_code", "error_stage",
              "latency_ms", "spans", "pipeline", "context", "events", "signals", "label", "label_confidence",
-             "labeler_version", "response_audio", "request_audio", "source_file")
+             "labeler_version", "response_audio", "request_audio", "source_file", "goal_id", "goal_index",
+             "goal_success", "defect_probability", "failure_point", "failure_point_probs", "goal_labeler_version")
 _REDACT_JSON = ("source", "slots", "entities", "action", "spans", "context", "events", "signals")
 _BOOLS = ("wake_detected", "expects_reply")
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.config import shared_data_dir
 from assistant.learning.labels.counterfactual import Counterfactuals
 from assistant.learning.labels.features import goal_features
 from assistant.learning.labels.labeller import (
@@ -23,6 +24,7 @@ from assistant.learning.labels.labeller import (
     load_sessions,
     rephrase_detector,
 )
+from assistant.learning.labels.lm import build_from_shared
 from assistant.learning.labels.model import Logistic
 from assistant.learning.labels.truth import CLASSES, gold_goals, load_truth, turn_class
 from assistant.trace.store import TraceStore
@@ -43,8 +45,38 @@ def load_run(run_dir: Path, detector: Any) -> tuple[list[SessionInput], dict[str
     return [s for s in sessions if s.views], truth
 
 
+N_FOLDS = 4
+L2_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
+
+
 def _fold(session: SessionInput) -> int:
-    return int(hashlib.sha1(session.views[0].session_id.encode()).hexdigest(), 16) % 2
+    return int(hashlib.sha1(session.views[0].session_id.encode()).hexdigest(), 16) % N_FOLDS
+
+
+def _fit_cv(X: np.ndarray, y: np.ndarray, names: list[str], classes: list[str], folds: np.ndarray,
+            l2: float | None) -> tuple[Logistic, np.ndarray, float]:
+    """The L2 penalty with the best out-of-fold log loss (or the given one), the model fitted on everything with
+    temperature scaling from the out-of-fold logits; returns (model, out-of-fold probabilities, l2)."""
+    best = None
+    for lam in ((l2,) if l2 else L2_GRID):
+        logits = np.zeros((len(y), len(classes)))
+        for k in range(N_FOLDS):
+            tr, te = folds != k, folds == k
+            if not te.any():
+                continue
+            m = Logistic.fit(X[tr], y[tr], names, classes, l2=lam)
+            logits[te] = m.logits(X[te])
+        t = _temperature(logits, y)
+        z = logits / t
+        z = z - z.max(axis=1, keepdims=True)
+        P = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        nll = float(-np.log(np.clip(P[np.arange(len(y)), y], 1e-12, None)).mean())
+        if best is None or nll < best[0]:
+            best = (nll, lam, t, P)
+    _nll, lam, t, P = best
+    model = Logistic.fit(X, y, names, classes, l2=lam)
+    model.temperature = t
+    return model, P, lam
 
 
 def _blank() -> Logistic:
@@ -52,9 +84,9 @@ def _blank() -> Logistic:
 
 
 def link_dataset(lab: Labeller, sessions: list[SessionInput], truth: dict[str, dict[str, Any]]
-                 ) -> tuple[list[dict[str, float]], list[int]]:
+                 ) -> tuple[list[dict[str, float]], list[int], list[int]]:
     """Adjacent pairs with the gold open goal (teacher forcing): does turn i continue turn i-1's goal?"""
-    rows, ys = [], []
+    rows, ys, folds = [], [], []
     for s in sessions:
         eps = [truth[v.turn_id]["episode"] for v in s.views]
         start = 0
@@ -63,7 +95,8 @@ def link_dataset(lab: Labeller, sessions: list[SessionInput], truth: dict[str, d
                 start = i - 1  # turn i-1 opened a new gold goal
             rows.append(lab.link_row(s, i, start))
             ys.append(int(eps[i] == eps[i - 1]))
-    return rows, ys
+            folds.append(_fold(s))
+    return rows, ys, folds
 
 
 def _temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -82,11 +115,13 @@ def _matrix(rows: list[dict[str, float]], names: list[str]) -> np.ndarray:
     return np.array([[r.get(n, 0.0) for n in names] for r in rows], dtype=np.float64)
 
 
-def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float = 1.0, progress: bool = True) -> dict[str, Any]:
+def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float = 1.0, progress: bool = True,
+          shared: Path | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     det = rephrase_detector()
     cf = Counterfactuals()
-    lab = Labeller(_blank(), _blank(), _blank(), VERSION_PREFIX, cf)
+    lm, lm_stats = build_from_shared(Path(shared) if shared else shared_data_dir())
+    lab = Labeller(_blank(), _blank(), _blank(), _blank(), VERSION_PREFIX, cf, lm=lm)
     data = []
     for r in runs:
         sessions, truth = load_run(r, det)
@@ -96,9 +131,10 @@ def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float = 1.0, prog
     sessions = [s for ss, _ in data for s in ss]
     truth = {k: v for _, t in data for k, v in t.items()}
     # 1. links
-    lrows, ly = link_dataset(lab, sessions, truth)
+    lrows, ly, lfolds = link_dataset(lab, sessions, truth)
     link_names = sorted(lrows[0])
-    lab.link = Logistic.fit(_matrix(lrows, link_names), np.array(ly), link_names, ["new", "same"], l2=l2)
+    lab.link, _oof_l, l2_l = _fit_cv(_matrix(lrows, link_names), np.array(ly), link_names, ["new", "same"],
+                                     np.array(lfolds), l2)
     # 2. turns, on the predicted segmentation (as at labelling time); 2-fold out-of-fold P(correct) for the goal model
     segs = [lab.segment(s) for s in sessions]
     trows: list[dict[str, float]] = []
@@ -112,61 +148,59 @@ def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float = 1.0, prog
             where.append((si, i))
     turn_names = sorted(trows[0])
     X, Y = _matrix(trows, turn_names), np.array(ty)
-    present = sorted(set(ty))
-    classes = [CLASSES[c] for c in present]
-    remap = {c: k for k, c in enumerate(present)}
-    Yr = np.array([remap[c] for c in Y])
     folds = np.array([_fold(sessions[si]) for si, _ in where])
-    oof = np.zeros((len(Y), len(classes)))
-    oof_logits = np.zeros((len(Y), len(classes)))
-    for k in (0, 1):
-        m = Logistic.fit(X[folds != k], Yr[folds != k], turn_names, classes, l2=l2)
-        oof[folds == k] = m.predict_proba(X[folds == k])
-        oof_logits[folds == k] = m.logits(X[folds == k])
-    lab.turn = Logistic.fit(X, Yr, turn_names, classes, l2=l2)
-    # temperature scaling on the out-of-fold logits (the in-sample fit is overconfident)
-    lab.turn.temperature = _temperature(oof_logits, Yr)
-    ci = classes.index("correct")
-    pok = {where[j]: float(oof[j, ci]) for j in range(len(where))}
+    # 2a. defect: correct vs not
+    yd = (Y != CLASSES.index("correct")).astype(np.int64)
+    lab.turn, oof_d, l2_d = _fit_cv(X, yd, turn_names, ["correct", "defect"], folds, l2)
+    pok = {where[j]: float(1.0 - oof_d[j, 1]) for j in range(len(where))}
+    # 2b. the failing stage, given a defect (trained on the defective turns only)
+    dm = yd == 1
+    present = sorted(set(Y[dm].tolist()))
+    stages = [CLASSES[c] for c in present]
+    ys = np.array([present.index(c) for c in Y[dm]])
+    lab.stage, oof_s, l2_s = _fit_cv(X[dm], ys, turn_names, stages, folds[dm], l2)
     # 3. goals: predicted segments, gold success of the episode of the goal's last turn
-    grows, gy = [], []
+    grows, gy, gfolds = [], [], []
     golds = gold_goals(truth)
     for si, (s, g) in enumerate(zip(sessions, segs)):
         for gi, idx in enumerate(g):
             gv = [s.views[i] for i in idx]
             after = s.views[g[gi + 1][0]] if gi + 1 < len(g) else None
             grows.append(goal_features(gv, [pok[(si, i)] for i in idx], after))
+            gfolds.append(_fold(s))
             gy.append(int(golds[truth[gv[-1].turn_id]["episode"]]["success"]))
     goal_names = sorted(grows[0])
-    lab.goal = Logistic.fit(_matrix(grows, goal_names), np.array(gy), goal_names, ["failed", "succeeded"], l2=l2)
+    lab.goal, oof_g, l2_g = _fit_cv(_matrix(grows, goal_names), np.array(gy), goal_names, ["failed", "succeeded"],
+                                    np.array(gfolds), l2)
     # metadata and files
-    digest = hashlib.sha1(json.dumps([lab.link.to_dict(), lab.turn.to_dict(), lab.goal.to_dict()]).encode())
+    digest = hashlib.sha1(json.dumps([m.to_dict() for m in (lab.link, lab.turn, lab.stage, lab.goal)]).encode())
     version = f"{VERSION_PREFIX}-{digest.hexdigest()[:8]}"
-    oof_pred = oof.argmax(axis=1)
-    defect = Yr != ci
-    stage_cols = [k for k, c in enumerate(classes) if c != "correct"]
-    oof_stage = np.array(stage_cols)[oof[:, stage_cols].argmax(axis=1)]
     metrics = {
         "version": version, "runs": [str(r) for r in runs], "turns": len(Y), "sessions": len(sessions),
-        "link_pairs": len(ly), "goals": len(gy), "classes": classes,
-        "class_counts": {c: int((Yr == k).sum()) for k, c in enumerate(classes)},
-        "oof_turn_accuracy": round(float((oof_pred == Yr).mean()), 4),
-        "oof_failure_point_accuracy": round(float((oof_stage[defect] == Yr[defect]).mean()), 4) if defect.any() else None,
-        "turn_temperature": lab.turn.temperature, "l2": l2, "rephrase_detector": getattr(det, "version", None),
-        "counterfactual_nlu_runs": cf.runs, "seconds": round(time.perf_counter() - t0, 1),
+        "link_pairs": len(ly), "goals": len(gy), "stages": stages,
+        "class_counts": {c: int((Y == k).sum()) for k, c in enumerate(CLASSES)},
+        "oof_defect_accuracy": round(float(((oof_d[:, 1] >= 0.5) == yd).mean()), 4),
+        "oof_failure_point_accuracy": round(float((oof_s.argmax(axis=1) == ys).mean()), 4),
+        "oof_goal_success_accuracy": round(float(((oof_g[:, 1] >= 0.5) == np.array(gy)).mean()), 4),
+        "l2": {"link": l2_l, "defect": l2_d, "stage": l2_s, "goal": l2_g}, "temperature": {"defect": lab.turn.temperature,
+                                                                 "stage": lab.stage.temperature},
+        "rephrase_detector": getattr(det, "version", None),
+        "counterfactual_nlu_runs": cf.runs, "lm": lm_stats, "seconds": round(time.perf_counter() - t0, 1),
     }
-    for m in (lab.link, lab.turn, lab.goal):
+    for m in (lab.link, lab.turn, lab.stage, lab.goal):
         m.meta = {"version": version}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lab.link.save(out / "link.json")
     lab.turn.save(out / "turn.json")
+    lab.stage.save(out / "stage.json")
     lab.goal.save(out / "goal.json")
+    lm.save(out / "lm.json.gz")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics
 
 
 def cli(args: Any) -> int:
-    m = train([Path(r) for r in args.runs], Path(args.out), l2=args.l2, progress=not args.quiet)
+    m = train([Path(r) for r in args.runs], Path(args.out), l2=args.l2, progress=not args.quiet, shared=args.shared)
     print(json.dumps(m, indent=1))
     return 0

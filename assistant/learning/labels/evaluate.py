@@ -115,7 +115,7 @@ def evaluate_sessions(lab: Labeller, sessions: list[SessionInput], truth: dict[s
     # goal success, per true goal
     heur_goal_of = {t: g for g in heur_goals for t in g}
     gp, gy, hy = [], [], []
-    for ep, g in golds.items():
+    for g in golds.values():
         turns = [t for t in g["turns"] if t in seen]
         if not turns:
             continue
@@ -132,7 +132,7 @@ def evaluate_sessions(lab: Labeller, sessions: list[SessionInput], truth: dict[s
     conf_h = {a: dict.fromkeys(stages, 0) for a in stages}
     right = right_h = n_fp = 0
     dy, dp, dh = [], [], []
-    for tid, v in views.items():  # noqa: PERF102
+    for tid, v in views.items():
         tc = turn_class(truth[tid])
         tl = labels[tid]
         dy.append(int(tc != "correct"))

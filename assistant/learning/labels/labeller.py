@@ -30,8 +30,8 @@ from assistant.config import REPO_ROOT
 from assistant.errors import ModelError
 from assistant.learning.labels.counterfactual import Counterfactuals, default_vocab_path
 from assistant.learning.labels.features import TurnView, Vocab, goal_features, link_features, turn_features, view
+from assistant.learning.labels.lm import BigramLM
 from assistant.learning.labels.model import Logistic
-from assistant.learning.labels.truth import STAGES
 from assistant.learning.signals import SignalConfig, iter_sessions, session_signals
 
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "labels"
@@ -76,9 +76,11 @@ def goal_id_for(turn_id: str) -> str:
 
 
 class Labeller:
-    def __init__(self, link: Logistic, turn: Logistic, goal: Logistic, version: str,
-                 counterfactuals: Counterfactuals | None = None, vocab: Vocab | None = None) -> None:
-        self.link, self.turn, self.goal = link, turn, goal
+    def __init__(self, link: Logistic, turn: Logistic, stage: Logistic, goal: Logistic, version: str,
+                 counterfactuals: Counterfactuals | None = None, vocab: Vocab | None = None,
+                 lm: BigramLM | None = None) -> None:
+        self.link, self.turn, self.stage, self.goal = link, turn, stage, goal
+        self.lm = lm
         self.version = version
         self.cf = counterfactuals or Counterfactuals()
         self.vocab = vocab or Vocab.from_tokenizer(default_vocab_path())
@@ -86,13 +88,14 @@ class Labeller:
     @classmethod
     def load(cls, model_dir: Path | None = None, counterfactuals: bool = True) -> Labeller:
         d = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
-        paths = [d / "link.json", d / "turn.json", d / "goal.json"]
+        paths = [d / "link.json", d / "turn.json", d / "stage.json", d / "goal.json"]
         for p in paths:
             if not p.is_file():
                 raise ModelError("labels-model-missing", f"labeller model file not found: {p}. Train it with `{TRAIN_CMD}`.")
-        link, turn, goal = (Logistic.load(p) for p in paths)
+        link, turn, stage, goal = (Logistic.load(p) for p in paths)
         version = turn.meta.get("version", "labels-?")
-        return cls(link, turn, goal, version, Counterfactuals(enabled=counterfactuals))
+        lm = BigramLM.load(d / "lm.json.gz") if (d / "lm.json.gz").is_file() else None
+        return cls(link, turn, stage, goal, version, Counterfactuals(enabled=counterfactuals), lm=lm)
 
     # -- the three steps -------------------------------------------------------------------------------------------
     def link_row(self, s: SessionInput, i: int, goal_start: int) -> dict[str, float]:
@@ -129,7 +132,13 @@ class Labeller:
                     target = next((x for x in reversed(later) if x.status == "done"), later[-1] if later else None)
                 cf = self.cf.features(t, target)
                 reph = max((v for (a, _b), v in s.pairs.items() if a == t.turn_id), default=0.0)
-                rows[i] = turn_features(t, gv, pos, after, cf, self.vocab, reph)
+                row = turn_features(t, gv, pos, after, cf, self.vocab, reph)
+                if self.lm is not None:
+                    lm = self.lm.score(t.transcript)
+                    row.update(lm)
+                    row["lm_x_asr"] = lm["lm_logp"] * row["asr_conf"]
+                    row["lm_target"] = self.lm.score(target.transcript)["lm_logp"] if target is not None else 0.0
+                rows[i] = row
         return rows  # type: ignore[return-value]
 
     def label_session(self, s: SessionInput) -> list[TurnLabel]:
@@ -137,22 +146,20 @@ class Labeller:
             return []
         goals = self.segment(s)
         rows = self.turn_rows(s, goals)
-        P = self.turn.predict_proba(np.array([self.turn.vector(r) for r in rows]))
-        ci = self.turn.classes.index("correct")
-        stage_idx = [self.turn.classes.index(st) for st in STAGES if st in self.turn.classes]
+        X = np.array([self.turn.vector(r) for r in rows])
+        p_def = self.turn.predict_proba(X)[:, self.turn.classes.index("defect")]
+        S = self.stage.predict_proba(np.array([self.stage.vector(r) for r in rows]))
         out: list[TurnLabel] = []
         for gi, g in enumerate(goals):
             gv = [s.views[i] for i in g]
             after = s.views[goals[gi + 1][0]] if gi + 1 < len(goals) else None
-            ok = [float(P[i, ci]) for i in g]
+            ok = [1.0 - float(p_def[i]) for i in g]
             gf = goal_features(gv, ok, after)
             success = float(self.goal.predict_proba(self.goal.vector(gf))[0, 1])
             gid = goal_id_for(gv[0].turn_id)
             for pos, i in enumerate(g):
-                sp = P[i, stage_idx]
-                sp = sp / max(sp.sum(), 1e-12)
-                probs = {self.turn.classes[k]: round(float(p), 4) for k, p in zip(stage_idx, sp)}
-                defect = 1.0 - float(P[i, ci])
+                probs = {c: round(float(p), 4) for c, p in zip(self.stage.classes, S[i])}
+                defect = float(p_def[i])
                 fp = max(probs, key=probs.get) if defect >= 0.5 else None
                 out.append(TurnLabel(s.views[i].turn_id, gid, pos, round(success, 4), round(defect, 4), fp, probs))
         return out

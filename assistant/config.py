@@ -78,6 +78,9 @@ class RewriteSettings(_Section):
     """A table entry applies only if its target's success probability is at least this."""
     min_online_score: float = Field(0.80, ge=0.0, le=1.0)
     """Ranker score above which an online rewrite applies."""
+    guards: bool = True
+    """Online rewrites never invent a number or a time the user did not say, and never drop a name (genre, artist,
+    place ...) that worked in earlier requests (assistant/understanding/rewrite.py `guard_reason`)."""
     embedder_dir: str | None = None
     """Default: models/embedder in the repo."""
     threads: int = Field(1, ge=1, le=64)

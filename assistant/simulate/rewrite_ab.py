@@ -146,8 +146,9 @@ class RewriteAB:
         sim = Simulator(self.settings, out, self._sim_cfg(households=c.households, days=c.tune_days,
                                                           first_day=c.train_days, feedback_rate=0.0),
                         self.cache_dir, self.pipeline_factory, self.progress)
-        sim.shadow_rewriter = Rewriter.load(self.data_dir, RewriteSettings(precomputed=False, min_online_score=1.01),
-                                            embedder=self.embedder)
+        # min_online_score above 1: no candidate is ever applied, only proposed (model_copy skips the 0-1 check)
+        shadow = RewriteSettings(precomputed=False).model_copy(update={"min_online_score": 1.01})
+        sim.shadow_rewriter = Rewriter.load(self.data_dir, shadow, embedder=self.embedder)
         stats = sim.run()
         rows = [r for r in _read(out / "sim_truth.jsonl") if r.get("shadow")]
         self.tune_summary = {"turns": stats["turns"], "candidates": len(rows), **sweep(rows, c.min_win_loss)}

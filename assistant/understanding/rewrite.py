@@ -2,8 +2,9 @@
 
 Order: the precomputed table (absorbing Markov chains, `markov.py`; exact match on the normalised text), then online
 retrieval (`retrieval.py`: personal layer, global layer). A rewrite applies only above a confidence
-(`RewriteSettings`); the result always says what was considered, so the trace shows original and rewritten text, the
-layer, the score and the versions. Roll back the table with `assistant learn rollback N` (0 = off).
+(`RewriteSettings` in assistant/config.py: pipeline.yaml's `rewrite:`); the result always says what was considered,
+so the trace shows original and rewritten text, the layer, the score and the versions. Roll back the table with
+`assistant learn rollback N` (0 = off).
 
 Pipeline wiring (assistant/core/runner.py, owned by the lead), before the NLU stage:
 
@@ -30,44 +31,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assistant.config import RewriteSettings
 from assistant.learning.retrieval import OnlineConfig, OnlineIndex
 from assistant.text import normalize
 
 
-@dataclass(frozen=True)
-class RewriteSettings:
-    enabled: bool = True
-    precomputed: bool = True
-    online: bool = True
-    personal: bool = True
-    min_table_probability: float = 0.7
-    """0-1: a table entry applies only if its target's success probability is at least this."""
-    min_online_score: float = 0.80
-    """0-1: ranker score above which an online (global or personal) rewrite applies."""
-    guards: bool = True
-    """Online rewrites never invent a number or a time the user did not say, and never drop a name (genre, artist,
-    place ...) that worked in earlier requests (`guard_reason`)."""
-    embedder_dir: str | None = None
-    """Default: models/embedder in the repo."""
-    threads: int = 1
+def rewrite_settings(settings: Any) -> RewriteSettings:
+    """The rewrite section (assistant/config.py `RewriteSettings`) from RewriteSettings, a dict of its fields, the
+    app Settings (its `rewrite` section), or None (the defaults)."""
+    import dataclasses
 
-    @classmethod
-    def from_any(cls, settings: Any) -> RewriteSettings:
-        """Accepts RewriteSettings, a dict, the app Settings (uses its `rewrite` section if it has one), or None."""
-        import dataclasses
-
-        section = settings if settings is None or isinstance(settings, (cls, dict)) else getattr(settings, "rewrite", None)
-        if isinstance(section, cls):
-            return section
-        if isinstance(section, dict):
-            data = section
-        elif dataclasses.is_dataclass(section):
-            data = dataclasses.asdict(section)
-        elif hasattr(section, "model_dump"):
-            data = section.model_dump()
-        else:
-            data = {}
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+    section = settings if settings is None or isinstance(settings, (RewriteSettings, dict)) else getattr(
+        settings, "rewrite", None)
+    if isinstance(section, RewriteSettings):
+        return section
+    if isinstance(section, dict):
+        data = section
+    elif dataclasses.is_dataclass(section) and not isinstance(section, type):
+        data = dataclasses.asdict(section)
+    elif hasattr(section, "model_dump"):
+        data = section.model_dump()
+    else:
+        data = {}
+    return RewriteSettings(**{k: v for k, v in data.items() if k in RewriteSettings.model_fields})
 
 
 @dataclass
@@ -119,7 +105,7 @@ class Rewriter:
         is loaded only when there is an index to search."""
         from assistant.learning.markov import load_table
 
-        s = RewriteSettings.from_any(settings)
+        s = rewrite_settings(settings)
         table = load_table(data_dir) if s.precomputed else None
         index = None
         if s.online and (Path(data_dir) / "rewrites" / "index" / "index.npz").is_file():

@@ -11,23 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import threading
-import time
-from dataclasses import replace
 from pathlib import Path
 
 from assistant.cli.common import add_pipeline_options
-
-_RESPONSES = [
-    "It's twenty past four.", "Turned on the kitchen light.", "Your shopping list has milk, eggs and bread.",
-    "Alexa is the name I answer to.", "Timer set for ten minutes.", "It's sunny and nineteen degrees in Berlin.",
-    "Alexa, turn on the kitchen light.", "Playing jazz in the living room.", "Today is Tuesday, the fourth of March.",
-    "Okay, hey Jarvis is listening too.", "Added apples to your shopping list.", "The oven is already off.",
-    "Sorry, I didn't catch that.", "Alexa, what time is it?", "Set the bedroom lights to forty percent.",
-    "What do you call a fish with no eyes? A fsh.", "There's no timer to cancel.", "Alexa. Alexa. Alexa.",
-    "Your alarm is set for seven in the morning.", "Hey Jarvis, that's not me, I'm Alexa.",
-]
 
 
 def register(sub) -> None:
@@ -42,152 +28,14 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _wait(pred, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def _speech_end_s(clip) -> float:
-    """Seconds to the last loud sample (Piper pads its speech with silence)."""
-    import numpy as np
-
-    loud = np.flatnonzero(np.abs(clip.astype(np.int32)) > 500)
-    return (loud[-1] + 1) / 16000 if len(loud) else len(clip) / 16000
-
-
-def _stats(xs: list[float]) -> dict[str, float]:
-    if not xs:
-        return {"n": 0}
-    xs = sorted(xs)
-    xs = [float(x) for x in xs]
-    return {"n": len(xs), "median": round(statistics.median(xs), 1), "p90": round(xs[int(0.9 * (len(xs) - 1))], 1),
-            "max": round(xs[-1], 1), "min": round(xs[0], 1)}
-
-
 def run(args: argparse.Namespace) -> int:
-    import tempfile
-
+    from assistant.bench.live import measure_live
     from assistant.config import load_settings
-    from assistant.apps.live import LiveAssistant
-    from assistant.core.runner import Runner
-    from assistant.simulate.voices import compose, piper_speech
-    from assistant.apps.virtual_audio import VirtualAudio
 
-    settings = load_settings(args.config, args.profile)
-    figures: dict[str, object] = {"echo_gain": args.echo_gain}
-    with VirtualAudio() as va, tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
-        audio = settings.audio.model_copy(update={"input_device": va.MIC, "output_device": va.SPEAKER,
-                                                  "input_rate": 16000, "input_channels": 1})
-        mode = {"answer": None}
-        p = Runner(settings.model_copy(update={"audio": audio}), args.home, data_dir=args.data_dir or Path(tmp) / "data",
-                   wrap={"respond": lambda inner: _FixedAnswer(inner, mode)})
-        stop = threading.Event()
-        live = LiveAssistant(p, p.settings.audio.model_copy(update={"earcons": False}), stop_event=stop)
-        th = threading.Thread(target=live.run, daemon=True)
-        th.start()
-        try:
-            if not _wait(lambda: any(e["type"] == "mic-open" for e in live.events), 15):
-                raise SystemExit("the virtual microphone did not open")
-            time.sleep(1.0)
-
-            # 1. idle CPU: silence in, nothing out
-            c0, w0, f0 = time.process_time(), time.monotonic(), live.frames_in
-            time.sleep(args.idle_seconds)
-            cpu, wall = time.process_time() - c0, time.monotonic() - w0
-            figures["idle_cpu_percent_of_one_core"] = round(100 * cpu / wall, 1)
-            figures["idle_frames_per_second"] = round((live.frames_in - f0) / wall, 2)
-            print(f"idle CPU: {figures['idle_cpu_percent_of_one_core']}% of one core over {wall:.0f} s", flush=True)
-
-            alexa = piper_speech("Alexa,")
-            command = piper_speech("what time is it?")
-            stop_words = piper_speech("stop.")
-
-            # 2. wake -> listening
-            lat = []
-            for i in range(args.wakes):
-                n = len(live.turns)
-                mark = time.monotonic()
-                _, t0 = va.play(compose([0.2, alexa, 0.4, command, 0.8]), f"wake{i}.wav")
-                wake_end = t0 + 0.03 + 0.2 + _speech_end_s(alexa)
-                if _wait(lambda: any(e["type"] == "listening" and e["t"] > mark for e in live.events), 10):
-                    t = next(e["t"] for e in live.events if e["type"] == "listening" and e["t"] > mark)
-                    lat.append((t - wake_end) * 1000)
-                _wait(lambda: len(live.turns) > n and live.state.value == "idle", 40)
-                time.sleep(1.0)
-            figures["wake_end_to_listening_ms"] = _stats(lat)
-            print(f"wake -> listening: {figures['wake_end_to_listening_ms']}", flush=True)
-
-            # 3. barge-in reaction, with the echo path on
-            va.set_echo(args.echo_gain)
-            mode["answer"] = ("Here is a long story about a little house by the sea, where the light was always on "
-                              "and the kettle was always warm. ") * 3
-            react, decide = [], []
-            for i in range(args.barge_ins):
-                n = len(live.turns)
-                mark = time.monotonic()
-                va.play(compose([0.2, alexa, 0.4, command, 0.8]), f"ask{i}.wav")
-                if not _wait(lambda: any(e["type"] == "speaking" and e["t"] > mark for e in live.events), 40):
-                    continue
-                time.sleep(2.5)
-                mark2 = time.monotonic()
-                _, t0 = va.play(compose([alexa, 0.3, stop_words, 0.8]), f"barge{i}.wav")
-                wake_end = t0 + 0.03 + _speech_end_s(alexa)
-                mode_answer, mode["answer"] = mode["answer"], None
-                if _wait(lambda: any(e["type"] == "barge-in" and e["t"] > mark2 for e in live.events), 8):
-                    b = next(e for e in live.events if e["type"] == "barge-in" and e["t"] > mark2)
-                    react.append((b["stopped_t"] - wake_end) * 1000)
-                    decide.append((b["stopped_t"] - b["decided_t"]) * 1000)
-                _wait(lambda: len(live.turns) >= n + 2 and live.state.value == "idle", 40)
-                mode["answer"] = mode_answer
-                time.sleep(1.0)
-            figures["barge_in_wake_end_to_stopped_ms"] = _stats(react)
-            figures["barge_in_decision_to_stopped_ms"] = _stats(decide)
-            figures["barge_ins_detected"] = f"{len(react)}/{args.barge_ins}"
-            print(f"barge-in: {figures['barge_in_wake_end_to_stopped_ms']} detected {figures['barge_ins_detected']}",
-                  flush=True)
-
-            # 4. false barge-ins: N responses spoken with the echo path on, nobody talking
-            false_wakes = 0
-            mark = time.monotonic()
-            spoken = 0
-            for i in range(args.responses):
-                mode["answer"] = _RESPONSES[i % len(_RESPONSES)]
-                n = len(live.turns)
-                live.submit_text("what time is it")
-                if _wait(lambda: len(live.turns) > n and live.state.value == "idle", 40):
-                    spoken += 1
-                time.sleep(0.3)
-                if (i + 1) % 20 == 0:
-                    print(f"  {i + 1}/{args.responses} responses", flush=True)
-            time.sleep(2.0)
-            evs = [e for e in live.events if e["t"] > mark]
-            false_wakes = len([e for e in evs if e["type"] in ("barge-in", "wake")])
-            figures["false_barge_ins"] = {"responses": spoken, "false_barge_ins_or_wakes": false_wakes,
-                                          "echo_rejected": len([e for e in evs if e["type"] == "echo-rejected"]),
-                                          "with_wake_word": sum("alexa" in _RESPONSES[i % len(_RESPONSES)].lower()
-                                                                for i in range(args.responses))}
-            print(f"false barge-ins: {figures['false_barge_ins']}", flush=True)
-        finally:
-            stop.set()
-            th.join(timeout=20)
-            p.close()
+    figures = measure_live(load_settings(args.config, args.profile), args.home, args.data_dir, args.idle_seconds,
+                           args.wakes, args.barge_ins, args.responses, args.echo_gain,
+                           progress=lambda msg: print(msg, flush=True))
     print(json.dumps(figures, indent=1))
     if args.out:
         args.out.write_text(json.dumps(figures, indent=1))
     return 0
-
-
-class _FixedAnswer:
-    """Wraps the responder: the same action, but a fixed (long) answer while `mode["answer"]` is set."""
-
-    def __init__(self, inner, mode: dict) -> None:
-        self.inner, self.mode = inner, mode
-        self.name, self.version = inner.name, getattr(inner, "version", "")
-
-    def respond(self, nlu, resolved, ctx):
-        r = self.inner.respond(nlu, resolved, ctx)
-        return replace(r, text=self.mode["answer"], expects_reply=False) if self.mode["answer"] else r

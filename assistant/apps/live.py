@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 import time
 from collections import deque
@@ -49,10 +48,10 @@ from assistant.core.events import BargeIn, EchoRejected, Event, ListenTimeout, R
 from assistant.core.record import TurnRecord
 from assistant.core.request import Request
 from assistant.errors import AssistantError, StageError
+from assistant.text import is_stop_command
 
 _LOGGER = logging.getLogger(__name__)
 _ECHO_WINDOW_S = 1.2
-_STOP_WORDS = re.compile(r"\b(stop|cancel|quiet|enough|shut up|be quiet|never mind|nevermind)\b", re.IGNORECASE)
 
 __all__ = ["LiveAssistant", "State", "StatusLine"]
 
@@ -507,4 +506,4 @@ class LiveAssistant:
         except Exception:  # noqa: BLE001
             return None
         self._event("stop-candidate", text=text)
-        return "stop" if _STOP_WORDS.search(text or "") else None
+        return "stop" if is_stop_command(text or "") else None

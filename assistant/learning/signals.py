@@ -28,7 +28,6 @@ lone weak signal, a turn too recent to judge) is `unknown`.
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator

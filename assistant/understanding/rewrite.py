@@ -81,12 +81,12 @@ class RewriteResult:
 class Rewriter:
     name = "rewriter"
 
-    def __init__(self, data_dir: Path, settings: RewriteSettings = RewriteSettings(),
+    def __init__(self, data_dir: Path, settings: RewriteSettings | None = None,
                  table: dict[str, Any] | None = None, index: OnlineIndex | None = None) -> None:
         from assistant.trace.privacy import Pseudonymizer
 
         self.data_dir = Path(data_dir)
-        self.settings = settings
+        self.settings = settings if settings is not None else RewriteSettings()
         self.table_doc = table
         self.table: dict[str, dict[str, Any]] = (table or {}).get("rewrites", {})
         self.table_version = (table or {}).get("version")

@@ -54,7 +54,8 @@ def evaluate(simulate: Callable[[str, Any, int, int], Iterable[TurnOutcome]], da
     real pipeline with `rewriter` (None for arm 'none') in front of NLU and yields one TurnOutcome per turn; the same
     seed gives the same households and goals in every arm. Returns per-arm defect rates, the relative defect
     reduction of each arm against 'none' and against the previous arm, and the win:loss of applied rewrites."""
-    from assistant.understanding.rewrite import Rewriter, RewriteSettings
+    from assistant.config import RewriteSettings
+    from assistant.understanding.rewrite import Rewriter
 
     results: list[ArmResult] = []
     for arm in arms:

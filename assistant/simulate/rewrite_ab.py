@@ -138,7 +138,8 @@ class RewriteAB:
         candidate is run on the counterfactual pipeline against the goal. A candidate above a threshold would be a
         win (the turn failed, the candidate would not) or a loss (the reverse); the threshold with the most net wins
         among those with win:loss >= `min_win_loss` is kept."""
-        from assistant.understanding.rewrite import Rewriter, RewriteSettings
+        from assistant.config import RewriteSettings
+        from assistant.understanding.rewrite import Rewriter
 
         c = self.cfg
         out = self.out / "tune"

@@ -60,9 +60,11 @@ def test_reopen_keeps_data_and_newer_schema_is_refused(tmp_path):
     assert err.value.code == "trace-store-newer"
 
 
-def test_corrupt_store_gives_clear_error(tmp_path):
+def test_corrupt_store_is_moved_aside_and_replaced(tmp_path):
+    """Issue 21: a damaged store no longer stops the assistant: it is kept aside and a new one is created."""
     path = tmp_path / "t.db"
     path.write_bytes(b"not a database" * 100)
-    with pytest.raises(AssistantError) as err:
-        TraceStore(path)
-    assert err.value.code == "trace-store-unreadable"
+    store = TraceStore(path)
+    assert store.moved_aside is not None and store.moved_aside.read_bytes() == b"not a database" * 100
+    assert store.count_turns() == 0
+    store.close()

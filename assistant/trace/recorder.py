@@ -3,11 +3,18 @@
 Spans are built from StageStarted/StageEnded (and StageRecorded for wake and endpointing, which run before the
 turn); the turn is written in one transaction at TurnEnded, so a failure anywhere still leaves a trace with its error
 code. What happens after the turn (a barge-in, an echo the live loop rejected) is added as an event of that turn.
+
+When the store cannot be written (a full disk, a read-only data dir) the turn is still answered: the recorder warns
+once on stderr that traces are not being saved, marks the record (an event `{"type": "trace-not-saved", "code",
+"message"}` in `events`, so the JSON output says so) and keeps trying with each turn; it warns again when saving
+works again. Nothing already stored is touched: a failed write is one rolled-back transaction.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
@@ -21,6 +28,7 @@ from assistant.core.events import (
     TurnEnded,
     TurnStarted,
 )
+from assistant.errors import AssistantError
 from assistant.trace.store import Span, TraceStore, TurnTrace
 
 _LOGGER = logging.getLogger(__name__)
@@ -30,9 +38,23 @@ def jsonable(value: Any) -> Any:
     return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
 
 
+def warn_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 class TraceRecorder:
-    def __init__(self, store: TraceStore) -> None:
+    def __init__(self, store: TraceStore, warn: Callable[[str], None] = warn_stderr) -> None:
         self.store = store
+        self.warn = warn
+        self.unsaved = 0
+        """Turns answered but not stored since the store last failed (0 while saving works)."""
+        self.failures = 0
+        """Turns (and later events) that could not be stored, in all."""
+        self._warned = False
+        if not getattr(store, "writable", True):
+            self.warn(f"Traces are not being saved: {store.unsaved_reason}. The assistant keeps answering; turns "
+                      "are not recorded until this is fixed.")
+            self._warned = True
         self._spans: dict[str, list[Span]] = {}
         self._open: dict[tuple[str, str], Span] = {}
 
@@ -57,11 +79,36 @@ class TraceRecorder:
         elif isinstance(event, TurnEnded):
             self._write(event)
         elif isinstance(event, BargeIn):
-            self.store.add_event(event.turn_id, "barge-in",
-                                 {"offset_ms": event.offset_ms, "reason": event.reason, **event.data},
-                                 t_ms=event.offset_ms)
+            self._store(lambda: self.store.add_event(
+                event.turn_id, "barge-in", {"offset_ms": event.offset_ms, "reason": event.reason, **event.data},
+                t_ms=event.offset_ms))
         elif isinstance(event, EchoRejected):
-            self.store.add_event(event.turn_id, "echo-rejected", event.data, t_ms=event.offset_ms)
+            self._store(lambda: self.store.add_event(event.turn_id, "echo-rejected", event.data,
+                                                     t_ms=event.offset_ms))
+
+    def _store(self, write: Callable[[], None]) -> AssistantError | None:
+        """Run one write; a store that cannot be written is reported, never raised into the turn."""
+        try:
+            write()
+        except AssistantError as err:  # TraceNotSaved, trace-store-busy: coded by the store
+            self._failed(err)
+            return err
+        except OSError as err:
+            failure = AssistantError("trace-not-saved", f"Traces are not being saved: {err}.")
+            self._failed(failure)
+            return failure
+        if self._warned:
+            self.warn(f"traces are being saved again ({self.unsaved} write(s) before this one were not).")
+            self._warned, self.unsaved = False, 0
+        return None
+
+    def _failed(self, err: AssistantError) -> None:
+        self.failures += 1
+        self.unsaved += 1
+        if not self._warned:
+            self.warn(f"{err.message} The assistant keeps answering; turns are not recorded until this is fixed.")
+            self._warned = True
+        _LOGGER.info("trace not saved: %s", err.message)
 
     def _write(self, ev: TurnEnded) -> None:
         rec = ev.record
@@ -76,4 +123,6 @@ class TraceRecorder:
             source=rec.source, pipeline=ev.pipeline, context=ev.context, record=rec.to_dict(), spans=spans,
             events=[{"type": "wake", "t_ms": 0.0, "data": rec.wake}] if rec.wake.get("detected") else [],
         )
-        self.store.write_turn(trace)
+        err = self._store(lambda: self.store.write_turn(trace))
+        if err is not None:
+            rec.events = [*(rec.events or []), {"type": "trace-not-saved", "code": err.code, "message": err.message}]

@@ -2,16 +2,58 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
+import logging
+import os
+import random
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from assistant.errors import AssistantError
 from assistant.trace.schema import MIGRATIONS, SCHEMA_VERSION
+
+_LOGGER = logging.getLogger(__name__)
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_OUR_TABLES = {"sessions", "turns", "spans", "events"}
+QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024
+"""Stores up to this size get `PRAGMA quick_check` when opened (about a second per 100 MB here); larger ones are
+checked only as far as their header and schema, so a big store still opens fast."""
+BUSY_TIMEOUT_S = 30.0
+"""How long one statement waits for another process's write lock (SQLite's busy handler)."""
+RETRY_FOR_S = 120.0
+"""How long a write keeps retrying "database is locked/busy" before it gives up with a coded error."""
+_FULL_OR_READONLY = ("database or disk is full", "readonly database", "disk i/o error", "unable to open database")
+
+
+class TraceNotSaved(AssistantError):
+    """The store cannot be written (full disk, read-only data dir): the turn is answered but not recorded."""
+
+
+def _is_busy(err: BaseException) -> bool:
+    msg = str(err).lower()
+    return isinstance(err, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg)
+
+
+def _cannot_write(err: BaseException) -> bool:
+    """A full disk, a read-only medium or directory, or no permission: retrying will not help."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
+    msg = str(err).lower()
+    return isinstance(err, sqlite3.OperationalError) and any(m in msg for m in _FULL_OR_READONLY)
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.errno is not None:
+        return f"{os.strerror(err.errno).lower()}"
+    return str(err)
 
 
 def _json(value: Any) -> str:
@@ -54,39 +96,199 @@ class TurnTrace:
 
 
 class TraceStore:
-    def __init__(self, path: Path) -> None:
+    """One SQLite file in WAL mode: any number of processes read and write it at once.
+
+    Opening takes an exclusive lock file (`traces.db.lock`) while it checks and migrates, so two processes starting
+    together never both migrate or both move a damaged file aside. A file that is not a trace store (not SQLite,
+    damaged, or another program's database) is moved aside to `traces.db.corrupt-<time>` with a warning naming both
+    paths, and a new store is created; a store from a newer release is refused. Writes are short IMMEDIATE
+    transactions retried while another process holds the lock, so "database is locked" never reaches a user. When the
+    store cannot be written at all (read-only or full disk) it still opens, `writable` is False, and each write
+    raises TraceNotSaved (code `trace-not-saved`) saying why.
+    """
+
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.writable = not read_only
+        self.unsaved_reason: str | None = None
+        self.moved_aside: Path | None = None
+        self._lock = threading.RLock()  # one connection may be shared by threads (live loop): one transaction at a time
+        if read_only:
+            self._db = self._connect_read_only()
+            return
         try:
-            self._db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._open_lock():
+                self._db = self._open_checked()
+        except (OSError, sqlite3.OperationalError) as err:
+            if _is_busy(err) or not _cannot_write(err):
+                raise AssistantError("trace-store-unavailable", f"{self.path}: cannot open the trace store ({err}).") \
+                    from err
+            self._degrade(f"{self.path} cannot be written ({_reason(err)})")
+
+    # -- opening -----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _open_lock(self) -> Iterator[None]:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # in WAL: a committed turn survives a killed process
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    def _open_checked(self) -> sqlite3.Connection:
+        problem = self._foreign_or_corrupt()
+        if problem is not None:
+            self._move_aside(problem)
+        try:
+            self._db = self._connect()
             self._migrate()
+        except AssistantError:
+            self._db.close()
+            raise
         except sqlite3.DatabaseError as err:
-            raise AssistantError(
-                "trace-store-unreadable",
-                f"{self.path} is not a readable trace database ({err}). Move it aside; a new one will be created.",
-            ) from err
+            if isinstance(err, sqlite3.OperationalError) and (_is_busy(err) or _cannot_write(err)):
+                raise
+            with contextlib.suppress(Exception):
+                self._db.close()
+            self._move_aside(f"it cannot be read ({err})")  # damage the first checks missed
+            self._db = self._connect()
+            self._migrate()
+        return self._db
+
+    def _foreign_or_corrupt(self) -> str | None:
+        """Why the file at `path` is not a usable trace store, or None (absent or fine)."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return None
+        with self.path.open("rb") as f:
+            header = f.read(len(_SQLITE_HEADER))
+        if header != _SQLITE_HEADER:
+            return "it is not an SQLite database"
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+            try:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+                    check = db.execute("PRAGMA quick_check").fetchone()[0]
+                    if check != "ok":
+                        return f"it is damaged (quick_check: {check})"
+            finally:
+                db.close()
+        except sqlite3.OperationalError as err:
+            if _is_busy(err) or _cannot_write(err):
+                return None  # not a verdict on the file; the normal open below reports it
+            return f"it cannot be read ({err})"
+        except sqlite3.DatabaseError as err:
+            return f"it is damaged ({err})"
+        if version == 0 and tables - {"sqlite_sequence"}:
+            return f"it is another program's database (tables {', '.join(sorted(tables)[:5])})"
+        if version > 0 and not _OUR_TABLES <= tables:
+            return f"it is not a trace store (no {', '.join(sorted(_OUR_TABLES - tables))} table)"
+        return None
+
+    def _move_aside(self, why: str) -> None:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = aside.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        os.replace(self.path, aside)
+        for suffix in ("-wal", "-shm"):  # a damaged store's journal belongs with it, not with the new store
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                os.replace(side, aside.with_name(aside.name + suffix))
+        self.moved_aside = aside
+        _LOGGER.warning("%s is not a usable trace store: %s. Moved it aside to %s; a new store is created at %s.",
+                        self.path, why, aside, self.path)
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        if self.path.exists():
+            with contextlib.suppress(sqlite3.DatabaseError):
+                db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                                     isolation_level=None, check_same_thread=False)
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return db
+            with contextlib.suppress(sqlite3.DatabaseError):  # WAL without -shm on a read-only medium
+                db = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, isolation_level=None,
+                                     check_same_thread=False)
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return db
+        db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        for version in range(SCHEMA_VERSION):  # an empty store in memory: readers see no turns
+            db.executescript(MIGRATIONS[version])
+        return db
+
+    def _degrade(self, reason: str) -> None:
+        self.writable = False
+        self.unsaved_reason = reason
+        self._db = self._connect_read_only()
+        _LOGGER.info("traces are not being saved: %s", reason)  # the recorder tells the user
 
     def _migrate(self) -> None:
         current = self._db.execute("PRAGMA user_version").fetchone()[0]
         if current > SCHEMA_VERSION:
             raise AssistantError(
                 "trace-store-newer",
-                f"{self.path} has schema version {current}, newer than this release ({SCHEMA_VERSION}). Upgrade the assistant.",
+                f"{self.path} has schema version {current}, newer than this release ({SCHEMA_VERSION}). Upgrade the "
+                "assistant (or give another --data-dir); the store is left untouched.",
             )
-        for version in range(current, SCHEMA_VERSION):
-            self._db.execute("BEGIN")
-            try:
+        if current == SCHEMA_VERSION:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            current = self._db.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
+            for version in range(current, SCHEMA_VERSION):
                 for statement in MIGRATIONS[version].split(";"):
                     if statement.strip():
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {version + 1}")
-            except BaseException:
-                self._db.execute("ROLLBACK")  # a failed migration leaves the store at the previous version
-                raise
-            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")  # a failed migration leaves the store at the previous version
+            raise
+        self._db.execute("COMMIT")
+
+    # -- writing: short transactions, retried while another process holds the lock -----------------
+    def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `fn(db)` in one IMMEDIATE transaction; retry on "locked"/"busy"; full or read-only -> TraceNotSaved."""
+        if not self.writable:
+            raise TraceNotSaved("trace-not-saved", f"Traces are not being saved: {self.unsaved_reason}.")
+        deadline = time.monotonic() + RETRY_FOR_S
+        delay = 0.01
+        while True:
+            with self._lock:
+                db = self._db
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    try:
+                        out = fn(db)
+                        db.execute("COMMIT")
+                        return out
+                    except BaseException:
+                        if db.in_transaction:
+                            db.execute("ROLLBACK")
+                        raise
+                except (sqlite3.OperationalError, OSError) as err:
+                    if _is_busy(err) and time.monotonic() < deadline:
+                        pass  # retried below, outside the lock
+                    elif _is_busy(err):
+                        raise AssistantError("trace-store-busy", f"{self.path} stayed locked by another process for "
+                                             f"{RETRY_FOR_S:.0f} s; the turn was not saved.") from err
+                    elif _cannot_write(err):
+                        raise TraceNotSaved("trace-not-saved",
+                                            f"Traces are not being saved: {self.path}: {_reason(err)}.") from err
+                    else:
+                        raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.5)
 
     @property
     def schema_version(self) -> int:
@@ -98,9 +300,8 @@ class TraceStore:
     # -- writing -----------------------------------------------------------------------------------
     def write_turn(self, trace: TurnTrace) -> None:
         """Write a turn, its spans and events atomically: a crash leaves either all of it or none."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+
+        def write(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO sessions(session_id, device_id, user_id, started_at, last_turn_at) VALUES (?,?,?,?,?) "
                 "ON CONFLICT(session_id) DO UPDATE SET last_turn_at=excluded.last_turn_at",
@@ -131,18 +332,15 @@ class TraceStore:
                     "INSERT INTO events(turn_id, type, t_ms, data, created_at) VALUES (?,?,?,?,?)",
                     (trace.turn_id, ev["type"], ev.get("t_ms"), _json(ev.get("data", {})), time.time()),
                 )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+
+        self._write(write)
 
     def add_event(self, turn_id: str, type_: str, data: dict[str, Any], t_ms: float | None = None) -> None:
         """Attach later feedback (barge-in, rephrase, yes/no) to a turn already stored."""
-        with self._db:
-            self._db.execute(
-                "INSERT INTO events(turn_id, type, t_ms, data, created_at) VALUES (?,?,?,?,?)",
-                (turn_id, type_, t_ms, _json(data), time.time()),
-            )
+        self._write(lambda db: db.execute(
+            "INSERT INTO events(turn_id, type, t_ms, data, created_at) VALUES (?,?,?,?,?)",
+            (turn_id, type_, t_ms, _json(data), time.time()),
+        ))
 
     # -- reading -----------------------------------------------------------------------------------
     def list_turns(self, limit: int = 20, session_id: str | None = None) -> list[dict[str, Any]]:
@@ -274,36 +472,22 @@ class TraceStore:
     def write_labels(self, rows: list[tuple[str, str, float, list[dict[str, Any]], str]]) -> None:
         """(turn_id, label, confidence, signals, labeler_version) rows; replaces a turn's previous label."""
         now = time.time()
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(
-                "INSERT OR REPLACE INTO labels(turn_id, label, confidence, signals, labeler_version, created_at) "
-                "VALUES (?,?,?,?,?,?)",
-                [(t, lab, conf, _json(sig), ver, now) for t, lab, conf, sig, ver in rows],
-            )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        self._write(lambda db: db.executemany(
+            "INSERT OR REPLACE INTO labels(turn_id, label, confidence, signals, labeler_version, created_at) "
+            "VALUES (?,?,?,?,?,?)",
+            [(t, lab, conf, _json(sig), ver, now) for t, lab, conf, sig, ver in rows],
+        ))
 
     def write_goal_labels(self, rows: list[Any], labeler_version: str) -> None:
         """Goal labels (assistant/learning/labels `TurnLabel`s: turn_id, goal_id, goal_index, goal_success, defect,
         failure_point, stage_probs); replaces a turn's previous row."""
         now = time.time()
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(
-                "INSERT OR REPLACE INTO goal_labels(turn_id, goal_id, goal_index, goal_success, defect, failure_point, "
-                "stage_probs, labeler_version, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                [(r.turn_id, r.goal_id, r.goal_index, r.goal_success, r.defect, r.failure_point, _json(r.stage_probs),
-                  labeler_version, now) for r in rows],
-            )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        self._write(lambda db: db.executemany(
+            "INSERT OR REPLACE INTO goal_labels(turn_id, goal_id, goal_index, goal_success, defect, failure_point, "
+            "stage_probs, labeler_version, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            [(r.turn_id, r.goal_id, r.goal_index, r.goal_success, r.defect, r.failure_point, _json(r.stage_probs),
+              labeler_version, now) for r in rows],
+        ))
 
     def get_goal_label(self, turn_id: str) -> dict[str, Any] | None:
         row = self._db.execute(
@@ -377,16 +561,14 @@ class TraceStore:
                                 paths.add(obj[key])
                     for path in sorted(paths):
                         on_audio(path)
-            db.execute("BEGIN IMMEDIATE")
-            try:
+
+            def delete(db: sqlite3.Connection, rows=rows) -> None:
                 db.executemany("DELETE FROM turns WHERE turn_id=?", [(r[0],) for r in rows])
                 db.executemany("DELETE FROM sessions WHERE session_id=? AND NOT EXISTS "
                                "(SELECT 1 FROM turns t WHERE t.session_id = sessions.session_id)",
                                [(sid,) for sid in {r[1] for r in rows}])
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+
+            self._write(delete)
             deleted += len(rows)
 
     def iter_query(self, sql: str, args: tuple[Any, ...] = (), batch_size: int = 1000) -> Iterator[list[tuple[Any, ...]]]:

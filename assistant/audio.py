@@ -6,6 +6,7 @@ soxr resamples in streaming mode. Everything downstream sees one format: `PIPELI
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import wave
@@ -48,11 +49,9 @@ def probe(path: Path) -> AudioInfo:
         raise AudioInputError("audio-empty", f"{path} is empty (0 bytes). Record or copy the audio again.")
     import soundfile as sf
 
-    try:
+    with contextlib.suppress(Exception):  # not for libsndfile: fall back to FFmpeg's decoders below
         info = sf.info(str(path))
         return AudioInfo(str(path), int(info.samplerate), int(info.channels), float(info.duration), info.format)
-    except Exception:  # noqa: BLE001 - fall back to FFmpeg's decoders below
-        pass
     try:
         import av
 
@@ -65,12 +64,26 @@ def probe(path: Path) -> AudioInfo:
             return AudioInfo(str(path), int(st.rate), int(st.channels), seconds, container.format.name)
     except AudioInputError:
         raise
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         raise AudioInputError(
             "audio-undecodable",
             f"{path} is not audio that can be decoded ({type(err).__name__}). "
             "Give a WAV, FLAC, OGG or MP3 file; convert others with `sox in.x out.wav` or ffmpeg.",
         ) from err
+
+
+def check_decodable(path: Path) -> AudioInfo:
+    """Probe the file and decode its first frame: raises AudioInputError (a coded, clear error) for a missing,
+    empty, unreadable or undecodable file, so a caller can refuse it before any turn starts."""
+    info = probe(path)
+    frames = stream_file(path)
+    try:
+        next(frames)
+    except StopIteration:  # stream_file raises audio-empty itself; this is belt and braces
+        raise AudioInputError("audio-empty", f"{path} contains no audio samples.") from None
+    finally:
+        frames.close()
+    return info
 
 
 def _blocks_soundfile(path: Path, block: int) -> Iterator[tuple[np.ndarray, int]]:
@@ -142,7 +155,7 @@ def _frames(source: Iterator[tuple[np.ndarray, int]], frame_samples: int, path: 
             pending = np.concatenate([pending, resampler.resample_chunk(np.zeros(0, np.float32), last=True)])
     except AudioInputError:
         raise
-    except Exception as err:  # noqa: BLE001 - libsndfile raises on a truncated/corrupt body
+    except Exception as err:  # libsndfile raises on a truncated/corrupt body
         if total == 0:
             raise AudioInputError(
                 "audio-corrupt", f"{path} could not be decoded ({err}). The file is damaged; re-export it."

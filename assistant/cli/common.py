@@ -9,6 +9,58 @@ from pathlib import Path
 from typing import Any
 
 from assistant.config import DEFAULT_HOME, DEFAULT_PIPELINE, default_data_dir, load_settings
+from assistant.errors import AssistantError
+
+GLOBAL_OPTIONS: dict[str, int] = {"--config": 1, "--profile": 1, "--home": 1, "--data-dir": 1, "--out": 1,
+                                  "--json": 0}
+"""Options a user may give before the command (`assistant --config X say ...`), with how many values each takes."""
+
+
+class UsageError(AssistantError):
+    """The command line itself is wrong (an empty text, ...): exit 2 with a usage message, like argparse."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("usage", message)
+
+
+def hoist_global_options(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """Move the GLOBAL_OPTIONS given before the command to just after it (`traces list` is a two-word command).
+
+    argparse only gives an option to the (sub)parser that defines it, so `assistant --config X say hi` would fail
+    with "invalid choice"; after this it is `assistant say --config X hi`. A command that does not take the option
+    still rejects it with argparse's "unrecognized arguments".
+    """
+    moved: list[str] = []
+    before: list[str] = []
+    i = 0
+    while i < len(argv):
+        name, eq, _ = argv[i].partition("=")
+        if name in GLOBAL_OPTIONS:
+            take = 1 if (eq or GLOBAL_OPTIONS[name] == 0) else 1 + GLOBAL_OPTIONS[name]
+            moved += argv[i:i + take]
+            i += take
+        elif argv[i].startswith("-"):
+            before.append(argv[i])  # -v, -h: the top-level parser's own
+            i += 1
+        else:
+            break
+    if not moved:
+        return argv
+    end, current = i, parser
+    while end < len(argv):
+        choices = _subcommands(current)
+        if argv[end] not in choices:
+            break
+        current = choices[argv[end]]
+        end += 1
+    return before + argv[i:end] + moved + argv[end:]
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:  # argparse has no public accessor for its subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
 
 
 def add_pipeline_options(p: argparse.ArgumentParser) -> None:
@@ -54,9 +106,13 @@ def print_turn(rec: dict[str, Any], as_json: bool) -> None:
         lines.append(f"  says      \"{rec['response_text']}\"{audio}")
     if rec.get("error"):
         lines.append(f"  error     [{rec['error']['code']}] {rec['error']['message']}")
+    for ev in rec.get("events") or []:
+        if ev.get("type") == "trace-not-saved":
+            lines.append(f"  trace     not saved [{ev.get('code')}]")
     lat = rec.get("latency_ms", {})
     stages = ", ".join(f"{k} {v:.0f}" for k, v in lat.items() if k in ("asr", "nlu", "resolve", "respond", "tts"))
-    lines.append(f"  latency   {stages} ms; end of speech -> first audio {lat.get('end_to_end', 0):.0f} ms")
+    if stages:  # a turn that failed before any stage ran has no latency worth a line
+        lines.append(f"  latency   {stages} ms; end of speech -> first audio {lat.get('end_to_end', 0):.0f} ms")
     print("\n".join(lines), flush=True)
 
 

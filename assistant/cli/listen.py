@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     def on_turn(rec):
         if args.json:
             print_turn(rec, True)
+        elif args.no_status:
+            print(_summary(rec), flush=True)  # no status line, but every answer is still printed (stdout)
         else:
             status.print(_summary(rec))
 
@@ -61,9 +63,11 @@ def _summary(rec) -> str:
         parts.append(f"says \"{rec['response_text']}\"")
     if rec.get("error"):
         parts.append(f"error [{rec['error']['code']}]")
-    for ev in rec.get("events", []):
+    for ev in rec.get("events") or []:
         if ev.get("type") == "barge-in":
             parts.append(f"interrupted at {ev['offset_ms'] / 1000:.1f} s")
+        elif ev.get("type") == "trace-not-saved":
+            parts.append("(not saved)")
     lat = rec.get("latency_ms", {})
     if "end_to_end" in lat:
         parts.append(f"{lat['end_to_end']:.0f} ms to first audio")

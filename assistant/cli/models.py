@@ -104,6 +104,19 @@ def load_stages(config: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _short_file(file: str | None) -> str:
+    """The weights file, relative to the repo or to its package's site-packages (the full path is in --json)."""
+    if not file:
+        return "-"
+    path = Path(file)
+    parts = path.parts
+    if "site-packages" in parts:
+        return str(Path(*parts[parts.index("site-packages") + 1:]))
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(REPO_ROOT))
+    return file
+
+
 def run(args: argparse.Namespace) -> int:
     rows = inspect_models()
     loads = {} if args.no_load else load_stages(args.config)
@@ -112,12 +125,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"models": rows, "loads": loads, "ok": not bad}, indent=2))
         return 1 if bad else 0
     table = Table(title="models (weights from installed packages and models/; nothing is downloaded)")
-    for col in ("id", "stage", "package", "licence", "MB", "sha256", "check"):
+    for col in ("id", "stage", "package", "file", "licence", "MB", "sha256", "check"):
         table.add_column(col, overflow="fold")
     for r in rows:
         pkg = f"{r['package']} {r['package_version'] or ''}".strip()
-        table.add_row(r["id"], r["stage"], pkg, r["licence"], str(r["size_mb"] or "-"), (r["sha256"] or "-")[:16],
-                      r["checksum"])
+        table.add_row(r["id"], r["stage"], pkg, _short_file(r["file"]), r["licence"], str(r["size_mb"] or "-"),
+                      (r["sha256"] or "-")[:16], r["checksum"])
     console = Console()
     console.print(table)
     for stage, s in loads.items():

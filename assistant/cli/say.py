@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from assistant.cli.common import add_pipeline_options, make_runner, print_turn
+from assistant.cli.common import UsageError, add_pipeline_options, make_runner, print_turn
 
 
 def register(sub) -> None:
@@ -17,9 +17,13 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    text = " ".join(args.text).strip()
+    if not any(ch.isalnum() for ch in text):
+        raise UsageError(f"there is nothing to say in {' '.join(args.text)!r}: give the words, "
+                         "e.g. assistant say \"turn on the kitchen light\"")
     pipeline = make_runner(args, out_dir=args.out, load_audio_stages=False)
     try:
-        rec = pipeline.run_text(" ".join(args.text))
+        rec = pipeline.run_text(text)
         print_turn(rec, args.json)
     finally:
         pipeline.close()

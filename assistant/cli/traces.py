@@ -8,11 +8,11 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from rich.console import Console
 from rich import box
+from rich.console import Console
 from rich.table import Table
 
-from assistant.config import default_data_dir, load_settings, DEFAULT_PIPELINE
+from assistant.config import DEFAULT_PIPELINE, default_data_dir, load_settings
 from assistant.errors import AssistantError
 from assistant.trace.store import TraceStore
 
@@ -109,8 +109,10 @@ def run_show(args: argparse.Namespace) -> int:
     console.print(f"[bold]turn {turn['turn_id']}[/] session {turn['session_id']} #{turn['seq']}  "
                   f"{datetime.fromtimestamp(turn['started_at']).isoformat(timespec='seconds')}")
     console.print(f"source {json.dumps(turn['source'])}   device {turn['context'].get('device_id')}  user {turn['context'].get('user_id')}")
-    if rec.get("wake", {}).get("detected"):
-        console.print(f"wake   {rec['wake']['model']} score {rec['wake']['score']} at {rec['wake'].get('offset_seconds')} s")
+    wake = rec.get("wake") or {}
+    if wake.get("detected"):
+        at = f" at {wake['offset_seconds']} s" if wake.get("offset_seconds") is not None else ""  # live: no offset
+        console.print(f"wake   {wake.get('model')} score {wake.get('score')}{at}", highlight=False)
     # One block per stage (not a table): inputs and outputs stay readable in an 80-column terminal.
     for s in turn["spans"]:
         conf = f"  conf {s['confidence']:.2f}" if s["confidence"] is not None else ""

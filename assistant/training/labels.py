@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from assistant.config import shared_data_dir
-from assistant.learning.labels.counterfactual import Counterfactuals
+from assistant.learning.labels.counterfactual import Counterfactuals, History
 from assistant.learning.labels.features import goal_features
 from assistant.learning.labels.labeller import (
     DEFAULT_MODEL_DIR,
@@ -32,17 +32,18 @@ from assistant.trace.store import TraceStore
 VERSION_PREFIX = "labels-1"
 
 
-def load_run(run_dir: Path, detector: Any) -> tuple[list[SessionInput], dict[str, dict[str, Any]]]:
-    """The run's sessions as the labeller sees them, and its truth (training / scoring only)."""
+def load_run(run_dir: Path, detector: Any) -> tuple[list[SessionInput], dict[str, dict[str, Any]], History]:
+    """The run's sessions as the labeller sees them, its history index, and its truth (training / scoring only)."""
     truth = load_truth(run_dir)
     store = TraceStore(Path(run_dir) / "traces.db")
     try:
         sessions = [s for s in load_sessions(store, detector) if s.views]
+        history = History.from_store(store)
     finally:
         store.close()
     for s in sessions:  # turns without a truth line (none expected) are dropped
         s.views = [v for v in s.views if v.turn_id in truth]
-    return [s for s in sessions if s.views], truth
+    return [s for s in sessions if s.views], truth, history
 
 
 N_FOLDS = 4
@@ -124,12 +125,13 @@ def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float = 1.0, prog
     lab = Labeller(_blank(), _blank(), _blank(), _blank(), VERSION_PREFIX, cf, lm=lm)
     data = []
     for r in runs:
-        sessions, truth = load_run(r, det)
-        data.append((sessions, truth))
+        sessions, truth, history = load_run(r, det)
+        data.append((sessions, truth, history))
         if progress:
             print(f"{r}: {sum(len(s.views) for s in sessions)} turns, {len(sessions)} sessions", flush=True)
-    sessions = [s for ss, _ in data for s in ss]
-    truth = {k: v for _, t in data for k, v in t.items()}
+    sessions = [s for ss, _, _ in data for s in ss]
+    hist_of = [h for ss, _, h in data for _ in ss]
+    truth = {k: v for _, t, _ in data for k, v in t.items()}
     # 1. links
     lrows, ly, lfolds = link_dataset(lab, sessions, truth)
     link_names = sorted(lrows[0])
@@ -141,6 +143,7 @@ def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float = 1.0, prog
     ty: list[int] = []
     where: list[tuple[int, int]] = []
     for si, (s, g) in enumerate(zip(sessions, segs)):
+        lab.history = hist_of[si]
         rows = lab.turn_rows(s, g)
         for i, row in enumerate(rows):
             trows.append(row)

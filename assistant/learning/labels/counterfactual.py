@@ -16,6 +16,7 @@ simulator does not store audio, so it is not used here (see MODEL_CARD.md).
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,74 @@ def default_vocab_path() -> Path:
     from assistant.backends.nlu.onnx_joint import DEFAULT_MODEL_DIR
 
     return Path(DEFAULT_MODEL_DIR) / "tokenizer.json"
+
+
+class History:
+    """What each user said successfully elsewhere in the store (other goals, other days): for a failed turn, the most
+    similar request of the same user that was carried out is a second *target* ("what they usually mean by this").
+    Habits repeat, so a transcript that differs from the one that usually works points at the words (ASR), one that
+    matches it points at the understanding."""
+
+    def __init__(self) -> None:
+        self.by_user: dict[str, dict[str, list[Any]]] = {}
+        """user -> normalised transcript -> [count, intent, slots, a turn id]"""
+
+    @classmethod
+    def from_store(cls, store: Any) -> History:
+        h = cls()
+        sql = ("SELECT t.turn_id, s.user_id, t.transcript, t.intent, json_extract(t.record, '$.slots'), "
+               "json_extract(t.record, '$.action.status') FROM turns t JOIN sessions s ON s.session_id = t.session_id")
+        import json
+
+        for batch in store.iter_query(sql):
+            for tid, user, text, intent, slots, status in batch:
+                if status != "done" or not text or intent in _CONTROL:
+                    continue
+                key = " ".join(_words(text))
+                e = h.by_user.setdefault(user or "", {}).setdefault(key, [0, intent, json.loads(slots or "{}"), tid])
+                e[0] += 1
+        return h
+
+    def target(self, user: str, t: TurnView, exclude: set[str]) -> tuple[str, int, str | None, dict[str, Any]] | None:
+        """(text, count, intent, slots) of the user's most similar successful request (similarity >= 70), not one of
+        `exclude` (the turn's own goal)."""
+        texts = self.by_user.get(user or "")
+        if not texts or not t.transcript:
+            return None
+        from rapidfuzz import process
+
+        key = " ".join(_words(t.transcript))
+        best = None
+        for text, score, _ in process.extract(key, list(texts), scorer=fuzz.ratio, limit=5):
+            e = texts[text]
+            if score < 70 or e[3] in exclude or text == key:
+                continue
+            if best is None or (score, e[0]) > (best[0], best[1][0]):
+                best = (score, e, text)
+        if best is None:
+            return None
+        _s, e, text = best
+        return text, e[0], e[1], e[2]
+
+    def features(self, cf: Counterfactuals, user: str, t: TurnView, exclude: set[str]) -> dict[str, float]:
+        f = dict.fromkeys(XS_FEATURES, 0.0)
+        tgt = self.target(user, t, exclude) if t.substantive else None
+        if tgt is None:
+            return f
+        text, count, intent, slots = tgt
+        f["xs_has"] = 1.0
+        f["xs_count"] = math.log1p(count)
+        f["xs_sim"] = similarity(t.transcript, text) / 100
+        f["xs_same_intent"] = float(intent == t.intent)
+        f["xs_keywords"] = key_words_present([str(v) for v in slots.values() if v], t.transcript)
+        if cf.enabled and intent != t.intent:
+            fixed, changed = repair(t.transcript, text)
+            if changed:
+                got, _conf = cf.parse(fixed)
+                f["xs_repair_fixes"] = float(got == intent)
+        return f
+
+
+XS_FEATURES = ("xs_has", "xs_count", "xs_sim", "xs_same_intent", "xs_keywords", "xs_repair_fixes")
+_CONTROL = frozenset({"general_commandstop", "general_repeat", "general_affirm", "general_negate", "general_confirm",
+                      "general_dontcare", "general_praise", "general_greet"})

@@ -189,7 +189,7 @@ def evaluate_run(run_dir: Path, model_dir: Path | None = None, counterfactuals: 
 
     lab = Labeller.load(model_dir, counterfactuals)
     t0 = time.perf_counter()
-    sessions, truth = load_run(Path(run_dir), rephrase_detector())
+    sessions, truth, lab.history = load_run(Path(run_dir), rephrase_detector())
     load_s = time.perf_counter() - t0
     res = evaluate_sessions(lab, sessions, truth)
     res["run"] = str(run_dir)

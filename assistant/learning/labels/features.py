@@ -48,6 +48,7 @@ class TurnView:
     turn_id: str
     session_id: str
     device_id: str
+    user_id: str
     started_at: float
     ended_at: float
     transcript: str
@@ -128,6 +129,7 @@ def view(t: dict[str, Any], signals: list[dict[str, Any]] | None = None) -> Turn
     wake = rec.get("wake") or {}
     v = TurnView(
         turn_id=t["turn_id"], session_id=t.get("session_id", ""), device_id=t.get("device_id") or "",
+        user_id=t.get("user_id") or "",
         started_at=float(t["started_at"]), ended_at=float(t.get("ended_at") or t["started_at"]),
         transcript=(rec.get("transcript") or "").strip(), intent=rec.get("intent"),
         intent_conf=float(rec.get("intent_confidence") or 0.0), nbest=nbest, slots=rec.get("slots") or {},

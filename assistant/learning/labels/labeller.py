@@ -28,7 +28,8 @@ import numpy as np
 
 from assistant.config import REPO_ROOT
 from assistant.errors import ModelError
-from assistant.learning.labels.counterfactual import Counterfactuals, default_vocab_path
+from assistant.learning.labels.counterfactual import Counterfactuals, History, default_vocab_path
+from assistant.learning.labels.evidence import combine, likelihood_ratios
 from assistant.learning.labels.features import TurnView, Vocab, goal_features, link_features, turn_features, view
 from assistant.learning.labels.lm import BigramLM
 from assistant.learning.labels.model import Logistic
@@ -81,6 +82,8 @@ class Labeller:
                  lm: BigramLM | None = None) -> None:
         self.link, self.turn, self.stage, self.goal = link, turn, stage, goal
         self.lm = lm
+        self.history: History | None = None
+        """Set per store (`History.from_store`): the users' successful requests elsewhere."""
         self.version = version
         self.cf = counterfactuals or Counterfactuals()
         self.vocab = vocab or Vocab.from_tokenizer(default_vocab_path())
@@ -131,12 +134,17 @@ class Labeller:
                     later = [x for x in gv[pos + 1:] if x.substantive]
                     target = next((x for x in reversed(later) if x.status == "done"), later[-1] if later else None)
                 cf = self.cf.features(t, target)
+                if self.history is not None:
+                    cf.update(self.history.features(self.cf, t.user_id, t, {x.turn_id for x in gv}))
                 reph = max((v for (a, _b), v in s.pairs.items() if a == t.turn_id), default=0.0)
                 row = turn_features(t, gv, pos, after, cf, self.vocab, reph)
                 if self.lm is not None:
                     lm = self.lm.score(t.transcript)
                     row.update(lm)
                     row["lm_x_asr"] = lm["lm_logp"] * row["asr_conf"]
+                    row["clean_text"] = float(row["asr_conf"] >= 0.8 and lm["lm_unseen_bigrams"] <= 0.3)
+                    row["clean_x_nlu_wrong"] = row["clean_text"] * (1.0 - row["nlu_conf"])
+                    row["garbled"] = float(row["asr_conf"] < 0.6 and lm["lm_unseen_bigrams"] >= 0.4)
                     row["lm_target"] = self.lm.score(target.transcript)["lm_logp"] if target is not None else 0.0
                 rows[i] = row
         return rows  # type: ignore[return-value]
@@ -159,6 +167,7 @@ class Labeller:
             gid = goal_id_for(gv[0].turn_id)
             for pos, i in enumerate(g):
                 probs = {c: round(float(p), 4) for c, p in zip(self.stage.classes, S[i])}
+                probs = combine(probs, likelihood_ratios(s.views[i]))
                 defect = float(p_def[i])
                 fp = max(probs, key=probs.get) if defect >= 0.5 else None
                 out.append(TurnLabel(s.views[i].turn_id, gid, pos, round(success, 4), round(defect, 4), fp, probs))
@@ -172,6 +181,7 @@ def label_store(store: Any, model_dir: Path | None = None, detector: Any = "auto
     t0 = time.perf_counter()
     lab = labeller or Labeller.load(model_dir, counterfactuals)
     det = rephrase_detector() if detector == "auto" else detector
+    lab.history = History.from_store(store)
     pending: list[TurnLabel] = []
     turns = goals = failed_goals = defects = 0
     stages: dict[str, int] = {}

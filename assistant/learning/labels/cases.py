@@ -1,0 +1,140 @@
+"""Hand-built sessions with a known failure at each stage, written into a trace store exactly as the pipeline writes
+turns (record, asr / nlu / resolve / respond spans, events). Used by the tests and as worked examples.
+
+Each case is a list of turns of one session; `expect` holds the turn index of the defective turn, its failing stage,
+the goals (lists of turn indices) and whether each goal succeeded.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from assistant.trace.store import Span, TraceStore, TurnTrace
+
+
+@dataclass
+class T:
+    """One turn: what the device heard, understood, resolved and did."""
+
+    text: str
+    intent: str | None
+    conf: float = 0.95
+    asr_conf: float = 0.93
+    slots: dict[str, str] = field(default_factory=dict)
+    entities: list[dict[str, Any]] = field(default_factory=list)
+    action: str = "none"
+    status: str = "done"
+    response: str = "OK."
+    at: float = 0.0
+    """seconds after the session's start"""
+    expects_reply: bool = False
+    error: dict[str, Any] | None = None
+    nbest: list[tuple[str, float]] | None = None
+    barge_in_ms: float | None = None
+
+
+@dataclass
+class Case:
+    name: str
+    stage: str
+    turns: list[T]
+    defect: int
+    """index of the defective turn"""
+    goals: list[list[int]]
+    success: list[bool]
+
+
+def _audio_seconds(text: str) -> float:
+    return round(0.6 + len(text.split()) / 2.6, 2)
+
+
+def write_case(store: TraceStore, case: Case, t0: float = 1_740_985_000.0, user: str = "h-test",
+               device: str = "kitchen.speaker") -> list[str]:
+    """Write the case's turns as one session; returns their turn ids."""
+    session = f"s-{case.name}-{uuid.uuid4().hex[:6]}"
+    ids = []
+    for t in case.turns:
+        tid = uuid.uuid4().hex
+        ids.append(tid)
+        audio_s = _audio_seconds(t.text)
+        start = t0 + t.at
+        nbest = t.nbest or ([(t.intent, t.conf), ("general_quirky", round(1 - t.conf, 4))] if t.intent else [])
+        slot_spans = [{"name": k, "value": v, "start": 0, "end": len(v), "confidence": 0.9} for k, v in t.slots.items()]
+        action = {"name": t.action, "status": t.status, "target": None, "params": {}, "result": {}}
+        rec = {"turn_id": tid, "session_id": session, "source": {"kind": "test"}, "wake": None, "transcript": t.text,
+               "asr_confidence": t.asr_conf, "intent": t.intent, "intent_confidence": t.conf, "slots": t.slots,
+               "entities": t.entities, "action": action, "response_text": t.response, "response_audio": None,
+               "expects_reply": t.expects_reply, "latency_ms": {}, "error": t.error}
+        spans = [
+            Span("asr", "test", "1", 0.0, 300.0, {"audio_seconds": audio_s},
+                 {"text": t.text, "confidence": t.asr_conf, "no_speech_prob": 0.05, "audio_seconds": audio_s},
+                 t.asr_conf),
+            Span("nlu", "test", "1", 300.0, 320.0, {"text": t.text},
+                 {"text": t.text, "intent": t.intent, "confidence": t.conf, "slots": slot_spans,
+                  "nbest": [list(x) for x in nbest]}, t.conf),
+            Span("resolve", "test", "1", 320.0, 330.0, {"slots": t.slots}, {"entities": t.entities}),
+            Span("respond", "test", "1", 330.0, 350.0, {"intent": t.intent},
+                 {"text": t.response, "action": action, "expects_reply": t.expects_reply}),
+        ]
+        events = []
+        if t.barge_in_ms is not None:
+            events.append({"type": "barge-in", "t_ms": t.barge_in_ms, "data": {"offset_ms": t.barge_in_ms}})
+        store.write_turn(TurnTrace(tid, session, device, user, start, start + 0.4, {"kind": "test"}, {}, {}, rec,
+                                   spans, events))
+    return ids
+
+
+def _room(name: str, ok: bool = True) -> dict[str, Any]:
+    return {"slot": "house_place", "value": name, "entity_type": "area", "entity_id": name if ok else None,
+            "name": name if ok else None, "score": 1.0 if ok else 0.0, "candidates": []}
+
+
+CASES: list[Case] = [
+    Case("false-wake", "false_wake", [
+        T("She said she would call him first thing tomorrow.", "calendar_set", 0.64, 0.74, action="none",
+          status="unsupported", response="Sorry, I can't do that."),
+        T("Stop.", "general_commandstop", 0.99, 0.9, action="stop", status="done", response="", at=3.2),
+    ], defect=0, goals=[[0, 1]], success=[False]),
+    Case("asr", "asr", [
+        T("Raise the lamp slide.", "iot_cover_open", 0.55, 0.42, slots={"device_type": "lamp slide"},
+          action="cover.open", status="failed", response="There is no blind to open here."),
+        T("Raise the lamp's light.", "iot_hue_lightup", 0.93, 0.9, slots={"device_type": "lamp's light"},
+          action="light.brighten", status="done", response="Brightening the lamp.", at=5.5),
+    ], defect=0, goals=[[0, 1]], success=[True]),
+    Case("nlu", "nlu", [
+        T("Can you pause the audio?", "play_audiobook", 0.46, 0.97, action="none", status="unsupported",
+          response="Sorry, I can't do that.",
+          nbest=[("play_audiobook", 0.46), ("media_pause", 0.41), ("play_podcasts", 0.1)]),
+        T("Please pause.", "media_pause", 0.97, 0.95, action="media.pause", status="done", response="Paused.",
+          at=4.8),
+    ], defect=0, goals=[[0, 1]], success=[True]),
+    Case("entity", "entity_resolution", [
+        T("Turn off the light in the hallway.", "iot_hue_lightoff", 0.97, 0.95, slots={"house_place": "hallway"},
+          entities=[_room("hallway", ok=False)], action="light.off", status="failed",
+          response="I don't know a room called hallway."),
+        T("Turn off the hallway light.", "iot_hue_lightoff", 0.97, 0.95, slots={"house_place": "hallway"},
+          entities=[_room("hallway", ok=False)], action="light.off", status="failed",
+          response="I don't know a room called hallway.", at=6.0),
+    ], defect=0, goals=[[0, 1]], success=[False]),
+    Case("result", "result", [
+        T("Set a timer for ten minutes.", "timer_set", 0.98, 0.96, slots={"duration": "ten minutes"},
+          action="timer.set", status="failed", response="Sorry, something went wrong with the timer.",
+          error={"stage": "respond", "code": "skill-error", "message": "timer store locked"}),
+        T("Set a ten minute timer.", "timer_set", 0.98, 0.96, slots={"duration": "ten minute"},
+          action="timer.set", status="done", response="Timer set for 10 minutes.", at=5.0),
+    ], defect=0, goals=[[0, 1]], success=[True]),
+    Case("ok-then-new", "correct", [
+        T("Turn on the kitchen light.", "iot_hue_lighton", 0.98, 0.95, slots={"house_place": "kitchen"},
+          entities=[_room("kitchen")], action="light.on", status="done", response="Kitchen light on."),
+        T("What time is it?", "datetime_query", 0.99, 0.96, action="datetime.query", status="done",
+          response="It's 7:05.", at=40.0),
+    ], defect=-1, goals=[[0], [1]], success=[True, True]),
+    Case("clarify", "correct", [
+        T("Turn on the lamp.", "iot_hue_lighton", 0.97, 0.95, slots={"device_type": "lamp"}, action="light.on",
+          status="clarify", response="Which one: the floor lamp or the desk lamp?", expects_reply=True),
+        T("The desk lamp.", "iot_hue_lighton", 0.7, 0.93, action="light.on", status="done",
+          response="Desk lamp on.", at=4.5),
+    ], defect=-1, goals=[[0, 1]], success=[True]),
+]

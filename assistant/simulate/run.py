@@ -351,7 +351,7 @@ class Simulator:
     def _shadow(self, hh: Household, goal: Goal, role: str, text: str, rec: dict[str, Any], t: datetime
                 ) -> dict[str, Any] | None:
         """The shadow rewriter's best candidate for this transcript and the verdict had it been applied."""
-        from assistant.learning.retrieval import normalize
+        from assistant.text import normalize
 
         res = self.shadow_rewriter.rewrite(rec["transcript"], self._user_id)
         if not res.candidate or res.score is None or normalize(res.candidate) == normalize(rec["transcript"]):

@@ -45,7 +45,7 @@ NOUNS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {
     "speaker": (("speaker", "display", "media_player"), None), "media player": (("media_player", "tv"), None),
     "vacuum": (("vacuum",), None), "robot vacuum": (("vacuum",), None), "hoover": (("vacuum",), None),
     "vacuum cleaner": (("vacuum",), None), "roomba": (("vacuum",), None),
-    "oven": (("oven",), None), "cooker": (("oven",), None), "kettle": (("kettle", "plug"), None),
+    "oven": (("oven",), None), "cooker": (("oven",), None), "kettle": (("kettle",), None),
     "coffee machine": (("coffee_machine",), None), "coffee maker": (("coffee_machine",), None),
     "sensor": (("sensor", "binary_sensor"), None), "thermometer": (("sensor",), ("temperature",)),
     "temperature sensor": (("sensor",), ("temperature",)), "motion sensor": (("binary_sensor",), ("motion",)),
@@ -53,6 +53,9 @@ NOUNS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {
     "scene": (("scene",), None), "script": (("script",), None),
     "device": ((), None), "thing": ((), None), "everything": ((), None), "anything": ((), None),
 }
+NOUN_FOR_TYPE = {"light": "light", "switch": "switch", "plug": "plug", "fan": "fan", "cover": "cover", "lock": "lock",
+                 "thermostat": "thermostat", "heater": "heater", "tv": "tv", "speaker": "speaker", "vacuum": "vacuum",
+                 "oven": "oven", "media_player": "media player", "sensor": "sensor", "binary_sensor": "sensor"}
 IRREGULAR_PLURALS = {"switches": "switch", "lamps": "lamp", "drapes": "drapes", "everything": "everything",
                      "anything": "anything", "lighting": "lighting", "heating": "heating", "blinds": "blind"}
 ALL_WORDS = ("all of the", "all the", "all", "every single", "every", "each", "both of the", "both the", "both",
@@ -92,6 +95,8 @@ class Target:
     outdoor: bool = False
     unknown: str | None = None
     """Words naming something the home does not have ("front door")."""
+    area_options: list[str] = field(default_factory=list)
+    """A room said by part of its name ("bedroom"): the areas it may be; the speaking satellite's decides."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -190,6 +195,9 @@ def normalize(text: str) -> str:
     t = re.sub(r"\b(\w+)n't\b", lambda m: {"can": "can not", "won": "will not"}.get(m.group(1), m.group(1) + " not"), t)
     t = t.replace("-", " ")
     t = spoken.digits(t)
+    t = re.sub(r"\b(1st|2nd|3rd)\b", lambda m: {"1st": "first", "2nd": "second", "3rd": "third"}[m.group(1)], t)
+    t = re.sub(r"\bhalf 1 hour\b", "half an hour", t)
+    t = re.sub(r"\bquarter of 1 hour\b", "quarter of an hour", t)
     t = re.sub(r"\b(a\.m\.|a m)\b", "am", t)
     t = re.sub(r"\b(p\.m\.|p m)\b", "pm", t)
     t = re.sub(r"^(hey |ok |okay )?(jarvis|alexa|assistant|computer)\b,?\s*", "", t)
@@ -203,7 +211,7 @@ def normalize(text: str) -> str:
 
 
 _DUR = r"(?:(?:\d+(?:\.\d+)?|a|an|one|half an?)\s*(?:hours?|hrs?|minutes?|mins?|seconds?|secs?)(?:\s+and\s+a\s+half)?" \
-       r"(?:\s*(?:and\s+)?\d+\s*(?:minutes?|mins?|seconds?|secs?))?|half an hour|a quarter of an hour|an hour and a half)"
+       r"(?:\s*(?:and\s+)?\d+\s*(?:minutes?|mins?|seconds?|secs?))?|half an hour|a quarter of an hour|quarter of an hour|an hour and a half)"
 _CLOCK = r"(?:\d{1,2}(?::\d{2})?\s*(?:am|pm|o'?clock)?(?:\s+(?:tonight|this evening|in the evening|in the morning|" \
          r"tomorrow|tomorrow morning|tomorrow evening))?|noon|midnight)"
 
@@ -258,6 +266,18 @@ class Vocabulary:
         for a in home.areas.values():
             for n in (a.name, *a.aliases, a.id.replace("_", " ")):
                 self.areas.setdefault(self._k(n), a.id)
+        # a room said by the last word of its name ("bedroom" for "master bedroom"): every area it could be
+        self.partial_areas: dict[str, list[str]] = {}
+        for a in home.areas.values():
+            for n in (a.name, *a.aliases):
+                words = self._k(n).split()
+                if len(words) > 1 and words[-1] not in ("room", "area", "floor", "level"):
+                    lst = self.partial_areas.setdefault(words[-1], [])
+                    if a.id not in lst:
+                        lst.append(a.id)
+        for k in list(self.partial_areas):
+            if k in self.areas:
+                del self.partial_areas[k]
         self.floors: dict[str, str] = {}
         for f in home.floors.values():
             for n in (f.name, *f.aliases, f.id.replace("_", " ")):
@@ -320,6 +340,10 @@ def parse_target(phrase: str, home: Home) -> Target | None:
         t.pronoun = True
         t.all = p.startswith(("all", "both")) or p.endswith(("all", "both"))
         return t
+    p0 = re.sub(r"^(the|a)\s+", "", p)
+    if p0 in v.devices:
+        t.device_ids = list(v.devices[p0])
+        return t
     p = re.sub(r"\b(the|my|our|your)\b", " ", p)
     p = " ".join(p.split())
     p, t.all = _strip_all(p)
@@ -340,6 +364,10 @@ def parse_target(phrase: str, home: Home) -> Target | None:
         if p in ("outside", "outdoors") or p.endswith((" outside", " outdoors")):
             p, t.outdoor, changed = re.sub(r"\s*(outside|outdoors)$", "", p).strip(), True, True
         m = re.match(r"^(.*?)\s*\b(?:in|on|at|of|from|for|upstairs in|downstairs in)\s+(.+)$", p)
+        if m and m.group(2) in v.partial_areas and not t.area_options:
+            t.area_options = list(v.partial_areas[m.group(2)])
+            p, changed = m.group(1).strip(), True
+            continue
         if m and (m.group(2) in v.areas or m.group(2) in v.floors
                   or re.sub(r"\s*(floor|room|area)$", "", m.group(2)) in v.areas):
             loc = m.group(2)
@@ -390,13 +418,25 @@ def parse_target(phrase: str, home: Home) -> Target | None:
                 if p.startswith(f + " "):
                     t.floor, p, hit = v.floors[f], p[len(f) + 1:].strip(), True
                     break
+        if not hit and not t.area_options and not t.areas:
+            for a in sorted(v.partial_areas, key=len, reverse=True):
+                if p.startswith(a + " ") and p[len(a) + 1:] in v.nouns:
+                    t.area_options, p, hit = list(v.partial_areas[a]), p[len(a) + 1:].strip(), True
+                    break
         if not hit:
             break
     if p in v.devices:
         ids = v.devices[p]
         if t.areas:
-            ids = [i for i in ids if home.devices[i].area in t.areas] or ids
-        t.device_ids = list(ids)
+            ids = [i for i in ids if home.devices[i].area in t.areas]
+        if t.floor:
+            ids = [i for i in ids if home.floor_of(home.devices[i].area) == t.floor]
+        if ids:
+            t.device_ids = list(ids)
+            return t
+        # "the upstairs thermostat" when the one thermostat is downstairs: a kind of device in a place that lacks it
+        t.types = sorted({home.devices[i].type for i in v.devices[p]})
+        t.noun = NOUN_FOR_TYPE.get(t.types[0], p) if len(t.types) == 1 else p
         return t
     if p in v.nouns:
         types, classes, plural = v.nouns[p]
@@ -480,6 +520,10 @@ def _schedule(t: str, home: Home) -> Command | None:
         plural = bool(re.search(r"(actions|commands|tasks|events|changes|things)\b", m.group(0)))
         return Command("schedule_cancel", params={"all": bool(m.group(2)) or plural,
                                                   "what": (m.group("rest") or "").strip()})
+    m = _fm(r"(cancel|delete|remove|stop|forget) (the |my |that )?(scheduled|delayed|pending|planned|timed) "
+            r"(?P<rest>.+)", t)
+    if m:
+        return Command("schedule_cancel", params={"all": False, "what": m.group("rest")})
     m = _fm(r"(do not|don't|never mind|cancel) (?P<rest>(turn|switch|close|open|lock|unlock|dim|set) .+?)"
                      r"( later| after all)?", t)
     if m:
@@ -509,6 +553,14 @@ _LOC = r"(?P<loc>\s+(?:in|on|at|upstairs|downstairs|here|in here|outside)\b.*)?"
 
 
 def _question(t: str, home: Home) -> Command | None:
+    # what is the thermostat set to / what temperature is the heating set to
+    m = _fm(r"(what is|what) (?:temperature |the temperature )?(is )?(?P<t>.+?) set (to|at)|what temperature is "
+                     r"(?P<t2>.+?) set (to|at)|what is the target temperature(?: (?:of|on|for) (?P<t3>.+))?", t)
+    if m:
+        tg = _target(m.group("t") or m.group("t2") or m.group("t3") or "thermostat", home, allow_unknown=False)
+        if tg is None:
+            return None
+        return Command("query", tg, {"kind": "setting"})
     # temperature / humidity of a place
     m = _fm(r"(what is|what|tell me|give me|what are|how is) (the )?(current |indoor |room |inside )?"
                      r"(?P<what>temperature|temp|humidity)(?: reading| level)?(?P<loc> .+)?"
@@ -541,14 +593,6 @@ def _question(t: str, home: Home) -> Command | None:
                     return Command("query", tg, {"kind": "reading", "what": what})
                 return None
         return Command("query", tg, {"kind": "reading", "what": what})
-    # what is the thermostat set to / what temperature is the heating set to
-    m = _fm(r"(what is|what) (?:temperature |the temperature )?(is )?(?P<t>.+?) set (to|at)|what temperature is "
-                     r"(?P<t2>.+?) set (to|at)|what is the target temperature(?: (?:of|on|for) (?P<t3>.+))?", t)
-    if m:
-        tg = _target(m.group("t") or m.group("t2") or m.group("t3") or "thermostat", home, allow_unknown=False)
-        if tg is None:
-            return None
-        return Command("query", tg, {"kind": "setting"})
     # battery
     m = _fm(r"(what is|what|how much) (is )?(the )?battery( level| charge)?( is)? (left )?(of|on|in|for) (?P<t>.+?)"
                      r"( at)?|how much battery (does|has) (?P<t2>.+?) (have|got|left)( left)?|is (?P<t3>.+?) battery low"
@@ -620,7 +664,7 @@ def _has_outdoor(home: Home, what: str) -> bool:
 
 # -- actions -----------------------------------------------------------------------------------------------------
 def _action(t: str, home: Home) -> Command | None:
-    for fn in (_scene, _lock, _cover, _climate, _fan, _light_attrs, _media, _vacuum, _onoff):
+    for fn in (_scene, _lock, _cover, _climate, _climate_named, _fan, _light_attrs, _media, _vacuum, _onoff):
         cmd = fn(t, home)
         if cmd is not None:
             return cmd
@@ -631,11 +675,15 @@ def _scene(t: str, home: Home) -> Command | None:
     v = vocabulary(home)
     m = _fm(r"(activate|run|start|trigger|turn on|switch on|enable|set|execute|launch|play|apply|go to|set up)"
                      r" (the )?(?P<t>.+?)( scene| script| mode| routine)?|(?P<t2>.+?) (scene|mode|routine)( on| please)?"
-                     r"|(it is|it's|time for) (?P<t3>.+)", t)
+                     r"|(it is|it's|time for) (?P<t3>.+)|(?P<t4>.+)", t)
     if not m:
         return None
-    name = (m.group("t") or m.group("t2") or m.group("t3") or "").strip()
-    ids = [i for i in v.devices.get(name, []) if home.devices[i].type in ("scene", "script")]
+    ids: list[str] = []
+    for name in (t, m.group("t"), m.group("t2"), m.group("t3"), m.group("t4")):
+        name = (name or "").strip()
+        ids = [i for i in v.devices.get(name, []) if home.devices[i].type in ("scene", "script")]
+        if ids:
+            break
     if not ids:
         return None
     return Command("activate", Target(said=name, device_ids=ids[:1]))
@@ -653,6 +701,11 @@ def _lock(t: str, home: Home) -> Command | None:
     tg = parse_target(phrase, home)
     if tg is None:
         tg = Target(said=phrase, unknown=phrase, types=["lock"])
+    if not tg.device_ids and not tg.unknown and not tg.pronoun and tg.noun not in (
+            "lock", "locks", "door", "doors", "door lock", "door locks", "everything"):
+        tg.unknown = phrase  # "lock the gate": a gate is not a lock
+    if tg.device_ids and not all(home.devices[i].type == "lock" for i in tg.device_ids):
+        tg = Target(said=phrase, unknown=phrase, noun="lock")
     tg.types = ["lock"]
     tg.classes = None
     if tg.noun in ("door", "doors"):
@@ -727,7 +780,11 @@ def _climate(t: str, home: Home) -> Command | None:
         if not tg.types and not tg.device_ids and not tg.unknown:
             tg.types = ["thermostat", "heater"]
         return Command("set_temperature", tg, {"temperature": float(n)})
-    m = _fm(r"(turn|crank|put|bump|set) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air conditioning)(?P<loc> .+?)? "
+    m = _fm(r"(turn|crank|bump) (?P<d>up|down) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air conditioning)"
+                     r"(?P<loc> (in|on|upstairs|downstairs)\b.*?)?( by (?P<n>\d+)( degrees?)?)?"
+                     r"|(turn|crank|put|bump|set) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air conditioning) "
+                     r"(?P<d>up|down)(?P<loc> (in|on|upstairs|downstairs)\b.*?)?( by (?P<n>\d+)( degrees?)?)?"
+                     r"|(turn|crank|put|bump|set) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air conditioning)(?P<loc> .+?)? "
                      r"(?P<d>up|down)( by (?P<n>\d+)( degrees?)?)?|(?P<d2>raise|lower|increase|decrease|reduce) (the )?"
                      r"(?P<t2>temperature|heating|heat|thermostat)(?P<loc2> .+?)?( by (?P<n2>\d+)( degrees?)?)?"
                      r"|make it (?P<d3>warmer|cooler|colder|hotter)(?P<loc3> .+)?"
@@ -741,15 +798,33 @@ def _climate(t: str, home: Home) -> Command | None:
             return None
         n = _num(m.group("n") or m.group("n2")) or 1
         return Command("set_temperature", tg, {"delta": sign * n})
-    m = _fm(r"(set|switch|put|change|turn) (the )?(?P<t>thermostat|heating|ac|air conditioning|climate)(?P<loc> .+?)? "
-                     r"(to|on|into) (?P<mode>heat|heating|cool|cooling|auto|automatic|off|eco)( mode)?", t)
+    m = _fm(r"(set|switch|put|change|turn) (the )?(?P<t>.+?) (to|on|into) "
+            r"(?P<mode>heat|heating|cool|cooling|auto|automatic|eco)( mode)?"
+            r"|(set|switch|put|change|turn) (the )?(?P<t>.+?) (to|into) (?P<mode>off) mode", t)
     if m:
         tg = _target(m.group("t") + (m.group("loc") or ""), home)
-        if tg is None:
+        if tg is None or not _is_climate(tg, home):
             return None
         mode = {"heating": "heat", "cooling": "cool", "automatic": "auto", "eco": "auto"}.get(m.group("mode"), m.group("mode"))
         return Command("set_mode", tg, {"mode": mode})
     return None
+
+
+def _climate_named(t: str, home: Home) -> Command | None:
+    """'set the upstairs thermostat to 18': a named thermostat or heater and a bare number."""
+    m = _fm(r"(set|change|put|turn|adjust) (?P<t>.+?) (to|at) (?P<n>\d+(?:\.\d+)?)( degrees?)?", t)
+    if not m:
+        return None
+    tg = _target(m.group("t"), home, allow_unknown=False)
+    if tg is None or not _is_climate(tg, home):
+        return None
+    return Command("set_temperature", tg, {"temperature": float(m.group("n"))})
+
+
+def _is_climate(tg: Target, home: Home) -> bool:
+    if tg.device_ids:
+        return all(home.devices[i].type in ("thermostat", "heater") for i in tg.device_ids)
+    return bool(tg.types) and set(tg.types) <= {"thermostat", "heater"}
 
 
 def _fan(t: str, home: Home) -> Command | None:
@@ -780,10 +855,10 @@ def _is_fan(tg: Target, home: Home) -> bool:
 def _light_attrs(t: str, home: Home) -> Command | None:
     colors = "|".join(sorted([*COLOR_TEMPS, *COLORS], key=len, reverse=True))
     # brightness
-    m = _fm(rf"(?P<v>dim|brighten|set|turn|put|change|adjust|make|lower|raise|turn down|turn up) {_TGT}"
-                     rf"( brightness)? (?P<p>to|by|at) {_PCT}( brightness)?"
-                     rf"|(set|change|turn|put) (the )?brightness (of|on|for|in) {_TGT} (?P<p2>to|by|at) {_PCT}"
-                     rf"|(set|change|turn|put) {_TGT} brightness (?P<p3>to|at) {_PCT}", t)
+    m = _fm(rf"(set|change|turn|put|adjust) (the )?brightness (of|on|for|in) {_TGT} (?P<p2>to|by|at) {_PCT}"
+            rf"|(set|change|turn|put) {_TGT} brightness (?P<p3>to|at) {_PCT}"
+            rf"|(?P<v>dim|brighten|set|turn|put|change|adjust|make|lower|raise|turn down|turn up) {_TGT}"
+            rf"( brightness)? (?P<p>to|by|at) {_PCT}( brightness)?", t)
     if m:
         tg = _target(m.group("t"), home)
         if tg is None or not _is_light(tg, home):
@@ -824,8 +899,8 @@ def _is_light(tg: Target, home: Home) -> bool:
 
 
 def _media(t: str, home: Home) -> Command | None:
-    m = _fm(rf"(?P<v>pause|resume|unpause|stop|play|skip|next|previous|mute|unmute) ({_TGT})?"
-                     r"|(?P<v2>next|previous|skip)( track| song| episode| channel)?( on (?P<t2>.+))?"
+    m = _fm(r"(?P<v2>next|previous|skip)( track| song| episode| channel)?( on| in) (?P<t2>.+)"
+                     rf"|(?P<v>pause|resume|unpause|stop|play|skip|next|previous|mute|unmute) ({_TGT})?"
                      rf"|(turn|set) (the )?volume (?P<d>up|down)( on (?P<t3>.+))?"
                      rf"|turn (?P<d>up|down) (the )?volume (on|of) (?P<t3>.+)"
                      rf"|(turn|set|change) (the )?volume (on |of )?(?P<t4>.+?) to (?P<n>\d+)( percent)?"
@@ -889,9 +964,13 @@ def _vacuum(t: str, home: Home) -> Command | None:
 def _onoff(t: str, home: Home) -> Command | None:
     m = _fm(rf"(?:turn|switch|power|shut|put|flip|set) (?P<d>on|off|out) {_TGT}"
                      rf"|(?:turn|switch|power|shut|put|flip|set) {_TGT} (?P<d2>on|off|out)"
+                     rf"|(?:turn|switch|power|shut|put|flip|set) {_TGT} (?P<d2>on|off|out) (?P<l4>everywhere|in the .+|in .+"
+                     rf"|downstairs|upstairs|here|in here|on the .+)"
                      rf"|(?P<d3>toggle|kill|cut|start|stop|enable|disable|activate|deactivate|light up|switch|flip)"
                      rf" {_TGT}"
                      rf"|(?P<t4>.+?) (?P<d4>on|off)"
+                     rf"|(?P<t4>[a-z' ]+?) (?P<d4>on|off) (?P<l4>everywhere|in the .+|in .+|downstairs|upstairs|here"
+                     rf"|in here|on the .+)"
                      rf"|(?P<d5>lights?) (?P<t5>on|off)", t)
     if not m:
         return None
@@ -900,6 +979,8 @@ def _onoff(t: str, home: Home) -> Command | None:
         d = m.group("t5")
     else:
         phrase = m.group("t") or m.group("t4")
+        if m.group("l4"):
+            phrase = f"{phrase} {m.group('l4')}"
         d = m.group("d") or m.group("d2") or m.group("d3") or m.group("d4")
         phrase = re.sub(r"\s+(back|again)$", "", phrase)
         if d == "switch" or d == "flip":

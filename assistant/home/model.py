@@ -326,6 +326,8 @@ class Device:
         self.outdoor: bool = False if isinstance(cfg, SatelliteConfig) else cfg.outdoor
         self.sets: dict[str, dict[str, Any]] = {} if isinstance(cfg, SatelliteConfig) else copy.deepcopy(cfg.sets)
         self.state: dict[str, Any] = {**copy.deepcopy(DEVICE_TYPES[dtype]["state"]), **copy.deepcopy(cfg.state)}
+        if "set_position" in caps and "open_percent" not in self.state:
+            self.state["open_percent"] = 100 if self.state.get("position") == "open" else 0
 
     @property
     def names(self) -> list[str]:

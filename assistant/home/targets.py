@@ -109,9 +109,17 @@ def select(t: Target, home: Home, speaking_area: str | None, previous: list[str]
         if len(ok) > 1 and not t.plural and not t.all:
             return Selection(ask=ok)
         return Selection(devices=ok, group=len(ok) > 1)
+    if t.area_options and not t.areas:  # "the bedroom lights": the bedroom you are in, else the only one
+        opts = [a for a in t.area_options if a in home.areas]
+        pick = [speaking_area] if speaking_area in opts else opts if len(opts) == 1 else []
+        if not pick:
+            names = [f"the {home.areas[a].name}" for a in opts]
+            return Selection(error=f"Which room do you mean: {', '.join(names[:-1])} or {names[-1]}?")
+        t = Target(**{**t.to_dict(), "areas": pick, "area_options": []})
     pool = [d for d in home.devices.values() if _matches(d, t) and capable(d)]
-    if not t.types:  # "everything in the kitchen": controllable things only, no satellites/sensors/scenes
-        pool = [d for d in pool if not d.satellite and d.type not in ("sensor", "binary_sensor", "scene", "script")]
+    if not t.types:  # "everything in the kitchen": things that switch on and off; no covers, locks, sensors, scenes
+        pool = [d for d in pool if not d.satellite and d.type not in ("sensor", "binary_sensor", "scene", "script")
+                and (caps is None or "on_off" in d.capabilities)]
     if t.types and not any(ty in ("speaker", "display") for ty in t.types):
         pool = [d for d in pool if not d.satellite]
     noun = t.noun or "device"

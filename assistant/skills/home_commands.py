@@ -86,7 +86,7 @@ def _set(d: Device, cmd: Command) -> dict[str, Any]:
         if "open_close" not in caps:
             raise _Cannot(f"The {d.name} can't be {'opened' if a == 'open' else 'closed'}.")
         ch = {"position": "open" if a == "open" else "closed"}
-        if "set_position" in caps:
+        if "set_position" in caps and "open_percent" in s:
             ch["open_percent"] = 100 if a == "open" else 0
         return ch
     if a == "position":
@@ -378,6 +378,9 @@ def answer_query(cmd: Command, home: Home, speaking_area: str | None,
     if kind == "reading":
         return _reading(cmd, home, speaking_area)
     query_t = Target(**{**t.to_dict(), "plural": True}) if kind in ("which", "count", "any") else t
+    if kind in ("which", "count", "any") and not (t.areas or t.floor or t.here or t.outdoor or t.area_options
+                                                  or t.device_ids or t.pronoun):
+        query_t.home = True  # "which lights are on": in the whole home
     if kind == "yesno" and not t.device_ids and not t.pronoun:
         query_t = Target(**{**t.to_dict(), "plural": True})
     if kind == "yesno" and p.get("attr") == "locked" and not t.device_ids and t.types:
@@ -636,8 +639,6 @@ class HomeCommandsSkill:
         if kind == "choose_device":
             cmd = Command.from_dict(pending["command"])
             cands = [c for c in pending.get("candidates", []) if c in home.devices]
-            if NO.match(text):
-                return say("Okay, never mind.", "none", "done", params={"cancelled": pending.get("intent")})
             if re.search(r"\b(both|all|every one|each)\b", text):
                 chosen = cands
             else:
@@ -647,6 +648,8 @@ class HomeCommandsSkill:
                     ids = [i for i in (tg.device_ids if tg else []) if i in cands]
                     pick = ids[0] if len(ids) == 1 else None
                 if pick is None:
+                    if NO.match(text):
+                        return say("Okay, never mind.", "none", "done", params={"cancelled": pending.get("intent")})
                     return None
                 chosen = [pick]
             cmd.target = Target(said=cmd.target.said, device_ids=chosen, plural=len(chosen) > 1)

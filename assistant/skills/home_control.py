@@ -52,7 +52,11 @@ class HomeControlSkill:
                            params={**params, "said": dev.value, "unmatched": stray})
             return self.execute(turn.intent, [dev.entity_id], params, turn)
         if dev.ambiguous:
-            return self._clarify(turn, [c.entity_id for c in dev.candidates], params)
+            cands = [c.entity_id for c in dev.candidates]
+            if dev.value and all(_stray_words(dev.value, turn.context.home, c) for c in cands):
+                return say(f"There's no {dev.value.strip()} here.", "device.unknown", "failed",
+                           params={**params, "said": dev.value})
+            return self._clarify(turn, cands, params)
         what = dev.value or self._noun_for_intent(turn.intent)
         area = turn.entity("area")
         where = f" in the {area.name}" if area is not None and area.name else ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -64,7 +64,10 @@ class AsrSettings(_Section):
 
 
 class RewriteSettings(_Section):
-    """Self-learned query rewriting before NLU (assistant/understanding/rewrite.py); tables come from `assistant learn`."""
+    """Self-learned query rewriting before NLU (assistant/understanding/rewrite.py).
+
+    Tables come from `assistant learn`.
+    """
 
     backend: str = "learned"
     enabled: bool = True
@@ -212,21 +215,26 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(
-            "config-malformed", f"{path} is not valid YAML{where}: {getattr(err, 'problem', err)}. Fix the syntax there."
+            "config-malformed",
+            f"{path} is not valid YAML{where}: {getattr(err, 'problem', err)}. Fix the syntax there.",
         ) from err
     except UnicodeDecodeError as err:
         raise ConfigError("config-malformed", f"{path} is not a UTF-8 text file.") from err
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError("config-malformed", f"{path} must be a mapping of sections (wake:, asr:, ...), not {type(data).__name__}.")
+        raise ConfigError(
+            "config-malformed", f"{path} must be a mapping of sections (wake:, asr:, ...), not {type(data).__name__}."
+        )
     return data
 
 
 def _check_stages(stages: list[str], path: Path) -> None:
     unknown = [s for s in stages if s not in STAGE_ORDER]
     if unknown:
-        raise ConfigError("config-invalid", f"{path}: unknown stage(s) {unknown}; known stages, in order: {list(STAGE_ORDER)}.")
+        raise ConfigError(
+            "config-invalid", f"{path}: unknown stage(s) {unknown}; known stages, in order: {list(STAGE_ORDER)}."
+        )
     order = [STAGE_ORDER.index(s) for s in stages]
     if order != sorted(order):
         raise ConfigError("config-invalid", f"{path}: stages must keep the order {list(STAGE_ORDER)}.")
@@ -255,7 +263,10 @@ def load_settings(path: Path | None = None, profile: Path | None = None) -> Sett
             lines.append(f"  {loc}: {hint}")
         raise ConfigError("config-invalid", f"{where} has invalid settings:\n" + "\n".join(lines)) from err
     if settings.version != CONFIG_VERSION:
-        raise ConfigError("config-version", f"{where}: version {settings.version} is not supported; this release reads version {CONFIG_VERSION}.")
+        raise ConfigError(
+            "config-version",
+            f"{where}: version {settings.version} is not supported; this release reads version {CONFIG_VERSION}.",
+        )
     _check_stages(settings.stages, path)
     _check_backends(settings, where)
     return settings
@@ -268,8 +279,11 @@ def _check_backends(settings: Settings, where: str) -> None:
     for stage in STAGE_ORDER:
         name = getattr(settings, stage).backend
         if name not in registry.available(stage):
-            raise ConfigError("config-invalid", f"{where}: {stage}.backend {name!r} is not a known backend; "
-                                                f"available: {', '.join(registry.available(stage))}.")
+            raise ConfigError(
+                "config-invalid",
+                f"{where}: {stage}.backend {name!r} is not a known backend; "
+                f"available: {', '.join(registry.available(stage))}.",
+            )
 
 
 def shared_data_dir() -> Path:

@@ -49,8 +49,9 @@ def normalize(text: str | None) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9' ]+", " ", t)).strip()
 
 
-NORMALIZE_SQL = ("trim(regexp_replace(regexp_replace(lower(replace({x}, '’', '''')), '[^a-z0-9'' ]+', ' ', 'g'), "
-                 "'\\s+', ' ', 'g'))")
+NORMALIZE_SQL = (
+    "trim(regexp_replace(regexp_replace(lower(replace({x}, '’', '''')), '[^a-z0-9'' ]+', ' ', 'g'), '\\s+', ' ', 'g'))"
+)
 """`normalize` in SQL (DuckDB spelling); `{x}` is the column expression (see `normalize_sql`)."""
 
 

@@ -40,7 +40,16 @@ from typing import Any
 import numpy as np
 
 from assistant.apps.echo import echo_explained
-from assistant.apps.sound import FRAME_S, RATE, AudioDeviceError, Microphone, Player, earcon, find_device, refresh_devices
+from assistant.apps.sound import (
+    FRAME_S,
+    RATE,
+    AudioDeviceError,
+    Microphone,
+    Player,
+    earcon,
+    find_device,
+    refresh_devices,
+)
 from assistant.apps.status import StatusLine
 from assistant.config import AudioSettings
 from assistant.core.endpointer import EndpointConfig, Endpointer, FrameBuffer
@@ -102,11 +111,20 @@ class LiveAssistant:
 
     Options are the runner's `audio:` settings unless `options` (an AudioSettings) is given."""
 
-    def __init__(self, runner, options: AudioSettings | None = None, stop_event: threading.Event | None = None,
-                 status: StatusLine | None = None, on_turn: Callable[[TurnRecord], None] | None = None,
-                 max_turns: int | None = None, duration: float | None = None) -> None:
+    def __init__(
+        self,
+        runner,
+        options: AudioSettings | None = None,
+        stop_event: threading.Event | None = None,
+        status: StatusLine | None = None,
+        on_turn: Callable[[TurnRecord], None] | None = None,
+        max_turns: int | None = None,
+        duration: float | None = None,
+    ) -> None:
         if runner.wake is None or runner.vad is None or runner.asr is None:
-            raise AssistantError("stage-disabled", "Live listening needs the wake, vad and asr stages in pipeline.yaml.")
+            raise AssistantError(
+                "stage-disabled", "Live listening needs the wake, vad and asr stages in pipeline.yaml."
+            )
         self.p = runner
         self.opts = options or runner.settings.audio
         self.stop_event = stop_event or threading.Event()
@@ -129,8 +147,9 @@ class LiveAssistant:
         cfg = EndpointConfig.from_settings(runner.settings, FRAME_S)
         self._cfg = cfg
         self._endpointer = Endpointer(cfg, wake_word=True)
-        self._buffer = FrameBuffer(FRAME_S, max(cfg.max_request_seconds, cfg.start_timeout_seconds,
-                                                self.opts.follow_up_seconds) + 1.0)
+        self._buffer = FrameBuffer(
+            FRAME_S, max(cfg.max_request_seconds, cfg.start_timeout_seconds, self.opts.follow_up_seconds) + 1.0
+        )
 
     def submit_text(self, text: str) -> None:
         """Handle typed text as the next request when idle (answered through the speaker like a spoken one)."""
@@ -160,7 +179,7 @@ class LiveAssistant:
             self._last_reference = pl.reference()
             self._gate_until = time.monotonic() + 0.5
             threading.Thread(target=lambda: (pl.done.wait(2.0), pl.close()), daemon=True).start()
-        except Exception as err:  # noqa: BLE001 - an earcon is never worth a crash
+        except Exception as err:
             _LOGGER.info("earcon failed: %s", err)
 
     def _is_echo(self, reference: np.ndarray, played_s: float | None = None) -> tuple[bool, float]:
@@ -202,8 +221,11 @@ class LiveAssistant:
             return True
         if deadline is not None and time.monotonic() >= deadline:
             return True
-        return (self.max_turns is not None and len(self.turns) >= self.max_turns
-                and self.state in (State.IDLE, State.NO_MIC))
+        return (
+            self.max_turns is not None
+            and len(self.turns) >= self.max_turns
+            and self.state in (State.IDLE, State.NO_MIC)
+        )
 
     # -- turns ----------------------------------------------------------------------------------------------
     def _start_turn(self, req: Request) -> _Turn:
@@ -221,7 +243,7 @@ class LiveAssistant:
         def work() -> None:
             try:
                 turn.record = self.p.run(req, listener=to_speaker)
-            except Exception as err:  # noqa: BLE001 - the service never dies on one turn
+            except Exception as err:
                 _LOGGER.exception("turn failed")
                 turn.error = err
             finally:
@@ -253,7 +275,7 @@ class LiveAssistant:
         if self.on_turn is not None:
             try:
                 self.on_turn(rec)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 _LOGGER.exception("on_turn callback failed")
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -276,8 +298,11 @@ class LiveAssistant:
                     self.mic.close()
                 if not self._should_stop(deadline):
                     self._event("mic-lost")
-                    self._set_state(State.NO_MIC, f"microphone {self.mic.device_name!r} stopped delivering audio "
-                                                  f"(unplugged?). Retrying every {self.opts.retry_seconds:g} s.")
+                    self._set_state(
+                        State.NO_MIC,
+                        f"microphone {self.mic.device_name!r} stopped delivering audio "
+                        f"(unplugged?). Retrying every {self.opts.retry_seconds:g} s.",
+                    )
                     self.stop_event.wait(self.opts.retry_seconds)
         except KeyboardInterrupt:
             pass
@@ -308,9 +333,9 @@ class LiveAssistant:
         ep.reset()
         p.wake.reset()
         listening: _Listening | None = None
-        turn: _Turn | None = None                  # the turn being thought about or spoken
+        turn: _Turn | None = None  # the turn being thought about or spoken
         speaking: _Speaking | None = None
-        queued: Request | None = None              # a request endpointed while the previous turn still finishes
+        queued: Request | None = None  # a request endpointed while the previous turn still finishes
         barge_threshold = max(w.threshold, self.opts.barge_in_threshold)
         self._set_state(State.IDLE, f"microphone: {self.mic.device_name}")
         for frame, t in self._frames(deadline):
@@ -337,12 +362,20 @@ class LiveAssistant:
                     if queued is not None:
                         turn, queued = self._launch(queued), None
                         continue
-                    if (listening is None and barge is None and rec is not None and rec.expects_reply
-                            and self.opts.follow_up_seconds > 0):
+                    if (
+                        listening is None
+                        and barge is None
+                        and rec is not None
+                        and rec.expects_reply
+                        and self.opts.follow_up_seconds > 0
+                    ):
                         p.vad.reset()
                         ep.listen(t, follow_up=True, start_timeout=self.opts.follow_up_seconds, ignore_until=t + 0.3)
-                        listening = _Listening(wake={"detected": False, "follow_up": True, "after_turn": rec.turn_id},
-                                               started=t, follow_up=True)
+                        listening = _Listening(
+                            wake={"detected": False, "follow_up": True, "after_turn": rec.turn_id},
+                            started=t,
+                            follow_up=True,
+                        )
                         self._set_state(State.LISTENING, "follow-up: answer without the wake word")
                         self._event("listening", follow_up=True)
                         continue
@@ -353,8 +386,9 @@ class LiveAssistant:
                     if turn.barge_in is not None and turn.barge_in["reason"] == "wake":
                         p.vad.reset()
                         ep.listen(t)
-                        listening = _Listening(wake={"detected": True, **turn.barge_in["wake"], "barge_in": True},
-                                               started=t)
+                        listening = _Listening(
+                            wake={"detected": True, **turn.barge_in["wake"], "barge_in": True}, started=t
+                        )
                         self._set_state(State.LISTENING, "barge-in")
                         self._event("listening", follow_up=False, barge_in=True)
                     continue
@@ -399,8 +433,15 @@ class LiveAssistant:
                     continue
             self._event("wake", model=model, score=round(score, 4), capture_t=t)
             p.vad.reset()
-            listening = _Listening(wake={"detected": True, "score": round(score, 4), "model": model,
-                                         "at": datetime.now().isoformat(timespec="milliseconds")}, started=t)
+            listening = _Listening(
+                wake={
+                    "detected": True,
+                    "score": round(score, 4),
+                    "model": model,
+                    "at": datetime.now().isoformat(timespec="milliseconds"),
+                },
+                started=t,
+            )
             self._set_state(State.LISTENING, f"{model} ({score:.2f})")
             self._event("listening", follow_up=False)
             self._play_earcon("wake")
@@ -408,8 +449,11 @@ class LiveAssistant:
     def _launch(self, req: Request) -> _Turn:
         self._set_state(State.THINKING)
         turn = self._start_turn(req)
-        self._event("request", seconds=round(len(req.samples) / RATE, 2) if req.samples is not None else 0.0,
-                    endpoint=req.source.get("endpoint"))
+        self._event(
+            "request",
+            seconds=round(len(req.samples) / RATE, 2) if req.samples is not None else 0.0,
+            endpoint=req.source.get("endpoint"),
+        )
         return turn
 
     def _collect(self, lst: _Listening, frame: np.ndarray, t: float, turn_running: bool):
@@ -420,26 +464,42 @@ class LiveAssistant:
                 self._event("listen-timeout", follow_up=lst.follow_up)
                 if not lst.follow_up and not turn_running and (self._worker is None or not self._worker.is_alive()):
                     # The wake word with nothing after it: trace it like replay does (no-speech-after-wake), quietly.
-                    req = Request(source=self._source(lst, t, ev.reason), wake=lst.wake, now=datetime.now(),
-                                  speak=False, error=StageError("no-speech-after-wake",
-                                                                "The wake word was heard but no request followed.",
-                                                                "vad"))
+                    req = Request(
+                        source=self._source(lst, t, ev.reason),
+                        wake=lst.wake,
+                        now=datetime.now(),
+                        speak=False,
+                        error=StageError(
+                            "no-speech-after-wake", "The wake word was heard but no request followed.", "vad"
+                        ),
+                    )
                     try:
                         self.p.run(req)
-                    except Exception:  # noqa: BLE001
+                    except Exception:
                         _LOGGER.exception("could not trace the empty request")
                 return "timeout"
             if isinstance(ev, SpeechEnded):
                 self._event("endpoint", reason=ev.reason, capture_t=t)
                 source = self._source(lst, t, ev.reason, ev)
-                return Request(source=source, wake=lst.wake, samples=self._buffer.cut(ev.start, ev.end),
-                               now=datetime.now(), endpoint_wait_ms=ev.endpoint_wait * 1000)
+                return Request(
+                    source=source,
+                    wake=lst.wake,
+                    samples=self._buffer.cut(ev.start, ev.end),
+                    now=datetime.now(),
+                    endpoint_wait_ms=ev.endpoint_wait * 1000,
+                )
         return None
 
     def _source(self, lst: _Listening, t: float, reason: str, ev: SpeechEnded | None = None) -> dict[str, Any]:
         """Times are seconds into the request audio (which starts right after the wake word, or at follow-up)."""
-        src = {"kind": "microphone", "device": self.mic.device_name, "endpoint": reason, "offset_seconds": 0.0,
-               "end_seconds": round(t - lst.started, 2), "follow_up": lst.follow_up}
+        src = {
+            "kind": "microphone",
+            "device": self.mic.device_name,
+            "endpoint": reason,
+            "offset_seconds": 0.0,
+            "end_seconds": round(t - lst.started, 2),
+            "follow_up": lst.follow_up,
+        }
         if ev is not None:
             src["speech_start_seconds"] = round(max(0.0, ev.speech_start - lst.started), 2)
             src["speech_end_seconds"] = round(ev.speech_end - lst.started, 2)
@@ -456,8 +516,9 @@ class LiveAssistant:
             echo, explained = self._is_echo(player.reference(), player.played / player.out_rate)
             if echo:
                 self._event("echo-rejected", score=round(score, 3), explained=explained, state="speaking")
-                turn.echo_rejected.append({"score": round(score, 3), "explained": explained,
-                                           "offset_ms": round(player.offset_ms, 1)})
+                turn.echo_rejected.append(
+                    {"score": round(score, 3), "explained": explained, "offset_ms": round(player.offset_ms, 1)}
+                )
                 self.p.wake.reset()
                 return
             reason = "wake"
@@ -468,14 +529,25 @@ class LiveAssistant:
         decided = time.monotonic()
         offset = player.stop()
         stopped = time.monotonic()
-        barge = {"offset_ms": round(offset, 1), "reason": reason, "model": model, "score": round(score, 4),
-                 "echo_explained": explained, "capture_to_stop_ms": round((stopped - t) * 1000, 1),
-                 "decide_to_stop_ms": round((stopped - decided) * 1000, 1),
-                 "wake": {"score": round(score, 4), "model": model} if reason == "wake" else {"stop_word": True}}
+        barge = {
+            "offset_ms": round(offset, 1),
+            "reason": reason,
+            "model": model,
+            "score": round(score, 4),
+            "echo_explained": explained,
+            "capture_to_stop_ms": round((stopped - t) * 1000, 1),
+            "decide_to_stop_ms": round((stopped - decided) * 1000, 1),
+            "wake": {"score": round(score, 4), "model": model} if reason == "wake" else {"stop_word": True},
+        }
         turn.barge_in = barge
         turn.cancelled = True
-        self._event("barge-in", capture_t=t, decided_t=decided, stopped_t=stopped,
-                    **{k: v for k, v in barge.items() if k != "wake"})
+        self._event(
+            "barge-in",
+            capture_t=t,
+            decided_t=decided,
+            stopped_t=stopped,
+            **{k: v for k, v in barge.items() if k != "wake"},
+        )
         self.p.wake.reset()
         self.p.vad.reset()
 
@@ -503,7 +575,7 @@ class LiveAssistant:
                 return None
         try:
             text = self.p.asr.transcribe(seg, self.p.settings.asr.language).text
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
         self._event("stop-candidate", text=text)
         return "stop" if is_stop_command(text or "") else None

@@ -38,9 +38,14 @@ def available() -> str | None:
     for exe in ("pulseaudio", "pactl", "paplay", "parec"):
         if shutil.which(exe) is None:
             return f"{exe} not found: apt-get install pulseaudio pulseaudio-utils libasound2-plugins"
-    if not any(Path(p).exists() for p in ("/usr/lib/x86_64-linux-gnu/alsa-lib/libasound_module_pcm_pulse.so",
-                                          "/usr/lib/aarch64-linux-gnu/alsa-lib/libasound_module_pcm_pulse.so",
-                                          "/usr/lib/alsa-lib/libasound_module_pcm_pulse.so")):
+    if not any(
+        Path(p).exists()
+        for p in (
+            "/usr/lib/x86_64-linux-gnu/alsa-lib/libasound_module_pcm_pulse.so",
+            "/usr/lib/aarch64-linux-gnu/alsa-lib/libasound_module_pcm_pulse.so",
+            "/usr/lib/alsa-lib/libasound_module_pcm_pulse.so",
+        )
+    ):
         return "the ALSA pulse plugin is missing: apt-get install libasound2-plugins"
     return None
 
@@ -50,8 +55,19 @@ class SpeakerRecorder:
 
     def __init__(self, env: dict[str, str], device: str = "vspk.monitor") -> None:
         self._proc = subprocess.Popen(
-            ["parec", f"--device={device}", "--raw", "--format=s16le", f"--rate={RATE}", "--channels=1",
-             "--latency-msec=20"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+            [
+                "parec",
+                f"--device={device}",
+                "--raw",
+                "--format=s16le",
+                f"--rate={RATE}",
+                "--channels=1",
+                "--latency-msec=20",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
         self.chunks: list[tuple[float, np.ndarray]] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._read, daemon=True)
@@ -75,7 +91,9 @@ class SpeakerRecorder:
     def loud_times(self, threshold: int = 300, since: float | None = None) -> list[float]:
         """Arrival times of chunks whose peak exceeds `threshold`."""
         with self._lock:
-            return [t for t, c in self.chunks if (since is None or t >= since) and len(c) and np.abs(c).max() > threshold]
+            return [
+                t for t, c in self.chunks if (since is None or t >= since) and len(c) and np.abs(c).max() > threshold
+            ]
 
     def close(self) -> None:
         if self._proc.poll() is None:
@@ -109,11 +127,11 @@ class VirtualAudio:
         self.env: dict[str, str] = {}
 
     @property
-    def MIC(self) -> str:  # noqa: N802 - was a class constant
+    def MIC(self) -> str:
         return "pulse:vmic_aec" if self._aec else "pulse:vmic"
 
     @property
-    def SPEAKER(self) -> str:  # noqa: N802
+    def SPEAKER(self) -> str:
         return "pulse:vspk_aec" if self._aec else "pulse:vspk"
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -127,16 +145,28 @@ class VirtualAudio:
             d.mkdir(parents=True, exist_ok=True)
         run.chmod(0o700)
         socket = run / "pulse" / "native"
-        self.env = dict(os.environ, XDG_RUNTIME_DIR=str(run), PULSE_RUNTIME_PATH=str(run / "pulse"), HOME=str(home),
-                        PULSE_SERVER=f"unix:{socket}")
+        self.env = dict(
+            os.environ,
+            XDG_RUNTIME_DIR=str(run),
+            PULSE_RUNTIME_PATH=str(run / "pulse"),
+            HOME=str(home),
+            PULSE_SERVER=f"unix:{socket}",
+        )
         self.env.pop("PULSE_SOURCE", None)
         self.env.pop("PULSE_SINK", None)
-        args = ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit", "--use-pid-file=no",
-                "--log-target=file:" + str(self.root / "pulse.log"),
-                "--load=module-native-protocol-unix auth-anonymous=1",
-                f"--load=module-null-sink sink_name=vmic_sink rate={RATE} channels=1 format=s16le",
-                "--load=module-remap-source master=vmic_sink.monitor source_name=vmic",
-                f"--load=module-null-sink sink_name=vspk rate={RATE} channels=1 format=s16le"]
+        args = [
+            "pulseaudio",
+            "-n",
+            "--daemonize=no",
+            "--exit-idle-time=-1",
+            "--disallow-exit",
+            "--use-pid-file=no",
+            "--log-target=file:" + str(self.root / "pulse.log"),
+            "--load=module-native-protocol-unix auth-anonymous=1",
+            f"--load=module-null-sink sink_name=vmic_sink rate={RATE} channels=1 format=s16le",
+            "--load=module-remap-source master=vmic_sink.monitor source_name=vmic",
+            f"--load=module-null-sink sink_name=vspk rate={RATE} channels=1 format=s16le",
+        ]
         self.proc = subprocess.Popen(args, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -201,14 +231,24 @@ class VirtualAudio:
             # adjust_time=0: both null sinks run on the same clock, so there is no drift to correct, and the module's
             # once-a-second re-alignment (fed by the null sinks' jittery latency reports) dropped reference audio
             # every time, making the canceller re-converge (echo only ~5-10 dB down instead of 20-30 dB)
-            args = [f"aec_method={self.aec_method}", "source_master=vmic", "sink_master=vspk", "source_name=vmic_aec",
-                    "sink_name=vspk_aec", f"rate={RATE}", "channels=1", "adjust_time=0"]
+            args = [
+                f"aec_method={self.aec_method}",
+                "source_master=vmic",
+                "sink_master=vspk",
+                "source_name=vmic_aec",
+                "sink_name=vspk_aec",
+                f"rate={RATE}",
+                "channels=1",
+                "adjust_time=0",
+            ]
             if self.aec_method == "webrtc":
                 args.append(f'aec_args="{self.AEC_ARGS}"')
             r = self.pactl("load-module", "module-echo-cancel", *args, check=False)
             if r.returncode != 0:
-                raise VirtualAudioError(f"module-echo-cancel aec_method={self.aec_method} did not load: "
-                                        f"{r.stderr.strip()}; see {self.root / 'pulse.log'}")
+                raise VirtualAudioError(
+                    f"module-echo-cancel aec_method={self.aec_method} did not load: "
+                    f"{r.stderr.strip()}; see {self.root / 'pulse.log'}"
+                )
             self._aec = r.stdout.strip()
         self.pactl("set-default-source", self.MIC.split(":", 1)[1])
         self.pactl("set-default-sink", self.SPEAKER.split(":", 1)[1])
@@ -220,9 +260,16 @@ class VirtualAudio:
             self._loopback = None
         if gain is None:
             return
-        self._loopback = self.pactl("load-module", "module-loopback", "source=vspk.monitor", "sink=vmic_sink",
-                                    f"latency_msec={latency_ms}", "source_dont_move=true", "sink_dont_move=true",
-                                    "remix=false").stdout.strip()
+        self._loopback = self.pactl(
+            "load-module",
+            "module-loopback",
+            "source=vspk.monitor",
+            "sink=vmic_sink",
+            f"latency_msec={latency_ms}",
+            "source_dont_move=true",
+            "sink_dont_move=true",
+            "remix=false",
+        ).stdout.strip()
         # the loopback's sink input: set its volume (PulseAudio volumes are cubic: 65536 * gain**(1/3) = amplitude gain)
         current = None
         for line in self.pactl("list", "sink-inputs").stdout.splitlines():
@@ -245,8 +292,12 @@ class VirtualAudio:
         """Start playing 16 kHz int16 `samples` into the virtual microphone; returns (process, start time)."""
         path = self.write_wav(samples, name)
         t0 = time.monotonic()
-        proc = subprocess.Popen(["paplay", "--latency-msec=30", "--device=vmic_sink", str(path)], env=self.env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            ["paplay", "--latency-msec=30", "--device=vmic_sink", str(path)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return proc, t0
 
     def record_speaker(self) -> SpeakerRecorder:

@@ -28,8 +28,9 @@ def _pct(values: list[float], q: float) -> float:
     return values[k]
 
 
-def measure(settings, home: Path, files: list[Path] | None = None, rounds: int = 2,
-            catalog_entries: int = 100_000) -> dict[str, Any]:
+def measure(
+    settings, home: Path, files: list[Path] | None = None, rounds: int = 2, catalog_entries: int = 100_000
+) -> dict[str, Any]:
     """Replay the files `rounds` times through a fresh runner (temporary data dir); figures per stage."""
     from assistant.core.runner import Runner
 
@@ -73,7 +74,11 @@ def measure(settings, home: Path, files: list[Path] | None = None, rounds: int =
     for stage in _STAGES:
         vals = [r["latency_ms"][stage] for r in records if stage in r.get("latency_ms", {})]
         if vals:
-            stages[stage] = {"median_ms": round(statistics.median(vals), 1), "p90_ms": round(_pct(vals, 0.9), 1), "n": len(vals)}
+            stages[stage] = {
+                "median_ms": round(statistics.median(vals), 1),
+                "p90_ms": round(_pct(vals, 0.9), 1),
+                "n": len(vals),
+            }
     return {
         "files": [str(f) for f in files],
         "rounds": rounds,

@@ -39,10 +39,17 @@ class EndpointConfig:
     @classmethod
     def from_settings(cls, settings, frame_seconds: float) -> EndpointConfig:
         w, v = settings.wake, settings.vad
-        return cls(frame_seconds=frame_seconds, wake_threshold=w.threshold, refractory_seconds=w.refractory_seconds,
-                   speech_threshold=v.threshold, start_timeout_seconds=v.start_timeout_seconds,
-                   end_silence_seconds=v.end_silence_seconds, max_request_seconds=v.max_request_seconds,
-                   min_speech_seconds=v.min_speech_seconds, pre_roll_seconds=v.pre_roll_seconds)
+        return cls(
+            frame_seconds=frame_seconds,
+            wake_threshold=w.threshold,
+            refractory_seconds=w.refractory_seconds,
+            speech_threshold=v.threshold,
+            start_timeout_seconds=v.start_timeout_seconds,
+            end_silence_seconds=v.end_silence_seconds,
+            max_request_seconds=v.max_request_seconds,
+            min_speech_seconds=v.min_speech_seconds,
+            pre_roll_seconds=v.pre_roll_seconds,
+        )
 
 
 @dataclass
@@ -85,13 +92,18 @@ class Endpointer:
         self._refractory_until = 0.0
         self._idle_frames = 0
 
-    def listen(self, t: float, follow_up: bool = False, start_timeout: float | None = None,
-               ignore_until: float = 0.0) -> ListeningStarted:
+    def listen(
+        self, t: float, follow_up: bool = False, start_timeout: float | None = None, ignore_until: float = 0.0
+    ) -> ListeningStarted:
         """Collect a request from `t` on without a wake word (a follow-up answer, a barge-in).
 
         Speech before `ignore_until` does not start the request (the echo tail of the question just asked)."""
-        self._listening = _Listening(start=t, follow_up=follow_up, ignore_until=ignore_until,
-                                     start_timeout=self.cfg.start_timeout_seconds if start_timeout is None else start_timeout)
+        self._listening = _Listening(
+            start=t,
+            follow_up=follow_up,
+            ignore_until=ignore_until,
+            start_timeout=self.cfg.start_timeout_seconds if start_timeout is None else start_timeout,
+        )
         return ListeningStarted(t=t, follow_up=follow_up)
 
     def cancel(self, t: float, refractory_seconds: float = 0.0) -> None:
@@ -105,8 +117,14 @@ class Endpointer:
         self._refractory_until = until
 
     # -- one frame --------------------------------------------------------------------------------------------
-    def feed(self, t: float, wake_score: float | None = None, wake_model: str = "", speech_prob: float | None = None,
-             wake_threshold: float | None = None) -> list[Event]:
+    def feed(
+        self,
+        t: float,
+        wake_score: float | None = None,
+        wake_model: str = "",
+        speech_prob: float | None = None,
+        wake_threshold: float | None = None,
+    ) -> list[Event]:
         """The frame that ends at `t`: its best wake score (and model) and its speech probability.
 
         `wake_threshold` overrides the configured one for this frame (the live loop raises it while it speaks)."""
@@ -150,8 +168,14 @@ class Endpointer:
             return []
         f = self.cfg.frame_seconds
         pre = min(self._pre_frames, self._idle_frames)
-        self._listening = _Listening(start=t - f - pre * f, start_timeout=float("inf"), follow_up=False,
-                                     ignore_until=0.0, speech_at=t, last_speech=t)
+        self._listening = _Listening(
+            start=t - f - pre * f,
+            start_timeout=float("inf"),
+            follow_up=False,
+            ignore_until=0.0,
+            speech_at=t,
+            last_speech=t,
+        )
         self._idle_frames = 0
         return [SpeechStarted(t=round(t - f, 3))]
 
@@ -160,7 +184,9 @@ class Endpointer:
         self._listening = None
         self._refractory_until = t + self.cfg.refractory_seconds
         self._idle_frames = 0
-        return ListenTimeout(t=t, start=lst.start, follow_up=lst.follow_up, reason="end-of-file" if reason_eof else "timeout")
+        return ListenTimeout(
+            t=t, start=lst.start, follow_up=lst.follow_up, reason="end-of-file" if reason_eof else "timeout"
+        )
 
     def _end(self, t: float, reason: str) -> list[Event]:
         lst = self._listening
@@ -171,9 +197,17 @@ class Endpointer:
             return []  # too short to be a request: noise
         if self.wake_word:
             self._refractory_until = t + self.cfg.refractory_seconds
-        return [SpeechEnded(t=t, reason=reason, start=max(0.0, lst.start), end=t,
-                            speech_start=max(0.0, lst.speech_at - f), speech_end=lst.last_speech,
-                            endpoint_wait=(t - lst.last_speech) if reason == "endpoint" else 0.0)]
+        return [
+            SpeechEnded(
+                t=t,
+                reason=reason,
+                start=max(0.0, lst.start),
+                end=t,
+                speech_start=max(0.0, lst.speech_at - f),
+                speech_end=lst.last_speech,
+                endpoint_wait=(t - lst.last_speech) if reason == "endpoint" else 0.0,
+            )
+        ]
 
 
 class FrameBuffer:
@@ -182,7 +216,9 @@ class FrameBuffer:
 
     def __init__(self, frame_seconds: float, max_seconds: float) -> None:
         self.f = frame_seconds
-        self._frames: deque[tuple[float, np.ndarray]] = deque(maxlen=max(1, int(np.ceil(max_seconds / frame_seconds)) + 2))
+        self._frames: deque[tuple[float, np.ndarray]] = deque(
+            maxlen=max(1, int(np.ceil(max_seconds / frame_seconds)) + 2)
+        )
 
     def append(self, t: float, frame: np.ndarray) -> None:
         self._frames.append((t, frame))

@@ -68,8 +68,10 @@ def factory(stage: str, name: str) -> Factory:
         return _registered[stage][name]
     target = BUILTIN.get(stage, {}).get(name)
     if target is None:
-        raise ConfigError("unknown-backend",
-                          f"{stage}.backend: no backend {name!r}; available: {', '.join(available(stage)) or 'none'}")
+        raise ConfigError(
+            "unknown-backend",
+            f"{stage}.backend: no backend {name!r}; available: {', '.join(available(stage)) or 'none'}",
+        )
     module, func = target.split(":")
     return getattr(importlib.import_module(module), func)
 

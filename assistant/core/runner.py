@@ -39,7 +39,7 @@ from assistant.core.record import TurnRecord
 from assistant.core.request import Request
 from assistant.core.session import SessionTracker
 from assistant.core.stages.resolve import ResolveResult
-from assistant.errors import AssistantError, AsrError, StageError
+from assistant.errors import AsrError, AssistantError, StageError
 from assistant.home.state import HomeStateFile
 from assistant.learning.feedback import FEEDBACK_QUESTION, classify_reply, record_feedback, should_ask
 from assistant.trace.privacy import is_opted_out
@@ -101,8 +101,9 @@ class Runner:
             return False
         return stage in ALWAYS or stage in self.settings.stages
 
-    def _build(self, given: Mapping[str, Any], wrap: Mapping[str, Callable[[Any], Any]],
-               load_audio_stages: bool) -> dict[str, Any]:
+    def _build(
+        self, given: Mapping[str, Any], wrap: Mapping[str, Callable[[Any], Any]], load_audio_stages: bool
+    ) -> dict[str, Any]:
         unknown = (set(given) | set(wrap)) - set(BUILD_ORDER)
         if unknown:
             raise AssistantError("unknown-stage", f"no stage(s) {sorted(unknown)}; stages: {', '.join(BUILD_ORDER)}")
@@ -136,8 +137,9 @@ class Runner:
         from assistant.understanding.rerank.context import user_history_from_records
 
         since = time.time() - 90 * 86400
-        return user_history_from_records(self.store.iter_records(since=since), user_id=None,
-                                         music=getattr(self.resolver, "music", None))
+        return user_history_from_records(
+            self.store.iter_records(since=since), user_id=None, music=getattr(self.resolver, "music", None)
+        )
 
     # -- the backends (read only: compose at build time with `backends=` / `wrap=`) ----------------------------
     def backend(self, stage: str) -> Any:
@@ -154,8 +156,11 @@ class Runner:
     tts = property(lambda self: self._backends.get("tts"))
 
     def versions(self) -> dict[str, str]:
-        return {stage: f"{b.name} {getattr(b, 'version', '')}".strip()
-                for stage, b in self._backends.items() if b is not None}
+        return {
+            stage: f"{b.name} {getattr(b, 'version', '')}".strip()
+            for stage, b in self._backends.items()
+            if b is not None
+        }
 
     def close(self) -> None:
         self.store.close()
@@ -171,7 +176,7 @@ class Runner:
         for listener in [*self._listeners, *([extra] if extra else [])]:
             try:
                 listener(event)
-            except Exception:  # noqa: BLE001 - one broken subscriber must not break the turn or the others
+            except Exception:
                 _LOGGER.exception("event listener failed on %s", type(event).__name__)
 
     # -- entry points -----------------------------------------------------------------------------------------
@@ -179,8 +184,9 @@ class Runner:
         """`assistant say`: the same pipeline from NLU on."""
         return self.run(Request.typed(text, now=now))
 
-    def run_audio(self, samples: np.ndarray, source: dict[str, Any] | None = None,
-                  now: datetime | None = None) -> TurnRecord:
+    def run_audio(
+        self, samples: np.ndarray, source: dict[str, Any] | None = None, now: datetime | None = None
+    ) -> TurnRecord:
         """One request's audio (already endpointed) from ASR on."""
         return self.run(Request.audio(samples, source, now=now))
 
@@ -191,13 +197,24 @@ class Runner:
         session = self.sessions.session_for(now)
         turn_id = uuid.uuid4().hex
         t0 = time.perf_counter()
-        rec = TurnRecord(turn_id=turn_id, session_id=session.session_id, source=req.source, wake=req.wake,
-                         transcript=req.text)
-        ctx = TurnContext(home=self.home, device_id=self.device_id, user_id=self.user_id, now=now,
-                          session_id=session.session_id, data_dir=self.data_dir, history=list(session.history))
-        context_snapshot = {"device_id": self.device_id, "user_id": self.user_id, "now": now.isoformat(),
-                            "home": {"name": self.home.name, "source": str(self.home.source),
-                                     "states": self.home.states()}}
+        rec = TurnRecord(
+            turn_id=turn_id, session_id=session.session_id, source=req.source, wake=req.wake, transcript=req.text
+        )
+        ctx = TurnContext(
+            home=self.home,
+            device_id=self.device_id,
+            user_id=self.user_id,
+            now=now,
+            session_id=session.session_id,
+            data_dir=self.data_dir,
+            history=list(session.history),
+        )
+        context_snapshot = {
+            "device_id": self.device_id,
+            "user_id": self.user_id,
+            "now": now.isoformat(),
+            "home": {"name": self.home.name, "source": str(self.home.source), "states": self.home.states()},
+        }
 
         def emit(event: Event) -> None:
             self.emit(event, listener)
@@ -208,8 +225,11 @@ class Runner:
         def run(stage: str, fn, inp: Any, result=lambda out: (jsonable(out), None)):
             backend = self._backends.get(stage)
             s0 = ms()
-            emit(StageStarted(turn_id, stage, getattr(backend, "name", None), getattr(backend, "version", None),
-                              round(s0, 3), inp))
+            emit(
+                StageStarted(
+                    turn_id, stage, getattr(backend, "name", None), getattr(backend, "version", None), round(s0, 3), inp
+                )
+            )
             try:
                 out = fn()
             except AssistantError as err:
@@ -217,7 +237,7 @@ class Runner:
                 emit(StageEnded(turn_id, stage, ms(), error_code=code))
                 rec.latency_ms[stage] = round(ms() - s0, 1)
                 raise err if isinstance(err, StageError) else StageError(code, err.message, stage) from err
-            except Exception as err:  # noqa: BLE001 - any backend crash becomes a coded, traced error
+            except Exception as err:
                 emit(StageEnded(turn_id, stage, ms(), error_code=f"{stage}-failed"))
                 rec.latency_ms[stage] = round(ms() - s0, 1)
                 raise StageError(f"{stage}-failed", f"{stage} failed: {type(err).__name__}: {err}", stage) from err
@@ -238,9 +258,12 @@ class Runner:
                 if self.asr is None or req.samples is None:
                     raise StageError("asr-disabled", "Audio input needs the asr stage in pipeline.yaml.", "asr")
                 samples = req.samples
-                asr = run("asr", lambda: self.asr.transcribe(samples, self.settings.asr.language),
-                          {"audio_seconds": round(len(samples) / audio_io.PIPELINE_RATE, 3)},
-                          lambda out: (jsonable(out), out.confidence))
+                asr = run(
+                    "asr",
+                    lambda: self.asr.transcribe(samples, self.settings.asr.language),
+                    {"audio_seconds": round(len(samples) / audio_io.PIPELINE_RATE, 3)},
+                    lambda out: (jsonable(out), out.confidence),
+                )
                 text = _WAKE_PREFIX.sub("", asr.text).strip()
                 rec.transcript, rec.asr_confidence = text, asr.confidence
                 if not re.search(r"\w", text):
@@ -255,13 +278,18 @@ class Runner:
                 raise _Handled()
             if self.rewriter is not None:
                 said = text
-                rw = run("rewrite", lambda: self.rewriter.rewrite(said, self.user_id, ctx), {"text": said},
-                         lambda out: (out.to_dict(), out.score))
+                rw = run(
+                    "rewrite",
+                    lambda: self.rewriter.rewrite(said, self.user_id, ctx),
+                    {"text": said},
+                    lambda out: (out.to_dict(), out.score),
+                )
                 if rw.applied:
                     rec.rewrite = rw.to_dict()  # the transcript keeps what the user said
                     text = rw.text
-            nlu = run("nlu", lambda: self.nlu.parse(text, ctx), {"text": text},
-                      lambda out: (jsonable(out), out.confidence))
+            nlu = run(
+                "nlu", lambda: self.nlu.parse(text, ctx), {"text": text}, lambda out: (jsonable(out), out.confidence)
+            )
             rec.intent, rec.intent_confidence, rec.slots = nlu.intent, round(nlu.confidence, 4), nlu.slot_dict()
             if self.resolver is not None:
                 resolved = run("resolve", lambda: self.resolver.resolve(nlu, ctx), {"slots": nlu.slot_dict()})
@@ -270,15 +298,20 @@ class Runner:
             if self.reranker is not None:
                 before = nlu
                 nlu, resolved, _explanation = run(
-                    "rerank", lambda: self.reranker.rerank(before, resolved, ctx, user_history=self.user_history),
+                    "rerank",
+                    lambda: self.reranker.rerank(before, resolved, ctx, user_history=self.user_history),
                     {"intent": before.intent, "nbest": [list(x) for x in before.nbest]},
-                    lambda out: (out[2], out[0].confidence))
+                    lambda out: (out[2], out[0].confidence),
+                )
                 rec.intent, rec.intent_confidence, rec.slots = nlu.intent, round(nlu.confidence, 4), nlu.slot_dict()
                 if nlu.intent != before.intent:
                     rec.nlu_intent = before.intent  # what NLU alone said, for learning
             rec.entities = [jsonable(e) for e in resolved.entities]
-            response = run("respond", lambda: self.responder.respond(nlu, resolved, ctx),
-                           {"intent": nlu.intent, "entities": len(resolved.entities)})
+            response = run(
+                "respond",
+                lambda: self.responder.respond(nlu, resolved, ctx),
+                {"intent": nlu.intent, "entities": len(resolved.entities)},
+            )
             rec.action, rec.response_text = jsonable(response.action), response.text
             rec.expects_reply = response.expects_reply
             if response.answers_intent and response.answers_intent != rec.intent:
@@ -286,8 +319,11 @@ class Runner:
                 rec.nlu_intent = rec.nlu_intent or rec.intent
                 rec.intent = response.answers_intent
             pending = response.pending
-            if (response.action.status == "done" and not response.expects_reply
-                    and should_ask(turn_id, self.settings.feedback.ask_rate)):
+            if (
+                response.action.status == "done"
+                and not response.expects_reply
+                and should_ask(turn_id, self.settings.feedback.ask_rate)
+            ):
                 rec.response_text = f"{response.text} {FEEDBACK_QUESTION}"
                 rec.expects_reply = True
                 pending = {"feedback_for": turn_id}
@@ -300,8 +336,9 @@ class Runner:
         # Speak whatever we have to say, error or not: the user must never be left in silence.
         if self.tts is not None and rec.response_text and req.speak:
             try:
-                first_audio_ms, first_chunk_ms, rec.response_audio = self._speak(rec.response_text, turn_id, run,
-                                                                                 emit, ms)
+                first_audio_ms, first_chunk_ms, rec.response_audio = self._speak(
+                    rec.response_text, turn_id, run, emit, ms
+                )
                 rec.latency_ms["tts_first_audio"] = round(first_chunk_ms, 1)
             except AssistantError as err:
                 rec.error = rec.error or (err.to_dict() | {"stage": "tts"})
@@ -312,9 +349,17 @@ class Runner:
         rec.latency_ms["end_to_end"] = round(req.endpoint_wait_ms + first, 1)
         rec.latency_ms["total"] = round(total_ms, 1)
         rec.pending = pending
-        emit(TurnEnded(record=rec, traced=not is_opted_out(self.data_dir, self.user_id), context=context_snapshot,
-                       pipeline=self.versions(), device_id=self.device_id, user_id=self.user_id,
-                       started_at=now.timestamp()))
+        emit(
+            TurnEnded(
+                record=rec,
+                traced=not is_opted_out(self.data_dir, self.user_id),
+                context=context_snapshot,
+                pipeline=self.versions(),
+                device_id=self.device_id,
+                user_id=self.user_id,
+                started_at=now.timestamp(),
+            )
+        )
         self._home_state.save(self.home)
         self.sessions.end_turn(session, rec, now)
         if self.user_history is not None:
@@ -327,17 +372,41 @@ class Runner:
     def _record_pre_turn_stages(self, req: Request, turn_id: str, emit: Listener) -> None:
         """Wake and endpointing happened before the turn began (audio time is in their outputs)."""
         if req.wake.get("detected") and self.wake is not None:
-            emit(StageRecorded(turn_id, "wake", self.wake.name, self.wake.version,
-                               input={"models": list(self.wake.models), "threshold": self.settings.wake.threshold},
-                               output=req.wake, confidence=req.wake.get("score")))
+            emit(
+                StageRecorded(
+                    turn_id,
+                    "wake",
+                    self.wake.name,
+                    self.wake.version,
+                    input={"models": list(self.wake.models), "threshold": self.settings.wake.threshold},
+                    output=req.wake,
+                    confidence=req.wake.get("score"),
+                )
+            )
         if "endpoint" in req.source and self.vad is not None:
-            emit(StageRecorded(turn_id, "vad", self.vad.name, self.vad.version,
-                               input={"threshold": self.settings.vad.threshold,
-                                      "end_silence_seconds": self.settings.vad.end_silence_seconds},
-                               output={k: req.source.get(k) for k in ("offset_seconds", "speech_start_seconds",
-                                                                       "speech_end_seconds", "end_seconds",
-                                                                       "endpoint")},
-                               error_code=req.error.code if req.error is not None else None))
+            emit(
+                StageRecorded(
+                    turn_id,
+                    "vad",
+                    self.vad.name,
+                    self.vad.version,
+                    input={
+                        "threshold": self.settings.vad.threshold,
+                        "end_silence_seconds": self.settings.vad.end_silence_seconds,
+                    },
+                    output={
+                        k: req.source.get(k)
+                        for k in (
+                            "offset_seconds",
+                            "speech_start_seconds",
+                            "speech_end_seconds",
+                            "end_seconds",
+                            "endpoint",
+                        )
+                    },
+                    error_code=req.error.code if req.error is not None else None,
+                )
+            )
 
     def _feedback_reply(self, text: str, ctx: TurnContext) -> dict[str, Any] | None:
         """If the last turn asked "Did I answer your question?", a yes/no reply is feedback, not a request."""
@@ -349,9 +418,16 @@ class Runner:
             return None  # the user moved on: treat it as a new request
         record_feedback(self.store, prev.pending["feedback_for"], answer, text)
         reply = "Great, thanks." if answer == "yes" else "Sorry about that. Thanks for telling me."
-        return {"text": reply, "action": {"name": "feedback.record", "status": "done",
-                                          "target": prev.pending["feedback_for"], "params": {"answer": answer},
-                                          "result": {}}}
+        return {
+            "text": reply,
+            "action": {
+                "name": "feedback.record",
+                "status": "done",
+                "target": prev.pending["feedback_for"],
+                "params": {"answer": answer},
+                "result": {},
+            },
+        }
 
     def _speak(self, text: str, turn_id: str, run, emit: Listener, ms) -> tuple[float, float, str | None]:
         """Synthesize, emitting every chunk as it is ready.
@@ -378,8 +454,12 @@ class Runner:
             if self.out_dir is not None:
                 path[0] = str(self.out_dir / f"{turn_id}.wav")
                 audio_io.write_wav(Path(path[0]), audio, rate)
-            return {"audio_seconds": round(len(audio) / rate, 3), "sample_rate": rate, "path": path[0],
-                    "first_chunk_ms": round(first[0] - start, 1)}, None
+            return {
+                "audio_seconds": round(len(audio) / rate, 3),
+                "sample_rate": rate,
+                "path": path[0],
+                "first_chunk_ms": round(first[0] - start, 1),
+            }, None
 
         run("tts", synth, {"text": text}, result)
         return first[0], first[0] - start, path[0]

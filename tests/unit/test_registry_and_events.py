@@ -22,8 +22,13 @@ class FakeNlu:
     def parse(self, text, context=None):
         if "crash" in text:
             raise RuntimeError("model file truncated")
-        return NluResult(text=text, intent="iot_hue_lighton", confidence=0.97,
-                         slots=(Slot("house_place", "kitchen"),), nbest=(("iot_hue_lighton", 0.97),))
+        return NluResult(
+            text=text,
+            intent="iot_hue_lighton",
+            confidence=0.97,
+            slots=(Slot("house_place", "kitchen"),),
+            nbest=(("iot_hue_lighton", 0.97),),
+        )
 
 
 class EchoResponder:
@@ -67,8 +72,12 @@ def fakes():
 
 
 def _runner(settings, tmp_path, **kw) -> Runner:
-    s = settings.model_copy(update={"nlu": settings.nlu.model_copy(update={"backend": "fake"}),
-                                    "respond": settings.respond.model_copy(update={"backend": "echo"})})
+    s = settings.model_copy(
+        update={
+            "nlu": settings.nlu.model_copy(update={"backend": "fake"}),
+            "respond": settings.respond.model_copy(update={"backend": "echo"}),
+        }
+    )
     return Runner(s, DEFAULT_HOME, data_dir=tmp_path, **kw)
 
 
@@ -98,12 +107,18 @@ def test_events_in_order_and_the_typed_record(settings, fakes, tmp_path):
     seen = []
     r.subscribe(seen.append)
     rec = r.run_text("turn on the kitchen light")
-    assert isinstance(rec, TurnRecord) and rec.intent == "iot_hue_lighton" and rec["slots"] == {"house_place": "kitchen"}
+    assert (
+        isinstance(rec, TurnRecord) and rec.intent == "iot_hue_lighton" and rec["slots"] == {"house_place": "kitchen"}
+    )
     kinds = [type(e).__name__ for e in seen]
     assert kinds[0] == "TurnStarted" and kinds[-1] == "TurnEnded"
     stages = [(type(e).__name__, e.stage) for e in seen if isinstance(e, (StageStarted, StageEnded))]
-    assert stages == [("StageStarted", "nlu"), ("StageEnded", "nlu"), ("StageStarted", "respond"),
-                      ("StageEnded", "respond")]
+    assert stages == [
+        ("StageStarted", "nlu"),
+        ("StageEnded", "nlu"),
+        ("StageStarted", "respond"),
+        ("StageEnded", "respond"),
+    ]
     assert isinstance(seen[0], TurnStarted) and seen[0].turn_id == rec.turn_id
     assert isinstance(seen[-1], TurnEnded) and seen[-1].record is rec
     # the trace recorder is a subscriber too: the stored turn has the same record and a span per stage

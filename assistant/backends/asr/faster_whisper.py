@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.errors import AsrError, ModelError
 from assistant.core.stages.asr import AsrResult
+from assistant.errors import AsrError, ModelError
 
 
 def model_dir(model: str) -> Path:
@@ -34,15 +34,18 @@ def model_dir(model: str) -> Path:
 class FasterWhisperAsr:
     name = "faster-whisper"
 
-    def __init__(self, model: str = "tiny.en", compute_type: str = "int8", beam_size: int = 1, threads: int = 2) -> None:
+    def __init__(
+        self, model: str = "tiny.en", compute_type: str = "int8", beam_size: int = 1, threads: int = 2
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from faster_whisper import WhisperModel
         from importlib.metadata import version
+
+        from faster_whisper import WhisperModel
 
         path = model_dir(model)
         try:
             self._model = WhisperModel(str(path), device="cpu", compute_type=compute_type, cpu_threads=threads)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise ModelError("asr-model-load", f"could not load the ASR model at {path}: {err}") from err
         self._beam_size = beam_size
         self.version = f"{model} {compute_type} (faster-whisper {version('faster-whisper')})"

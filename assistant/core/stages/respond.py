@@ -16,7 +16,8 @@ class Action:
     name: str
     """What was done, e.g. `light.turn_on`, `timer.start`, `list.add`, `music.play`, `none`."""
     status: str
-    """`done`, `failed`, `unsupported` (can't do that), `unavailable` (needs the network), `clarify` (asked a question)."""
+    """`done`, `failed`, `unsupported` (can't do that), `unavailable` (needs the network),
+    `clarify` (asked a question)."""
     target: str | None = None
     """Entity id acted on, if any."""
     params: dict[str, Any] = field(default_factory=dict)

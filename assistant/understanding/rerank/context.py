@@ -45,23 +45,40 @@ import json
 import math
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant.config import PACKAGE_DATA
-from assistant.text import norm_key
 from assistant.core.stages.nlu import NluResult
 from assistant.core.stages.resolve import Candidate, ResolvedEntity, ResolveResult
+from assistant.text import norm_key
 
 if TYPE_CHECKING:
-    from assistant.understanding.resolve.catalog import CatalogResolver
     from assistant.core.context import TurnContext
+    from assistant.understanding.resolve.catalog import CatalogResolver
 
 WEIGHTS_PATH = PACKAGE_DATA / "rerank" / "weights.json"
-FEATURES = ("nlu_logp", "ctx_nlu_logp", "from_context", "nlu_absent", "match", "type_compat", "prior", "hist_share", "hist_any", "hist_daypart",
-            "device_on", "device_here", "screen_visual", "noscreen_visual", "unsaid", "unused_slots")
+FEATURES = (
+    "nlu_logp",
+    "ctx_nlu_logp",
+    "from_context",
+    "nlu_absent",
+    "match",
+    "type_compat",
+    "prior",
+    "hist_share",
+    "hist_any",
+    "hist_daypart",
+    "device_on",
+    "device_here",
+    "screen_visual",
+    "noscreen_visual",
+    "unsaid",
+    "unused_slots",
+)
 NLU_FLOOR = 0.02
 PRIOR_MATCH_TOLERANCE = 0.02
 CLARIFY_TYPES = ("place",)
@@ -76,19 +93,48 @@ MAX_ALTERNATIVES = 8
 # which entity types take part (the first entity of these types with candidates is the turn's "focus")
 FOCUS_TYPES = ("media", "place", "track", "artist", "album", "genre", "playlist", "contact")
 PLAY_INTENTS = ("play_music", "play_audiobook", "play_podcasts", "play_video", "play_radio", "play_game")
-MEDIA_INTENT = {"film": "play_video", "tv_show": "play_video", "audiobook": "play_audiobook", "book": "play_audiobook",
-                "podcast": "play_podcasts", "track": "play_music", "artist": "play_music", "album": "play_music",
-                "genre": "play_music", "playlist": "play_music"}
-SLOT_TYPES = {"movie_name": ("film", "tv_show"), "audiobook_name": ("audiobook", "book"), "podcast_name": ("podcast",),
-              "song_name": ("track",), "artist_name": ("artist",), "music_album": ("album",), "music_genre": ("genre",),
-              "playlist_name": ("playlist",), "place_name": ("city",)}
-INTENT_TYPES = {"play_video": ("film", "tv_show"), "play_audiobook": ("audiobook", "book"), "play_podcasts": ("podcast",),
-                "play_music": ("track", "artist", "album", "genre", "playlist")}
+MEDIA_INTENT = {
+    "film": "play_video",
+    "tv_show": "play_video",
+    "audiobook": "play_audiobook",
+    "book": "play_audiobook",
+    "podcast": "play_podcasts",
+    "track": "play_music",
+    "artist": "play_music",
+    "album": "play_music",
+    "genre": "play_music",
+    "playlist": "play_music",
+}
+SLOT_TYPES = {
+    "movie_name": ("film", "tv_show"),
+    "audiobook_name": ("audiobook", "book"),
+    "podcast_name": ("podcast",),
+    "song_name": ("track",),
+    "artist_name": ("artist",),
+    "music_album": ("album",),
+    "music_genre": ("genre",),
+    "playlist_name": ("playlist",),
+    "place_name": ("city",),
+}
+INTENT_TYPES = {
+    "play_video": ("film", "tv_show"),
+    "play_audiobook": ("audiobook", "book"),
+    "play_podcasts": ("podcast",),
+    "play_music": ("track", "artist", "album", "genre", "playlist"),
+}
 # words that ask about a device state attribute -> the state key
 # slots a device query consumes (the device and its room)
 DEVICE_SLOTS = ("device_type", "house_place", "device")
-ATTRIBUTE_WORDS = {"temperature": "temperature", "temp": "temperature", "hot": "temperature", "degrees": "temperature",
-                   "volume": "volume", "loud": "volume", "brightness": "brightness", "bright": "brightness"}
+ATTRIBUTE_WORDS = {
+    "temperature": "temperature",
+    "temp": "temperature",
+    "hot": "temperature",
+    "degrees": "temperature",
+    "volume": "volume",
+    "loud": "volume",
+    "brightness": "brightness",
+    "bright": "brightness",
+}
 DEVICE_QUERY = "iot_device_query"
 MUSIC_TYPES = ("track", "artist", "album", "genre", "playlist")
 UNSAID_TYPES = ("genre", "artist")
@@ -129,7 +175,9 @@ class InMemoryUserHistory:
     def add(self, entity_type: str, entity_id: str, when: datetime | None = None, n: int = 1) -> None:
         self.counts[(entity_type, entity_id, daypart(when))] += n
 
-    def add_turn(self, intent: str | None, entities: Iterable[dict[str, Any] | ResolvedEntity], when: datetime | None = None) -> None:
+    def add_turn(
+        self, intent: str | None, entities: Iterable[dict[str, Any] | ResolvedEntity], when: datetime | None = None
+    ) -> None:
         if intent:
             self.intents[intent] += 1
         for e in entities:
@@ -139,8 +187,11 @@ class InMemoryUserHistory:
                 self.add(etype, eid, when)
 
     def count(self, entity_type: str, entity_id: str | None = None, part: str | None = None) -> int:
-        return sum(c for (t, i, p), c in self.counts.items()
-                   if t == entity_type and (entity_id is None or i == entity_id) and (part is None or p == part))
+        return sum(
+            c
+            for (t, i, p), c in self.counts.items()
+            if t == entity_type and (entity_id is None or i == entity_id) and (part is None or p == part)
+        )
 
     def top(self, entity_type: str, n: int = 3) -> list[tuple[str, int]]:
         tot: dict[str, int] = defaultdict(int)
@@ -162,13 +213,15 @@ def chosen_entities(rec: dict[str, Any]) -> list[dict[str, Any]]:
     return ents
 
 
-def user_history_from_records(records: Iterable[dict[str, Any]], user_id: str | None = None,
-                              music: Any = None) -> InMemoryUserHistory:
+def user_history_from_records(
+    records: Iterable[dict[str, Any]], user_id: str | None = None, music: Any = None
+) -> InMemoryUserHistory:
     """Build a history from turn records (dicts with `intent`, `entities` [{entity_type, entity_id, ...}], `action`
     {name, status, target, ...}, `user` or `user_id`, optional `started_at` (epoch s) or `now` (ISO time)).
 
     Only turns whose action was carried out (status `done`), or understood but not reachable offline (`unavailable`:
-    the weather for a city), count: a failed or clarified turn says nothing about what the user wanted. With `music` (a MusicCatalog) a played track or artist also counts for its artist's genres."""
+    the weather for a city), count: a failed or clarified turn says nothing about what the user wanted. With `music`
+    (a MusicCatalog) a played track or artist also counts for its artist's genres."""
     h = InMemoryUserHistory()
     for rec in records:
         if user_id is not None and (rec.get("user") or rec.get("user_id")) not in (user_id, None):
@@ -241,12 +294,17 @@ class Hypothesis:
         return self.intent, self.entity.entity_id if self.entity is not None else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"intent": self.intent, "source_intent": self.source_intent, "origin": self.origin,
-                "entity_type": self.entity.entity_type if self.entity else None,
-                "entity_id": self.entity.entity_id if self.entity else None,
-                "entity_name": self.entity.name if self.entity else None,
-                "score": round(self.score, 4), "prob": round(self.prob, 4),
-                "features": {k: round(v, 4) for k, v in self.features.items() if v}}
+        return {
+            "intent": self.intent,
+            "source_intent": self.source_intent,
+            "origin": self.origin,
+            "entity_type": self.entity.entity_type if self.entity else None,
+            "entity_id": self.entity.entity_id if self.entity else None,
+            "entity_name": self.entity.name if self.entity else None,
+            "score": round(self.score, 4),
+            "prob": round(self.prob, 4),
+            "features": {k: round(v, 4) for k, v in self.features.items() if v},
+        }
 
 
 def load_weights(path: Path = WEIGHTS_PATH) -> dict[str, float]:
@@ -266,15 +324,17 @@ class ContextReranker:
     name = "context-reranker"
     version = "0.1.0"
 
-    def __init__(self, resolver: CatalogResolver | None = None, weights: dict[str, float] | None = None,
-                 user_history: Any = None) -> None:
+    def __init__(
+        self, resolver: CatalogResolver | None = None, weights: dict[str, float] | None = None, user_history: Any = None
+    ) -> None:
         self.resolver = resolver
         self.weights = weights if weights is not None else load_weights()
         self.user_history = user_history
 
     # -- public ------------------------------------------------------------------------------------------------
-    def rerank(self, nlu: NluResult, resolved: ResolveResult, context: TurnContext,
-               user_history: UserHistory | None = None) -> tuple[NluResult, ResolveResult, dict[str, Any]]:
+    def rerank(
+        self, nlu: NluResult, resolved: ResolveResult, context: TurnContext, user_history: UserHistory | None = None
+    ) -> tuple[NluResult, ResolveResult, dict[str, Any]]:
         history = self._history(context, user_history)
         hyps = self.hypotheses(nlu, resolved, context, history)
         for h in hyps:
@@ -294,16 +354,27 @@ class ContextReranker:
             cands = tuple(Candidate(h.entity.entity_id, _display(h.entity), h.entity.score) for h in close)
             # the likeliest one's details stay at hand for a skill that answers without asking (the time in a city)
             likeliest = {"id": ent.entity_id, **ent.normalized} if isinstance(ent.normalized, dict) else None
-            asked = replace(ent, entity_id=None, name=None, candidates=cands,
-                            normalized={"ambiguous": True, "probs": [round(h.prob, 4) for h in close],
-                                        "likeliest": likeliest})
-            new_res = ResolveResult(tuple(asked if e.entity_type == ent.entity_type and e.slot == ent.slot else e
-                                          for e in new_res.entities))
+            asked = replace(
+                ent,
+                entity_id=None,
+                name=None,
+                candidates=cands,
+                normalized={"ambiguous": True, "probs": [round(h.prob, 4) for h in close], "likeliest": likeliest},
+            )
+            new_res = ResolveResult(
+                tuple(asked if e.entity_type == ent.entity_type and e.slot == ent.slot else e for e in new_res.entities)
+            )
             changed = True
-        explanation = {"name": self.name, "version": self.version, "changed": changed, "hypotheses": len(hyps),
-                       "ask": [h.entity.entity_id for h in close] if close else None,
-                       "chosen": best.to_dict(), "top": [h.to_dict() for h in hyps[:3]],
-                       "weights": {k: v for k, v in self.weights.items() if v}}
+        explanation = {
+            "name": self.name,
+            "version": self.version,
+            "changed": changed,
+            "hypotheses": len(hyps),
+            "ask": [h.entity.entity_id for h in close] if close else None,
+            "chosen": best.to_dict(),
+            "top": [h.to_dict() for h in hyps[:3]],
+            "weights": {k: v for k, v in self.weights.items() if v},
+        }
         return new_nlu, new_res, explanation
 
     def describe(self) -> dict[str, Any]:
@@ -317,9 +388,16 @@ class ContextReranker:
         e = best.entity
         if e is None or e.entity_type not in CLARIFY_TYPES or not e.entity_id:
             return []
-        close = [best] + [h for h in hyps[1:] if h.intent == best.intent and h.entity is not None
-                          and h.entity.entity_type == e.entity_type and h.entity.entity_id != e.entity_id
-                          and abs(h.entity.score - e.score) < 1e-6 and h.prob >= CLARIFY_RATIO * best.prob]
+        close = [best] + [
+            h
+            for h in hyps[1:]
+            if h.intent == best.intent
+            and h.entity is not None
+            and h.entity.entity_type == e.entity_type
+            and h.entity.entity_id != e.entity_id
+            and abs(h.entity.score - e.score) < 1e-6
+            and h.prob >= CLARIFY_RATIO * best.prob
+        ]
         return close[:CLARIFY_MAX] if len(close) > 1 else []
 
     # -- internals ---------------------------------------------------------------------------------------------
@@ -343,10 +421,14 @@ class ContextReranker:
             return self.resolver.music.get(entity_id)
         return None
 
-    def hypotheses(self, nlu: NluResult, resolved: ResolveResult, context: TurnContext, history: UserHistory) -> list[Hypothesis]:
+    def hypotheses(
+        self, nlu: NluResult, resolved: ResolveResult, context: TurnContext, history: UserHistory
+    ) -> list[Hypothesis]:
         nbest = list(nlu.nbest[:NBEST_K]) or [(nlu.intent, nlu.confidence)]
         probs = dict(nbest)
-        focus = next((e for e in resolved.entities if e.entity_type in FOCUS_TYPES and (e.candidates or e.entity_id)), None)
+        focus = next(
+            (e for e in resolved.entities if e.entity_type in FOCUS_TYPES and (e.candidates or e.entity_id)), None
+        )
         hyps: list[Hypothesis] = []
         alternatives = self._alternatives(focus)
         for intent, p in nbest:
@@ -380,8 +462,15 @@ class ContextReranker:
         out: list[ResolvedEntity | None] = []
         for c in cands:
             row = self._row(focus.entity_type, c.entity_id)
-            out.append(replace(focus, entity_id=c.entity_id, name=(row or {}).get("name", c.name), score=c.score,
-                               normalized=self._normalized(focus, row, c)))
+            out.append(
+                replace(
+                    focus,
+                    entity_id=c.entity_id,
+                    name=(row or {}).get("name", c.name),
+                    score=c.score,
+                    normalized=self._normalized(focus, row, c),
+                )
+            )
         return out
 
     def _normalized(self, focus: ResolvedEntity, row: dict[str, Any] | None, cand: Candidate) -> Any:
@@ -403,8 +492,9 @@ class ContextReranker:
             return (ent.normalized or {}).get("media_type", "") if isinstance(ent.normalized, dict) else ""
         return ent.entity_type
 
-    def _device_queries(self, nlu: NluResult, resolved: ResolveResult, probs: dict[str, float], context: TurnContext
-                        ) -> list[Hypothesis]:
+    def _device_queries(
+        self, nlu: NluResult, resolved: ResolveResult, probs: dict[str, float], context: TurnContext
+    ) -> list[Hypothesis]:
         words = set(norm_key(nlu.text).split())
         keys = {ATTRIBUTE_WORDS[w] for w in words if w in ATTRIBUTE_WORDS}
         if not keys or context.home is None:
@@ -422,22 +512,40 @@ class ContextReranker:
         for d in context.home.devices.values():
             if d.satellite or not any(k in d.state for k in keys):
                 continue
-            ent = ResolvedEntity("device", "", "device", d.id, d.name, 0.0, (Candidate(d.id, d.name, 0.0),),
-                                 normalized={"attributes": sorted(k for k in keys if k in d.state)})
+            ent = ResolvedEntity(
+                "device",
+                "",
+                "device",
+                d.id,
+                d.name,
+                0.0,
+                (Candidate(d.id, d.name, 0.0),),
+                normalized={"attributes": sorted(k for k in keys if k in d.state)},
+            )
             h = Hypothesis(DEVICE_QUERY, DEVICE_QUERY, probs.get(DEVICE_QUERY, 0.0), ent, replaces, "device-query")
             h.unused_slots = unused
             out.append(h)
         return out
 
-    def _unsaid(self, nlu: NluResult, resolved: ResolveResult, probs: dict[str, float], history: UserHistory) -> list[Hypothesis]:
+    def _unsaid(
+        self, nlu: NluResult, resolved: ResolveResult, probs: dict[str, float], history: UserHistory
+    ) -> list[Hypothesis]:
         if "play_music" not in probs or any(e.entity_type in MUSIC_TYPES + ("media",) for e in resolved.entities):
             return []
         out = []
         for etype in UNSAID_TYPES:
             for eid, _n in history.top(etype, 3):
                 row = self._row(etype, eid)
-                ent = ResolvedEntity(f"context_{etype}", "", etype, eid, (row or {}).get("name", eid), 0.0,
-                                     (Candidate(eid, (row or {}).get("name", eid), 0.0),), normalized={"from": "history"})
+                ent = ResolvedEntity(
+                    f"context_{etype}",
+                    "",
+                    etype,
+                    eid,
+                    (row or {}).get("name", eid),
+                    0.0,
+                    (Candidate(eid, (row or {}).get("name", eid), 0.0),),
+                    normalized={"from": "history"},
+                )
                 out.append(Hypothesis("play_music", "play_music", probs["play_music"], ent, None, "history"))
         return out
 
@@ -468,7 +576,11 @@ class ContextReranker:
                 said = e.value != "" and h.origin == "nlu"
                 f["match"] = e.score if said else 0.0
                 f["unsaid"] = 0.0 if said else (1.0 if h.origin == "history" else 0.0)
-                etype = self._media_type(e) if e.entity_type == "media" else ("city" if e.entity_type == "place" else e.entity_type)
+                etype = (
+                    self._media_type(e)
+                    if e.entity_type == "media"
+                    else ("city" if e.entity_type == "place" else e.entity_type)
+                )
                 own = SLOT_TYPES.get(e.slot, ()) or INTENT_TYPES.get(h.source_intent, ())
                 f["type_compat"] = 1.0 if (not own or etype in own) and h.origin == "nlu" else 0.0
                 if said and e.entity_id in pops and max_pop > 0 and e.score >= best_match - PRIOR_MATCH_TOLERANCE:
@@ -484,7 +596,10 @@ class ContextReranker:
                         tot_part = history.count(ht, None, part)
                         if tot_part:
                             f["hist_daypart"] = history.count(ht, e.entity_id, part) / tot_part
-                visual = bool(isinstance(e.normalized, dict) and e.normalized.get("visual")) or etype in ("film", "tv_show")
+                visual = bool(isinstance(e.normalized, dict) and e.normalized.get("visual")) or etype in (
+                    "film",
+                    "tv_show",
+                )
                 if visual:
                     f["screen_visual" if has_screen else "noscreen_visual"] = 1.0
                 if e.entity_type == "device" and home is not None and e.entity_id in home.devices:
@@ -493,8 +608,9 @@ class ContextReranker:
                     f["device_here"] = 1.0 if d.area == here else 0.0
             h.features = f
 
-    def _apply(self, best: Hypothesis, nlu: NluResult, resolved: ResolveResult, intent_prob: float
-               ) -> tuple[NluResult, ResolveResult, bool]:
+    def _apply(
+        self, best: Hypothesis, nlu: NluResult, resolved: ResolveResult, intent_prob: float
+    ) -> tuple[NluResult, ResolveResult, bool]:
         entities = list(resolved.entities)
         changed = best.intent != nlu.intent
         if best.entity is not None:
@@ -521,27 +637,46 @@ def _display(ent: ResolvedEntity) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # latency (for `assistant bench`)
 
-BENCH_TEXTS = ("what is the temperature", "play hunger games", "what's the weather in springfield", "play music",
-               "turn on the kitchen light", "play purple haze by jimi hendrix", "set a timer for ten minutes",
-               "dim the lights in the living room to fifty percent")
+BENCH_TEXTS = (
+    "what is the temperature",
+    "play hunger games",
+    "what's the weather in springfield",
+    "play music",
+    "turn on the kitchen light",
+    "play purple haze by jimi hendrix",
+    "set a timer for ten minutes",
+    "dim the lights in the living room to fifty percent",
+)
 
 
-def bench_turn_latency(nlu_backend: Any, resolver: CatalogResolver | None = None, reranker: ContextReranker | None = None,
-                       context: TurnContext | None = None, texts: Iterable[str] = BENCH_TEXTS, repeats: int = 5) -> dict[str, Any]:
+def bench_turn_latency(
+    nlu_backend: Any,
+    resolver: CatalogResolver | None = None,
+    reranker: ContextReranker | None = None,
+    context: TurnContext | None = None,
+    texts: Iterable[str] = BENCH_TEXTS,
+    repeats: int = 5,
+) -> dict[str, Any]:
     """NLU + entity resolution + rerank time per turn (ms) with a given NLU backend (anything with
     `parse(text, context)`), over `texts` x `repeats` after one warm-up pass: median/p90/p95 per stage and in total."""
     import statistics
     from pathlib import Path as _P
 
-    from assistant.understanding.resolve.catalog import CatalogResolver as _CR
     from assistant.core.context import TurnContext as _TC
     from assistant.home.model import Home
+    from assistant.understanding.resolve.catalog import CatalogResolver as _CR
 
     resolver = resolver or _CR(Home.example())
     resolver.warm()
     reranker = reranker or ContextReranker(resolver)
-    context = context or _TC(home=Home.example(), device_id="living_room.display", user_id="bench",
-                             now=datetime(2025, 3, 14, 19, 0), session_id="bench", data_dir=_P("."))
+    context = context or _TC(
+        home=Home.example(),
+        device_id="living_room.display",
+        user_id="bench",
+        now=datetime(2025, 3, 14, 19, 0),
+        session_id="bench",
+        data_dir=_P("."),
+    )
     times: dict[str, list[float]] = {"nlu": [], "resolve": [], "rerank": [], "total": []}
     texts = list(texts)
     for rep in range(repeats + 1):
@@ -559,11 +694,17 @@ def bench_turn_latency(nlu_backend: Any, resolver: CatalogResolver | None = None
 
     def stats(v: list[float]) -> dict[str, float]:
         v = sorted(v)
-        return {"median_ms": round(statistics.median(v), 2), "p90_ms": round(v[int(0.9 * (len(v) - 1))], 2),
-                "p95_ms": round(v[int(0.95 * (len(v) - 1))], 2)}
+        return {
+            "median_ms": round(statistics.median(v), 2),
+            "p90_ms": round(v[int(0.9 * (len(v) - 1))], 2),
+            "p95_ms": round(v[int(0.95 * (len(v) - 1))], 2),
+        }
 
-    return {"turns": len(times["total"]), "backend": getattr(nlu_backend, "name", type(nlu_backend).__name__),
-            **{k: stats(v) for k, v in times.items()}}
+    return {
+        "turns": len(times["total"]),
+        "backend": getattr(nlu_backend, "name", type(nlu_backend).__name__),
+        **{k: stats(v) for k, v in times.items()},
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -572,8 +713,13 @@ def bench_turn_latency(nlu_backend: Any, resolver: CatalogResolver | None = None
 
 def unused_slots(nlu: NluResult) -> float:
     """NLU slots a device query leaves unused: not the device or its room, not the attribute word itself."""
-    return float(sum(1 for sl in nlu.slots
-                     if sl.name not in DEVICE_SLOTS and not set(norm_key(sl.value).split()) & set(ATTRIBUTE_WORDS)))
+    return float(
+        sum(
+            1
+            for sl in nlu.slots
+            if sl.name not in DEVICE_SLOTS and not set(norm_key(sl.value).split()) & set(ATTRIBUTE_WORDS)
+        )
+    )
 
 
 def create(build) -> ContextReranker | None:

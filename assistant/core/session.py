@@ -1,0 +1,64 @@
+"""Sessions: turns on one device less than `gap_seconds` apart, with the history follow-ups and context read."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from assistant.core.context import PreviousTurn
+
+
+@dataclass
+class Session:
+    session_id: str
+    last_at: datetime
+    history: list[PreviousTurn] = field(default_factory=list)
+
+
+def previous_turn(rec: Mapping[str, Any]) -> PreviousTurn:
+    return PreviousTurn(
+        turn_id=rec.get("turn_id", ""),
+        transcript=rec.get("transcript") or "",
+        intent=rec.get("intent"),
+        response_text=rec.get("response_text") or "",
+        expects_reply=bool(rec.get("expects_reply")),
+        pending=rec.get("pending"),
+    )
+
+
+class SessionTracker:
+    """The current session of one device and user; continues a session an earlier process left open (so `say`
+    can answer a clarifying question asked by the previous `say`)."""
+
+    def __init__(self, store, device_id: str, user_id: str, gap_seconds: float) -> None:
+        self.store = store
+        self.device_id = device_id
+        self.user_id = user_id
+        self.gap = timedelta(seconds=gap_seconds)
+        self.current: Session | None = None
+
+    def session_for(self, now: datetime) -> Session:
+        s = self.current
+        if s is not None and now - s.last_at <= self.gap:
+            return s
+        if s is None:
+            last = self.store.last_session(self.device_id, self.user_id)
+            if last is not None and now - datetime.fromtimestamp(last[1]) <= self.gap:
+                self.current = Session(last[0], datetime.fromtimestamp(last[1]), self._history(last[0]))
+                return self.current
+        self.current = Session(uuid.uuid4().hex, now)
+        return self.current
+
+    def _history(self, session_id: str) -> list[PreviousTurn]:
+        history = []
+        for row in reversed(self.store.list_turns(limit=10, session_id=session_id)):
+            rec = (self.store.get_turn(row["turn_id"]) or {}).get("record", {})
+            history.append(previous_turn(rec))
+        return history
+
+    def end_turn(self, session: Session, rec: Mapping[str, Any], now: datetime) -> None:
+        session.history.append(previous_turn(rec))
+        session.last_at = now

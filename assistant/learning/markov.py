@@ -197,9 +197,19 @@ def current_version(data_dir: Path) -> int | None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Write-then-rename: a killed job leaves the old file whole. The fsyncs make the same hold after a power cut
+    (v{N}.json is on disk before `current` can name it)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     tmp.replace(path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def write_table(data_dir: Path, table: dict[str, dict[str, Any]], config: MarkovConfig | None = None,

@@ -179,7 +179,7 @@ class LiveAssistant:
             self._last_reference = pl.reference()
             self._gate_until = time.monotonic() + 0.5
             threading.Thread(target=lambda: (pl.done.wait(2.0), pl.close()), daemon=True).start()
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - an earcon is never worth a crash
             _LOGGER.info("earcon failed: %s", err)
 
     def _is_echo(self, reference: np.ndarray, played_s: float | None = None) -> tuple[bool, float]:
@@ -243,7 +243,7 @@ class LiveAssistant:
         def work() -> None:
             try:
                 turn.record = self.p.run(req, listener=to_speaker)
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001 - the service never dies on one turn
                 _LOGGER.exception("turn failed")
                 turn.error = err
             finally:
@@ -275,7 +275,7 @@ class LiveAssistant:
         if self.on_turn is not None:
             try:
                 self.on_turn(rec)
-            except Exception:
+            except Exception:  # noqa: BLE001
                 _LOGGER.exception("on_turn callback failed")
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -338,8 +338,13 @@ class LiveAssistant:
         queued: Request | None = None  # a request endpointed while the previous turn still finishes
         barge_threshold = max(w.threshold, self.opts.barge_in_threshold)
         self._set_state(State.IDLE, f"microphone: {self.mic.device_name}")
+        due_checked = 0.0
         for frame, t in self._frames(deadline):
             self._buffer.append(t, frame)
+            if turn is None and listening is None and t - due_checked >= 1.0:
+                due_checked = t  # scheduled commands ("in ten minutes turn off the lights"), while nobody talks
+                for rec in p.run_due(datetime.now()):
+                    self._event("scheduled", turn_id=rec.turn_id, description=rec.source.get("description"))
             # 1. a turn in progress: thinking -> speaking -> done
             if turn is not None:
                 player = turn.player
@@ -475,7 +480,7 @@ class LiveAssistant:
                     )
                     try:
                         self.p.run(req)
-                    except Exception:
+                    except Exception:  # noqa: BLE001
                         _LOGGER.exception("could not trace the empty request")
                 return "timeout"
             if isinstance(ev, SpeechEnded):
@@ -575,7 +580,7 @@ class LiveAssistant:
                 return None
         try:
             text = self.p.asr.transcribe(seg, self.p.settings.asr.language).text
-        except Exception:
+        except Exception:  # noqa: BLE001
             return None
         self._event("stop-candidate", text=text)
         return "stop" if is_stop_command(text or "") else None

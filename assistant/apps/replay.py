@@ -24,7 +24,10 @@ FRAME_SECONDS = audio_io.FRAME_SAMPLES / audio_io.PIPELINE_RATE
 
 
 def replay_file(runner, path: Path, no_wake: bool = False, start: datetime | None = None) -> Iterator[TurnRecord]:
-    """Yield one record per turn found in the file (`no_wake`: every speech segment is a request)."""
+    """Yield one record per turn found in the file (`no_wake`: every speech segment is a request).
+
+    The file's clock is `start` plus the audio time: scheduled commands due before a request are carried out (and
+    yielded) before it, and those due before the file's end when it ends."""
     start = start or datetime.now()
     try:
         frames = _checked(audio_io.stream_file(Path(path)))
@@ -40,12 +43,21 @@ def replay_file(runner, path: Path, no_wake: bool = False, start: datetime | Non
             )
         )
         return
-    for req in segment(runner, frames, str(path), no_wake):
-        yield runner.run(_at(req, start))
+    clock = {"t": 0.0}
+    for req in segment(runner, frames, str(path), no_wake, clock):
+        req = _at(req, start)
+        yield from runner.run_due(req.now)
+        yield runner.run(req)
+    yield from runner.run_due(start + timedelta(seconds=clock["t"]))
 
 
-def segment(runner, frames: Iterator[np.ndarray], path: str, no_wake: bool = False) -> Iterator[Request]:
-    """Requests in a stream of 80 ms frames, via the runner's wake and VAD backends and the endpointer."""
+def segment(
+    runner, frames: Iterator[np.ndarray], path: str, no_wake: bool = False, clock: dict[str, float] | None = None
+) -> Iterator[Request]:
+    """Requests in a stream of 80 ms frames, via the runner's wake and VAD backends and the endpointer.
+
+    `clock["t"]` follows the stream's audio time (seconds)."""
+    clock = clock if clock is not None else {}
     if runner.vad is None or (not no_wake and runner.wake is None):
         need = "the vad stage" if no_wake else "the wake and vad stages; use --no-wake"
         raise AssistantError("stage-disabled", f"Replay needs {need} in pipeline.yaml.")
@@ -62,6 +74,7 @@ def segment(runner, frames: Iterator[np.ndarray], path: str, no_wake: bool = Fal
     for frame in frames:
         i += 1
         t = round(i * FRAME_SECONDS, 6)
+        clock["t"] = t
         buf.append(t, frame)
         score, model = None, ""
         if ep.wants_wake:

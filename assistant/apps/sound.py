@@ -47,7 +47,7 @@ def refresh_devices() -> None:
     try:
         sd._terminate()
         sd._initialize()
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001
         _LOGGER.info("device rescan failed: %s", err)
 
 
@@ -56,7 +56,7 @@ def list_devices() -> list[dict[str, Any]]:
     out = []
     try:
         default_in, default_out = sd.default.device
-    except Exception:
+    except Exception:  # noqa: BLE001
         default_in = default_out = -1
     for i, d in enumerate(sd.query_devices()):
         out.append(
@@ -141,7 +141,7 @@ class Microphone:
                 callback=self._callback,
             )
             self.stream.start()
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - PortAudioError, ValueError for a bad format
             self.close()
             raise AudioDeviceError(
                 "audio-input-open-failed",
@@ -189,7 +189,7 @@ class Microphone:
             try:
                 st.abort()
                 st.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - an unplugged device errors on close too
                 pass
 
 
@@ -301,7 +301,7 @@ class Player:
             self._buf.clear()
         try:
             self.stream.abort()
-        except Exception:
+        except Exception:  # noqa: BLE001
             pass
         self.ended_at = self.ended_at or time.monotonic()
         self.done.set()
@@ -310,7 +310,7 @@ class Player:
     def close(self) -> None:
         try:
             self.stream.close()
-        except Exception:
+        except Exception:  # noqa: BLE001
             pass
 
 

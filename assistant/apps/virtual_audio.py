@@ -127,11 +127,11 @@ class VirtualAudio:
         self.env: dict[str, str] = {}
 
     @property
-    def MIC(self) -> str:
+    def MIC(self) -> str:  # noqa: N802 - was a class constant
         return "pulse:vmic_aec" if self._aec else "pulse:vmic"
 
     @property
-    def SPEAKER(self) -> str:
+    def SPEAKER(self) -> str:  # noqa: N802
         return "pulse:vspk_aec" if self._aec else "pulse:vspk"
 
     # -- lifecycle -----------------------------------------------------------------------------------

@@ -176,8 +176,64 @@ class Runner:
         for listener in [*self._listeners, *([extra] if extra else [])]:
             try:
                 listener(event)
-            except Exception:
+            except Exception:  # noqa: BLE001 - one broken subscriber must not break the turn or the others
                 _LOGGER.exception("event listener failed on %s", type(event).__name__)
+
+    # -- scheduled commands ---------------------------------------------------------------------------------
+    def run_due(self, now: datetime | None = None) -> list[TurnRecord]:
+        """Carry out the scheduled commands whose time has come ("in ten minutes turn off the lights").
+
+        The respond backend keeps them (its `run_due(now, home, data_dir)`, if it has one); each one carried out is
+        traced as a turn of its own (source kind `scheduled`, its own session: it is not part of a conversation).
+        The runner calls this before every turn; the live loop calls it while idle; replay at its clock's ticks.
+        """
+        run = getattr(self.responder, "run_due", None)
+        if run is None:
+            return []
+        now = now or datetime.now()
+        try:
+            items = run(now, self.home, self.data_dir)
+        except Exception:  # noqa: BLE001 - a broken schedule must not stop the user's turn
+            _LOGGER.exception("scheduled commands failed")
+            return []
+        records = []
+        for item in items:
+            turn_id = uuid.uuid4().hex
+            source = {
+                "kind": "scheduled",
+                "scheduled_id": item.get("id"),
+                "due": item.get("due"),
+                "description": item.get("description"),
+            }
+            rec = TurnRecord(
+                turn_id=turn_id,
+                session_id=f"scheduled-{turn_id[:12]}",
+                source=source,
+                wake={"detected": False, "skipped": True},
+                intent="scheduled",
+                intent_confidence=1.0,
+                action=item.get("action"),
+                response_text=item.get("response_text"),
+            )
+            if item.get("status") != "done":
+                rec.error = {"code": "scheduled-failed", "message": item.get("response_text") or "", "stage": "respond"}
+            rec.latency_ms["total"] = 0.0
+            self.emit(TurnStarted(turn_id, rec.session_id, source, rec.wake, now.isoformat()))
+            self.emit(
+                TurnEnded(
+                    record=rec,
+                    traced=not is_opted_out(self.data_dir, self.user_id),
+                    context={"device_id": self.device_id, "user_id": self.user_id, "now": now.isoformat()},
+                    pipeline=self.versions(),
+                    device_id=self.device_id,
+                    user_id=self.user_id,
+                    started_at=now.timestamp(),
+                )
+            )
+            records.append(rec)
+        if records:
+            self._home_state.save(self.home)
+        return records
 
     # -- entry points -----------------------------------------------------------------------------------------
     def run_text(self, text: str, now: datetime | None = None) -> TurnRecord:
@@ -194,6 +250,7 @@ class Runner:
     def run(self, req: Request, listener: Listener | None = None) -> TurnRecord:
         """Run one request; `listener` gets this turn's events too (the live loop plays ResponseAudio from it)."""
         now = req.now or datetime.now()
+        self.run_due(now)  # what was scheduled for before this turn happens first
         session = self.sessions.session_for(now)
         turn_id = uuid.uuid4().hex
         t0 = time.perf_counter()
@@ -237,7 +294,7 @@ class Runner:
                 emit(StageEnded(turn_id, stage, ms(), error_code=code))
                 rec.latency_ms[stage] = round(ms() - s0, 1)
                 raise err if isinstance(err, StageError) else StageError(code, err.message, stage) from err
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001 - any backend crash becomes a coded, traced error
                 emit(StageEnded(turn_id, stage, ms(), error_code=f"{stage}-failed"))
                 rec.latency_ms[stage] = round(ms() - s0, 1)
                 raise StageError(f"{stage}-failed", f"{stage} failed: {type(err).__name__}: {err}", stage) from err

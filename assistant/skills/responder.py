@@ -63,6 +63,12 @@ class SkillResponder:
         """Intents some skill handles."""
         return sorted(self.by_intent)
 
+    def run_due(self, now, home, data_dir) -> list[dict]:
+        """Carry out the scheduled home commands due at `now` (the runner calls this before every turn)."""
+        from assistant.skills.scheduled import run_due
+
+        return run_due(now, home, data_dir)
+
     def respond(self, nlu: NluResult, entities: ResolveResult, context: TurnContext) -> Response:
         turn = Turn(nlu, entities, context)
         try:

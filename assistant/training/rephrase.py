@@ -90,7 +90,7 @@ def _stats(exs: list[Example]) -> dict[str, int]:
 
 
 def _make_model():
-    import torch
+    import torch  # noqa: F401
     from transformers import AutoModel
 
     from assistant.training.nlu import base_model_dir

@@ -453,6 +453,12 @@ def parse_target(phrase: str, home: Home) -> Target | None:
             if singular in v.devices:
                 t.device_ids = list(v.devices[singular])
                 return t
+            rest = " ".join(words[:-n])
+            if rest in v.devices and (not types or any(home.devices[i].type in types or home.devices[i].type in (
+                    "switch", "plug") for i in v.devices[rest])):
+                t.device_ids = list(v.devices[rest])  # "the christmas tree lights" for a switch named christmas tree
+                t.types, t.classes, t.noun = [], None, None
+                return t
             t.unknown = p
             return t
     if p.endswith("s") and p[:-1] in v.devices:  # "the tvs" -> a device named "tv"
@@ -769,10 +775,14 @@ def _climate(t: str, home: Home) -> Command | None:
     m = _fm(rf"(set|change|put|turn|adjust|make) (the )?(?P<t>thermostat|heating|temperature|heat|ac|air conditioning|"
                      rf"central heating|climate)(?P<loc> (in|on|upstairs|downstairs) .+?| upstairs| downstairs)? (to|at) {_DEG}"
                      rf"|(?P<h>heat|cool|warm) (up )?(?P<t2>.+?) to (?P<n2>\d+(?:\.\d+)?)\s*(?:degrees?)?"
+                     rf"|(set|change|put|turn|adjust) (the )?(?P<pre>[a-z' ]+?) (temperature|heating|heat) (to|at) "
+                     rf"(?P<n4>\d+(?:\.\d+)?)( degrees?)?( celsius| fahrenheit| c| f)?"
                      rf"|set (?P<t3>.+?) (to|at) (?P<n3>\d+(?:\.\d+)?) (degrees?|celsius|c|fahrenheit)", t)
     if m:
-        n = m.group("n") or m.group("n2") or m.group("n3")
+        n = m.group("n") or m.group("n2") or m.group("n3") or m.group("n4")
         phrase = (m.group("t") or m.group("t2") or m.group("t3") or "thermostat").strip()
+        if m.group("pre"):
+            phrase = f"{m.group('pre')} thermostat"
         phrase = "thermostat" if phrase in ("temperature", "heat") else phrase
         tg = _target(phrase + (m.group("loc") or ""), home)
         if tg is None:
@@ -784,9 +794,11 @@ def _climate(t: str, home: Home) -> Command | None:
                      r"(?P<loc> (in|on|upstairs|downstairs)\b.*?)?( by (?P<n>\d+)( degrees?)?)?"
                      r"|(turn|crank|put|bump|set) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air conditioning) "
                      r"(?P<d>up|down)(?P<loc> (in|on|upstairs|downstairs)\b.*?)?( by (?P<n>\d+)( degrees?)?)?"
-                     r"|(turn|crank|put|bump|set) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air conditioning)(?P<loc> .+?)? "
+                     r"|(turn|crank|put|bump|set) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air conditioning)"
+                     r"(?P<loc> (?:in|on|upstairs|downstairs)\b.*?)? "
                      r"(?P<d>up|down)( by (?P<n>\d+)( degrees?)?)?|(?P<d2>raise|lower|increase|decrease|reduce) (the )?"
-                     r"(?P<t2>temperature|heating|heat|thermostat)(?P<loc2> .+?)?( by (?P<n2>\d+)( degrees?)?)?"
+                     r"(?P<t2>temperature|heating|heat|thermostat)(?P<loc2> (?:in|on|upstairs|downstairs)\b.*?)?"
+                     r"( by (?P<n2>\d+)( degrees?)?)?"
                      r"|make it (?P<d3>warmer|cooler|colder|hotter)(?P<loc3> .+)?"
                      r"|(it is|i am|i'm|we are|we're) (too )?(?P<d4>cold|hot|warm|chilly|freezing)(?P<loc4> .+)?", t)
     if m:
@@ -877,7 +889,9 @@ def _light_attrs(t: str, home: Home) -> Command | None:
         d = m.group("v") or m.group("d")
         sign = 1 if d in ("brighten", "turn up", "raise", "up", "brighter", "lighter") else -1
         return Command("brightness", tg, {"delta": sign * 20})
-    m = _fm(rf"(set|turn|make|change|switch|put) {_TGT} (to |into |in )?(a )?(?P<c>{colors})( colou?r| light| mode)?"
+    m = _fm(rf"(set|change|make|turn) (the )?colou?r of {_TGT} (to|into) (?P<c>{colors})"
+            rf"|(set|change|make|turn) {_TGT} colou?r (to|into) (?P<c>{colors})"
+            rf"|(set|turn|make|change|switch|put) {_TGT} (to |into |in )?(a )?(?P<c>{colors})( colou?r| light| mode)?"
                      rf"|(?P<c2>{colors}) {_TGT}", t)
     if m:
         tg = _target(m.group("t"), home)
@@ -938,7 +952,8 @@ def _vacuum(t: str, home: Home) -> Command | None:
     m = _fm(r"(?P<v>start|run|turn on|begin|switch on) (the )?(?P<t>robot vacuum|vacuum cleaner|vacuum|hoover|roomba)"
                      r"( cleaning)?|(?P<v2>vacuum|hoover|clean)( the)? (?P<loc>house|floors?|home|.+)"
                      r"|(?P<v3>send|return|dock|park) (the )?(?P<t3>robot vacuum|vacuum cleaner|vacuum|hoover|roomba)"
-                     r"( back)?( to (the )?(dock|base|charger|charging station)| home| back)?"
+                     r"( back)?( to (the |its )?(dock|base|charger|charging station|home)| home| back)?"
+                     r"|(?P<v6>start|begin) (vacuuming|hoovering|cleaning)( the (house|floors?|home))?"
                      r"|(?P<v4>stop|pause) (the )?(?P<t4>robot vacuum|vacuum cleaner|vacuum|hoover|roomba)"
                      r"|(?P<t5>robot vacuum|vacuum|hoover|roomba),? (?P<v5>go home|return to base|start cleaning|clean)", t)
     if not m:

@@ -135,7 +135,7 @@ def select(t: Target, home: Home, speaking_area: str | None, previous: list[str]
             return Selection(error="I don't know which room you're in.")
         pool = [d for d in pool if d.area == speaking_area]
         scope = f"in the {home.area_name(speaking_area)}"
-    elif not t.home and not t.all:
+    elif not t.home and not t.all and t.noun != "everything":
         local = [d for d in pool if d.area == speaking_area]
         if local:
             pool = local

@@ -116,8 +116,9 @@ def _set(d: Device, cmd: Command) -> dict[str, Any]:
             raise _Cannot(f"The {d.name} has no temperature setting.")
         cur = float(s.get("temperature") or 20)
         new = float(p["temperature"]) if "temperature" in p else cur + float(p.get("delta", 0))
-        if not 5 <= new <= 35 and d.type != "oven":
-            raise _Cannot(f"{new:g} degrees is outside what the {d.name} can be set to (5 to 35).")
+        low, high = (41, 95) if cur > 40 else (5, 35)  # a home in Fahrenheit has its setting in the 60s/70s
+        if not low <= new <= high and d.type != "oven":
+            raise _Cannot(f"{new:g} degrees is outside what the {d.name} can be set to ({low} to {high}).")
         new_v: float | int = int(new) if float(new).is_integer() else new
         ch = {"temperature": new_v}
         if "on_off" in caps:
@@ -393,6 +394,8 @@ def answer_query(cmd: Command, home: Home, speaking_area: str | None,
     if kind in ("setting", "battery", "attribute"):
         return _attribute(cmd, devs, kind)
     attr, want = p.get("attr", "on"), bool(p.get("value", True))
+    if attr == "open":  # "is the front door open": the door's contact sensor, not its lock
+        devs = [_contact_sensor(d, home) or d if d.type == "lock" else d for d in devs]
     known = [(d, _is(d, attr)) for d in devs]
     known = [(d, v) for d, v in known if v is not None]
     ids = [d.id for d, _ in known]
@@ -434,6 +437,17 @@ def answer_query(cmd: Command, home: Home, speaking_area: str | None,
         verb = "is" if len(match) == 1 else "are"
         text = f"{_cap(_names(match))} {verb} {word}." if kind == "which" else f"Yes: {_names(match)} {verb} {word}."
     return say(text, "device.query", "done", target="+".join(ids), result=result), [d.id for d in match] or ids
+
+
+def _contact_sensor(lock: Device, home: Home) -> Device | None:
+    """The door sensor of a lock's door: one whose name starts with the lock's name, else the only one in its room."""
+    doors = [d for d in home.devices.values() if d.type == "binary_sensor"
+             and d.device_class in ("door", "opening", "garage_door")]
+    named = [d for d in doors if any(d.name.lower().startswith(n.lower()) for n in lock.names)]
+    if len(named) == 1:
+        return named[0]
+    same_room = [d for d in doors if d.area == lock.area]
+    return same_room[0] if len(same_room) == 1 else None
 
 
 def _attribute(cmd: Command, devs: list[Device], kind: str) -> tuple[Response, list[str]]:

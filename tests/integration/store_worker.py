@@ -4,6 +4,7 @@
     python store_worker.py reader DB SECONDS LOG                      # list / show / stream / count, in a loop
     python store_worker.py labeller DB SECONDS LOG OUT                # label_store + JSONL export (writes labels)
     python store_worker.py tables DATA_DIR LOG                        # learning: rewrite table versions, forever
+    python store_worker.py opener DB AT LOG                           # open (create, migrate) at time AT, write
 
 A writer appends each turn id to LOG once `Runner.run` has returned (the turn is complete): the tests check that every
 id in LOG is in the store. Failures are written to LOG as `ERROR ...` lines.
@@ -136,6 +137,23 @@ def tables(data_dir: Path, log: Path) -> None:
             out.write(f"{version}\n")
 
 
+def opener(db: Path, at: float, log: Path) -> None:
+    """Open the store at wall-clock time `at` (many processes at the same instant), then write one turn."""
+    from assistant.trace.store import TraceStore, TurnTrace
+
+    time.sleep(max(0.0, at - time.time()))
+    with log.open("a", buffering=1) as out:
+        try:
+            store = TraceStore(db)
+            tid = f"{os.getpid()}-{time.time_ns()}"
+            store.write_turn(TurnTrace(tid, "s", "d", "u", time.time(), time.time(), {"kind": "text"}, {}, {},
+                                       {"turn_id": tid}))
+            store.close()
+            out.write(tid + "\n")
+        except Exception:  # noqa: BLE001
+            out.write("ERROR " + traceback.format_exc().replace("\n", " | ") + "\n")
+
+
 if __name__ == "__main__":
     mode, *rest = sys.argv[1:]
     if mode == "writer":
@@ -145,6 +163,8 @@ if __name__ == "__main__":
         reader(Path(rest[0]), float(rest[1]), Path(rest[2]))
     elif mode == "labeller":
         labeller(Path(rest[0]), float(rest[1]), Path(rest[2]), Path(rest[3]))
+    elif mode == "opener":
+        opener(Path(rest[0]), float(rest[1]), Path(rest[2]))
     elif mode == "tables":
         tables(Path(rest[0]), Path(rest[1]))
     else:

@@ -39,15 +39,16 @@ def _errors(log: Path) -> list[str]:
     return [ln for ln in log.read_text().splitlines() if ln.startswith("ERROR")] if log.exists() else []
 
 
-def _check_store(db: Path) -> dict[str, int]:
-    """integrity_check passes; every turn has both its spans; no span or event without its turn."""
+def _check_store(db: Path, spans: int = 2) -> dict[str, int]:
+    """integrity_check passes; every turn has all its spans (nlu, respond); no span without its turn."""
     con = sqlite3.connect(db, timeout=30)
     try:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert con.execute("PRAGMA foreign_key_check").fetchall() == []
         half = con.execute("SELECT COUNT(*) FROM turns t WHERE (SELECT COUNT(*) FROM spans s WHERE s.turn_id = "
-                           "t.turn_id) != 2").fetchone()[0]
-        orphans = con.execute("SELECT COUNT(*) FROM spans WHERE turn_id NOT IN (SELECT turn_id FROM turns)").fetchone()[0]
+                           "t.turn_id) != ?", (spans,)).fetchone()[0]
+        orphans = con.execute("SELECT COUNT(*) FROM spans WHERE turn_id NOT IN (SELECT turn_id FROM turns)")\
+            .fetchone()[0]
         assert half == 0 and orphans == 0
         return {"turns": con.execute("SELECT COUNT(*) FROM turns").fetchone()[0]}
     finally:
@@ -86,6 +87,21 @@ def test_four_writers_and_two_readers_lose_nothing(tmp_path):
     print(f"\nconcurrency: {SECONDS:g} s, 4 writers wrote {len(written)} turns "
           f"({', '.join(str(len(_ids(lg))) for lg in logs[:4])}), stored {len(stored)}, lost 0; "
           f"reader cycles {reads[0]}, label+export cycles {reads[1]}")
+
+
+def test_many_processes_creating_the_store_at_once(tmp_path):
+    """6 processes open a store that does not exist yet at the same instant (create + migrate), 8 times over."""
+    for round_ in range(8):
+        db = tmp_path / f"r{round_}" / "traces.db"
+        db.parent.mkdir()
+        log = tmp_path / f"r{round_}.log"
+        at = time.time() + 1.5  # after every process has imported
+        procs = [_spawn("opener", db, at, log) for _ in range(6)]
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err[-2000:]
+        assert _errors(log) == []
+        assert _check_store(db, spans=0)["turns"] == 6 == len(_ids(log))
 
 
 def test_sigkill_at_random_points_keeps_every_completed_turn(tmp_path):

@@ -170,7 +170,8 @@ def create_app(cfg: UiConfig) -> Starlette:
     def data_version() -> tuple[Any, ...]:
         return tuple(reader.query(
             "SELECT (SELECT coalesce(max(rowid), 0) FROM turns), (SELECT count(*) FROM turns), "
-            "(SELECT coalesce(max(created_at), 0) FROM goal_labels), (SELECT coalesce(max(created_at), 0) FROM labels), "
+            "(SELECT coalesce(max(created_at), 0) FROM goal_labels), "
+            "(SELECT coalesce(max(created_at), 0) FROM labels), "
             "(SELECT coalesce(max(event_id), 0) FROM events)")[0]) + (tuple(reader.hidden_users()),)
 
     def cached(key: str, fn: Any) -> Any:
@@ -295,8 +296,9 @@ def create_app(cfg: UiConfig) -> Starlette:
         tables = []
         for v in reversed(vers):
             doc = markov.load_table(cfg.data_dir, v) or {}
-            tables.append({"version": v, "created_at": doc.get("created_at"), "rewrites": len(doc.get("rewrites") or {}),
-                           "stats": doc.get("stats") or {}, "params": doc.get("params") or {}})
+            tables.append({"version": v, "created_at": doc.get("created_at"),
+                           "rewrites": len(doc.get("rewrites") or {}), "stats": doc.get("stats") or {},
+                           "params": doc.get("params") or {}})
         shown_doc = markov.load_table(cfg.data_dir, shown) if shown else None
         meta_path = Path(cfg.data_dir) / retrieval.INDEX_DIR / "meta.json"
         index_meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
@@ -388,7 +390,8 @@ def create_app(cfg: UiConfig) -> Starlette:
         except ValueError:
             return PlainTextResponse("400: version", status_code=400)
         if form.get("confirm") != "yes":
-            what = "turn precomputed rewriting off (version 0)" if version == 0 else f"make rewrite table v{version} current"
+            what = (f"make rewrite table v{version} current" if version
+                    else "turn precomputed rewriting off (version 0)")
             return render(request, "confirm.html", title="Confirm", action="/learning/rollback",
                           fields={"version": str(version)}, question=f"Roll back: {what}?",
                           button="Yes, roll back", back="/learning")

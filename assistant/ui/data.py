@@ -92,7 +92,8 @@ class Reader:
         self._users: tuple[float, dict[str, str]] | None = None
         if self.fts5:
             self._db.execute("ATTACH ':memory:' AS ui")
-            self._db.execute("CREATE VIRTUAL TABLE ui.fts USING fts5(transcript, tokenize='unicode61 remove_diacritics 2')")
+            self._db.execute(
+                "CREATE VIRTUAL TABLE ui.fts USING fts5(transcript, tokenize='unicode61 remove_diacritics 2')")
 
     def _has_fts5(self) -> bool:
         try:
@@ -110,7 +111,8 @@ class Reader:
         with self._lock:
             return self._db.execute(sql, tuple(args)).fetchall()
 
-    def iter_query(self, sql: str, args: tuple[Any, ...] = (), batch_size: int = 1000) -> Iterator[list[tuple[Any, ...]]]:
+    def iter_query(self, sql: str, args: tuple[Any, ...] = (),
+                   batch_size: int = 1000) -> Iterator[list[tuple[Any, ...]]]:
         """Like TraceStore.iter_query, without the turns of opted-out users (their turn id is a row's first column)."""
         hidden = self.hidden_turn_ids()
         rows = self.query(sql, args)
@@ -139,7 +141,8 @@ class Reader:
             return frozenset()
         marks = ",".join("?" * len(hidden))
         return frozenset(r[0] for r in self.query(
-            f"SELECT t.turn_id FROM turns t JOIN sessions s ON s.session_id = t.session_id WHERE s.user_id IN ({marks})",
+            "SELECT t.turn_id FROM turns t JOIN sessions s ON s.session_id = t.session_id "
+            f"WHERE s.user_id IN ({marks})",
             hidden))
 
     def user_for_pseudonym(self, pseudonym: str) -> str | None:
@@ -274,7 +277,8 @@ class Reader:
         out = {
             "device": [r[0] for r in self.query("SELECT DISTINCT device_id FROM sessions ORDER BY 1")],
             "user": sorted({p for u, p in self.users().items() if u not in hidden}),
-            "intent": [r[0] for r in self.query("SELECT DISTINCT intent FROM turns WHERE intent IS NOT NULL ORDER BY 1")],
+            "intent": [r[0] for r in self.query(
+                "SELECT DISTINCT intent FROM turns WHERE intent IS NOT NULL ORDER BY 1")],
             "label": [r[0] for r in self.query("SELECT DISTINCT label FROM labels ORDER BY 1")],
             "fp": [r[0] for r in self.query(
                 "SELECT DISTINCT failure_point FROM goal_labels WHERE failure_point IS NOT NULL ORDER BY 1")],
@@ -330,8 +334,8 @@ class Reader:
         d["spans"] = [
             {"stage": s[0], "backend": s[1], "version": s[2], "start_ms": s[3], "end_ms": s[4], "input": loads(s[5]),
              "output": loads(s[6]), "confidence": s[7], "error_code": s[8]}
-            for s in self.query("SELECT stage, backend, version, start_ms, end_ms, input, output, confidence, error_code "
-                                "FROM spans WHERE turn_id = ? ORDER BY idx", (tid,))]
+            for s in self.query("SELECT stage, backend, version, start_ms, end_ms, input, output, confidence, "
+                                "error_code FROM spans WHERE turn_id = ? ORDER BY idx", (tid,))]
         d["events"] = [{"type": e[0], "t_ms": e[1], "data": loads(e[2]), "created_at": e[3]}
                        for e in self.query("SELECT type, t_ms, data, created_at FROM events WHERE turn_id = ? "
                                            "ORDER BY event_id", (tid,))]
@@ -386,9 +390,11 @@ class Reader:
             where.append(f"s.user_id NOT IN ({','.join('?' * len(hidden))})")
             args += hidden
         rows = self.query(
-            "WITH recent AS (SELECT t.turn_id, t.started_at FROM turns t JOIN sessions s ON s.session_id = t.session_id "
+            "WITH recent AS (SELECT t.turn_id, t.started_at FROM turns t "
+            "JOIN sessions s ON s.session_id = t.session_id "
             f"WHERE {' AND '.join(where)} ORDER BY t.started_at DESC LIMIT ?) "
-            "SELECT sp.stage, sp.end_ms - sp.start_ms, r.started_at FROM recent r JOIN spans sp ON sp.turn_id = r.turn_id",
+            "SELECT sp.stage, sp.end_ms - sp.start_ms, r.started_at FROM recent r "
+            "JOIN spans sp ON sp.turn_id = r.turn_id",
             [*args, sample])
         out: dict[str, list[tuple[float, float]]] = {}
         for stage, ms, ts in rows:

@@ -30,8 +30,8 @@ from assistant.errors import ConfigError
 from assistant.home.model import DEVICE_CLASSES, FAN_SPEEDS, HVAC_MODES, VACUUM_STATUS, Home
 
 DOMAINS = {"light": "light", "switch": "switch", "fan": "fan", "cover": "cover", "lock": "lock",
-           "climate": "thermostat", "media_player": "media_player", "vacuum": "vacuum", "sensor": "sensor", "binary_sensor": "binary_sensor",
-           "scene": "scene", "script": "script", "input_boolean": "switch"}
+           "climate": "thermostat", "media_player": "media_player", "vacuum": "vacuum", "sensor": "sensor",
+           "binary_sensor": "binary_sensor", "scene": "scene", "script": "script", "input_boolean": "switch"}
 UNASSIGNED = "unassigned"
 
 

@@ -11,7 +11,12 @@ cancel                  negative   the next turn, within `cancel_seconds`, is st
 repeat                  negative   the next turn asks to repeat (general_repeat), or says the same successful request
                                    again within `gap_seconds` (weak: may be intended)
 abandonment             negative   the turn asked a clarifying question and no turn followed within `follow_up_seconds`
-correction              negative   the next turn starts "no, I said ...", "that's wrong", "not that one"
+correction              negative   the next turn starts "no, I said ...", "that's wrong", "not that one", or widens
+                                   what was done ("no, all of them", "not just that one") after an answer that
+                                   asked nothing
+no-change               negative   a device action reported done that changed no device (from the action's result):
+                                   weight 0.8 when the answer claims a change, 0.35 when it truthfully says
+                                   "already ..." (alone not a defect; with a correction or rephrase it is)
 barge-in                negative   a `barge-in` event on the turn (the user spoke over the response, live), or in a
                                    replayed recording the next request starts before this response would have ended
 explicit                either     a `feedback` event: the answer to "Did I answer your question?" (yes / no)
@@ -28,6 +33,7 @@ lone weak signal, a turn too recent to judge) is `unknown`.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -54,6 +60,7 @@ WEIGHTS: dict[str, float] = {
     "error": 0.7,
     "failed": 0.4,
     "unsupported": 0.5,
+    "no-change": 0.8,
     "explicit-no": 0.95,
     "explicit-yes": 0.95,
     "completed": 0.6,
@@ -101,6 +108,34 @@ def _opposite(a: str, b: str) -> bool:
     ta, tb = set(normalize_unicode(a).split()), set(normalize_unicode(b).split())
     diff = (ta - tb) | (tb - ta)
     return any(pair <= diff for pair in _OPPOSITES)
+
+
+# "no, all of them" after a reply that acted on one device: the user wanted more (a manual correction of the scope)
+_SCOPE_CORRECTION = re.compile(
+    r"^(?:(?:no+|nope|nah)\b[ ,]*(?:i said |i meant |i want )?(?:all|both|every|each|the other|them all|the rest)\b"
+    r"|not just (?:that|this|the|one)\b|(?:and )?the (?:other|rest)(?: ones?)? too\b|all of them\b|both of them\b)")
+_NOT_DEVICE_ACTIONS = ("device.query", "device.unknown", "clarify", "confirm", "none")
+
+
+def changed_nothing(rec: dict[str, Any]) -> bool | None:
+    """True when the turn's action was a device change reported `done` whose result shows no device changed; None
+    when the action is not a device change (or its result does not say)."""
+    action = rec.get("action") or {}
+    if not isinstance(action, dict) or action.get("status") != "done":
+        return None
+    name = str(action.get("name") or "")
+    if "." not in name or name in _NOT_DEVICE_ACTIONS or name.startswith(("schedule.", "timer.", "alarm.", "list",
+                                                                          "music.", "media.", "weather", "datetime")):
+        return None
+    result = action.get("result") or {}
+    if not isinstance(result, dict):
+        return None
+    if isinstance(result.get("changed"), dict):
+        return not result["changed"]
+    per_device = [v for v in result.values() if isinstance(v, dict) and "changed" in v]
+    if per_device:
+        return not any(v["changed"] for v in per_device)
+    return None
 
 
 def _status(rec: dict[str, Any]) -> str | None:
@@ -153,6 +188,10 @@ def session_signals(turns: list[dict[str, Any]], config: SignalConfig = SignalCo
             sig.append(_signal("failed", "negative", "outcome", action=(rec.get("action") or {}).get("name")))
         elif status == "unsupported":
             sig.append(_signal("unsupported", "negative", "outcome", intent=rec.get("intent")))
+        elif changed_nothing(rec):
+            truthful = "already" in (rec.get("response_text") or "").lower()
+            sig.append(_signal("no-change", "negative", "outcome", weight=0.35 if truthful else None,
+                               action=(rec.get("action") or {}).get("name"), said_already=truthful))
         # -- events recorded on it
         for ev in turn.get("events") or ():
             if ev["type"] == "barge-in":
@@ -186,6 +225,10 @@ def session_signals(turns: list[dict[str, Any]], config: SignalConfig = SignalCo
                 sig.append(_signal("cancel", "negative", "implicit", nxt["turn_id"], gap_s=gap, text=ntext))
             if gap <= config.correction_seconds and is_correction(ntext):
                 sig.append(_signal("correction", "negative", "implicit", nxt["turn_id"], gap_s=gap, text=ntext))
+            elif (gap <= config.correction_seconds and not rec.get("expects_reply") and status == "done"
+                  and _SCOPE_CORRECTION.match(normalize_unicode(ntext))):
+                sig.append(_signal("correction", "negative", "implicit", nxt["turn_id"], gap_s=gap, text=ntext,
+                                   kind="scope"))
             if gap <= config.gap_seconds and nrec.get("intent") == "general_repeat":
                 sig.append(_signal("repeat", "negative", "implicit", nxt["turn_id"], gap_s=gap, text=ntext))
         # -- rephrase / repeated request: any later turn within the gap (the first match only)

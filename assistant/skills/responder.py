@@ -49,8 +49,9 @@ class SkillResponder:
             music = MusicCatalog.load(path) if path.exists() else MusicCatalog([])
         self.fallback = FallbackSkill()
         self.home_commands = HomeCommandsSkill()
+        self.timers = TimersSkill()
         self.skills: list[Skill] = [
-            self.home_commands, HomeControlSkill(), TimeDateSkill(), TimersSkill(), ListsSkill(), MusicSkill(music),
+            self.home_commands, HomeControlSkill(), TimeDateSkill(), self.timers, ListsSkill(), MusicSkill(music),
             MediaSkill(), WeatherSkill(weather), GeneralSkill(),
         ]
         self.by_intent: dict[str, Skill] = {}
@@ -81,7 +82,7 @@ class SkillResponder:
                         asked = prev.pending.get("intent")
                         return replace(answer, answers_intent=str(asked)) if asked else answer
             # the home grammar, when it parses the sentence with certainty, decides (see assistant/home/grammar.py)
-            answer = self.home_commands.try_handle(turn)
+            answer = self.home_commands.try_handle(turn) or self.timers.try_handle(turn)
             if answer is not None:
                 return answer
             if nlu.confidence < self.min_confidence:

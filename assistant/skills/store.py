@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS timers (
     due_local TEXT NOT NULL,         -- ISO local time of `due_ts`, for reading
     device_id TEXT,
     user_id TEXT,
-    status TEXT NOT NULL DEFAULT 'active'   -- active | cancelled
+    status TEXT NOT NULL DEFAULT 'active'   -- active | paused | cancelled
 );
 CREATE TABLE IF NOT EXISTS lists (
     key TEXT PRIMARY KEY,
@@ -64,6 +64,9 @@ def connect(data_dir: Path) -> Iterator[sqlite3.Connection]:
     try:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.executescript(SCHEMA)
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(timers)")}
+        if "remaining_s" not in cols:  # a paused timer keeps what was left (added after the first release)
+            conn.execute("ALTER TABLE timers ADD COLUMN remaining_s INTEGER")
         yield conn
         conn.commit()
     finally:

@@ -53,12 +53,96 @@ class TimersSkill:
     # -- rows ----------------------------------------------------------------------------------------------------
     @staticmethod
     def _active(turn: Turn, kind: str) -> list[dict[str, Any]]:
+        """Running (not yet due) and paused ones; a paused timer's `due_ts` is now + what it has left."""
         now_ts = turn.context.now.timestamp()
         with connect(turn.context.data_dir) as db:
             rows = db.execute(
-                "SELECT * FROM timers WHERE kind = ? AND status = 'active' AND due_ts > ? ORDER BY due_ts", (kind, now_ts)
+                "SELECT * FROM timers WHERE kind = ? AND ((status = 'active' AND due_ts > ?) OR status = 'paused') "
+                "ORDER BY due_ts", (kind, now_ts)
             ).fetchall()
-        return [dict(r) for r in rows]
+        out = [dict(r) for r in rows]
+        for r in out:
+            if r["status"] == "paused":
+                r["due_ts"] = now_ts + (r["remaining_s"] or 0)
+        return out
+
+    # -- pause / resume / add time (no NLU intent for these: a few sentence patterns decide) ----------------------
+    _NAME = r"(?:the |my |that |this )?(?:(?P<name>[a-z ]+?) )?timers?"
+
+    def try_handle(self, turn: Turn) -> Response | None:
+        t = " ".join(re.sub(r"[^a-z0-9' ]", " ", spoken.digits(turn.text.lower())).split())
+        t = re.sub(r"^(please|can you|could you|hey|ok)\s+", "", t)
+        if m := re.fullmatch(rf"(?:pause|hold|freeze) {self._NAME}", t):
+            return self._pause(turn, m.group("name"), pause=True)
+        if m := re.fullmatch(rf"(?:resume|continue|unpause|restart) {self._NAME}(?: again)?", t):
+            return self._pause(turn, m.group("name"), pause=False)
+        if m := re.fullmatch(rf"(?:add|put) (?P<dur>.+?) (?:to|on|onto) {self._NAME}", t):
+            return self._add(turn, m.group("name"), m.group("dur"), 1)
+        if m := re.fullmatch(rf"(?:take|subtract|remove) (?P<dur>.+?) (?:off|from) {self._NAME}", t):
+            return self._add(turn, m.group("name"), m.group("dur"), -1)
+        return None
+
+    def _named(self, turn: Turn, name: str | None) -> tuple[list[dict[str, Any]], Response | None]:
+        timers = self._active(turn, "timer")
+        if name and name not in ("the", "my"):
+            timers = [x for x in timers if x["name"] and norm_key(x["name"]) == norm_key(name)]
+            if not timers:
+                return [], say(f"There's no {name} timer.", "timer.query", "failed")
+        if not timers:
+            return [], say("You have no timers running.", "timer.query", "failed")
+        if len(timers) > 1:
+            names = [f"the {x['name']} timer" if x["name"] else "the unnamed timer" for x in timers]
+            return [], say(f"Which one: {join_words(names, 'or')}?", "clarify", "clarify")
+        return timers, None
+
+    def _pause(self, turn: Turn, name: str | None, pause: bool) -> Response:
+        timers, err = self._named(turn, name)
+        if err is not None:
+            return err
+        x = timers[0]
+        label = f"{x['name'].capitalize()} timer" if x["name"] else "Timer"
+        now_ts = turn.context.now.timestamp()
+        left = int(round(x["due_ts"] - now_ts))
+        if pause == (x["status"] == "paused"):
+            return say(f"{label} is already {'paused' if pause else 'running'}.", "timer.pause" if pause else
+                       "timer.resume", "done", target=f"timer:{x['id']}", result={"changed": {}})
+        with connect(turn.context.data_dir) as db:
+            if pause:
+                db.execute("UPDATE timers SET status = 'paused', remaining_s = ? WHERE id = ?", (left, x["id"]))
+            else:
+                due = turn.context.now + timedelta(seconds=left)
+                db.execute("UPDATE timers SET status = 'active', remaining_s = NULL, due_ts = ?, due_local = ? "
+                           "WHERE id = ?", (due.timestamp(), due.isoformat(timespec="seconds"), x["id"]))
+        text = f"{label} paused with {say_duration(left)} left." if pause else \
+            f"{label} resumed: {say_duration(left)} left."
+        return say(text, "timer.pause" if pause else "timer.resume", "done", target=f"timer:{x['id']}",
+                   result={"remaining_s": left})
+
+    def _add(self, turn: Turn, name: str | None, dur: str, sign: int) -> Response:
+        secs = spoken.parse_duration(dur)
+        if not secs:
+            return say("How much time?", "timer.add", "failed")
+        timers, err = self._named(turn, name)
+        if err is not None:
+            return err
+        x = timers[0]
+        now_ts = turn.context.now.timestamp()
+        left = int(round(x["due_ts"] - now_ts)) + sign * int(secs)
+        if left <= 0:
+            return say(f"That would end the timer: it has {say_duration(int(x['due_ts'] - now_ts))} left.",
+                       "timer.add", "failed")
+        due = turn.context.now + timedelta(seconds=left)
+        with connect(turn.context.data_dir) as db:
+            if x["status"] == "paused":
+                db.execute("UPDATE timers SET remaining_s = ? WHERE id = ?", (left, x["id"]))
+            else:
+                db.execute("UPDATE timers SET due_ts = ?, due_local = ? WHERE id = ?",
+                           (due.timestamp(), due.isoformat(timespec="seconds"), x["id"]))
+        label = f"the {x['name']} timer" if x["name"] else "the timer"
+        verb = "Added" if sign > 0 else "Took"
+        prep = "to" if sign > 0 else "off"
+        return say(f"{verb} {say_duration(int(secs))} {prep} {label}: {say_duration(left)} left.", "timer.add", "done",
+                   target=f"timer:{x['id']}", result={"remaining_s": left})
 
     @staticmethod
     def _cancel(turn: Turn, ids: list[int]) -> None:
@@ -114,7 +198,9 @@ class TimersSkill:
         info = [{"id": t["id"], "name": t["name"], "remaining_s": int(t["due_ts"] - now.timestamp())} for t in timers]
         if not timers:
             return say("You have no timers running.", "timer.query", "done", result={"timers": []})
-        parts = [f"{'the ' + i['name'] + ' timer' if i['name'] else 'a timer'} with {say_duration(i['remaining_s'])} left" for i in info]
+        paused = {t["id"] for t in timers if t["status"] == "paused"}
+        parts = [f"{'the ' + i['name'] + ' timer' if i['name'] else 'a timer'} with {say_duration(i['remaining_s'])} left"
+                 f"{' (paused)' if i['id'] in paused else ''}" for i in info]
         if len(parts) == 1:
             text = f"There's {parts[0]}."
         else:

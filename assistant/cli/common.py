@@ -67,7 +67,8 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=DEFAULT_PIPELINE, help="pipeline.yaml (default: the repo's)")
     p.add_argument("--profile", type=Path, help="hardware/NAME.yaml whose values override pipeline.yaml")
     p.add_argument("--home", type=Path, default=DEFAULT_HOME, help="home YAML: rooms, devices, satellites")
-    p.add_argument("--data-dir", type=Path, help="traces and skill state (default: $ASSISTANT_DATA_DIR or ~/.local/share/voice-assistant)")
+    p.add_argument("--data-dir", type=Path,
+                   help="traces and skill state (default: $ASSISTANT_DATA_DIR or ~/.local/share/voice-assistant)")
     p.add_argument("--json", action="store_true", help="print one JSON object per turn (JSON Lines)")
 
 
@@ -85,7 +86,8 @@ def print_turn(rec: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(data, ensure_ascii=False, default=str), flush=True)
         return
     src = rec.get("source", {})
-    where = f"{src.get('file')} @ {src.get('offset_seconds', 0):.1f}s" if src.get("kind") == "file" else src.get("kind", "")
+    where = (f"{src.get('file')} @ {src.get('offset_seconds', 0):.1f}s" if src.get("kind") == "file"
+             else src.get("kind", ""))
     wake = rec.get("wake") or {}
     head = f"[{where}]" + (f" wake {wake['model']} ({wake['score']:.2f})" if wake.get("detected") else "")
     lines = [head, f"  turn      {rec['turn_id'][:12]}  session {rec['session_id'][:12]}"]
@@ -94,7 +96,8 @@ def print_turn(rec: dict[str, Any], as_json: bool) -> None:
         lines.append(f"  heard     \"{rec['transcript']}\"{conf}")
     if rec.get("intent"):
         slots = ", ".join(f"{k}={v}" for k, v in rec.get("slots", {}).items())
-        lines.append(f"  intent    {rec['intent']} ({rec['intent_confidence']:.2f})" + (f"  slots: {slots}" if slots else ""))
+        lines.append(f"  intent    {rec['intent']} ({rec['intent_confidence']:.2f})"
+                     + (f"  slots: {slots}" if slots else ""))
     for e in rec.get("entities", []):
         lines.append(f"  entity    {e['slot']}={e['value']!r} -> {e.get('entity_id') or '?'} ({e.get('score', 0):.2f})")
     act = rec.get("action")

@@ -29,6 +29,8 @@ def register(sub) -> None:
                         "assistant/home/eval_actions.py)")
     a.add_argument("--home", type=Path, default=None, help="run every case on this home file instead of the case's")
     a.add_argument("--form", default=None, help="only the cases of this command form")
+    a.add_argument("--spoken", choices=["piper", "espeak"],
+                   help="speak each request with this voice and run it from the ASR on (slow: ~0.5 s a case)")
     a.add_argument("--json", action="store_true", help="print the metrics (and every failure) as JSON")
     a.set_defaults(func=run_actions)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -51,7 +53,7 @@ def run_actions(args: argparse.Namespace) -> int:
         if not args.json and sys.stderr.isatty():
             print(f"\r{i}/{n}", end="", file=sys.stderr, flush=True)
 
-    metrics = run_suite(cases, args.home, suite_dir=Path(suite).parent, progress=progress)
+    metrics = run_suite(cases, args.home, suite_dir=Path(suite).parent, progress=progress, spoken=args.spoken)
     print(json.dumps(metrics, indent=1, ensure_ascii=False, default=str) if args.json else format_report(metrics))
     return 0
 
@@ -160,7 +162,8 @@ class _Spoken:
             heard = self.heard[text] = self.asr.transcribe(audio, "en").text
             if self.transcripts is not None:
                 with self.transcripts.open("a", encoding="utf-8") as f:
-                    f.write(json.dumps({"voice": self.voice, "asr": self.asr.version, "text": text, "heard": heard}) + "\n")
+                    f.write(json.dumps({"voice": self.voice, "asr": self.asr.version, "text": text,
+                                        "heard": heard}) + "\n")
         if clean(text):
             self.wers.append(jiwer.wer(clean(text), clean(heard) or "-"))
         return self.nlu.parse(heard or " ", context)

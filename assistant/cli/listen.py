@@ -16,7 +16,9 @@ def register(sub) -> None:
     p.add_argument("--max-turns", type=int, help="stop after this many turns")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--no-earcons", action="store_true", help="no wake/error tones (overrides audio.earcons)")
-    p.add_argument("--no-status", action="store_true", help="no status line (log lines only)")
+    p.add_argument("--no-status", action="store_true", help="no status line (answers are still printed)")
+    p.add_argument("--no-self-check", action="store_true",
+                   help="start without running each model on its fixed input first (see `assistant models`)")
     add_pipeline_options(p)
     p.set_defaults(func=run)
 
@@ -25,6 +27,12 @@ def run(args: argparse.Namespace) -> int:
     from assistant.apps.live import LiveAssistant, StatusLine
 
     pipeline = make_runner(args, out_dir=args.out)
+    if not args.no_self_check:
+        try:
+            startup_self_check(pipeline)
+        except BaseException:
+            pipeline.close()
+            raise
     if hasattr(pipeline.resolver, "warm"):
         pipeline.resolver.warm()  # load the places catalog now, not during the first weather question
     stop = threading.Event()
@@ -50,6 +58,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         pipeline.close()
     return 0
+
+
+def startup_self_check(pipeline) -> None:
+    """Each model on its fixed input before serving; a wrong output stops start-up with the reason."""
+    from assistant.models_check import require_ok, runner_backends, self_check
+
+    require_ok(self_check(runner_backends(pipeline)))
 
 
 def _summary(rec) -> str:

@@ -27,6 +27,8 @@ def register(sub) -> None:
     p = sub.add_parser("models", help="list every model and check that each loads with the network blocked")
     p.add_argument("--config", type=Path, default=DEFAULT_PIPELINE)
     p.add_argument("--no-load", action="store_true", help="only list and checksum, do not load the models")
+    p.add_argument("--no-check", action="store_true",
+                   help="load, but do not run each model on its fixed input (assistant/models_check.py)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -83,8 +85,9 @@ def inspect_models() -> list[dict[str, Any]]:
     return rows
 
 
-def load_stages(config: Path) -> dict[str, dict[str, Any]]:
-    """Instantiate every configured backend with the network blocked; report load time or the error."""
+def load_stages(config: Path, instances: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Instantiate every configured backend with the network blocked; report load time or the error.
+    `instances` (if given) receives the loaded backends, for the self-check."""
     from assistant.config import DEFAULT_HOME
     from assistant.core import registry
     from assistant.home.model import Home
@@ -97,6 +100,8 @@ def load_stages(config: Path) -> dict[str, dict[str, Any]]:
             t0 = time.perf_counter()
             try:
                 backend = registry.create(stage, getattr(settings, stage).backend, build)
+                if instances is not None:
+                    instances[stage] = backend
                 out[stage] = {"loaded": True, "seconds": round(time.perf_counter() - t0, 2),
                               "backend": f"{backend.name} {getattr(backend, 'version', '')}".strip()}
             except Exception as err:  # noqa: BLE001 - report every failing stage, not just the first
@@ -118,11 +123,16 @@ def _short_file(file: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from assistant.models_check import self_check
+
     rows = inspect_models()
-    loads = {} if args.no_load else load_stages(args.config)
-    bad = [r for r in rows if r["checksum"] in ("missing", "MISMATCH")] + [s for s in loads.values() if not s["loaded"]]
+    instances: dict[str, Any] = {}
+    loads = {} if args.no_load else load_stages(args.config, instances)
+    checks = [] if args.no_load or args.no_check else [c.to_dict() for c in self_check(instances)]
+    bad = ([r for r in rows if r["checksum"] in ("missing", "MISMATCH")]
+           + [s for s in loads.values() if not s["loaded"]] + [c for c in checks if not c["ok"]])
     if args.json:
-        print(json.dumps({"models": rows, "loads": loads, "ok": not bad}, indent=2))
+        print(json.dumps({"models": rows, "loads": loads, "checks": checks, "ok": not bad}, indent=2))
         return 1 if bad else 0
     table = Table(title="models (weights from installed packages and models/; nothing is downloaded)")
     for col in ("id", "stage", "package", "file", "licence", "MB", "sha256", "check"):
@@ -136,6 +146,11 @@ def run(args: argparse.Namespace) -> int:
     for stage, s in loads.items():
         msg = f"loaded in {s['seconds']} s: {s['backend']}" if s["loaded"] else f"[red]FAILED[/]: {s['error']}"
         console.print(f"{stage:8s} offline load {msg}")
+    for c in checks:
+        verdict = "ok" if c["ok"] else "[red]WRONG OUTPUT[/]: " + "; ".join(c["problems"])
+        console.print(f"{c['stage']:8s} self-check on its fixed input ({c['seconds']} s): {verdict}", highlight=False)
     if bad:
-        console.print("[red]Some models are missing or do not load: run scripts/setup.sh, or `assistant train nlu` for models/nlu.[/]")
+        console.print("[red]Some models are missing, do not load or give wrong outputs: run scripts/setup.sh, or "
+                      "`assistant train nlu` for models/nlu; a wrong output on a machine where the files check out "
+                      "means the runtime (CPU build) is not right for this machine.[/]")
     return 1 if bad else 0

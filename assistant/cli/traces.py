@@ -63,7 +63,8 @@ def _open(args: argparse.Namespace) -> TraceStore:
     db = Path(settings.traces.db)
     path = db if db.is_absolute() else data_dir / db
     if not path.exists():
-        raise AssistantError("no-traces", f"No trace store at {path} yet: run `assistant replay` or `assistant say` first.")
+        raise AssistantError("no-traces",
+                             f"No trace store at {path} yet: run `assistant replay` or `assistant say` first.")
     return TraceStore(path)
 
 
@@ -108,7 +109,8 @@ def run_show(args: argparse.Namespace) -> int:
     console = Console()
     console.print(f"[bold]turn {turn['turn_id']}[/] session {turn['session_id']} #{turn['seq']}  "
                   f"{datetime.fromtimestamp(turn['started_at']).isoformat(timespec='seconds')}")
-    console.print(f"source {json.dumps(turn['source'])}   device {turn['context'].get('device_id')}  user {turn['context'].get('user_id')}")
+    console.print(f"source {json.dumps(turn['source'])}   device {turn['context'].get('device_id')}  "
+                  f"user {turn['context'].get('user_id')}")
     wake = rec.get("wake") or {}
     if wake.get("detected"):
         at = f" at {wake['offset_seconds']} s" if wake.get("offset_seconds") is not None else ""  # live: no offset
@@ -126,7 +128,8 @@ def run_show(args: argparse.Namespace) -> int:
     for ev in turn["events"]:
         console.print(f"event  {ev['type']} {json.dumps(ev['data'])}")
     lat = rec.get("latency_ms", {})
-    console.print(f"end of speech -> first response audio: {lat.get('end_to_end')} ms (endpoint wait {lat.get('endpoint_wait')} ms)")
+    console.print(f"end of speech -> first response audio: {lat.get('end_to_end')} ms "
+                  f"(endpoint wait {lat.get('endpoint_wait')} ms)")
     label = turn["label"]
     if label is None:
         console.print("label  (none yet: run `assistant traces label`)")
@@ -186,7 +189,8 @@ def run_prune(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"deleted {result['turns']} turns and {result['audio_files']} audio files older than {args.older_than:g} days")
+        print(f"deleted {result['turns']} turns and {result['audio_files']} audio files older than "
+              f"{args.older_than:g} days")
     return 0
 
 

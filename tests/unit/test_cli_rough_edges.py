@@ -57,7 +57,8 @@ def test_every_readme_command_line_parses(line):
     (["--config", "x.yaml", "say", "hello"], "config", Path("x.yaml")),
     (["--data-dir", "/tmp/d", "traces", "list"], "data_dir", Path("/tmp/d")),
     (["--json", "--data-dir=/tmp/d", "traces", "show", "ab12"], "data_dir", Path("/tmp/d")),
-    (["-v", "--profile", "hardware/laptop.yaml", "listen", "--max-turns", "1"], "profile", Path("hardware/laptop.yaml")),
+    (["-v", "--profile", "hardware/laptop.yaml", "listen", "--max-turns", "1"], "profile",
+     Path("hardware/laptop.yaml")),
     (["--home", "h.yaml", "replay", "--no-wake", "a.wav"], "home", Path("h.yaml")),
 ])
 def test_options_before_the_command(argv, key, value):
@@ -157,7 +158,7 @@ def test_listen_no_status_still_prints_answers(monkeypatch, capsys):
 
     monkeypatch.setattr(listen, "make_runner", lambda args, out_dir=None: FakeRunner())
     monkeypatch.setattr(live, "LiveAssistant", FakeLive)
-    monkeypatch.setattr(listen, "startup_self_check", lambda *a, **k: None, raising=False)
+    monkeypatch.setattr(listen, "startup_self_check", lambda *a, **k: None)
     assert cli_main.main(["listen", "--no-status"]) == 0
     out = capsys.readouterr().out
     assert 'heard "what time is it"' in out and 'says "It is ten past nine."' in out and "812 ms" in out

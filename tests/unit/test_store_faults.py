@@ -141,7 +141,8 @@ class _FullStore:
     def write_turn(self, trace):
         if self.fail:
             self.fail -= 1
-            raise TraceNotSaved("trace-not-saved", "Traces are not being saved: /x/traces.db: database or disk is full.")
+            raise TraceNotSaved("trace-not-saved",
+                                "Traces are not being saved: /x/traces.db: database or disk is full.")
         self.written.append(trace.turn_id)
 
 

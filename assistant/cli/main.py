@@ -45,5 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     except AssistantError as err:
         print(f"error [{err.code}]: {err.message}", file=sys.stderr)
         return 1
+    except OSError as err:  # a full disk, a read-only or missing folder: say which file, not a traceback
+        if args.verbose:
+            raise
+        print(f"error [os-error]: {err} (run with -v for the traceback)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

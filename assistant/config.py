@@ -51,6 +51,11 @@ class VadSettings(_Section):
     """Shorter speech is treated as noise (no-wake mode)."""
     pre_roll_seconds: float = Field(0.3, ge=0.0, le=2.0)
     """Audio kept before detected speech start, so the first phoneme is not clipped."""
+    speculative_pause_seconds: float = Field(0.0, ge=0.0, le=2.0)
+    """Semantic end of turn: after this much silence, decode what was said so far; a complete request ends there,
+    an unfinished one ("turn on the") waits `incomplete_silence_seconds` (0 = off: end on silence only)."""
+    incomplete_silence_seconds: float = Field(1.2, ge=0.1, le=5.0)
+    """Silence that ends a request the speculative decode found unfinished."""
 
 
 class AsrSettings(_Section):

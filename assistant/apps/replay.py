@@ -15,9 +15,9 @@ import numpy as np
 
 from assistant import audio as audio_io
 from assistant.core.endpointer import EndpointConfig, Endpointer, FrameBuffer
-from assistant.core.events import Event, ListenTimeout, SpeechEnded, WakeDetected
+from assistant.core.events import Event, ListenTimeout, SpeechEnded, SpeechPaused, SpeechResumed, WakeDetected
 from assistant.core.record import TurnRecord
-from assistant.core.request import Request
+from assistant.core.request import Request, Speculation
 from assistant.errors import AssistantError, StageError
 
 FRAME_SECONDS = audio_io.FRAME_SAMPLES / audio_io.PIPELINE_RATE
@@ -52,16 +52,21 @@ def replay_file(runner, path: Path, no_wake: bool = False, start: datetime | Non
 
 
 def segment(
-    runner, frames: Iterator[np.ndarray], path: str, no_wake: bool = False, clock: dict[str, float] | None = None
+    runner,
+    frames: Iterator[np.ndarray],
+    path: str,
+    no_wake: bool = False,
+    clock: dict[str, float] | None = None,
+    config: EndpointConfig | None = None,
 ) -> Iterator[Request]:
     """Requests in a stream of 80 ms frames, via the runner's wake and VAD backends and the endpointer.
 
-    `clock["t"]` follows the stream's audio time (seconds)."""
+    `clock["t"]` follows the stream's audio time (seconds); `config` overrides the settings' endpointing."""
     clock = clock if clock is not None else {}
     if runner.vad is None or (not no_wake and runner.wake is None):
         need = "the vad stage" if no_wake else "the wake and vad stages; use --no-wake"
         raise AssistantError("stage-disabled", f"Replay needs {need} in pipeline.yaml.")
-    cfg = EndpointConfig.from_settings(runner.settings, FRAME_SECONDS)
+    cfg = config or EndpointConfig.from_settings(runner.settings, FRAME_SECONDS)
     ep = Endpointer(cfg, wake_word=not no_wake)
     buf = FrameBuffer(FRAME_SECONDS, cfg.max_request_seconds + cfg.pre_roll_seconds + 1.0)
     wake, vad = runner.wake, runner.vad
@@ -69,6 +74,7 @@ def segment(
     if wake is not None and not no_wake:
         wake.reset()
     woke: dict[str, Any] = {"detected": False, "skipped": True}
+    spec: Speculation | None = None
     t = 0.0
     i = 0
     for frame in frames:
@@ -81,8 +87,20 @@ def segment(
             scores = wake.process(frame)
             model, score = max(scores.items(), key=lambda kv: kv[1])
         prob = vad.speech_probability(frame) if ep.wants_speech else None
-        for ev in ep.feed(t, wake_score=score, wake_model=model, speech_prob=prob):
-            req = _on_event(ev, path, woke, runner, buf)
+        events = ep.feed(t, wake_score=score, wake_model=model, speech_prob=prob)
+        while events:
+            ev = events.pop(0)
+            if isinstance(ev, SpeechPaused):  # semantic end of turn: decode what was said so far
+                spec = runner.speculate(buf.cut(ev.start, ev.t), pause_ms=(ev.t - ev.speech_end) * 1000)
+                if spec.verdict == "complete":
+                    events[:0] = ep.end_now(ev.t)
+                elif spec.verdict == "incomplete":
+                    ep.wait_longer()
+                continue
+            if isinstance(ev, SpeechResumed):
+                spec = None  # the user went on: that decode is out of date
+                continue
+            req = _on_event(ev, path, woke, runner, buf, spec)
             if isinstance(ev, WakeDetected):
                 woke = {
                     "detected": True,
@@ -91,16 +109,20 @@ def segment(
                     "offset_seconds": round(ev.t, 2),
                 }
                 vad.reset()
+            if isinstance(ev, (SpeechEnded, ListenTimeout)):
+                spec = None
             if req is not None:
                 yield req
                 woke = {"detected": False, "skipped": True}
     for ev in ep.finish(t):
-        req = _on_event(ev, path, woke, runner, buf)
+        req = _on_event(ev, path, woke, runner, buf, spec)
         if req is not None:
             yield req
 
 
-def _on_event(ev: Event, path: str, woke: dict[str, Any], runner, buf: FrameBuffer) -> Request | None:
+def _on_event(
+    ev: Event, path: str, woke: dict[str, Any], runner, buf: FrameBuffer, spec: Speculation | None = None
+) -> Request | None:
     if isinstance(ev, SpeechEnded):
         if runner.wake is not None and woke.get("detected"):
             runner.wake.reset()
@@ -114,7 +136,11 @@ def _on_event(ev: Event, path: str, woke: dict[str, Any], runner, buf: FrameBuff
             "speech_end_seconds": round(ev.speech_end, 2),
         }
         return Request(
-            source=source, wake=dict(woke), samples=buf.cut(ev.start, ev.end), endpoint_wait_ms=ev.endpoint_wait * 1000
+            source=source,
+            wake=dict(woke),
+            samples=buf.cut(ev.start, ev.end),
+            endpoint_wait_ms=ev.endpoint_wait * 1000,
+            speculation=spec,
         )
     if isinstance(ev, ListenTimeout):
         if runner.wake is not None:

@@ -9,6 +9,9 @@ Two modes:
 - wake word: idle until a wake score crosses the threshold (outside the refractory period), then collect the request
   from the end of that frame until `end_silence` of silence after speech, `max_request` or no speech for
   `start_timeout` (a `ListenTimeout`);
+- semantic end of turn (both modes, when `pause_seconds` is set): after `pause_seconds` of silence a SpeechPaused
+  event lets the caller decode what was said so far; a complete request ends at once (`end_now`), an unfinished one
+  waits up to `incomplete_silence` (`wait_longer`), anything else ends at `end_silence` as usual;
 - no wake word (recordings, the simulator): every stretch of speech of at least `min_speech` is a request, with up to
   `pre_roll` of the audio before it so the first phoneme is not clipped.
 Listening can also start without a wake word (`listen`): the answer to a follow-up question, or after a barge-in.
@@ -21,7 +24,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assistant.core.events import Event, ListeningStarted, ListenTimeout, SpeechEnded, SpeechStarted, WakeDetected
+from assistant.core.events import (
+    Event,
+    ListeningStarted,
+    ListenTimeout,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    WakeDetected,
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,10 @@ class EndpointConfig:
     max_request_seconds: float = 12.0
     min_speech_seconds: float = 0.25
     pre_roll_seconds: float = 0.3
+    pause_seconds: float | None = None
+    """Silence after which a SpeechPaused event invites a speculative decode (None: endpoint on silence only)."""
+    incomplete_silence_seconds: float = 1.2
+    """How long `wait_longer` waits by default (an unfinished request: "turn on the ...")."""
 
     @classmethod
     def from_settings(cls, settings, frame_seconds: float) -> EndpointConfig:
@@ -49,6 +65,8 @@ class EndpointConfig:
             max_request_seconds=v.max_request_seconds,
             min_speech_seconds=v.min_speech_seconds,
             pre_roll_seconds=v.pre_roll_seconds,
+            pause_seconds=v.speculative_pause_seconds or None,
+            incomplete_silence_seconds=v.incomplete_silence_seconds,
         )
 
 
@@ -61,6 +79,10 @@ class _Listening:
     speech_at: float | None = None
     """End time of the first speech frame."""
     last_speech: float | None = None
+    end_silence: float | None = None
+    """Silence that ends this request now (None: the configured end_silence; `wait_longer` raises it)."""
+    paused: bool = False
+    """A SpeechPaused was emitted for the current silence."""
 
 
 class Endpointer:
@@ -116,6 +138,18 @@ class Endpointer:
         """Ignore wake scores until `until` (after a turn)."""
         self._refractory_until = until
 
+    def end_now(self, t: float, reason: str = "complete") -> list[Event]:
+        """End the request at `t` (after a SpeechPaused whose speculative decode is a complete request)."""
+        lst = self._listening
+        if lst is None or lst.last_speech is None:
+            return []
+        return self._end(t, reason)
+
+    def wait_longer(self, seconds: float | None = None) -> None:
+        """For the current pause, end only after `seconds` of silence (default `incomplete_silence_seconds`)."""
+        if self._listening is not None:
+            self._listening.end_silence = self.cfg.incomplete_silence_seconds if seconds is None else seconds
+
     # -- one frame --------------------------------------------------------------------------------------------
     def feed(
         self,
@@ -142,13 +176,30 @@ class Endpointer:
             if lst.speech_at is None:
                 lst.speech_at = t
                 events.append(SpeechStarted(t=round(t - self.cfg.frame_seconds, 3)))
-            lst.last_speech = t
+            if lst.paused:
+                events.append(SpeechResumed(t=t))
+            lst.last_speech, lst.paused, lst.end_silence = t, False, None
+        silence = t - lst.last_speech if lst.last_speech is not None else 0.0
+        end_silence = self.cfg.end_silence_seconds if lst.end_silence is None else lst.end_silence
         if lst.speech_at is None and t - lst.start >= lst.start_timeout:
             events.append(self._timeout(t))
-        elif lst.last_speech is not None and t - lst.last_speech >= self.cfg.end_silence_seconds:
+        elif lst.last_speech is not None and silence >= end_silence - 1e-9:
             events.extend(self._end(t, "endpoint"))
         elif t - lst.start >= self.cfg.max_request_seconds:
             events.extend(self._end(t, "max-length"))
+        elif (
+            self.cfg.pause_seconds
+            and lst.last_speech is not None
+            and not lst.paused
+            and silence >= self.cfg.pause_seconds - 1e-9
+        ):
+            lst.paused = True
+            f = self.cfg.frame_seconds
+            events.append(
+                SpeechPaused(
+                    t=t, start=max(0.0, lst.start), speech_start=max(0.0, lst.speech_at - f), speech_end=lst.last_speech
+                )
+            )
         return events
 
     def finish(self, t: float) -> list[Event]:
@@ -205,7 +256,7 @@ class Endpointer:
                 end=t,
                 speech_start=max(0.0, lst.speech_at - f),
                 speech_end=lst.last_speech,
-                endpoint_wait=(t - lst.last_speech) if reason == "endpoint" else 0.0,
+                endpoint_wait=(t - lst.last_speech) if reason in ("endpoint", "complete") else 0.0,
             )
         ]
 

@@ -47,12 +47,32 @@ class SpeechStarted(Event):
 
 
 @dataclass(frozen=True)
+class SpeechPaused(Event):
+    """Silence of `pause_seconds` after speech: the request may be over. The caller may decode what was said so far
+    (speculatively) and, if it is a complete request, end it now (`Endpointer.end_now`) instead of waiting for the
+    full `end_silence`; or, if it is clearly unfinished ("turn on the"), wait longer (`Endpointer.wait_longer`)."""
+
+    t: float
+    start: float
+    speech_start: float
+    speech_end: float
+
+
+@dataclass(frozen=True)
+class SpeechResumed(Event):
+    """Speech again after a SpeechPaused: a speculative decode of the pause is out of date."""
+
+    t: float
+
+
+@dataclass(frozen=True)
 class SpeechEnded(Event):
     """The request is complete: its audio runs from `start` to `end` (seconds of stream time)."""
 
     t: float
     reason: str
-    """`endpoint` (silence after speech), `max-length`, `end-of-file`."""
+    """`endpoint` (silence after speech), `complete` (ended at a pause: what was said is a complete request),
+    `max-length`, `end-of-file`."""
     start: float
     end: float
     speech_start: float

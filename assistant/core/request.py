@@ -8,7 +8,24 @@ from typing import Any
 
 import numpy as np
 
+from assistant.core.stages.asr import AsrResult
 from assistant.errors import AssistantError
+
+
+@dataclass(frozen=True)
+class Speculation:
+    """What was said up to a pause, decoded before the endpoint was decided (semantic end of turn)."""
+
+    asr: AsrResult
+    text: str
+    """The transcript without the wake word."""
+    verdict: str
+    """`complete`, `incomplete` or `unsure` (assistant/understanding/turn_end.py)."""
+    reason: str
+    decode_ms: float
+    """ASR + NLU compute time of the speculative pass."""
+    pause_ms: float
+    """Silence after the last speech when the speculative pass started."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +44,8 @@ class Request:
     """A failure before the turn (undecodable file, wake word with no request): traced with its code."""
     speak: bool = True
     """False: answer in the record only (no apology spoken for a failure the user did not cause)."""
+    speculation: Speculation | None = None
+    """A decode of this request's speech made during the pause before the endpoint (see Runner.speculate)."""
 
     @classmethod
     def typed(cls, text: str, now: datetime | None = None, kind: str = "text") -> Request:

@@ -36,7 +36,7 @@ from assistant.core.events import (
     TurnStarted,
 )
 from assistant.core.record import TurnRecord
-from assistant.core.request import Request
+from assistant.core.request import Request, Speculation
 from assistant.core.session import SessionTracker
 from assistant.core.stages.resolve import ResolveResult
 from assistant.errors import AsrError, AssistantError, StageError
@@ -179,6 +179,26 @@ class Runner:
             except Exception:  # noqa: BLE001 - one broken subscriber must not break the turn or the others
                 _LOGGER.exception("event listener failed on %s", type(event).__name__)
 
+    # -- semantic end of turn -------------------------------------------------------------------------------
+    def speculate(self, samples: np.ndarray, pause_ms: float = 0.0) -> Speculation:
+        """Decode the request so far at a pause and judge whether it is a whole request (not traced by itself: a
+        request that uses it records it in its asr span)."""
+        from assistant.understanding.turn_end import judge
+
+        t0 = time.perf_counter()
+        asr = self.asr.transcribe(np.asarray(samples, dtype=np.int16), self.settings.asr.language)
+        text = _WAKE_PREFIX.sub("", asr.text).strip()
+        confidence = self.nlu.parse(text).confidence if re.search(r"\w", text) else None
+        verdict = judge(text, confidence)
+        return Speculation(
+            asr=asr,
+            text=text,
+            verdict=verdict.kind,
+            reason=verdict.reason,
+            decode_ms=round((time.perf_counter() - t0) * 1000, 1),
+            pause_ms=round(pause_ms, 1),
+        )
+
     # -- scheduled commands ---------------------------------------------------------------------------------
     def run_due(self, now: datetime | None = None) -> list[TurnRecord]:
         """Carry out the scheduled commands whose time has come ("in ten minutes turn off the lights").
@@ -314,13 +334,29 @@ class Runner:
             if req.text is None:
                 if self.asr is None or req.samples is None:
                     raise StageError("asr-disabled", "Audio input needs the asr stage in pipeline.yaml.", "asr")
-                samples = req.samples
+                samples, spec = req.samples, req.speculation
                 asr = run(
                     "asr",
-                    lambda: self.asr.transcribe(samples, self.settings.asr.language),
-                    {"audio_seconds": round(len(samples) / audio_io.PIPELINE_RATE, 3)},
+                    (lambda: spec.asr)
+                    if spec is not None
+                    else (lambda: self.asr.transcribe(samples, self.settings.asr.language)),
+                    {"audio_seconds": round(len(samples) / audio_io.PIPELINE_RATE, 3)}
+                    | (
+                        {
+                            "speculative": {
+                                "verdict": spec.verdict,
+                                "reason": spec.reason,
+                                "decode_ms": spec.decode_ms,
+                                "pause_ms": spec.pause_ms,
+                            }
+                        }
+                        if spec is not None
+                        else {}
+                    ),
                     lambda out: (jsonable(out), out.confidence),
                 )
+                if spec is not None:  # decoded during the pause, before the endpoint: what it cost, not 0 ms
+                    rec.latency_ms["asr"] = spec.decode_ms
                 text = _WAKE_PREFIX.sub("", asr.text).strip()
                 rec.transcript, rec.asr_confidence = text, asr.confidence
                 if not re.search(r"\w", text):
@@ -403,7 +439,11 @@ class Runner:
         first = first_audio_ms if first_audio_ms is not None else total_ms
         rec.latency_ms["processing_to_first_audio"] = round(first, 1)
         rec.latency_ms["endpoint_wait"] = round(req.endpoint_wait_ms, 1)
-        rec.latency_ms["end_to_end"] = round(req.endpoint_wait_ms + first, 1)
+        ready = req.endpoint_wait_ms
+        if req.speculation is not None:  # the turn could not start before its speculative decode was done
+            rec.latency_ms["speculation_ready"] = round(req.speculation.pause_ms + req.speculation.decode_ms, 1)
+            ready = max(ready, rec.latency_ms["speculation_ready"])
+        rec.latency_ms["end_to_end"] = round(ready + first, 1)
         rec.latency_ms["total"] = round(total_ms, 1)
         rec.pending = pending
         emit(

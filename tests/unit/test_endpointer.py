@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from assistant.core.endpointer import EndpointConfig, Endpointer, FrameBuffer
-from assistant.core.events import ListeningStarted, ListenTimeout, SpeechEnded, SpeechStarted, WakeDetected
+from assistant.core.events import (
+    ListeningStarted,
+    ListenTimeout,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    WakeDetected,
+)
 
 F = 0.08
 CFG = EndpointConfig(
@@ -134,3 +142,49 @@ def test_frame_buffer_cuts_exactly_the_frames_of_a_request():
     cut = buf.cut(start=5 * F, end=8 * F)  # frames ending at 6F, 7F, 8F: indices 5, 6, 7
     assert list(cut[::4]) == [5, 6, 7]
     assert len(buf.cut(0.0, 2 * F)) == 0  # older than the buffer keeps: gone
+
+
+def test_a_pause_invites_a_speculative_decode_and_a_complete_request_ends_there():
+    cfg = EndpointConfig(**{**CFG.__dict__, "pause_seconds": 0.24})
+    ep = Endpointer(cfg)
+    ev = []
+    for i, (w, s) in enumerate(zip([0.9] + [0.0] * 12, [0.0] + [0.9] * 4 + [0.0] * 8)):
+        t = round((i + 1) * F, 6)
+        ev += ep.feed(t, wake_score=w if ep.wants_wake else None, speech_prob=s if ep.wants_speech else None)
+        if any(isinstance(e, SpeechPaused) for e in ev) and ep.listening:
+            ev += ep.end_now(t)  # the caller's decode said: a whole request
+    paused = [e for e in ev if isinstance(e, SpeechPaused)]
+    end = of(ev, SpeechEnded)
+    assert len(paused) == 1 and paused[0].t - paused[0].speech_end == pytest.approx(0.24)
+    assert end[0].reason == "complete" and end[0].end == paused[0].t
+    assert end[0].endpoint_wait == pytest.approx(0.24)  # instead of 0.48
+
+
+def test_speech_after_a_pause_resumes_and_an_unfinished_request_waits_longer():
+    cfg = EndpointConfig(**{**CFG.__dict__, "pause_seconds": 0.24, "incomplete_silence_seconds": 0.96})
+    ep = Endpointer(cfg)
+    # wake, speech, a 0.4 s pause (the caller finds "turn on the": wait longer), speech, then silence
+    speech = [0.0] + [0.9] * 3 + [0.0] * 5 + [0.9] * 3 + [0.0] * 16
+    ev, waited = [], False
+    for i, s in enumerate(speech):
+        t = round((i + 1) * F, 6)
+        new = ep.feed(t, wake_score=0.9 if i == 0 else 0.0, speech_prob=s if ep.wants_speech else None)
+        if any(isinstance(e, SpeechPaused) for e in new) and not waited:
+            ep.wait_longer()
+            waited = True
+        ev += new
+    assert len(of(ev, SpeechResumed)) == 1 and len(of(ev, SpeechPaused)) == 2
+    end = of(ev, SpeechEnded)
+    # the pause after "the" did not end it; after the second part, the usual silence did (wait_longer was per pause)
+    assert len(end) == 1 and end[0].reason == "endpoint" and end[0].speech_end == pytest.approx(12 * F)
+
+
+def test_turn_end_judge():
+    from assistant.understanding.turn_end import judge
+
+    assert judge("Turn on the", 0.99).kind == "incomplete"
+    assert judge("set a timer for", 0.9).kind == "incomplete"
+    assert judge("Um...", None).kind == "incomplete"
+    assert judge("What time is it?", 0.98).kind == "complete"
+    assert judge("What time is it?", 0.5).kind == "unsure"
+    assert judge("", None).kind == "incomplete"

@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         )
     console.print(
         f"model load {result['load_seconds']} s {result['load_seconds_by_stage']}; "
-        f"peak memory {result['peak_rss_mb']} MB; {result['cpu_count']} CPUs; errors in {result['turns_with_error']} turns"
+        f"peak memory {result['peak_rss_mb']} MB; {result['cpu_count']} CPUs; "
+        f"errors in {result['turns_with_error']} turns"
     )
     return 0

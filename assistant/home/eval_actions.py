@@ -79,15 +79,16 @@ def _diff(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dict]:
 
 
 class _Harness:
-    def __init__(self, home: Path, data_dir: Path) -> None:
+    def __init__(self, home: Path, data_dir: Path, spoken: str | None = None) -> None:
         from assistant.config import load_settings
         from assistant.core.runner import Runner
 
         settings = load_settings()
         if settings.feedback.ask_rate:  # no "was that right?" questions in the way of the replies
             settings = settings.model_copy(update={"feedback": settings.feedback.model_copy(update={"ask_rate": 0.0})})
-        self.runner = Runner(settings, home, data_dir=data_dir, load_audio_stages=False, backends={"tts": None},
-                             record_traces=False)
+        self.runner = Runner(settings, home, data_dir=data_dir, load_audio_stages=bool(spoken),
+                             backends={"tts": None, "wake": None, "vad": None}, record_traces=False)
+        self.spoken = spoken
         self.initial = {d.id: copy.deepcopy(d.state) for d in self.runner.home.devices.values()}
         self.default_device = self.runner.device_id
 
@@ -111,7 +112,9 @@ class _Harness:
 
 
 def run_suite(cases: list[dict[str, Any]], home_override: Path | None = None, suite_dir: Path | None = None,
-              progress=None) -> dict[str, Any]:
+              progress=None, spoken: str | None = None) -> dict[str, Any]:
+    """Run every case; `spoken` ("piper" or "espeak"): the scored request is synthesized and goes through the ASR
+    (what the assistant heard is in each row's `heard`)."""
     from assistant.skills import scheduled
 
     harnesses: dict[str, _Harness] = {}
@@ -122,7 +125,7 @@ def run_suite(cases: list[dict[str, Any]], home_override: Path | None = None, su
         hp = home_override or home_path(case.get("home", "example"), suite_dir)
         key = str(hp)
         if key not in harnesses:
-            harnesses[key] = _Harness(hp, tmp / f"h{len(harnesses)}")
+            harnesses[key] = _Harness(hp, tmp / f"h{len(harnesses)}", spoken)
         h = harnesses[key]
         h.reset(case.get("setup") or {}, case.get("device"))
         now += timedelta(days=1)  # a new session for every case
@@ -131,7 +134,13 @@ def run_suite(cases: list[dict[str, Any]], home_override: Path | None = None, su
             h.runner.run_text(text, now=t)
             t += timedelta(seconds=5)
         before = h.runner.home.states()
-        rec = h.runner.run_text(case["text"], now=t)
+        if spoken:
+            from assistant.simulate.voices import espeak_speech, piper_speech
+
+            audio = piper_speech(case["text"]) if spoken == "piper" else espeak_speech(case["text"])
+            rec = h.runner.run_audio(audio, now=t)
+        else:
+            rec = h.runner.run_text(case["text"], now=t)
         texts = [rec["response_text"] or ""]
         actions = [rec["action"]]
         for text in case.get("after", []):
@@ -168,7 +177,7 @@ def _judge(case, rec, texts, actions, at_turn, changed, final) -> dict[str, Any]
         "text": case["text"], "ok": ok, "wrong_device": wrong, "missing": missing, "mismatched": mismatched,
         "says_ok": says_ok, "acted_early": early, "no_action": bool(want) and not changed,
         "expected_change": bool(want), "changed": changed, "response": said, "intent": rec.get("intent"),
-        "by": "grammar" if _by_grammar(actions[0]) else "nlu",
+        "by": "grammar" if _by_grammar(actions[0]) else "nlu", "heard": rec.get("transcript"),
     }
 
 
@@ -225,5 +234,6 @@ def format_report(m: dict[str, Any]) -> str:
                 why.append("answer")
             if r["acted_early"]:
                 why.append("acted at once")
-            lines.append(f"  {r['id']} [{r['form']}] {r['text']!r}: {'; '.join(why)} -> {r['response']!r}")
+            heard = f" (heard {r['heard']!r})" if r.get("heard") and r["heard"] != r["text"] else ""
+            lines.append(f"  {r['id']} [{r['form']}] {r['text']!r}{heard}: {'; '.join(why)} -> {r['response']!r}")
     return "\n".join(lines)

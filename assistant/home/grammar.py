@@ -698,7 +698,16 @@ def _scene(t: str, home: Home) -> Command | None:
 def _lock(t: str, home: Home) -> Command | None:
     m = _fm(rf"(?P<v>lock|unlock|secure|bolt|unbolt) (up )?{_TGT}|(?P<v2>lock|unlock) up", t)
     if not m:
-        return None
+        # Whisper hears a synthesized "lock" as "walk": only for a lock the home has, or "walk up"
+        m2 = _fm(r"walk (?P<t>up|.+)", t)
+        if m2 is None:
+            return None
+        if m2.group("t") == "up":
+            return _lock("lock up", home)
+        tg = parse_target(m2.group("t"), home)
+        if tg is None or not tg.device_ids or not all(home.devices[i].type == "lock" for i in tg.device_ids):
+            return None
+        return _lock(f"lock {m2.group('t')}", home)
     verb = m.group("v") or m.group("v2")
     action = "unlock" if verb in ("unlock", "unbolt") else "lock"
     phrase = m.group("t") or "everything"

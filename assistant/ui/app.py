@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from assistant.ui import plots
-from assistant.ui.data import PAGE_SIZE, Filters, Reader, parse_time
+from assistant.ui.data import COUNT_CAP, PAGE_SIZE, Filters, Reader, parse_time
 
 STATIC = Path(__file__).parent / "static"
 DEMO_AUDIO = Path(__file__).resolve().parents[1] / "data" / "demo"
@@ -156,7 +156,7 @@ def create_app(cfg: UiConfig) -> Starlette:
     csrf = secrets.token_urlsafe(24)
     env = Environment(loader=PackageLoader("assistant.ui", "templates"), autoescape=select_autoescape(["html"]))
     env.filters.update(when=_when, ms=_ms, num=_num, pretty=_pretty, short=_short)
-    env.globals.update(csrf=csrf, PAGE_SIZE=PAGE_SIZE)
+    env.globals.update(csrf=csrf, PAGE_SIZE=PAGE_SIZE, COUNT_CAP=COUNT_CAP)
     write_lock = threading.Lock()
     cache: dict[str, tuple[Any, Any]] = {}
 
@@ -170,8 +170,7 @@ def create_app(cfg: UiConfig) -> Starlette:
     def data_version() -> tuple[Any, ...]:
         return tuple(reader.query(
             "SELECT (SELECT coalesce(max(rowid), 0) FROM turns), (SELECT count(*) FROM turns), "
-            "(SELECT coalesce(max(created_at), 0) FROM goal_labels), "
-            "(SELECT coalesce(max(created_at), 0) FROM labels), "
+            "(SELECT coalesce(max(rowid), 0) FROM goal_labels), (SELECT coalesce(max(rowid), 0) FROM labels), "
             "(SELECT coalesce(max(event_id), 0) FROM events)")[0]) + (tuple(reader.hidden_users()),)
 
     def cached(key: str, fn: Any) -> Any:
@@ -262,8 +261,13 @@ def create_app(cfg: UiConfig) -> Starlette:
 
     def latency_page(request: Request) -> Response:
         since_s = request.query_params.get("since") or ""
-        lat = cached(f"latency:{parse_time(since_s)}", lambda: reader.latency(parse_time(since_s)))
-        rows, series_p50, series_p90 = [], {}, {}
+        rows, chart = cached(f"latency:{parse_time(since_s)}", lambda: latency_view(parse_time(since_s)))
+        return render(request, "latency.html", title="Latency", rows=rows, chart=chart, since=since_s)
+
+    def latency_view(since: float | None) -> tuple[list[dict[str, Any]], Any]:
+        lat = reader.latency(since)
+        rows: list[dict[str, Any]] = []
+        series_p50: dict[str, list[tuple[str, float | None]]] = {}
         for stage, pts in lat.items():
             vals = sorted(v for _, v in pts)
             rows.append({"stage": stage, "n": len(vals), "p50": plots.quantile(vals, 0.5),
@@ -282,9 +286,8 @@ def create_app(cfg: UiConfig) -> Starlette:
                     buckets.setdefault(min(nb - 1, int((ts - lo) / width)), []).append(v)
                 series_p50[stage] = [(_when(lo + b * width)[5:16], plots.quantile(sorted(vs), 0.5))
                                      for b, vs in sorted(buckets.items())]
-                series_p90[stage] = series_p50[stage]
             chart = plots.line_chart(series_p50, y_label="median ms", width=720)
-        return render(request, "latency.html", title="Latency", rows=rows, chart=chart, since=since_s)
+        return rows, chart
 
     def learning_page(request: Request) -> Response:
         from assistant.learning import markov, retrieval

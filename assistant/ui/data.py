@@ -21,6 +21,7 @@ from urllib.parse import quote
 from assistant.trace.privacy import Pseudonymizer, opted_out_pseudonyms
 
 PAGE_SIZE = 50
+COUNT_CAP = 1000
 FILTER_KEYS = ("q", "device", "user", "intent", "label", "fp", "rewrite", "since", "until", "session")
 STAGE_ORDER = ("wake", "vad", "endpoint_wait", "asr", "rewrite", "nlu", "resolve", "rerank", "respond", "tts")
 
@@ -90,8 +91,9 @@ class Reader:
         self._fts_state: tuple[int, int] | None = None  # (max rowid, count) indexed
         self._pseudo = Pseudonymizer(self.data_dir)
         self._users: tuple[float, dict[str, str]] | None = None
+        self._db.execute("ATTACH ':memory:' AS ui")
+        self._db.execute("CREATE TABLE ui.rewritten(id INTEGER PRIMARY KEY)")
         if self.fts5:
-            self._db.execute("ATTACH ':memory:' AS ui")
             self._db.execute(
                 "CREATE VIRTUAL TABLE ui.fts USING fts5(transcript, tokenize='unicode61 remove_diacritics 2')")
 
@@ -153,9 +155,9 @@ class Reader:
 
     # -- full-text search ----------------------------------------------------------------------------------
     def sync_fts(self) -> float:
-        """Index the transcripts added since the last call (all of them the first time); returns seconds taken."""
-        if not self.fts5:
-            return 0.0
+        """Index the turns added since the last call (all of them the first time): transcripts for full-text search,
+        and which turns had a rewrite applied (a JSON field of the record: scanning it per query takes seconds at
+        100k turns). Returns the seconds taken."""
         t0 = time.perf_counter()
         with self._lock:
             db = self._db
@@ -167,11 +169,18 @@ class Reader:
                 added = db.execute("SELECT count(*) FROM main.turns WHERE rowid > ?", (last[0],)).fetchone()[0]
                 if last[1] + added != n:  # something was deleted: rowids may be reused, start again
                     last = None
+            lo = last[0] if last else 0
             with db:
                 if last is None:
-                    db.execute("DELETE FROM ui.fts")
-                db.execute("INSERT INTO ui.fts(rowid, transcript) SELECT rowid, transcript FROM main.turns "
-                           "WHERE rowid > ? AND transcript IS NOT NULL", (last[0] if last else 0,))
+                    db.execute("DELETE FROM ui.rewritten")
+                    if self.fts5:
+                        db.execute("DELETE FROM ui.fts")
+                if self.fts5:
+                    db.execute("INSERT INTO ui.fts(rowid, transcript) SELECT rowid, transcript FROM main.turns "
+                               "WHERE rowid > ? AND transcript IS NOT NULL", (lo,))
+                db.execute("INSERT INTO ui.rewritten(id) SELECT rowid FROM main.turns WHERE rowid > ? AND "
+                           "instr(record, '\"rewrite\": {') > 0 AND json_extract(record, '$.rewrite') IS NOT NULL",
+                           (lo,))
             self._fts_state = (mx, n)
         return time.perf_counter() - t0
 
@@ -208,8 +217,8 @@ class Reader:
             where.append("g.failure_point = ?")
             args.append(fp)
         if f.get("rewrite") in ("yes", "no"):
-            cond = ("EXISTS (SELECT 1 FROM spans r WHERE r.turn_id = t.turn_id AND r.stage = 'rewrite' "
-                    "AND json_extract(r.output, '$.applied') = 1)")
+            self.sync_fts()
+            cond = "t.rowid IN (SELECT id FROM ui.rewritten)"
             where.append(cond if f.get("rewrite") == "yes" else "NOT " + cond)
         since, until = parse_time(f.get("since")), parse_time(f.get("until"), end=True)
         if since is not None:
@@ -229,7 +238,7 @@ class Reader:
                 args.append(f"%{q}%")
         return where, args
 
-    _FROM = ("FROM turns t JOIN sessions s ON s.session_id = t.session_id "
+    _FROM = ("FROM turns t CROSS JOIN sessions s ON s.session_id = t.session_id "
              "LEFT JOIN labels l ON l.turn_id = t.turn_id LEFT JOIN goal_labels g ON g.turn_id = t.turn_id")
 
     def turns(self, f: Filters, before: str | None = None, limit: int = PAGE_SIZE) -> dict[str, Any]:
@@ -242,11 +251,17 @@ class Reader:
                 args += [float(ts), float(ts), int(rid)]
             except ValueError:
                 pass
-        sql = ("SELECT t.rowid, t.turn_id, t.session_id, t.seq, t.started_at, t.transcript, t.intent, "
+        # The page's rowids first (cheap columns only: a search may match 10k+ turns that SQLite sorts), then the
+        # details of those rows alone.
+        sql = ("WITH page AS (SELECT t.rowid AS rid, t.started_at AS ts " + self._FROM
+               + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY t.started_at DESC, t.rowid DESC LIMIT ?) "
+               "SELECT t.rowid, t.turn_id, t.session_id, t.seq, t.started_at, t.transcript, t.intent, "
                "t.intent_confidence, t.response_text, t.error_code, s.device_id, s.user_id, l.label, g.failure_point, "
                "g.defect, json_extract(t.record, '$.latency_ms.end_to_end'), json_extract(t.record, '$.rewrite.text') "
-               + self._FROM + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY t.started_at DESC, t.rowid DESC LIMIT ?")
+               "FROM page p JOIN turns t ON t.rowid = p.rid JOIN sessions s ON s.session_id = t.session_id "
+               "LEFT JOIN labels l ON l.turn_id = t.turn_id LEFT JOIN goal_labels g ON g.turn_id = t.turn_id "
+               "ORDER BY p.ts DESC, p.rid DESC")
         rows = self.query(sql, [*args, limit + 1])
         users = self.users()
         keys = ("rowid", "turn_id", "session_id", "seq", "started_at", "transcript", "intent", "intent_confidence",
@@ -260,12 +275,15 @@ class Reader:
         nxt = f"{out[-1]['started_at']!r}:{out[-1]['rowid']}" if len(rows) > limit and out else None
         return {"turns": out, "next": nxt}
 
-    def count(self, f: Filters) -> int:
+    def count(self, f: Filters, cap: int = COUNT_CAP) -> int:
+        """Turns matching `f`; with filters, counted up to `cap` only (cap + 1 means "more than cap")."""
         where, args = self._where(f)
         needs_labels = any(f.get(k) for k in ("label", "fp"))
         frm = self._FROM if needs_labels else "FROM turns t JOIN sessions s ON s.session_id = t.session_id"
-        return int(self.query(f"SELECT count(*) {frm}" + (" WHERE " + " AND ".join(where) if where else ""),
-                              args)[0][0])
+        if not where:
+            return int(self.query("SELECT count(*) FROM turns")[0][0])
+        return int(self.query(f"SELECT count(*) FROM (SELECT 1 {frm} WHERE {' AND '.join(where)} LIMIT ?)",
+                              [*args, cap + 1])[0][0])
 
     def facets(self) -> dict[str, list[str]]:
         """The values offered in the filter menus (cached for a minute: distinct intents scan the store)."""
@@ -296,11 +314,12 @@ class Reader:
             where.append("s.last_turn_at < ?")
             args.append(before)
         rows = self.query(
+            "WITH page AS (SELECT * FROM sessions s" + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY s.last_turn_at DESC LIMIT ?) "
             "SELECT s.session_id, s.device_id, s.user_id, s.started_at, s.last_turn_at, "
             "(SELECT count(*) FROM turns t WHERE t.session_id = s.session_id), "
             "(SELECT t.transcript FROM turns t WHERE t.session_id = s.session_id ORDER BY t.seq LIMIT 1) "
-            "FROM sessions s" + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY s.last_turn_at DESC LIMIT ?", [*args, limit + 1])
+            "FROM page s ORDER BY s.last_turn_at DESC", [*args, limit + 1])
         users = self.users()
         keys = ("session_id", "device_id", "user", "started_at", "last_turn_at", "turns", "first")
         out = [dict(zip(keys, r)) for r in rows[:limit]]

@@ -7,6 +7,8 @@ EXTRAS="${1:-test}"
 
 # 1. Debian packages: PortAudio for sounddevice, espeak-ng and sox for synthesized test speech.
 DEBS="libportaudio2 espeak-ng sox libsndfile1 pulseaudio pulseaudio-utils libasound2-plugins"
+# The browser tests of `assistant ui` drive Debian's Chromium through its chromedriver (nothing downloads a browser).
+case "$EXTRAS" in *test*) DEBS="$DEBS chromium chromium-driver" ;; esac
 missing=""
 for d in $DEBS; do dpkg -s "$d" >/dev/null 2>&1 || missing="$missing $d"; done
 if [ -n "$missing" ]; then

@@ -63,12 +63,13 @@ def start_live(make_pipeline, settings, vaudio):
 
     running = []
 
-    def _start(echo_gain: float | None = None, respond=None, echo_cancel: bool = False, **opts):
+    def _start(echo_gain: float | None = None, respond=None, echo_cancel: bool = False, vad=None, **opts):
         vaudio.set_echo(echo_gain)
         vaudio.set_echo_cancel(echo_cancel)
         audio = settings.audio.model_copy(update={"input_device": vaudio.MIC, "output_device": vaudio.SPEAKER})
         wrap = {"respond": lambda inner: _Rewording(inner, respond)} if respond is not None else {}
-        p = make_pipeline(config=settings.model_copy(update={"audio": audio}), wrap=wrap)
+        config = settings.model_copy(update={"audio": audio, "vad": settings.vad.model_copy(update=vad or {})})
+        p = make_pipeline(config=config, wrap=wrap)
         stop = threading.Event()
         live = LiveAssistant(p, audio.model_copy(update={"earcons": False, **opts}), stop_event=stop)
         thread = threading.Thread(target=live.run, name="live", daemon=True)
@@ -228,6 +229,22 @@ def test_follow_up_question_is_answered_without_the_wake_word(start_live, vaudio
     second = live.turns[1]
     assert second["wake"].get("follow_up") is True and not second["wake"].get("detected")
     assert "kitchen" in (second["transcript"] or "").lower()
+
+
+def test_semantic_endpoint_ends_a_complete_request_at_the_pause(start_live, vaudio, speech):
+    """With a speculative pause, a whole request ends after 0.24 s of silence, not 0.5 s, and the turn uses the
+    transcript decoded at the pause (no second decode)."""
+    from assistant.simulate.voices import compose
+
+    live, p = start_live(vad={"speculative_pause_seconds": 0.24})
+    vaudio.play(compose([0.3, speech("Alexa,"), 0.4, speech("turn on the kitchen light."), 1.5]))
+    wait_for(_idle_after_turns(live, 1), 60, "one turn, answered", live)
+    rec = live.turns[0]
+    assert rec["source"]["endpoint"] == "complete", rec["source"]
+    assert p.home.states()["kitchen.light"]["on"] is True
+    span = [s for s in p.store.get_turn(rec["turn_id"])["spans"] if s["stage"] == "asr"][0]
+    assert span["input"]["speculative"]["verdict"] == "complete"
+    assert rec["latency_ms"]["speculation_ready"] >= 240
 
 
 def test_missing_microphone_gives_a_clear_message_and_retries(make_pipeline, settings):

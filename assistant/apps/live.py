@@ -53,7 +53,17 @@ from assistant.apps.sound import (
 from assistant.apps.status import StatusLine
 from assistant.config import AudioSettings
 from assistant.core.endpointer import EndpointConfig, Endpointer, FrameBuffer
-from assistant.core.events import BargeIn, EchoRejected, Event, ListenTimeout, ResponseAudio, SpeechEnded, WakeDetected
+from assistant.core.events import (
+    BargeIn,
+    EchoRejected,
+    Event,
+    ListenTimeout,
+    ResponseAudio,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    WakeDetected,
+)
 from assistant.core.record import TurnRecord
 from assistant.core.request import Request
 from assistant.errors import AssistantError, StageError
@@ -144,6 +154,7 @@ class LiveAssistant:
         self._gate_until = 0.0
         self._last_reference = np.zeros(0, np.int16)
         self._typed: queue.Queue[str] = queue.Queue(maxsize=8)
+        self._speculation = None
         cfg = EndpointConfig.from_settings(runner.settings, FRAME_S)
         self._cfg = cfg
         self._endpointer = Endpointer(cfg, wake_word=True)
@@ -464,8 +475,23 @@ class LiveAssistant:
     def _collect(self, lst: _Listening, frame: np.ndarray, t: float, turn_running: bool):
         """Feed one frame's speech probability to the endpointer; a Request at the endpoint, "timeout", or None."""
         prob = self.p.vad.speech_probability(frame)
-        for ev in self._endpointer.feed(t, speech_prob=prob):
+        events = self._endpointer.feed(t, speech_prob=prob)
+        while events:
+            ev = events.pop(0)
+            if isinstance(ev, SpeechPaused):  # semantic end of turn: decode what was said so far (the mic queues)
+                spec = self.p.speculate(self._buffer.cut(ev.start, ev.t), pause_ms=(ev.t - ev.speech_end) * 1000)
+                self._speculation = spec
+                self._event("speculation", verdict=spec.verdict, text=spec.text, decode_ms=spec.decode_ms)
+                if spec.verdict == "complete":
+                    events[:0] = self._endpointer.end_now(ev.t)
+                elif spec.verdict == "incomplete":
+                    self._endpointer.wait_longer()
+                continue
+            if isinstance(ev, SpeechResumed):
+                self._speculation = None
+                continue
             if isinstance(ev, ListenTimeout):
+                self._speculation = None
                 self._event("listen-timeout", follow_up=lst.follow_up)
                 if not lst.follow_up and not turn_running and (self._worker is None or not self._worker.is_alive()):
                     # The wake word with nothing after it: trace it like replay does (no-speech-after-wake), quietly.
@@ -486,12 +512,17 @@ class LiveAssistant:
             if isinstance(ev, SpeechEnded):
                 self._event("endpoint", reason=ev.reason, capture_t=t)
                 source = self._source(lst, t, ev.reason, ev)
+                spec, self._speculation = self._speculation, None
                 return Request(
                     source=source,
                     wake=lst.wake,
                     samples=self._buffer.cut(ev.start, ev.end),
                     now=datetime.now(),
-                    endpoint_wait_ms=ev.endpoint_wait * 1000,
+                    # live time: the decision came after the speculative decode, which the wait then includes
+                    endpoint_wait_ms=(ev.endpoint_wait * 1000 + (spec.decode_ms if ev.reason == "complete" else 0.0))
+                    if spec is not None
+                    else ev.endpoint_wait * 1000,
+                    speculation=spec,
                 )
         return None
 

@@ -52,7 +52,8 @@ def load_suite(path: Path) -> list[dict[str, Any]]:
             raise ConfigError("suite-invalid", f"{path}:{i}: a case needs a non-empty \"text\"")
         unknown = set(case) - CASE_KEYS
         if unknown:
-            raise ConfigError("suite-invalid", f"{path}:{i}: unknown key(s) {sorted(unknown)}; keys: {sorted(CASE_KEYS)}")
+            raise ConfigError("suite-invalid",
+                              f"{path}:{i}: unknown key(s) {sorted(unknown)}; keys: {sorted(CASE_KEYS)}")
         exp = case.get("expect", {})
         if not isinstance(exp, dict) or set(exp) - {"changes", "says"}:
             raise ConfigError("suite-invalid", f"{path}:{i}: \"expect\" takes \"changes\" and \"says\"")
@@ -216,7 +217,8 @@ def format_report(m: dict[str, Any]) -> str:
              f"action accuracy      {m['action_accuracy']:.1%}",
              f"wrong-device actions {m['wrong_device_actions']}",
              f"no-action answers    {m['no_action_answers']} (a change was expected, nothing changed)",
-             "handled by           " + ", ".join(f"{k} {v['n']} ({v['accuracy']:.1%})" for k, v in m["handled_by"].items()),
+             "handled by           " + ", ".join(f"{k} {v['n']} ({v['accuracy']:.1%})"
+                                                   for k, v in m["handled_by"].items()),
              "", f"{'form':<18}{'n':>5}{'accuracy':>10}{'wrong-dev':>11}{'no-action':>11}"]
     for form, v in m["per_form"].items():
         lines.append(f"{form:<18}{v['n']:>5}{v['accuracy']:>10.1%}{v['wrong_device']:>11}{v['no_action']:>11}")

@@ -37,7 +37,8 @@ NOUNS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {
     "door": (("cover", "lock", "binary_sensor"), ("door", "garage", "garage_door", "lock", "opening")),
     "cover": (("cover",), None),
     "lock": (("lock",), None), "door lock": (("lock",), None),
-    "thermostat": (("thermostat",), None), "heating": (("thermostat",), None), "central heating": (("thermostat",), None),
+    "thermostat": (("thermostat",), None), "heating": (("thermostat",), None),
+    "central heating": (("thermostat",), None),
     "ac": (("thermostat",), None), "air conditioning": (("thermostat",), None), "climate": (("thermostat",), None),
     "heater": (("heater",), None), "radiator": (("heater",), None),
     "tv": (("tv", "media_player"), ("tv",)), "television": (("tv", "media_player"), ("tv",)),
@@ -206,12 +207,14 @@ def normalize(text: str) -> str:
         t = re.sub(r"^(please|can you|could you|would you|will you|can u|i want you to|i would like you to|"
                    r"i'd like you to|go ahead and|kindly|just|hey|and|also|then|now|so)\s+", "", t)
         t = re.sub(rf"\s+{FILLER}$", "", t)
-    t = re.sub(r"^(i want|i would like|i'd like) (the )?", "", t) if re.match(r"^(i want|i would like|i'd like) (the )?\w+ (on|off|to)\b", t) else t
+    if re.match(r"^(i want|i would like|i'd like) (the )?\w+ (on|off|to)\b", t):
+        t = re.sub(r"^(i want|i would like|i'd like) (the )?", "", t)
     return t.strip()
 
 
 _DUR = r"(?:(?:\d+(?:\.\d+)?|a|an|one|half an?)\s*(?:hours?|hrs?|minutes?|mins?|seconds?|secs?)(?:\s+and\s+a\s+half)?" \
-       r"(?:\s*(?:and\s+)?\d+\s*(?:minutes?|mins?|seconds?|secs?))?|half an hour|a quarter of an hour|quarter of an hour|an hour and a half)"
+       r"(?:\s*(?:and\s+)?\d+\s*(?:minutes?|mins?|seconds?|secs?))?|half an hour|a quarter of an hour" \
+       r"|quarter of an hour|an hour and a half)"
 _CLOCK = r"(?:\d{1,2}(?::\d{2})?\s*(?:am|pm|o'?clock)?(?:\s+(?:tonight|this evening|in the evening|in the morning|" \
          r"tomorrow|tomorrow morning|tomorrow evening))?|noon|midnight)"
 
@@ -442,6 +445,18 @@ def parse_target(phrase: str, home: Home) -> Target | None:
         types, classes, plural = v.nouns[p]
         t.types, t.classes, t.noun, t.plural = list(types), list(classes) if classes else None, p, plural
         return t
+    # brand and kind words before a noun name no particular device: "the smart plug socket", "robot vacuum cleaner"
+    bare = re.sub(r"^(?:(?:smart|wemo|hue|philips|kasa|wifi|wi fi|robot|electric|automatic|main|house|home|room)\s+)+",
+                  "", p)
+    bare = re.sub(r"\s+(?:socket|sockets|cleaner|bulb|bulbs)$", "", bare) if bare not in v.nouns else bare
+    if bare != p and bare in v.nouns:
+        types, classes, plural = v.nouns[bare]
+        t.types, t.classes, t.noun, t.plural = list(types), list(classes) if classes else None, bare, plural
+        if re.match(r"^(house|home)\b", p):
+            t.home = True
+        elif re.match(r"^room\b", p):
+            t.here = True
+        return t
     # a name word before a noun: "front door", "desk lamp" (unknown name) or a plural name ("kitchen lights")
     words = p.split()
     for n in (2, 1):
@@ -540,7 +555,8 @@ def _schedule(t: str, home: Home) -> Command | None:
 def _correction(t: str, home: Home) -> Command | None:
     if _fm(r"(no,? |not that |not just that |i said |i meant )*(all|both|every one|each) of (them|those)"
                     r"( please)?|(no,? )?(i said |i meant )?(all|both)( of them)?( please)?|no,? all the \w+"
-                    r"|no,? (i said |i meant )?(all|every|both)( of)? (the )?\w+", t) and t.startswith(("no", "all", "both", "i said", "i meant", "not")):
+                    r"|no,? (i said |i meant )?(all|every|both)( of)? (the )?\w+", t) and t.startswith(
+                        ("no", "all", "both", "i said", "i meant", "not")):
         noun = re.search(r"(?:all|every|both)(?: of)? (?:the )?(\w+)$", t)
         return Command("all_of_them", params={"noun": noun.group(1) if noun and noun.group(1) not in
                                               ("them", "those", "please") else None})
@@ -572,7 +588,8 @@ def _question(t: str, home: Home) -> Command | None:
                      r"(?P<what>temperature|temp|humidity)(?: reading| level)?(?P<loc> .+)?"
                      r"|how (?P<adj>warm|hot|cold|humid) is it(?P<loc2> .+)?"
                      r"|(?:what is|what) (?:the )?(?P<what2>temperature|humidity) (?:like )?(?P<loc3>.+)?"
-                     r"|(?:what is|what) (?:the )?(?:current )?(?P<what4>temperature|humidity) (?:of|on|from) (?P<dev>.+)", t)
+                     r"|(?:what is|what) (?:the )?(?:current )?(?P<what4>temperature|humidity) (?:of|on|from)"
+                     r" (?P<dev>.+)", t)
     if m:
         what = m.group("what") or m.group("what2") or m.group("what4") or ("humidity" if m.group("adj") == "humid"
                                                                            else "temperature")
@@ -586,12 +603,13 @@ def _question(t: str, home: Home) -> Command | None:
         loc = re.sub(r"^(like|right now|now|currently)\s*", "", loc).strip()
         loc = re.sub(r"\s*(right now|now|currently|at the moment)$", "", loc).strip()
         if loc in ("", "inside", "indoors", "in the house", "at home", "in the home", "in here", "here"):
-            tg = Target(said=loc, here=loc in ("in here", "here"), home=loc in ("in the house", "at home", "in the home"))
+            tg = Target(said=loc, here=loc in ("in here", "here"),
+                        home=loc in ("in the house", "at home", "in the home"))
         elif loc in ("outside", "outdoors", "out there", "in the garden") and not _has_outdoor(home, what):
             return None  # the weather skill answers
         else:
-            tg = parse_target("everything " + loc if loc.startswith(("in ", "on ", "at ", "upstairs", "downstairs")) else loc,
-                              home)
+            located = loc.startswith(("in ", "on ", "at ", "upstairs", "downstairs"))
+            tg = parse_target("everything " + loc if located else loc, home)
             if loc in ("outside", "outdoors", "out there"):
                 tg = Target(said=loc, outdoor=True)
             if tg is None or tg.unknown or (tg.device_ids and not tg.areas):
@@ -601,7 +619,8 @@ def _question(t: str, home: Home) -> Command | None:
         return Command("query", tg, {"kind": "reading", "what": what})
     # battery
     m = _fm(r"(what is|what|how much) (is )?(the )?battery( level| charge)?( is)? (left )?(of|on|in|for) (?P<t>.+?)"
-                     r"( at)?|how much battery (does|has) (?P<t2>.+?) (have|got|left)( left)?|is (?P<t3>.+?) battery low"
+                     r"( at)?|how much battery (does|has) (?P<t2>.+?) (have|got|left)( left)?|is (?P<t3>.+?) battery"
+                     r" low"
                      r"|(what is )?(?P<t4>.+?) battery( level)?", t)
     if m:
         tg = _target(m.group("t") or m.group("t2") or m.group("t3") or m.group("t4"), home, allow_unknown=False)
@@ -680,7 +699,8 @@ def _action(t: str, home: Home) -> Command | None:
 def _scene(t: str, home: Home) -> Command | None:
     v = vocabulary(home)
     m = _fm(r"(activate|run|start|trigger|turn on|switch on|enable|set|execute|launch|play|apply|go to|set up)"
-                     r" (the )?(?P<t>.+?)( scene| script| mode| routine)?|(?P<t2>.+?) (scene|mode|routine)( on| please)?"
+                     r" (the )?(?P<t>.+?)( scene| script| mode| routine)?|(?P<t2>.+?) (scene|mode|routine)( on|"
+                     r" please)?"
                      r"|(it is|it's|time for) (?P<t3>.+)|(?P<t4>.+)", t)
     if not m:
         return None
@@ -782,7 +802,8 @@ def _is_cover(tg: Target, home: Home) -> bool:
 
 def _climate(t: str, home: Home) -> Command | None:
     m = _fm(rf"(set|change|put|turn|adjust|make) (the )?(?P<t>thermostat|heating|temperature|heat|ac|air conditioning|"
-                     rf"central heating|climate)(?P<loc> (in|on|upstairs|downstairs) .+?| upstairs| downstairs)? (to|at) {_DEG}"
+                     rf"central heating|climate)(?P<loc> (in|on|upstairs|downstairs) .+?| upstairs| downstairs)?"
+                     rf" (to|at) {_DEG}"
                      rf"|(?P<h>heat|cool|warm) (up )?(?P<t2>.+?) to (?P<n2>\d+(?:\.\d+)?)\s*(?:degrees?)?"
                      rf"|(set|change|put|turn|adjust) (the )?(?P<pre>[a-z' ]+?) (temperature|heating|heat) (to|at) "
                      rf"(?P<n4>\d+(?:\.\d+)?)( degrees?)?( celsius| fahrenheit| c| f)?"
@@ -801,7 +822,8 @@ def _climate(t: str, home: Home) -> Command | None:
         return Command("set_temperature", tg, {"temperature": float(n)})
     m = _fm(r"(turn|crank|bump) (?P<d>up|down) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air conditioning)"
                      r"(?P<loc> (in|on|upstairs|downstairs)\b.*?)?( by (?P<n>\d+)( degrees?)?)?"
-                     r"|(turn|crank|put|bump|set) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air conditioning) "
+                     r"|(turn|crank|put|bump|set) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air"
+                     r" conditioning) "
                      r"(?P<d>up|down)(?P<loc> (in|on|upstairs|downstairs)\b.*?)?( by (?P<n>\d+)( degrees?)?)?"
                      r"|(turn|crank|put|bump|set) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air conditioning)"
                      r"(?P<loc> (?:in|on|upstairs|downstairs)\b.*?)? "
@@ -826,7 +848,8 @@ def _climate(t: str, home: Home) -> Command | None:
         tg = _target(m.group("t") + (m.group("loc") or ""), home)
         if tg is None or not _is_climate(tg, home):
             return None
-        mode = {"heating": "heat", "cooling": "cool", "automatic": "auto", "eco": "auto"}.get(m.group("mode"), m.group("mode"))
+        mode = {"heating": "heat", "cooling": "cool", "automatic": "auto", "eco": "auto"}.get(m.group("mode"),
+                                                                                         m.group("mode"))
         return Command("set_mode", tg, {"mode": mode})
     return None
 
@@ -889,8 +912,10 @@ def _light_attrs(t: str, home: Home) -> Command | None:
         if (m.group("p") or m.group("p2") or "to") == "by":
             return Command("brightness", tg, {"delta": -n if v in ("dim", "lower", "turn down") else n})
         return Command("brightness", tg, {"brightness": n})
-    m = _fm(rf"(?P<v>dim|brighten|turn down|turn up|lower|raise) {_TGT}( a (bit|little)| a lot| more| slightly)?"
-                     rf"|(?P<v2>turn|make) {_TGT} (?P<d>up|down|brighter|dimmer|darker|lighter)( a (bit|little)| a lot)?", t)
+    m = _fm(rf"(?P<v>dim|brighten|turn down|turn up|lower|raise)( up| down)? {_TGT}( a (bit|little)| a lot| more|"
+            rf" slightly)?"
+                     rf"|(?P<v2>turn|make) {_TGT} (?P<d>up|down|brighter|dimmer|darker|lighter)( a (bit|little)| a"
+                     rf" lot)?", t)
     if m:
         tg = _target(m.group("t"), home)
         if tg is None or not _is_light(tg, home) or (tg.pronoun and m.group("d") in ("up", "down")):
@@ -964,7 +989,8 @@ def _vacuum(t: str, home: Home) -> Command | None:
                      r"( back)?( to (the |its )?(dock|base|charger|charging station|home)| home| back)?"
                      r"|(?P<v6>start|begin) (vacuuming|hoovering|cleaning)( the (house|floors?|home))?"
                      r"|(?P<v4>stop|pause) (the )?(?P<t4>robot vacuum|vacuum cleaner|vacuum|hoover|roomba)"
-                     r"|(?P<t5>robot vacuum|vacuum|hoover|roomba),? (?P<v5>go home|return to base|start cleaning|clean)", t)
+                     r"|(?P<t5>robot vacuum|vacuum|hoover|roomba),? (?P<v5>go home|return to base|start"
+                     r" cleaning|clean)", t)
     if not m:
         return None
     if not any(d.type == "vacuum" for d in home.devices.values()):
@@ -988,7 +1014,8 @@ def _vacuum(t: str, home: Home) -> Command | None:
 def _onoff(t: str, home: Home) -> Command | None:
     m = _fm(rf"(?:turn|switch|power|shut|put|flip|set) (?P<d>on|off|out) {_TGT}"
                      rf"|(?:turn|switch|power|shut|put|flip|set) {_TGT} (?P<d2>on|off|out)"
-                     rf"|(?:turn|switch|power|shut|put|flip|set) {_TGT} (?P<d2>on|off|out) (?P<l4>everywhere|in the .+|in .+"
+                     rf"|(?:turn|switch|power|shut|put|flip|set) {_TGT} (?P<d2>on|off|out) (?P<l4>everywhere|in the"
+                     rf" .+|in .+"
                      rf"|downstairs|upstairs|here|in here|on the .+)"
                      rf"|(?P<d3>toggle|kill|cut|start|stop|enable|disable|activate|deactivate|light up|switch|flip)"
                      rf" {_TGT}"

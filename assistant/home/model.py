@@ -85,7 +85,8 @@ def _pct(v: Any) -> bool:
 STATE_KEYS: dict[str, tuple[str | None, Any, str]] = {
     "on": ("on_off", lambda v: isinstance(v, bool), "true or false"),
     "brightness": ("brightness", _pct, "a whole number 0-100"),
-    "color": ("color", lambda v: isinstance(v, str) and bool(v.strip()), "a colour name such as 'warm white' or 'blue'"),
+    "color": ("color", lambda v: isinstance(v, str) and bool(v.strip()),
+              "a colour name such as 'warm white' or 'blue'"),
     "color_temp": ("color_temp", lambda v: isinstance(v, int) and 1000 <= v <= 10000,
                    "a colour temperature in kelvin (1000-10000)"),
     "temperature": ("temperature", _is_num, "a number of degrees"),
@@ -254,7 +255,8 @@ class HomeConfig(_Strict):
         for i, d in enumerate(self.devices):
             for target in d.sets:
                 if target not in all_ids:
-                    raise ValueError(f"devices[{i}] (id {d.id!r}): sets {target!r}, which is not a device id in this home")
+                    raise ValueError(f"devices[{i}] (id {d.id!r}): sets {target!r}, "
+                                     "which is not a device id in this home")
         for section, items in (("devices", self.devices), ("satellites", self.satellites)):
             for i, d in enumerate(items):
                 if d.area not in area_ids:

@@ -67,8 +67,8 @@ def noun_for(devs: list[Device], plural: bool) -> str:
 def _matches(d: Device, t: Target) -> bool:
     if t.types and d.type not in t.types:
         return False
-    if t.classes is not None and d.type not in ("light", "switch", "plug", "fan", "lock", "thermostat", "heater",
-                                                "tv", "speaker", "display", "vacuum") and d.device_class not in t.classes:
+    classless = ("light", "switch", "plug", "fan", "lock", "thermostat", "heater", "tv", "speaker", "display", "vacuum")
+    if t.classes is not None and d.type not in classless and d.device_class not in t.classes:
         return False
     return not (t.classes is not None and d.type == "lock" and "lock" not in t.classes)
 

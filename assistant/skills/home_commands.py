@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
     from assistant.home.model import Device, Home
 
-YES = re.compile(r"^(yes|yeah|yep|sure|ok|okay|do it|go ahead|confirm|confirmed|please do|correct|affirmative|yes please)"
-                 r"\b")
+YES = re.compile(r"^(yes|yeah|yep|sure|ok|okay|do it|go ahead|confirm|confirmed|please do|correct|affirmative"
+                 r"|yes please)\b")
 NO = re.compile(r"^(no|nope|don't|do not|cancel|stop|never mind|nevermind|forget it|wait)\b")
 PAST = {"turn_on": "Turned on", "turn_off": "Turned off", "open": "Opened", "close": "Closed", "lock": "Locked",
         "unlock": "Unlocked", "stop_cover": "Stopped", "mute": "Muted", "unmute": "Unmuted", "activate": "Activated"}
@@ -414,8 +414,9 @@ def answer_query(cmd: Command, home: Home, speaking_area: str | None,
         elif all(v == want for _, v in known):
             text = f"Yes, all {len(known)} {noun_for([d for d, _ in known], True)}{scope} are {word}."
         elif match:
+            rest = [d for d, v in known if v != want]
             text = f"{_cap(_names(match))} {'is' if len(match) == 1 else 'are'} {word}; " \
-                   f"{_names([d for d, v in known if v != want])} {'is' if len(known) - len(match) == 1 else 'are'} not."
+                   f"{_names(rest)} {'is' if len(rest) == 1 else 'are'} not."
         else:
             text = f"No, none of the {noun_for([d for d, _ in known], True)}{scope} are {word}."
         return say(text, "device.query", "done", target="+".join(ids), result=result), ids
@@ -509,7 +510,7 @@ def _reading(cmd: Command, home: Home, speaking_area: str | None) -> tuple[Respo
         for d in home.devices.values():
             if not area_ok(d):
                 continue
-            if what == "temperature" and (d.type == "sensor" and d.device_class == "temperature"
+            if what == "temperature" and ((d.type == "sensor" and d.device_class == "temperature")
                                           or "current_temperature" in d.state):
                 out.append(d)
             if what == "humidity" and d.type == "sensor" and d.device_class == "humidity":
@@ -565,7 +566,8 @@ def _reading(cmd: Command, home: Home, speaking_area: str | None) -> tuple[Respo
         else:
             text = f"The humidity{where or ' in the ' + str(loc)} is {desc}."
     else:
-        text = f"{_cap(what)}{where}: " + join_words([f"{desc} ({loc})" if loc else desc for _, desc, loc in parts]) + "."
+        listed = join_words([f"{desc} ({loc})" if loc else desc for _, desc, loc in parts])
+        text = f"{_cap(what)}{where}: {listed}."
     return say(text, "device.query", "done", target="+".join(ids),
                result={"readings": {d.id: d.state.get('current_temperature', d.state.get('value')) for d in devs}}), ids
 

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 VERBS = {"turn_on": "turn on", "turn_off": "turn off", "toggle": "switch", "open": "open", "close": "close",
          "lock": "lock", "unlock": "unlock", "brightness": "set", "color": "set", "color_temp": "set",
-         "position": "set", "fan_speed": "set", "set_temperature": "set", "set_mode": "set", "volume": "set the volume of",
+         "position": "set", "fan_speed": "set", "set_temperature": "set", "set_mode": "set",
+         "volume": "set the volume of",
          "mute": "mute", "unmute": "unmute", "activate": "activate", "stop_cover": "stop"}
 
 
@@ -73,7 +74,8 @@ def _when(due: datetime, now: datetime) -> str:
     return f"at {say_time(due.strftime('%H:%M'))}{day}"
 
 
-def schedule(cmd: Command, ctx: TurnContext, area: str | None, previous: list[str], confirmed: bool = False) -> Response:
+def schedule(cmd: Command, ctx: TurnContext, area: str | None, previous: list[str],
+             confirmed: bool = False) -> Response:
     """Check the command's targets now (a missing device is said at once), then store it."""
     from assistant.skills.home_commands import CONFIRM_OPEN_CLASSES
 
@@ -106,8 +108,8 @@ def schedule(cmd: Command, ctx: TurnContext, area: str | None, previous: list[st
     desc = describe(cmd, home, ids, sel.scope)
     with connect(ctx.data_dir) as db:
         cur = db.execute(
-            "INSERT INTO scheduled (created_ts, due_ts, due_local, description, command, session_id, device_id, user_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO scheduled (created_ts, due_ts, due_local, description, command, session_id, device_id, "
+            "user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (now.timestamp(), due.timestamp(), due.isoformat(timespec="seconds"), desc, json.dumps(cmd.to_dict()),
              ctx.session_id, ctx.device_id, ctx.user_id))
         sid = int(cur.lastrowid or 0)
@@ -202,7 +204,8 @@ def cancel_response(data_dir: Path, now: datetime, params: dict[str, Any]) -> Re
                    pending={"skill": "home_commands", "kind": "choose_schedule", "options": opts,
                             "intent": "schedule_cancel"})
     _cancel(data_dir, [r["id"] for r in chosen])
-    text = f"Cancelled: {chosen[0]['description']}." if len(chosen) == 1 else f"Cancelled {len(chosen)} scheduled actions."
+    text = f"Cancelled: {chosen[0]['description']}." if len(chosen) == 1 else \
+        f"Cancelled {len(chosen)} scheduled actions."
     return say(text, "schedule.cancel", "done", result={"cancelled": [r["id"] for r in chosen]})
 
 

@@ -73,7 +73,8 @@ def test_schedule_persists_lists_cancels_and_runs(tmp_path, home):
     cmd = grammar.parse("in 5 minutes turn on the kitchen light", home, NOW)
     scheduled.schedule(cmd, ctx, "kitchen", [])
     assert "2 scheduled actions" in scheduled.list_response(tmp_path, NOW).text
-    assert scheduled.cancel_response(tmp_path, NOW, {"all": False, "what": "kitchen light"}).text.startswith("Cancelled")
+    cancelled = scheduled.cancel_response(tmp_path, NOW, {"all": False, "what": "kitchen light"})
+    assert cancelled.text.startswith("Cancelled")
     fresh = Home.example()  # a restart: the schedule is in the data dir, not in memory
     fresh.set_state("bedroom.blinds", position="open", open_percent=100)
     assert scheduled.run_due(NOW + timedelta(minutes=30), fresh, tmp_path) == []

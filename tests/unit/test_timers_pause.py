@@ -30,7 +30,8 @@ def test_pause_add_resume(tmp_path):
     assert r.text == "Added 5 minutes to the pizza timer: 14 minutes left."
     r = skill.try_handle(_turn("resume the pizza timer", tmp_path, home, T0 + timedelta(hours=1)))
     assert r.text == "Pizza timer resumed: 14 minutes left."
-    r = skill.try_handle(_turn("take 4 minutes off the pizza timer", tmp_path, home, T0 + timedelta(hours=1, minutes=2)))
+    later = T0 + timedelta(hours=1, minutes=2)
+    r = skill.try_handle(_turn("take 4 minutes off the pizza timer", tmp_path, home, later))
     assert r.text == "Took 4 minutes off the pizza timer: 8 minutes left."
     assert skill.try_handle(_turn("pause the toast timer", tmp_path, home, T0)).text == "There's no toast timer."
     assert skill.try_handle(_turn("pause the timer", tmp_path, home, T0)).action.status == "clarify"  # two running

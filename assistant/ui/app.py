@@ -437,6 +437,7 @@ def create_app(cfg: UiConfig) -> Starlette:
 
     routes = [
         Route("/", home),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
         Route("/turns", turns_page),
         Route("/sessions", sessions_page),
         Route("/turn/{turn_id}", turn_page),

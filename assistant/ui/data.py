@@ -286,10 +286,12 @@ class Reader:
                               [*args, cap + 1])[0][0])
 
     def facets(self) -> dict[str, list[str]]:
-        """The values offered in the filter menus (cached for a minute: distinct intents scan the store)."""
-        now = time.monotonic()
+        """The values offered in the filter menus (cached until turns or goal labels change: distinct intents scan
+        the store)."""
+        ver = self.query("SELECT (SELECT coalesce(max(rowid), 0) FROM turns), (SELECT count(*) FROM turns), "
+                         "(SELECT coalesce(max(rowid), 0) FROM goal_labels)")[0]
         hit = getattr(self, "_facets", None)
-        if hit and now - hit[0] < 60:
+        if hit and hit[0] == ver:
             return hit[1]
         hidden = set(self.hidden_users())
         out = {
@@ -297,11 +299,11 @@ class Reader:
             "user": sorted({p for u, p in self.users().items() if u not in hidden}),
             "intent": [r[0] for r in self.query(
                 "SELECT DISTINCT intent FROM turns WHERE intent IS NOT NULL ORDER BY 1")],
-            "label": [r[0] for r in self.query("SELECT DISTINCT label FROM labels ORDER BY 1")],
+            "label": ["defect", "ok", "unknown"],  # the labeller's values (assistant/learning/signals.py)
             "fp": [r[0] for r in self.query(
                 "SELECT DISTINCT failure_point FROM goal_labels WHERE failure_point IS NOT NULL ORDER BY 1")],
         }
-        self._facets = (now, out)
+        self._facets = (ver, out)
         return out
 
     def sessions(self, before: float | None = None, limit: int = PAGE_SIZE) -> dict[str, Any]:

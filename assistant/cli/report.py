@@ -1,5 +1,5 @@
 """`assistant report defects [--since 7d] [--json]`: defect rate by stage, intent, device and day, and the top failing
-requests per stage, from the goal labels (`assistant learn labels`). The report itself: assistant/learning/labels/report.py."""
+requests per stage, from the goal labels (`assistant learn labels`). The report: assistant/learning/labels/report.py."""
 
 from __future__ import annotations
 

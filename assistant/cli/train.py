@@ -48,7 +48,8 @@ def register(sub) -> None:
     r.set_defaults(func=run_rephrase)
     lb = tsub.add_parser("labels", help="fit the goal / failure point labeller (numpy logistic regressions) on "
                                         "simulator runs")
-    lb.add_argument("--runs", type=Path, nargs="+", required=True, help="simulator run folders (traces.db + sim_truth.jsonl)")
+    lb.add_argument("--runs", type=Path, nargs="+", required=True,
+                    help="simulator run folders (traces.db + sim_truth.jsonl)")
     lb.add_argument("--out", type=Path, default=DEFAULT_OUT.parent / "labels", help="default: models/labels")
     lb.add_argument("--l2", type=float, help="L2 penalty on the standardised weights (default: the best of a grid, "
                                              "by out-of-fold log loss)")

@@ -54,7 +54,8 @@ def run_labels_eval(args: argparse.Namespace) -> int:
     print(f"{res['run']}: {res['counts']['turns']} turns, {res['counts']['true_goals']} goals "
           f"({res['labeler_version']})")
     print(f"goal segmentation F1   {res['goal_segmentation_f1']:.4f}  (heuristic signals "
-          f"{h['goal_segmentation_f1_signals']:.4f}, one turn per goal {h['goal_segmentation_f1_one_turn_per_goal']:.4f})")
+          f"{h['goal_segmentation_f1_signals']:.4f}, one turn per goal "
+          f"{h['goal_segmentation_f1_one_turn_per_goal']:.4f})")
     print(f"goal success accuracy  {res['goal_success_accuracy']:.4f}  (heuristic {h['goal_success_accuracy']:.4f})")
     fpa, hfpa = res["failure_point_accuracy"], h["failure_point_accuracy"]
     print(f"failure point accuracy {fpa if fpa is None else round(fpa, 4)}  (heuristic {hfpa})")

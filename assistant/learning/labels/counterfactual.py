@@ -132,16 +132,28 @@ class History:
     def __init__(self) -> None:
         self.by_user: dict[str, dict[str, list[Any]]] = {}
         """user -> normalised transcript -> [count, intent, slots, a turn id]"""
+        self.intent_outcomes: dict[str, list[int]] = {}
+        """intent -> [confidently heard and understood turns, of which failed or unsupported]: an intent that keeps
+        failing however clearly it is asked points at the skill (result), not at the words or the understanding"""
+
+    def intent_fail_rate(self, intent: str | None) -> tuple[float, float]:
+        n, bad = self.intent_outcomes.get(intent or "", (0, 0))
+        return (bad + 0.5) / (n + 2.0), math.log1p(n)
 
     @classmethod
     def from_store(cls, store: Any) -> History:
         h = cls()
         sql = ("SELECT t.turn_id, s.user_id, t.transcript, t.intent, json_extract(t.record, '$.slots'), "
-               "json_extract(t.record, '$.action.status') FROM turns t JOIN sessions s ON s.session_id = t.session_id")
+               "json_extract(t.record, '$.action.status'), t.intent_confidence, "
+               "json_extract(t.record, '$.asr_confidence') FROM turns t JOIN sessions s ON s.session_id = t.session_id")
         import json
 
         for batch in store.iter_query(sql):
-            for tid, user, text, intent, slots, status in batch:
+            for tid, user, text, intent, slots, status, nconf, aconf in batch:
+                if intent and (nconf or 0) >= 0.8 and (aconf or 0) >= 0.8:
+                    c = h.intent_outcomes.setdefault(intent, [0, 0])
+                    c[0] += 1
+                    c[1] += status in ("failed", "unsupported")
                 if status != "done" or not text or intent in _CONTROL:
                     continue
                 key = " ".join(_words(text))
@@ -172,6 +184,7 @@ class History:
 
     def features(self, cf: Counterfactuals, user: str, t: TurnView, exclude: set[str]) -> dict[str, float]:
         f = dict.fromkeys(XS_FEATURES, 0.0)
+        f["xs_intent_fail_rate"], f["xs_intent_n"] = self.intent_fail_rate(t.intent)
         tgt = self.target(user, t, exclude) if t.substantive else None
         if tgt is None:
             return f
@@ -189,6 +202,7 @@ class History:
         return f
 
 
-XS_FEATURES = ("xs_has", "xs_count", "xs_sim", "xs_same_intent", "xs_keywords", "xs_repair_fixes")
+XS_FEATURES = ("xs_has", "xs_count", "xs_sim", "xs_same_intent", "xs_keywords", "xs_repair_fixes",
+               "xs_intent_fail_rate", "xs_intent_n")
 _CONTROL = frozenset({"general_commandstop", "general_repeat", "general_affirm", "general_negate", "general_confirm",
                       "general_dontcare", "general_praise", "general_greet"})

@@ -27,6 +27,9 @@ _YESNO = re.compile(r"^\W*(?:yes|yeah|yep|no|nope|not really|that'?s (?:right|wr
 _SORRY = re.compile(r"\b(?:sorry|can'?t|cannot|couldn'?t|don'?t know|not sure|unable|didn'?t catch)\b", re.IGNORECASE)
 RESOLVABLE = frozenset({"house_place", "device_type", "artist_name", "music_genre", "song_name", "place_name",
                         "player_setting", "media_type", "radio_name", "podcast_name", "audiobook_name"})
+SCENARIOS = ("alarm", "audio", "calendar", "datetime", "general", "iot", "lists", "media", "music", "news", "play",
+             "qa", "recommendation", "social", "takeaway", "transport", "weather", "email", "cooking")
+"""The intent's scenario (SLURP / HWU64 prefix): stages fail differently by domain (artist names, media commands)."""
 STATUSES = ("done", "failed", "unsupported", "clarify", "unavailable")
 ERROR_STAGES = ("asr", "nlu", "resolve", "respond")
 
@@ -135,9 +138,11 @@ def view(t: dict[str, Any], signals: list[dict[str, Any]] | None = None) -> Turn
         intent_conf=float(rec.get("intent_confidence") or 0.0), nbest=nbest, slots=rec.get("slots") or {},
         slot_confs=slot_confs,
         asr_conf=_f(asr.get("confidence", rec.get("asr_confidence"))), no_speech=_f(asr.get("no_speech_prob")),
-        audio_seconds=_f(asr.get("audio_seconds")), entities=[e for e in rec.get("entities") or () if isinstance(e, dict)],
+        audio_seconds=_f(asr.get("audio_seconds")),
+        entities=[e for e in rec.get("entities") or () if isinstance(e, dict)],
         action_name=str(action.get("name") or ""), status=action.get("status"), error_code=err.get("code"),
-        error_stage=err.get("stage"), response=rec.get("response_text") or "", expects_reply=bool(rec.get("expects_reply")),
+        error_stage=err.get("stage"), response=rec.get("response_text") or "",
+        expects_reply=bool(rec.get("expects_reply")),
         barge_in=barge, feedback=feedback, wake_score=_f(wake.get("score")) if isinstance(wake, dict) else None,
         tts_seconds=_f(tts.get("audio_seconds")) if isinstance(tts, dict) else None,
     )
@@ -210,7 +215,8 @@ def link_features(prev: TurnView, cur: TurnView, goal_first: TurnView, rephrase_
         f[f"prev_{s}"] = float(prev.status == s)
     f["prev_error"] = float(prev.error_code is not None)
     f["prev_clarify_x_idle"] = f["prev_clarify"] * f["idle_le_10"]
-    f["prev_fail_x_idle"] = float(prev.status in ("failed", "unsupported") or prev.error_code is not None) * f["idle_le_10"]
+    prev_failed = prev.status in ("failed", "unsupported") or prev.error_code is not None
+    f["prev_fail_x_idle"] = float(prev_failed) * f["idle_le_10"]
     f["rephrase_x_idle"] = max(rephrase_score, rephrase_goal_score) * f["idle_le_10"]
     return f
 
@@ -269,6 +275,9 @@ def turn_features(t: TurnView, goal: list[TurnView], pos: int, after: TurnView |
     f["st_other"] = float(t.status not in STATUSES)
     for s in ERROR_STAGES:
         f[f"err_{s}"] = float(t.error_stage == s)
+    fam = (t.intent or "none").split("_", 1)[0]
+    for sc in SCENARIOS:
+        f[f"fam_{sc}"] = float(fam == sc)
     f.update(cf)
     # a few interactions the linear model cannot form itself
     f["done_x_later_done"] = f["st_done"] * f["later_done"]
@@ -276,6 +285,10 @@ def turn_features(t: TurnView, goal: list[TurnView], pos: int, after: TurnView |
     f["single_x_qa"] = f["goal_single"] * f["qa_like"]
     f["odd_x_lowasr"] = f["odd_share"] * (1.0 - f["asr_conf"])
     f["clarify_answer_x_unres"] = f["prev_in_goal_clarify"] * float(t.status != "done")
+    subs = [g for g in goal if g.substantive]
+    f["goal_consistent_intent"] = float(len(subs) > 1 and all(g.intent == t.intent for g in subs))
+    f["consistent_x_failed"] = f["goal_consistent_intent"] * float(t.status in ("failed", "unsupported"))
+    f["goal_all_failed"] = float(len(subs) > 1 and all(g.status != "done" for g in subs))
     return f
 
 

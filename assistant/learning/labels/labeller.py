@@ -94,7 +94,8 @@ class Labeller:
         paths = [d / "link.json", d / "turn.json", d / "stage.json", d / "goal.json"]
         for p in paths:
             if not p.is_file():
-                raise ModelError("labels-model-missing", f"labeller model file not found: {p}. Train it with `{TRAIN_CMD}`.")
+                raise ModelError("labels-model-missing",
+                                 f"labeller model file not found: {p}. Train it with `{TRAIN_CMD}`.")
         link, turn, stage, goal = (Logistic.load(p) for p in paths)
         version = turn.meta.get("version", "labels-?")
         lm = BigramLM.load(d / "lm.json.gz") if (d / "lm.json.gz").is_file() else None

@@ -275,3 +275,61 @@ def test_opted_out_users_are_never_shown(replayed, tmp_path):
         assert _get(f"{srv.url}/turn/{tid}")[0] == 404
         assert _get(f"{srv.url}/audio/{tid}/response")[0] == 404
         assert _get(f"{srv.url}/turns?q=the")[1].count(b"turn-link") == 0
+
+
+def test_goal_labels_rollback_and_deleting_a_users_data(browser, replayed, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from assistant.learning import markov
+    from assistant.trace.privacy import is_opted_out
+
+    data, out = tmp_path / "data", tmp_path / "out"
+    shutil.copytree(replayed["data"], data)
+    shutil.copytree(replayed["out"], out)
+    db = sqlite3.connect(data / "traces.db")
+    for col in ("response_audio", "record"):  # this copy's audio, so that deleting it leaves the other tests' alone
+        db.execute(f"UPDATE turns SET {col} = replace({col}, ?, ?)", (str(replayed["out"]), str(out)))
+    db.commit()
+    _cli("learn", "labels", "--data-dir", str(data))  # goal labels and failure points (models/labels)
+    fps = dict(db.execute("SELECT failure_point, count(*) FROM goal_labels WHERE failure_point IS NOT NULL "
+                          "GROUP BY 1").fetchall())
+    assert fps, "the labeller found no failing stage in the demo turns"
+    table = {"play some jazz": {"target": "play jazz", "probability": 0.9, "baseline": 0.2, "eventual": 0.5,
+                                "support": 4, "users": 2, "direct_success": 0.9}}
+    markov.write_table(data, table)
+    markov.write_table(data, table)
+    assert markov.current_version(data) == 2
+    with _server(data / "traces.db", data, out) as srv:
+        browser.get(srv.url + "/defects")
+        stage, n = max(fps.items(), key=lambda kv: kv[1])
+        assert stage in browser.find_element(By.ID, "by-stage").text
+        assert browser.find_elements(By.CSS_SELECTOR, "#top-failing li a")
+        browser.find_element(By.ID, "by-stage").find_element(By.LINK_TEXT, stage).click()
+        assert len(browser.find_elements(By.CSS_SELECTOR, "table.turns tbody tr")) == n
+        assert all(stage in r.text for r in browser.find_elements(By.CSS_SELECTOR, "table.turns tbody tr"))
+
+        browser.get(srv.url + "/learning")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#rewrite-tables tbody tr")
+        assert [r.text.split()[0] for r in rows] == ["v2", "v1"]
+        assert "play jazz" in browser.find_element(By.TAG_NAME, "main").text
+        rows[1].find_element(By.TAG_NAME, "button").click()
+        assert markov.current_version(data) == 2  # not before the confirmation
+        browser.find_element(By.ID, "confirm-yes").click()
+        assert "rolled back to v1" in browser.find_element(By.CSS_SELECTOR, ".notice").text
+        assert markov.current_version(data) == 1
+
+        browser.get(srv.url + "/privacy")
+        users = browser.find_elements(By.CSS_SELECTOR, "#users tbody tr")
+        assert len(users) == 1
+        user_id = db.execute("SELECT user_id FROM sessions").fetchone()[0]
+        audio = [Path(r[0]) for r in db.execute("SELECT response_audio FROM turns")]
+        assert all(p.is_file() for p in audio)
+        users[0].find_element(By.NAME, "stop_recording").click()
+        users[0].find_element(By.TAG_NAME, "button").click()
+        browser.find_element(By.ID, "confirm-yes").click()
+        assert f"deleted {len(audio)} turns" in browser.find_element(By.ID, "privacy-done").text
+        assert db.execute("SELECT count(*) FROM turns").fetchone()[0] == 0
+        assert not any(p.exists() for p in audio)
+        assert is_opted_out(data, user_id)
+        browser.get(srv.url + "/turns")
+        assert "No turns match" in browser.find_element(By.CSS_SELECTOR, "table.turns").text

@@ -85,12 +85,16 @@ class Reader:
         self.db_path = Path(db_path)
         self.data_dir = Path(data_dir)
         self._lock = threading.RLock()
+        self._sync_lock = threading.Lock()  # one index build at a time
+        self._scan_db = sqlite3.connect(f"file:{quote(str(self.db_path.resolve()))}?mode=ro", uri=True,
+                                        check_same_thread=False)
         self._db = sqlite3.connect(f"file:{quote(str(self.db_path.resolve()))}?mode=ro", uri=True,
                                    check_same_thread=False)
         self.fts5 = self._has_fts5()
         self._fts_state: tuple[int, int] | None = None  # (max rowid, count) indexed
         self._pseudo = Pseudonymizer(self.data_dir)
         self._users: tuple[float, dict[str, str]] | None = None
+        self._intents: tuple[float, list[str]] | None = None
         self._db.execute("ATTACH ':memory:' AS ui")
         self._db.execute("CREATE TABLE ui.rewritten(id INTEGER PRIMARY KEY)")
         if self.fts5:
@@ -106,8 +110,9 @@ class Reader:
             return False
 
     def close(self) -> None:
-        with self._lock:
+        with self._sync_lock, self._lock:
             self._db.close()
+            self._scan_db.close()
 
     def query(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -154,33 +159,42 @@ class Reader:
         return None
 
     # -- full-text search ----------------------------------------------------------------------------------
-    def sync_fts(self) -> float:
+    def sync_fts(self, chunk: int = 5_000) -> float:
         """Index the turns added since the last call (all of them the first time): transcripts for full-text search,
         and which turns had a rewrite applied (a JSON field of the record: scanning it per query takes seconds at
-        100k turns). Returns the seconds taken."""
+        100k turns). Works in chunks of rowids, so the pages that need no index are served meanwhile; a search
+        waits for it. Returns the seconds taken."""
         t0 = time.perf_counter()
-        with self._lock:
-            db = self._db
-            mx, n = db.execute("SELECT coalesce(max(rowid), 0), count(*) FROM main.turns").fetchone()
-            last = self._fts_state
-            if last == (mx, n):
-                return 0.0
-            if last is not None:
-                added = db.execute("SELECT count(*) FROM main.turns WHERE rowid > ?", (last[0],)).fetchone()[0]
-                if last[1] + added != n:  # something was deleted: rowids may be reused, start again
-                    last = None
-            lo = last[0] if last else 0
-            with db:
+        with self._sync_lock:
+            with self._lock:
+                db = self._db
+                mx, n = db.execute("SELECT coalesce(max(rowid), 0), count(*) FROM main.turns").fetchone()
+                last = self._fts_state
+                if last == (mx, n):
+                    return 0.0
+                if last is not None:
+                    added = db.execute("SELECT count(*) FROM main.turns WHERE rowid > ?", (last[0],)).fetchone()[0]
+                    if last[1] + added != n:  # something was deleted: rowids may be reused, start again
+                        last = None
                 if last is None:
-                    db.execute("DELETE FROM ui.rewritten")
+                    with db:
+                        db.execute("DELETE FROM ui.rewritten")
+                        if self.fts5:
+                            db.execute("DELETE FROM ui.fts")
+            pos = last[0] if last else 0
+            scan = self._scan_db  # the store is read on a connection of its own, outside the shared lock
+            while pos < mx:
+                hi = min(pos + chunk, mx)
+                rows = scan.execute(
+                    "SELECT rowid, transcript, instr(record, '\"rewrite\": {') > 0 AND "
+                    "json_extract(record, '$.rewrite') IS NOT NULL FROM main.turns WHERE rowid > ? AND rowid <= ?",
+                    (pos, hi)).fetchall()
+                with self._lock, self._db as db:
                     if self.fts5:
-                        db.execute("DELETE FROM ui.fts")
-                if self.fts5:
-                    db.execute("INSERT INTO ui.fts(rowid, transcript) SELECT rowid, transcript FROM main.turns "
-                               "WHERE rowid > ? AND transcript IS NOT NULL", (lo,))
-                db.execute("INSERT INTO ui.rewritten(id) SELECT rowid FROM main.turns WHERE rowid > ? AND "
-                           "instr(record, '\"rewrite\": {') > 0 AND json_extract(record, '$.rewrite') IS NOT NULL",
-                           (lo,))
+                        db.executemany("INSERT INTO ui.fts(rowid, transcript) VALUES (?, ?)",
+                                       [(r[0], r[1]) for r in rows if r[1] is not None])
+                    db.executemany("INSERT INTO ui.rewritten(id) VALUES (?)", [(r[0],) for r in rows if r[2]])
+                pos = hi
             self._fts_state = (mx, n)
         return time.perf_counter() - t0
 
@@ -286,25 +300,21 @@ class Reader:
                               [*args, cap + 1])[0][0])
 
     def facets(self) -> dict[str, list[str]]:
-        """The values offered in the filter menus (cached until turns or goal labels change: distinct intents scan
-        the store)."""
-        ver = self.query("SELECT (SELECT coalesce(max(rowid), 0) FROM turns), (SELECT count(*) FROM turns), "
-                         "(SELECT coalesce(max(rowid), 0) FROM goal_labels)")[0]
-        hit = getattr(self, "_facets", None)
-        if hit and hit[0] == ver:
-            return hit[1]
+        """The values offered in the filter menus. The intents need a scan of the turns (about 0.2 s at 100k), so
+        they are kept for a minute; the rest is read each time (small tables and indexes)."""
+        now = time.monotonic()
+        if self._intents is None or now - self._intents[0] > 60:
+            self._intents = (now, [r[0] for r in self.query(
+                "SELECT DISTINCT intent FROM turns WHERE intent IS NOT NULL ORDER BY 1")])
         hidden = set(self.hidden_users())
-        out = {
+        return {
             "device": [r[0] for r in self.query("SELECT DISTINCT device_id FROM sessions ORDER BY 1")],
             "user": sorted({p for u, p in self.users().items() if u not in hidden}),
-            "intent": [r[0] for r in self.query(
-                "SELECT DISTINCT intent FROM turns WHERE intent IS NOT NULL ORDER BY 1")],
+            "intent": self._intents[1],
             "label": ["defect", "ok", "unknown"],  # the labeller's values (assistant/learning/signals.py)
             "fp": [r[0] for r in self.query(
                 "SELECT DISTINCT failure_point FROM goal_labels WHERE failure_point IS NOT NULL ORDER BY 1")],
         }
-        self._facets = (ver, out)
-        return out
 
     def sessions(self, before: float | None = None, limit: int = PAGE_SIZE) -> dict[str, Any]:
         hidden = self.hidden_users()

@@ -137,14 +137,16 @@ class Security:
         if secrets.compare_digest(req.cookies.get(COOKIE, ""), self.token):
             await self.app(scope, receive, send)
             return
-        await PlainTextResponse("401: open the address with ?token=... printed by `assistant ui`.",
-                                status_code=401)(scope, receive, send)
+        await PlainTextResponse("401: open the address with ?token=... printed by `assistant ui`.", status_code=401)(
+            scope, receive, send
+        )
 
 
 def _headers(resp: Response) -> Response:
     resp.headers["Content-Security-Policy"] = (
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-        "media-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'")
+        "media-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'"
+    )
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Referrer-Policy"] = "no-referrer"
     return resp
@@ -168,10 +170,13 @@ def create_app(cfg: UiConfig) -> Starlette:
         return render(request, "message.html", 404, title="Not found", message=what)
 
     def data_version() -> tuple[Any, ...]:
-        return tuple(reader.query(
-            "SELECT (SELECT coalesce(max(rowid), 0) FROM turns), (SELECT count(*) FROM turns), "
-            "(SELECT coalesce(max(rowid), 0) FROM goal_labels), (SELECT coalesce(max(rowid), 0) FROM labels), "
-            "(SELECT coalesce(max(event_id), 0) FROM events)")[0]) + (tuple(reader.hidden_users()),)
+        return tuple(
+            reader.query(
+                "SELECT (SELECT coalesce(max(rowid), 0) FROM turns), (SELECT count(*) FROM turns), "
+                "(SELECT coalesce(max(rowid), 0) FROM goal_labels), (SELECT coalesce(max(rowid), 0) FROM labels), "
+                "(SELECT coalesce(max(event_id), 0) FROM events)"
+            )[0]
+        ) + (tuple(reader.hidden_users()),)
 
     def cached(key: str, fn: Any) -> Any:
         ver = data_version()
@@ -208,8 +213,15 @@ def create_app(cfg: UiConfig) -> Starlette:
         page = reader.turns(f, request.query_params.get("before"))
         total = reader.count(f)
         ms = (time.perf_counter() - t0) * 1000
-        ctx = {"f": f, "page": page, "total": total, "query_ms": ms, "facets": reader.facets(),
-               "fts": reader.fts5, "title": "Turns"}
+        ctx = {
+            "f": f,
+            "page": page,
+            "total": total,
+            "query_ms": ms,
+            "facets": reader.facets(),
+            "fts": reader.fts5,
+            "title": "Turns",
+        }
         if request.headers.get("hx-request") and request.headers.get("hx-target") == "results":
             return render(request, "_turn_rows.html", **ctx)
         return render(request, "turns.html", **ctx)
@@ -232,9 +244,18 @@ def create_app(cfg: UiConfig) -> Starlette:
         nlu_out = (spans.get("nlu") or {}).get("output") or {}
         rerank_out = (spans.get("rerank") or {}).get("output") or {}
         rewrite_out = (spans.get("rewrite") or {}).get("output") or {}
-        return render(request, "turn.html", title=f"Turn {t['turn_id'][:8]}", t=t, req_audio=req_audio,
-                      resp_audio=resp_audio, nbest=nlu_out.get("nbest") or [], rerank=rerank_out,
-                      rewrite=rewrite_out, marked=request.query_params.get("marked"))
+        return render(
+            request,
+            "turn.html",
+            title=f"Turn {t['turn_id'][:8]}",
+            t=t,
+            req_audio=req_audio,
+            resp_audio=resp_audio,
+            nbest=nlu_out.get("nbest") or [],
+            rerank=rerank_out,
+            rewrite=rewrite_out,
+            marked=request.query_params.get("marked"),
+        )
 
     def defects_page(request: Request) -> Response:
         from assistant.learning.labels.report import defect_report
@@ -250,14 +271,27 @@ def create_app(cfg: UiConfig) -> Starlette:
         chart = None
         if src and src["turns"]:
             days = src["by_day"]
-            chart = plots.line_chart({"defect rate": [(d["key"], d["defect_rate"]) for d in days]},
-                                     y_label="defect rate per day", percent=True,
-                                     y_max=min(1.0, plots.nice_max(max((d["defect_rate"] or 0) for d in days) or 0.01)))
+            chart = plots.line_chart(
+                {"defect rate": [(d["key"], d["defect_rate"]) for d in days]},
+                y_label="defect rate per day",
+                percent=True,
+                y_max=min(1.0, plots.nice_max(max((d["defect_rate"] or 0) for d in days) or 0.01)),
+            )
         top = rep.get("top_failing_requests") or {}
         if stage:
             top = {k: v for k, v in top.items() if k == stage}
-        return render(request, "defects.html", title="Defects", rep=rep, fallback=fallback, chart=chart, top=top,
-                      since=since_s, stage=stage, stages=[s["stage"] for s in rep.get("by_stage") or []])
+        return render(
+            request,
+            "defects.html",
+            title="Defects",
+            rep=rep,
+            fallback=fallback,
+            chart=chart,
+            top=top,
+            since=since_s,
+            stage=stage,
+            stages=[s["stage"] for s in rep.get("by_stage") or []],
+        )
 
     def latency_page(request: Request) -> Response:
         since_s = request.query_params.get("since") or ""
@@ -270,9 +304,17 @@ def create_app(cfg: UiConfig) -> Starlette:
         series_p50: dict[str, list[tuple[str, float | None]]] = {}
         for stage, pts in lat.items():
             vals = sorted(v for _, v in pts)
-            rows.append({"stage": stage, "n": len(vals), "p50": plots.quantile(vals, 0.5),
-                         "p90": plots.quantile(vals, 0.9), "p99": plots.quantile(vals, 0.99), "max": vals[-1],
-                         "hist": plots.histogram(vals)})
+            rows.append(
+                {
+                    "stage": stage,
+                    "n": len(vals),
+                    "p50": plots.quantile(vals, 0.5),
+                    "p90": plots.quantile(vals, 0.9),
+                    "p99": plots.quantile(vals, 0.99),
+                    "max": vals[-1],
+                    "hist": plots.histogram(vals),
+                }
+            )
         # medians over time, in up to 24 time buckets over the sample, for the slow stages
         all_ts = [ts for pts in lat.values() for ts, _ in pts]
         chart = None
@@ -284,8 +326,9 @@ def create_app(cfg: UiConfig) -> Starlette:
                 buckets: dict[int, list[float]] = {}
                 for ts, v in lat[stage]:
                     buckets.setdefault(min(nb - 1, int((ts - lo) / width)), []).append(v)
-                series_p50[stage] = [(_when(lo + b * width)[5:16], plots.quantile(sorted(vs), 0.5))
-                                     for b, vs in sorted(buckets.items())]
+                series_p50[stage] = [
+                    (_when(lo + b * width)[5:16], plots.quantile(sorted(vs), 0.5)) for b, vs in sorted(buckets.items())
+                ]
             chart = plots.line_chart(series_p50, y_label="median ms", width=720)
         return rows, chart
 
@@ -299,23 +342,47 @@ def create_app(cfg: UiConfig) -> Starlette:
         tables = []
         for v in reversed(vers):
             doc = markov.load_table(cfg.data_dir, v) or {}
-            tables.append({"version": v, "created_at": doc.get("created_at"),
-                           "rewrites": len(doc.get("rewrites") or {}), "stats": doc.get("stats") or {},
-                           "params": doc.get("params") or {}})
+            tables.append(
+                {
+                    "version": v,
+                    "created_at": doc.get("created_at"),
+                    "rewrites": len(doc.get("rewrites") or {}),
+                    "stats": doc.get("stats") or {},
+                    "params": doc.get("params") or {},
+                }
+            )
         shown_doc = markov.load_table(cfg.data_dir, shown) if shown else None
         meta_path = Path(cfg.data_dir) / retrieval.INDEX_DIR / "meta.json"
         index_meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
         use = cached("rewrite_use", reader.rewrite_use)
-        return render(request, "learning.html", title="Learning", tables=tables, current=cur, shown=shown,
-                      shown_doc=shown_doc, index_meta=index_meta, use=use, done=request.query_params.get("done"))
+        return render(
+            request,
+            "learning.html",
+            title="Learning",
+            tables=tables,
+            current=cur,
+            shown=shown,
+            shown_doc=shown_doc,
+            index_meta=index_meta,
+            use=use,
+            done=request.query_params.get("done"),
+        )
 
     def privacy_page(request: Request) -> Response:
         hidden = set(reader.hidden_users())
         counts = dict(reader.query("SELECT user_id, count(*) FROM sessions GROUP BY user_id"))
-        users = sorted(({"pseudonym": p, "sessions": counts.get(u, 0)} for u, p in reader.users().items()
-                        if u not in hidden), key=lambda d: d["pseudonym"])
-        return render(request, "privacy.html", title="Privacy", users=users, hidden=len(hidden),
-                      done=request.query_params.get("done"))
+        users = sorted(
+            ({"pseudonym": p, "sessions": counts.get(u, 0)} for u, p in reader.users().items() if u not in hidden),
+            key=lambda d: d["pseudonym"],
+        )
+        return render(
+            request,
+            "privacy.html",
+            title="Privacy",
+            users=users,
+            hidden=len(hidden),
+            done=request.query_params.get("done"),
+        )
 
     # -- audio --------------------------------------------------------------------------------------------
     def request_audio(t: dict[str, Any]) -> Path | tuple[Path, float, float] | None:
@@ -368,11 +435,17 @@ def create_app(cfg: UiConfig) -> Starlette:
         if answer is None:
             return PlainTextResponse("400: mark must be right or wrong", status_code=400)
         if form.get("confirm") != "yes":
-            return render(request, "confirm.html", title="Confirm", action=f"/turn/{t['turn_id']}/feedback",
-                          fields={"mark": form["mark"]},
-                          question=f"Mark turn {t['turn_id'][:8]} (\u201c{t['record'].get('transcript') or ''}\u201d) "
-                                   f"as {form['mark']}? This stores an explicit feedback signal in the trace store.",
-                          button=f"Yes, mark it {form['mark']}", back=f"/turn/{t['turn_id']}")
+            return render(
+                request,
+                "confirm.html",
+                title="Confirm",
+                action=f"/turn/{t['turn_id']}/feedback",
+                fields={"mark": form["mark"]},
+                question=f"Mark turn {t['turn_id'][:8]} (\u201c{t['record'].get('transcript') or ''}\u201d) "
+                f"as {form['mark']}? This stores an explicit feedback signal in the trace store.",
+                button=f"Yes, mark it {form['mark']}",
+                back=f"/turn/{t['turn_id']}",
+            )
         with write_lock:
             store = open_store()
             try:
@@ -393,11 +466,17 @@ def create_app(cfg: UiConfig) -> Starlette:
         except ValueError:
             return PlainTextResponse("400: version", status_code=400)
         if form.get("confirm") != "yes":
-            what = (f"make rewrite table v{version} current" if version
-                    else "turn precomputed rewriting off (version 0)")
-            return render(request, "confirm.html", title="Confirm", action="/learning/rollback",
-                          fields={"version": str(version)}, question=f"Roll back: {what}?",
-                          button="Yes, roll back", back="/learning")
+            what = f"make rewrite table v{version} current" if version else "turn precomputed rewriting off (version 0)"
+            return render(
+                request,
+                "confirm.html",
+                title="Confirm",
+                action="/learning/rollback",
+                fields={"version": str(version)},
+                question=f"Roll back: {what}?",
+                button="Yes, roll back",
+                back="/learning",
+            )
         try:
             with write_lock:
                 markov.rollback(cfg.data_dir, version)
@@ -420,10 +499,20 @@ def create_app(cfg: UiConfig) -> Starlette:
             fields = {"user": pseudonym}
             if stop:
                 fields["stop_recording"] = "on"
-            return render(request, "confirm.html", title="Confirm", action="/privacy/delete", fields=fields,
-                          question=f"Delete every turn of user {pseudonym} (traces, labels and their audio files)"
-                                   + (" and record nothing for them from now on" if stop else "") + "? This cannot be "
-                                   "undone.", button="Yes, delete", back="/privacy", danger=True)
+            return render(
+                request,
+                "confirm.html",
+                title="Confirm",
+                action="/privacy/delete",
+                fields=fields,
+                question=f"Delete every turn of user {pseudonym} (traces, labels and their audio files)"
+                + (" and record nothing for them from now on" if stop else "")
+                + "? This cannot be "
+                "undone.",
+                button="Yes, delete",
+                back="/privacy",
+                danger=True,
+            )
         with write_lock:
             store = open_store()
             try:
@@ -455,6 +544,7 @@ def create_app(cfg: UiConfig) -> Starlette:
     if cfg.host in ("0.0.0.0", "::"):
         hosts = ["*"]  # any address of this machine; the token still guards every request
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=hosts), Middleware(Security, token=cfg.token)]
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield

@@ -34,13 +34,20 @@ def build_store(seed_db: Path, out_db: Path, n_turns: int, seed: int = 0, span_d
     t0 = time.perf_counter()
     rng = random.Random(seed)
     src = sqlite3.connect(f"file:{seed_db}?mode=ro", uri=True)
-    turns = src.execute("SELECT turn_id, source, transcript, intent, intent_confidence, action, response_text, "
-                        "response_audio, error_code, error_message, pipeline, context, record FROM turns").fetchall()
+    turns = src.execute(
+        "SELECT turn_id, source, transcript, intent, intent_confidence, action, response_text, "
+        "response_audio, error_code, error_message, pipeline, context, record FROM turns"
+    ).fetchall()
     if not turns:
         raise SystemExit(f"{seed_db} has no turns: replay something into it first")
-    spans = {tid: src.execute("SELECT idx, stage, backend, version, start_ms, end_ms, input, output, confidence, "
-                              "error_code FROM spans WHERE turn_id = ? ORDER BY idx", (tid,)).fetchall()
-             for tid, *_ in turns}
+    spans = {
+        tid: src.execute(
+            "SELECT idx, stage, backend, version, start_ms, end_ms, input, output, confidence, "
+            "error_code FROM spans WHERE turn_id = ? ORDER BY idx",
+            (tid,),
+        ).fetchall()
+        for tid, *_ in turns
+    }
     src.close()
     out_db.parent.mkdir(parents=True, exist_ok=True)
     TraceStore(out_db).close()  # creates and migrates the schema
@@ -65,19 +72,40 @@ def build_store(seed_db: Path, out_db: Path, n_turns: int, seed: int = 0, span_d
             rec.update(turn_id=tid, session_id=sid)
             ctx = json.loads(base[11])
             ctx.update(device_id=device, user_id=user)
-            rows_t.append((tid, sid, seq, t, t + 2.0, base[1], base[2], base[3], base[4], base[5], base[6], base[7],
-                           base[8], base[9], base[10], json.dumps(ctx), json.dumps(rec)))
+            rows_t.append(
+                (
+                    tid,
+                    sid,
+                    seq,
+                    t,
+                    t + 2.0,
+                    base[1],
+                    base[2],
+                    base[3],
+                    base[4],
+                    base[5],
+                    base[6],
+                    base[7],
+                    base[8],
+                    base[9],
+                    base[10],
+                    json.dumps(ctx),
+                    json.dumps(rec),
+                )
+            )
             jitter = rng.uniform(0.7, 1.6)
             for sp in spans[base[0]]:
-                rows_s.append((tid, sp[0], sp[1], sp[2], sp[3], sp[4] * jitter, sp[5] * jitter, sp[6], sp[7], sp[8],
-                               sp[9]))
+                rows_s.append(
+                    (tid, sp[0], sp[1], sp[2], sp[3], sp[4] * jitter, sp[5] * jitter, sp[6], sp[7], sp[8], sp[9])
+                )
             r = rng.random()
             if r < 0.8:
                 label = "defect" if r < 0.12 else ("ok" if r < 0.7 else "unknown")
                 rows_l.append((tid, label, 0.8, "[]", "synthetic", time.time()))
                 fp = rng.choice(STAGES) if label == "defect" else None
-                rows_g.append((tid, sid, seq - 1, 0.3 if fp else 0.9, 0.8 if fp else 0.1, fp, "{}", "synthetic",
-                               time.time()))
+                rows_g.append(
+                    (tid, sid, seq - 1, 0.3 if fp else 0.9, 0.8 if fp else 0.1, fp, "{}", "synthetic", time.time())
+                )
             i += 1
         db.execute("INSERT INTO sessions VALUES (?,?,?,?,?)", (sid, device, user, t_first, rows_t[-1][3]))
         db.executemany("INSERT INTO turns VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows_t)
@@ -135,8 +163,11 @@ def time_get(url: str, n: int = 7) -> dict[str, float]:
         with urllib.request.urlopen(url, timeout=60) as r:
             r.read()
         times.append((time.perf_counter() - t0) * 1000)
-    return {"first_ms": round(first, 1), "median_ms": round(statistics.median(times), 1),
-            "max_ms": round(max(times), 1)}
+    return {
+        "first_ms": round(first, 1),
+        "median_ms": round(statistics.median(times), 1),
+        "max_ms": round(max(times), 1),
+    }
 
 
 PAGES = {
@@ -173,12 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     cfg = UiConfig(db_path=db, data_dir=args.dir, out_dir=args.dir / "out", port=free_port())
     with Server(cfg) as srv:
         reader = srv.app.state.reader
-        print(f"{'first page, right after start':<32} {'/turns':<48} {time_get(srv.url + '/turns', 3)}"
-              "  (while the search index is built)")
+        print(
+            f"{'first page, right after start':<32} {'/turns':<48} {time_get(srv.url + '/turns', 3)}"
+            "  (while the search index is built)"
+        )
         t0 = time.perf_counter()
         reader.sync_fts()
-        print(f"search index of {reader.query('SELECT count(*) FROM turns')[0][0]} turns ready "
-              f"{time.perf_counter() - t0:.2f} s later (built in a background thread at start)")
+        print(
+            f"search index of {reader.query('SELECT count(*) FROM turns')[0][0]} turns ready "
+            f"{time.perf_counter() - t0:.2f} s later (built in a background thread at start)"
+        )
         newest = reader.turns(Filters())
         turn = newest["turns"][0]["turn_id"]
         day = time.strftime("%Y-%m-%d", time.gmtime(newest["turns"][0]["started_at"] - 86400 * 10))

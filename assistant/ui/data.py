@@ -86,10 +86,12 @@ class Reader:
         self.data_dir = Path(data_dir)
         self._lock = threading.RLock()
         self._sync_lock = threading.Lock()  # one index build at a time
-        self._scan_db = sqlite3.connect(f"file:{quote(str(self.db_path.resolve()))}?mode=ro", uri=True,
-                                        check_same_thread=False)
-        self._db = sqlite3.connect(f"file:{quote(str(self.db_path.resolve()))}?mode=ro", uri=True,
-                                   check_same_thread=False)
+        self._scan_db = sqlite3.connect(
+            f"file:{quote(str(self.db_path.resolve()))}?mode=ro", uri=True, check_same_thread=False
+        )
+        self._db = sqlite3.connect(
+            f"file:{quote(str(self.db_path.resolve()))}?mode=ro", uri=True, check_same_thread=False
+        )
         self.fts5 = self._has_fts5()
         self._fts_state: tuple[int, int] | None = None  # (max rowid, count) indexed
         self._pseudo = Pseudonymizer(self.data_dir)
@@ -99,7 +101,8 @@ class Reader:
         self._db.execute("CREATE TABLE ui.rewritten(id INTEGER PRIMARY KEY)")
         if self.fts5:
             self._db.execute(
-                "CREATE VIRTUAL TABLE ui.fts USING fts5(transcript, tokenize='unicode61 remove_diacritics 2')")
+                "CREATE VIRTUAL TABLE ui.fts USING fts5(transcript, tokenize='unicode61 remove_diacritics 2')"
+            )
 
     def _has_fts5(self) -> bool:
         try:
@@ -118,13 +121,14 @@ class Reader:
         with self._lock:
             return self._db.execute(sql, tuple(args)).fetchall()
 
-    def iter_query(self, sql: str, args: tuple[Any, ...] = (),
-                   batch_size: int = 1000) -> Iterator[list[tuple[Any, ...]]]:
+    def iter_query(
+        self, sql: str, args: tuple[Any, ...] = (), batch_size: int = 1000
+    ) -> Iterator[list[tuple[Any, ...]]]:
         """Like TraceStore.iter_query, without the turns of opted-out users (their turn id is a row's first column)."""
         hidden = self.hidden_turn_ids()
         rows = self.query(sql, args)
         for i in range(0, len(rows), batch_size):
-            batch = [r for r in rows[i:i + batch_size] if r[0] not in hidden]
+            batch = [r for r in rows[i : i + batch_size] if r[0] not in hidden]
             if batch:
                 yield batch
 
@@ -147,10 +151,14 @@ class Reader:
         if not hidden:
             return frozenset()
         marks = ",".join("?" * len(hidden))
-        return frozenset(r[0] for r in self.query(
-            "SELECT t.turn_id FROM turns t JOIN sessions s ON s.session_id = t.session_id "
-            f"WHERE s.user_id IN ({marks})",
-            hidden))
+        return frozenset(
+            r[0]
+            for r in self.query(
+                "SELECT t.turn_id FROM turns t JOIN sessions s ON s.session_id = t.session_id "
+                f"WHERE s.user_id IN ({marks})",
+                hidden,
+            )
+        )
 
     def user_for_pseudonym(self, pseudonym: str) -> str | None:
         for u, p in self.users().items():
@@ -188,11 +196,14 @@ class Reader:
                 rows = scan.execute(
                     "SELECT rowid, transcript, instr(record, '\"rewrite\": {') > 0 AND "
                     "json_extract(record, '$.rewrite') IS NOT NULL FROM main.turns WHERE rowid > ? AND rowid <= ?",
-                    (pos, hi)).fetchall()
+                    (pos, hi),
+                ).fetchall()
                 with self._lock, self._db as db:
                     if self.fts5:
-                        db.executemany("INSERT INTO ui.fts(rowid, transcript) VALUES (?, ?)",
-                                       [(r[0], r[1]) for r in rows if r[1] is not None])
+                        db.executemany(
+                            "INSERT INTO ui.fts(rowid, transcript) VALUES (?, ?)",
+                            [(r[0], r[1]) for r in rows if r[1] is not None],
+                        )
                     db.executemany("INSERT INTO ui.rewritten(id) VALUES (?)", [(r[0],) for r in rows if r[2]])
                 pos = hi
             self._fts_state = (mx, n)
@@ -252,8 +263,10 @@ class Reader:
                 args.append(f"%{q}%")
         return where, args
 
-    _FROM = ("FROM turns t CROSS JOIN sessions s ON s.session_id = t.session_id "
-             "LEFT JOIN labels l ON l.turn_id = t.turn_id LEFT JOIN goal_labels g ON g.turn_id = t.turn_id")
+    _FROM = (
+        "FROM turns t CROSS JOIN sessions s ON s.session_id = t.session_id "
+        "LEFT JOIN labels l ON l.turn_id = t.turn_id LEFT JOIN goal_labels g ON g.turn_id = t.turn_id"
+    )
 
     def turns(self, f: Filters, before: str | None = None, limit: int = PAGE_SIZE) -> dict[str, Any]:
         """One page of turns, newest first. `before` is the cursor 'started_at:rowid' of the last row shown."""
@@ -267,20 +280,39 @@ class Reader:
                 pass
         # The page's rowids first (cheap columns only: a search may match 10k+ turns that SQLite sorts), then the
         # details of those rows alone.
-        sql = ("WITH page AS (SELECT t.rowid AS rid, t.started_at AS ts " + self._FROM
-               + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY t.started_at DESC, t.rowid DESC LIMIT ?) "
-               "SELECT t.rowid, t.turn_id, t.session_id, t.seq, t.started_at, t.transcript, t.intent, "
-               "t.intent_confidence, t.response_text, t.error_code, s.device_id, s.user_id, l.label, g.failure_point, "
-               "g.defect, json_extract(t.record, '$.latency_ms.end_to_end'), json_extract(t.record, '$.rewrite.text') "
-               "FROM page p JOIN turns t ON t.rowid = p.rid JOIN sessions s ON s.session_id = t.session_id "
-               "LEFT JOIN labels l ON l.turn_id = t.turn_id LEFT JOIN goal_labels g ON g.turn_id = t.turn_id "
-               "ORDER BY p.ts DESC, p.rid DESC")
+        sql = (
+            "WITH page AS (SELECT t.rowid AS rid, t.started_at AS ts "
+            + self._FROM
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY t.started_at DESC, t.rowid DESC LIMIT ?) "
+            "SELECT t.rowid, t.turn_id, t.session_id, t.seq, t.started_at, t.transcript, t.intent, "
+            "t.intent_confidence, t.response_text, t.error_code, s.device_id, s.user_id, l.label, g.failure_point, "
+            "g.defect, json_extract(t.record, '$.latency_ms.end_to_end'), json_extract(t.record, '$.rewrite.text') "
+            "FROM page p JOIN turns t ON t.rowid = p.rid JOIN sessions s ON s.session_id = t.session_id "
+            "LEFT JOIN labels l ON l.turn_id = t.turn_id LEFT JOIN goal_labels g ON g.turn_id = t.turn_id "
+            "ORDER BY p.ts DESC, p.rid DESC"
+        )
         rows = self.query(sql, [*args, limit + 1])
         users = self.users()
-        keys = ("rowid", "turn_id", "session_id", "seq", "started_at", "transcript", "intent", "intent_confidence",
-                "response_text", "error_code", "device_id", "user_id", "label", "failure_point", "defect",
-                "end_to_end_ms", "rewritten_to")
+        keys = (
+            "rowid",
+            "turn_id",
+            "session_id",
+            "seq",
+            "started_at",
+            "transcript",
+            "intent",
+            "intent_confidence",
+            "response_text",
+            "error_code",
+            "device_id",
+            "user_id",
+            "label",
+            "failure_point",
+            "defect",
+            "end_to_end_ms",
+            "rewritten_to",
+        )
         out = []
         for r in rows[:limit]:
             d = dict(zip(keys, r))
@@ -296,24 +328,33 @@ class Reader:
         frm = self._FROM if needs_labels else "FROM turns t JOIN sessions s ON s.session_id = t.session_id"
         if not where:
             return int(self.query("SELECT count(*) FROM turns")[0][0])
-        return int(self.query(f"SELECT count(*) FROM (SELECT 1 {frm} WHERE {' AND '.join(where)} LIMIT ?)",
-                              [*args, cap + 1])[0][0])
+        return int(
+            self.query(f"SELECT count(*) FROM (SELECT 1 {frm} WHERE {' AND '.join(where)} LIMIT ?)", [*args, cap + 1])[
+                0
+            ][0]
+        )
 
     def facets(self) -> dict[str, list[str]]:
         """The values offered in the filter menus. The intents need a scan of the turns (about 0.2 s at 100k), so
         they are kept for a minute; the rest is read each time (small tables and indexes)."""
         now = time.monotonic()
         if self._intents is None or now - self._intents[0] > 60:
-            self._intents = (now, [r[0] for r in self.query(
-                "SELECT DISTINCT intent FROM turns WHERE intent IS NOT NULL ORDER BY 1")])
+            self._intents = (
+                now,
+                [r[0] for r in self.query("SELECT DISTINCT intent FROM turns WHERE intent IS NOT NULL ORDER BY 1")],
+            )
         hidden = set(self.hidden_users())
         return {
             "device": [r[0] for r in self.query("SELECT DISTINCT device_id FROM sessions ORDER BY 1")],
             "user": sorted({p for u, p in self.users().items() if u not in hidden}),
             "intent": self._intents[1],
             "label": ["defect", "ok", "unknown"],  # the labeller's values (assistant/learning/signals.py)
-            "fp": [r[0] for r in self.query(
-                "SELECT DISTINCT failure_point FROM goal_labels WHERE failure_point IS NOT NULL ORDER BY 1")],
+            "fp": [
+                r[0]
+                for r in self.query(
+                    "SELECT DISTINCT failure_point FROM goal_labels WHERE failure_point IS NOT NULL ORDER BY 1"
+                )
+            ],
         }
 
     def sessions(self, before: float | None = None, limit: int = PAGE_SIZE) -> dict[str, Any]:
@@ -326,12 +367,15 @@ class Reader:
             where.append("s.last_turn_at < ?")
             args.append(before)
         rows = self.query(
-            "WITH page AS (SELECT * FROM sessions s" + (" WHERE " + " AND ".join(where) if where else "")
+            "WITH page AS (SELECT * FROM sessions s"
+            + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY s.last_turn_at DESC LIMIT ?) "
             "SELECT s.session_id, s.device_id, s.user_id, s.started_at, s.last_turn_at, "
             "(SELECT count(*) FROM turns t WHERE t.session_id = s.session_id), "
             "(SELECT t.transcript FROM turns t WHERE t.session_id = s.session_id ORDER BY t.seq LIMIT 1) "
-            "FROM page s ORDER BY s.last_turn_at DESC", [*args, limit + 1])
+            "FROM page s ORDER BY s.last_turn_at DESC",
+            [*args, limit + 1],
+        )
         users = self.users()
         keys = ("session_id", "device_id", "user", "started_at", "last_turn_at", "turns", "first")
         out = [dict(zip(keys, r)) for r in rows[:limit]]
@@ -344,45 +388,108 @@ class Reader:
         rows = self.query(
             "SELECT t.turn_id, t.session_id, t.seq, t.started_at, t.ended_at, t.source, t.pipeline, t.context, "
             "t.record, t.response_audio, s.device_id, s.user_id FROM turns t JOIN sessions s ON "
-            "s.session_id = t.session_id WHERE t.turn_id = ?", (turn_id,))
+            "s.session_id = t.session_id WHERE t.turn_id = ?",
+            (turn_id,),
+        )
         if not rows:
             rows = self.query(
                 "SELECT t.turn_id, t.session_id, t.seq, t.started_at, t.ended_at, t.source, t.pipeline, t.context, "
                 "t.record, t.response_audio, s.device_id, s.user_id FROM turns t JOIN sessions s ON "
-                "s.session_id = t.session_id WHERE t.turn_id LIKE ? LIMIT 2", (turn_id + "%",))
+                "s.session_id = t.session_id WHERE t.turn_id LIKE ? LIMIT 2",
+                (turn_id + "%",),
+            )
             if len(rows) != 1:
                 return None
         r = rows[0]
         if r[11] in self.hidden_users():
             return None
-        keys = ("turn_id", "session_id", "seq", "started_at", "ended_at", "source", "pipeline", "context", "record",
-                "response_audio", "device_id", "user_id")
+        keys = (
+            "turn_id",
+            "session_id",
+            "seq",
+            "started_at",
+            "ended_at",
+            "source",
+            "pipeline",
+            "context",
+            "record",
+            "response_audio",
+            "device_id",
+            "user_id",
+        )
         d = dict(zip(keys, r))
         for k in ("source", "pipeline", "context", "record"):
             d[k] = loads(d[k]) or {}
         d["user"] = self.users().get(d.pop("user_id")) or "?"
         tid = d["turn_id"]
         d["spans"] = [
-            {"stage": s[0], "backend": s[1], "version": s[2], "start_ms": s[3], "end_ms": s[4], "input": loads(s[5]),
-             "output": loads(s[6]), "confidence": s[7], "error_code": s[8]}
-            for s in self.query("SELECT stage, backend, version, start_ms, end_ms, input, output, confidence, "
-                                "error_code FROM spans WHERE turn_id = ? ORDER BY idx", (tid,))]
-        d["events"] = [{"type": e[0], "t_ms": e[1], "data": loads(e[2]), "created_at": e[3]}
-                       for e in self.query("SELECT type, t_ms, data, created_at FROM events WHERE turn_id = ? "
-                                           "ORDER BY event_id", (tid,))]
-        lab = self.query("SELECT label, confidence, signals, labeler_version, created_at FROM labels WHERE turn_id = ?",
-                         (tid,))
-        d["label"] = ({"label": lab[0][0], "confidence": lab[0][1], "signals": loads(lab[0][2]) or [],
-                       "labeler_version": lab[0][3], "created_at": lab[0][4]} if lab else None)
-        g = self.query("SELECT goal_id, goal_index, goal_success, defect, failure_point, stage_probs, labeler_version "
-                       "FROM goal_labels WHERE turn_id = ?", (tid,))
-        d["goal"] = (dict(zip(("goal_id", "goal_index", "goal_success", "defect", "failure_point", "stage_probs",
-                               "labeler_version"), g[0])) if g else None)
+            {
+                "stage": s[0],
+                "backend": s[1],
+                "version": s[2],
+                "start_ms": s[3],
+                "end_ms": s[4],
+                "input": loads(s[5]),
+                "output": loads(s[6]),
+                "confidence": s[7],
+                "error_code": s[8],
+            }
+            for s in self.query(
+                "SELECT stage, backend, version, start_ms, end_ms, input, output, confidence, "
+                "error_code FROM spans WHERE turn_id = ? ORDER BY idx",
+                (tid,),
+            )
+        ]
+        d["events"] = [
+            {"type": e[0], "t_ms": e[1], "data": loads(e[2]), "created_at": e[3]}
+            for e in self.query(
+                "SELECT type, t_ms, data, created_at FROM events WHERE turn_id = ? ORDER BY event_id", (tid,)
+            )
+        ]
+        lab = self.query(
+            "SELECT label, confidence, signals, labeler_version, created_at FROM labels WHERE turn_id = ?", (tid,)
+        )
+        d["label"] = (
+            {
+                "label": lab[0][0],
+                "confidence": lab[0][1],
+                "signals": loads(lab[0][2]) or [],
+                "labeler_version": lab[0][3],
+                "created_at": lab[0][4],
+            }
+            if lab
+            else None
+        )
+        g = self.query(
+            "SELECT goal_id, goal_index, goal_success, defect, failure_point, stage_probs, labeler_version "
+            "FROM goal_labels WHERE turn_id = ?",
+            (tid,),
+        )
+        d["goal"] = (
+            dict(
+                zip(
+                    (
+                        "goal_id",
+                        "goal_index",
+                        "goal_success",
+                        "defect",
+                        "failure_point",
+                        "stage_probs",
+                        "labeler_version",
+                    ),
+                    g[0],
+                )
+            )
+            if g
+            else None
+        )
         if d["goal"]:
             d["goal"]["stage_probs"] = loads(d["goal"]["stage_probs"]) or {}
         d["session_turns"] = self.query(
             "SELECT turn_id, seq, started_at, transcript, intent, response_text, error_code FROM turns "
-            "WHERE session_id = ? AND seq BETWEEN ? AND ? ORDER BY seq", (d["session_id"], d["seq"] - 5, d["seq"] + 5))
+            "WHERE session_id = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+            (d["session_id"], d["seq"] - 5, d["seq"] + 5),
+        )
         d["session_size"] = self.query("SELECT count(*) FROM turns WHERE session_id = ?", (d["session_id"],))[0][0]
         d["waterfall"] = waterfall(d["spans"], d["record"].get("latency_ms") or {})
         d["home_change"] = home_change(d["context"], d["record"].get("action"))
@@ -402,15 +509,26 @@ class Reader:
 
         def by(expr: str) -> list[dict[str, Any]]:
             rows = self.query(f"SELECT {expr}, count(*), sum(l.label = 'defect') {frm}{w} GROUP BY 1", args)
-            out = [{"key": k if k is not None else "(none)", "turns": n, "defects": int(d or 0),
-                    "defect_rate": round((d or 0) / n, 4) if n else None} for k, n, d in rows]
+            out = [
+                {
+                    "key": k if k is not None else "(none)",
+                    "turns": n,
+                    "defects": int(d or 0),
+                    "defect_rate": round((d or 0) / n, 4) if n else None,
+                }
+                for k, n, d in rows
+            ]
             return sorted(out, key=lambda r: (-r["defects"], str(r["key"])))
 
         n, defects = self.query(f"SELECT count(*), sum(l.label = 'defect') {frm}{w}", args)[0]
-        return {"turns": n, "defective_turns": int(defects or 0),
-                "defect_rate": round((defects or 0) / n, 4) if n else None,
-                "by_intent": by("t.intent"), "by_device": by("s.device_id"),
-                "by_day": sorted(by("date(t.started_at, 'unixepoch')"), key=lambda r: r["key"])}
+        return {
+            "turns": n,
+            "defective_turns": int(defects or 0),
+            "defect_rate": round((defects or 0) / n, 4) if n else None,
+            "by_intent": by("t.intent"),
+            "by_device": by("s.device_id"),
+            "by_day": sorted(by("date(t.started_at, 'unixepoch')"), key=lambda r: r["key"]),
+        }
 
     def latency(self, since: float | None = None, sample: int = 20000) -> dict[str, list[float]]:
         """Span durations per stage (ms) of the newest `sample` turns (and the end-to-end latency)."""
@@ -426,7 +544,8 @@ class Reader:
             f"WHERE {' AND '.join(where)} ORDER BY t.started_at DESC LIMIT ?) "
             "SELECT sp.stage, sp.end_ms - sp.start_ms, r.started_at FROM recent r "
             "JOIN spans sp ON sp.turn_id = r.turn_id",
-            [*args, sample])
+            [*args, sample],
+        )
         out: dict[str, list[tuple[float, float]]] = {}
         for stage, ms, ts in rows:
             if ms is not None and ms > 0:
@@ -439,7 +558,8 @@ class Reader:
         rows = self.query(
             "SELECT sp.turn_id, json_extract(sp.output, '$.rewrite_version'), json_extract(sp.output, '$.layer'), "
             "l.label FROM spans sp LEFT JOIN labels l ON l.turn_id = sp.turn_id "
-            "WHERE sp.stage = 'rewrite' AND json_extract(sp.output, '$.applied') = 1")
+            "WHERE sp.stage = 'rewrite' AND json_extract(sp.output, '$.applied') = 1"
+        )
         out: dict[str, dict[str, int]] = {}
         for tid, ver, layer, label in rows:
             if tid in hidden:
@@ -465,9 +585,16 @@ def waterfall(spans: list[dict[str, Any]], latency: dict[str, Any]) -> dict[str,
     for s in spans:
         if s["end_ms"] is None or s["start_ms"] is None:
             continue
-        bars.append({"stage": s["stage"], "start_ms": float(s["start_ms"]), "end_ms": float(s["end_ms"]),
-                     "backend": s.get("backend"), "error_code": s.get("error_code"),
-                     "confidence": s.get("confidence")})
+        bars.append(
+            {
+                "stage": s["stage"],
+                "start_ms": float(s["start_ms"]),
+                "end_ms": float(s["end_ms"]),
+                "backend": s.get("backend"),
+                "error_code": s.get("error_code"),
+                "confidence": s.get("confidence"),
+            }
+        )
     if not bars:
         return {"bars": [], "total_ms": 0.0}
     lo = min(b["start_ms"] for b in bars)
@@ -492,6 +619,12 @@ def home_change(context: dict[str, Any], action: dict[str, Any] | None) -> list[
     for dev, ch in changed.items():
         before = states.get(dev) or {}
         after = {**before, **(ch if isinstance(ch, dict) else {})}
-        out.append({"device": dev, "before": before, "after": after,
-                    "changed_keys": sorted(k for k in after if before.get(k) != after.get(k))})
+        out.append(
+            {
+                "device": dev,
+                "before": before,
+                "after": after,
+                "changed_keys": sorted(k for k in after if before.get(k) != after.get(k)),
+            }
+        )
     return out

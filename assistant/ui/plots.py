@@ -29,8 +29,15 @@ def nice_max(v: float) -> float:
     return 10 * e
 
 
-def line_chart(series: dict[str, list[tuple[str, float | None]]], width: int = 640, height: int = 180,
-               y_label: str = "", y_max: float | None = None, percent: bool = False, css_class: str = "plot") -> Markup:
+def line_chart(
+    series: dict[str, list[tuple[str, float | None]]],
+    width: int = 640,
+    height: int = 180,
+    y_label: str = "",
+    y_max: float | None = None,
+    percent: bool = False,
+    css_class: str = "plot",
+) -> Markup:
     """Lines over categorical x values (days, hours) shared by all series, in order of first appearance."""
     xs: list[str] = []
     for pts in series.values():
@@ -39,8 +46,9 @@ def line_chart(series: dict[str, list[tuple[str, float | None]]], width: int = 6
                 xs.append(x)
     ys = [y for pts in series.values() for _, y in pts if y is not None]
     if not xs or not ys:
-        return Markup(f'<svg class="{css_class}" width="{width}" height="40" role="img"><text x="4" y="24">'
-                      'no data</text></svg>')
+        return Markup(
+            f'<svg class="{css_class}" width="{width}" height="40" role="img"><text x="4" y="24">no data</text></svg>'
+        )
     top = y_max if y_max is not None else nice_max(max(ys))
     left, right, up, down = 48, 12, 12, 28
     w, h = width - left - right, height - up - down
@@ -51,14 +59,18 @@ def line_chart(series: dict[str, list[tuple[str, float | None]]], width: int = 6
     def py(y: float) -> float:
         return up + h - h * (y / top if top else 0)
 
-    out = [f'<svg class="{css_class}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-           f'aria-label="{escape(y_label)}">']
+    out = [
+        f'<svg class="{css_class}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="{escape(y_label)}">'
+    ]
     for k in range(5):
         yv = top * k / 4
         y = py(yv)
         lab = f"{yv * 100:.0f}%" if percent else _fmt(yv)
-        out.append(f'<line class="grid" x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}"/>'
-                   f'<text class="tick" x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{lab}</text>')
+        out.append(
+            f'<line class="grid" x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text class="tick" x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{lab}</text>'
+        )
     step = max(1, math.ceil(len(xs) / 8))
     for i, x in enumerate(xs):
         if i % step == 0 or i == len(xs) - 1:
@@ -71,8 +83,10 @@ def line_chart(series: dict[str, list[tuple[str, float | None]]], width: int = 6
         out.append(f'<polyline class="s{n % 6}" fill="none" points="{path}"><title>{escape(name)}</title></polyline>')
         for (x, y), (xl, yv) in zip(coords, [p for p in pts if p[1] is not None]):
             val = f"{yv * 100:.1f}%" if percent else _fmt(float(yv))  # type: ignore[arg-type]
-            out.append(f'<circle class="s{n % 6}" cx="{x:.1f}" cy="{y:.1f}" r="2.5">'
-                       f'<title>{escape(name)} {escape(xl)}: {val}</title></circle>')
+            out.append(
+                f'<circle class="s{n % 6}" cx="{x:.1f}" cy="{y:.1f}" r="2.5">'
+                f"<title>{escape(name)} {escape(xl)}: {val}</title></circle>"
+            )
     if len(series) > 1:
         for n, name in enumerate(series):
             out.append(f'<text class="legend s{n % 6}" x="{left + 8 + 90 * n}" y="{up + 10}">{escape(name)}</text>')
@@ -80,8 +94,9 @@ def line_chart(series: dict[str, list[tuple[str, float | None]]], width: int = 6
     return Markup("".join(out))
 
 
-def histogram(values: list[float], bins: int = 24, width: int = 300, height: int = 90, log: bool = True,
-              unit: str = "ms") -> Markup:
+def histogram(
+    values: list[float], bins: int = 24, width: int = 300, height: int = 90, log: bool = True, unit: str = "ms"
+) -> Markup:
     """Counts of `values` in bins (log-spaced by default: stage latencies span 0.1 ms to seconds)."""
     vals = [v for v in values if v is not None and v > 0]
     if not vals:
@@ -108,10 +123,14 @@ def histogram(values: list[float], bins: int = 24, width: int = 300, height: int
     out = [f'<svg class="hist" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">']
     for i, c in enumerate(counts):
         bh = (height - down) * c / top if top else 0
-        out.append(f'<rect x="{i * bw:.1f}" y="{height - down - bh:.1f}" width="{max(bw - 1, 1):.1f}" '
-                   f'height="{bh:.1f}"><title>{_fmt(edges[i])}–{_fmt(edges[i + 1])} {unit}: {c}</title></rect>')
-    out.append(f'<text class="tick" x="0" y="{height - 3}">{_fmt(lo)} {unit}</text>'
-               f'<text class="tick" x="{width}" y="{height - 3}" text-anchor="end">{_fmt(hi)} {unit}</text></svg>')
+        out.append(
+            f'<rect x="{i * bw:.1f}" y="{height - down - bh:.1f}" width="{max(bw - 1, 1):.1f}" '
+            f'height="{bh:.1f}"><title>{_fmt(edges[i])}–{_fmt(edges[i + 1])} {unit}: {c}</title></rect>'
+        )
+    out.append(
+        f'<text class="tick" x="0" y="{height - 3}">{_fmt(lo)} {unit}</text>'
+        f'<text class="tick" x="{width}" y="{height - 3}" text-anchor="end">{_fmt(hi)} {unit}</text></svg>'
+    )
     return Markup("".join(out))
 
 

@@ -29,8 +29,15 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 
 def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "assistant", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600, check=True)
+    return subprocess.run(
+        [sys.executable, "-m", "assistant", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +76,19 @@ def browser():
     opts = webdriver.ChromeOptions()
     opts.binary_location = str(CHROMIUM)
     profile = tempfile.mkdtemp(prefix="ui-chromium-")
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                "--autoplay-policy=no-user-gesture-required", "--window-size=1300,1500", f"--user-data-dir={profile}"):
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        "--autoplay-policy=no-user-gesture-required",
+        "--window-size=1300,1500",
+        f"--user-data-dir={profile}",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(options=opts, service=Service(str(CHROMEDRIVER)))
     driver.implicitly_wait(5)
@@ -110,22 +127,29 @@ def test_open_a_turn_from_the_list_and_play_its_audio(server, browser, replayed,
     # the waterfall has a bar per stage, ASR among them, with the duration the store has
     stages = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#waterfall .wf-stage")]
     assert {"endpoint_wait", "asr", "nlu", "respond", "tts"} <= set(stages)
-    asr_ms = sqlite3.connect(replayed["db"]).execute(
-        "SELECT end_ms - start_ms FROM spans WHERE turn_id = ? AND stage = 'asr'", (tid,)).fetchone()[0]
+    asr_ms = (
+        sqlite3.connect(replayed["db"])
+        .execute("SELECT end_ms - start_ms FROM spans WHERE turn_id = ? AND stage = 'asr'", (tid,))
+        .fetchone()[0]
+    )
     asr_row = next(e for e in browser.find_elements(By.CSS_SELECTOR, "#waterfall .wf-row") if e.text.startswith("asr"))
     assert f"{asr_ms:,.0f} ms" in asr_row.text
     # the action changed the home: the kitchen light was off before and on after
     assert "kitchen.light" in browser.find_element(By.XPATH, "//h3[text()='Home state change']/following::table").text
     for el_id in ("response-audio", "request-audio"):
         browser.execute_script(f"document.getElementById('{el_id}').play()")
-        state = _wait(lambda el_id=el_id: browser.execute_script(
-            f"const a = document.getElementById('{el_id}');"
-            "return a.currentTime > 0.2 && !a.error ? [a.currentTime, a.duration] : null"))
+        state = _wait(
+            lambda el_id=el_id: browser.execute_script(
+                f"const a = document.getElementById('{el_id}');"
+                "return a.currentTime > 0.2 && !a.error ? [a.currentTime, a.duration] : null"
+            )
+        )
         assert state, f"{el_id} did not play"
         assert state[1] > 0.5, f"{el_id} is {state[1]} s long"
     # the request audio is the turn's own segment of the recording, not the whole file
-    src = json.loads(sqlite3.connect(replayed["db"]).execute(
-        "SELECT source FROM turns WHERE turn_id = ?", (tid,)).fetchone()[0])
+    src = json.loads(
+        sqlite3.connect(replayed["db"]).execute("SELECT source FROM turns WHERE turn_id = ?", (tid,)).fetchone()[0]
+    )
     duration = browser.execute_script("return document.getElementById('request-audio').duration")
     assert abs(duration - (src["end_seconds"] - src["offset_seconds"])) < 0.05
     shot = tmp_path / "ui-turn.png"
@@ -148,8 +172,10 @@ def test_mark_a_turn_wrong_then_filter_the_defects(server, browser, replayed, tm
 
     _cli("traces", "label", "--data-dir", str(replayed["data"]))  # signals: barge-ins, unsupported requests...
     before = defects()
-    tid, said = db.execute("SELECT t.turn_id, t.transcript FROM turns t JOIN labels l ON l.turn_id = t.turn_id "
-                           "WHERE l.label = 'ok' ORDER BY t.started_at LIMIT 1").fetchone()
+    tid, said = db.execute(
+        "SELECT t.turn_id, t.transcript FROM turns t JOIN labels l ON l.turn_id = t.turn_id "
+        "WHERE l.label = 'ok' ORDER BY t.started_at LIMIT 1"
+    ).fetchone()
     browser.get(f"{server.url}/turn/{tid}")
     browser.find_element(By.ID, "mark-wrong").click()
     assert "as wrong?" in browser.find_element(By.CSS_SELECTOR, ".confirm .question").text
@@ -166,8 +192,12 @@ def test_mark_a_turn_wrong_then_filter_the_defects(server, browser, replayed, tm
     assert after == before | {tid}
     browser.get(server.url + "/turns")
     Select(browser.find_element(By.ID, "f-label")).select_by_value("defect")  # htmx refreshes the list in place
-    assert _wait(lambda: "label=defect" in browser.current_url and
-                 len(browser.find_elements(By.CSS_SELECTOR, "table.turns tbody tr")) == len(after))
+    assert _wait(
+        lambda: (
+            "label=defect" in browser.current_url
+            and len(browser.find_elements(By.CSS_SELECTOR, "table.turns tbody tr")) == len(after)
+        )
+    )
     texts = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "table.turns tbody tr")]
     assert any(said in t for t in texts)
     assert browser.find_element(By.ID, "count").text.startswith(f"{len(after)} turn")
@@ -177,8 +207,9 @@ def test_mark_a_turn_wrong_then_filter_the_defects(server, browser, replayed, tm
     assert f"{len(after)} defective" in summary, summary
     assert browser.find_elements(By.CSS_SELECTOR, "#defect-chart svg circle")
     intent = db.execute("SELECT intent FROM turns WHERE turn_id = ?", (tid,)).fetchone()[0]
-    n_intent = sum(db.execute("SELECT intent FROM turns WHERE turn_id = ?", (t,)).fetchone()[0] == intent
-                   for t in after)
+    n_intent = sum(
+        db.execute("SELECT intent FROM turns WHERE turn_id = ?", (t,)).fetchone()[0] == intent for t in after
+    )
     browser.find_element(By.ID, "by-intent").find_element(By.LINK_TEXT, intent).click()
     assert _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, "table.turns tbody tr")) == n_intent)
     browser.save_screenshot(str(tmp_path / "ui-defects.png"))
@@ -231,7 +262,7 @@ def test_audio_is_served_only_from_inside_the_allowed_dirs(replayed, tmp_path):
         db.execute("UPDATE turns SET response_audio = ? WHERE turn_id = ?", (path, tid))
     db.commit()
     with _server(data / "traces.db", data, replayed["out"]) as srv:
-        for tid in ids[:len(evil)]:
+        for tid in ids[: len(evil)]:
             assert _get(f"{srv.url}/audio/{tid}/response")[0] == 404
         ok = ids[len(evil)]
         status, body, headers = _get(f"{srv.url}/audio/{ok}/response")
@@ -254,8 +285,11 @@ def test_token_host_and_form_checks(replayed):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req, timeout=30)
         assert err.value.code == 403  # no CSRF token: nothing written
-        n = sqlite3.connect(replayed["db"]).execute(
-            "SELECT count(*) FROM events WHERE type = 'feedback' AND turn_id = ?", (tid,)).fetchone()[0]
+        n = (
+            sqlite3.connect(replayed["db"])
+            .execute("SELECT count(*) FROM events WHERE type = 'feedback' AND turn_id = ?", (tid,))
+            .fetchone()[0]
+        )
         assert n == 0
 
 
@@ -291,11 +325,23 @@ def test_goal_labels_rollback_and_deleting_a_users_data(browser, replayed, tmp_p
         db.execute(f"UPDATE turns SET {col} = replace({col}, ?, ?)", (str(replayed["out"]), str(out)))
     db.commit()
     _cli("learn", "labels", "--data-dir", str(data))  # goal labels and failure points (models/labels)
-    fps = dict(db.execute("SELECT failure_point, count(*) FROM goal_labels WHERE failure_point IS NOT NULL "
-                          "GROUP BY 1").fetchall())
+    fps = dict(
+        db.execute(
+            "SELECT failure_point, count(*) FROM goal_labels WHERE failure_point IS NOT NULL GROUP BY 1"
+        ).fetchall()
+    )
     assert fps, "the labeller found no failing stage in the demo turns"
-    table = {"play some jazz": {"target": "play jazz", "probability": 0.9, "baseline": 0.2, "eventual": 0.5,
-                                "support": 4, "users": 2, "direct_success": 0.9}}
+    table = {
+        "play some jazz": {
+            "target": "play jazz",
+            "probability": 0.9,
+            "baseline": 0.2,
+            "eventual": 0.5,
+            "support": 4,
+            "users": 2,
+            "direct_success": 0.9,
+        }
+    }
     markov.write_table(data, table)
     markov.write_table(data, table)
     assert markov.current_version(data) == 2

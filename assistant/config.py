@@ -234,7 +234,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _check_stages(stages: list[str], path: Path) -> None:
+def _check_stages(stages: list[str], path: Path | str) -> None:
     unknown = [s for s in stages if s not in STAGE_ORDER]
     if unknown:
         raise ConfigError(
@@ -272,7 +272,7 @@ def load_settings(path: Path | None = None, profile: Path | None = None) -> Sett
             "config-version",
             f"{where}: version {settings.version} is not supported; this release reads version {CONFIG_VERSION}.",
         )
-    _check_stages(settings.stages, path)
+    _check_stages(settings.stages, where)
     _check_backends(settings, where)
     return settings
 

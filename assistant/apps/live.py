@@ -71,6 +71,8 @@ from assistant.text import is_stop_command
 
 _LOGGER = logging.getLogger(__name__)
 _ECHO_WINDOW_S = 1.2
+_PLAYBACK_STALL_S = 3.0
+"""A speaker that takes no samples for this long is stalled."""
 
 __all__ = ["LiveAssistant", "State", "StatusLine"]
 
@@ -95,6 +97,7 @@ class _Turn:
     error: Exception | None = None
     player: Player | None = None
     cancelled: bool = False
+    speaker_failed: bool = False
     barge_in: dict[str, Any] | None = None
     echo_rejected: list[dict[str, Any]] = field(default_factory=list)
 
@@ -238,6 +241,11 @@ class LiveAssistant:
             and self.state in (State.IDLE, State.NO_MIC)
         )
 
+    def _speaker_problem(self, kind: str, message: str) -> None:
+        """Tell the user (status line) and the timeline; the answer is still printed and traced."""
+        self._event(kind, message=message)
+        self.status.print(f"speaker: {message}")
+
     # -- turns ----------------------------------------------------------------------------------------------
     def _start_turn(self, req: Request) -> _Turn:
         """Run the turn in a worker thread; its ResponseAudio goes to the speaker as it is synthesized."""
@@ -245,10 +253,15 @@ class LiveAssistant:
         out_device = self._out_device
 
         def to_speaker(event: Event) -> None:
-            if not isinstance(event, ResponseAudio) or turn.cancelled:
+            if not isinstance(event, ResponseAudio) or turn.cancelled or turn.speaker_failed:
                 return
             if turn.player is None:
-                turn.player = Player(out_device, event.sample_rate, self.opts.playback_block_ms)
+                try:
+                    turn.player = Player(out_device, event.sample_rate, self.opts.playback_block_ms)
+                except Exception as err:  # noqa: BLE001 - no speaker: answer in text, say why once
+                    turn.speaker_failed = True
+                    self._speaker_problem("speaker-error", f"cannot play the answer: {err}")
+                    return
             turn.player.feed(event.samples)
 
         def work() -> None:
@@ -364,6 +377,14 @@ class LiveAssistant:
                     p.wake.reset()
                     self._set_state(State.SPEAKING)
                     self._event("speaking", turn_started=turn.started)
+                if turn.done.is_set() and player is not None and player.stalled(_PLAYBACK_STALL_S):
+                    # a busy or suspended device took the stream but plays nothing: give up on this answer
+                    player.stop()
+                    self._speaker_problem(
+                        "speaker-stalled",
+                        f"the speaker played nothing for {_PLAYBACK_STALL_S:g} s "
+                        "(busy or suspended?); answers are printed meanwhile",
+                    )
                 if turn.done.is_set() and (player is None or player.done.is_set()):
                     if player is not None:
                         self._last_reference = player.reference()

@@ -223,6 +223,8 @@ class Player:
         self.underruns = 0
         self.ref_chunks: list[np.ndarray] = []
         self.started_at: float | None = None
+        self.last_progress: float | None = None
+        """When the device last took samples (a stalled, busy or suspended device stops taking them)."""
         self.ended_at: float | None = None
         self._device = device
         self.stream = sd.OutputStream(
@@ -277,6 +279,8 @@ class Player:
                     self._buf[0] = head[take:]
             empty = not self._buf
         self.played += filled
+        if filled:
+            self.last_progress = time.monotonic()
         outdata[:] = out[:, None] if self.channels == 1 else np.repeat(out[:, None], self.channels, axis=1)
         if empty and self._fed_all:
             raise _sd().CallbackStop
@@ -284,6 +288,12 @@ class Player:
     def _finished(self) -> None:
         self.ended_at = time.monotonic()
         self.done.set()
+
+    def stalled(self, seconds: float) -> bool:
+        """Fed but not played for `seconds`: the device holds the stream without playing it."""
+        if self.started_at is None or self.done.is_set():
+            return False
+        return time.monotonic() - max(self.started_at, self.last_progress or 0.0) > seconds
 
     @property
     def offset_ms(self) -> float:

@@ -130,10 +130,6 @@ def test_speaker_removed_then_back(live_on, vaudio, speech):
         rec_spk.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 21 finding, apps/live.py owner: the speaker's Player is created in the turn's ResponseAudio listener; "
-    "when it cannot open, the runner only logs 'event listener failed' (once per chunk) and no live event or "
-    "status line tells the user"))
 def test_a_missing_speaker_is_reported_to_the_user(live_on, vaudio, speech):
     live, _ = live_on()
     vaudio.pactl("unload-module", _module(vaudio, "module-null-sink", "sink_name=vspk"))
@@ -141,10 +137,6 @@ def test_a_missing_speaker_is_reported_to_the_user(live_on, vaudio, speech):
     assert any("speaker" in e["type"] for e in live.events), [e["type"] for e in live.events]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 21 finding, apps/live.py + apps/sound.py owner: a speaker that takes a stream but plays nothing (busy, "
-    "suspended) leaves Player.done unset, and the live loop stays in 'speaking' for good: it needs a playback "
-    "watchdog (no progress for N s -> stop, say so, back to idle)"))
 def test_speaker_busy_does_not_hang_the_assistant(live_on, vaudio, speech):
     """A suspended sink accepts a stream but plays nothing (a device held by something else): the turn must end."""
     live, _ = live_on()

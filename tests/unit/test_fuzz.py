@@ -187,14 +187,12 @@ def test_random_profiles_over_the_real_pipeline(profile):
     with tempfile.TemporaryDirectory() as d:
         try:
             s = load_settings(DEFAULT_PIPELINE, _write(d, "prof.yaml", yaml.safe_dump(profile)))
-        except AssistantError as err:  # (a bad `stages` in a profile names pipeline.yaml: see the xfail below)
+        except AssistantError as err:  # a bad `stages` names the files it came from
             assert err.code.startswith("config-") and ("prof.yaml" in err.message or "pipeline.yaml" in err.message)
             return
     assert isinstance(s, Settings)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 finding, config.py owner: _check_stages(settings.stages, path) "
-                                       "names pipeline.yaml, not the profile that set the stages")
 def test_a_bad_stages_list_in_a_profile_names_the_profile(tmp_path):
     prof = _write(str(tmp_path), "prof.yaml", "stages: []\n")
     with pytest.raises(AssistantError) as err:

@@ -38,19 +38,16 @@ def line_chart(
     percent: bool = False,
     css_class: str = "plot",
 ) -> Markup:
-    """Lines over categorical x values (days, hours) shared by all series, in order of first appearance."""
-    xs: list[str] = []
-    for pts in series.values():
-        for x, _ in pts:
-            if x not in xs:
-                xs.append(x)
+    """Lines over categorical x values (days, hours) shared by all series; the x values are sorted as strings, so
+    ISO dates and zero-padded times come out in time order."""
+    xs = sorted({x for pts in series.values() for x, _ in pts})
     ys = [y for pts in series.values() for _, y in pts if y is not None]
     if not xs or not ys:
         return Markup(
             f'<svg class="{css_class}" width="{width}" height="40" role="img"><text x="4" y="24">no data</text></svg>'
         )
     top = y_max if y_max is not None else nice_max(max(ys))
-    left, right, up, down = 48, 12, 12, 28
+    left, right, up, down = 48, 16, (24 if len(series) > 1 else 12), 28
     w, h = width - left - right, height - up - down
 
     def px(i: int) -> float:
@@ -74,14 +71,16 @@ def line_chart(
     step = max(1, math.ceil(len(xs) / 8))
     for i, x in enumerate(xs):
         if i % step == 0 or i == len(xs) - 1:
-            out.append(f'<text class="tick" x="{px(i):.1f}" y="{height - 8}" text-anchor="middle">{escape(x)}</text>')
+            anchor = "end" if i == len(xs) - 1 and len(xs) > 1 else ("start" if i == 0 and len(xs) > 1 else "middle")
+            out.append(f'<text class="tick" x="{px(i):.1f}" y="{height - 8}" text-anchor="{anchor}">{escape(x)}</text>')
     for n, (name, pts) in enumerate(series.items()):
-        coords = [(px(xs.index(x)), py(y)) for x, y in pts if y is not None]
+        pts = sorted((p for p in pts if p[1] is not None), key=lambda p: p[0])
+        coords = [(px(xs.index(x)), py(y)) for x, y in pts]  # type: ignore[arg-type]
         if not coords:
             continue
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
         out.append(f'<polyline class="s{n % 6}" fill="none" points="{path}"><title>{escape(name)}</title></polyline>')
-        for (x, y), (xl, yv) in zip(coords, [p for p in pts if p[1] is not None]):
+        for (x, y), (xl, yv) in zip(coords, pts):
             val = f"{yv * 100:.1f}%" if percent else _fmt(float(yv))  # type: ignore[arg-type]
             out.append(
                 f'<circle class="s{n % 6}" cx="{x:.1f}" cy="{y:.1f}" r="2.5">'
@@ -89,7 +88,7 @@ def line_chart(
             )
     if len(series) > 1:
         for n, name in enumerate(series):
-            out.append(f'<text class="legend s{n % 6}" x="{left + 8 + 90 * n}" y="{up + 10}">{escape(name)}</text>')
+            out.append(f'<text class="legend s{n % 6}" x="{left + 8 + 90 * n}" y="12">{escape(name)}</text>')
     out.append("</svg>")
     return Markup("".join(out))
 

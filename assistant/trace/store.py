@@ -24,7 +24,7 @@ _LOGGER = logging.getLogger(__name__)
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _OUR_TABLES = {"sessions", "turns", "spans", "events"}
 QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024
-"""Stores up to this size get `PRAGMA quick_check` when opened (about a second per 100 MB here); larger ones are
+"""Stores up to this size get `PRAGMA quick_check` when opened (0.12 s for 63 MB here, cached); larger ones are
 checked only as far as their header and schema, so a big store still opens fast."""
 BUSY_TIMEOUT_S = 30.0
 """How long one statement waits for another process's write lock (SQLite's busy handler)."""

@@ -193,6 +193,7 @@ def normalize(text: str) -> str:
     t = re.sub(r"[^\w\s:'.-]", " ", t)
     t = re.sub(r"(?<!\d)\.|\.(?!\d)", " ", t)
     t = re.sub(r"\b(what|where|how|that|it|who)'s\b", r"\1 is", t)
+    t = re.sub(r"(\w)'s\b", r"\1s", t)  # "the kid's room" = "the kids room"
     t = re.sub(r"\b(\w+)n't\b", lambda m: {"can": "can not", "won": "will not"}.get(m.group(1), m.group(1) + " not"), t)
     t = t.replace("-", " ")
     t = spoken.digits(t)
@@ -301,10 +302,37 @@ class Vocabulary:
                 pl = n + ("es" if n.endswith(("sh", "ch", "x")) else "s")
                 self.nouns.setdefault(pl, (*sel, True))
         self.nouns["blinds"] = (*NOUNS["blind"], True)
+        import jellyfish
+
+        self._keys = {n: " ".join(jellyfish.metaphone(w) for w in n.split()) for n in self.devices}
+        # a place word misheard ("downsters" for "downstairs"): the one area or floor word that sounds the same
+        place_words = {w for k in (*self.areas, *self.floors) for w in k.split() if len(w) >= 4}
+        by_key: dict[str, set[str]] = {}
+        for w in place_words:
+            by_key.setdefault(jellyfish.metaphone(w), set()).add(w)
+        self.place_sound = {k: next(iter(ws)) for k, ws in by_key.items() if len(ws) == 1}
+        self.known_words = {w for k in (*self.devices, *self.areas, *self.floors, *self.nouns) for w in k.split()}
+
+    def sounds_like(self, phrase: str) -> str | None:
+        """The one device name that sounds like `phrase` (an ASR slip: "hole light" for "hall light", "lead strip"
+        for "led strip"): equal metaphone keys or a close spelling, with no other device near; else None."""
+        import jellyfish
+        from rapidfuzz import fuzz
+
+        key = " ".join(jellyfish.metaphone(w) for w in phrase.split())
+        scored: dict[str, float] = {}
+        for name, ids in self.devices.items():
+            s = 100.0 if self._keys.get(name) == key else fuzz.ratio(phrase, name)
+            for i in ids:
+                scored[i] = max(scored.get(i, 0.0), s)
+        ranked = sorted(scored.items(), key=lambda x: -x[1])
+        if ranked and ranked[0][1] >= 90 and (len(ranked) < 2 or ranked[0][1] - ranked[1][1] >= 8):
+            return next(n for n, ids in self.devices.items() if ranked[0][0] in ids)
+        return None
 
     @staticmethod
     def _k(s: str) -> str:
-        s = s.lower().replace("-", " ")
+        s = re.sub(r"(\w)'s\b", r"\1s", s.lower()).replace("-", " ")
         s = re.sub(r"[^\w\s']", " ", s)
         return " ".join(s.split())
 
@@ -343,7 +371,14 @@ def parse_target(phrase: str, home: Home) -> Target | None:
         t.pronoun = True
         t.all = p.startswith(("all", "both")) or p.endswith(("all", "both"))
         return t
+    p = _fix_place_words(p, v)
     p0 = re.sub(r"^(the|a)\s+", "", p)
+    if re.search(r"\s(and|,)\s|,", p) and p0 not in v.devices:  # "the kitchen light and the desk lamp"
+        parts = [x for x in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s+(?=the\s)", p) if x.strip()]
+        subs = [parse_target(x, home) for x in parts] if len(parts) > 1 else []
+        if subs and all(x is not None and x.device_ids and not x.unknown for x in subs):
+            ids = list(dict.fromkeys(i for x in subs for i in x.device_ids))
+            return Target(said=p, device_ids=ids, plural=True)
     if p0 in v.devices:
         t.device_ids = list(v.devices[p0])
         return t
@@ -371,6 +406,12 @@ def parse_target(phrase: str, home: Home) -> Target | None:
             t.area_options = list(v.partial_areas[m.group(2)])
             p, changed = m.group(1).strip(), True
             continue
+        if m and re.search(r"\s(and|or)\s", m.group(2)):  # "in the kitchen and the living room"
+            places = [re.sub(r"^the\s+", "", x) for x in re.split(r"\s*,\s*|\s+(?:and|or)\s+", m.group(2)) if x]
+            if all(x in v.areas for x in places):
+                t.areas += [v.areas[x] for x in places if v.areas[x] not in t.areas]
+                p, changed = m.group(1).strip(), True
+                continue
         if m and (m.group(2) in v.areas or m.group(2) in v.floors
                   or re.sub(r"\s*(floor|room|area)$", "", m.group(2)) in v.areas):
             loc = m.group(2)
@@ -438,6 +479,10 @@ def parse_target(phrase: str, home: Home) -> Target | None:
             t.device_ids = list(ids)
             return t
         # "the upstairs thermostat" when the one thermostat is downstairs: a kind of device in a place that lacks it
+        if p in v.nouns:
+            types, classes, plural = v.nouns[p]
+            t.types, t.classes, t.noun, t.plural = list(types), list(classes) if classes else None, p, plural
+            return t
         t.types = sorted({home.devices[i].type for i in v.devices[p]})
         t.noun = NOUN_FOR_TYPE.get(t.types[0], p) if len(t.types) == 1 else p
         return t
@@ -474,13 +519,33 @@ def parse_target(phrase: str, home: Home) -> Target | None:
                 t.device_ids = list(v.devices[rest])  # "the christmas tree lights" for a switch named christmas tree
                 t.types, t.classes, t.noun = [], None, None
                 return t
+            heard = v.sounds_like(p)
+            if heard is not None:
+                t.device_ids, t.types, t.classes, t.noun = list(v.devices[heard]), [], None, None
+                return t
             t.unknown = p
             return t
+    heard = v.sounds_like(p) if len(p) >= 6 else None
+    if heard is not None:
+        t.device_ids = list(v.devices[heard])
+        return t
     if p.endswith("s") and p[:-1] in v.devices:  # "the tvs" -> a device named "tv"
         t.device_ids = list(v.devices[p[:-1]])
         t.plural = True
         return t
     return None
+
+
+def _fix_place_words(p: str, v: Vocabulary) -> str:
+    import jellyfish
+
+    words = p.split()
+    for i, w in enumerate(words):
+        if len(w) >= 4 and w not in v.known_words and w not in ("the", "all", "every", "with", "from", "here"):
+            hit = v.place_sound.get(jellyfish.metaphone(w))
+            if hit is not None:
+                words[i] = hit
+    return " ".join(words)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -564,7 +629,8 @@ def _correction(t: str, home: Home) -> Command | None:
 
 
 # -- questions ---------------------------------------------------------------------------------------------------
-_STATES = {"on": ("on", True), "off": ("on", False), "open": ("open", True), "opened": ("open", True),
+_STATES = {"lock": ("locked", True), "unlock": ("locked", False), "on": ("on", True), "off": ("on", False),
+           "open": ("open", True), "opened": ("open", True),
            "closed": ("open", False), "shut": ("open", False), "locked": ("locked", True),
            "unlocked": ("locked", False), "running": ("on", True), "playing": ("playing", True),
            "paused": ("playing", False), "still on": ("on", True), "left on": ("on", True),
@@ -758,6 +824,11 @@ def _cover(t: str, home: Home) -> Command | None:
             if m.group(6) == " closed" or (m.group(1) == "close" and m.group(6) is None and False):
                 pct = 100 - pct
             return Command("position", tg, {"percent": pct})
+    m = _fm(rf"(open) {_TGT} {_PCT}|set (the )?position of {_TGT} to {_PCT}|set {_TGT} position to {_PCT}", t)
+    if m:
+        tg = _target(m.group("t"), home)
+        if tg is not None and _is_cover(tg, home):
+            return Command("position", tg, {"percent": int(float(m.group("n")))})
     m = _fm(rf"(open|close|raise|lower) {_TGT} (halfway|half way|half|part way|a bit|a little)", t)
     if m:
         tg = _target(m.group("t"), home)
@@ -880,6 +951,14 @@ def _fan(t: str, home: Home) -> Command | None:
         if tg is None or not _is_fan(tg, home):
             return None
         return Command("fan_speed", tg, {"speed": SPEEDS[m.group("s") or m.group("s2")]})
+    m = _fm(rf"(set|turn|put|change) {_TGT} (speed )?(to|at) (?P<n>\d+)( percent)?( speed)?", t)
+    if m:
+        tg = _target(m.group("t"), home, allow_unknown=False)
+        if tg is not None and _is_fan(tg, home):
+            n = int(m.group("n"))
+            if n == 0:
+                return Command("turn_off", tg)
+            return Command("fan_speed", tg, {"speed": "low" if n <= 33 else "medium" if n <= 66 else "high"})
     m = _fm(rf"(turn|speed|slow) {_TGT} (?P<d>up|down)|(?P<d2>speed up|slow down|increase|decrease) {_TGT}( speed)?", t)
     if m:
         tg = _target(m.group("t"), home, allow_unknown=False)
@@ -949,7 +1028,9 @@ def _is_light(tg: Target, home: Home) -> bool:
 def _media(t: str, home: Home) -> Command | None:
     m = _fm(r"(?P<v2>next|previous|skip)( track| song| episode| channel)?( on| in) (?P<t2>.+)"
                      rf"|(?P<v>pause|resume|unpause|stop|play|skip|next|previous|mute|unmute) ({_TGT})?"
+                     rf"|(turn|set|change) (the )?volume to (?P<n>\d+)( percent)? (on|of|for|in) (?P<t4>.+)"
                      rf"|(turn|set) (the )?volume (?P<d>up|down)( on (?P<t3>.+))?"
+                     rf"|volume (?P<d>up|down) (on|in) (?P<t3>.+)"
                      rf"|turn (?P<d>up|down) (the )?volume (on|of) (?P<t3>.+)"
                      rf"|(turn|set|change) (the )?volume (on |of )?(?P<t4>.+?) to (?P<n>\d+)( percent)?"
                      rf"|(turn|set|change) (?P<t5>.+?) volume to (?P<n2>\d+)( percent)?"

@@ -39,6 +39,9 @@ class HomeControlSkill:
         if turn.intent == "iot_device_query":
             return self.query(turn)
         params = self._params(turn)
+        refusal = self._unknown_place_or_name(turn, params)
+        if refusal is not None:
+            return refusal
         group = turn.entity("device_group")
         if group is not None and group.normalized:
             return self.execute(turn.intent, list(group.normalized["device_ids"]), params, turn, target=group.entity_id)
@@ -50,6 +53,16 @@ class HomeControlSkill:
             if stray:  # "front door" is not the garage door: never act on a device nobody named
                 return say(f"There's no {dev.value.strip()} here.", "device.unknown", "failed",
                            params={**params, "said": dev.value, "unmatched": stray})
+            dev_obj = turn.context.home.devices.get(dev.entity_id)
+            if (dev_obj is not None and dev_obj.type == "cover" and dev_obj.device_class in ("garage", "gate")
+                    and turn.intent in ("iot_cover_open", "iot_hue_lighton", "iot_wemo_on", "iot_appliance_on")):
+                # opening a garage door or a gate is confirmed, whichever way the request came in
+                from assistant.home.grammar import Command, Target
+                from assistant.skills.home_commands import _for_turn, run_command
+
+                cmd = Command("open", Target(said=dev.value or "", device_ids=[dev_obj.id]), text=turn.text)
+                response, _ids = run_command(cmd, turn.context.home, turn.context.home.speaking_area(turn.context))
+                return _for_turn(response, turn)
             return self.execute(turn.intent, [dev.entity_id], params, turn)
         if dev.ambiguous:
             cands = [c.entity_id for c in dev.candidates]
@@ -62,12 +75,49 @@ class HomeControlSkill:
         where = f" in the {area.name}" if area is not None and area.name else ""
         return say(f"I couldn't find {_the(what)}{where}.", "device.unknown", "failed", params={**params, "said": dev.value})
 
+    @staticmethod
+    def _unknown_place_or_name(turn: Turn, params: dict[str, Any]) -> Response | None:
+        """A room the home lacks ("the porch") or a name word before the device noun that no device has ("walk the
+        front door" -> front): say so instead of acting on some other device."""
+        home = turn.context.home
+        for e in turn.entities.entities:
+            if e.entity_type == "area" and e.value and not e.entity_id:
+                return say(f"There's no {e.value.strip()} here.", "device.unknown", "failed",
+                           params={**params, "said": e.value, "reason": "unknown-area"})
+        devs = [e for e in turn.entities.entities if e.entity_type in ("device", "device_group")]
+        ids = [e.entity_id for e in devs if e.entity_type == "device" and e.entity_id]
+        for e in devs:
+            if e.entity_type == "device_group" and e.normalized:
+                ids += list(e.normalized.get("device_ids", []))
+        if not ids:
+            return None
+        words = norm_key(turn.text).split()
+        nouns = {w for d in ids if d in home.devices for n in home.devices[d].names for w in norm_key(n).split()}
+        from assistant.understanding.resolve.catalog import TYPE_WORDS
+
+        nouns |= {w for d in ids if d in home.devices for t in TYPE_WORDS.get(home.devices[d].type, ())
+                  for w in t.split()}
+        for i, w in enumerate(words):
+            if w not in ("door", "doors", "gate", "window", "blinds", "light", "lights", "lamp", "plug", "fan"):
+                continue
+            before = [x for x in words[max(0, i - 2):i] if x not in _GENERIC and x not in ("off", "on", "up", "down",
+                                                                                           "open", "close", "turn")]
+            stray = [x for x in before if all(_stray_words(x, home, d) for d in ids if d in home.devices)]
+            if stray and w in nouns:
+                phrase = " ".join([*before, w])
+                return say(f"There's no {phrase} here.", "device.unknown", "failed",
+                           params={**params, "said": phrase, "unmatched": stray})
+        return None
+
     def query(self, turn: Turn) -> Response:
         """A device's state ("what is the temperature" with the oven on: the context reranker chose the oven)."""
         dev_e = turn.entity("device")
         home = turn.context.home
         if dev_e is None or not dev_e.entity_id or dev_e.entity_id not in home.devices:
             return say("Which device do you mean?", "device.query", "failed")
+        refusal = self._unknown_place_or_name(turn, {})
+        if refusal is not None:
+            return say(refusal.text, "device.query", "failed", params=refusal.action.params)
         dev = home.device(dev_e.entity_id)
         attrs = (dev_e.normalized or {}).get("attributes") if isinstance(dev_e.normalized, dict) else None
         state = dict(dev.state)
@@ -303,7 +353,8 @@ def _stray_words(said: str | None, home: Any, device_id: str) -> list[str]:
     d = home.devices[device_id]
     known = {w for n in d.names for w in norm_key(n).split()}
     known |= {w for ws in TYPE_WORDS.get(d.type, ()) for w in ws.split()}
-    known |= {w for a in home.areas.values() for n in (a.name, *a.aliases) for w in norm_key(n).split()}
+    own = home.areas.get(d.area)  # its own room's words only: "front" (of "front room") does not name the garage door
+    known |= {w for n in ((own.name, *own.aliases) if own else ()) for w in norm_key(n).split()}
     out = []
     for w in norm_key(said).split():
         if w in _GENERIC or w in known or w.rstrip("s") in known:

@@ -106,3 +106,17 @@ def test_here_and_pronouns(home):
     assert [d.id for d in sel.devices] == ["bedroom.light"]
     sel = select(parse("turn it off", home).target, home, "bedroom", ["office.desk_lamp"], ACTION_CAPS["turn_off"])
     assert [d.id for d in sel.devices] == ["office.desk_lamp"]
+
+
+def test_several_targets_in_one_request(home):
+    cmd = parse("turn off the floor lamp, the desk lamp and the bedroom light", home)
+    assert cmd.target.device_ids == ["living_room.floor_lamp", "office.desk_lamp", "bedroom.light"]
+    cmd = parse("turn on the lights in the kitchen and the living room", home)
+    assert cmd.target.areas == ["kitchen", "living_room"] and cmd.target.types == ["light"]
+    assert parse("set the fan to 80 percent", home).params == {"speed": "high"}
+
+
+def test_brand_words_name_a_kind_and_asr_slips_only_for_real_locks(home):
+    assert parse("turn off smart plug socket", home).target.types == ["plug", "switch"]
+    assert parse("walk the back door", home).action == "lock"  # Whisper's "lock"
+    assert parse("walk the dog", home) is None

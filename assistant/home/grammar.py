@@ -194,6 +194,12 @@ def normalize(text: str) -> str:
     t = re.sub(r"(?<!\d)\.|\.(?!\d)", " ", t)
     t = re.sub(r"\b(what|where|how|that|it|who)'s\b", r"\1 is", t)
     t = re.sub(r"(\w)'s\b", r"\1s", t)  # "the kid's room" = "the kids room"
+    t = re.sub(r"(\w)s'(?=\s|$)", r"\1s", t)  # "the kids' room"
+    # what the ASR makes of a few home words
+    t = re.sub(r"\bt [vb]\b|\btb\b", "tv", t)
+    t = re.sub(r"\bis their\b", "is there", t)
+    t = re.sub(r"^(open|close|lock|unlock|shut) to\b", r"\1 the", t)
+    t = re.sub(r"^toggled\b", "toggle", t)
     t = re.sub(r"\b(\w+)n't\b", lambda m: {"can": "can not", "won": "will not"}.get(m.group(1), m.group(1) + " not"), t)
     t = t.replace("-", " ")
     t = spoken.digits(t)
@@ -222,10 +228,10 @@ _CLOCK = r"(?:\d{1,2}(?::\d{2})?\s*(?:am|pm|o'?clock)?(?:\s+(?:tonight|this even
 
 def _split_when(t: str, now: datetime) -> tuple[str, int | None, str | None]:
     """Take a leading or trailing 'in ten minutes' / 'at 7 pm' off the command."""
-    for rx in (rf"^(?:in|after)\s+({_DUR})\s*,?\s*(?:then\s+)?(.+)$", rf"^(.+?)\s+(?:in|after)\s+({_DUR})$"):
-        m = re.match(rx, t)
+    for rx in (rf"^(?:(?:in|after|and)\s+)?({_DUR})\s*,?\s*(?:then\s+)?(.+)$", rf"^(.+?)\s+(?:in|after)\s+({_DUR})$"):
+        m = re.match(rx, t)  # "and ten minutes ...": how the ASR often hears "in ten minutes ..."
         if m:
-            dur, rest = (m.group(1), m.group(2)) if rx.startswith("^(?:in") else (m.group(2), m.group(1))
+            dur, rest = (m.group(1), m.group(2)) if rx.startswith("^(?:(?:in") else (m.group(2), m.group(1))
             secs = spoken.parse_duration(dur)
             if secs:
                 return rest.strip(" ,"), int(secs), None
@@ -304,6 +310,9 @@ class Vocabulary:
         self.nouns["blinds"] = (*NOUNS["blind"], True)
         import jellyfish
 
+        for n in list(self.devices):  # "backdoor" for "back door"
+            if n.count(" ") == 1 and n.replace(" ", "") not in self.devices:
+                self.devices[n.replace(" ", "")] = list(self.devices[n])
         self._keys = {n: " ".join(jellyfish.metaphone(w) for w in n.split()) for n in self.devices}
         # a place word misheard ("downsters" for "downstairs"): the one area or floor word that sounds the same
         place_words = {w for k in (*self.areas, *self.floors) for w in k.split() if len(w) >= 4}
@@ -405,6 +414,12 @@ def parse_target(phrase: str, home: Home) -> Target | None:
         if m and m.group(2) in v.partial_areas and not t.area_options:
             t.area_options = list(v.partial_areas[m.group(2)])
             p, changed = m.group(1).strip(), True
+            continue
+        ma = re.match(r"^(.+?)\s+and\s+(.+)$", p)  # "the lights and the garage": the ASR's "and" for "in"
+        if ma and ma.group(2) in v.areas and ma.group(2) not in v.devices and ma.group(1) in v.nouns:
+            if v.areas[ma.group(2)] not in t.areas:
+                t.areas.append(v.areas[ma.group(2)])
+            p, changed = ma.group(1).strip(), True
             continue
         if m and re.search(r"\s(and|or)\s", m.group(2)):  # "in the kitchen and the living room"
             places = [re.sub(r"^the\s+", "", x) for x in re.split(r"\s*,\s*|\s+(?:and|or)\s+", m.group(2)) if x]
@@ -526,6 +541,9 @@ def parse_target(phrase: str, home: Home) -> Target | None:
             t.unknown = p
             return t
     heard = v.sounds_like(p) if len(p) >= 6 else None
+    whole = " ".join(re.sub(r"\b(the|my|our)\b", " ", phrase).split())
+    if heard is None and whole != p and len(whole) >= 6:
+        heard = v.sounds_like(whole)
     if heard is not None:
         t.device_ids = list(v.devices[heard])
         return t
@@ -575,6 +593,7 @@ def parse(text: str, home: Home, now: datetime | None = None) -> Command | None:
     if not t:
         return None
     t, delay, at = _split_when(t, now)
+    t = re.sub(r"^(open|close|lock|unlock|shut) to\b", r"\1 the", t)
     cmd = _parse_core(t, home)
     if cmd is None:
         return None
@@ -901,11 +920,13 @@ def _climate(t: str, home: Home) -> Command | None:
                      r"(?P<d>up|down)( by (?P<n>\d+)( degrees?)?)?|(?P<d2>raise|lower|increase|decrease|reduce) (the )?"
                      r"(?P<t2>temperature|heating|heat|thermostat)(?P<loc2> (?:in|on|upstairs|downstairs)\b.*?)?"
                      r"( by (?P<n2>\d+)( degrees?)?)?"
-                     r"|make it (?P<d3>warmer|cooler|colder|hotter)(?P<loc3> .+)?"
+                     r"|make it (?P<d3>warmer|cooler|colder|hotter|cool|warm)(?P<loc3> .+)?"
                      r"|(it is|i am|i'm|we are|we're) (too )?(?P<d4>cold|hot|warm|chilly|freezing)(?P<loc4> .+)?", t)
     if m:
         d = m.group("d") or m.group("d2") or m.group("d3") or m.group("d4")
         sign = 1 if d in ("up", "raise", "increase", "warmer", "hotter", "cold", "chilly", "freezing") else -1
+        if m.group("d3") == "warm":  # "make it warm"; but "it's too warm" lowers it
+            sign = 1
         loc = (m.group("loc") or m.group("loc2") or m.group("loc3") or m.group("loc4") or "")
         tg = _target("thermostat" + loc, home)
         if tg is None:
@@ -981,7 +1002,8 @@ def _light_attrs(t: str, home: Home) -> Command | None:
     m = _fm(rf"(set|change|turn|put|adjust) (the )?brightness (of|on|for|in) {_TGT} (?P<p2>to|by|at) {_PCT}"
             rf"|(set|change|turn|put) {_TGT} brightness (?P<p3>to|at) {_PCT}"
             rf"|(?P<v>dim|brighten|set|turn|put|change|adjust|make|lower|raise|turn down|turn up) {_TGT}"
-            rf"( brightness)? (?P<p>to|by|at) {_PCT}( brightness)?", t)
+            rf"( brightness)? (?P<p>to|by|at) {_PCT}( brightness)?"
+            rf"|{_TGT} (?P<p4>to|at) {_PCT}( brightness)?", t)  # "kitchen lights to 20 percent" (no verb heard)
     if m:
         tg = _target(m.group("t"), home)
         if tg is None or not _is_light(tg, home):

@@ -86,6 +86,7 @@ class HomeControlSkill:
                            params={**params, "said": e.value, "reason": "unknown-area"})
         devs = [e for e in turn.entities.entities if e.entity_type in ("device", "device_group")]
         ids = [e.entity_id for e in devs if e.entity_type == "device" and e.entity_id]
+        ids += [c.entity_id for e in devs if e.entity_type == "device" and not e.entity_id for c in e.candidates]
         for e in devs:
             if e.entity_type == "device_group" and e.normalized:
                 ids += list(e.normalized.get("device_ids", []))
@@ -238,6 +239,8 @@ class HomeControlSkill:
             if "on_off" not in caps:
                 raise _CannotDo(f"The {dev.name} can't be switched on.")
             ch: dict[str, Any] = {"on": True}
+            if dev.type == "vacuum":
+                ch["status"] = "cleaning"
             verb = {"iot_cleaning": "start", "iot_coffee": "brew"}.get(intent, "turn_on")
             if "temperature" in p and "temperature" in caps:
                 ch["temperature"] = p["temperature"]
@@ -252,7 +255,7 @@ class HomeControlSkill:
                 return "close", {"position": "closed"}
             if "on_off" not in caps:
                 raise _CannotDo(f"The {dev.name} can't be switched off.")
-            return "turn_off", {"on": False}
+            return "turn_off", {"on": False, **({"status": "docked"} if dev.type == "vacuum" else {})}
         if intent == "iot_hue_lightchange":
             if p.get("color"):
                 if "color" not in caps:

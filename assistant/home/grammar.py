@@ -445,6 +445,11 @@ def parse_target(phrase: str, home: Home) -> Target | None:
                     t.floor, p, changed = v.floors[f], p[: -len(f)].strip(), True
                     break
     p = " ".join(re.sub(r"\b(the|my)\b", " ", p).split())
+    if p in v.areas and p not in v.devices:  # "dim the living room": the room itself
+        t.areas.append(v.areas[p])
+        p = ""
+    elif p in v.floors and p not in v.devices:
+        t.floor, p = v.floors[p], ""
     if not p and (t.areas or t.floor or t.here or t.home):
         t.noun = "everything"
         t.plural = True
@@ -669,7 +674,9 @@ def _question(t: str, home: Home) -> Command | None:
             return None
         return Command("query", tg, {"kind": "setting"})
     # temperature / humidity of a place
-    m = _fm(r"(what is|what|tell me|give me|what are|how is) (the )?(current |indoor |room |inside )?"
+    m = _fm(r"(what is|what|tell me|give me|what are|how is) (the )?(current )?(?P<out>outside |outdoor )"
+            r"(?P<what>temperature|temp|humidity)"
+            r"|(what is|what|tell me|give me|what are|how is) (the )?(current |indoor |room |inside )?"
                      r"(?P<what>temperature|temp|humidity)(?: reading| level)?(?P<loc> .+)?"
                      r"|how (?P<adj>warm|hot|cold|humid) is it(?P<loc2> .+)?"
                      r"|(?:what is|what) (?:the )?(?P<what2>temperature|humidity) (?:like )?(?P<loc3>.+)?"
@@ -684,7 +691,7 @@ def _question(t: str, home: Home) -> Command | None:
             if tg is None:
                 return None
             return Command("query", tg, {"kind": "reading", "what": what})
-        loc = (m.group("loc") or m.group("loc2") or m.group("loc3") or "").strip()
+        loc = (m.group("loc") or m.group("loc2") or m.group("loc3") or m.group("out") or "").strip()
         loc = re.sub(r"^(like|right now|now|currently)\s*", "", loc).strip()
         loc = re.sub(r"\s*(right now|now|currently|at the moment)$", "", loc).strip()
         if loc in ("", "inside", "indoors", "in the house", "at home", "in the home", "in here", "here"):
@@ -1005,7 +1012,7 @@ def _light_attrs(t: str, home: Home) -> Command | None:
             rf"( brightness)? (?P<p>to|by|at) {_PCT}( brightness)?"
             rf"|{_TGT} (?P<p4>to|at) {_PCT}( brightness)?", t)  # "kitchen lights to 20 percent" (no verb heard)
     if m:
-        tg = _target(m.group("t"), home)
+        tg = _lights_of_place(_target(m.group("t"), home), m.group("v"))
         if tg is None or not _is_light(tg, home):
             return None
         n = int(float(m.group("n")))
@@ -1018,7 +1025,7 @@ def _light_attrs(t: str, home: Home) -> Command | None:
                      rf"|(?P<v2>turn|make) {_TGT} (?P<d>up|down|brighter|dimmer|darker|lighter)( a (bit|little)| a"
                      rf" lot)?", t)
     if m:
-        tg = _target(m.group("t"), home)
+        tg = _lights_of_place(_target(m.group("t"), home), m.group("v"))
         if tg is None or not _is_light(tg, home) or (tg.pronoun and m.group("d") in ("up", "down")):
             return None  # "turn it up" is the volume's
         d = m.group("v") or m.group("d")
@@ -1037,6 +1044,13 @@ def _light_attrs(t: str, home: Home) -> Command | None:
             return Command("color_temp", tg, {"kelvin": COLOR_TEMPS[c], "name": c})
         return Command("color", tg, {"color": c})
     return None
+
+
+def _lights_of_place(tg: Target | None, verb: str | None) -> Target | None:
+    """"dim the living room": a room (or floor) dimmed or brightened means its lights."""
+    if tg is not None and tg.noun == "everything" and verb in ("dim", "brighten") and (tg.areas or tg.floor or tg.here):
+        tg.types, tg.noun = ["light"], "lights"
+    return tg
 
 
 def _is_light(tg: Target, home: Home) -> bool:
@@ -1092,6 +1106,7 @@ def _vacuum(t: str, home: Home) -> Command | None:
                      r"( back)?( to (the |its )?(dock|base|charger|charging station|home)| home| back)?"
                      r"|(?P<v6>start|begin) (vacuuming|hoovering|cleaning)( the (house|floors?|home))?"
                      r"|(?P<v4>stop|pause) (the )?(?P<t4>robot vacuum|vacuum cleaner|vacuum|hoover|roomba)"
+                     r"|(?P<v4>stop|pause) (?P<t4>vacuuming|hoovering|cleaning)"
                      r"|(?P<t5>robot vacuum|vacuum|hoover|roomba),? (?P<v5>go home|return to base|start"
                      r" cleaning|clean)", t)
     if not m:

@@ -111,6 +111,9 @@ def select(t: Target, home: Home, speaking_area: str | None, previous: list[str]
         return Selection(devices=ok, group=len(ok) > 1)
     if t.area_options and not t.areas:  # "the bedroom lights": the bedroom you are in, else the only one
         opts = [a for a in t.area_options if a in home.areas]
+        having = [a for a in opts if any(_matches(d, t) and capable(d) and d.area == a for d in home.devices.values())]
+        if len(having) == 1 and speaking_area not in opts:  # "the tv in the bedroom": the bedroom with a tv
+            opts = having
         pick = [speaking_area] if speaking_area in opts else opts if len(opts) == 1 else []
         if not pick:
             names = [f"the {home.areas[a].name}" for a in opts]

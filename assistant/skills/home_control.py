@@ -166,7 +166,8 @@ class HomeControlSkill:
         temp = turn.value("temperature")
         if temp is None and turn.intent in ("iot_climate_set", "iot_appliance_on") and re.search(r"\bdegrees?\b", turn.text.lower()):
             temp = spoken.parse_number(re.sub(r"^.*?\b(to|at)\b", "", turn.text.lower()))
-        if temp is None and turn.intent == "iot_climate_set" and "amount" in p:
+        if temp is None and turn.intent == "iot_climate_set" and "amount" in p and not re.search(
+                r"\b(percent|per cent|brightness|dim|bright)\b|%", turn.text.lower()):  # 30 percent is no temperature
             temp = p.pop("amount")
         if temp is not None:
             p["temperature"] = temp

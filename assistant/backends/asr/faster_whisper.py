@@ -35,8 +35,14 @@ class FasterWhisperAsr:
     name = "faster-whisper"
 
     def __init__(
-        self, model: str = "tiny.en", compute_type: str = "int8", beam_size: int = 1, threads: int = 2
+        self,
+        model: str = "tiny.en",
+        compute_type: str = "int8",
+        beam_size: int = 1,
+        threads: int = 2,
+        hotwords: str | None = None,
     ) -> None:
+        """`hotwords`: words to expect (the home's names: assistant/home/vocabulary.py), or None."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from importlib.metadata import version
 
@@ -45,10 +51,12 @@ class FasterWhisperAsr:
         path = model_dir(model)
         try:
             self._model = WhisperModel(str(path), device="cpu", compute_type=compute_type, cpu_threads=threads)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001
             raise ModelError("asr-model-load", f"could not load the ASR model at {path}: {err}") from err
         self._beam_size = beam_size
-        self.version = f"{model} {compute_type} (faster-whisper {version('faster-whisper')})"
+        self.hotwords = hotwords or None
+        bias = f", {len(hotwords.split(','))} home words" if hotwords else ""
+        self.version = f"{model} {compute_type} (faster-whisper {version('faster-whisper')}{bias})"
 
     def transcribe(self, samples: np.ndarray, language: str | None) -> AsrResult:
         audio = np.asarray(samples, dtype=np.float32) / 32768.0
@@ -61,6 +69,7 @@ class FasterWhisperAsr:
             without_timestamps=True,
             condition_on_previous_text=False,
             vad_filter=False,
+            hotwords=self.hotwords,
         )
         segments = list(segments)
         text = " ".join(s.text.strip() for s in segments).strip()
@@ -78,4 +87,9 @@ class FasterWhisperAsr:
 def create(build) -> FasterWhisperAsr:
     """Registry factory (`asr.backend: faster-whisper`)."""
     a = build.settings.asr
-    return FasterWhisperAsr(a.model, a.compute_type, a.beam_size, a.threads)
+    hotwords = None
+    if a.bias_to_home and build.home is not None:
+        from assistant.home.vocabulary import home_vocabulary
+
+        hotwords = home_vocabulary(build.home)
+    return FasterWhisperAsr(a.model, a.compute_type, a.beam_size, a.threads, hotwords=hotwords)

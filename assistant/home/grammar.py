@@ -1063,7 +1063,7 @@ def _is_light(tg: Target, home: Home) -> bool:
 
 def _media(t: str, home: Home) -> Command | None:
     m = _fm(r"(?P<v2>next|previous|skip)( track| song| episode| channel)?( on| in) (?P<t2>.+)"
-                     rf"|(?P<v>pause|resume|unpause|stop|play|skip|next|previous|mute|unmute) ({_TGT})?"
+                     rf"|(?P<v>pause|resume|unpause|stop|play|skip|next|previous|mute|unmute)( {_TGT})?"
                      rf"|(turn|set|change) (the )?volume to (?P<n>\d+)( percent)? (on|of|for|in) (?P<t4>.+)"
                      rf"|(turn|set) (the )?volume (?P<d>up|down)( on (?P<t3>.+))?"
                      rf"|volume (?P<d>up|down) (on|in) (?P<t3>.+)"
@@ -1075,7 +1075,15 @@ def _media(t: str, home: Home) -> Command | None:
         return None
     phrase = m.group("t") or m.group("t2") or m.group("t3") or m.group("t4") or m.group("t5") or m.group("t6")
     if not phrase:
-        return None  # a bare "pause"/"next" is the music skill's
+        v = m.group("v") or m.group("v2")
+        if v in ("pause", "resume", "unpause", "mute", "unmute") and m.group(0) == v:  # not "stop": stop talking
+            # a bare "pause": the player playing in this room, if one is (else the music skill's own player)
+            tg = Target(said="", types=["tv", "media_player"], noun="tv", here=True, plural=True)
+            if v in ("mute", "unmute"):
+                return Command(v, tg, {"optional": True})
+            op = {"pause": "pause", "resume": "play", "unpause": "play"}[v]
+            return Command("media", tg, {"op": op, "optional": True})
+        return None
     phrase = re.sub(r"\s+(music|playback|movie|film|show|track|song)$", "", phrase)
     phrase = re.sub(r"^(the )?(music|playback|movie|film|show) (on|in) ", "", phrase)
     tg = _target(phrase, home, allow_unknown=False)

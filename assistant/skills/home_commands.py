@@ -606,6 +606,15 @@ class HomeCommandsSkill:
 
     def try_handle(self, turn: Turn) -> Response | None:
         cmd = self.parse(turn)
+        if cmd is not None and cmd.params.pop("optional", False):
+            # only if a home player in this room is playing (pause/mute) or paused (resume); else not ours
+            home = turn.context.home
+            sel = select(cmd.target, home, home.speaking_area(turn.context), None, ACTION_CAPS.get(cmd.action))
+            want = "paused" if cmd.params.get("op") == "play" else "playing"
+            sel_devs = [d for d in sel.devices if d.state.get("playback") == want]
+            if not sel_devs:
+                return None
+            cmd.target = Target(said="", device_ids=[d.id for d in sel_devs], plural=True)
         return self.run(cmd, turn) if cmd is not None else None
 
     def run(self, cmd: Command, turn: Turn) -> Response:

@@ -54,6 +54,8 @@ def register(sub) -> None:
     lb.add_argument("--l2", type=float, help="L2 penalty on the standardised weights (default: the best of a grid, "
                                              "by out-of-fold log loss)")
     lb.add_argument("--shared", type=Path, help="the shared data folder with slurp/lm.txt (default ../shared/data)")
+    lb.add_argument("--stage-model", choices=["boosted", "logistic"], default="boosted",
+                    help="the failing-stage model: boosted trees (default) or logistic regression")
     lb.add_argument("--quiet", action="store_true")
     lb.set_defaults(func=run_labels)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -25,7 +25,7 @@ from assistant.learning.labels.labeller import (
     rephrase_detector,
 )
 from assistant.learning.labels.lm import build_from_shared
-from assistant.learning.labels.model import Logistic
+from assistant.learning.labels.model import Boosted, Logistic
 from assistant.learning.labels.truth import CLASSES, gold_goals, load_truth, turn_class
 from assistant.trace.store import TraceStore
 
@@ -47,6 +47,7 @@ def load_run(run_dir: Path, detector: Any) -> tuple[list[SessionInput], dict[str
 
 
 N_FOLDS = 4
+BOOST = {"rounds": 60, "depth": 2, "lr": 0.15}
 L2_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
 
 
@@ -100,6 +101,23 @@ def link_dataset(lab: Labeller, sessions: list[SessionInput], truth: dict[str, d
     return rows, ys, folds
 
 
+def _fit_boosted_cv(X: np.ndarray, y: np.ndarray, names: list[str], classes: list[str], folds: np.ndarray
+                    ) -> tuple[Boosted, np.ndarray]:
+    """Boosted trees (60 rounds of depth-2 trees per class), temperature from the out-of-fold logits."""
+    logits = np.zeros((len(y), len(classes)))
+    for k in range(N_FOLDS):
+        tr, te = folds != k, folds == k
+        if te.any():
+            logits[te] = Boosted.fit(X[tr], y[tr], names, classes, **BOOST).logits(X[te])
+    t = _temperature(logits, y)
+    z = logits / t
+    z = z - z.max(axis=1, keepdims=True)
+    P = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    model = Boosted.fit(X, y, names, classes, **BOOST)
+    model.temperature = t
+    return model, P
+
+
 def _temperature(logits: np.ndarray, y: np.ndarray) -> float:
     best, best_t = np.inf, 1.0
     for t in np.exp(np.linspace(np.log(0.3), np.log(4.0), 60)):
@@ -116,8 +134,8 @@ def _matrix(rows: list[dict[str, float]], names: list[str]) -> np.ndarray:
     return np.array([[r.get(n, 0.0) for n in names] for r in rows], dtype=np.float64)
 
 
-def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float = 1.0, progress: bool = True,
-          shared: Path | None = None) -> dict[str, Any]:
+def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float | None = None, progress: bool = True,
+          shared: Path | None = None, stage_model: str = "boosted", defect_model: str = "logistic") -> dict[str, Any]:
     t0 = time.perf_counter()
     det = rephrase_detector()
     cf = Counterfactuals()
@@ -154,14 +172,22 @@ def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float = 1.0, prog
     folds = np.array([_fold(sessions[si]) for si, _ in where])
     # 2a. defect: correct vs not
     yd = (Y != CLASSES.index("correct")).astype(np.int64)
-    lab.turn, oof_d, l2_d = _fit_cv(X, yd, turn_names, ["correct", "defect"], folds, l2)
+    if defect_model == "boosted":
+        lab.turn, oof_d = _fit_boosted_cv(X, yd, turn_names, ["correct", "defect"], folds)
+        l2_d = None
+    else:
+        lab.turn, oof_d, l2_d = _fit_cv(X, yd, turn_names, ["correct", "defect"], folds, l2)
     pok = {where[j]: float(1.0 - oof_d[j, 1]) for j in range(len(where))}
     # 2b. the failing stage, given a defect (trained on the defective turns only)
     dm = yd == 1
     present = sorted(set(Y[dm].tolist()))
     stages = [CLASSES[c] for c in present]
     ys = np.array([present.index(c) for c in Y[dm]])
-    lab.stage, oof_s, l2_s = _fit_cv(X[dm], ys, turn_names, stages, folds[dm], l2)
+    if stage_model == "boosted":
+        lab.stage, oof_s = _fit_boosted_cv(X[dm], ys, turn_names, stages, folds[dm])
+        l2_s = None
+    else:
+        lab.stage, oof_s, l2_s = _fit_cv(X[dm], ys, turn_names, stages, folds[dm], l2)
     # 3. goals: predicted segments, gold success of the episode of the goal's last turn
     grows, gy, gfolds = [], [], []
     golds = gold_goals(truth)
@@ -185,7 +211,8 @@ def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float = 1.0, prog
         "oof_defect_accuracy": round(float(((oof_d[:, 1] >= 0.5) == yd).mean()), 4),
         "oof_failure_point_accuracy": round(float((oof_s.argmax(axis=1) == ys).mean()), 4),
         "oof_goal_success_accuracy": round(float(((oof_g[:, 1] >= 0.5) == np.array(gy)).mean()), 4),
-        "l2": {"link": l2_l, "defect": l2_d, "stage": l2_s, "goal": l2_g}, "temperature": {"defect": lab.turn.temperature,
+        "l2": {"link": l2_l, "defect": l2_d, "stage": l2_s, "goal": l2_g}, "stage_model": stage_model,
+        "defect_model": defect_model, "temperature": {"defect": lab.turn.temperature,
                                                                  "stage": lab.stage.temperature},
         "rephrase_detector": getattr(det, "version", None),
         "counterfactual_nlu_runs": cf.runs, "lm": lm_stats, "seconds": round(time.perf_counter() - t0, 1),
@@ -204,6 +231,7 @@ def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float = 1.0, prog
 
 
 def cli(args: Any) -> int:
-    m = train([Path(r) for r in args.runs], Path(args.out), l2=args.l2, progress=not args.quiet, shared=args.shared)
+    m = train([Path(r) for r in args.runs], Path(args.out), l2=args.l2, progress=not args.quiet, shared=args.shared,
+              stage_model=args.stage_model)
     print(json.dumps(m, indent=1))
     return 0

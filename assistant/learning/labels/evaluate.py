@@ -94,8 +94,8 @@ def evaluate_sessions(lab: Labeller, sessions: list[SessionInput], truth: dict[s
     pred_goals: list[list[str]] = []
     heur_goals: list[list[str]] = []
     single: list[list[str]] = []
-    for s in sessions:
-        out = lab.label_session(s)
+    outs = lab.label_sessions(sessions)
+    for s, out in zip(sessions, outs):
         for tl in out:
             labels[tl.turn_id] = tl
         by_goal: dict[str, list[str]] = {}

@@ -18,6 +18,7 @@ models/labels/.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from assistant.learning.labels.counterfactual import Counterfactuals, History, d
 from assistant.learning.labels.evidence import combine, likelihood_ratios
 from assistant.learning.labels.features import TurnView, Vocab, goal_features, link_features, turn_features, view
 from assistant.learning.labels.lm import BigramLM
-from assistant.learning.labels.model import Logistic
+from assistant.learning.labels.model import Logistic, load_model
 from assistant.learning.signals import SignalConfig, iter_sessions, session_signals
 
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "labels"
@@ -96,7 +97,7 @@ class Labeller:
             if not p.is_file():
                 raise ModelError("labels-model-missing",
                                  f"labeller model file not found: {p}. Train it with `{TRAIN_CMD}`.")
-        link, turn, stage, goal = (Logistic.load(p) for p in paths)
+        link, turn, stage, goal = (load_model(p) for p in paths)
         version = turn.meta.get("version", "labels-?")
         lm = BigramLM.load(d / "lm.json.gz") if (d / "lm.json.gz").is_file() else None
         return cls(link, turn, stage, goal, version, Counterfactuals(enabled=counterfactuals), lm=lm)
@@ -151,13 +152,25 @@ class Labeller:
         return rows  # type: ignore[return-value]
 
     def label_session(self, s: SessionInput) -> list[TurnLabel]:
-        if not s.views:
-            return []
-        goals = self.segment(s)
-        rows = self.turn_rows(s, goals)
-        X = np.array([self.turn.vector(r) for r in rows])
-        p_def = self.turn.predict_proba(X)[:, self.turn.classes.index("defect")]
-        S = self.stage.predict_proba(np.array([self.stage.vector(r) for r in rows]))
+        return self.label_sessions([s])[0]
+
+    def label_sessions(self, sessions: list[SessionInput]) -> list[list[TurnLabel]]:
+        """Label several sessions with one call of each model (the per-call cost dominates small sessions)."""
+        segs = [self.segment(s) if s.views else [] for s in sessions]
+        rows = [r for s, g in zip(sessions, segs) for r in (self.turn_rows(s, g) if s.views else [])]
+        if not rows:
+            return [[] for _ in sessions]
+        p_all = self.turn.predict_proba(np.array([self.turn.vector(r) for r in rows]))
+        p_all = p_all[:, self.turn.classes.index("defect")]
+        s_all = self.stage.predict_proba(np.array([self.stage.vector(r) for r in rows]))
+        result, at = [], 0
+        for s, g in zip(sessions, segs):
+            n = len(s.views)
+            result.append(self._finish(s, g, p_all[at:at + n], s_all[at:at + n]))
+            at += n
+        return result
+
+    def _finish(self, s: SessionInput, goals: list[list[int]], p_def: np.ndarray, S: np.ndarray) -> list[TurnLabel]:
         out: list[TurnLabel] = []
         for gi, g in enumerate(goals):
             gv = [s.views[i] for i in g]
@@ -186,8 +199,16 @@ def label_store(store: Any, model_dir: Path | None = None, detector: Any = "auto
     pending: list[TurnLabel] = []
     turns = goals = failed_goals = defects = 0
     stages: dict[str, int] = {}
-    for s in load_sessions(store, det, now):
-        labels = lab.label_session(s)
+    chunk: list[SessionInput] = []
+    in_chunk = 0
+    for s in itertools.chain(load_sessions(store, det, now), [None]):  # streamed: memory is one chunk
+        if s is not None:
+            chunk.append(s)
+            in_chunk += len(s.views)
+            if in_chunk < 500:
+                continue
+        labels = [tl for out in lab.label_sessions(chunk) for tl in out]
+        chunk, in_chunk = [], 0
         for tl in labels:
             turns += 1
             if tl.goal_index == 0:

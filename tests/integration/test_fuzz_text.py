@@ -58,9 +58,7 @@ def test_any_typed_text_gives_an_answer_or_a_coded_error(pipeline, text):
 
 @pytest.mark.parametrize("fmt", [
     "parquet",
-    pytest.param("jsonl", marks=pytest.mark.xfail(strict=True, reason=(
-        "issue 21 finding, learning/ owner: DuckDB's read_json_auto types `spans` as a STRUCT list and mining's "
-        "`spans LIKE ...` fails with a BinderException (assistant/learning/sources.py export_source)"))),
+    "jsonl",
 ])
 def test_the_export_of_fuzzed_turns_is_read_by_the_miner(pipeline, tmp_path, fmt):
     """Whatever text went in, the export is readable by the learning jobs' reader (DuckDB)."""

@@ -477,6 +477,16 @@ class Home:
             dev.state.update(changes)
         return copy.deepcopy(changed)
 
+    def report(self, device_id: str, **values: Any) -> dict[str, Any]:
+        """A device reports what it measures or senses (a sensor's value, a door opened by hand): any valid state key,
+        read-only ones included, no capability needed. Returns what changed. Commands go through `set_state`."""
+        dev = self.device(device_id)
+        _check_state(values)
+        with self._lock:
+            changed = {k: v for k, v in values.items() if dev.state.get(k) != v}
+            dev.state.update(values)
+        return copy.deepcopy(changed)
+
     def snapshot(self) -> dict[str, Any]:
         """JSON-safe view of the whole home, for traces."""
         with self._lock:

@@ -82,3 +82,13 @@ def test_schedule_persists_lists_cancels_and_runs(tmp_path, home):
     assert [r["description"] for r in ran] == ["close the bedroom blinds"]
     assert fresh.device("bedroom.blinds").state["position"] == "closed"
     assert not fresh.device("kitchen.light").state["on"]  # the cancelled one never ran
+
+
+def test_several_devices_and_a_lock_by_its_door_sensor():
+    fh = Home.load(Home.example().source.parent / "family_house.yaml")
+    r, ids = run("lock the front door and the back door", fh)
+    assert set(ids) == {"lock.front", "lock.back"} and "already locked" in r.text
+    assert fh.report("binary.front_door", detected=True) == {"detected": True}
+    assert run("is the front door open", fh)[0].text == "Yes, the front door sensor is open."
+    r, _ = run("unlock the front door", fh)
+    assert r.expects_reply and fh.device("lock.front").state["locked"] is True

@@ -46,7 +46,7 @@ def test_hand_built_sessions_with_models(tmp_path: Path, name: str) -> None:
     labs = [store.get_goal_label(t) for t in ids[name]]
     assert len({lab["goal_id"] for lab in labs}) == len(case.goals)
     for i, lab in enumerate(labs):
-        if i == case.defect:
+        if i in case.defects:
             assert lab["failure_point"] == case.stage
         elif case.stage != "false_wake":
             assert lab["failure_point"] is None

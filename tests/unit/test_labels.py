@@ -106,13 +106,16 @@ def _labelled_cases(tmp_path: Path) -> tuple[TraceStore, dict[str, list[str]], d
     return store, ids, res
 
 
+_ENTITY_XFAIL = pytest.mark.xfail(strict=True, reason=(
+    "known limitation: few resolution failures in the simulator to learn from; on the first of two identical "
+    "unresolved-room turns the model still prefers nlu (see models/labels/MODEL_CARD.md)"))
+
+
 @needs_model
-@pytest.mark.parametrize("name", [c.name for c in CASES])
+@pytest.mark.parametrize("name", [pytest.param(c.name, marks=_ENTITY_XFAIL) if c.name == "entity" else c.name
+                                  for c in CASES])
 def test_hand_built_sessions(tmp_path: Path, name: str) -> None:
-    """Each hand-built session: its goals, their success, and the failing stage of its defective turn."""
-    if name == "entity":
-        pytest.xfail("known limitation: the simulator yields almost no resolution failures to learn from; the "
-                     "unresolved-entity evidence (x30) does not outweigh the model's ASR prior (see MODEL_CARD.md)")
+    """Each hand-built session: its goals, their success, and the failing stage of its defective turns."""
     case = next(c for c in CASES if c.name == name)
     store, ids, _res = _labelled_cases(tmp_path)
     labs = [store.get_goal_label(t) for t in ids[name]]
@@ -125,7 +128,7 @@ def test_hand_built_sessions(tmp_path: Path, name: str) -> None:
     for i, lab in enumerate(labs):
         assert set(lab["stage_probs"]) >= {"asr", "nlu", "result"}
         assert sum(lab["stage_probs"].values()) == pytest.approx(1.0, abs=1e-3)
-        if i == case.defect:
+        if i in case.defects:
             assert lab["defect"] >= 0.5 and lab["failure_point"] == case.stage
         elif case.stage != "false_wake":
             assert lab["defect"] < 0.5 and lab["failure_point"] is None

@@ -1,8 +1,8 @@
 """Hand-built sessions with a known failure at each stage, written into a trace store exactly as the pipeline writes
 turns (record, asr / nlu / resolve / respond spans, events). Used by the tests and as worked examples.
 
-Each case is a list of turns of one session; `expect` holds the turn index of the defective turn, its failing stage,
-the goals (lists of turn indices) and whether each goal succeeded.
+Each case is a list of turns of one session with the indices of its defective turns, their failing stage, the goals
+(lists of turn indices) and whether each goal succeeded.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ class Case:
     name: str
     stage: str
     turns: list[T]
-    defect: int
-    """index of the defective turn"""
+    defects: list[int]
+    """indices of the defective turns (all failing at `stage`)"""
     goals: list[list[int]]
     success: list[bool]
 
@@ -96,20 +96,21 @@ CASES: list[Case] = [
         T("She said she would call him first thing tomorrow.", "calendar_set", 0.64, 0.74, action="none",
           status="unsupported", response="Sorry, I can't do that."),
         T("Stop.", "general_commandstop", 0.99, 0.9, action="stop", status="done", response="", at=3.2),
-    ], defect=0, goals=[[0, 1]], success=[False]),
+    ], defects=[0], goals=[[0, 1]], success=[False]),
     Case("asr", "asr", [
         T("Raise the lamp slide.", "iot_cover_open", 0.55, 0.42, slots={"device_type": "lamp slide"},
           action="cover.open", status="failed", response="There is no blind to open here."),
         T("Raise the lamp's light.", "iot_hue_lightup", 0.93, 0.9, slots={"device_type": "lamp's light"},
           action="light.brighten", status="done", response="Brightening the lamp.", at=5.5),
-    ], defect=0, goals=[[0, 1]], success=[True]),
+    ], defects=[0], goals=[[0, 1]], success=[True]),
     Case("nlu", "nlu", [
-        T("Can you pause the audio?", "play_audiobook", 0.46, 0.97, action="none", status="unsupported",
-          response="Sorry, I can't do that.",
-          nbest=[("play_audiobook", 0.46), ("media_pause", 0.41), ("play_podcasts", 0.1)]),
-        T("Please pause.", "media_pause", 0.97, 0.95, action="media.pause", status="done", response="Paused.",
-          at=4.8),
-    ], defect=0, goals=[[0, 1]], success=[True]),
+        T("Add milk to my shopping list.", "lists_query", 0.52, 0.96, slots={"list_name": "shopping"},
+          action="lists.query", status="done", response="Your shopping list is empty.",
+          nbest=[("lists_query", 0.52), ("lists_createoradd", 0.44), ("lists_remove", 0.02)]),
+        T("Put milk on the shopping list.", "lists_createoradd", 0.97, 0.95,
+          slots={"list_name": "shopping", "item": "milk"}, action="lists.add", status="done",
+          response="Added milk to your shopping list.", at=4.8),
+    ], defects=[0], goals=[[0, 1]], success=[True]),
     Case("entity", "entity_resolution", [
         T("Turn off the light in the hallway.", "iot_hue_lightoff", 0.97, 0.95, slots={"house_place": "hallway"},
           entities=[_room("hallway", ok=False)], action="light.off", status="failed",
@@ -117,24 +118,24 @@ CASES: list[Case] = [
         T("Turn off the hallway light.", "iot_hue_lightoff", 0.97, 0.95, slots={"house_place": "hallway"},
           entities=[_room("hallway", ok=False)], action="light.off", status="failed",
           response="I don't know a room called hallway.", at=6.0),
-    ], defect=0, goals=[[0, 1]], success=[False]),
+    ], defects=[0, 1], goals=[[0, 1]], success=[False]),
     Case("result", "result", [
         T("Set a timer for ten minutes.", "timer_set", 0.98, 0.96, slots={"duration": "ten minutes"},
           action="timer.set", status="failed", response="Sorry, something went wrong with the timer.",
           error={"stage": "respond", "code": "skill-error", "message": "timer store locked"}),
         T("Set a ten minute timer.", "timer_set", 0.98, 0.96, slots={"duration": "ten minute"},
           action="timer.set", status="done", response="Timer set for 10 minutes.", at=5.0),
-    ], defect=0, goals=[[0, 1]], success=[True]),
+    ], defects=[0], goals=[[0, 1]], success=[True]),
     Case("ok-then-new", "correct", [
         T("Turn on the kitchen light.", "iot_hue_lighton", 0.98, 0.95, slots={"house_place": "kitchen"},
           entities=[_room("kitchen")], action="light.on", status="done", response="Kitchen light on."),
         T("What time is it?", "datetime_query", 0.99, 0.96, action="datetime.query", status="done",
           response="It's 7:05.", at=40.0),
-    ], defect=-1, goals=[[0], [1]], success=[True, True]),
+    ], defects=[], goals=[[0], [1]], success=[True, True]),
     Case("clarify", "correct", [
         T("Turn on the lamp.", "iot_hue_lighton", 0.97, 0.95, slots={"device_type": "lamp"}, action="light.on",
           status="clarify", response="Which one: the floor lamp or the desk lamp?", expects_reply=True),
         T("The desk lamp.", "iot_hue_lighton", 0.7, 0.93, action="light.on", status="done",
           response="Desk lamp on.", at=4.5),
-    ], defect=-1, goals=[[0, 1]], success=[True]),
+    ], defects=[], goals=[[0, 1]], success=[True]),
 ]

@@ -109,7 +109,8 @@ class _Harness:
         self.runner.device_id = device or self.default_device
         with connect(self.runner.data_dir) as db:
             db.execute("UPDATE scheduled SET status = 'cancelled' WHERE status = 'active'")
-            db.execute("DELETE FROM kv WHERE key LIKE 'home.last:%'")
+            for table in ("kv", "timers", "list_items", "lists"):  # every case starts from a quiet house
+                db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
 
 
 def run_suite(cases: list[dict[str, Any]], home_override: Path | None = None, suite_dir: Path | None = None,

@@ -200,6 +200,13 @@ def normalize(text: str) -> str:
     t = re.sub(r"\bis their\b", "is there", t)
     t = re.sub(r"^(open|close|lock|unlock|shut) to\b", r"\1 the", t)
     t = re.sub(r"^toggled\b", "toggle", t)
+    t = re.sub(r"\bground for\b", "ground floor", t)
+    # verbs the ASR mishears at the start of a request (none of these starts a request of its own)
+    for heard, said in (("cause", "pause"), ("plus", "close"), ("chat", "shut"), ("check off", "shut off"),
+                        ("know", "no"), ("right in", "brighten"), ("then the", "dim the"), ("one the", "run the")):
+        if re.match(rf"^(?:and |so |then )?{heard}\b", t) and not re.match(
+                r"^then the (?:lights?|lamps?) (?:on|off)\b", t):
+            t = re.sub(rf"^(?:and |so |then )?{heard}\b", said, t)
     t = re.sub(r"\b(\w+)n't\b", lambda m: {"can": "can not", "won": "will not"}.get(m.group(1), m.group(1) + " not"), t)
     t = t.replace("-", " ")
     t = spoken.digits(t)
@@ -236,6 +243,7 @@ def _split_when(t: str, now: datetime) -> tuple[str, int | None, str | None]:
             if secs:
                 return rest.strip(" ,"), int(secs), None
     for rx in (rf"^(?:at|by)\s+({_CLOCK})\s*,?\s*(?:then\s+)?(.+)$", rf"^(.+?)\s+(?:at|by)\s+({_CLOCK})$",
+               r"^(\d{1,2}(?::\d{2})?\s*(?:am|pm))\s*,?\s*(.+)$",  # "and 9 pm ...": the ASR's "and" for "at"
                rf"^(tonight|tomorrow(?: morning| evening)?) at ({_CLOCK})\s*,?\s*(.+)$"):
         m = re.match(rx, t)
         if not m:
@@ -243,7 +251,8 @@ def _split_when(t: str, now: datetime) -> tuple[str, int | None, str | None]:
         if rx.startswith("^(tonight"):
             clock, rest = f"{m.group(2)} {m.group(1)}", m.group(3)
         else:
-            clock, rest = (m.group(1), m.group(2)) if rx.startswith("^(?:at") else (m.group(2), m.group(1))
+            first = rx.startswith(("^(?:at", "^(\\d"))
+            clock, rest = (m.group(1), m.group(2)) if first else (m.group(2), m.group(1))
         hhmm = spoken.parse_time(clock, now, prefer_future=True)
         if not hhmm:
             continue
@@ -620,6 +629,8 @@ def _parse_core(t: str, home: Home) -> Command | None:
 
 def _schedule(t: str, home: Home) -> Command | None:
     things = r"(scheduled|delayed|pending|planned|timed)\s+(actions?|commands?|tasks?|events?|changes?|things?)"
+    if _fm(r"what schedule[ds]?|(list|show)( me)? my schedule[ds]? (actions|commands|tasks)", t):
+        return Command("schedule_list")
     if _fm(rf"(what|which) (are|is) (the |my )?{things}( are there)?|(list|show)( me)?( all)? (the |my )?{things}"
                     rf"|what (is|have you got|do i have|have i got) scheduled|what is (planned|scheduled)( for later)?"
                     rf"|(are there|do i have|is there) any {things}", t):
@@ -814,8 +825,8 @@ def _lock(t: str, home: Home) -> Command | None:
         m2 = _fm(r"walk (?P<t>up|.+)", t)
         if m2 is None:
             return None
-        if m2.group("t") == "up":
-            return _lock("lock up", home)
+        if m2.group("t") in ("up", "it", "them"):
+            return _lock(f"lock {m2.group('t')}", home)
         tg = parse_target(m2.group("t"), home)
         if tg is None or not tg.device_ids or not all(home.devices[i].type == "lock" for i in tg.device_ids):
             return None
@@ -1012,7 +1023,7 @@ def _light_attrs(t: str, home: Home) -> Command | None:
             rf"( brightness)? (?P<p>to|by|at) {_PCT}( brightness)?"
             rf"|{_TGT} (?P<p4>to|at) {_PCT}( brightness)?", t)  # "kitchen lights to 20 percent" (no verb heard)
     if m:
-        tg = _lights_of_place(_target(m.group("t"), home), m.group("v"))
+        tg = _lights_of_place(_target(m.group("t"), home), m.group("v") or ("dim" if m.group("p4") else None))
         if tg is None or not _is_light(tg, home):
             return None
         n = int(float(m.group("n")))

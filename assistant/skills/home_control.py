@@ -169,6 +169,8 @@ class HomeControlSkill:
         if temp is None and turn.intent == "iot_climate_set" and "amount" in p and not re.search(
                 r"\b(percent|per cent|brightness|dim|bright)\b|%", turn.text.lower()):  # 30 percent is no temperature
             temp = p.pop("amount")
+        if temp is not None and re.search(r"\b(percent|per cent|brightness)\b|%", turn.text.lower()):
+            temp = None  # "to 30 percent" is never a temperature
         if temp is not None:
             p["temperature"] = temp
         color = turn.value("color")

@@ -85,8 +85,9 @@ class BigramLM:
 
     def save(self, path: Path) -> None:
         data = {"bigrams": self.bigrams, "context": self.context, "continuation": self.continuation}
-        with gzip.open(path, "wt", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"))
+        raw = json.dumps(data, separators=(",", ":")).encode("utf-8")
+        with Path(path).open("wb") as out, gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as f:
+            f.write(raw)  # no timestamp in the header: the same data gives the same bytes
 
     @classmethod
     def load(cls, path: Path) -> BigramLM:

@@ -62,6 +62,7 @@ from assistant.core.events import (
     SpeechEnded,
     SpeechPaused,
     SpeechResumed,
+    StateChanged,
     WakeDetected,
 )
 from assistant.core.record import TurnRecord
@@ -142,6 +143,8 @@ class LiveAssistant:
         self.opts = options or runner.settings.audio
         self.stop_event = stop_event or threading.Event()
         self.status = status or StatusLine(enabled=False)
+        self._detail = ""
+        self._unsubscribe_status = runner.subscribe(self.status)
         self.on_turn = on_turn
         self.max_turns = max_turns
         self.duration = duration
@@ -176,8 +179,10 @@ class LiveAssistant:
     def _set_state(self, state: State, detail: str = "") -> None:
         if state != self.state:
             self._event("state", state=state.value)
-        self.state = state
-        self.status.show(state.value, detail)
+        changed = (state, detail) != (self.state, self._detail)
+        self.state, self._detail = state, detail
+        if changed:
+            self.p.emit(StateChanged(state.value, detail))  # the status line is a subscriber
 
     def _wake_score(self, frame: np.ndarray) -> tuple[str, float]:
         scores = self.p.wake.process(frame)
@@ -335,6 +340,7 @@ class LiveAssistant:
             if self._worker is not None:
                 self._worker.join(timeout=30)
             self._set_state(State.STOPPED)
+            self._unsubscribe_status()
             self.status.close()
         return self.turns
 

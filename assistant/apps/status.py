@@ -49,6 +49,13 @@ class StatusLine:
                 f"[{time.strftime('%H:%M:%S')}] {state}" + (f": {detail}" if detail else ""), highlight=False
             )
 
+    def __call__(self, event) -> None:
+        """A subscriber to the runner's events: the live loop's StateChanged."""
+        from assistant.core.events import StateChanged
+
+        if isinstance(event, StateChanged):
+            self.show(event.state, event.detail)
+
     def print(self, text: str) -> None:
         if self.enabled:
             self.console.print(text, highlight=False)

@@ -177,6 +177,15 @@ class ResponsePlayed(Event):
 
 
 @dataclass(frozen=True)
+class StateChanged(Event):
+    """The live loop's state: `idle`, `listening`, `thinking`, `speaking`, `no microphone`, `stopped` (the status
+    line subscribes to these)."""
+
+    state: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class BargeIn(Event):
     """The user interrupted the answer of `turn_id`, `offset_ms` into it (wake word or "stop")."""
 

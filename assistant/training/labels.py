@@ -135,10 +135,11 @@ def _matrix(rows: list[dict[str, float]], names: list[str]) -> np.ndarray:
 
 
 def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float | None = None, progress: bool = True,
-          shared: Path | None = None, stage_model: str = "boosted", defect_model: str = "logistic") -> dict[str, Any]:
+          shared: Path | None = None, stage_model: str = "boosted", defect_model: str = "logistic",
+          counterfactuals: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     det = rephrase_detector()
-    cf = Counterfactuals()
+    cf = Counterfactuals(enabled=counterfactuals)
     lm, lm_stats = build_from_shared(Path(shared) if shared else shared_data_dir())
     lab = Labeller(_blank(), _blank(), _blank(), _blank(), VERSION_PREFIX, cf, lm=lm)
     data = []
@@ -212,7 +213,7 @@ def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float | None = No
         "oof_failure_point_accuracy": round(float((oof_s.argmax(axis=1) == ys).mean()), 4),
         "oof_goal_success_accuracy": round(float(((oof_g[:, 1] >= 0.5) == np.array(gy)).mean()), 4),
         "l2": {"link": l2_l, "defect": l2_d, "stage": l2_s, "goal": l2_g}, "stage_model": stage_model,
-        "defect_model": defect_model, "temperature": {"defect": lab.turn.temperature,
+        "defect_model": defect_model, "counterfactuals": counterfactuals, "temperature": {"defect": lab.turn.temperature,
                                                                  "stage": lab.stage.temperature},
         "rephrase_detector": getattr(det, "version", None),
         "counterfactual_nlu_runs": cf.runs, "lm": lm_stats, "seconds": round(time.perf_counter() - t0, 1),

@@ -93,19 +93,6 @@ class Logistic:
                 break
         return cls(list(feature_names), list(classes), mean, scale, W)
 
-    def fit_temperature(self, X: np.ndarray, y: np.ndarray) -> float:
-        """Temperature scaling on held-out predictions (grid search on the log loss); returns the temperature."""
-        logits = self.logits(X)
-        y = np.asarray(y, dtype=np.int64)
-        best, best_t = np.inf, 1.0
-        for t in np.exp(np.linspace(np.log(0.3), np.log(4.0), 60)):
-            P = _softmax(logits / t)
-            nll = -np.log(np.clip(P[np.arange(len(y)), y], 1e-12, None)).mean()
-            if nll < best:
-                best, best_t = nll, float(t)
-        self.temperature = best_t
-        return best_t
-
     # -- inference ----------------------------------------------------------------------------------------------
     def logits(self, X: np.ndarray) -> np.ndarray:
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))

@@ -90,7 +90,7 @@ class MiniLmEmbedder:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self.session = ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             raise ModelError(
                 "embedder-model-invalid", f"Cannot load {model}: {exc}. Re-export with `{EXPORT_CMD}`."
             ) from exc
@@ -137,7 +137,7 @@ def export(out_dir: Path) -> dict[str, Any]:
             super().__init__()
             self.bert = bert
 
-        def forward(self, input_ids, attention_mask):
+        def forward(self, input_ids, attention_mask):  # noqa: ANN001
             hidden = self.bert(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
             ).last_hidden_state

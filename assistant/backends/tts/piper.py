@@ -37,7 +37,7 @@ class PiperTts:
         model, config = voice_files(voice)
         try:
             self._voice = PiperVoice.load(str(model), str(config))
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001
             raise ModelError("tts-voice-load", f"could not load Piper voice {model}: {err}") from err
         self._syn = SynthesisConfig(length_scale=length_scale)
         self.sample_rate = int(self._voice.config.sample_rate)

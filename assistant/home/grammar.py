@@ -629,7 +629,7 @@ def _parse_core(t: str, home: Home) -> Command | None:
 
 def _schedule(t: str, home: Home) -> Command | None:
     things = r"(scheduled|delayed|pending|planned|timed)\s+(actions?|commands?|tasks?|events?|changes?|things?)"
-    if _fm(r"what schedule[ds]?|(list|show)( me)? my schedule[ds]? (actions|commands|tasks)", t):
+    if _fm(r"what( is)?( the)? schedule[ds]?|(list|show|this)( me)? my schedule[ds]? (actions|commands|tasks)", t):
         return Command("schedule_list")
     if _fm(rf"(what|which) (are|is) (the |my )?{things}( are there)?|(list|show)( me)?( all)? (the |my )?{things}"
                     rf"|what (is|have you got|do i have|have i got) scheduled|what is (planned|scheduled)( for later)?"
@@ -641,7 +641,8 @@ def _schedule(t: str, home: Home) -> Command | None:
         plural = bool(re.search(r"(actions|commands|tasks|events|changes|things)\b", m.group(0)))
         return Command("schedule_cancel", params={"all": bool(m.group(2)) or plural,
                                                   "what": (m.group("rest") or "").strip()})
-    m = _fm(r"(cancel|delete|remove|stop|forget) (the |my |that )?(scheduled|delayed|pending|planned|timed) "
+    m = _fm(r"(cancel|cancelled|canceled|delete|remove|stop|forget) (the |my |that )?"
+            r"(scheduled|delayed|pending|planned|timed) "
             r"(?P<rest>.+)", t)
     if m:
         return Command("schedule_cancel", params={"all": False, "what": m.group("rest")})

@@ -117,7 +117,6 @@ def run_suite(cases: list[dict[str, Any]], home_override: Path | None = None, su
               progress=None, spoken: str | None = None) -> dict[str, Any]:
     """Run every case; `spoken` ("piper" or "espeak"): the scored request is synthesized and goes through the ASR
     (what the assistant heard is in each row's `heard`)."""
-    from assistant.skills import scheduled
 
     harnesses: dict[str, _Harness] = {}
     tmp = Path(tempfile.mkdtemp(prefix="eval-actions-"))
@@ -152,7 +151,7 @@ def run_suite(cases: list[dict[str, Any]], home_override: Path | None = None, su
             actions.append(r2["action"])
         at_turn = _diff(before, h.runner.home.states())
         if case.get("advance_s"):
-            for r in scheduled.run_due(t + timedelta(seconds=int(case["advance_s"])), h.runner.home, h.runner.data_dir):
+            for r in h.runner.run_due(t + timedelta(seconds=int(case["advance_s"]))):
                 texts.append(r["response_text"] or "")
         changed = _diff(before, h.runner.home.states())
         rows.append(_judge(case, rec, texts, actions, at_turn, changed, h.runner.home.states()))

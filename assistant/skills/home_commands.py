@@ -18,6 +18,7 @@ from assistant.home import grammar
 from assistant.home.grammar import Command, Target
 from assistant.home.targets import ACTION_CAPS, Selection, noun_for, select
 from assistant.skills.base import Turn, choose_option, join_words, say
+from assistant.skills.home_common import CONFIRM_OPEN_CLASSES, ask_which
 from assistant.skills.store import connect
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ PAST = {"turn_on": "Turned on", "turn_off": "Turned off", "open": "Opened", "clo
         "unlock": "Unlocked", "stop_cover": "Stopped", "mute": "Muted", "unmute": "Unmuted", "activate": "Activated"}
 ALREADY = {"turn_on": "on", "turn_off": "off", "open": "open", "close": "closed", "lock": "locked",
            "unlock": "unlocked", "mute": "muted", "unmute": "unmuted"}
-CONFIRM_OPEN_CLASSES = ("garage", "gate")
 
 
 class _Cannot(Exception):
@@ -244,7 +244,7 @@ def run_command(cmd: Command, home: Home, speaking_area: str | None, previous: l
         return say(sel.error, act_name, "failed", params={"command": cmd.to_dict(), "reason": "no-target"},
                    result={"changed": {}}), []
     if sel.ask:
-        return _ask(cmd, sel), []
+        return ask_which(cmd, sel), []
     devs = sel.devices
     act_name = f"{_domain(devs)}.{action_name(cmd)}"
     needs_confirm = cmd.action == "unlock" or (cmd.action in ("open", "position", "turn_on", "toggle") and any(
@@ -322,16 +322,6 @@ def run_command(cmd: Command, home: Home, speaking_area: str | None, previous: l
     if errors:
         text += " " + " ".join(errors)
     return say(_cap(text), act_name, "done", target=target, params=params, result=result), ids
-
-
-def _ask(cmd: Command, sel: Selection) -> Response:
-    devs = sel.ask
-    noun = noun_for(devs, False)
-    text = f"Which {noun}: {join_words([f'the {d.name}' for d in devs], 'or')}?"
-    pending = {"skill": "home_commands", "kind": "choose_device", "command": cmd.to_dict(),
-               "candidates": [d.id for d in devs], "intent": f"home_{cmd.action}"}
-    return say(text, "clarify", "clarify", params={"command": cmd.to_dict(), "candidates": [d.id for d in devs]},
-               expects_reply=True, pending=pending)
 
 
 # -- questions -----------------------------------------------------------------------------------------------------

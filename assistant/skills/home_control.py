@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rapidfuzz import fuzz
 
 from assistant.understanding import spoken
-from assistant.training.catalogs import norm_key
+from assistant.text import norm_key
 from assistant.skills.base import Turn, cancelled, join_words, say
 from assistant.core.stages.respond import Response
 

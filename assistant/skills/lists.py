@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from assistant.training.catalogs import norm_key
+from assistant.text import norm_key
 from assistant.skills.base import Turn, join_words, say
 from assistant.skills.store import connect
 from assistant.core.stages.respond import Response

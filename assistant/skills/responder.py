@@ -66,9 +66,10 @@ class SkillResponder:
 
     def run_due(self, now, home, data_dir) -> list[dict]:
         """Carry out the scheduled home commands due at `now` (the runner calls this before every turn)."""
+        from assistant.skills.home_commands import run_command
         from assistant.skills.scheduled import run_due
 
-        return run_due(now, home, data_dir)
+        return run_due(now, home, data_dir, run_command)
 
     def respond(self, nlu: NluResult, entities: ResolveResult, context: TurnContext) -> Response:
         turn = Turn(nlu, entities, context)

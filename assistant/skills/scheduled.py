@@ -3,18 +3,19 @@
 Stored in the skills database (`scheduled` table, store.py) under the data dir, so they survive restarts; listed
 ("what's scheduled"), cancelled ("cancel the scheduled actions"), and carried out when due by `run_due`.
 
-API for the runner and the live loop:
-    due(now, data_dir) -> list[dict]                   scheduled commands whose time has come (not yet run)
-    run_due(now, home, data_dir) -> list[dict]         run them (oldest first) on `home`; each item: id, description,
-                                                       due, response_text, action (name/status/target/result)
-    next_due(data_dir) -> datetime | None              when the next one is due (for a live loop's sleep)
-Call `run_due(now, pipeline.home, pipeline.data_dir)` at the start of every turn (replay passes the recording's
-clock as `now`) and from the live loop's idle poll; then save the home state.
+API (the respond backend's `run_due` calls it; `Runner.run_due` calls that before every turn, the live loop while
+idle and replay at its clock's ticks, and traces each command carried out as a turn of its own):
+    due(now, data_dir) -> list[dict]                 scheduled commands whose time has come (not yet run)
+    run_due(now, home, data_dir, run_command)        run them (oldest first) on `home` with `run_command`
+                                                     (home_commands.run_command); each item: id, description, due,
+                                                     status, response_text, action (name/status/target/result)
+    next_due(data_dir) -> datetime | None            when the next one is due
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from assistant.core.stages.respond import Response
 from assistant.home.grammar import Command
 from assistant.home.targets import ACTION_CAPS, select
 from assistant.skills.base import Turn, choose_option, join_words, say
+from assistant.skills.home_common import CONFIRM_OPEN_CLASSES, ask_which
 from assistant.skills.store import connect
 from assistant.understanding.spoken import say_duration, say_time
 
@@ -77,8 +79,6 @@ def _when(due: datetime, now: datetime) -> str:
 def schedule(cmd: Command, ctx: TurnContext, area: str | None, previous: list[str],
              confirmed: bool = False) -> Response:
     """Check the command's targets now (a missing device is said at once), then store it."""
-    from assistant.skills.home_commands import CONFIRM_OPEN_CLASSES
-
     home = ctx.home
     now = ctx.now
     due = now + timedelta(seconds=cmd.delay_s) if cmd.delay_s else datetime.fromisoformat(cmd.at or "")
@@ -88,9 +88,7 @@ def schedule(cmd: Command, ctx: TurnContext, area: str | None, previous: list[st
     if sel.error:
         return say(sel.error, "schedule.add", "failed", params={"command": cmd.to_dict(), "reason": "no-target"})
     if sel.ask:
-        from assistant.skills.home_commands import _ask
-
-        return _ask(cmd, sel)
+        return ask_which(cmd, sel)
     ids = [d.id for d in sel.devices]
     risky = cmd.action == "unlock" or (cmd.action in ("open", "position") and any(
         d.type == "cover" and d.device_class in CONFIRM_OPEN_CLASSES for d in sel.devices))
@@ -139,10 +137,9 @@ def next_due(data_dir: Path) -> datetime | None:
     return datetime.fromtimestamp(rows[0]["due_ts"]) if rows else None
 
 
-def run_due(now: datetime, home: Home, data_dir: Path) -> list[dict[str, Any]]:
-    """Carry out every due command on `home` (oldest first) and mark it done/failed. Returns what happened."""
-    from assistant.skills.home_commands import run_command
-
+def run_due(now: datetime, home: Home, data_dir: Path, run_command: Callable[..., Any]) -> list[dict[str, Any]]:
+    """Carry out every due command on `home` (oldest first) with `run_command` (home_commands.run_command) and mark
+    it done/failed. Returns what happened."""
     out = []
     for row in due(now, data_dir):
         cmd = Command.from_dict(json.loads(row["command"]))

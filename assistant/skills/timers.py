@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from assistant.understanding import spoken
 from assistant.understanding.spoken import say_duration, say_time
-from assistant.training.catalogs import norm_key
+from assistant.text import norm_key
 from assistant.skills.base import Turn, cancelled, join_words, say
 from assistant.skills.store import connect
 from assistant.core.stages.respond import Response

@@ -49,6 +49,7 @@ def test_turn_off_all_the_lights_downstairs_spares_upstairs(p):
 
 def test_delayed_command_waits_then_runs_when_due(p):
     from assistant.skills import scheduled
+    from assistant.skills.home_commands import run_command
 
     p.home.set_state("kitchen.light", on=True)
     rec, changed = _turn(p, "in ten minutes turn off the lights")
@@ -56,12 +57,12 @@ def test_delayed_command_waits_then_runs_when_due(p):
     assert "10 minutes" in rec["response_text"]
     rec, _ = _turn(p, "what's scheduled", NOW + timedelta(minutes=1))
     assert "kitchen light" in rec["response_text"]
-    assert scheduled.run_due(NOW + timedelta(minutes=9), p.home, p.data_dir) == []
+    assert scheduled.run_due(NOW + timedelta(minutes=9), p.home, p.data_dir, run_command) == []
     assert p.home.device("kitchen.light").state["on"]
-    ran = scheduled.run_due(NOW + timedelta(minutes=10, seconds=1), p.home, p.data_dir)
+    ran = scheduled.run_due(NOW + timedelta(minutes=10, seconds=1), p.home, p.data_dir, run_command)
     assert [r["status"] for r in ran] == ["done"]
     assert not p.home.device("kitchen.light").state["on"]
-    assert scheduled.run_due(NOW + timedelta(minutes=11), p.home, p.data_dir) == []  # once only
+    assert scheduled.run_due(NOW + timedelta(minutes=11), p.home, p.data_dir, run_command) == []  # once only
 
 
 def test_lock_a_door_the_home_lacks_changes_nothing(p):

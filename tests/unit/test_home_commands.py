@@ -77,8 +77,8 @@ def test_schedule_persists_lists_cancels_and_runs(tmp_path, home):
     assert cancelled.text.startswith("Cancelled")
     fresh = Home.example()  # a restart: the schedule is in the data dir, not in memory
     fresh.set_state("bedroom.blinds", position="open", open_percent=100)
-    assert scheduled.run_due(NOW + timedelta(minutes=30), fresh, tmp_path) == []
-    ran = scheduled.run_due(NOW + timedelta(hours=1, seconds=1), fresh, tmp_path)
+    assert scheduled.run_due(NOW + timedelta(minutes=30), fresh, tmp_path, run_command) == []
+    ran = scheduled.run_due(NOW + timedelta(hours=1, seconds=1), fresh, tmp_path, run_command)
     assert [r["description"] for r in ran] == ["close the bedroom blinds"]
     assert fresh.device("bedroom.blinds").state["position"] == "closed"
     assert not fresh.device("kitchen.light").state["on"]  # the cancelled one never ran

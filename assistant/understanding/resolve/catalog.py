@@ -18,7 +18,7 @@ from rapidfuzz import fuzz, process
 
 from assistant.config import PACKAGE_DATA
 from assistant.understanding import spoken
-from assistant.training.catalogs import norm_key
+from assistant.text import norm_key
 from assistant.core.stages.resolve import Candidate, ResolvedEntity, ResolveResult
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ class PlaceCatalog:
 
     @classmethod
     def load(cls, path: str | Path) -> PlaceCatalog:
-        from assistant.training.catalogs import read_jsonl
+        from assistant.jsonl import read_jsonl
 
         return cls(read_jsonl(Path(path)))
 

@@ -27,7 +27,7 @@ Features (all hypotheses; 0 when not applicable):
   hist_share      share of the user's past choices of this entity type that chose this entity
   hist_any        1 if the user chose this entity before
   hist_daypart    share of the user's choices of this type in the same part of the day that chose it
-  device_on       1 if the targeted device is on
+  device_on       1 if the targeted device is on (a thermostat or temperature sensor always is)
   device_here     1 if the targeted device is in the speaking device's room
   screen_visual   1 if the speaking device has a screen and the candidate is visual (film, TV show)
   noscreen_visual 1 if it has no screen and the candidate is visual
@@ -509,9 +509,13 @@ class ContextReranker:
         replaces = by_attribute[0] if by_attribute else None
         out = []
         unused = unused_slots(nlu)
-        for d in context.home.devices.values():
-            if d.satellite or not any(k in d.state for k in keys):
-                continue
+        candidates = [d for d in context.home.devices.values() if not d.satellite and any(k in d.state for k in keys)]
+        if keys == {"temperature"}:
+            # "what is the temperature", no device named: the air's (a thermostat or a temperature sensor), never an
+            # appliance because it happens to be on; an oven's temperature is asked by naming the oven
+            ambient = [d for d in candidates if _measures_air(d)]
+            candidates = ambient or candidates
+        for d in candidates:
             ent = ResolvedEntity(
                 "device",
                 "",
@@ -604,7 +608,8 @@ class ContextReranker:
                     f["screen_visual" if has_screen else "noscreen_visual"] = 1.0
                 if e.entity_type == "device" and home is not None and e.entity_id in home.devices:
                     d = home.devices[e.entity_id]
-                    f["device_on"] = 1.0 if d.state.get("on") is True else 0.0
+                    # a thermostat or temperature sensor is always measuring: "on" for a question about the air
+                    f["device_on"] = 1.0 if d.state.get("on") is True or _measures_air(d) else 0.0
                     f["device_here"] = 1.0 if d.area == here else 0.0
             h.features = f
 
@@ -726,3 +731,11 @@ def create(build) -> ContextReranker | None:
     """Registry factory (`rerank.backend: context`): needs the resolver's candidates, so no resolver, no reranker."""
     resolver = build.built.get("resolve")
     return ContextReranker(resolver) if resolver is not None else None
+
+
+def _measures_air(device) -> bool:
+    """A thermostat, or a temperature sensor (the ambient temperature of a room or outside)."""
+    kind = getattr(device, "type", "")
+    return kind in ("climate", "thermostat") or (
+        kind == "sensor" and getattr(device, "device_class", None) == "temperature"
+    )

@@ -113,6 +113,10 @@ class TraceStore:
         self.unsaved_reason: str | None = None
         self.moved_aside: Path | None = None
         self._lock = threading.RLock()  # one connection may be shared by threads (live loop): one transaction at a time
+        self._wdb: sqlite3.Connection | None = None
+        """Writes go through their own connection: a read cursor left open on `_db` (a streamed batch) pins an old
+        WAL snapshot, and a write on that connection would get SQLITE_BUSY_SNAPSHOT until the cursor is done, which
+        no waiting fixes (label_store writes labels between the batches it streams)."""
         if read_only:
             self._db = self._connect_read_only()
             return
@@ -265,7 +269,9 @@ class TraceStore:
         delay = 0.01
         while True:
             with self._lock:
-                db = self._db
+                if self._wdb is None:
+                    self._wdb = self._connect()
+                db = self._wdb
                 try:
                     db.execute("BEGIN IMMEDIATE")
                     try:
@@ -295,6 +301,9 @@ class TraceStore:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
+        if self._wdb is not None:
+            self._wdb.close()
+            self._wdb = None
         self._db.close()
 
     # -- writing -----------------------------------------------------------------------------------

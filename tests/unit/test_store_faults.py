@@ -114,8 +114,9 @@ def test_full_disk_raises_trace_not_saved_and_damages_nothing(tmp_path):
     store = TraceStore(path)
     for i in range(20):
         store.write_turn(_trace(i))
-    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
-    store._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite now answers SQLITE_FULL, as on a full disk
+    writer = store._wdb  # the store's write connection (open after the first write)
+    pages = writer.execute("PRAGMA page_count").fetchone()[0]
+    writer.execute(f"PRAGMA max_page_count = {pages}")  # SQLite now answers SQLITE_FULL, as on a full disk
     big = _trace(999)
     big.record["transcript"] = "x" * 200_000
     with pytest.raises(TraceNotSaved) as err:
@@ -154,6 +155,25 @@ def _turn(recorder, turn_id: str) -> TurnRecord:
     recorder(StageEnded(turn_id, "nlu", 1.0, output={}, confidence=0.9))
     recorder(TurnEnded(record=rec, started_at=time.time()))
     return rec
+
+
+def test_a_write_while_a_read_cursor_is_open_does_not_wait_for_ever(tmp_path):
+    """label_store's pattern: stream turns in batches and write labels between them, while another process writes.
+    On one connection the open cursor pins an old snapshot and the write fails with SQLITE_BUSY_SNAPSHOT."""
+    path = tmp_path / "traces.db"
+    store, other = TraceStore(path), TraceStore(path)
+    for i in range(50):
+        store.write_turn(_trace(i))
+    batches = store.iter_turn_batches(batch_size=10, spans=False, events=False, labels=False)
+    first = next(batches)  # a read cursor is open now
+    other.write_turn(_trace(100, session="s2"))  # another process commits: the cursor's snapshot is old
+    t0 = time.monotonic()
+    store.write_labels([(r["turn_id"], "ok", 0.9, [], "test") for r in first])
+    assert time.monotonic() - t0 < 5
+    assert sum(len(b) for b in batches) == 40
+    assert store.get_label(first[0]["turn_id"])["label"] == "ok"
+    store.close()
+    other.close()
 
 
 def test_recorder_warns_once_marks_the_record_and_recovers():

@@ -11,6 +11,10 @@ from typing import Any
 from assistant.core.context import PreviousTurn
 
 
+HISTORY_TURNS = 20
+"""Turns of a session kept for follow-ups and context (the store keeps them all)."""
+
+
 @dataclass
 class Session:
     session_id: str
@@ -61,4 +65,5 @@ class SessionTracker:
 
     def end_turn(self, session: Session, rec: Mapping[str, Any], now: datetime) -> None:
         session.history.append(previous_turn(rec))
+        del session.history[:-HISTORY_TURNS]  # a session that never pauses must not grow without bound
         session.last_at = now

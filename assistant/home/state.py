@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 from pathlib import Path
 
 _LOGGER = logging.getLogger(__name__)
@@ -37,6 +39,11 @@ class HomeStateFile:
         except (OSError, ValueError):
             data = {}
         data[str(home.source)] = home.states()
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1, default=str))
-        tmp.replace(self.path)
+        # a temporary name of this process's own: several processes may save at once (the last one wins, whole)
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            tmp.write_text(json.dumps(data, indent=1, default=str))
+            tmp.replace(self.path)
+        except OSError as err:  # full disk, read-only data dir: the turn was answered; the state lives in memory
+            _LOGGER.warning("device states not saved to %s: %s", self.path, err)
+            tmp.unlink(missing_ok=True)

@@ -101,7 +101,7 @@ class DenseIndex:
 class RankerWeights:
     """Linear weights of the ranker features (each in [0, 1]).
 
-    How they were set: by hand, on the synthetic cases in tests/test_rewrite.py and a sample of paraphrase / typo /
+    How they were set: by hand, on the synthetic cases in tests/integration/test_rewrite.py and a sample of paraphrase / typo /
     unrelated pairs, so that (a) a typo or an added qualifier of a known request scores >= 0.8, (b) a different
     request that shares most words ("turn on the bedroom light" / "... kitchen light") stays below the threshold
     (the coverage feature does most of that), (c) metadata only breaks ties between similar matches (their weights sum

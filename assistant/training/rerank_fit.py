@@ -4,7 +4,7 @@ hypothesis sets, with the real NLU model's n-best lists:
     python -m assistant.training.rerank_fit --fit          # writes assistant/data/rerank/weights.json
     python -m assistant.training.rerank_fit --fit --no-nlu # random NLU probabilities instead of the model's
 
-Refit after every NLU retrain (then `pytest tests/test_context.py`).
+Refit after every NLU retrain (then `pytest tests/integration/test_context.py`).
 """
 
 from __future__ import annotations

@@ -14,8 +14,15 @@ def _refuse(*_a, **_k):
     raise RuntimeError(_MESSAGE)
 
 
-@pytest.fixture(autouse=True)
-def _no_models(monkeypatch):
+@pytest.fixture(autouse=True, scope="module")
+def _no_models():
+    """Module scope, so it is in place before any module- or session-scoped fixture of a unit test loads a model.
+    (Run the unit tier on its own, as scripts/test.sh does: models loaded earlier by other tests would slip by.)"""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield from _guard(monkeypatch)
+
+
+def _guard(monkeypatch):
     import onnxruntime
 
     monkeypatch.setattr(onnxruntime, "InferenceSession", _refuse)
@@ -43,3 +50,4 @@ def _no_models(monkeypatch):
 
     monkeypatch.setattr(subprocess, "run", guarded(real_run))
     monkeypatch.setattr(subprocess, "Popen", guarded(real_popen))
+    yield

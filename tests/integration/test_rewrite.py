@@ -51,7 +51,7 @@ def test_embedder_offline_and_semantic(embedder, monkeypatch):
 
 
 def test_model_files_and_card():
-    d = Path(__file__).resolve().parents[1] / "models" / "embedder"
+    d = Path(__file__).resolve().parents[2] / "models" / "embedder"
     meta = json.loads((d / "meta.json").read_text())
     assert (d / "model.onnx").stat().st_size < 100e6
     assert meta["check"]["cosine_onnx_vs_torch_min"] > 0.9999

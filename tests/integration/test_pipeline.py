@@ -14,7 +14,7 @@ from assistant.apps.replay import replay_file
 from assistant.audio import PIPELINE_RATE, read_file
 from assistant.simulate.voices import compose, espeak_speech, piper_speech
 
-DEMO = Path(__file__).resolve().parents[1] / "assistant" / "data" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "assistant" / "data" / "demo"
 
 
 

@@ -19,7 +19,7 @@ from assistant.trace.export import arrow_schema, columns, export, export_schema,
 from assistant.trace.privacy import pseudonym
 from assistant.trace.store import Span, TraceStore, TurnTrace
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 needs_nlu = pytest.mark.skipif(not (REPO / "models" / "nlu" / "model.onnx").exists(),
                                reason="models/nlu/model.onnx not trained yet")
 DAY = 86400.0

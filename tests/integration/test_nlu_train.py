@@ -9,7 +9,7 @@ import pytest
 
 from assistant.training import nlu as nlu_train
 
-NLU = Path(__file__).resolve().parents[1] / "models" / "nlu"
+NLU = Path(__file__).resolve().parents[2] / "models" / "nlu"
 
 
 @pytest.fixture()

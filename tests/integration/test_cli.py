@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "assistant" / "data" / "demo"
 TURN_KEYS = {"turn_id", "session_id", "source", "wake", "transcript", "intent", "intent_confidence", "slots",
              "entities", "action", "response_text", "response_audio", "latency_ms", "error"}
@@ -43,7 +43,9 @@ def test_replay_json_lines_then_traces(tmp_path):
     assert set(ids) == {t["turn_id"] for t in turns}
     shown = json.loads(assistant("traces", "show", turns[1]["turn_id"][:10], "--json", data_dir=tmp_path).stdout)
     assert [s["stage"] for s in shown["spans"]] == ["wake", "vad", "asr", "rewrite", "nlu", "resolve", "rerank", "respond", "tts"]
-    assert shown["record"]["action"]["target"] == "garage.door"
+    # opening a garage door asks first (issue 13), about that door and no other
+    action = shown["record"]["action"]
+    assert action["status"] == "clarify" and action["params"]["device_ids"] == ["garage.door"]
     human = assistant("traces", "show", turns[1]["turn_id"], data_dir=tmp_path).stdout
     assert "faster-whisper" in human and "iot_cover_open" in human
 

@@ -34,8 +34,14 @@ from assistant.errors import AssistantError
 DATA = Path(__file__).resolve().parent / "data" / "selfcheck"
 CLIP = DATA / "alexa_what_time_is_it.flac"
 EXPECTED = DATA / "expected.json"
-NLU_SENTENCES = ("turn on the kitchen light", "what time is it", "set an alarm for seven in the morning",
-                 "play some jazz music", "what is the weather like tomorrow", "add milk to my shopping list")
+NLU_SENTENCES = (
+    "turn on the kitchen light",
+    "what time is it",
+    "set an alarm for seven in the morning",
+    "play some jazz music",
+    "what is the weather like tomorrow",
+    "add milk to my shopping list",
+)
 TTS_SENTENCE = "The kitchen light is on."
 STAGES = ("wake", "vad", "asr", "nlu", "tts")
 
@@ -75,14 +81,16 @@ def load_expected(path: Path = EXPECTED) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise AssistantError("self-check-data", f"{path}: the self-check's expected outputs cannot be read ({err}); "
-                             "reinstall the package.") from err
+        raise AssistantError(
+            "self-check-data",
+            f"{path}: the self-check's expected outputs cannot be read ({err}); reinstall the package.",
+        ) from err
 
 
 def _frames(samples: np.ndarray) -> list[np.ndarray]:
     n = audio_io.FRAME_SAMPLES
     padded = np.concatenate([samples, np.zeros((-len(samples)) % n, dtype=np.int16)])
-    return [padded[i:i + n] for i in range(0, len(padded), n)]
+    return [padded[i : i + n] for i in range(0, len(padded), n)]
 
 
 def _clip() -> np.ndarray:
@@ -104,8 +112,9 @@ def measure(stage: str, backend: Any, asr: Any = None) -> dict[str, Any]:
         backend.reset()
         scores = [backend.process(f).get("alexa", 0.0) for f in _frames(_clip())]
         backend.reset()
-        quiet = [backend.process(f).get("alexa", 0.0) for f in _frames(np.zeros(audio_io.PIPELINE_RATE * 2,
-                                                                                   dtype=np.int16))]
+        quiet = [
+            backend.process(f).get("alexa", 0.0) for f in _frames(np.zeros(audio_io.PIPELINE_RATE * 2, dtype=np.int16))
+        ]
         backend.reset()
         return {"alexa_max": round(float(max(scores)), 4), "silence_max": round(float(max(quiet)), 4)}
     if stage == "vad":
@@ -114,13 +123,18 @@ def measure(stage: str, backend: Any, asr: Any = None) -> dict[str, Any]:
         backend.reset()
         quiet = [backend.speech_probability(f) for f in _frames(np.zeros(audio_io.PIPELINE_RATE, dtype=np.int16))]
         backend.reset()
-        return {"speech_max": round(float(max(probs)), 4), "speech_frames": int(sum(p > 0.5 for p in probs)),
-                "silence_max": round(float(max(quiet)), 4)}
+        return {
+            "speech_max": round(float(max(probs)), 4),
+            "speech_frames": int(sum(p > 0.5 for p in probs)),
+            "silence_max": round(float(max(quiet)), 4),
+        }
     if stage == "tts":
         audio = np.concatenate(list(backend.synthesize(TTS_SENTENCE)))
         rate = backend.sample_rate
-        out = {"seconds": round(len(audio) / rate, 3), "rms": round(float(np.sqrt(np.mean(audio.astype(np.float64)
-                                                                                           ** 2))), 1)}
+        out = {
+            "seconds": round(len(audio) / rate, 3),
+            "rms": round(float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))), 1),
+        }
         if asr is not None:
             if rate != audio_io.PIPELINE_RATE:
                 import soxr
@@ -143,22 +157,27 @@ def compare(stage: str, got: dict[str, Any], exp: dict[str, Any], tol: dict[str,
             if g is None:
                 continue
             if g["intent"] != e["intent"]:
-                problems.append(f"{s!r} -> {g['intent']} ({g['confidence']:.2f}), expected {e['intent']} "
-                                f"({e['confidence']:.2f})")
+                problems.append(
+                    f"{s!r} -> {g['intent']} ({g['confidence']:.2f}), expected {e['intent']} ({e['confidence']:.2f})"
+                )
             elif abs(g["confidence"] - e["confidence"]) > tol["nlu_confidence"]:
-                problems.append(f"{s!r} -> {g['intent']} at {g['confidence']:.3f}, expected {e['confidence']:.3f} "
-                                f"+/- {tol['nlu_confidence']}")
+                problems.append(
+                    f"{s!r} -> {g['intent']} at {g['confidence']:.3f}, expected {e['confidence']:.3f} "
+                    f"+/- {tol['nlu_confidence']}"
+                )
     elif stage == "asr":
         wer = _wer(exp["transcript"], got["transcript"])
         if wer > tol["asr_wer"]:
             problems.append(f"heard {got['transcript']!r}, expected {exp['transcript']!r} (WER {wer:.2f})")
         if abs(got["confidence"] - exp["confidence"]) > tol["asr_confidence"]:
-            problems.append(f"confidence {got['confidence']:.3f}, expected {exp['confidence']:.3f} "
-                            f"+/- {tol['asr_confidence']}")
+            problems.append(
+                f"confidence {got['confidence']:.3f}, expected {exp['confidence']:.3f} +/- {tol['asr_confidence']}"
+            )
     elif stage == "wake":
         if abs(got["alexa_max"] - exp["alexa_max"]) > tol["wake_score"]:
-            problems.append(f"'alexa' clip scores {got['alexa_max']:.3f}, expected {exp['alexa_max']:.3f} "
-                            f"+/- {tol['wake_score']}")
+            problems.append(
+                f"'alexa' clip scores {got['alexa_max']:.3f}, expected {exp['alexa_max']:.3f} +/- {tol['wake_score']}"
+            )
         if got["silence_max"] > tol["wake_silence_max"]:
             problems.append(f"silence scores {got['silence_max']:.3f} (> {tol['wake_silence_max']})")
     elif stage == "vad":
@@ -185,8 +204,13 @@ def check_stage(stage: str, backend: Any, asr: Any = None, expected: dict[str, A
     try:
         got = measure(stage, backend, asr)
     except Exception as err:  # noqa: BLE001 - a model that crashes on its fixed input fails its check
-        return CheckResult(stage, False, name, round(time.perf_counter() - t0, 3),
-                           [f"crashed on its fixed input: {type(err).__name__}: {err}"])
+        return CheckResult(
+            stage,
+            False,
+            name,
+            round(time.perf_counter() - t0, 3),
+            [f"crashed on its fixed input: {type(err).__name__}: {err}"],
+        )
     problems = compare(stage, got, expected[stage], expected["tolerance"])
     return CheckResult(stage, not problems, name, round(time.perf_counter() - t0, 3), problems, got)
 
@@ -195,14 +219,22 @@ def self_check(backends: dict[str, Any], stages: tuple[str, ...] = STAGES) -> li
     """Check every given backend (None or a stage with no expected output is skipped)."""
     expected = load_expected()
     asr = backends.get("asr")
-    return [check_stage(stage, backends[stage], asr, expected) for stage in stages
-            if backends.get(stage) is not None and stage in expected and _checkable(stage, backends[stage])]
+    return [
+        check_stage(stage, backends[stage], asr, expected)
+        for stage in stages
+        if backends.get(stage) is not None and stage in expected and _checkable(stage, backends[stage])
+    ]
 
 
 def _checkable(stage: str, backend: Any) -> bool:
     """Only the shipped engines have recorded outputs; a plug-in backend (registry) is not judged by them."""
-    known = {"wake": "openwakeword", "vad": "silero-vad", "asr": "faster-whisper", "nlu": "onnx-joint-nlu",
-             "tts": "piper"}
+    known = {
+        "wake": "openwakeword",
+        "vad": "silero-vad",
+        "asr": "faster-whisper",
+        "nlu": "onnx-joint-nlu",
+        "tts": "piper",
+    }
     return getattr(backend, "name", "") == known.get(stage)
 
 
@@ -214,9 +246,11 @@ def require_ok(results: list[CheckResult]) -> None:
     failed = [r for r in results if not r.ok]
     if failed:
         detail = "; ".join(f"{r.stage} ({r.backend}): {', '.join(r.problems)}" for r in failed)
-        raise SelfCheckFailed("model-self-check-failed",
-                              f"A model gives wrong outputs on its fixed self-check input, so it is not served: "
-                              f"{detail}. Reinstall (scripts/setup.sh) or check the CPU/runtime build.")
+        raise SelfCheckFailed(
+            "model-self-check-failed",
+            f"A model gives wrong outputs on its fixed self-check input, so it is not served: "
+            f"{detail}. Reinstall (scripts/setup.sh) or check the CPU/runtime build.",
+        )
 
 
 def record(path: Path = EXPECTED) -> dict[str, Any]:
@@ -227,12 +261,24 @@ def record(path: Path = EXPECTED) -> dict[str, Any]:
     settings = load_settings()
     build = registry.Build(settings=settings)
     backends = {s: registry.create(s, getattr(settings, s).backend, build) for s in STAGES}
-    doc = {"about": "Known outputs of the shipped models on fixed inputs (assistant/models_check.py). Recorded with "
-                    "`python -m assistant.models_check --record`.",
-           "backends": {s: f"{b.name} {getattr(b, 'version', '')}".strip() for s, b in backends.items()},
-           "tolerance": {"nlu_confidence": 0.05, "asr_wer": 0.0, "asr_confidence": 0.1, "wake_score": 0.15,
-                         "wake_silence_max": 0.2, "vad_prob": 0.15, "vad_frames": 4, "vad_silence_max": 0.3,
-                         "tts_seconds_rel": 0.15, "tts_rms_rel": 0.3, "tts_heard_wer": 0.25}}
+    doc = {
+        "about": "Known outputs of the shipped models on fixed inputs (assistant/models_check.py). Recorded with "
+        "`python -m assistant.models_check --record`.",
+        "backends": {s: f"{b.name} {getattr(b, 'version', '')}".strip() for s, b in backends.items()},
+        "tolerance": {
+            "nlu_confidence": 0.05,
+            "asr_wer": 0.0,
+            "asr_confidence": 0.1,
+            "wake_score": 0.15,
+            "wake_silence_max": 0.2,
+            "vad_prob": 0.15,
+            "vad_frames": 4,
+            "vad_silence_max": 0.3,
+            "tts_seconds_rel": 0.15,
+            "tts_rms_rel": 0.3,
+            "tts_heard_wer": 0.25,
+        },
+    }
     for s in STAGES:
         doc[s] = measure(s, backends[s], backends["asr"])
     path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

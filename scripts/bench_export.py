@@ -34,8 +34,17 @@ def _child(args: argparse.Namespace) -> None:
         n = out["rows"]
     seconds = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"phase": args.phase, "turns": n, "seconds": round(seconds, 1),
-                      "turns_per_s": round(n / seconds), "peak_rss_mb": round(rss, 1)}))
+    print(
+        json.dumps(
+            {
+                "phase": args.phase,
+                "turns": n,
+                "seconds": round(seconds, 1),
+                "turns_per_s": round(n / seconds),
+                "peak_rss_mb": round(rss, 1),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -59,8 +68,17 @@ def main() -> None:
         store = TraceStore(db)
         bulk_insert_sql(store, args.turns)
         store.close()
-        print(json.dumps({"phase": "generate", "turns": args.turns, "seconds": round(time.perf_counter() - t0, 1),
-                          "db_mb": round(db.stat().st_size / 1e6)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "phase": "generate",
+                    "turns": args.turns,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                    "db_mb": round(db.stat().st_size / 1e6),
+                }
+            ),
+            flush=True,
+        )
     for phase in args.phases.split(","):
         subprocess.run([sys.executable, __file__, "--dir", str(args.dir), "--phase", phase], check=True, cwd=REPO)
 

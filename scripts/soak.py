@@ -39,9 +39,13 @@ def proc_status() -> dict[str, float]:
             key, _, value = line.partition(":")
             if key in ("VmRSS", "VmHWM", "Threads"):
                 fields[key] = int(value.split()[0])
-    return {"rss_mb": round(fields["VmRSS"] / 1024, 1), "peak_rss_mb": round(fields["VmHWM"] / 1024, 1),
-            "threads": fields["Threads"], "py_threads": threading.active_count(),
-            "fds": len(os.listdir("/proc/self/fd"))}
+    return {
+        "rss_mb": round(fields["VmRSS"] / 1024, 1),
+        "peak_rss_mb": round(fields["VmHWM"] / 1024, 1),
+        "threads": fields["Threads"],
+        "py_threads": threading.active_count(),
+        "fds": len(os.listdir("/proc/self/fd")),
+    }
 
 
 def recordings() -> list[tuple[Path, bool]]:
@@ -71,7 +75,7 @@ def stream(items, rng: random.Random, stats: dict):
             stats["audio_seconds"] += len(whole) / audio_io.PIPELINE_RATE
             n = audio_io.FRAME_SAMPLES
             whole = np.concatenate([whole, np.zeros((-len(whole)) % n, dtype=np.int16)])
-            yield path, no_wake, (whole[i:i + n] for i in range(0, len(whole), n))
+            yield path, no_wake, (whole[i : i + n] for i in range(0, len(whole), n))
 
 
 def main() -> int:
@@ -113,11 +117,17 @@ def main() -> int:
             now = time.monotonic()
             done = stats["audio_seconds"] >= args.audio_hours * 3600 or (deadline is not None and now >= deadline)
             if now >= next_sample or done:
-                s = {"t_s": round(now - t_start, 1), "audio_h": round(stats["audio_seconds"] / 3600, 3),
-                     "turns": turns, "errors": errors, **proc_status(),
-                     "db_mb": round(sum(p.stat().st_size for p in data_dir.glob("traces.db*")) / 1e6, 2),
-                     "lat_median_ms": round(statistics.median(lat), 1) if lat else None,
-                     "lat_p90_ms": round(float(np.percentile(lat, 90)), 1) if lat else None, "lat_n": len(lat)}
+                s = {
+                    "t_s": round(now - t_start, 1),
+                    "audio_h": round(stats["audio_seconds"] / 3600, 3),
+                    "turns": turns,
+                    "errors": errors,
+                    **proc_status(),
+                    "db_mb": round(sum(p.stat().st_size for p in data_dir.glob("traces.db*")) / 1e6, 2),
+                    "lat_median_ms": round(statistics.median(lat), 1) if lat else None,
+                    "lat_p90_ms": round(float(np.percentile(lat, 90)), 1) if lat else None,
+                    "lat_n": len(lat),
+                }
                 samples.append(s)
                 out.write(json.dumps(s) + "\n")
                 out.flush()
@@ -133,19 +143,28 @@ def main() -> int:
     rss_span = (max(s["rss_mb"] for s in warm) - min(s["rss_mb"] for s in warm)) / base["rss_mb"] * 100
     lats = [s["lat_median_ms"] for s in warm if s["lat_median_ms"] is not None]
     summary = {
-        "wall_minutes": round(samples[-1]["t_s"] / 60, 1), "audio_hours": last["audio_h"], "turns": last["turns"],
-        "turns_with_error": last["errors"], "x_realtime": round(last["audio_h"] * 3600 / max(1.0, last["t_s"]), 2),
-        "rss_mb_after_warmup": base["rss_mb"], "rss_mb_end": last["rss_mb"], "rss_growth_pct": round(rss_growth, 2),
-        "rss_span_after_warmup_pct": round(rss_span, 2), "peak_rss_mb": last["peak_rss_mb"],
+        "wall_minutes": round(samples[-1]["t_s"] / 60, 1),
+        "audio_hours": last["audio_h"],
+        "turns": last["turns"],
+        "turns_with_error": last["errors"],
+        "x_realtime": round(last["audio_h"] * 3600 / max(1.0, last["t_s"]), 2),
+        "rss_mb_after_warmup": base["rss_mb"],
+        "rss_mb_end": last["rss_mb"],
+        "rss_growth_pct": round(rss_growth, 2),
+        "rss_span_after_warmup_pct": round(rss_span, 2),
+        "peak_rss_mb": last["peak_rss_mb"],
         "fds": [min(s["fds"] for s in warm), max(s["fds"] for s in warm)],
         "threads": [min(s["threads"] for s in warm), max(s["threads"] for s in warm)],
         "latency_median_ms_first_last": [lats[0], lats[-1]] if lats else None,
         "latency_median_ms_range": [min(lats), max(lats)] if lats else None,
-        "db_mb_end": last["db_mb"], "samples": len(samples),
+        "db_mb_end": last["db_mb"],
+        "samples": len(samples),
     }
-    summary["verdict"] = {"rss_flat_within_5pct": abs(rss_growth) <= 5 and rss_span <= 5,
-                          "no_fd_growth": summary["fds"][1] - summary["fds"][0] <= 2,
-                          "no_thread_growth": summary["threads"][1] - summary["threads"][0] <= 2}
+    summary["verdict"] = {
+        "rss_flat_within_5pct": abs(rss_growth) <= 5 and rss_span <= 5,
+        "no_fd_growth": summary["fds"][1] - summary["fds"][0] <= 2,
+        "no_thread_growth": summary["threads"][1] - summary["threads"][0] <= 2,
+    }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
     return 0 if all(summary["verdict"].values()) else 1

@@ -59,9 +59,19 @@ def make_pipeline(settings, real_backends, tmp_path):
 
     def _make(home: Path = DEFAULT_HOME, config=None, backends=None, **kw):
         cfg = config or settings
-        shared = {k: v for k, v in real_backends.items() if k in cfg.stages and (k != "asr" or kw.get("load_audio_stages", True))}
-        p = Runner(cfg, home, data_dir=tmp_path / "data", out_dir=tmp_path / "out",
-                   backends={**shared, **(backends or {})}, **kw)
+        shared = {
+            k: v
+            for k, v in real_backends.items()
+            if k in cfg.stages and (k != "asr" or kw.get("load_audio_stages", True))
+        }
+        p = Runner(
+            cfg,
+            home,
+            data_dir=tmp_path / "data",
+            out_dir=tmp_path / "out",
+            backends={**shared, **(backends or {})},
+            **kw,
+        )
         created.append(p)
         return p
 

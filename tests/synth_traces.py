@@ -20,9 +20,17 @@ _REQUESTS = [
 ]
 
 
-def bulk_insert(store: TraceStore, n_turns: int, start: float = 1_700_000_000.0, users: tuple[str, ...] = ("alice", "bob"),
-                turns_per_session: int = 5, step_seconds: float = 7.0, seed: int = 0, chunk: int = 20_000,
-                audio_dir: Path | None = None) -> None:
+def bulk_insert(
+    store: TraceStore,
+    n_turns: int,
+    start: float = 1_700_000_000.0,
+    users: tuple[str, ...] = ("alice", "bob"),
+    turns_per_session: int = 5,
+    step_seconds: float = 7.0,
+    seed: int = 0,
+    chunk: int = 20_000,
+    audio_dir: Path | None = None,
+) -> None:
     """Insert `n_turns` plausible turns (records, 4 spans each, a wake event on some) in chunks of executemany."""
     rng = random.Random(seed)
     db = store._db  # noqa: SLF001 - test data only
@@ -39,27 +47,79 @@ def bulk_insert(store: TraceStore, n_turns: int, start: float = 1_700_000_000.0,
             tid = f"{i:032x}"
             conf = round(rng.uniform(0.4, 0.99), 4)
             audio = str(audio_dir / f"{tid}.wav") if audio_dir else None
-            rec = {"turn_id": tid, "session_id": sid, "source": {"kind": "text"}, "wake": {"detected": False},
-                   "transcript": text, "asr_confidence": None, "intent": intent, "intent_confidence": conf,
-                   "slots": {"house_place": "kitchen"} if "kitchen" in text else {}, "entities": [],
-                   "action": {"name": action, "status": status, "target": None, "params": {}, "result": {}},
-                   "response_text": resp, "response_audio": audio, "expects_reply": status == "clarify",
-                   "latency_ms": {"nlu": 4.1, "resolve": 0.3, "respond": 0.2, "tts": 80.0, "total": 90.0},
-                   "error": None}
-            ctx = {"device_id": "kitchen_speaker", "user_id": user, "now": "2025-01-01T08:00:00",
-                   "home": {"name": "Example home", "states": {"kitchen.light": {"on": True, "brightness": 80}}}}
-            turns.append((tid, sid, seq, t, t + 0.09, json.dumps(rec["source"]), text, intent, conf,
-                          json.dumps(rec["action"]), resp, audio, None, None, json.dumps({"nlu": "onnx-joint 1"}),
-                          json.dumps(ctx), json.dumps(rec)))
+            rec = {
+                "turn_id": tid,
+                "session_id": sid,
+                "source": {"kind": "text"},
+                "wake": {"detected": False},
+                "transcript": text,
+                "asr_confidence": None,
+                "intent": intent,
+                "intent_confidence": conf,
+                "slots": {"house_place": "kitchen"} if "kitchen" in text else {},
+                "entities": [],
+                "action": {"name": action, "status": status, "target": None, "params": {}, "result": {}},
+                "response_text": resp,
+                "response_audio": audio,
+                "expects_reply": status == "clarify",
+                "latency_ms": {"nlu": 4.1, "resolve": 0.3, "respond": 0.2, "tts": 80.0, "total": 90.0},
+                "error": None,
+            }
+            ctx = {
+                "device_id": "kitchen_speaker",
+                "user_id": user,
+                "now": "2025-01-01T08:00:00",
+                "home": {"name": "Example home", "states": {"kitchen.light": {"on": True, "brightness": 80}}},
+            }
+            turns.append(
+                (
+                    tid,
+                    sid,
+                    seq,
+                    t,
+                    t + 0.09,
+                    json.dumps(rec["source"]),
+                    text,
+                    intent,
+                    conf,
+                    json.dumps(rec["action"]),
+                    resp,
+                    audio,
+                    None,
+                    None,
+                    json.dumps({"nlu": "onnx-joint 1"}),
+                    json.dumps(ctx),
+                    json.dumps(rec),
+                )
+            )
             nbest = [[intent, conf], ["general_quirky", round(1 - conf, 4)]]
-            for k, (stage, inp, out) in enumerate((
-                ("nlu", {"text": text}, {"text": text, "intent": intent, "confidence": conf, "slots": [], "nbest": nbest}),
-                ("resolve", {"slots": rec["slots"]}, {"entities": []}),
-                ("respond", {"intent": intent, "entities": 0}, {"text": resp, "action": rec["action"]}),
-                ("tts", {"text": resp}, {"audio_seconds": 1.2, "sample_rate": 22050, "path": audio}),
-            )):
-                spans.append((tid, k, stage, "backend", "1", k * 2.0, k * 2.0 + 1.5, json.dumps(inp), json.dumps(out),
-                              conf if stage == "nlu" else None, None))
+            for k, (stage, inp, out) in enumerate(
+                (
+                    (
+                        "nlu",
+                        {"text": text},
+                        {"text": text, "intent": intent, "confidence": conf, "slots": [], "nbest": nbest},
+                    ),
+                    ("resolve", {"slots": rec["slots"]}, {"entities": []}),
+                    ("respond", {"intent": intent, "entities": 0}, {"text": resp, "action": rec["action"]}),
+                    ("tts", {"text": resp}, {"audio_seconds": 1.2, "sample_rate": 22050, "path": audio}),
+                )
+            ):
+                spans.append(
+                    (
+                        tid,
+                        k,
+                        stage,
+                        "backend",
+                        "1",
+                        k * 2.0,
+                        k * 2.0 + 1.5,
+                        json.dumps(inp),
+                        json.dumps(out),
+                        conf if stage == "nlu" else None,
+                        None,
+                    )
+                )
             if i % 10 == 0:
                 events.append((tid, "barge-in", 350.0, json.dumps({"offset_ms": 350}), t))
         db.execute("BEGIN")
@@ -70,17 +130,27 @@ def bulk_insert(store: TraceStore, n_turns: int, start: float = 1_700_000_000.0,
         db.execute("COMMIT")
 
 
-def bulk_insert_sql(store: TraceStore, n_turns: int, start: float = 1_700_000_000.0, turns_per_session: int = 5,
-                    step_seconds: float = 7.0, users: tuple[str, str] = ("alice", "bob"), phone_every: int = 1000) -> None:
+def bulk_insert_sql(
+    store: TraceStore,
+    n_turns: int,
+    start: float = 1_700_000_000.0,
+    turns_per_session: int = 5,
+    step_seconds: float = 7.0,
+    users: tuple[str, str] = ("alice", "bob"),
+    phone_every: int = 1000,
+) -> None:
     """The same shape of data as `bulk_insert`, generated inside SQLite (recursive CTE + JSON1): ~10x faster, for
     the 200k-turn memory test and the 1M-turn benchmark. One turn in `phone_every` says a phone number."""
     db = store._db  # noqa: SLF001 - test data only
     k = len(_REQUESTS)
     gen = f"""WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < {n_turns - 1}),
       req(r, text, intent, action, status, resp) AS (
-        SELECT column1 - 1, column2, column3, column4, column5, column6 FROM (VALUES {",".join(
+        SELECT column1 - 1, column2, column3, column4, column5, column6 FROM (VALUES {
+        ",".join(
             f"({j + 1}, {', '.join(chr(39) + v.replace(chr(39), chr(39) * 2) + chr(39) for v in _REQUESTS[j])})"
-            for j in range(k))})),
+            for j in range(k)
+        )
+    })),
       base AS (SELECT i, printf('%032x', i) AS tid, printf('s%09d', i / {turns_per_session}) AS sid,
                       i % {turns_per_session} + 1 AS seq, {start} + i * {step_seconds} AS t,
                       CASE WHEN i % {phone_every} = 0 THEN {k - 1} ELSE (i * 7919) % {k - 1} END AS r,

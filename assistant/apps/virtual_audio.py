@@ -8,7 +8,8 @@ With `echo_cancel=True` (or `set_echo_cancel(True)`), PulseAudio's module-echo-c
 the assistant records "vmic_aec" (vmic minus what was played) and plays to "vspk_aec" (-> vspk, and the canceller's
 reference). The room's echo stays outside the canceller: vspk.monitor -> vmic_sink, as sound through the air.
 
-Used by tests/integration/test_live.py and `assistant bench-live`. Needs the Debian packages pulseaudio, pulseaudio-utils and
+Used by tests/integration/test_live.py and `assistant bench-live`. Needs the Debian packages pulseaudio,
+pulseaudio-utils and
 libasound2-plugins (the ALSA "pulse" device PortAudio opens). The daemon's environment (PULSE_SERVER) is set in
 this process so sounddevice reaches it; `stop()` restores it.
 """

@@ -32,9 +32,17 @@ def run(args: argparse.Namespace) -> int:
     from assistant.bench.live import measure_live
     from assistant.config import load_settings
 
-    figures = measure_live(load_settings(args.config, args.profile), args.home, args.data_dir, args.idle_seconds,
-                           args.wakes, args.barge_ins, args.responses, args.echo_gain,
-                           progress=lambda msg: print(msg, flush=True))
+    figures = measure_live(
+        load_settings(args.config, args.profile),
+        args.home,
+        args.data_dir,
+        args.idle_seconds,
+        args.wakes,
+        args.barge_ins,
+        args.responses,
+        args.echo_gain,
+        progress=lambda msg: print(msg, flush=True),
+    )
     print(json.dumps(figures, indent=1))
     if args.out:
         args.out.write_text(json.dumps(figures, indent=1))

@@ -16,21 +16,34 @@ def register(sub) -> None:
     n.add_argument("--model-dir", type=Path, default=None, help="default: models/nlu")
     n.add_argument("--limit", type=int, default=None, help="only the first N rows")
     n.add_argument("--threads", type=int, default=1)
-    n.add_argument("--spoken", choices=["piper", "espeak"],
-                   help="speak each sentence with this voice and evaluate on what the ASR heard (slow: ~0.5 s a row)")
-    n.add_argument("--transcripts", type=Path, default=None,
-                   help="with --spoken: a JSON Lines file of what the ASR heard, reused and extended, so another NLU "
-                        "model is evaluated on the same transcripts without synthesizing and decoding again")
+    n.add_argument(
+        "--spoken",
+        choices=["piper", "espeak"],
+        help="speak each sentence with this voice and evaluate on what the ASR heard (slow: ~0.5 s a row)",
+    )
+    n.add_argument(
+        "--transcripts",
+        type=Path,
+        default=None,
+        help="with --spoken: a JSON Lines file of what the ASR heard, reused and extended, so another NLU "
+        "model is evaluated on the same transcripts without synthesizing and decoding again",
+    )
     n.add_argument("--json", action="store_true", help="print the metrics as JSON")
     n.set_defaults(func=run_nlu)
     a = esub.add_parser("actions", help="run home requests through the pipeline and judge the home state they leave")
-    a.add_argument("--suite", type=Path, default=None,
-                   help="JSON Lines suite (default: assistant/data/eval/actions.jsonl; format in "
-                        "assistant/home/eval_actions.py)")
+    a.add_argument(
+        "--suite",
+        type=Path,
+        default=None,
+        help="JSON Lines suite (default: assistant/data/eval/actions.jsonl; format in assistant/home/eval_actions.py)",
+    )
     a.add_argument("--home", type=Path, default=None, help="run every case on this home file instead of the case's")
     a.add_argument("--form", default=None, help="only the cases of this command form")
-    a.add_argument("--spoken", choices=["piper", "espeak"],
-                   help="speak each request with this voice and run it from the ASR on (slow: ~0.5 s a case)")
+    a.add_argument(
+        "--spoken",
+        choices=["piper", "espeak"],
+        help="speak each request with this voice and run it from the ASR on (slow: ~0.5 s a case)",
+    )
     a.add_argument("--json", action="store_true", help="print the metrics (and every failure) as JSON")
     a.set_defaults(func=run_actions)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -70,8 +83,11 @@ def run_nlu(args: argparse.Namespace) -> int:
     if args.spoken:
         import statistics
 
-        metrics["spoken"] = {"voice": args.spoken, "asr": backend.asr.version,
-                             "mean_wer": round(statistics.fmean(backend.wers), 4) if backend.wers else None}
+        metrics["spoken"] = {
+            "voice": args.spoken,
+            "asr": backend.asr.version,
+            "mean_wer": round(statistics.fmean(backend.wers), 4) if backend.wers else None,
+        }
     print(json.dumps(metrics, indent=1) if args.json else format_report(metrics))
     return 0
 
@@ -88,9 +104,12 @@ def load_eval_rows(path: Path) -> list[dict]:
     from assistant.training.nlu_eval import load_rows
 
     def bad(msg: str) -> AssistantError:
-        return AssistantError("eval-data-invalid", f"{path}: {msg}. Expected SLURP JSON Lines (one object a line with "
-                              f"{', '.join(SLURP_FIELDS)}) or HWU64 CSV (';'-separated, columns "
-                              f"{', '.join(HWU_FIELDS)}).")
+        return AssistantError(
+            "eval-data-invalid",
+            f"{path}: {msg}. Expected SLURP JSON Lines (one object a line with "
+            f"{', '.join(SLURP_FIELDS)}) or HWU64 CSV (';'-separated, columns "
+            f"{', '.join(HWU_FIELDS)}).",
+        )
 
     if not path.exists():
         raise AssistantError("eval-data-not-found", f"{path}: no such file or folder.")
@@ -162,8 +181,9 @@ class _Spoken:
             heard = self.heard[text] = self.asr.transcribe(audio, "en").text
             if self.transcripts is not None:
                 with self.transcripts.open("a", encoding="utf-8") as f:
-                    f.write(json.dumps({"voice": self.voice, "asr": self.asr.version, "text": text,
-                                        "heard": heard}) + "\n")
+                    f.write(
+                        json.dumps({"voice": self.voice, "asr": self.asr.version, "text": text, "heard": heard}) + "\n"
+                    )
         if clean(text):
             self.wers.append(jiwer.wer(clean(text), clean(heard) or "-"))
         return self.nlu.parse(heard or " ", context)

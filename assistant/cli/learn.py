@@ -30,9 +30,13 @@ def register(sub) -> None:
     q.add_argument("--min-prob", type=float, default=0.7, help="target's success probability (default 0.7)")
     q.add_argument("--min-users", type=int, default=1, help="distinct users behind a rewrite (default 1)")
     q.add_argument("--export", type=Path, help="mine this export (turns.parquet or its folder) instead of the store")
-    q.add_argument("--rephrase-detector", choices=["auto", "learned", "lexical"], default="auto",
-                   help="what links a request to its rephrase: the learned span model (models/rephrase) or lexical "
-                        "similarity; auto (default): learned when models/rephrase exists")
+    q.add_argument(
+        "--rephrase-detector",
+        choices=["auto", "learned", "lexical"],
+        default="auto",
+        help="what links a request to its rephrase: the learned span model (models/rephrase) or lexical "
+        "similarity; auto (default): learned when models/rephrase exists",
+    )
     q.set_defaults(func=run_rewrites)
     q = lsub.add_parser("index", help="build the online rewrite index from successful turns")
     q.add_argument("--export", type=Path, help="index this export instead of the store")
@@ -40,21 +44,36 @@ def register(sub) -> None:
     q = lsub.add_parser("rollback", help="make an earlier rewrite table version current (0 = none)")
     q.add_argument("version", type=int)
     q.set_defaults(func=run_rollback)
-    q = lsub.add_parser("evaluate", help="A/B on the household simulator: learn on training days, defect rate on "
-                                         "held-out days/households without and with each rewrite layer")
-    q.add_argument("--households", type=int, default=4, help="households simulated for training and tested on "
-                                                              "their held-out days (default 4)")
+    q = lsub.add_parser(
+        "evaluate",
+        help="A/B on the household simulator: learn on training days, defect rate on "
+        "held-out days/households without and with each rewrite layer",
+    )
+    q.add_argument(
+        "--households",
+        type=int,
+        default=4,
+        help="households simulated for training and tested on their held-out days (default 4)",
+    )
     q.add_argument("--heldout-households", type=int, default=2, help="households never seen in training (default 2)")
     q.add_argument("--train-days", type=int, default=4)
     q.add_argument("--test-days", type=int, default=2)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--shared-goals", type=int, default=8, help="popular requests shared by the population (default 8)")
-    q.add_argument("--habitual-rephrase", type=float, default=0.0,
-                   help="probability a simulated rephrasing is the goal's common one, not a random one (default 0)")
+    q.add_argument(
+        "--habitual-rephrase",
+        type=float,
+        default=0.0,
+        help="probability a simulated rephrasing is the goal's common one, not a random one (default 0)",
+    )
     q.add_argument("--min-support", type=int, default=3, help="`learn rewrites --min-support` (default 3)")
-    q.add_argument("--tune-days", type=int, default=1,
-                   help="days after training on which the online threshold is tuned before the test days "
-                        "(default 1; 0 keeps pipeline.yaml's min_online_score)")
+    q.add_argument(
+        "--tune-days",
+        type=int,
+        default=1,
+        help="days after training on which the online threshold is tuned before the test days "
+        "(default 1; 0 keeps pipeline.yaml's min_online_score)",
+    )
     q.add_argument("--min-win-loss", type=float, default=4.0, help="tuning: least win:loss a threshold may have")
     q.add_argument("--voices", default="piper,espeak")
     q.add_argument("--out", type=Path, default=Path("ab_out"), help="where the runs and ab_result.json go")
@@ -64,8 +83,12 @@ def register(sub) -> None:
     q = lsub.add_parser("rephrase-eval", help="rephrase detectors (learned vs lexical) against a simulator run's truth")
     q.add_argument("--run", type=Path, required=True, help="a `simulate` output folder (traces.db + sim_truth.jsonl)")
     q.add_argument("--model", type=Path, help="rephrase model folder (default models/rephrase)")
-    q.add_argument("--corrections", type=float, default=0.0,
-                   help="also turn this share of the rephrases into 'no, I said ...' (tests the span; default 0)")
+    q.add_argument(
+        "--corrections",
+        type=float,
+        default=0.0,
+        help="also turn this share of the rephrases into 'no, I said ...' (tests the span; default 0)",
+    )
     q.set_defaults(func=run_rephrase_eval)
     q = lsub.add_parser("status", help="rewrite table versions and index")
     q.set_defaults(func=run_status)
@@ -76,8 +99,11 @@ def register(sub) -> None:
     q.add_argument("--model", type=Path, help="labeller model folder (default models/labels)")
     q.add_argument("--no-counterfactuals", action="store_true", help="skip the counterfactual NLU re-runs")
     q.set_defaults(func=labels_cmd.run_labels)
-    q = lsub.add_parser("labels-eval", help="goal segmentation, goal success and failure points against a "
-                                            "simulator run's truth (and today's heuristic labels)")
+    q = lsub.add_parser(
+        "labels-eval",
+        help="goal segmentation, goal success and failure points against a "
+        "simulator run's truth (and today's heuristic labels)",
+    )
     q.add_argument("--run", type=Path, required=True, help="a `simulate` output folder (traces.db + sim_truth.jsonl)")
     q.add_argument("--model", type=Path, help="labeller model folder (default models/labels)")
     q.add_argument("--no-counterfactuals", action="store_true", help="skip the counterfactual NLU re-runs")
@@ -94,22 +120,37 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 
 def run_rewrites(args: argparse.Namespace) -> int:
-    s = learn_rewrites(_data_dir(args), args.export, args.min_support, args.min_prob, args.min_users, args.config,
-                       args.rephrase_detector)
+    s = learn_rewrites(
+        _data_dir(args),
+        args.export,
+        args.min_support,
+        args.min_prob,
+        args.min_users,
+        args.config,
+        args.rephrase_detector,
+    )
     if args.json:
         print(json.dumps(s, ensure_ascii=False))
         return 0
     m, v = s["mining"], s["solve"]
-    det = (f"learned ({m.get('rephrase_model')}, {m.get('detected_pairs')} pairs in {m.get('detect_seconds')} s)"
-           if m.get("rephrase_detector") == "learned" else "lexical")
+    det = (
+        f"learned ({m.get('rephrase_model')}, {m.get('detected_pairs')} pairs in {m.get('detect_seconds')} s)"
+        if m.get("rephrase_detector") == "learned"
+        else "lexical"
+    )
     print(f"rephrase detector: {det}")
-    print(f"mined {m['turns']} turns ({m['linked_turns']} rephrased) -> {m['states']} utterances, {m['edges']} "
-          f"transitions, {v['clusters']} clusters in {m['seconds']} s; solved in {v['seconds']} s")
-    print(f"rewrite table v{s['version']}: {s['rewrites']} rewrites "
-          "(now current; `assistant learn rollback N` to undo)")
+    print(
+        f"mined {m['turns']} turns ({m['linked_turns']} rephrased) -> {m['states']} utterances, {m['edges']} "
+        f"transitions, {v['clusters']} clusters in {m['seconds']} s; solved in {v['seconds']} s"
+    )
+    print(
+        f"rewrite table v{s['version']}: {s['rewrites']} rewrites (now current; `assistant learn rollback N` to undo)"
+    )
     for src, e in list(s["table"].items())[:20]:
-        print(f"  {src!r} -> {e['target']!r}  p={e['probability']:.2f} (was {e['baseline']:.2f}), "
-              f"support {e['support']} chains / {e['users']} users")
+        print(
+            f"  {src!r} -> {e['target']!r}  p={e['probability']:.2f} (was {e['baseline']:.2f}), "
+            f"support {e['support']} chains / {e['users']} users"
+        )
     return 0
 
 
@@ -118,8 +159,10 @@ def run_index(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(meta))
     else:
-        print(f"online index v{meta['version']}: {meta['entries']} utterances, {meta['users']} users, "
-              f"{meta['personal_rows']} personal rows ({meta['embed_seconds']} s embedding, {meta['seconds']} s total)")
+        print(
+            f"online index v{meta['version']}: {meta['entries']} utterances, {meta['users']} users, "
+            f"{meta['personal_rows']} personal rows ({meta['embed_seconds']} s embedding, {meta['seconds']} s total)"
+        )
     return 0
 
 
@@ -135,8 +178,11 @@ def run_rollback(args: argparse.Namespace) -> int:
     from assistant.learning.markov import rollback
 
     v = rollback(_data_dir(args), args.version)
-    print(json.dumps({"current": v}) if args.json else
-          (f"rewrite table v{v} is current" if v else "precomputed rewriting is off (no current table)"))
+    print(
+        json.dumps({"current": v})
+        if args.json
+        else (f"rewrite table v{v} is current" if v else "precomputed rewriting is off (no current table)")
+    )
     return 0
 
 
@@ -152,14 +198,27 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from assistant.learning.ab import format_ab
     from assistant.simulate.rewrite_ab import ABConfig, run_ab
 
-    cfg = ABConfig(households=args.households, heldout_households=args.heldout_households,
-                   train_days=args.train_days, test_days=args.test_days, seed=args.seed,
-                   shared_goals=args.shared_goals, habitual_rephrase=args.habitual_rephrase,
-                   min_support=args.min_support, tune_days=args.tune_days, min_win_loss=args.min_win_loss,
-                   voices=tuple(v.strip() for v in args.voices.split(",") if v.strip()))
-    res = run_ab(load_settings(args.config), args.out, cfg, args.cache or _data_dir(args) / "sim_cache",
-                 tuple(a.strip() for a in args.arms.split(",") if a.strip()),
-                 progress=lambda m: print(m, file=sys.stderr, flush=True))
+    cfg = ABConfig(
+        households=args.households,
+        heldout_households=args.heldout_households,
+        train_days=args.train_days,
+        test_days=args.test_days,
+        seed=args.seed,
+        shared_goals=args.shared_goals,
+        habitual_rephrase=args.habitual_rephrase,
+        min_support=args.min_support,
+        tune_days=args.tune_days,
+        min_win_loss=args.min_win_loss,
+        voices=tuple(v.strip() for v in args.voices.split(",") if v.strip()),
+    )
+    res = run_ab(
+        load_settings(args.config),
+        args.out,
+        cfg,
+        args.cache or _data_dir(args) / "sim_cache",
+        tuple(a.strip() for a in args.arms.split(",") if a.strip()),
+        progress=lambda m: print(m, file=sys.stderr, flush=True),
+    )
     if args.json:
         print(json.dumps(res, default=str))
         return 0

@@ -17,8 +17,11 @@ def register(sub) -> None:
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--no-earcons", action="store_true", help="no wake/error tones (overrides audio.earcons)")
     p.add_argument("--no-status", action="store_true", help="no status line (answers are still printed)")
-    p.add_argument("--no-self-check", action="store_true",
-                   help="start without running each model on its fixed input first (see `assistant models`)")
+    p.add_argument(
+        "--no-self-check",
+        action="store_true",
+        help="start without running each model on its fixed input first (see `assistant models`)",
+    )
     add_pipeline_options(p)
     p.set_defaults(func=run)
 
@@ -49,8 +52,15 @@ def run(args: argparse.Namespace) -> int:
         else:
             status.print(_summary(rec))
 
-    live = LiveAssistant(pipeline, opts, stop_event=stop, status=status, on_turn=on_turn, max_turns=args.max_turns,
-                         duration=args.duration)
+    live = LiveAssistant(
+        pipeline,
+        opts,
+        stop_event=stop,
+        status=status,
+        on_turn=on_turn,
+        max_turns=args.max_turns,
+        duration=args.duration,
+    )
     try:
         live.run()
     except KeyboardInterrupt:
@@ -68,14 +78,14 @@ def startup_self_check(pipeline) -> None:
 
 
 def _summary(rec) -> str:
-    parts = [f"heard \"{rec.get('transcript') or ''}\""]
+    parts = [f'heard "{rec.get("transcript") or ""}"']
     if rec.get("intent"):
         parts.append(f"{rec['intent']} ({rec.get('intent_confidence') or 0:.2f})")
     act = rec.get("action")
     if act:
         parts.append(f"{act['name']}" + (f" -> {act['target']}" if act.get("target") else "") + f" [{act['status']}]")
     if rec.get("response_text"):
-        parts.append(f"says \"{rec['response_text']}\"")
+        parts.append(f'says "{rec["response_text"]}"')
     if rec.get("error"):
         parts.append(f"error [{rec['error']['code']}]")
     for ev in rec.get("events") or []:

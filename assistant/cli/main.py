@@ -17,9 +17,11 @@ def build_parser() -> argparse.ArgumentParser:
     import assistant.cli as commands
 
     parser = argparse.ArgumentParser(
-        prog="assistant", description="Offline voice assistant that learns from its mistakes.",
+        prog="assistant",
+        description="Offline voice assistant that learns from its mistakes.",
         epilog="Options of a command (" + ", ".join(GLOBAL_OPTIONS) + ") may also come before it: "
-               "`assistant --config X say ...` is `assistant say ... --config X`.")
+        "`assistant --config X say ...` is `assistant say ... --config X`.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the stages do")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
@@ -32,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a hub
     parser = build_parser()
     args = parser.parse_args(hoist_global_options(parser, sys.argv[1:] if argv is None else list(argv)))
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

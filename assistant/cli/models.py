@@ -27,8 +27,11 @@ def register(sub) -> None:
     p = sub.add_parser("models", help="list every model and check that each loads with the network blocked")
     p.add_argument("--config", type=Path, default=DEFAULT_PIPELINE)
     p.add_argument("--no-load", action="store_true", help="only list and checksum, do not load the models")
-    p.add_argument("--no-check", action="store_true",
-                   help="load, but do not run each model on its fixed input (assistant/models_check.py)")
+    p.add_argument(
+        "--no-check",
+        action="store_true",
+        help="load, but do not run each model on its fixed input (assistant/models_check.py)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -70,9 +73,17 @@ def inspect_models() -> list[dict[str, Any]]:
     rows = []
     for e in entries:
         path = _file_for(e)
-        row = {"id": e["id"], "stage": e["stage"], "package": e.get("package") or "this repo",
-               "package_version": None, "file": str(path) if path else None, "licence": e["licence"],
-               "size_mb": None, "sha256": None, "checksum": "missing"}
+        row = {
+            "id": e["id"],
+            "stage": e["stage"],
+            "package": e.get("package") or "this repo",
+            "package_version": None,
+            "file": str(path) if path else None,
+            "licence": e["licence"],
+            "size_mb": None,
+            "sha256": None,
+            "checksum": "missing",
+        }
         if e.get("package"):
             with contextlib.suppress(PackageNotFoundError):
                 row["package_version"] = version(e["package"])
@@ -102,8 +113,11 @@ def load_stages(config: Path, instances: dict[str, Any] | None = None) -> dict[s
                 backend = registry.create(stage, getattr(settings, stage).backend, build)
                 if instances is not None:
                     instances[stage] = backend
-                out[stage] = {"loaded": True, "seconds": round(time.perf_counter() - t0, 2),
-                              "backend": f"{backend.name} {getattr(backend, 'version', '')}".strip()}
+                out[stage] = {
+                    "loaded": True,
+                    "seconds": round(time.perf_counter() - t0, 2),
+                    "backend": f"{backend.name} {getattr(backend, 'version', '')}".strip(),
+                }
             except Exception as err:  # noqa: BLE001 - report every failing stage, not just the first
                 out[stage] = {"loaded": False, "error": f"{type(err).__name__}: {err}"}
     return out
@@ -116,7 +130,7 @@ def _short_file(file: str | None) -> str:
     path = Path(file)
     parts = path.parts
     if "site-packages" in parts:
-        return str(Path(*parts[parts.index("site-packages") + 1:]))
+        return str(Path(*parts[parts.index("site-packages") + 1 :]))
     with contextlib.suppress(ValueError):
         return str(path.relative_to(REPO_ROOT))
     return file
@@ -129,8 +143,11 @@ def run(args: argparse.Namespace) -> int:
     instances: dict[str, Any] = {}
     loads = {} if args.no_load else load_stages(args.config, instances)
     checks = [] if args.no_load or args.no_check else [c.to_dict() for c in self_check(instances)]
-    bad = ([r for r in rows if r["checksum"] in ("missing", "MISMATCH")]
-           + [s for s in loads.values() if not s["loaded"]] + [c for c in checks if not c["ok"]])
+    bad = (
+        [r for r in rows if r["checksum"] in ("missing", "MISMATCH")]
+        + [s for s in loads.values() if not s["loaded"]]
+        + [c for c in checks if not c["ok"]]
+    )
     if args.json:
         print(json.dumps({"models": rows, "loads": loads, "checks": checks, "ok": not bad}, indent=2))
         return 1 if bad else 0
@@ -139,8 +156,16 @@ def run(args: argparse.Namespace) -> int:
         table.add_column(col, overflow="fold")
     for r in rows:
         pkg = f"{r['package']} {r['package_version'] or ''}".strip()
-        table.add_row(r["id"], r["stage"], pkg, _short_file(r["file"]), r["licence"], str(r["size_mb"] or "-"),
-                      (r["sha256"] or "-")[:16], r["checksum"])
+        table.add_row(
+            r["id"],
+            r["stage"],
+            pkg,
+            _short_file(r["file"]),
+            r["licence"],
+            str(r["size_mb"] or "-"),
+            (r["sha256"] or "-")[:16],
+            r["checksum"],
+        )
     console = Console()
     console.print(table)
     for stage, s in loads.items():
@@ -150,7 +175,9 @@ def run(args: argparse.Namespace) -> int:
         verdict = "ok" if c["ok"] else "[red]WRONG OUTPUT[/]: " + "; ".join(c["problems"])
         console.print(f"{c['stage']:8s} self-check on its fixed input ({c['seconds']} s): {verdict}", highlight=False)
     if bad:
-        console.print("[red]Some models are missing, do not load or give wrong outputs: run scripts/setup.sh, or "
-                      "`assistant train nlu` for models/nlu; a wrong output on a machine where the files check out "
-                      "means the runtime (CPU build) is not right for this machine.[/]")
+        console.print(
+            "[red]Some models are missing, do not load or give wrong outputs: run scripts/setup.sh, or "
+            "`assistant train nlu` for models/nlu; a wrong output on a machine where the files check out "
+            "means the runtime (CPU build) is not right for this machine.[/]"
+        )
     return 1 if bad else 0

@@ -51,9 +51,12 @@ def run_opt_out(args: argparse.Namespace) -> int:
     store = None if args.keep else _store(args)
     deleted = opt_out(_data_dir(args), args.user, store)
     p = pseudonym(_data_dir(args), args.user)
-    return _out(args, {"user_pseudonym": p, "opted_out": True, "turns_deleted": deleted},
-                f"{args.user} ({p}) is opted out: nothing will be recorded"
-                + (f"; deleted {deleted} turns already recorded" if store is not None else ""))
+    return _out(
+        args,
+        {"user_pseudonym": p, "opted_out": True, "turns_deleted": deleted},
+        f"{args.user} ({p}) is opted out: nothing will be recorded"
+        + (f"; deleted {deleted} turns already recorded" if store is not None else ""),
+    )
 
 
 def run_opt_in(args: argparse.Namespace) -> int:
@@ -61,8 +64,11 @@ def run_opt_in(args: argparse.Namespace) -> int:
 
     was = opt_in(_data_dir(args), args.user)
     p = pseudonym(_data_dir(args), args.user)
-    return _out(args, {"user_pseudonym": p, "opted_out": False, "was_opted_out": was},
-                f"{args.user} ({p}) is opted in" + ("" if was else " (was not opted out)"))
+    return _out(
+        args,
+        {"user_pseudonym": p, "opted_out": False, "was_opted_out": was},
+        f"{args.user} ({p}) is opted in" + ("" if was else " (was not opted out)"),
+    )
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -70,5 +76,8 @@ def run_status(args: argparse.Namespace) -> int:
 
     out = is_opted_out(_data_dir(args), args.user)
     p = pseudonym(_data_dir(args), args.user)
-    return _out(args, {"user_pseudonym": p, "opted_out": out},
-                f"{args.user}: {'opted out' if out else 'recorded'}; pseudonym in exports {p}")
+    return _out(
+        args,
+        {"user_pseudonym": p, "opted_out": out},
+        f"{args.user}: {'opted out' if out else 'recorded'}; pseudonym in exports {p}",
+    )

@@ -37,8 +37,16 @@ def run(args: argparse.Namespace) -> int:
             failed_files += 1
             eprint(f"error [{err.code}]: {err.message}")
             if args.json:
-                print(json.dumps({"turn_id": None, "source": {"kind": "file", "file": str(path)},
-                                  "error": err.to_dict() | {"stage": "audio"}}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "turn_id": None,
+                            "source": {"kind": "file", "file": str(path)},
+                            "error": err.to_dict() | {"stage": "audio"},
+                        }
+                    ),
+                    flush=True,
+                )
     if not playable:
         return 1
     pipeline = make_runner(args, out_dir=args.out)

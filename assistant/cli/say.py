@@ -19,8 +19,10 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     text = " ".join(args.text).strip()
     if not any(ch.isalnum() for ch in text):
-        raise UsageError(f"there is nothing to say in {' '.join(args.text)!r}: give the words, "
-                         "e.g. assistant say \"turn on the kitchen light\"")
+        raise UsageError(
+            f"there is nothing to say in {' '.join(args.text)!r}: give the words, "
+            'e.g. assistant say "turn on the kitchen light"'
+        )
     pipeline = make_runner(args, out_dir=args.out, load_audio_stages=False)
     try:
         rec = pipeline.run_text(text)

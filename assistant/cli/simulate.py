@@ -14,10 +14,14 @@ def register(sub) -> None:
     p.add_argument("--households", type=int, default=2, help="number of households (default 2)")
     p.add_argument("--days", type=int, default=1, help="simulated days per household (default 1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("sim_out"), help="output folder: traces.db, sim_truth.jsonl, report")
+    p.add_argument(
+        "--out", type=Path, default=Path("sim_out"), help="output folder: traces.db, sim_truth.jsonl, report"
+    )
     p.add_argument("--max-turns", type=int, help="stop after this many turns")
     p.add_argument("--voices", default="piper,espeak", help="comma list of piper, espeak (default both)")
-    p.add_argument("--cache", type=Path, help="speech + ASR cache folder (default: DATA_DIR/sim_cache, kept between runs)")
+    p.add_argument(
+        "--cache", type=Path, help="speech + ASR cache folder (default: DATA_DIR/sim_cache, kept between runs)"
+    )
     p.add_argument("--feedback-rate", type=float, default=0.15, help="share of answers followed by 'Did I answer?'")
     p.add_argument("--false-wakes", type=float, default=0.3, help="expected false wakes per household and day")
     p.add_argument("--tts", action="store_true", help="also synthesize every answer (slow)")
@@ -40,12 +44,22 @@ def run(args: argparse.Namespace) -> int:
         return 2
     settings = load_settings(args.config or DEFAULT_PIPELINE, args.profile)
     cache = args.cache or (args.data_dir or default_data_dir()) / "sim_cache"
-    cfg = SimConfig(households=args.households, days=args.days, seed=args.seed, max_turns=args.max_turns,
-                    voices=voices, feedback_rate=args.feedback_rate, false_wake_rate=args.false_wakes, tts=args.tts)
+    cfg = SimConfig(
+        households=args.households,
+        days=args.days,
+        seed=args.seed,
+        max_turns=args.max_turns,
+        voices=voices,
+        feedback_rate=args.feedback_rate,
+        false_wake_rate=args.false_wakes,
+        tts=args.tts,
+    )
     res = simulate(settings, args.out, cfg, cache_dir=cache, progress=None if args.json else eprint)
     if args.json:
         print(json.dumps(res, indent=1, default=str))
     else:
         print(to_markdown(res["report"]))
-        eprint(f"traces: {args.out / 'traces.db'}  truth: {args.out / 'sim_truth.jsonl'}  report: {args.out / 'report.md'}")
+        eprint(
+            f"traces: {args.out / 'traces.db'}  truth: {args.out / 'sim_truth.jsonl'}  report: {args.out / 'report.md'}"
+        )
     return 0

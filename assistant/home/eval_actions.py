@@ -49,14 +49,15 @@ def load_suite(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as e:
             raise ConfigError("suite-invalid", f"{path}:{i}: not JSON ({e.msg}); one JSON object a line") from e
         if not isinstance(case, dict) or not isinstance(case.get("text"), str) or not case["text"].strip():
-            raise ConfigError("suite-invalid", f"{path}:{i}: a case needs a non-empty \"text\"")
+            raise ConfigError("suite-invalid", f'{path}:{i}: a case needs a non-empty "text"')
         unknown = set(case) - CASE_KEYS
         if unknown:
-            raise ConfigError("suite-invalid",
-                              f"{path}:{i}: unknown key(s) {sorted(unknown)}; keys: {sorted(CASE_KEYS)}")
+            raise ConfigError(
+                "suite-invalid", f"{path}:{i}: unknown key(s) {sorted(unknown)}; keys: {sorted(CASE_KEYS)}"
+            )
         exp = case.get("expect", {})
         if not isinstance(exp, dict) or set(exp) - {"changes", "says"}:
-            raise ConfigError("suite-invalid", f"{path}:{i}: \"expect\" takes \"changes\" and \"says\"")
+            raise ConfigError("suite-invalid", f'{path}:{i}: "expect" takes "changes" and "says"')
         case.setdefault("id", f"line-{i}")
         case.setdefault("form", "other")
         cases.append(case)
@@ -70,13 +71,18 @@ def home_path(name: str, suite_dir: Path | None = None) -> Path:
     for cand in (p, HOMES_DIR / f"{name}.yaml", HOMES_DIR / name, *(([suite_dir / name]) if suite_dir else [])):
         if cand.is_file():
             return cand
-    raise ConfigError("home-not-found", f"home {name!r} not found (a path, or one of: "
-                      f"{', '.join(sorted(x.stem for x in HOMES_DIR.glob('*.yaml')))})")
+    raise ConfigError(
+        "home-not-found",
+        f"home {name!r} not found (a path, or one of: {', '.join(sorted(x.stem for x in HOMES_DIR.glob('*.yaml')))})",
+    )
 
 
 def _diff(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dict]:
-    return {k: {kk: vv for kk, vv in after[k].items() if before.get(k, {}).get(kk) != vv}
-            for k in after if after[k] != before.get(k)}
+    return {
+        k: {kk: vv for kk, vv in after[k].items() if before.get(k, {}).get(kk) != vv}
+        for k in after
+        if after[k] != before.get(k)
+    }
 
 
 class _Harness:
@@ -87,8 +93,14 @@ class _Harness:
         settings = load_settings()
         if settings.feedback.ask_rate:  # no "was that right?" questions in the way of the replies
             settings = settings.model_copy(update={"feedback": settings.feedback.model_copy(update={"ask_rate": 0.0})})
-        self.runner = Runner(settings, home, data_dir=data_dir, load_audio_stages=bool(spoken),
-                             backends={"tts": None, "wake": None, "vad": None}, record_traces=False)
+        self.runner = Runner(
+            settings,
+            home,
+            data_dir=data_dir,
+            load_audio_stages=bool(spoken),
+            backends={"tts": None, "wake": None, "vad": None},
+            record_traces=False,
+        )
         self.spoken = spoken
         self.initial = {d.id: copy.deepcopy(d.state) for d in self.runner.home.devices.values()}
         self.default_device = self.runner.device_id
@@ -113,8 +125,13 @@ class _Harness:
                 db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
 
 
-def run_suite(cases: list[dict[str, Any]], home_override: Path | None = None, suite_dir: Path | None = None,
-              progress=None, spoken: str | None = None) -> dict[str, Any]:
+def run_suite(
+    cases: list[dict[str, Any]],
+    home_override: Path | None = None,
+    suite_dir: Path | None = None,
+    progress=None,
+    spoken: str | None = None,
+) -> dict[str, Any]:
     """Run every case; `spoken` ("piper" or "espeak"): the scored request is synthesized and goes through the ASR
     (what the assistant heard is in each row's `heard`)."""
 
@@ -168,23 +185,39 @@ def _judge(case, rec, texts, actions, at_turn, changed, final) -> dict[str, Any]
     said = " ".join(texts)
     wrong = sorted(set(changed) - set(want))
     missing = sorted(d for d in want if d not in changed)
-    mismatched = sorted(d for d, st in want.items() if d in changed and any(final[d].get(k) != v
-                                                                               for k, v in st.items()))
+    mismatched = sorted(
+        d for d, st in want.items() if d in changed and any(final[d].get(k) != v for k, v in st.items())
+    )
     says_ok = all(s.lower() in said.lower() for s in exp.get("says", []))
     early = bool(case.get("advance_s")) and bool(at_turn)  # a delayed command acted at once
     ok = not wrong and not missing and not mismatched and says_ok and not early
     return {
-        "id": case["id"], "form": case.get("form", "other"), "home": case.get("home", "example"),
-        "text": case["text"], "ok": ok, "wrong_device": wrong, "missing": missing, "mismatched": mismatched,
-        "says_ok": says_ok, "acted_early": early, "no_action": bool(want) and not changed,
-        "expected_change": bool(want), "changed": changed, "response": said, "intent": rec.get("intent"),
-        "by": "grammar" if _by_grammar(actions[0]) else "nlu", "heard": rec.get("transcript"),
+        "id": case["id"],
+        "form": case.get("form", "other"),
+        "home": case.get("home", "example"),
+        "text": case["text"],
+        "ok": ok,
+        "wrong_device": wrong,
+        "missing": missing,
+        "mismatched": mismatched,
+        "says_ok": says_ok,
+        "acted_early": early,
+        "no_action": bool(want) and not changed,
+        "expected_change": bool(want),
+        "changed": changed,
+        "response": said,
+        "intent": rec.get("intent"),
+        "by": "grammar" if _by_grammar(actions[0]) else "nlu",
+        "heard": rec.get("transcript"),
     }
 
 
 def _by_grammar(action: dict | None) -> bool:
-    return bool(action) and isinstance(action.get("params"), dict) and (
-        "command" in action["params"] or str(action.get("name", "")).startswith(("schedule.", "confirm")))
+    return (
+        bool(action)
+        and isinstance(action.get("params"), dict)
+        and ("command" in action["params"] or str(action.get("name", "")).startswith(("schedule.", "confirm")))
+    )
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -213,13 +246,15 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def format_report(m: dict[str, Any]) -> str:
-    lines = [f"cases {m['cases']} over homes {', '.join(m['homes'])}",
-             f"action accuracy      {m['action_accuracy']:.1%}",
-             f"wrong-device actions {m['wrong_device_actions']}",
-             f"no-action answers    {m['no_action_answers']} (a change was expected, nothing changed)",
-             "handled by           " + ", ".join(f"{k} {v['n']} ({v['accuracy']:.1%})"
-                                                   for k, v in m["handled_by"].items()),
-             "", f"{'form':<18}{'n':>5}{'accuracy':>10}{'wrong-dev':>11}{'no-action':>11}"]
+    lines = [
+        f"cases {m['cases']} over homes {', '.join(m['homes'])}",
+        f"action accuracy      {m['action_accuracy']:.1%}",
+        f"wrong-device actions {m['wrong_device_actions']}",
+        f"no-action answers    {m['no_action_answers']} (a change was expected, nothing changed)",
+        "handled by           " + ", ".join(f"{k} {v['n']} ({v['accuracy']:.1%})" for k, v in m["handled_by"].items()),
+        "",
+        f"{'form':<18}{'n':>5}{'accuracy':>10}{'wrong-dev':>11}{'no-action':>11}",
+    ]
     for form, v in m["per_form"].items():
         lines.append(f"{form:<18}{v['n']:>5}{v['accuracy']:>10.1%}{v['wrong_device']:>11}{v['no_action']:>11}")
     if m["failures"]:

@@ -23,58 +23,188 @@ if TYPE_CHECKING:
 
 # noun -> (device types, device classes or None for any). Plural forms are derived (+s) unless listed.
 NOUNS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {
-    "light": (("light",), None), "lamp": (("light",), None), "bulb": (("light",), None),
-    "lighting": (("light",), None), "lamps": (("light",), None),
-    "switch": (("switch",), None), "switches": (("switch",), None),
-    "plug": (("plug", "switch"), None), "socket": (("plug",), None), "outlet": (("plug", "switch"), None),
+    "light": (("light",), None),
+    "lamp": (("light",), None),
+    "bulb": (("light",), None),
+    "lighting": (("light",), None),
+    "lamps": (("light",), None),
+    "switch": (("switch",), None),
+    "switches": (("switch",), None),
+    "plug": (("plug", "switch"), None),
+    "socket": (("plug",), None),
+    "outlet": (("plug", "switch"), None),
     "smart plug": (("plug",), None),
-    "fan": (("fan",), None), "ceiling fan": (("fan",), None),
-    "blind": (("cover",), ("blind", "shade", "shutter")), "shade": (("cover",), ("shade", "blind")),
-    "shutter": (("cover",), ("shutter",)), "curtain": (("cover",), ("curtain",)), "drapes": (("cover",), ("curtain",)),
-    "awning": (("cover",), ("awning",)), "window": (("cover", "binary_sensor"), ("window",)),
+    "fan": (("fan",), None),
+    "ceiling fan": (("fan",), None),
+    "blind": (("cover",), ("blind", "shade", "shutter")),
+    "shade": (("cover",), ("shade", "blind")),
+    "shutter": (("cover",), ("shutter",)),
+    "curtain": (("cover",), ("curtain",)),
+    "drapes": (("cover",), ("curtain",)),
+    "awning": (("cover",), ("awning",)),
+    "window": (("cover", "binary_sensor"), ("window",)),
     "garage door": (("cover", "binary_sensor"), ("garage", "garage_door")),
-    "garage": (("cover",), ("garage",)), "gate": (("cover",), ("gate",)),
+    "garage": (("cover",), ("garage",)),
+    "gate": (("cover",), ("gate",)),
     "door": (("cover", "lock", "binary_sensor"), ("door", "garage", "garage_door", "lock", "opening")),
     "cover": (("cover",), None),
-    "lock": (("lock",), None), "door lock": (("lock",), None),
-    "thermostat": (("thermostat",), None), "heating": (("thermostat",), None),
+    "lock": (("lock",), None),
+    "door lock": (("lock",), None),
+    "thermostat": (("thermostat",), None),
+    "heating": (("thermostat",), None),
     "central heating": (("thermostat",), None),
-    "ac": (("thermostat",), None), "air conditioning": (("thermostat",), None), "climate": (("thermostat",), None),
-    "heater": (("heater",), None), "radiator": (("heater",), None),
-    "tv": (("tv", "media_player"), ("tv",)), "television": (("tv", "media_player"), ("tv",)),
+    "ac": (("thermostat",), None),
+    "air conditioning": (("thermostat",), None),
+    "climate": (("thermostat",), None),
+    "heater": (("heater",), None),
+    "radiator": (("heater",), None),
+    "tv": (("tv", "media_player"), ("tv",)),
+    "television": (("tv", "media_player"), ("tv",)),
     "telly": (("tv", "media_player"), ("tv",)),
-    "speaker": (("speaker", "display", "media_player"), None), "media player": (("media_player", "tv"), None),
-    "vacuum": (("vacuum",), None), "robot vacuum": (("vacuum",), None), "hoover": (("vacuum",), None),
-    "vacuum cleaner": (("vacuum",), None), "roomba": (("vacuum",), None),
-    "oven": (("oven",), None), "cooker": (("oven",), None), "kettle": (("kettle",), None),
-    "coffee machine": (("coffee_machine",), None), "coffee maker": (("coffee_machine",), None),
-    "sensor": (("sensor", "binary_sensor"), None), "thermometer": (("sensor",), ("temperature",)),
-    "temperature sensor": (("sensor",), ("temperature",)), "motion sensor": (("binary_sensor",), ("motion",)),
-    "smoke alarm": (("binary_sensor",), ("smoke",)), "smoke detector": (("binary_sensor",), ("smoke",)),
-    "scene": (("scene",), None), "script": (("script",), None),
-    "device": ((), None), "thing": ((), None), "everything": ((), None), "anything": ((), None),
+    "speaker": (("speaker", "display", "media_player"), None),
+    "media player": (("media_player", "tv"), None),
+    "vacuum": (("vacuum",), None),
+    "robot vacuum": (("vacuum",), None),
+    "hoover": (("vacuum",), None),
+    "vacuum cleaner": (("vacuum",), None),
+    "roomba": (("vacuum",), None),
+    "oven": (("oven",), None),
+    "cooker": (("oven",), None),
+    "kettle": (("kettle",), None),
+    "coffee machine": (("coffee_machine",), None),
+    "coffee maker": (("coffee_machine",), None),
+    "sensor": (("sensor", "binary_sensor"), None),
+    "thermometer": (("sensor",), ("temperature",)),
+    "temperature sensor": (("sensor",), ("temperature",)),
+    "motion sensor": (("binary_sensor",), ("motion",)),
+    "smoke alarm": (("binary_sensor",), ("smoke",)),
+    "smoke detector": (("binary_sensor",), ("smoke",)),
+    "scene": (("scene",), None),
+    "script": (("script",), None),
+    "device": ((), None),
+    "thing": ((), None),
+    "everything": ((), None),
+    "anything": ((), None),
 }
-NOUN_FOR_TYPE = {"light": "light", "switch": "switch", "plug": "plug", "fan": "fan", "cover": "cover", "lock": "lock",
-                 "thermostat": "thermostat", "heater": "heater", "tv": "tv", "speaker": "speaker", "vacuum": "vacuum",
-                 "oven": "oven", "media_player": "media player", "sensor": "sensor", "binary_sensor": "sensor"}
-IRREGULAR_PLURALS = {"switches": "switch", "lamps": "lamp", "drapes": "drapes", "everything": "everything",
-                     "anything": "anything", "lighting": "lighting", "heating": "heating", "blinds": "blind"}
-ALL_WORDS = ("all of the", "all the", "all", "every single", "every", "each", "both of the", "both the", "both",
-             "any of the", "any", "the whole")
+NOUN_FOR_TYPE = {
+    "light": "light",
+    "switch": "switch",
+    "plug": "plug",
+    "fan": "fan",
+    "cover": "cover",
+    "lock": "lock",
+    "thermostat": "thermostat",
+    "heater": "heater",
+    "tv": "tv",
+    "speaker": "speaker",
+    "vacuum": "vacuum",
+    "oven": "oven",
+    "media_player": "media player",
+    "sensor": "sensor",
+    "binary_sensor": "sensor",
+}
+IRREGULAR_PLURALS = {
+    "switches": "switch",
+    "lamps": "lamp",
+    "drapes": "drapes",
+    "everything": "everything",
+    "anything": "anything",
+    "lighting": "lighting",
+    "heating": "heating",
+    "blinds": "blind",
+}
+ALL_WORDS = (
+    "all of the",
+    "all the",
+    "all",
+    "every single",
+    "every",
+    "each",
+    "both of the",
+    "both the",
+    "both",
+    "any of the",
+    "any",
+    "the whole",
+)
 HERE_WORDS = ("in here", "here", "in this room", "in the room")
-HOME_WORDS = ("in the house", "in the whole house", "in the home", "everywhere", "in every room", "in all rooms",
-              "around the house", "in the flat", "in the apartment", "throughout the house")
-PRONOUNS = {"it", "them", "they", "those", "these", "that", "this", "that one", "this one", "all of them",
-            "both of them", "the same", "those too"}
+HOME_WORDS = (
+    "in the house",
+    "in the whole house",
+    "in the home",
+    "everywhere",
+    "in every room",
+    "in all rooms",
+    "around the house",
+    "in the flat",
+    "in the apartment",
+    "throughout the house",
+)
+PRONOUNS = {
+    "it",
+    "them",
+    "they",
+    "those",
+    "these",
+    "that",
+    "this",
+    "that one",
+    "this one",
+    "all of them",
+    "both of them",
+    "the same",
+    "those too",
+}
 FILLER = r"(please|for me|now|right now|thanks|thank you|ok|okay|quickly|again)"
 
-COLOR_TEMPS = {"candle light": 1900, "candlelight": 1900, "warm white": 2700, "warm": 2700, "soft white": 3000,
-               "neutral white": 4000, "neutral": 4000, "cool white": 5000, "cool": 5000, "cold white": 6000,
-               "daylight": 6500, "day light": 6500}
-COLORS = ("white", "red", "green", "blue", "yellow", "orange", "purple", "pink", "violet", "magenta", "cyan",
-          "turquoise", "teal", "lavender", "gold", "amber", "lime", "indigo", "crimson")
-SPEEDS = {"low": "low", "slow": "low", "minimum": "low", "medium": "medium", "mid": "medium", "middle": "medium",
-          "high": "high", "fast": "high", "full": "high", "maximum": "high", "max": "high"}
+COLOR_TEMPS = {
+    "candle light": 1900,
+    "candlelight": 1900,
+    "warm white": 2700,
+    "warm": 2700,
+    "soft white": 3000,
+    "neutral white": 4000,
+    "neutral": 4000,
+    "cool white": 5000,
+    "cool": 5000,
+    "cold white": 6000,
+    "daylight": 6500,
+    "day light": 6500,
+}
+COLORS = (
+    "white",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "orange",
+    "purple",
+    "pink",
+    "violet",
+    "magenta",
+    "cyan",
+    "turquoise",
+    "teal",
+    "lavender",
+    "gold",
+    "amber",
+    "lime",
+    "indigo",
+    "crimson",
+)
+SPEEDS = {
+    "low": "low",
+    "slow": "low",
+    "minimum": "low",
+    "medium": "medium",
+    "mid": "medium",
+    "middle": "medium",
+    "high": "high",
+    "fast": "high",
+    "full": "high",
+    "maximum": "high",
+    "max": "high",
+}
 
 
 @dataclass
@@ -153,7 +283,7 @@ def _alternatives(pattern: str) -> list[str]:
     while i < len(pattern):
         ch = pattern[i]
         if ch == "\\":
-            cur.append(pattern[i:i + 2])
+            cur.append(pattern[i : i + 2])
             i += 2
             continue
         if in_class:
@@ -202,10 +332,19 @@ def normalize(text: str) -> str:
     t = re.sub(r"^toggled\b", "toggle", t)
     t = re.sub(r"\bground for\b", "ground floor", t)
     # verbs the ASR mishears at the start of a request (none of these starts a request of its own)
-    for heard, said in (("cause", "pause"), ("plus", "close"), ("chat", "shut"), ("check off", "shut off"),
-                        ("know", "no"), ("right in", "brighten"), ("then the", "dim the"), ("one the", "run the")):
+    for heard, said in (
+        ("cause", "pause"),
+        ("plus", "close"),
+        ("chat", "shut"),
+        ("check off", "shut off"),
+        ("know", "no"),
+        ("right in", "brighten"),
+        ("then the", "dim the"),
+        ("one the", "run the"),
+    ):
         if re.match(rf"^(?:and |so |then )?{heard}\b", t) and not re.match(
-                r"^then the (?:lights?|lamps?) (?:on|off)\b", t):
+            r"^then the (?:lights?|lamps?) (?:on|off)\b", t
+        ):
             t = re.sub(rf"^(?:and |so |then )?{heard}\b", said, t)
     t = re.sub(r"\b(\w+)n't\b", lambda m: {"can": "can not", "won": "will not"}.get(m.group(1), m.group(1) + " not"), t)
     t = t.replace("-", " ")
@@ -218,19 +357,27 @@ def normalize(text: str) -> str:
     t = re.sub(r"^(hey |ok |okay )?(jarvis|alexa|assistant|computer)\b,?\s*", "", t)
     t = " ".join(t.split())
     for _ in range(3):
-        t = re.sub(r"^(please|can you|could you|would you|will you|can u|i want you to|i would like you to|"
-                   r"i'd like you to|go ahead and|kindly|just|hey|and|also|then|now|so)\s+", "", t)
+        t = re.sub(
+            r"^(please|can you|could you|would you|will you|can u|i want you to|i would like you to|"
+            r"i'd like you to|go ahead and|kindly|just|hey|and|also|then|now|so)\s+",
+            "",
+            t,
+        )
         t = re.sub(rf"\s+{FILLER}$", "", t)
     if re.match(r"^(i want|i would like|i'd like) (the )?\w+ (on|off|to)\b", t):
         t = re.sub(r"^(i want|i would like|i'd like) (the )?", "", t)
     return t.strip()
 
 
-_DUR = r"(?:(?:\d+(?:\.\d+)?|a|an|one|half an?)\s*(?:hours?|hrs?|minutes?|mins?|seconds?|secs?)(?:\s+and\s+a\s+half)?" \
-       r"(?:\s*(?:and\s+)?\d+\s*(?:minutes?|mins?|seconds?|secs?))?|half an hour|a quarter of an hour" \
-       r"|quarter of an hour|an hour and a half)"
-_CLOCK = r"(?:\d{1,2}(?::\d{2})?\s*(?:am|pm|o'?clock)?(?:\s+(?:tonight|this evening|in the evening|in the morning|" \
-         r"tomorrow|tomorrow morning|tomorrow evening))?|noon|midnight)"
+_DUR = (
+    r"(?:(?:\d+(?:\.\d+)?|a|an|one|half an?)\s*(?:hours?|hrs?|minutes?|mins?|seconds?|secs?)(?:\s+and\s+a\s+half)?"
+    r"(?:\s*(?:and\s+)?\d+\s*(?:minutes?|mins?|seconds?|secs?))?|half an hour|a quarter of an hour"
+    r"|quarter of an hour|an hour and a half)"
+)
+_CLOCK = (
+    r"(?:\d{1,2}(?::\d{2})?\s*(?:am|pm|o'?clock)?(?:\s+(?:tonight|this evening|in the evening|in the morning|"
+    r"tomorrow|tomorrow morning|tomorrow evening))?|noon|midnight)"
+)
 
 
 def _split_when(t: str, now: datetime) -> tuple[str, int | None, str | None]:
@@ -242,9 +389,12 @@ def _split_when(t: str, now: datetime) -> tuple[str, int | None, str | None]:
             secs = spoken.parse_duration(dur)
             if secs:
                 return rest.strip(" ,"), int(secs), None
-    for rx in (rf"^(?:at|by)\s+({_CLOCK})\s*,?\s*(?:then\s+)?(.+)$", rf"^(.+?)\s+(?:at|by)\s+({_CLOCK})$",
-               r"^(\d{1,2}(?::\d{2})?\s*(?:am|pm))\s*,?\s*(.+)$",  # "and 9 pm ...": the ASR's "and" for "at"
-               rf"^(tonight|tomorrow(?: morning| evening)?) at ({_CLOCK})\s*,?\s*(.+)$"):
+    for rx in (
+        rf"^(?:at|by)\s+({_CLOCK})\s*,?\s*(?:then\s+)?(.+)$",
+        rf"^(.+?)\s+(?:at|by)\s+({_CLOCK})$",
+        r"^(\d{1,2}(?::\d{2})?\s*(?:am|pm))\s*,?\s*(.+)$",  # "and 9 pm ...": the ASR's "and" for "at"
+        rf"^(tonight|tomorrow(?: morning| evening)?) at ({_CLOCK})\s*,?\s*(.+)$",
+    ):
         m = re.match(rx, t)
         if not m:
             continue
@@ -310,8 +460,13 @@ class Vocabulary:
                 self.floors.setdefault("top floor", levels[-1][1])
         self.nouns: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None, bool]] = {}
         for n, sel in NOUNS.items():
-            plural = IRREGULAR_PLURALS.get(n) is not None and n not in ("everything", "anything", "heating",
-                                                                        "lighting", "drapes")
+            plural = IRREGULAR_PLURALS.get(n) is not None and n not in (
+                "everything",
+                "anything",
+                "heating",
+                "lighting",
+                "drapes",
+            )
             self.nouns.setdefault(n, (*sel, plural or n in ("everything", "drapes")))
             if n not in IRREGULAR_PLURALS:
                 pl = n + ("es" if n.endswith(("sh", "ch", "x")) else "s")
@@ -375,7 +530,7 @@ def _strip_all(p: str) -> tuple[str, bool]:
         if p == w:
             return "", True
         if p.startswith(w + " "):
-            return p[len(w) + 1:], True
+            return p[len(w) + 1 :], True
     return p, False
 
 
@@ -436,8 +591,11 @@ def parse_target(phrase: str, home: Home) -> Target | None:
                 t.areas += [v.areas[x] for x in places if v.areas[x] not in t.areas]
                 p, changed = m.group(1).strip(), True
                 continue
-        if m and (m.group(2) in v.areas or m.group(2) in v.floors
-                  or re.sub(r"\s*(floor|room|area)$", "", m.group(2)) in v.areas):
+        if m and (
+            m.group(2) in v.areas
+            or m.group(2) in v.floors
+            or re.sub(r"\s*(floor|room|area)$", "", m.group(2)) in v.areas
+        ):
             loc = m.group(2)
             loc2 = re.sub(r"\s*(room|area)$", "", loc)
             if loc in v.areas or loc2 in v.areas:
@@ -483,18 +641,18 @@ def parse_target(phrase: str, home: Home) -> Target | None:
             if a and p.startswith(a + " "):
                 if v.areas[a] not in t.areas:
                     t.areas.append(v.areas[a])
-                p, hit = p[len(a) + 1:].strip(), True
+                p, hit = p[len(a) + 1 :].strip(), True
                 p = re.sub(r"^(and|or)\s+", "", p)
                 break
         if not hit:
             for f in sorted(v.floors, key=len, reverse=True):
                 if p.startswith(f + " "):
-                    t.floor, p, hit = v.floors[f], p[len(f) + 1:].strip(), True
+                    t.floor, p, hit = v.floors[f], p[len(f) + 1 :].strip(), True
                     break
         if not hit and not t.area_options and not t.areas:
             for a in sorted(v.partial_areas, key=len, reverse=True):
-                if p.startswith(a + " ") and p[len(a) + 1:] in v.nouns:
-                    t.area_options, p, hit = list(v.partial_areas[a]), p[len(a) + 1:].strip(), True
+                if p.startswith(a + " ") and p[len(a) + 1 :] in v.nouns:
+                    t.area_options, p, hit = list(v.partial_areas[a]), p[len(a) + 1 :].strip(), True
                     break
         if not hit:
             break
@@ -520,8 +678,9 @@ def parse_target(phrase: str, home: Home) -> Target | None:
         t.types, t.classes, t.noun, t.plural = list(types), list(classes) if classes else None, p, plural
         return t
     # brand and kind words before a noun name no particular device: "the smart plug socket", "robot vacuum cleaner"
-    bare = re.sub(r"^(?:(?:smart|wemo|hue|philips|kasa|wifi|wi fi|robot|electric|automatic|main|house|home|room)\s+)+",
-                  "", p)
+    bare = re.sub(
+        r"^(?:(?:smart|wemo|hue|philips|kasa|wifi|wi fi|robot|electric|automatic|main|house|home|room)\s+)+", "", p
+    )
     bare = re.sub(r"\s+(?:socket|sockets|cleaner|bulb|bulbs)$", "", bare) if bare not in v.nouns else bare
     if bare != p and bare in v.nouns:
         types, classes, plural = v.nouns[bare]
@@ -543,8 +702,12 @@ def parse_target(phrase: str, home: Home) -> Target | None:
                 t.device_ids = list(v.devices[singular])
                 return t
             rest = " ".join(words[:-n])
-            if rest in v.devices and (not types or any(home.devices[i].type in types or home.devices[i].type in (
-                    "switch", "plug") for i in v.devices[rest])):
+            if rest in v.devices and (
+                not types
+                or any(
+                    home.devices[i].type in types or home.devices[i].type in ("switch", "plug") for i in v.devices[rest]
+                )
+            ):
                 t.device_ids = list(v.devices[rest])  # "the christmas tree lights" for a switch named christmas tree
                 t.types, t.classes, t.noun = [], None, None
                 return t
@@ -631,72 +794,115 @@ def _schedule(t: str, home: Home) -> Command | None:
     things = r"(scheduled|delayed|pending|planned|timed)\s+(actions?|commands?|tasks?|events?|changes?|things?)"
     if _fm(r"what( is)?( the)? schedule[ds]?|(list|show|this)( me)? my schedule[ds]? (actions|commands|tasks)", t):
         return Command("schedule_list")
-    if _fm(rf"(what|which) (are|is) (the |my )?{things}( are there)?|(list|show)( me)?( all)? (the |my )?{things}"
-                    rf"|what (is|have you got|do i have|have i got) scheduled|what is (planned|scheduled)( for later)?"
-                    rf"|(are there|do i have|is there) any {things}", t):
+    if _fm(
+        rf"(what|which) (are|is) (the |my )?{things}( are there)?|(list|show)( me)?( all)? (the |my )?{things}"
+        rf"|what (is|have you got|do i have|have i got) scheduled|what is (planned|scheduled)( for later)?"
+        rf"|(are there|do i have|is there) any {things}",
+        t,
+    ):
         return Command("schedule_list")
-    m = _fm(rf"(cancel|delete|remove|stop|forget)( all)?( of)? (the |my |that |this )?({things}|schedule"
-                     rf"|scheduled (light|lights|blinds|command|action))(?P<rest> .+)?", t)
+    m = _fm(
+        rf"(cancel|delete|remove|stop|forget)( all)?( of)? (the |my |that |this )?({things}|schedule"
+        rf"|scheduled (light|lights|blinds|command|action))(?P<rest> .+)?",
+        t,
+    )
     if m:
         plural = bool(re.search(r"(actions|commands|tasks|events|changes|things)\b", m.group(0)))
-        return Command("schedule_cancel", params={"all": bool(m.group(2)) or plural,
-                                                  "what": (m.group("rest") or "").strip()})
-    m = _fm(r"(cancel|cancelled|canceled|delete|remove|stop|forget) (the |my |that )?"
-            r"(scheduled|delayed|pending|planned|timed) "
-            r"(?P<rest>.+)", t)
+        return Command(
+            "schedule_cancel", params={"all": bool(m.group(2)) or plural, "what": (m.group("rest") or "").strip()}
+        )
+    m = _fm(
+        r"(cancel|cancelled|canceled|delete|remove|stop|forget) (the |my |that )?"
+        r"(scheduled|delayed|pending|planned|timed) "
+        r"(?P<rest>.+)",
+        t,
+    )
     if m:
         return Command("schedule_cancel", params={"all": False, "what": m.group("rest")})
-    m = _fm(r"(do not|don't|never mind|cancel) (?P<rest>(turn|switch|close|open|lock|unlock|dim|set) .+?)"
-                     r"( later| after all)?", t)
+    m = _fm(
+        r"(do not|don't|never mind|cancel) (?P<rest>(turn|switch|close|open|lock|unlock|dim|set) .+?)"
+        r"( later| after all)?",
+        t,
+    )
     if m:
         return Command("schedule_cancel", params={"all": False, "what": m.group("rest")})
     return None
 
 
 def _correction(t: str, home: Home) -> Command | None:
-    if _fm(r"(no,? |not that |not just that |i said |i meant )*(all|both|every one|each) of (them|those)"
-                    r"( please)?|(no,? )?(i said |i meant )?(all|both)( of them)?( please)?|no,? all the \w+"
-                    r"|no,? (i said |i meant )?(all|every|both)( of)? (the )?\w+", t) and t.startswith(
-                        ("no", "all", "both", "i said", "i meant", "not")):
+    if _fm(
+        r"(no,? |not that |not just that |i said |i meant )*(all|both|every one|each) of (them|those)"
+        r"( please)?|(no,? )?(i said |i meant )?(all|both)( of them)?( please)?|no,? all the \w+"
+        r"|no,? (i said |i meant )?(all|every|both)( of)? (the )?\w+",
+        t,
+    ) and t.startswith(("no", "all", "both", "i said", "i meant", "not")):
         noun = re.search(r"(?:all|every|both)(?: of)? (?:the )?(\w+)$", t)
-        return Command("all_of_them", params={"noun": noun.group(1) if noun and noun.group(1) not in
-                                              ("them", "those", "please") else None})
+        return Command(
+            "all_of_them",
+            params={"noun": noun.group(1) if noun and noun.group(1) not in ("them", "those", "please") else None},
+        )
     return None
 
 
 # -- questions ---------------------------------------------------------------------------------------------------
-_STATES = {"lock": ("locked", True), "unlock": ("locked", False), "on": ("on", True), "off": ("on", False),
-           "open": ("open", True), "opened": ("open", True),
-           "closed": ("open", False), "shut": ("open", False), "locked": ("locked", True),
-           "unlocked": ("locked", False), "running": ("on", True), "playing": ("playing", True),
-           "paused": ("playing", False), "still on": ("on", True), "left on": ("on", True),
-           "left open": ("open", True), "left unlocked": ("locked", False), "still open": ("open", True),
-           "cleaning": ("cleaning", True), "docked": ("cleaning", False), "muted": ("muted", True)}
+_STATES = {
+    "lock": ("locked", True),
+    "unlock": ("locked", False),
+    "on": ("on", True),
+    "off": ("on", False),
+    "open": ("open", True),
+    "opened": ("open", True),
+    "closed": ("open", False),
+    "shut": ("open", False),
+    "locked": ("locked", True),
+    "unlocked": ("locked", False),
+    "running": ("on", True),
+    "playing": ("playing", True),
+    "paused": ("playing", False),
+    "still on": ("on", True),
+    "left on": ("on", True),
+    "left open": ("open", True),
+    "left unlocked": ("locked", False),
+    "still open": ("open", True),
+    "cleaning": ("cleaning", True),
+    "docked": ("cleaning", False),
+    "muted": ("muted", True),
+}
 _STATE_RX = "|".join(sorted(_STATES, key=len, reverse=True))
 _LOC = r"(?P<loc>\s+(?:in|on|at|upstairs|downstairs|here|in here|outside)\b.*)?"
 
 
 def _question(t: str, home: Home) -> Command | None:
     # what is the thermostat set to / what temperature is the heating set to
-    m = _fm(r"(what is|what) (?:temperature |the temperature )?(is )?(?P<t>.+?) set (to|at)|what temperature is "
-                     r"(?P<t2>.+?) set (to|at)|what is the target temperature(?: (?:of|on|for) (?P<t3>.+))?", t)
+    m = _fm(
+        r"(what is|what) (?:temperature |the temperature )?(is )?(?P<t>.+?) set (to|at)|what temperature is "
+        r"(?P<t2>.+?) set (to|at)|what is the target temperature(?: (?:of|on|for) (?P<t3>.+))?",
+        t,
+    )
     if m:
         tg = _target(m.group("t") or m.group("t2") or m.group("t3") or "thermostat", home, allow_unknown=False)
         if tg is None:
             return None
         return Command("query", tg, {"kind": "setting"})
     # temperature / humidity of a place
-    m = _fm(r"(what is|what|tell me|give me|what are|how is) (the )?(current )?(?P<out>outside |outdoor )"
-            r"(?P<what>temperature|temp|humidity)"
-            r"|(what is|what|tell me|give me|what are|how is) (the )?(current |indoor |room |inside )?"
-                     r"(?P<what>temperature|temp|humidity)(?: reading| level)?(?P<loc> .+)?"
-                     r"|how (?P<adj>warm|hot|cold|humid) is it(?P<loc2> .+)?"
-                     r"|(?:what is|what) (?:the )?(?P<what2>temperature|humidity) (?:like )?(?P<loc3>.+)?"
-                     r"|(?:what is|what) (?:the )?(?:current )?(?P<what4>temperature|humidity) (?:of|on|from)"
-                     r" (?P<dev>.+)", t)
+    m = _fm(
+        r"(what is|what|tell me|give me|what are|how is) (the )?(current )?(?P<out>outside |outdoor )"
+        r"(?P<what>temperature|temp|humidity)"
+        r"|(what is|what|tell me|give me|what are|how is) (the )?(current |indoor |room |inside )?"
+        r"(?P<what>temperature|temp|humidity)(?: reading| level)?(?P<loc> .+)?"
+        r"|how (?P<adj>warm|hot|cold|humid) is it(?P<loc2> .+)?"
+        r"|(?:what is|what) (?:the )?(?P<what2>temperature|humidity) (?:like )?(?P<loc3>.+)?"
+        r"|(?:what is|what) (?:the )?(?:current )?(?P<what4>temperature|humidity) (?:of|on|from)"
+        r" (?P<dev>.+)",
+        t,
+    )
     if m:
-        what = m.group("what") or m.group("what2") or m.group("what4") or ("humidity" if m.group("adj") == "humid"
-                                                                           else "temperature")
+        what = (
+            m.group("what")
+            or m.group("what2")
+            or m.group("what4")
+            or ("humidity" if m.group("adj") == "humid" else "temperature")
+        )
         what = "temperature" if what == "temp" else what
         if m.group("dev"):
             tg = _target(m.group("dev"), home, allow_unknown=False)
@@ -707,8 +913,9 @@ def _question(t: str, home: Home) -> Command | None:
         loc = re.sub(r"^(like|right now|now|currently)\s*", "", loc).strip()
         loc = re.sub(r"\s*(right now|now|currently|at the moment)$", "", loc).strip()
         if loc in ("", "inside", "indoors", "in the house", "at home", "in the home", "in here", "here"):
-            tg = Target(said=loc, here=loc in ("in here", "here"),
-                        home=loc in ("in the house", "at home", "in the home"))
+            tg = Target(
+                said=loc, here=loc in ("in here", "here"), home=loc in ("in the house", "at home", "in the home")
+            )
         elif loc in ("outside", "outdoors", "out there", "in the garden") and not _has_outdoor(home, what):
             return None  # the weather skill answers
         else:
@@ -722,25 +929,32 @@ def _question(t: str, home: Home) -> Command | None:
                 return None
         return Command("query", tg, {"kind": "reading", "what": what})
     # battery
-    m = _fm(r"(what is|what|how much) (is )?(the )?battery( level| charge)?( is)? (left )?(of|on|in|for) (?P<t>.+?)"
-                     r"( at)?|how much battery (does|has) (?P<t2>.+?) (have|got|left)( left)?|is (?P<t3>.+?) battery"
-                     r" low"
-                     r"|(what is )?(?P<t4>.+?) battery( level)?", t)
+    m = _fm(
+        r"(what is|what|how much) (is )?(the )?battery( level| charge)?( is)? (left )?(of|on|in|for) (?P<t>.+?)"
+        r"( at)?|how much battery (does|has) (?P<t2>.+?) (have|got|left)( left)?|is (?P<t3>.+?) battery"
+        r" low"
+        r"|(what is )?(?P<t4>.+?) battery( level)?",
+        t,
+    )
     if m:
         tg = _target(m.group("t") or m.group("t2") or m.group("t3") or m.group("t4"), home, allow_unknown=False)
         if tg is None:
             return None
         return Command("query", tg, {"kind": "battery"})
     # which / how many
-    m = _fm(rf"(?P<q>which|what|how many)( of the| of)? {_TGT} (are|is)( there)?( still| currently| left)? "
-                     rf"(?P<s>{_STATE_RX}){_LOC}", t)
+    m = _fm(
+        rf"(?P<q>which|what|how many)( of the| of)? {_TGT} (are|is)( there)?( still| currently| left)? "
+        rf"(?P<s>{_STATE_RX}){_LOC}",
+        t,
+    )
     if m:
         tg = _target(m.group("t") + (m.group("loc") or ""), home, allow_unknown=False)
         if tg is None or tg.pronoun:
             return None
         attr, val = _STATES[m.group("s")]
-        return Command("query", tg, {"kind": "count" if m.group("q") == "how many" else "which", "attr": attr,
-                                     "value": val})
+        return Command(
+            "query", tg, {"kind": "count" if m.group("q") == "how many" else "which", "attr": attr, "value": val}
+        )
     # is/are anything / any lights on
     m = _fm(rf"(is|are) (there )?(any|anything|something)(?P<t> .+?)? ({_STATE_RX}|left on|still on)(?P<loc> .+)?", t)
     if m:
@@ -753,8 +967,11 @@ def _question(t: str, home: Home) -> Command | None:
         attr, val = _STATES.get(s, ("on", True))
         return Command("query", tg, {"kind": "any", "attr": attr, "value": val})
     # is there motion / is anyone in the X
-    m = _fm(r"(is there|has there been|was there) (any )?(motion|movement)( detected)?(?P<loc> .+)?|"
-                     r"is (anyone|anybody|someone|somebody) (?P<loc2>.+)", t)
+    m = _fm(
+        r"(is there|has there been|was there) (any )?(motion|movement)( detected)?(?P<loc> .+)?|"
+        r"is (anyone|anybody|someone|somebody) (?P<loc2>.+)",
+        t,
+    )
     if m:
         loc = (m.group("loc") or m.group("loc2") or "").strip()
         tg = parse_target("motion sensor " + loc if loc else "motion sensor", home)
@@ -765,8 +982,11 @@ def _question(t: str, home: Home) -> Command | None:
     if m:
         return None
     # is the front door locked / are the lights on in the kitchen
-    m = _fm(rf"(is|are|did i leave|did we leave|did someone leave|have i left) {_TGT}( still| currently)? "
-                     rf"(?P<s>{_STATE_RX}){_LOC}", t)
+    m = _fm(
+        rf"(is|are|did i leave|did we leave|did someone leave|have i left) {_TGT}( still| currently)? "
+        rf"(?P<s>{_STATE_RX}){_LOC}",
+        t,
+    )
     if m:
         tg = _target(m.group("t") + (m.group("loc") or ""), home)
         if tg is None:
@@ -774,9 +994,12 @@ def _question(t: str, home: Home) -> Command | None:
         attr, val = _STATES[m.group("s")]
         return Command("query", tg, {"kind": "yesno", "attr": attr, "value": val})
     # what is the state / status of X; what speed is the fan on; what is the volume of the tv; brightness of
-    m = _fm(r"(what is|what) (the )?(?P<a>status|state|brightness|volume|speed|fan speed|position|colou?r)"
-                     r" (of|on|for) (?P<t>.+)|(what|which) speed is (?P<t2>.+?) (on|at|set to)|(what|how) (is|are) "
-                     r"(?P<t3>.+?) doing|(what is the )?status of (?P<t4>.+)", t)
+    m = _fm(
+        r"(what is|what) (the )?(?P<a>status|state|brightness|volume|speed|fan speed|position|colou?r)"
+        r" (of|on|for) (?P<t>.+)|(what|which) speed is (?P<t2>.+?) (on|at|set to)|(what|how) (is|are) "
+        r"(?P<t3>.+?) doing|(what is the )?status of (?P<t4>.+)",
+        t,
+    )
     if m:
         tg = _target(m.group("t") or m.group("t2") or m.group("t3") or m.group("t4"), home, allow_unknown=False)
         if tg is None:
@@ -802,10 +1025,13 @@ def _action(t: str, home: Home) -> Command | None:
 
 def _scene(t: str, home: Home) -> Command | None:
     v = vocabulary(home)
-    m = _fm(r"(activate|run|start|trigger|turn on|switch on|enable|set|execute|launch|play|apply|go to|set up)"
-                     r" (the )?(?P<t>.+?)( scene| script| mode| routine)?|(?P<t2>.+?) (scene|mode|routine)( on|"
-                     r" please)?"
-                     r"|(it is|it's|time for) (?P<t3>.+)|(?P<t4>.+)", t)
+    m = _fm(
+        r"(activate|run|start|trigger|turn on|switch on|enable|set|execute|launch|play|apply|go to|set up)"
+        r" (the )?(?P<t>.+?)( scene| script| mode| routine)?|(?P<t2>.+?) (scene|mode|routine)( on|"
+        r" please)?"
+        r"|(it is|it's|time for) (?P<t3>.+)|(?P<t4>.+)",
+        t,
+    )
     if not m:
         return None
     ids: list[str] = []
@@ -840,8 +1066,12 @@ def _lock(t: str, home: Home) -> Command | None:
     tg = parse_target(phrase, home)
     if tg is None:
         tg = Target(said=phrase, unknown=phrase, types=["lock"])
-    if not tg.device_ids and not tg.unknown and not tg.pronoun and tg.noun not in (
-            "lock", "locks", "door", "doors", "door lock", "door locks", "everything"):
+    if (
+        not tg.device_ids
+        and not tg.unknown
+        and not tg.pronoun
+        and tg.noun not in ("lock", "locks", "door", "doors", "door lock", "door locks", "everything")
+    ):
         tg.unknown = phrase  # "lock the gate": a gate is not a lock
     if tg.device_ids and not all(home.devices[i].type == "lock" for i in tg.device_ids):
         tg = Target(said=phrase, unknown=phrase, noun="lock")
@@ -873,8 +1103,11 @@ def _cover(t: str, home: Home) -> Command | None:
         if tg is not None and _is_cover(tg, home):
             pct = 50 if "half" in m.group(3) else 25 if m.group(1) in ("open", "raise") else 75
             return Command("position", tg, {"percent": pct})
-    m = _fm(rf"(?P<v>open|close|shut|raise|lower|roll up|roll down|pull up|pull down|draw|pull|retract|extend"
-                     rf"|stop) (up |down )?{_TGT}( up| down)?", t)
+    m = _fm(
+        rf"(?P<v>open|close|shut|raise|lower|roll up|roll down|pull up|pull down|draw|pull|retract|extend"
+        rf"|stop) (up |down )?{_TGT}( up| down)?",
+        t,
+    )
     if not m:
         m = _fm(r"(?P<t>.+?) (?P<v>open|close|shut|up|down)", t)
         if not m:
@@ -889,9 +1122,22 @@ def _cover(t: str, home: Home) -> Command | None:
         return None
     if v in ("up", "down"):
         v = "raise" if v == "up" else "lower"
-    action = {"open": "open", "raise": "open", "roll up": "open", "pull up": "open", "retract": "open",
-              "close": "close", "shut": "close", "lower": "close", "roll down": "close", "pull down": "close",
-              "extend": "close", "draw": "close", "pull": "close", "stop": "stop_cover"}[v]
+    action = {
+        "open": "open",
+        "raise": "open",
+        "roll up": "open",
+        "pull up": "open",
+        "retract": "open",
+        "close": "close",
+        "shut": "close",
+        "lower": "close",
+        "roll down": "close",
+        "pull down": "close",
+        "extend": "close",
+        "draw": "close",
+        "pull": "close",
+        "stop": "stop_cover",
+    }[v]
     if v == "draw" and tg.noun and "curtain" not in tg.noun:
         return None
     if v == "stop" and not tg.device_ids and not (tg.types and tg.types[0] == "cover"):
@@ -910,13 +1156,16 @@ def _is_cover(tg: Target, home: Home) -> bool:
 
 
 def _climate(t: str, home: Home) -> Command | None:
-    m = _fm(rf"(set|change|put|turn|adjust|make) (the )?(?P<t>thermostat|heating|temperature|heat|ac|air conditioning|"
-                     rf"central heating|climate)(?P<loc> (in|on|upstairs|downstairs) .+?| upstairs| downstairs)?"
-                     rf" (to|at) {_DEG}"
-                     rf"|(?P<h>heat|cool|warm) (up )?(?P<t2>.+?) to (?P<n2>\d+(?:\.\d+)?)\s*(?:degrees?)?"
-                     rf"|(set|change|put|turn|adjust) (the )?(?P<pre>[a-z' ]+?) (temperature|heating|heat) (to|at) "
-                     rf"(?P<n4>\d+(?:\.\d+)?)( degrees?)?( celsius| fahrenheit| c| f)?"
-                     rf"|set (?P<t3>.+?) (to|at) (?P<n3>\d+(?:\.\d+)?) (degrees?|celsius|c|fahrenheit)", t)
+    m = _fm(
+        rf"(set|change|put|turn|adjust|make) (the )?(?P<t>thermostat|heating|temperature|heat|ac|air conditioning|"
+        rf"central heating|climate)(?P<loc> (in|on|upstairs|downstairs) .+?| upstairs| downstairs)?"
+        rf" (to|at) {_DEG}"
+        rf"|(?P<h>heat|cool|warm) (up )?(?P<t2>.+?) to (?P<n2>\d+(?:\.\d+)?)\s*(?:degrees?)?"
+        rf"|(set|change|put|turn|adjust) (the )?(?P<pre>[a-z' ]+?) (temperature|heating|heat) (to|at) "
+        rf"(?P<n4>\d+(?:\.\d+)?)( degrees?)?( celsius| fahrenheit| c| f)?"
+        rf"|set (?P<t3>.+?) (to|at) (?P<n3>\d+(?:\.\d+)?) (degrees?|celsius|c|fahrenheit)",
+        t,
+    )
     if m:
         n = m.group("n") or m.group("n2") or m.group("n3") or m.group("n4")
         phrase = (m.group("t") or m.group("t2") or m.group("t3") or "thermostat").strip()
@@ -929,38 +1178,45 @@ def _climate(t: str, home: Home) -> Command | None:
         if not tg.types and not tg.device_ids and not tg.unknown:
             tg.types = ["thermostat", "heater"]
         return Command("set_temperature", tg, {"temperature": float(n)})
-    m = _fm(r"(turn|crank|bump) (?P<d>up|down) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air conditioning)"
-                     r"(?P<loc> (in|on|upstairs|downstairs)\b.*?)?( by (?P<n>\d+)( degrees?)?)?"
-                     r"|(turn|crank|put|bump|set) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air"
-                     r" conditioning) "
-                     r"(?P<d>up|down)(?P<loc> (in|on|upstairs|downstairs)\b.*?)?( by (?P<n>\d+)( degrees?)?)?"
-                     r"|(turn|crank|put|bump|set) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air conditioning)"
-                     r"(?P<loc> (?:in|on|upstairs|downstairs)\b.*?)? "
-                     r"(?P<d>up|down)( by (?P<n>\d+)( degrees?)?)?|(?P<d2>raise|lower|increase|decrease|reduce) (the )?"
-                     r"(?P<t2>temperature|heating|heat|thermostat)(?P<loc2> (?:in|on|upstairs|downstairs)\b.*?)?"
-                     r"( by (?P<n2>\d+)( degrees?)?)?"
-                     r"|make it (?P<d3>warmer|cooler|colder|hotter|cool|warm)(?P<loc3> .+)?"
-                     r"|(it is|i am|i'm|we are|we're) (too )?(?P<d4>cold|hot|warm|chilly|freezing)(?P<loc4> .+)?", t)
+    m = _fm(
+        r"(turn|crank|bump) (?P<d>up|down) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air conditioning)"
+        r"(?P<loc> (in|on|upstairs|downstairs)\b.*?)?( by (?P<n>\d+)( degrees?)?)?"
+        r"|(turn|crank|put|bump|set) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air"
+        r" conditioning) "
+        r"(?P<d>up|down)(?P<loc> (in|on|upstairs|downstairs)\b.*?)?( by (?P<n>\d+)( degrees?)?)?"
+        r"|(turn|crank|put|bump|set) (the )?(?P<t>heating|heat|thermostat|temperature|ac|air conditioning)"
+        r"(?P<loc> (?:in|on|upstairs|downstairs)\b.*?)? "
+        r"(?P<d>up|down)( by (?P<n>\d+)( degrees?)?)?|(?P<d2>raise|lower|increase|decrease|reduce) (the )?"
+        r"(?P<t2>temperature|heating|heat|thermostat)(?P<loc2> (?:in|on|upstairs|downstairs)\b.*?)?"
+        r"( by (?P<n2>\d+)( degrees?)?)?"
+        r"|make it (?P<d3>warmer|cooler|colder|hotter|cool|warm)(?P<loc3> .+)?"
+        r"|(it is|i am|i'm|we are|we're) (too )?(?P<d4>cold|hot|warm|chilly|freezing)(?P<loc4> .+)?",
+        t,
+    )
     if m:
         d = m.group("d") or m.group("d2") or m.group("d3") or m.group("d4")
         sign = 1 if d in ("up", "raise", "increase", "warmer", "hotter", "cold", "chilly", "freezing") else -1
         if m.group("d3") == "warm":  # "make it warm"; but "it's too warm" lowers it
             sign = 1
-        loc = (m.group("loc") or m.group("loc2") or m.group("loc3") or m.group("loc4") or "")
+        loc = m.group("loc") or m.group("loc2") or m.group("loc3") or m.group("loc4") or ""
         tg = _target("thermostat" + loc, home)
         if tg is None:
             return None
         n = _num(m.group("n") or m.group("n2")) or 1
         return Command("set_temperature", tg, {"delta": sign * n})
-    m = _fm(r"(set|switch|put|change|turn) (the )?(?P<t>.+?) (to|on|into) "
-            r"(?P<mode>heat|heating|cool|cooling|auto|automatic|eco)( mode)?"
-            r"|(set|switch|put|change|turn) (the )?(?P<t>.+?) (to|into) (?P<mode>off) mode", t)
+    m = _fm(
+        r"(set|switch|put|change|turn) (the )?(?P<t>.+?) (to|on|into) "
+        r"(?P<mode>heat|heating|cool|cooling|auto|automatic|eco)( mode)?"
+        r"|(set|switch|put|change|turn) (the )?(?P<t>.+?) (to|into) (?P<mode>off) mode",
+        t,
+    )
     if m:
         tg = _target(m.group("t") + (m.group("loc") or ""), home)
         if tg is None or not _is_climate(tg, home):
             return None
-        mode = {"heating": "heat", "cooling": "cool", "automatic": "auto", "eco": "auto"}.get(m.group("mode"),
-                                                                                         m.group("mode"))
+        mode = {"heating": "heat", "cooling": "cool", "automatic": "auto", "eco": "auto"}.get(
+            m.group("mode"), m.group("mode")
+        )
         return Command("set_mode", tg, {"mode": mode})
     return None
 
@@ -984,8 +1240,11 @@ def _is_climate(tg: Target, home: Home) -> bool:
 
 def _fan(t: str, home: Home) -> Command | None:
     speeds = "|".join(SPEEDS)
-    m = _fm(rf"(set|turn|put|change|switch) {_TGT} (speed )?(to|on) (?P<s>{speeds})( speed| setting)?"
-                     rf"|(?P<t2>.+?) (to|on) (?P<s2>{speeds})( speed)?", t)
+    m = _fm(
+        rf"(set|turn|put|change|switch) {_TGT} (speed )?(to|on) (?P<s>{speeds})( speed| setting)?"
+        rf"|(?P<t2>.+?) (to|on) (?P<s2>{speeds})( speed)?",
+        t,
+    )
     if m:
         tg = _target(m.group("t") or m.group("t2"), home, allow_unknown=False)
         if tg is None or not _is_fan(tg, home):
@@ -1018,11 +1277,14 @@ def _is_fan(tg: Target, home: Home) -> bool:
 def _light_attrs(t: str, home: Home) -> Command | None:
     colors = "|".join(sorted([*COLOR_TEMPS, *COLORS], key=len, reverse=True))
     # brightness
-    m = _fm(rf"(set|change|turn|put|adjust) (the )?brightness (of|on|for|in) {_TGT} (?P<p2>to|by|at) {_PCT}"
-            rf"|(set|change|turn|put) {_TGT} brightness (?P<p3>to|at) {_PCT}"
-            rf"|(?P<v>dim|brighten|set|turn|put|change|adjust|make|lower|raise|turn down|turn up) {_TGT}"
-            rf"( brightness)? (?P<p>to|by|at) {_PCT}( brightness)?"
-            rf"|{_TGT} (?P<p4>to|at) {_PCT}( brightness)?", t)  # "kitchen lights to 20 percent" (no verb heard)
+    m = _fm(
+        rf"(set|change|turn|put|adjust) (the )?brightness (of|on|for|in) {_TGT} (?P<p2>to|by|at) {_PCT}"
+        rf"|(set|change|turn|put) {_TGT} brightness (?P<p3>to|at) {_PCT}"
+        rf"|(?P<v>dim|brighten|set|turn|put|change|adjust|make|lower|raise|turn down|turn up) {_TGT}"
+        rf"( brightness)? (?P<p>to|by|at) {_PCT}( brightness)?"
+        rf"|{_TGT} (?P<p4>to|at) {_PCT}( brightness)?",
+        t,
+    )  # "kitchen lights to 20 percent" (no verb heard)
     if m:
         tg = _lights_of_place(_target(m.group("t"), home), m.group("v") or ("dim" if m.group("p4") else None))
         if tg is None or not _is_light(tg, home):
@@ -1032,10 +1294,13 @@ def _light_attrs(t: str, home: Home) -> Command | None:
         if (m.group("p") or m.group("p2") or "to") == "by":
             return Command("brightness", tg, {"delta": -n if v in ("dim", "lower", "turn down") else n})
         return Command("brightness", tg, {"brightness": n})
-    m = _fm(rf"(?P<v>dim|brighten|turn down|turn up|lower|raise)( up| down)? {_TGT}( a (bit|little)| a lot| more|"
-            rf" slightly)?"
-                     rf"|(?P<v2>turn|make) {_TGT} (?P<d>up|down|brighter|dimmer|darker|lighter)( a (bit|little)| a"
-                     rf" lot)?", t)
+    m = _fm(
+        rf"(?P<v>dim|brighten|turn down|turn up|lower|raise)( up| down)? {_TGT}( a (bit|little)| a lot| more|"
+        rf" slightly)?"
+        rf"|(?P<v2>turn|make) {_TGT} (?P<d>up|down|brighter|dimmer|darker|lighter)( a (bit|little)| a"
+        rf" lot)?",
+        t,
+    )
     if m:
         tg = _lights_of_place(_target(m.group("t"), home), m.group("v"))
         if tg is None or not _is_light(tg, home) or (tg.pronoun and m.group("d") in ("up", "down")):
@@ -1043,10 +1308,13 @@ def _light_attrs(t: str, home: Home) -> Command | None:
         d = m.group("v") or m.group("d")
         sign = 1 if d in ("brighten", "turn up", "raise", "up", "brighter", "lighter") else -1
         return Command("brightness", tg, {"delta": sign * 20})
-    m = _fm(rf"(set|change|make|turn) (the )?colou?r of {_TGT} (to|into) (?P<c>{colors})"
-            rf"|(set|change|make|turn) {_TGT} colou?r (to|into) (?P<c>{colors})"
-            rf"|(set|turn|make|change|switch|put) {_TGT} (to |into |in )?(a )?(?P<c>{colors})( colou?r| light| mode)?"
-                     rf"|(?P<c2>{colors}) {_TGT}", t)
+    m = _fm(
+        rf"(set|change|make|turn) (the )?colou?r of {_TGT} (to|into) (?P<c>{colors})"
+        rf"|(set|change|make|turn) {_TGT} colou?r (to|into) (?P<c>{colors})"
+        rf"|(set|turn|make|change|switch|put) {_TGT} (to |into |in )?(a )?(?P<c>{colors})( colou?r| light| mode)?"
+        rf"|(?P<c2>{colors}) {_TGT}",
+        t,
+    )
     if m:
         tg = _target(m.group("t"), home)
         c = m.group("c") or m.group("c2")
@@ -1059,7 +1327,7 @@ def _light_attrs(t: str, home: Home) -> Command | None:
 
 
 def _lights_of_place(tg: Target | None, verb: str | None) -> Target | None:
-    """"dim the living room": a room (or floor) dimmed or brightened means its lights."""
+    """ "dim the living room": a room (or floor) dimmed or brightened means its lights."""
     if tg is not None and tg.noun == "everything" and verb in ("dim", "brighten") and (tg.areas or tg.floor or tg.here):
         tg.types, tg.noun = ["light"], "lights"
     return tg
@@ -1074,15 +1342,18 @@ def _is_light(tg: Target, home: Home) -> bool:
 
 
 def _media(t: str, home: Home) -> Command | None:
-    m = _fm(r"(?P<v2>next|previous|skip)( track| song| episode| channel)?( on| in) (?P<t2>.+)"
-                     rf"|(?P<v>pause|resume|unpause|stop|play|skip|next|previous|mute|unmute)( {_TGT})?"
-                     rf"|(turn|set|change) (the )?volume to (?P<n>\d+)( percent)? (on|of|for|in) (?P<t4>.+)"
-                     rf"|(turn|set) (the )?volume (?P<d>up|down)( on (?P<t3>.+))?"
-                     rf"|volume (?P<d>up|down) (on|in) (?P<t3>.+)"
-                     rf"|turn (?P<d>up|down) (the )?volume (on|of) (?P<t3>.+)"
-                     rf"|(turn|set|change) (the )?volume (on |of )?(?P<t4>.+?) to (?P<n>\d+)( percent)?"
-                     rf"|(turn|set|change) (?P<t5>.+?) volume to (?P<n2>\d+)( percent)?"
-                     rf"|(turn|set|change) (?P<t6>.+?) (?P<d2>up|down)", t)
+    m = _fm(
+        r"(?P<v2>next|previous|skip)( track| song| episode| channel)?( on| in) (?P<t2>.+)"
+        rf"|(?P<v>pause|resume|unpause|stop|play|skip|next|previous|mute|unmute)( {_TGT})?"
+        rf"|(turn|set|change) (the )?volume to (?P<n>\d+)( percent)? (on|of|for|in) (?P<t4>.+)"
+        rf"|(turn|set) (the )?volume (?P<d>up|down)( on (?P<t3>.+))?"
+        rf"|volume (?P<d>up|down) (on|in) (?P<t3>.+)"
+        rf"|turn (?P<d>up|down) (the )?volume (on|of) (?P<t3>.+)"
+        rf"|(turn|set|change) (the )?volume (on |of )?(?P<t4>.+?) to (?P<n>\d+)( percent)?"
+        rf"|(turn|set|change) (?P<t5>.+?) volume to (?P<n2>\d+)( percent)?"
+        rf"|(turn|set|change) (?P<t6>.+?) (?P<d2>up|down)",
+        t,
+    )
     if not m:
         return None
     phrase = m.group("t") or m.group("t2") or m.group("t3") or m.group("t4") or m.group("t5") or m.group("t6")
@@ -1114,28 +1385,40 @@ def _media(t: str, home: Home) -> Command | None:
         return Command("volume", tg, {"delta": 10 if (m.group("d") or m.group("d2")) == "up" else -10})
     if v in ("mute", "unmute"):
         return Command(v, tg)
-    op = {"pause": "pause", "stop": "pause", "resume": "play", "unpause": "play", "play": "play", "skip": "next",
-          "next": "next", "previous": "previous"}[v]
+    op = {
+        "pause": "pause",
+        "stop": "pause",
+        "resume": "play",
+        "unpause": "play",
+        "play": "play",
+        "skip": "next",
+        "next": "next",
+        "previous": "previous",
+    }[v]
     return Command("media", tg, {"op": op})
 
 
 def _vacuum(t: str, home: Home) -> Command | None:
-    m = _fm(r"(?P<v>start|run|turn on|begin|switch on) (the )?(?P<t>robot vacuum|vacuum cleaner|vacuum|hoover|roomba)"
-                     r"( cleaning)?|(?P<v2>vacuum|hoover|clean)( the)? (?P<loc>house|floors?|home|.+)"
-                     r"|(?P<v3>send|return|dock|park) (the )?(?P<t3>robot vacuum|vacuum cleaner|vacuum|hoover|roomba)"
-                     r"( back)?( to (the |its )?(dock|base|charger|charging station|home)| home| back)?"
-                     r"|(?P<v6>start|begin) (vacuuming|hoovering|cleaning)( the (house|floors?|home))?"
-                     r"|(?P<v4>stop|pause) (the )?(?P<t4>robot vacuum|vacuum cleaner|vacuum|hoover|roomba)"
-                     r"|(?P<v4>stop|pause) (?P<t4>vacuuming|hoovering|cleaning)"
-                     r"|(?P<t5>robot vacuum|vacuum|hoover|roomba),? (?P<v5>go home|return to base|start"
-                     r" cleaning|clean)", t)
+    m = _fm(
+        r"(?P<v>start|run|turn on|begin|switch on) (the )?(?P<t>robot vacuum|vacuum cleaner|vacuum|hoover|roomba)"
+        r"( cleaning)?|(?P<v2>vacuum|hoover|clean)( the)? (?P<loc>house|floors?|home|.+)"
+        r"|(?P<v3>send|return|dock|park) (the )?(?P<t3>robot vacuum|vacuum cleaner|vacuum|hoover|roomba)"
+        r"( back)?( to (the |its )?(dock|base|charger|charging station|home)| home| back)?"
+        r"|(?P<v6>start|begin) (vacuuming|hoovering|cleaning)( the (house|floors?|home))?"
+        r"|(?P<v4>stop|pause) (the )?(?P<t4>robot vacuum|vacuum cleaner|vacuum|hoover|roomba)"
+        r"|(?P<v4>stop|pause) (?P<t4>vacuuming|hoovering|cleaning)"
+        r"|(?P<t5>robot vacuum|vacuum|hoover|roomba),? (?P<v5>go home|return to base|start"
+        r" cleaning|clean)",
+        t,
+    )
     if not m:
         return None
     if not any(d.type == "vacuum" for d in home.devices.values()):
         if m.group("v2"):
             return None
-        return Command("vacuum", Target(said=m.group("t") or "vacuum", unknown="vacuum", types=["vacuum"]),
-                       {"op": "start"})
+        return Command(
+            "vacuum", Target(said=m.group("t") or "vacuum", unknown="vacuum", types=["vacuum"]), {"op": "start"}
+        )
     tg = Target(said="vacuum", types=["vacuum"], noun="vacuum")
     if m.group("v2"):
         loc = m.group("loc")
@@ -1150,17 +1433,20 @@ def _vacuum(t: str, home: Home) -> Command | None:
 
 
 def _onoff(t: str, home: Home) -> Command | None:
-    m = _fm(rf"(?:turn|switch|power|shut|put|flip|set) (?P<d>on|off|out) {_TGT}"
-                     rf"|(?:turn|switch|power|shut|put|flip|set) {_TGT} (?P<d2>on|off|out)"
-                     rf"|(?:turn|switch|power|shut|put|flip|set) {_TGT} (?P<d2>on|off|out) (?P<l4>everywhere|in the"
-                     rf" .+|in .+"
-                     rf"|downstairs|upstairs|here|in here|on the .+)"
-                     rf"|(?P<d3>toggle|kill|cut|start|stop|enable|disable|activate|deactivate|light up|switch|flip)"
-                     rf" {_TGT}"
-                     rf"|(?P<t4>.+?) (?P<d4>on|off)"
-                     rf"|(?P<t4>[a-z' ]+?) (?P<d4>on|off) (?P<l4>everywhere|in the .+|in .+|downstairs|upstairs|here"
-                     rf"|in here|on the .+)"
-                     rf"|(?P<d5>lights?) (?P<t5>on|off)", t)
+    m = _fm(
+        rf"(?:turn|switch|power|shut|put|flip|set) (?P<d>on|off|out) {_TGT}"
+        rf"|(?:turn|switch|power|shut|put|flip|set) {_TGT} (?P<d2>on|off|out)"
+        rf"|(?:turn|switch|power|shut|put|flip|set) {_TGT} (?P<d2>on|off|out) (?P<l4>everywhere|in the"
+        rf" .+|in .+"
+        rf"|downstairs|upstairs|here|in here|on the .+)"
+        rf"|(?P<d3>toggle|kill|cut|start|stop|enable|disable|activate|deactivate|light up|switch|flip)"
+        rf" {_TGT}"
+        rf"|(?P<t4>.+?) (?P<d4>on|off)"
+        rf"|(?P<t4>[a-z' ]+?) (?P<d4>on|off) (?P<l4>everywhere|in the .+|in .+|downstairs|upstairs|here"
+        rf"|in here|on the .+)"
+        rf"|(?P<d5>lights?) (?P<t5>on|off)",
+        t,
+    )
     if not m:
         return None
     if m.group("d5"):
@@ -1181,9 +1467,21 @@ def _onoff(t: str, home: Home) -> Command | None:
         return None
     if m.group("d4") and (tg.unknown or tg.pronoun):
         return None
-    action = {"on": "turn_on", "off": "turn_off", "out": "turn_off", "toggle": "toggle", "kill": "turn_off",
-              "cut": "turn_off", "start": "turn_on", "stop": "turn_off", "enable": "turn_on", "disable": "turn_off",
-              "activate": "turn_on", "deactivate": "turn_off", "light up": "turn_on"}[d]
+    action = {
+        "on": "turn_on",
+        "off": "turn_off",
+        "out": "turn_off",
+        "toggle": "toggle",
+        "kill": "turn_off",
+        "cut": "turn_off",
+        "start": "turn_on",
+        "stop": "turn_off",
+        "enable": "turn_on",
+        "disable": "turn_off",
+        "activate": "turn_on",
+        "deactivate": "turn_off",
+        "light up": "turn_on",
+    }[d]
     if d in ("start", "stop", "kill", "cut", "enable", "disable", "activate", "deactivate") and tg.unknown:
         return None
     if tg.unknown and not tg.types:

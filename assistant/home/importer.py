@@ -29,9 +29,21 @@ import yaml
 from assistant.errors import ConfigError
 from assistant.home.model import DEVICE_CLASSES, FAN_SPEEDS, HVAC_MODES, VACUUM_STATUS, Home
 
-DOMAINS = {"light": "light", "switch": "switch", "fan": "fan", "cover": "cover", "lock": "lock",
-           "climate": "thermostat", "media_player": "media_player", "vacuum": "vacuum", "sensor": "sensor",
-           "binary_sensor": "binary_sensor", "scene": "scene", "script": "script", "input_boolean": "switch"}
+DOMAINS = {
+    "light": "light",
+    "switch": "switch",
+    "fan": "fan",
+    "cover": "cover",
+    "lock": "lock",
+    "climate": "thermostat",
+    "media_player": "media_player",
+    "vacuum": "vacuum",
+    "sensor": "sensor",
+    "binary_sensor": "binary_sensor",
+    "scene": "scene",
+    "script": "script",
+    "input_boolean": "switch",
+}
 UNASSIGNED = "unassigned"
 
 
@@ -60,8 +72,9 @@ def _pct(v: Any, scale: float = 100.0) -> int | None:
         return None
 
 
-def _state(domain: str, dclass: str | None, state: Any,
-           attrs: dict[str, Any]) -> tuple[dict[str, Any], list[str] | None]:
+def _state(
+    domain: str, dclass: str | None, state: Any, attrs: dict[str, Any]
+) -> tuple[dict[str, Any], list[str] | None]:
     """(state keys, capabilities or None for the type's defaults)."""
     s = str(state).lower() if state is not None else ""
     out: dict[str, Any] = {}
@@ -133,23 +146,34 @@ def convert(raw: Any, name: str | None = None, satellite_area: str | None = None
     if isinstance(raw, list):
         raw = {"entities": raw}
     if not isinstance(raw, dict) or not isinstance(raw.get("entities"), list):
-        raise ConfigError("import-invalid", "the export must be a list of entities or a mapping with `entities:` "
-                          "(and optionally `areas:`, `floors:`); see assistant/home/importer.py for the shape")
+        raise ConfigError(
+            "import-invalid",
+            "the export must be a list of entities or a mapping with `entities:` "
+            "(and optionally `areas:`, `floors:`); see assistant/home/importer.py for the shape",
+        )
     notes: list[str] = []
     floors = []
     for f in raw.get("floors") or []:
         fid = _slug(str(f.get("floor_id") or f.get("id") or f.get("name") or ""))
-        floors.append({"id": fid, "name": str(f.get("name") or fid.replace("_", " ")).lower(),
-                       "aliases": [str(a).lower() for a in f.get("aliases") or []],
-                       **({"level": int(f["level"])} if isinstance(f.get("level"), int) else {})})
+        floors.append(
+            {
+                "id": fid,
+                "name": str(f.get("name") or fid.replace("_", " ")).lower(),
+                "aliases": [str(a).lower() for a in f.get("aliases") or []],
+                **({"level": int(f["level"])} if isinstance(f.get("level"), int) else {}),
+            }
+        )
     floor_ids = {f["id"] for f in floors}
     areas: dict[str, dict[str, Any]] = {}
     for a in raw.get("areas") or []:
         aid = _slug(str(a.get("area_id") or a.get("id") or a.get("name") or ""))
         fl = a.get("floor_id") or a.get("floor")
-        areas[aid] = {"id": aid, "name": str(a.get("name") or aid.replace("_", " ")).lower(),
-                      "aliases": [str(x).lower() for x in a.get("aliases") or []],
-                      **({"floor": _slug(str(fl))} if fl and _slug(str(fl)) in floor_ids else {})}
+        areas[aid] = {
+            "id": aid,
+            "name": str(a.get("name") or aid.replace("_", " ")).lower(),
+            "aliases": [str(x).lower() for x in a.get("aliases") or []],
+            **({"floor": _slug(str(fl))} if fl and _slug(str(fl)) in floor_ids else {}),
+        }
         if fl and _slug(str(fl)) not in floor_ids:
             notes.append(f"area {aid}: floor {fl!r} is not among the floors; left without a floor")
     devices = []
@@ -206,21 +230,29 @@ def convert(raw: Any, name: str | None = None, satellite_area: str | None = None
     sat_area = satellite_area or next(iter(areas))
     if sat_area not in areas:
         raise ConfigError("import-invalid", f"--satellite-area {sat_area!r} is not an area; areas: {', '.join(areas)}")
-    home = {"name": name or raw.get("name") or "imported home", **({"floors": floors} if floors else {}),
-            "areas": list(areas.values()), "devices": devices,
-            "satellites": [{"id": f"satellite.{sat_area}", "name": f"{areas[sat_area]['name']} assistant",
-                            "area": sat_area}]}
+    home = {
+        "name": name or raw.get("name") or "imported home",
+        **({"floors": floors} if floors else {}),
+        "areas": list(areas.values()),
+        "devices": devices,
+        "satellites": [
+            {"id": f"satellite.{sat_area}", "name": f"{areas[sat_area]['name']} assistant", "area": sat_area}
+        ],
+    }
     return home, notes
 
 
-def import_home(src: Path, out: Path, name: str | None = None,
-                satellite_area: str | None = None) -> tuple[Home, list[str]]:
+def import_home(
+    src: Path, out: Path, name: str | None = None, satellite_area: str | None = None
+) -> tuple[Home, list[str]]:
     """Convert, validate (Home.from_dict) and write `out`; returns the home and the notes."""
     home_dict, notes = convert(load_export(src), name, satellite_area)
     home = Home.from_dict(home_dict, source=out)
-    header = (f"# Imported from {Path(src).name} by `assistant home import` "
-              "(format: assistant/data/homes/example.yaml).\n"
-              "# Check names and aliases: they are what people say. Satellites are the devices people talk to.\n")
+    header = (
+        f"# Imported from {Path(src).name} by `assistant home import` "
+        "(format: assistant/data/homes/example.yaml).\n"
+        "# Check names and aliases: they are what people say. Satellites are the devices people talk to.\n"
+    )
     Path(out).write_text(header + yaml.safe_dump(home_dict, sort_keys=False, allow_unicode=True), encoding="utf-8")
     Home.load(out)  # what was written loads back
     return home, notes

@@ -27,8 +27,10 @@ EXAMPLE_HOME = PACKAGE_DATA / "homes" / "example.yaml"
 
 # Device type -> capabilities it has unless the file lists its own, and the state it starts in.
 DEVICE_TYPES: dict[str, dict[str, Any]] = {
-    "light": {"capabilities": ["on_off", "brightness", "color", "color_temp"],
-              "state": {"on": False, "brightness": 100, "color": "white"}},
+    "light": {
+        "capabilities": ["on_off", "brightness", "color", "color_temp"],
+        "state": {"on": False, "brightness": 100, "color": "white"},
+    },
     "switch": {"capabilities": ["on_off"], "state": {"on": False}},
     "plug": {"capabilities": ["on_off"], "state": {"on": False}},
     "oven": {"capabilities": ["on_off", "temperature"], "state": {"on": False, "temperature": 0}},
@@ -50,17 +52,56 @@ DEVICE_TYPES: dict[str, dict[str, Any]] = {
     "script": {"capabilities": ["activate"], "state": {}},
 }
 SATELLITE_TYPES = ("speaker", "display")
-CAPABILITIES = ("on_off", "brightness", "color", "color_temp", "temperature", "hvac_mode", "open_close",
-                "set_position", "fan_speed", "volume", "media", "screen", "lock", "clean", "activate")
+CAPABILITIES = (
+    "on_off",
+    "brightness",
+    "color",
+    "color_temp",
+    "temperature",
+    "hvac_mode",
+    "open_close",
+    "set_position",
+    "fan_speed",
+    "volume",
+    "media",
+    "screen",
+    "lock",
+    "clean",
+    "activate",
+)
 
 # Device classes a type may carry (Home Assistant's names). Covers and sensors need them to be found by class
 # ("every window", "the garage door", "how warm is it"); the others are optional.
 DEVICE_CLASSES: dict[str, tuple[str, ...]] = {
     "cover": ("garage", "gate", "door", "blind", "curtain", "shade", "shutter", "awning", "window", "damper"),
-    "binary_sensor": ("door", "window", "garage_door", "opening", "motion", "occupancy", "presence", "smoke",
-                      "moisture", "gas", "battery", "lock", "vibration", "sound"),
-    "sensor": ("temperature", "humidity", "battery", "power", "energy", "illuminance", "pressure", "carbon_dioxide",
-               "pm25", "voltage"),
+    "binary_sensor": (
+        "door",
+        "window",
+        "garage_door",
+        "opening",
+        "motion",
+        "occupancy",
+        "presence",
+        "smoke",
+        "moisture",
+        "gas",
+        "battery",
+        "lock",
+        "vibration",
+        "sound",
+    ),
+    "sensor": (
+        "temperature",
+        "humidity",
+        "battery",
+        "power",
+        "energy",
+        "illuminance",
+        "pressure",
+        "carbon_dioxide",
+        "pm25",
+        "voltage",
+    ),
     "switch": ("switch", "outlet"),
     "plug": ("outlet",),
     "media_player": ("tv", "speaker", "receiver"),
@@ -85,10 +126,16 @@ def _pct(v: Any) -> bool:
 STATE_KEYS: dict[str, tuple[str | None, Any, str]] = {
     "on": ("on_off", lambda v: isinstance(v, bool), "true or false"),
     "brightness": ("brightness", _pct, "a whole number 0-100"),
-    "color": ("color", lambda v: isinstance(v, str) and bool(v.strip()),
-              "a colour name such as 'warm white' or 'blue'"),
-    "color_temp": ("color_temp", lambda v: isinstance(v, int) and 1000 <= v <= 10000,
-                   "a colour temperature in kelvin (1000-10000)"),
+    "color": (
+        "color",
+        lambda v: isinstance(v, str) and bool(v.strip()),
+        "a colour name such as 'warm white' or 'blue'",
+    ),
+    "color_temp": (
+        "color_temp",
+        lambda v: isinstance(v, int) and 1000 <= v <= 10000,
+        "a colour temperature in kelvin (1000-10000)",
+    ),
     "temperature": ("temperature", _is_num, "a number of degrees"),
     "current_temperature": (None, _is_num, "a number of degrees"),
     "hvac_mode": ("hvac_mode", lambda v: v in HVAC_MODES, f"one of {', '.join(HVAC_MODES)}"),
@@ -198,8 +245,10 @@ class DeviceConfig(_Strict):
         for state in self.sets.values():
             _check_state(state)
         if self.type in ("sensor", "binary_sensor") and self.device_class is None:
-            raise ValueError(f"a {self.type} needs a device_class (one of: {', '.join(classes)}), "
-                             "so questions like 'what is the temperature' find it")
+            raise ValueError(
+                f"a {self.type} needs a device_class (one of: {', '.join(classes)}), "
+                "so questions like 'what is the temperature' find it"
+            )
         return self
 
 
@@ -255,8 +304,9 @@ class HomeConfig(_Strict):
         for i, d in enumerate(self.devices):
             for target in d.sets:
                 if target not in all_ids:
-                    raise ValueError(f"devices[{i}] (id {d.id!r}): sets {target!r}, "
-                                     "which is not a device id in this home")
+                    raise ValueError(
+                        f"devices[{i}] (id {d.id!r}): sets {target!r}, which is not a device id in this home"
+                    )
         for section, items in (("devices", self.devices), ("satellites", self.satellites)):
             for i, d in enumerate(items):
                 if d.area not in area_ids:
@@ -283,7 +333,11 @@ def _format_validation_error(path: Path, raw: Any, err: ValidationError) -> str:
         node: Any = raw
         for item in loc:
             if isinstance(item, int):
-                ident = node[item].get("id") if isinstance(node, list) and item < len(node) and isinstance(node[item], dict) else None
+                ident = (
+                    node[item].get("id")
+                    if isinstance(node, list) and item < len(node) and isinstance(node[item], dict)
+                    else None
+                )
                 parts[-1:] = [f"{parts[-1] if parts else ''}[{item}]" + (f" (id {ident!r})" if ident else "")]
             else:
                 parts.append(str(item))
@@ -378,8 +432,7 @@ class Home:
         if not path.is_file():
             raise ConfigError(
                 "home-not-found",
-                f"home file {path} does not exist; pass the path of a home YAML file "
-                f"(an example is {EXAMPLE_HOME})",
+                f"home file {path} does not exist; pass the path of a home YAML file (an example is {EXAMPLE_HOME})",
             )
         try:
             raw = yaml.load(path.read_text(encoding="utf-8"), Loader=HomeYamlLoader)  # noqa: S506 (safe loader)
@@ -426,7 +479,11 @@ class Home:
         return self.areas[area_id].name if area_id in self.areas else None
 
     def find_devices(
-        self, *, area: str | None = None, type: str | tuple[str, ...] | list[str] | None = None, capability: str | None = None
+        self,
+        *,
+        area: str | None = None,
+        type: str | tuple[str, ...] | list[str] | None = None,
+        capability: str | None = None,
     ) -> list[Device]:
         types = (type,) if isinstance(type, str) else tuple(type) if type else None
         return [

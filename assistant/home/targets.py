@@ -18,28 +18,64 @@ if TYPE_CHECKING:
 
 # what a command needs a device to have (capability; None = any device of the types asked for)
 ACTION_CAPS: dict[str, tuple[str, ...]] = {
-    "turn_on": ("on_off", "open_close", "activate"), "turn_off": ("on_off", "open_close"),
+    "turn_on": ("on_off", "open_close", "activate"),
+    "turn_off": ("on_off", "open_close"),
     "toggle": ("on_off", "open_close", "lock"),
-    "brightness": ("brightness",), "color": ("color",), "color_temp": ("color_temp", "color"),
-    "open": ("open_close",), "close": ("open_close",), "position": ("open_close",), "stop_cover": ("open_close",),
-    "lock": ("lock",), "unlock": ("lock",), "fan_speed": ("fan_speed",),
-    "set_temperature": ("temperature",), "set_mode": ("hvac_mode",),
-    "media": ("media",), "volume": ("volume",), "mute": ("volume",), "unmute": ("volume",),
-    "vacuum": ("clean", "on_off"), "activate": ("activate",),
+    "brightness": ("brightness",),
+    "color": ("color",),
+    "color_temp": ("color_temp", "color"),
+    "open": ("open_close",),
+    "close": ("open_close",),
+    "position": ("open_close",),
+    "stop_cover": ("open_close",),
+    "lock": ("lock",),
+    "unlock": ("lock",),
+    "fan_speed": ("fan_speed",),
+    "set_temperature": ("temperature",),
+    "set_mode": ("hvac_mode",),
+    "media": ("media",),
+    "volume": ("volume",),
+    "mute": ("volume",),
+    "unmute": ("volume",),
+    "vacuum": ("clean", "on_off"),
+    "activate": ("activate",),
 }
-NOUN_OF_TYPE = {"light": ("light", "lights"), "switch": ("switch", "switches"), "plug": ("plug", "plugs"),
-                "fan": ("fan", "fans"), "cover": ("cover", "covers"), "lock": ("lock", "locks"),
-                "thermostat": ("thermostat", "thermostats"), "heater": ("heater", "heaters"), "tv": ("TV", "TVs"),
-                "media_player": ("media player", "media players"), "speaker": ("speaker", "speakers"),
-                "display": ("display", "displays"), "vacuum": ("vacuum", "vacuums"), "oven": ("oven", "ovens"),
-                "kettle": ("kettle", "kettles"), "coffee_machine": ("coffee machine", "coffee machines"),
-                "sensor": ("sensor", "sensors"), "binary_sensor": ("sensor", "sensors"), "scene": ("scene", "scenes"),
-                "script": ("script", "scripts")}
-NOUN_OF_CLASS = {"window": ("window", "windows"), "blind": ("blind", "blinds"), "curtain": ("curtain", "curtains"),
-                 "shade": ("shade", "shades"), "shutter": ("shutter", "shutters"), "awning": ("awning", "awnings"),
-                 "garage": ("garage door", "garage doors"), "gate": ("gate", "gates"), "door": ("door", "doors"),
-                 "garage_door": ("garage door", "garage doors"), "motion": ("motion sensor", "motion sensors"),
-                 "smoke": ("smoke alarm", "smoke alarms")}
+NOUN_OF_TYPE = {
+    "light": ("light", "lights"),
+    "switch": ("switch", "switches"),
+    "plug": ("plug", "plugs"),
+    "fan": ("fan", "fans"),
+    "cover": ("cover", "covers"),
+    "lock": ("lock", "locks"),
+    "thermostat": ("thermostat", "thermostats"),
+    "heater": ("heater", "heaters"),
+    "tv": ("TV", "TVs"),
+    "media_player": ("media player", "media players"),
+    "speaker": ("speaker", "speakers"),
+    "display": ("display", "displays"),
+    "vacuum": ("vacuum", "vacuums"),
+    "oven": ("oven", "ovens"),
+    "kettle": ("kettle", "kettles"),
+    "coffee_machine": ("coffee machine", "coffee machines"),
+    "sensor": ("sensor", "sensors"),
+    "binary_sensor": ("sensor", "sensors"),
+    "scene": ("scene", "scenes"),
+    "script": ("script", "scripts"),
+}
+NOUN_OF_CLASS = {
+    "window": ("window", "windows"),
+    "blind": ("blind", "blinds"),
+    "curtain": ("curtain", "curtains"),
+    "shade": ("shade", "shades"),
+    "shutter": ("shutter", "shutters"),
+    "awning": ("awning", "awnings"),
+    "garage": ("garage door", "garage doors"),
+    "gate": ("gate", "gates"),
+    "door": ("door", "doors"),
+    "garage_door": ("garage door", "garage doors"),
+    "motion": ("motion sensor", "motion sensors"),
+    "smoke": ("smoke alarm", "smoke alarms"),
+}
 
 
 @dataclass
@@ -83,9 +119,15 @@ def scope_words(t: Target, home: Home) -> str:
     return ""
 
 
-def select(t: Target, home: Home, speaking_area: str | None, previous: list[str] | None = None,
-           caps: tuple[str, ...] | None = None) -> Selection:
+def select(
+    t: Target,
+    home: Home,
+    speaking_area: str | None,
+    previous: list[str] | None = None,
+    caps: tuple[str, ...] | None = None,
+) -> Selection:
     """The devices `t` names (see module doc). `caps`: the command needs one of these capabilities."""
+
     def capable(d: Device) -> bool:
         return caps is None or any(c in d.capabilities for c in caps)
 
@@ -121,8 +163,13 @@ def select(t: Target, home: Home, speaking_area: str | None, previous: list[str]
         t = Target(**{**t.to_dict(), "areas": pick, "area_options": []})
     pool = [d for d in home.devices.values() if _matches(d, t) and capable(d)]
     if not t.types:  # "everything in the kitchen": things that switch on and off; no covers, locks, sensors, scenes
-        pool = [d for d in pool if not d.satellite and d.type not in ("sensor", "binary_sensor", "scene", "script")
-                and (caps is None or "on_off" in d.capabilities)]
+        pool = [
+            d
+            for d in pool
+            if not d.satellite
+            and d.type not in ("sensor", "binary_sensor", "scene", "script")
+            and (caps is None or "on_off" in d.capabilities)
+        ]
     if t.types and not any(ty in ("speaker", "display") for ty in t.types):
         pool = [d for d in pool if not d.satellite]
     noun = t.noun or "device"
@@ -146,9 +193,18 @@ def select(t: Target, home: Home, speaking_area: str | None, previous: list[str]
     if not pool:
         any_kind = [d for d in home.devices.values() if _matches(d, t)]
         where = f" {scope}" if scope else ""
-        if any_kind and caps is not None and (t.areas or t.floor or t.here) and not [
-                d for d in any_kind if d.area in t.areas or (t.floor and home.floor_of(d.area) == t.floor)
-                or (t.here and d.area == speaking_area)]:
+        if (
+            any_kind
+            and caps is not None
+            and (t.areas or t.floor or t.here)
+            and not [
+                d
+                for d in any_kind
+                if d.area in t.areas
+                or (t.floor and home.floor_of(d.area) == t.floor)
+                or (t.here and d.area == speaking_area)
+            ]
+        ):
             return Selection(error=f"There's no {_sing(noun)}{where}.")
         if any_kind and caps is not None and not (t.areas or t.floor or t.here):
             return Selection(error=f"The {any_kind[0].name} can't do that.")

@@ -3,7 +3,8 @@
 Whisper mishears names it rarely saw ("floor lamp" -> "flow lamp"); faster-whisper's `hotwords` prompt makes it
 expect them. Measured on 60 home commands (issue 18 note): espeak-ng WER 0.188 -> 0.172 and names heard 63% -> 84%;
 Piper 0.083 -> 0.062 and 90% -> 96%. But on 60 SLURP test sentences that are not home commands it hurts: Piper
-0.084 -> 0.117, espeak-ng 0.248 -> 0.284; so it is off by default (`asr.bias_to_home`). The prompt is short (Whisper keeps about 220 prompt tokens): areas and device
+0.084 -> 0.117, espeak-ng 0.248 -> 0.284; so it is off by default (`asr.bias_to_home`). The prompt is short (Whisper
+keeps about 220 prompt tokens): areas and device
 names first, then aliases and floors, up to `max_words`.
 """
 

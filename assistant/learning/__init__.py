@@ -6,5 +6,14 @@ Everything here reads the trace store only; the pipeline never has to know about
 from assistant.learning.feedback import classify_reply, is_correction, record_feedback, should_ask
 from assistant.learning.signals import LABELER_VERSION, SignalConfig, label_store, label_turn, session_signals
 
-__all__ = ["LABELER_VERSION", "SignalConfig", "classify_reply", "is_correction", "label_store", "label_turn",
-           "record_feedback", "session_signals", "should_ask"]
+__all__ = [
+    "LABELER_VERSION",
+    "SignalConfig",
+    "classify_reply",
+    "is_correction",
+    "label_store",
+    "label_turn",
+    "record_feedback",
+    "session_signals",
+    "should_ask",
+]

@@ -44,12 +44,22 @@ class ArmResult:
 
 def arm_settings(arm: str) -> dict[str, Any]:
     """RewriteSettings of an arm."""
-    return {"enabled": arm != "none", "precomputed": "precomputed" in arm, "online": "global" in arm,
-            "personal": "personal" in arm}
+    return {
+        "enabled": arm != "none",
+        "precomputed": "precomputed" in arm,
+        "online": "global" in arm,
+        "personal": "personal" in arm,
+    }
 
 
-def evaluate(simulate: Callable[[str, Any, int, int], Iterable[TurnOutcome]], data_dir: Path, sessions: int = 200,
-             seed: int = 0, arms: tuple[str, ...] = ARMS, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def evaluate(
+    simulate: Callable[[str, Any, int, int], Iterable[TurnOutcome]],
+    data_dir: Path,
+    sessions: int = 200,
+    seed: int = 0,
+    arms: tuple[str, ...] = ARMS,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A/B on the simulator. `simulate(arm, rewriter, sessions, seed)` runs `sessions` simulated sessions through the
     real pipeline with `rewriter` (None for arm 'none') in front of NLU and yields one TurnOutcome per turn; the same
     seed gives the same households and goals in every arm. Returns per-arm defect rates, the relative defect
@@ -59,8 +69,11 @@ def evaluate(simulate: Callable[[str, Any, int, int], Iterable[TurnOutcome]], da
 
     results: list[ArmResult] = []
     for arm in arms:
-        rewriter = None if arm == "none" else Rewriter.load(
-            data_dir, RewriteSettings(**arm_settings(arm), **(overrides or {})))
+        rewriter = (
+            None
+            if arm == "none"
+            else Rewriter.load(data_dir, RewriteSettings(**arm_settings(arm), **(overrides or {})))
+        )
         r = ArmResult(arm)
         for o in simulate(arm, rewriter, sessions, seed):
             r.turns += 1
@@ -78,33 +91,56 @@ def evaluate(simulate: Callable[[str, Any, int, int], Iterable[TurnOutcome]], da
     out = []
     for i, r in enumerate(results):
         prev = results[i - 1].defect_rate if i else r.defect_rate
-        out.append({"arm": r.arm, "turns": r.turns, "defect_rate": round(r.defect_rate, 4),
-                    "relative_reduction_vs_none": round((base - r.defect_rate) / base, 4) if base else None,
-                    "relative_reduction_vs_previous": round((prev - r.defect_rate) / prev, 4) if i and prev else None,
-                    "applied": r.applied, "by_layer": r.by_layer, "wins": r.wins, "losses": r.losses,
-                    "win_loss": f"{r.wins / r.losses:.1f}:1" if r.losses else (f"{r.wins}:0" if r.wins else None)})
+        out.append(
+            {
+                "arm": r.arm,
+                "turns": r.turns,
+                "defect_rate": round(r.defect_rate, 4),
+                "relative_reduction_vs_none": round((base - r.defect_rate) / base, 4) if base else None,
+                "relative_reduction_vs_previous": round((prev - r.defect_rate) / prev, 4) if i and prev else None,
+                "applied": r.applied,
+                "by_layer": r.by_layer,
+                "wins": r.wins,
+                "losses": r.losses,
+                "win_loss": f"{r.wins / r.losses:.1f}:1" if r.losses else (f"{r.wins}:0" if r.wins else None),
+            }
+        )
     return {"sessions": sessions, "seed": seed, "arms": out}
 
 
 def format_ab(res: dict[str, Any]) -> str:
     """`RewriteAB.evaluate`'s result as text: the set-up, what was learned, and one table row per arm."""
     c, tr = res["config"], res["train"]
-    first = c['train_days'] + c.get('tune_days', 0)
+    first = c["train_days"] + c.get("tune_days", 0)
     tune = res.get("tune") or {}
-    tuned = (f"; online threshold tuned on days {c['train_days']}..{first - 1}: {tune.get('chosen')} "
-             f"({tune.get('candidates')} shadow candidates)" if tune else "")
-    lines = [(f"seed {c['seed']}: train {c['households']} households x {c['train_days']} days ({tr['turns']} turns, "
-              f"defect rate {tr['defect_rate']}){tuned}; test days {first}..{first + c['test_days'] - 1} "
-              f"of those + {c['heldout_households']} held-out households; NLU model {res.get('nlu_model_version')}"),
-             (f"learned: table v{tr['table']['version']} {tr['table']['rewrites']} rewrites; index "
-              f"{tr['index']['entries']} utterances, {tr['index']['personal_rows']} personal rows"),
-             ("| arm | turns | defect rate | vs none | vs previous | applied (by layer) | wins | losses | win:loss "
-              "| goals achieved | defect turns/goal |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    tuned = (
+        f"; online threshold tuned on days {c['train_days']}..{first - 1}: {tune.get('chosen')} "
+        f"({tune.get('candidates')} shadow candidates)"
+        if tune
+        else ""
+    )
+    lines = [
+        (
+            f"seed {c['seed']}: train {c['households']} households x {c['train_days']} days ({tr['turns']} turns, "
+            f"defect rate {tr['defect_rate']}){tuned}; test days {first}..{first + c['test_days'] - 1} "
+            f"of those + {c['heldout_households']} held-out households; NLU model {res.get('nlu_model_version')}"
+        ),
+        (
+            f"learned: table v{tr['table']['version']} {tr['table']['rewrites']} rewrites; index "
+            f"{tr['index']['entries']} utterances, {tr['index']['personal_rows']} personal rows"
+        ),
+        (
+            "| arm | turns | defect rate | vs none | vs previous | applied (by layer) | wins | losses | win:loss "
+            "| goals achieved | defect turns/goal |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for a in res["arms"]:
         g = a.get("goals") or {}
-        lines.append(f"| {a['arm']} | {a['turns']} | {a['defect_rate']:.4f} | {a['relative_reduction_vs_none']} | "
-                     f"{a['relative_reduction_vs_previous']} | {a['applied']} {a['by_layer'] or ''} | {a['wins']} | "
-                     f"{a['losses']} | {a['win_loss']} | {g.get('achieved')}/{g.get('goals')} | "
-                     f"{g.get('defect_turns_per_goal')} |")
+        lines.append(
+            f"| {a['arm']} | {a['turns']} | {a['defect_rate']:.4f} | {a['relative_reduction_vs_none']} | "
+            f"{a['relative_reduction_vs_previous']} | {a['applied']} {a['by_layer'] or ''} | {a['wins']} | "
+            f"{a['losses']} | {a['win_loss']} | {g.get('achieved')}/{g.get('goals')} | "
+            f"{g.get('defect_turns_per_goal')} |"
+        )
     return "\n".join(lines)

@@ -85,8 +85,9 @@ def is_correction(text: str) -> bool:
     return bool(_CORRECTION.match(normalize_unicode(text)))
 
 
-def record_feedback(store: TraceStore, turn_id: str, answer: str, reply_text: str | None = None,
-                    t_ms: float | None = None) -> Answer:
+def record_feedback(
+    store: TraceStore, turn_id: str, answer: str, reply_text: str | None = None, t_ms: float | None = None
+) -> Answer:
     """Write the user's answer to the feedback question as a `feedback` event on `turn_id`.
 
     `answer` may be "yes" / "no" / "unclear" or the raw reply, which is classified. Returns the stored answer.

@@ -34,8 +34,9 @@ def export_traces(data_dir: Path, out_dir: Path, config: Path | None = None, rel
 
     path = store_path(data_dir, config)
     if not path.exists():
-        raise AssistantError("no-traces",
-                             f"No trace store at {path} yet: run `assistant replay` or `assistant say` first.")
+        raise AssistantError(
+            "no-traces", f"No trace store at {path} yet: run `assistant replay` or `assistant say` first."
+        )
     store = TraceStore(path)
     try:
         if relabel:
@@ -55,8 +56,15 @@ def rephrase_detector(kind: str = "auto", model_dir: Path | None = None) -> Any:
     return RephraseDetector(model_dir)
 
 
-def learn_rewrites(data_dir: Path, export_path: Path | None = None, min_support: int = 3, min_prob: float = 0.7,
-                   min_users: int = 1, config: Path | None = None, detector: str = "auto") -> dict[str, Any]:
+def learn_rewrites(
+    data_dir: Path,
+    export_path: Path | None = None,
+    min_support: int = 3,
+    min_prob: float = 0.7,
+    min_users: int = 1,
+    config: Path | None = None,
+    detector: str = "auto",
+) -> dict[str, Any]:
     """Export (unless given one) -> mine -> solve -> write the next table version. Returns a summary.
     `detector`: auto | learned | lexical (see `rephrase_detector`); the one used is in the version's stats."""
     from assistant.learning.markov import MarkovConfig, solve, write_table
@@ -74,12 +82,18 @@ def learn_rewrites(data_dir: Path, export_path: Path | None = None, min_support:
     table, stats = solve(mined, mcfg)
     stats = {"mining": mined.stats, "solve": stats, "export_rows": manifest["rows"] if manifest else None}
     version = write_table(data_dir, table, mcfg, stats)
-    return {"version": version, "rewrites": len(table), "table": table, **stats,
-            "seconds": round(time.perf_counter() - t0, 2)}
+    return {
+        "version": version,
+        "rewrites": len(table),
+        "table": table,
+        **stats,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
 
 
-def learn_index(data_dir: Path, export_path: Path | None = None, embedder: Any = None,
-                config: Path | None = None) -> dict[str, Any]:
+def learn_index(
+    data_dir: Path, export_path: Path | None = None, embedder: Any = None, config: Path | None = None
+) -> dict[str, Any]:
     """Export (unless given one) -> the online rewrite index (MiniLM embeddings unless `embedder` is given)."""
     from assistant.learning.retrieval import build_index
 
@@ -100,6 +114,9 @@ def status(data_dir: Path) -> dict[str, Any]:
     from assistant.learning.retrieval import INDEX_DIR
 
     meta_path = data_dir / INDEX_DIR / "meta.json"
-    return {"versions": versions(data_dir), "current": current_version(data_dir),
-            "rewrites": len((load_table(data_dir) or {}).get("rewrites", {})),
-            "index": json.loads(meta_path.read_text()) if meta_path.exists() else None}
+    return {
+        "versions": versions(data_dir),
+        "current": current_version(data_dir),
+        "rewrites": len((load_table(data_dir) or {}).get("rewrites", {})),
+        "index": json.loads(meta_path.read_text()) if meta_path.exists() else None,
+    }

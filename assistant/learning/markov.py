@@ -11,7 +11,8 @@ transient-to-transient block and R the transient-to-absorbing block:
 For each failing source utterance a, the rewrite is the reachable utterance b (b != a) with the highest B[b, success],
 kept only if the path a ... -> b was seen in at least `min_support` chains (by at least `min_users` users),
 B[b, success] >= `min_prob`, and it beats a's direct success rate (without the user rephrasing) by `min_gain`.
-(B[a, success] itself is reported as `eventual`: how often the user got there anyway, by rephrasing.) Chains are solved per connected cluster of
+(B[a, success] itself is reported as `eventual`: how often the user got there anyway, by rephrasing.) Chains are
+solved per connected cluster of
 utterances (a cluster = the reformulations of one request), so the matrices stay small.
 
 The table is versioned on disk: `<data dir>/rewrites/v{N}.json` and `<data dir>/rewrites/current` (the version in
@@ -79,6 +80,7 @@ def absorbing_solution(tt: np.ndarray, ta: np.ndarray) -> tuple[np.ndarray, np.n
 def _clusters(src: list[str], dst: list[str], weight: np.ndarray, max_size: int) -> list[list[str]]:
     """Connected components of the utterance graph (union-find); a too-big component is re-split without its
     rarest edges."""
+
     def components(edges: list[tuple[str, str]]) -> list[list[str]]:
         parent: dict[str, str] = {}
 
@@ -120,10 +122,14 @@ def solve(mined: Mined, config: MarkovConfig = MarkovConfig()) -> tuple[dict[str
     e = mined.edges
     src, dst = list(e["src"]), list(e["dst"])
     n_tr = np.asarray(e["n"], dtype=np.float64)
-    absorb = {u: (float(s), float(f)) for u, s, f in zip(mined.absorb["utt"], mined.absorb["success"],
-                                                          mined.absorb["failure"])}
-    pair = {(a, b): (int(c), int(u)) for a, b, c, u in zip(mined.pairs["src"], mined.pairs["dst"],
-                                                            mined.pairs["chains"], mined.pairs["users"])}
+    absorb = {
+        u: (float(s), float(f))
+        for u, s, f in zip(mined.absorb["utt"], mined.absorb["success"], mined.absorb["failure"])
+    }
+    pair = {
+        (a, b): (int(c), int(u))
+        for a, b, c, u in zip(mined.pairs["src"], mined.pairs["dst"], mined.pairs["chains"], mined.pairs["users"])
+    }
     out_edges: dict[str, list[tuple[str, float]]] = defaultdict(list)
     for a, b, w in zip(src, dst, n_tr):
         out_edges[a].append((b, w))
@@ -169,12 +175,21 @@ def solve(mined: Mined, config: MarkovConfig = MarkovConfig()) -> tuple[dict[str
             direct = 1.0 - fail_rate[i]
             if p_success[j] < config.min_prob or p_success[j] - direct < config.min_gain:
                 continue
-            table[u] = {"target": v, "probability": round(float(p_success[j]), 4),
-                        "baseline": round(float(direct), 4),
-                        "eventual": round(float(p_success[i]), 4), "support": sup, "users": users,
-                        "direct_success": round(float(ta[j, SUCCESS] / max(tot[j], 1e-12)), 4)}
-    stats = {"clusters": sum(1 for c in clusters if len(c) > 1), "largest_cluster": largest, "rewrites": len(table),
-             "seconds": round(time.perf_counter() - t0, 3)}
+            table[u] = {
+                "target": v,
+                "probability": round(float(p_success[j]), 4),
+                "baseline": round(float(direct), 4),
+                "eventual": round(float(p_success[i]), 4),
+                "support": sup,
+                "users": users,
+                "direct_success": round(float(ta[j, SUCCESS] / max(tot[j], 1e-12)), 4),
+            }
+    stats = {
+        "clusters": sum(1 for c in clusters if len(c) > 1),
+        "largest_cluster": largest,
+        "rewrites": len(table),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
     return table, stats
 
 
@@ -212,16 +227,26 @@ def _atomic_write(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
-def write_table(data_dir: Path, table: dict[str, dict[str, Any]], config: MarkovConfig | None = None,
-                stats: dict[str, Any] | None = None, make_current: bool = True) -> int:
+def write_table(
+    data_dir: Path,
+    table: dict[str, dict[str, Any]],
+    config: MarkovConfig | None = None,
+    stats: dict[str, Any] | None = None,
+    make_current: bool = True,
+) -> int:
     """Write the table as the next version (v{N}.json) and point `current` at it; returns N."""
     d = rewrites_dir(data_dir)
     d.mkdir(parents=True, exist_ok=True)
     version = (max(versions(data_dir)) if versions(data_dir) else 0) + 1
-    doc = {"format": TABLE_FORMAT, "version": version,
-           "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "method": "absorbing-markov-chain", "params": asdict(config) if config else {}, "stats": stats or {},
-           "rewrites": dict(sorted(table.items()))}
+    doc = {
+        "format": TABLE_FORMAT,
+        "version": version,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "method": "absorbing-markov-chain",
+        "params": asdict(config) if config else {},
+        "stats": stats or {},
+        "rewrites": dict(sorted(table.items())),
+    }
     _atomic_write(d / f"v{version}.json", json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     if make_current:
         _atomic_write(d / "current", f"{version}\n")

@@ -45,11 +45,12 @@ import numpy as np
 from assistant.learning.sources import export_source
 from assistant.text import normalize_sql
 
-
-_REWRITE_TEXT = ("CASE WHEN spans LIKE '%\"stage\":\"rewrite\"%' THEN json_extract_string("
-                 "[x FOR x IN CAST(json_extract(spans, '$[*]') AS JSON[]) "
-                 "IF json_extract_string(x, '$.stage') = 'rewrite' "
-                 "AND json_extract(x, '$.output.applied')::BOOLEAN][1], '$.output.text') END")
+_REWRITE_TEXT = (
+    'CASE WHEN spans LIKE \'%"stage":"rewrite"%\' THEN json_extract_string('
+    "[x FOR x IN CAST(json_extract(spans, '$[*]') AS JSON[]) "
+    "IF json_extract_string(x, '$.stage') = 'rewrite' "
+    "AND json_extract(x, '$.output.applied')::BOOLEAN][1], '$.output.text') END"
+)
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,17 @@ class MiningConfig:
     """A next turn starting within this many seconds of the end of a failed one, with similar text, is a rephrase."""
     min_similarity: float = 0.6
     """0-1, 1 - levenshtein / longer length, on normalised text (besides the labeller's own rephrase signal)."""
-    control_intents: tuple[str, ...] = ("general_commandstop", "general_repeat", "general_affirm", "general_negate",
-                                        "general_confirm", "general_dontcare", "general_praise", "general_greet",
-                                        "feedback")
+    control_intents: tuple[str, ...] = (
+        "general_commandstop",
+        "general_repeat",
+        "general_affirm",
+        "general_negate",
+        "general_confirm",
+        "general_dontcare",
+        "general_praise",
+        "general_greet",
+        "feedback",
+    )
 
 
 @dataclass
@@ -86,8 +95,8 @@ def steps_sql(source: str, config: MiningConfig = MiningConfig(), learned: bool 
     return {
         "t": f"""
             SELECT turn_id, session_id, turn_index, epoch(started_at) AS t0, epoch(coalesce(ended_at, started_at)) AS t1,
-                   user_pseudonym AS user_id, {normalize_sql('transcript')} AS utt,
-                   {normalize_sql(f'coalesce({rewrite_text}, transcript)')} AS exec_utt,
+                   user_pseudonym AS user_id, {normalize_sql("transcript")} AS utt,
+                   {normalize_sql(f"coalesce({rewrite_text}, transcript)")} AS exec_utt,
                    CASE WHEN label = 'ok' OR (coalesce(label, '') <> 'defect' AND action_status = 'done'
                                              AND error_code IS NULL) THEN 'success'
                         WHEN label = 'defect' OR action_status IN ('failed', 'unsupported')
@@ -97,7 +106,7 @@ def steps_sql(source: str, config: MiningConfig = MiningConfig(), learned: bool 
                          IF json_extract_string(x, '$.type') = 'rephrase'][1] END AS rephrased_by
             FROM {source}
             WHERE transcript IS NOT NULL AND coalesce(intent, '') NOT IN ({controls})
-              AND length({normalize_sql('transcript')}) > 0""",
+              AND length({normalize_sql("transcript")}) > 0""",
         "nx": """
             SELECT *, lead(turn_id) OVER w AS next_id, lead(utt) OVER w AS next_utt, lead(t0) OVER w AS next_t0
             FROM t WINDOW w AS (PARTITION BY session_id ORDER BY turn_index)""",
@@ -143,15 +152,19 @@ def _learned_steps(source: str, config: MiningConfig) -> dict[str, str]:
     t = base["t"]
     # the utterance of a detected rephrase is its span; pairs come from lp, not from the labeller's signal
     t = t.replace(f"{normalize_sql('transcript')} AS utt,", f"{normalize_sql('coalesce(tg.span, transcript)')} AS utt,")
-    t = t.replace(f"{normalize_sql(f'coalesce({_REWRITE_TEXT}, transcript)')} AS exec_utt,",
-                  f"{normalize_sql(f'coalesce({_REWRITE_TEXT}, tg.span, transcript)')} AS exec_utt,")
+    t = t.replace(
+        f"{normalize_sql(f'coalesce({_REWRITE_TEXT}, transcript)')} AS exec_utt,",
+        f"{normalize_sql(f'coalesce({_REWRITE_TEXT}, tg.span, transcript)')} AS exec_utt,",
+    )
     head, _, _ = t.partition("CASE WHEN signals LIKE")
-    t = (head + "lp.dst_id AS rephrased_by,\n"
-         "                   lp.dst_id IS NOT NULL AND coalesce(signals, '') NOT LIKE '%explicit-yes%' AS detected\n"
-         f"            FROM {source} s LEFT JOIN lp ON lp.src_id = s.turn_id\n"
-         "            LEFT JOIN (SELECT dst_id, any_value(span) AS span FROM lp GROUP BY dst_id) tg ON tg.dst_id = s.turn_id\n"
-         f"            WHERE transcript IS NOT NULL AND (coalesce(intent, '') NOT IN ({controls}) OR tg.dst_id IS NOT NULL)\n"
-         f"              AND length({normalize_sql('coalesce(tg.span, transcript)')}) > 0")
+    t = (
+        head + "lp.dst_id AS rephrased_by,\n"
+        "                   lp.dst_id IS NOT NULL AND coalesce(signals, '') NOT LIKE '%explicit-yes%' AS detected\n"
+        f"            FROM {source} s LEFT JOIN lp ON lp.src_id = s.turn_id\n"
+        "            LEFT JOIN (SELECT dst_id, any_value(span) AS span FROM lp GROUP BY dst_id) tg ON tg.dst_id = s.turn_id\n"
+        f"            WHERE transcript IS NOT NULL AND (coalesce(intent, '') NOT IN ({controls}) OR tg.dst_id IS NOT NULL)\n"
+        f"              AND length({normalize_sql('coalesce(tg.span, transcript)')}) > 0"
+    )
     return {
         "t_raw": t,
         # a detected rephrase means the request failed (the person re-asked it), whatever the label says - unless they
@@ -184,8 +197,9 @@ def detect_pairs(path: Path, detector: Any, con: Any = None) -> list[tuple[str, 
     return [tuple(p) for s in sessions_from_export(path, con) for p in detector.detect(s)]
 
 
-def mine(path: Path, config: MiningConfig = MiningConfig(), con: Any = None, threads: int | None = None,
-         detector: Any = None) -> Mined:
+def mine(
+    path: Path, config: MiningConfig = MiningConfig(), con: Any = None, threads: int | None = None, detector: Any = None
+) -> Mined:
     """Run the steps over an export (a turns.parquet / turns.jsonl file or the directory holding it). `detector`: a
     `RephraseDetector` (learned links) or None (lexical links)."""
     import duckdb
@@ -201,13 +215,18 @@ def mine(path: Path, config: MiningConfig = MiningConfig(), con: Any = None, thr
         con.execute("CREATE OR REPLACE TEMP TABLE lp (src_id VARCHAR, dst_id VARCHAR, span VARCHAR, score DOUBLE)")
         if pairs:
             con.executemany("INSERT INTO lp VALUES (?, ?, ?, ?)", pairs)
-        det_stats = {"rephrase_detector": "learned", "rephrase_model": getattr(detector, "version", None),
-                     "detected_pairs": len(pairs), "detect_seconds": round(time.perf_counter() - t_det, 3)}
+        det_stats = {
+            "rephrase_detector": "learned",
+            "rephrase_model": getattr(detector, "version", None),
+            "detected_pairs": len(pairs),
+            "detect_seconds": round(time.perf_counter() - t_det, 3),
+        }
     steps = steps_sql(export_source(path), config, learned=detector is not None)
     for name, sql in steps.items():
         # Materialise the wide per-turn steps once; the aggregates read them.
         kind = "TABLE" if name in ("chains", "edges") else "VIEW"
         con.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {sql}")
+
     def cols(sql: str) -> dict[str, Any]:
         return {k: (v.tolist() if v.dtype == object else v) for k, v in con.execute(sql).fetchnumpy().items()}
 
@@ -215,7 +234,13 @@ def mine(path: Path, config: MiningConfig = MiningConfig(), con: Any = None, thr
     absorb = cols("SELECT * FROM absorb ORDER BY utt")
     pairs = cols("SELECT * FROM pairs ORDER BY src, dst")
     turns, chained = con.execute("SELECT count(*), count(*) FILTER (WHERE link) FROM chains").fetchone()
-    stats = {"turns": int(turns), "linked_turns": int(chained), "edges": len(edges["src"]),
-             "states": len(set(edges["src"]) | set(edges["dst"])), "pairs": len(pairs["src"]),
-             "seconds": round(time.perf_counter() - t0, 3), **det_stats}
+    stats = {
+        "turns": int(turns),
+        "linked_turns": int(chained),
+        "edges": len(edges["src"]),
+        "states": len(set(edges["src"]) | set(edges["dst"])),
+        "pairs": len(pairs["src"]),
+        "seconds": round(time.perf_counter() - t0, 3),
+        **det_stats,
+    }
     return Mined({k: np.asarray(v) if not isinstance(v, list) else v for k, v in edges.items()}, absorb, pairs, stats)

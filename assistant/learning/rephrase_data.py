@@ -37,7 +37,9 @@ SUCCESS = ("achieved", "unsupported-ok")
 
 _CORRECTION_PREFIX = re.compile(
     r"^\W*(?:(?:no+|nope|nah)\W+)?(?:(?:i|I) (?:said|meant|asked for|wanted)|not that(?: one)?\W+(?:i (?:said|meant))?)"
-    r"\W*", re.IGNORECASE)
+    r"\W*",
+    re.IGNORECASE,
+)
 _TRAIL = " .,!?;:\"'()[]{}"
 
 
@@ -88,8 +90,15 @@ def outcome_markers(turn: Turn) -> str:
     if turn.error:
         words.append("error")
     elif turn.status:
-        words.append({"done": "done", "failed": "failed", "unsupported": "unsupported", "clarify": "question",
-                      "unavailable": "unavailable"}.get(turn.status, turn.status))
+        words.append(
+            {
+                "done": "done",
+                "failed": "failed",
+                "unsupported": "unsupported",
+                "clarify": "question",
+                "unavailable": "unavailable",
+            }.get(turn.status, turn.status)
+        )
     else:
         words.append("nothing")
     if turn.expects_reply and "question" not in words:
@@ -103,12 +112,18 @@ def turn_from_trace(t: dict[str, Any]) -> Turn:
     """A turn as `TraceStore.iter_turn_batches` returns it."""
     rec = t.get("record") or {}
     action = rec.get("action") or {}
-    return Turn(turn_id=t["turn_id"], session_id=t.get("session_id", ""), t0=float(t["started_at"]),
-                t1=float(t.get("ended_at") or t["started_at"]), text=(rec.get("transcript") or "").strip(),
-                status=action.get("status") if isinstance(action, dict) else None,
-                error=(rec.get("error") or {}).get("code"),
-                barge_in=any(e.get("type") == "barge-in" for e in t.get("events") or ()),
-                expects_reply=bool(rec.get("expects_reply")), intent=rec.get("intent"))
+    return Turn(
+        turn_id=t["turn_id"],
+        session_id=t.get("session_id", ""),
+        t0=float(t["started_at"]),
+        t1=float(t.get("ended_at") or t["started_at"]),
+        text=(rec.get("transcript") or "").strip(),
+        status=action.get("status") if isinstance(action, dict) else None,
+        error=(rec.get("error") or {}).get("code"),
+        barge_in=any(e.get("type") == "barge-in" for e in t.get("events") or ()),
+        expects_reply=bool(rec.get("expects_reply")),
+        intent=rec.get("intent"),
+    )
 
 
 def sessions_from_store(db: Path) -> list[list[Turn]]:
@@ -140,23 +155,25 @@ def sessions_from_export(path: Path, con: Any = None) -> list[list[Turn]]:
 
     rows = con.execute(f"""
         SELECT turn_id, session_id, epoch(started_at), epoch(coalesce(ended_at, started_at)), coalesce(transcript, ''),
-               {col('action_status', 'action_status')}, {col('error_code', 'error_code')},
-               {col("coalesce(CAST(events AS VARCHAR), '') LIKE '%barge-in%'", 'events', 'false')},
-               {col('coalesce(expects_reply, false)', 'expects_reply', 'false')}, {col('intent', 'intent')}
+               {col("action_status", "action_status")}, {col("error_code", "error_code")},
+               {col("coalesce(CAST(events AS VARCHAR), '') LIKE '%barge-in%'", "events", "false")},
+               {col("coalesce(expects_reply, false)", "expects_reply", "false")}, {col("intent", "intent")}
         FROM {src} ORDER BY session_id, turn_index""").fetchall()
     sessions: dict[str, list[Turn]] = {}
     for r in rows:
-        sessions.setdefault(r[1], []).append(Turn(r[0], r[1], float(r[2]), float(r[3]), r[4].strip(), r[5], r[6],
-                                                  bool(r[7]), bool(r[8]), r[9]))
+        sessions.setdefault(r[1], []).append(
+            Turn(r[0], r[1], float(r[2]), float(r[3]), r[4].strip(), r[5], r[6], bool(r[7]), bool(r[8]), r[9])
+        )
     return list(sessions.values())
 
 
 # ----------------------------------------------------------------------------- the model's input
-def candidates(session: list[Turn], i: int, window_seconds: float = WINDOW_SECONDS,
-               max_candidates: int = MAX_CANDIDATES) -> list[tuple[Turn, float]]:
+def candidates(
+    session: list[Turn], i: int, window_seconds: float = WINDOW_SECONDS, max_candidates: int = MAX_CANDIDATES
+) -> list[tuple[Turn, float]]:
     q = session[i]
     out = []
-    for later in session[i + 1:]:
+    for later in session[i + 1 :]:
         gap = later.t0 - q.t1
         if gap > window_seconds or len(out) >= max_candidates:
             break
@@ -193,8 +210,13 @@ def correction_tail(text: str) -> tuple[int, int]:
     return start, end
 
 
-def make_example(session: list[Turn], i: int, truth: dict[str, dict[str, Any]] | None = None,
-                 window_seconds: float = WINDOW_SECONDS, max_candidates: int = MAX_CANDIDATES) -> Example | None:
+def make_example(
+    session: list[Turn],
+    i: int,
+    truth: dict[str, dict[str, Any]] | None = None,
+    window_seconds: float = WINDOW_SECONDS,
+    max_candidates: int = MAX_CANDIDATES,
+) -> Example | None:
     """The example for query turn `i` (None when no later turn falls in the window). With `truth` (turn_id ->
     sim_truth line) the gold answer is filled in."""
     q = session[i]
@@ -204,8 +226,9 @@ def make_example(session: list[Turn], i: int, truth: dict[str, dict[str, Any]] |
     if not cands:
         return None
     text_a, text_b, ranges = build_input(q, cands)
-    ex = Example(q.turn_id, q.session_id, text_a, text_b, [c.turn_id for c, _ in cands], ranges,
-                 [round(g, 2) for _, g in cands])
+    ex = Example(
+        q.turn_id, q.session_id, text_a, text_b, [c.turn_id for c, _ in cands], ranges, [round(g, 2) for _, g in cands]
+    )
     if truth is not None:
         gold = gold_target(q, [c for c, _ in cands], truth)
         if gold is not None:
@@ -251,9 +274,12 @@ def load_truth(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def examples_from_sessions(sessions: Iterable[list[Turn]], truth: dict[str, dict[str, Any]] | None = None,
-                           window_seconds: float = WINDOW_SECONDS,
-                           max_candidates: int = MAX_CANDIDATES) -> Iterator[Example]:
+def examples_from_sessions(
+    sessions: Iterable[list[Turn]],
+    truth: dict[str, dict[str, Any]] | None = None,
+    window_seconds: float = WINDOW_SECONDS,
+    max_candidates: int = MAX_CANDIDATES,
+) -> Iterator[Example]:
     for s in sessions:
         for i in range(len(s)):
             ex = make_example(s, i, truth, window_seconds, max_candidates)
@@ -261,13 +287,15 @@ def examples_from_sessions(sessions: Iterable[list[Turn]], truth: dict[str, dict
                 yield ex
 
 
-def examples_from_run(run_dir: Path, window_seconds: float = WINDOW_SECONDS,
-                      max_candidates: int = MAX_CANDIDATES) -> list[Example]:
+def examples_from_run(
+    run_dir: Path, window_seconds: float = WINDOW_SECONDS, max_candidates: int = MAX_CANDIDATES
+) -> list[Example]:
     """Every example of a simulator run folder (traces.db + sim_truth.jsonl), gold filled in from the truth."""
     run_dir = Path(run_dir)
     truth = load_truth(run_dir / "sim_truth.jsonl")
-    return list(examples_from_sessions(sessions_from_store(run_dir / "traces.db"), truth, window_seconds,
-                                       max_candidates))
+    return list(
+        examples_from_sessions(sessions_from_store(run_dir / "traces.db"), truth, window_seconds, max_candidates)
+    )
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -286,10 +314,22 @@ def augment_correction(ex: Example, rng: random.Random) -> Example | None:
     ga, gb = ex.gold_chars
     text_b = ex.text_b[:a] + prefix + cand_text + ex.text_b[b:]
     shift = len(prefix)
-    ranges = [(x, y) if j < k else (x, y + shift) if j == k else (x + shift, y + shift)
-              for j, (x, y) in enumerate(ex.candidate_ranges)]
-    return Example(ex.query_id + "+corr", ex.session_id, ex.text_a, text_b, list(ex.candidate_ids), ranges,
-                   list(ex.gaps), ex.gold_turn, (ga + shift, gb + shift), list(ex.rephrase_turns))
+    ranges = [
+        (x, y) if j < k else (x, y + shift) if j == k else (x + shift, y + shift)
+        for j, (x, y) in enumerate(ex.candidate_ranges)
+    ]
+    return Example(
+        ex.query_id + "+corr",
+        ex.session_id,
+        ex.text_a,
+        text_b,
+        list(ex.candidate_ids),
+        ranges,
+        list(ex.gaps),
+        ex.gold_turn,
+        (ga + shift, gb + shift),
+        list(ex.rephrase_turns),
+    )
 
 
 # ----------------------------------------------------------------------------- tokens
@@ -312,10 +352,10 @@ def encode(tokenizer: Any, ex: Example, max_length: int = MAX_LENGTH) -> dict[st
     seq = list(enc.sequence_ids)
     offsets = list(enc.offsets)
     if len(ids) > max_length:  # cut the second segment, keep the final [SEP]
-        ids = ids[:max_length - 1] + [ids[-1]]
+        ids = ids[: max_length - 1] + [ids[-1]]
         types = types[:max_length]
-        seq = seq[:max_length - 1] + [None]
-        offsets = offsets[:max_length - 1] + [(0, 0)]
+        seq = seq[: max_length - 1] + [None]
+        offsets = offsets[: max_length - 1] + [(0, 0)]
     cand = []
     for (s, e), sid in zip(offsets, seq):
         k = -1
@@ -331,5 +371,11 @@ def encode(tokenizer: Any, ex: Example, max_length: int = MAX_LENGTH) -> dict[st
         toks = [i for i, ((s, e), sid) in enumerate(zip(offsets, seq)) if sid == 1 and e > s and s >= ga and e <= gb]
         if toks:
             start, end = toks[0], toks[-1]
-    return {"ids": ids, "types": types, "offsets": [(s, e) if sid == 1 else (-1, -1) for (s, e), sid in zip(offsets, seq)],
-            "cand": cand, "start": start, "end": end}
+    return {
+        "ids": ids,
+        "types": types,
+        "offsets": [(s, e) if sid == 1 else (-1, -1) for (s, e), sid in zip(offsets, seq)],
+        "cand": cand,
+        "start": start,
+        "end": end,
+    }

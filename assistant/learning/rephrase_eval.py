@@ -33,7 +33,6 @@ from assistant.learning.rephrase_data import (
     CORRECTION_PREFIXES,
     REPHRASE_ROLES,
     Turn,
-    correction_tail,
     examples_from_sessions,
     load_truth,
     restates,
@@ -79,10 +78,21 @@ def span_match(pred: str, gold: str) -> str:
 
 # ----------------------------------------------------------------------------- lexical detectors
 def _trace_view(t: Turn) -> dict[str, Any]:
-    return {"turn_id": t.turn_id, "started_at": t.t0, "ended_at": t.t1,
-            "record": {"transcript": t.text, "intent": t.intent, "action": {"status": t.status},
-                       "error": {"code": t.error} if t.error else None, "expects_reply": t.expects_reply},
-            "events": [{"type": "barge-in", "data": {}}] if t.barge_in else [], "spans": [], "source": None}
+    return {
+        "turn_id": t.turn_id,
+        "started_at": t.t0,
+        "ended_at": t.t1,
+        "record": {
+            "transcript": t.text,
+            "intent": t.intent,
+            "action": {"status": t.status},
+            "error": {"code": t.error} if t.error else None,
+            "expects_reply": t.expects_reply,
+        },
+        "events": [{"type": "barge-in", "data": {}}] if t.barge_in else [],
+        "spans": [],
+        "source": None,
+    }
 
 
 def lexical_signal(session: Sequence[Turn], now: float | None = None) -> list[Pair]:
@@ -126,8 +136,9 @@ def lexical_mining(session: Sequence[Turn], gap_seconds: float = 30.0, min_simil
 
 
 # ----------------------------------------------------------------------------- scoring
-def add_corrections(sessions: list[list[Turn]], truth: dict[str, dict[str, Any]], share: float,
-                    seed: int = 0) -> list[list[Turn]]:
+def add_corrections(
+    sessions: list[list[Turn]], truth: dict[str, dict[str, Any]], share: float, seed: int = 0
+) -> list[list[Turn]]:
     """Copies of the sessions where a share of the rephrase / repeat turns start with "no, I said"."""
     if share <= 0:
         return sessions
@@ -143,8 +154,9 @@ def add_corrections(sessions: list[list[Turn]], truth: dict[str, dict[str, Any]]
     return out
 
 
-def score(sessions: list[list[Turn]], truth: dict[str, dict[str, Any]],
-          detector: Callable[[Sequence[Turn]], list[Pair]]) -> dict[str, Any]:
+def score(
+    sessions: list[list[Turn]], truth: dict[str, dict[str, Any]], detector: Callable[[Sequence[Turn]], list[Pair]]
+) -> dict[str, Any]:
     exs = {e.query_id: e for e in examples_from_sessions(sessions, truth)}
     gold_n = sum(e.gold_turn is not None for e in exs.values())
     pred = right = strict = exact = 0
@@ -163,17 +175,25 @@ def score(sessions: list[list[Turn]], truth: dict[str, dict[str, Any]],
         ex = exs.get(q)
         if ok and ex is not None and ex.gold_turn == j:
             strict += 1
-            gspan = ex.text_b[ex.gold_chars[0]:ex.gold_chars[1]]
+            gspan = ex.text_b[ex.gold_chars[0] : ex.gold_chars[1]]
             exact += span_match(span, gspan) == "exact"
             f1s.append(token_f1(span, gspan))
-    return {**prf(pred, right, gold_n), "strict": prf(pred, strict, gold_n),
-            "span_exact": _r(exact / strict) if strict else None,
-            "span_token_f1": _r(sum(f1s) / len(f1s)) if f1s else None,
-            "seconds": round(seconds, 2), "ms_per_session": round(1000 * seconds / max(1, len(sessions)), 2)}
+    return {
+        **prf(pred, right, gold_n),
+        "strict": prf(pred, strict, gold_n),
+        "span_exact": _r(exact / strict) if strict else None,
+        "span_token_f1": _r(sum(f1s) / len(f1s)) if f1s else None,
+        "seconds": round(seconds, 2),
+        "ms_per_session": round(1000 * seconds / max(1, len(sessions)), 2),
+    }
 
 
-def evaluate_run(run_dir: Path, detectors: dict[str, Callable[[Sequence[Turn]], list[Pair]]] | None = None,
-                 corrections: float = 0.0, model_dir: Path | None = None) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: Path,
+    detectors: dict[str, Callable[[Sequence[Turn]], list[Pair]]] | None = None,
+    corrections: float = 0.0,
+    model_dir: Path | None = None,
+) -> dict[str, Any]:
     """Each detector on one simulator run (traces.db + sim_truth.jsonl)."""
     run_dir = Path(run_dir)
     truth = load_truth(run_dir / "sim_truth.jsonl")
@@ -186,23 +206,36 @@ def evaluate_run(run_dir: Path, detectors: dict[str, Callable[[Sequence[Turn]], 
             det = RephraseDetector(model_dir)
             detectors = {"learned": lambda s: [(a, b, c) for a, b, c, _ in det.detect(s)], **detectors}
     exs = list(examples_from_sessions(sessions, truth))
-    res = {"run": str(run_dir), "turns": len(truth), "sessions": len(sessions), "queries_with_candidates": len(exs),
-           "gold_pairs": sum(e.gold_turn is not None for e in exs), "corrections": corrections,
-           "rephrase_turns": sum(1 for r in truth.values() if r.get("role") in REPHRASE_ROLES),
-           "detectors": {name: score(sessions, truth, fn) for name, fn in detectors.items()}}
+    res = {
+        "run": str(run_dir),
+        "turns": len(truth),
+        "sessions": len(sessions),
+        "queries_with_candidates": len(exs),
+        "gold_pairs": sum(e.gold_turn is not None for e in exs),
+        "corrections": corrections,
+        "rephrase_turns": sum(1 for r in truth.values() if r.get("role") in REPHRASE_ROLES),
+        "detectors": {name: score(sessions, truth, fn) for name, fn in detectors.items()},
+    }
     return res
 
 
 def to_markdown(res: dict[str, Any]) -> str:
-    lines = [f"Run {res['run']}: {res['turns']} turns, {res['sessions']} sessions, {res['queries_with_candidates']} "
-             f"turns with later turns in the window, {res['gold_pairs']} with a rephrase"
-             + (f" ({res['corrections']:.0%} of rephrases as 'no, I said ...')" if res["corrections"] else "") + ".",
-             "", "| detector | predicted | precision | recall | F1 | strict P / R / F1 | span exact | span token F1 | ms/session |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Run {res['run']}: {res['turns']} turns, {res['sessions']} sessions, {res['queries_with_candidates']} "
+        f"turns with later turns in the window, {res['gold_pairs']} with a rephrase"
+        + (f" ({res['corrections']:.0%} of rephrases as 'no, I said ...')" if res["corrections"] else "")
+        + ".",
+        "",
+        "| detector | predicted | precision | recall | F1 | strict P / R / F1 | span exact | span token F1 "
+        "| ms/session |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     f = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     for name, d in res["detectors"].items():
         s = d["strict"]
-        lines.append(f"| {name} | {d['predicted']} | {f(d['precision'])} | {f(d['recall'])} | {f(d['f1'])} | "
-                     f"{f(s['precision'])} / {f(s['recall'])} / {f(s['f1'])} | {f(d['span_exact'])} | "
-                     f"{f(d['span_token_f1'])} | {d['ms_per_session']} |")
+        lines.append(
+            f"| {name} | {d['predicted']} | {f(d['precision'])} | {f(d['recall'])} | {f(d['f1'])} | "
+            f"{f(s['precision'])} / {f(s['recall'])} / {f(s['f1'])} | {f(d['span_exact'])} | "
+            f"{f(d['span_token_f1'])} | {d['ms_per_session']} |"
+        )
     return "\n".join(lines)

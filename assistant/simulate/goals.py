@@ -46,9 +46,14 @@ _OFF = ("iot_hue_lightoff", "iot_wemo_off", "iot_appliance_off")
 _MUSIC_KEYS = ("artist_name", "music_genre", "song_name", "playlist_name")
 SPECS: dict[str, Spec] = {
     "iot_hue_lighton": Spec(("light.turn_on", "device.turn_on"), key_slots=("house_place",), intents=_ON, home=True),
-    "iot_hue_lightoff": Spec(("light.turn_off", "device.turn_off"), key_slots=("house_place",), intents=_OFF, home=True),
-    "iot_hue_lightchange": Spec(("light.set_color", "light.set_brightness", "device.set_color"),
-                                key_slots=("house_place", "color_type"), home=True),
+    "iot_hue_lightoff": Spec(
+        ("light.turn_off", "device.turn_off"), key_slots=("house_place",), intents=_OFF, home=True
+    ),
+    "iot_hue_lightchange": Spec(
+        ("light.set_color", "light.set_brightness", "device.set_color"),
+        key_slots=("house_place", "color_type"),
+        home=True,
+    ),
     "iot_hue_lightdim": Spec(("light.dim", "device.dim"), key_slots=("house_place",), home=True),
     "iot_hue_lightup": Spec(("light.brighten", "device.brighten"), key_slots=("house_place",), home=True),
     "iot_wemo_on": Spec(("*.turn_on", "cover.open"), key_slots=("device_type",), intents=_ON, home=True),
@@ -80,9 +85,22 @@ SPECS: dict[str, Spec] = {
 }
 UNSUPPORTED_SPEC = Spec(("none",), statuses=("unsupported",))
 # Intents no skill handles: the right answer is "Sorry, I can't do that." (status unsupported).
-UNSUPPORTED_INTENTS = ("calendar_set", "calendar_query", "email_query", "email_sendemail", "news_query", "qa_factoid",
-                       "transport_query", "transport_ticket", "cooking_recipe", "takeaway_order", "social_post",
-                       "recommendation_events", "qa_currency", "play_radio")
+UNSUPPORTED_INTENTS = (
+    "calendar_set",
+    "calendar_query",
+    "email_query",
+    "email_sendemail",
+    "news_query",
+    "qa_factoid",
+    "transport_query",
+    "transport_ticket",
+    "cooking_recipe",
+    "takeaway_order",
+    "social_post",
+    "recommendation_events",
+    "qa_currency",
+    "play_radio",
+)
 
 
 def spec_for(intent: str) -> Spec:
@@ -91,51 +109,105 @@ def spec_for(intent: str) -> Spec:
 
 # Template paraphrases: used when every placeholder is a slot of the goal and every slot of the goal is used.
 TEMPLATES: dict[str, list[str]] = {
-    "iot_hue_lighton": ["switch on the lights please", "lights on please", "could you switch on the light",
-                        "switch on the {house_place} lights please", "lights on in the {house_place} please",
-                        "could you turn the {house_place} light on"],
-    "iot_hue_lightoff": ["switch off the lights please", "lights off please", "could you switch off the light",
-                         "switch off the {house_place} lights please", "lights off in the {house_place} please",
-                         "could you turn the {house_place} light off"],
-    "iot_hue_lightchange": ["could you make the lights {color_type}", "set the light colour to {color_type} please",
-                            "make the {house_place} lights {color_type} please"],
-    "iot_hue_lightdim": ["could you dim the lights a bit", "make the lights a little dimmer please",
-                         "dim the {house_place} lights a bit please", "make the {house_place} a little darker please"],
-    "iot_hue_lightup": ["could you make the lights brighter", "brighten the lights a bit please",
-                        "make the {house_place} lights brighter please"],
+    "iot_hue_lighton": [
+        "switch on the lights please",
+        "lights on please",
+        "could you switch on the light",
+        "switch on the {house_place} lights please",
+        "lights on in the {house_place} please",
+        "could you turn the {house_place} light on",
+    ],
+    "iot_hue_lightoff": [
+        "switch off the lights please",
+        "lights off please",
+        "could you switch off the light",
+        "switch off the {house_place} lights please",
+        "lights off in the {house_place} please",
+        "could you turn the {house_place} light off",
+    ],
+    "iot_hue_lightchange": [
+        "could you make the lights {color_type}",
+        "set the light colour to {color_type} please",
+        "make the {house_place} lights {color_type} please",
+    ],
+    "iot_hue_lightdim": [
+        "could you dim the lights a bit",
+        "make the lights a little dimmer please",
+        "dim the {house_place} lights a bit please",
+        "make the {house_place} a little darker please",
+    ],
+    "iot_hue_lightup": [
+        "could you make the lights brighter",
+        "brighten the lights a bit please",
+        "make the {house_place} lights brighter please",
+    ],
     "iot_wemo_on": ["could you switch on the {device_type}", "switch the {device_type} on please"],
     "iot_wemo_off": ["could you switch off the {device_type}", "switch the {device_type} off please"],
-    "iot_cleaning": ["could you start the robot vacuum", "start cleaning the floors please",
-                     "could you start the {device_type}"],
+    "iot_cleaning": [
+        "could you start the robot vacuum",
+        "start cleaning the floors please",
+        "could you start the {device_type}",
+    ],
     "iot_coffee": ["could you brew me a coffee please", "i would like a coffee please"],
-    "datetime_query": ["could you tell me the time please", "what time is it right now please",
-                       "what is the date {date} please"],
-    "alarm_set": ["please set an alarm for {time}", "could you wake me up at {time}", "i need an alarm at {time} please"],
+    "datetime_query": [
+        "could you tell me the time please",
+        "what time is it right now please",
+        "what is the date {date} please",
+    ],
+    "alarm_set": [
+        "please set an alarm for {time}",
+        "could you wake me up at {time}",
+        "i need an alarm at {time} please",
+    ],
     "alarm_query": ["which alarms have i got set", "could you list my alarms please"],
     "alarm_remove": ["please cancel my alarm", "could you delete my alarm please"],
-    "timer_set": ["please set a timer for {duration}", "could you start a {duration} timer", "timer for {duration} please"],
+    "timer_set": [
+        "please set a timer for {duration}",
+        "could you start a {duration} timer",
+        "timer for {duration} please",
+    ],
     "timer_query": ["how much time is left on my timer", "how long is left on the timer please"],
     "lists_query": ["could you read me my {list_name} list", "what have i got on my {list_name} list please"],
     "lists_remove": ["please delete my {list_name} list", "could you get rid of the {list_name} list"],
     "lists_createoradd": ["please make a new {list_name} list", "could you start a {list_name} list"],
-    "play_music": ["could you play some {music_genre} please", "put on some {music_genre} music please",
-                   "could you play something by {artist_name}", "please put on some {artist_name}",
-                   "could you play the song {song_name}", "please play {song_name}"],
+    "play_music": [
+        "could you play some {music_genre} please",
+        "put on some {music_genre} music please",
+        "could you play something by {artist_name}",
+        "please put on some {artist_name}",
+        "could you play the song {song_name}",
+        "please play {song_name}",
+    ],
     "music_query": ["what song is playing right now", "could you tell me what this song is"],
     "audio_volume_up": ["could you turn the volume up please", "make it a bit louder please"],
     "audio_volume_down": ["could you turn the volume down please", "make it a bit quieter please"],
     "audio_volume_mute": ["please mute the sound", "could you mute the speaker please"],
     "media_pause": ["please pause the music", "could you pause this please"],
     "media_next": ["please skip to the next song", "could you play the next track please"],
-    "weather_query": ["what is the weather like today please", "could you tell me the weather forecast",
-                      "what is the weather going to be like {date} please"],
+    "weather_query": [
+        "what is the weather like today please",
+        "could you tell me the weather forecast",
+        "what is the weather going to be like {date} please",
+    ],
     "general_joke": ["could you tell me a joke please", "say something funny please", "i would like to hear a joke"],
 }
 # Goals no SLURP sentence covers (timers, transport controls): template-only, still checked against training rows.
 TEMPLATE_ONLY: list[tuple[str, dict[str, str], list[str]]] = [
-    ("timer_set", {"duration": "ten minutes"}, ["set a timer for ten minutes please", "could you start a ten minute timer"]),
-    ("timer_set", {"duration": "five minutes"}, ["please set a timer for five minutes", "could you start a five minute timer"]),
-    ("timer_set", {"duration": "twenty minutes"}, ["could you set a timer for twenty minutes", "timer for twenty minutes please"]),
+    (
+        "timer_set",
+        {"duration": "ten minutes"},
+        ["set a timer for ten minutes please", "could you start a ten minute timer"],
+    ),
+    (
+        "timer_set",
+        {"duration": "five minutes"},
+        ["please set a timer for five minutes", "could you start a five minute timer"],
+    ),
+    (
+        "timer_set",
+        {"duration": "twenty minutes"},
+        ["could you set a timer for twenty minutes", "timer for twenty minutes please"],
+    ),
     ("timer_query", {}, ["how much time is left on my timer", "how long is left on the timer please"]),
     ("media_pause", {}, ["please pause the music", "could you pause this please"]),
     ("media_next", {}, ["please skip to the next song", "could you play the next track please"]),
@@ -165,8 +237,7 @@ class Goal:
         return {k: v for k, v in self.slots.items() if k in self.spec.key_slots}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"goal_id": self.goal_id, "intent": self.intent, "slots": dict(self.slots),
-                "supported": self.supported}
+        return {"goal_id": self.goal_id, "intent": self.intent, "slots": dict(self.slots), "supported": self.supported}
 
 
 def _goal_id(intent: str, slots: dict[str, str]) -> str:
@@ -252,8 +323,13 @@ class GoalBank:
 
 
 def goal_from_dict(d: dict[str, Any]) -> Goal:
-    return Goal(d["goal_id"], d["intent"], dict(d.get("slots") or {}), list(d.get("utterances") or []),
-                list(d.get("sources") or []))
+    return Goal(
+        d["goal_id"],
+        d["intent"],
+        dict(d.get("slots") or {}),
+        list(d.get("utterances") or []),
+        list(d.get("sources") or []),
+    )
 
 
-__all__ = ["Goal", "GoalBank", "SPECS", "Spec", "spec_for", "UNSUPPORTED_INTENTS", "asdict"]
+__all__ = ["SPECS", "UNSUPPORTED_INTENTS", "Goal", "GoalBank", "Spec", "asdict", "spec_for"]

@@ -22,14 +22,29 @@ from typing import Any
 from rapidfuzz import fuzz
 
 from assistant.home.model import Home
-from assistant.simulate.goals import Goal, spec_for
+from assistant.simulate.goals import Goal
 from assistant.simulate.household import areas_for_place, devices_for
 from assistant.text import normalize
 
 STAGES = ("false_wake", "asr", "nlu", "entity_resolution", "result")
 FAILURE_POINTS = (*STAGES, "correct")
-_NUM = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8",
-        "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "fifteen": "15", "twenty": "20", "thirty": "30"}
+_NUM = {
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+    "eleven": "11",
+    "twelve": "12",
+    "fifteen": "15",
+    "twenty": "20",
+    "thirty": "30",
+}
 
 
 def _norm(text: str | None) -> str:
@@ -79,12 +94,18 @@ class Verdict:
     reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"outcome": self.outcome, "defect": self.defect, "failure_point": self.failure_point,
-                "stages": self.stages, "reason": self.reason}
+        return {
+            "outcome": self.outcome,
+            "defect": self.defect,
+            "failure_point": self.failure_point,
+            "stages": self.stages,
+            "reason": self.reason,
+        }
 
 
-def nlu_ok(goal: Goal, intent: str | None, slots: dict[str, Any], confidence: float | None = None,
-           min_confidence: float = 0.0) -> tuple[bool, str]:
+def nlu_ok(
+    goal: Goal, intent: str | None, slots: dict[str, Any], confidence: float | None = None, min_confidence: float = 0.0
+) -> tuple[bool, str]:
     spec = goal.spec
     if not goal.supported:
         from assistant.simulate.goals import SPECS
@@ -166,8 +187,15 @@ def result_ok(goal: Goal, rec: dict[str, Any], home: Home) -> tuple[bool, str]:
     return True, ""
 
 
-def assess(goal: Goal | None, spoken: str, rec: dict[str, Any], home: Home, oracle=None,
-           min_confidence: float = 0.5, role: str = "request") -> Verdict:
+def assess(
+    goal: Goal | None,
+    spoken: str,
+    rec: dict[str, Any],
+    home: Home,
+    oracle=None,
+    min_confidence: float = 0.5,
+    role: str = "request",
+) -> Verdict:
     """The verdict for one turn. `goal` None = the user did not address the assistant (false wake).
     `oracle(text) -> (intent, slots, confidence)` parses the spoken text (the NLU on a perfect transcript)."""
     transcript = rec.get("transcript") or ""

@@ -84,9 +84,17 @@ class Member:
     p_accept_unsupported: float = 0.7
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "voice": self.voice.key(), "noise": self.noise,
-                "usual_rooms": self.usual_rooms, "preferred_rooms": self.preferred_rooms, "favourite": self.favourite,
-                "habits": self.habits, "max_tries": self.max_tries}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "voice": self.voice.key(),
+            "noise": self.noise,
+            "usual_rooms": self.usual_rooms,
+            "preferred_rooms": self.preferred_rooms,
+            "favourite": self.favourite,
+            "habits": self.habits,
+            "max_tries": self.max_tries,
+        }
 
 
 @dataclass
@@ -106,9 +114,14 @@ class Household:
         return sats[0].id
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "home": str(self.home_path), "areas": sorted(self.home.areas),
-                "devices": sorted(self.home.devices), "members": [m.to_dict() for m in self.members],
-                "feasible_goals": len(self.goals)}
+        return {
+            "id": self.id,
+            "home": str(self.home_path),
+            "areas": sorted(self.home.areas),
+            "devices": sorted(self.home.devices),
+            "members": [m.to_dict() for m in self.members],
+            "feasible_goals": len(self.goals),
+        }
 
 
 # -- matching goal slot values against a home ---------------------------------------------------------------------
@@ -135,11 +148,19 @@ def areas_for_place(home: Home, place: str) -> list[str]:
     return out
 
 
-_TYPE_WORDS = {"light": {"light", "lamp", "bulb", "lighting"}, "vacuum": {"vacuum", "hoover", "roomba", "cleaner", "robot"},
-               "coffee_machine": {"coffee", "espresso"}, "plug": {"plug", "socket", "wemo", "outlet"},
-               "fan": {"fan"}, "heater": {"heater", "radiator", "heating"}, "tv": {"tv", "television"},
-               "kettle": {"kettle"}, "cover": {"blind", "shade", "curtain", "door"}, "oven": {"oven", "cooker"},
-               "thermostat": {"thermostat"}}
+_TYPE_WORDS = {
+    "light": {"light", "lamp", "bulb", "lighting"},
+    "vacuum": {"vacuum", "hoover", "roomba", "cleaner", "robot"},
+    "coffee_machine": {"coffee", "espresso"},
+    "plug": {"plug", "socket", "wemo", "outlet"},
+    "fan": {"fan"},
+    "heater": {"heater", "radiator", "heating"},
+    "tv": {"tv", "television"},
+    "kettle": {"kettle"},
+    "cover": {"blind", "shade", "curtain", "door"},
+    "oven": {"oven", "cooker"},
+    "thermostat": {"thermostat"},
+}
 
 
 def devices_for(home: Home, device: str) -> list[str]:
@@ -180,9 +201,15 @@ def make_home(rng: random.Random, base: Path = EXAMPLE_HOME) -> dict[str, Any]:
     keep = [a for a in raw["areas"] if a["id"] in KEEP_ALWAYS or rng.random() < 0.7]
     for rid, name, aliases in rng.sample(ROOM_POOL, rng.randint(1, 3)):
         keep.append({"id": rid, "name": name, "aliases": list(aliases)})
-        raw.setdefault("devices", []).append({"id": f"{rid}.light", "name": f"{name} light",
-                                              "aliases": [f"{name} lights", f"{name} lamp"], "type": "light",
-                                              "area": rid})
+        raw.setdefault("devices", []).append(
+            {
+                "id": f"{rid}.light",
+                "name": f"{name} light",
+                "aliases": [f"{name} lights", f"{name} lamp"],
+                "type": "light",
+                "area": rid,
+            }
+        )
     area_ids = {a["id"] for a in keep}
     raw["areas"] = keep
     devices = []
@@ -198,7 +225,9 @@ def make_home(rng: random.Random, base: Path = EXAMPLE_HOME) -> dict[str, Any]:
                 d["name"] = new
         devices.append(d)
     raw["devices"] = devices
-    raw["satellites"] = [s for s in raw["satellites"] if s["area"] in area_ids and (s["area"] != "bedroom" or rng.random() < 0.7)]
+    raw["satellites"] = [
+        s for s in raw["satellites"] if s["area"] in area_ids and (s["area"] != "bedroom" or rng.random() < 0.7)
+    ]
     if "office" in area_ids and rng.random() < 0.5:
         raw["satellites"].append({"id": "office.speaker", "name": "office speaker", "area": "office"})
     raw["members"] = []
@@ -209,9 +238,23 @@ def _pick_goals(rng: random.Random, pool: list[Goal], k: int) -> list[str]:
     return [g.goal_id for g in rng.sample(pool, min(k, len(pool)))] if pool else []
 
 
-POPULAR_INTENTS = ("weather_query", "datetime_query", "play_music", "general_joke", "iot_hue_lighton",
-                   "iot_hue_lightoff", "audio_volume_up", "music_query", "play_radio", "lists_query", "alarm_set",
-                   "iot_coffee", "play_podcasts", "qa_factoid", "news_query")
+POPULAR_INTENTS = (
+    "weather_query",
+    "datetime_query",
+    "play_music",
+    "general_joke",
+    "iot_hue_lighton",
+    "iot_hue_lightoff",
+    "audio_volume_up",
+    "music_query",
+    "play_radio",
+    "lists_query",
+    "alarm_set",
+    "iot_coffee",
+    "play_podcasts",
+    "qa_factoid",
+    "news_query",
+)
 
 
 def popular_goals(bank: GoalBank, seed: int, k: int) -> list[tuple[str, int]]:
@@ -220,14 +263,24 @@ def popular_goals(bank: GoalBank, seed: int, k: int) -> list[tuple[str, int]]:
     if k <= 0:
         return []
     rng = random.Random(f"popular:{seed}")
-    pool = [g for g in bank.goals if g.intent in POPULAR_INTENTS and not g.slots.get("house_place")
-            and len(g.utterances) >= 2]
+    pool = [
+        g
+        for g in bank.goals
+        if g.intent in POPULAR_INTENTS and not g.slots.get("house_place") and len(g.utterances) >= 2
+    ]
     pool.sort(key=lambda g: g.goal_id)
     return [(g.goal_id, rng.randrange(len(g.utterances))) for g in rng.sample(pool, min(k, len(pool)))]
 
 
-def make_household(index: int, seed: int, bank: GoalBank, out_dir: Path, voices: tuple[str, ...] = ("piper", "espeak"),
-                   n_members: int | None = None, shared_goals: int = 0) -> Household:
+def make_household(
+    index: int,
+    seed: int,
+    bank: GoalBank,
+    out_dir: Path,
+    voices: tuple[str, ...] = ("piper", "espeak"),
+    n_members: int | None = None,
+    shared_goals: int = 0,
+) -> Household:
     rng = random.Random(f"household:{seed}:{index}")
     raw = make_home(rng)
     hid = f"h{index}"
@@ -252,8 +305,11 @@ def make_household(index: int, seed: int, bank: GoalBank, out_dir: Path, voices:
     members = []
     for nm in names:
         engine = rng.choice(voices)
-        voice = (VoiceSpec("piper", length_scale=rng.choice((0.9, 1.0, 1.0, 1.15))) if engine == "piper" else
-                 VoiceSpec("espeak", rng.choice(ESPEAK_VOICES), rng.choice((130, 150, 170)), rng.choice((35, 50, 65))))
+        voice = (
+            VoiceSpec("piper", length_scale=rng.choice((0.9, 1.0, 1.0, 1.15)))
+            if engine == "piper"
+            else VoiceSpec("espeak", rng.choice(ESPEAK_VOICES), rng.choice((130, 150, 170)), rng.choice((35, 50, 65)))
+        )
         preferred = rng.sample(lights, min(2, len(lights)))
         fav: dict[str, str] = {}
         music = pool("play_music")
@@ -268,18 +324,39 @@ def make_household(index: int, seed: int, bank: GoalBank, out_dir: Path, voices:
             g = rng.choice(artist)
             fav["artist_name"] = g.slots["artist_name"]
             fav_goals.append(g.goal_id)
-        in_preferred = [g for g in pool("iot_hue_lighton", "iot_hue_lightoff", "iot_hue_lightdim", "iot_hue_lightup",
-                                        "iot_hue_lightchange")
-                        if not g.slots.get("house_place") or set(areas_for_place(home, g.slots["house_place"])) & set(preferred)]
+        in_preferred = [
+            g
+            for g in pool(
+                "iot_hue_lighton", "iot_hue_lightoff", "iot_hue_lightdim", "iot_hue_lightup", "iot_hue_lightchange"
+            )
+            if not g.slots.get("house_place") or set(areas_for_place(home, g.slots["house_place"])) & set(preferred)
+        ]
         habits = {
-            "morning": _pick_goals(rng, pool("datetime_query", "weather_query", "iot_coffee", "alarm_query", "news_query"), 2)
+            "morning": _pick_goals(
+                rng, pool("datetime_query", "weather_query", "iot_coffee", "alarm_query", "news_query"), 2
+            )
             + _pick_goals(rng, [g for g in in_preferred if "on" in g.intent or "up" in g.intent], 1),
-            "day": _pick_goals(rng, pool("lists_createoradd", "lists_query", "timer_set", "play_podcasts", "iot_cleaning",
-                                         "general_joke", "music_query", "audio_volume_up", "audio_volume_down"), 3)
+            "day": _pick_goals(
+                rng,
+                pool(
+                    "lists_createoradd",
+                    "lists_query",
+                    "timer_set",
+                    "play_podcasts",
+                    "iot_cleaning",
+                    "general_joke",
+                    "music_query",
+                    "audio_volume_up",
+                    "audio_volume_down",
+                ),
+                3,
+            )
             + _pick_goals(rng, [g for g in goals.values() if not g.supported], 2),
-            "evening": _pick_goals(rng, [g for g in in_preferred if "off" in g.intent or "dim" in g.intent
-                                         or "change" in g.intent], 2)
-            + fav_goals + _pick_goals(rng, pool("alarm_set", "lists_query", "play_audiobook", "audio_volume_mute"), 2),
+            "evening": _pick_goals(
+                rng, [g for g in in_preferred if "off" in g.intent or "dim" in g.intent or "change" in g.intent], 2
+            )
+            + fav_goals
+            + _pick_goals(rng, pool("alarm_set", "lists_query", "play_audiobook", "audio_volume_mute"), 2),
         }
         phrasing = {gid: rng.randrange(len(goals[gid].utterances)) for hs in habits.values() for gid in hs}
         if shared_goals:  # a separate stream, so the rest of the household is the same with or without them
@@ -288,11 +365,24 @@ def make_household(index: int, seed: int, bank: GoalBank, out_dir: Path, voices:
                 if gid in goals and prng.random() < 0.5:
                     habits[prng.choice(("morning", "day", "evening"))].append(gid)
                     phrasing[gid] = idx
-        members.append(Member(
-            id=nm.lower(), name=nm, voice=voice, noise=rng.choice(("quiet", "quiet", "family", "noisy")),
-            usual_rooms=rng.sample(sat_areas, min(len(sat_areas), rng.choice((1, 2)))), preferred_rooms=preferred,
-            favourite=fav, habits=habits, phrasing=phrasing, max_tries=rng.choice((2, 3, 3, 4)),
-            p_rephrase=rng.uniform(0.5, 0.8), p_repeat=rng.uniform(0.1, 0.3), p_cancel=rng.uniform(0.0, 0.1),
-            p_barge_in=rng.uniform(0.4, 0.8), p_answer_feedback=rng.uniform(0.7, 0.95),
-            p_accept_unsupported=rng.uniform(0.5, 0.9)))
+        members.append(
+            Member(
+                id=nm.lower(),
+                name=nm,
+                voice=voice,
+                noise=rng.choice(("quiet", "quiet", "family", "noisy")),
+                usual_rooms=rng.sample(sat_areas, min(len(sat_areas), rng.choice((1, 2)))),
+                preferred_rooms=preferred,
+                favourite=fav,
+                habits=habits,
+                phrasing=phrasing,
+                max_tries=rng.choice((2, 3, 3, 4)),
+                p_rephrase=rng.uniform(0.5, 0.8),
+                p_repeat=rng.uniform(0.1, 0.3),
+                p_cancel=rng.uniform(0.0, 0.1),
+                p_barge_in=rng.uniform(0.4, 0.8),
+                p_answer_feedback=rng.uniform(0.7, 0.95),
+                p_accept_unsupported=rng.uniform(0.5, 0.9),
+            )
+        )
     return Household(hid, path, home, members, goals)

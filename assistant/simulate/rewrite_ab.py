@@ -94,9 +94,16 @@ class RewriteAB:
     def _sim_cfg(self, **kw: Any) -> SimConfig:
         c = self.cfg
         kw.setdefault("feedback_rate", c.feedback_rate)
-        return SimConfig(seed=c.seed, voices=c.voices, false_wake_rate=c.false_wake_rate,
-                         member_users=True, shared_goals=c.shared_goals,
-                         habitual_rephrase=c.habitual_rephrase, max_turns=c.max_turns, **kw)
+        return SimConfig(
+            seed=c.seed,
+            voices=c.voices,
+            false_wake_rate=c.false_wake_rate,
+            member_users=True,
+            shared_goals=c.shared_goals,
+            habitual_rephrase=c.habitual_rephrase,
+            max_turns=c.max_turns,
+            **kw,
+        )
 
     def _say(self, msg: str) -> None:
         if self.progress:
@@ -109,8 +116,14 @@ class RewriteAB:
         c = self.cfg
         t0 = time.perf_counter()
         self._say(f"train: {c.households} households x {c.train_days} days (seed {c.seed})")
-        sim = Simulator(self.settings, self.data_dir, self._sim_cfg(households=c.households, days=c.train_days),
-                        self.cache_dir, self.pipeline_factory, self.progress)
+        sim = Simulator(
+            self.settings,
+            self.data_dir,
+            self._sim_cfg(households=c.households, days=c.train_days),
+            self.cache_dir,
+            self.pipeline_factory,
+            self.progress,
+        )
         stats = sim.run()
         truth = _read(self.data_dir / "sim_truth.jsonl")
         self._say(f"train: {stats['turns']} turns; mining")
@@ -122,13 +135,22 @@ class RewriteAB:
             embedder = self.embedder = MiniLmEmbedder()
         idx = learn_index(self.data_dir, embedder=embedder)
         self.train_summary = {
-            "households": c.households, "days": c.train_days, "turns": stats["turns"],
+            "households": c.households,
+            "days": c.train_days,
+            "turns": stats["turns"],
             "defect_rate": round(sum(r["defect"] for r in truth) / len(truth), 4) if truth else None,
-            "wall_seconds": stats["wall_seconds"], "cache": stats["cache"],
-            "table": {"version": rw["version"], "rewrites": rw["rewrites"], "mining": rw["mining"],
-                      "solve": rw["solve"], "sample": dict(list(rw["table"].items())[:15])},
+            "wall_seconds": stats["wall_seconds"],
+            "cache": stats["cache"],
+            "table": {
+                "version": rw["version"],
+                "rewrites": rw["rewrites"],
+                "mining": rw["mining"],
+                "solve": rw["solve"],
+                "sample": dict(list(rw["table"].items())[:15]),
+            },
             "index": {k: idx.get(k) for k in ("version", "entries", "users", "personal_rows")},
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         return self.train_summary
 
     # -- 1b. tune -------------------------------------------------------------------------------------------------
@@ -144,9 +166,14 @@ class RewriteAB:
         c = self.cfg
         out = self.out / "tune"
         self._say(f"tune: {c.households} households, days {c.train_days}..{c.train_days + c.tune_days - 1}")
-        sim = Simulator(self.settings, out, self._sim_cfg(households=c.households, days=c.tune_days,
-                                                          first_day=c.train_days, feedback_rate=0.0),
-                        self.cache_dir, self.pipeline_factory, self.progress)
+        sim = Simulator(
+            self.settings,
+            out,
+            self._sim_cfg(households=c.households, days=c.tune_days, first_day=c.train_days, feedback_rate=0.0),
+            self.cache_dir,
+            self.pipeline_factory,
+            self.progress,
+        )
         # min_online_score above 1: no candidate is ever applied, only proposed (model_copy skips the 0-1 check)
         shadow = RewriteSettings(precomputed=False).model_copy(update={"min_online_score": 1.01})
         sim.shadow_rewriter = Rewriter.load(self.data_dir, shadow, embedder=self.embedder)
@@ -167,11 +194,24 @@ class RewriteAB:
             if n <= 0:
                 continue
             out = self.out / "test" / arm / group
-            self._say(f"test {arm}/{group}: households {first}..{first + n - 1}, days "
-                      f"{self.test_first_day}..{self.test_first_day + c.test_days - 1}")
-            sim = Simulator(self.settings, out, self._sim_cfg(households=n, days=c.test_days, first_day=self.test_first_day,
-                                                              first_household=first, feedback_rate=0.0),
-                            self.cache_dir, self.pipeline_factory, self.progress)
+            self._say(
+                f"test {arm}/{group}: households {first}..{first + n - 1}, days "
+                f"{self.test_first_day}..{self.test_first_day + c.test_days - 1}"
+            )
+            sim = Simulator(
+                self.settings,
+                out,
+                self._sim_cfg(
+                    households=n,
+                    days=c.test_days,
+                    first_day=self.test_first_day,
+                    first_household=first,
+                    feedback_rate=0.0,
+                ),
+                self.cache_dir,
+                self.pipeline_factory,
+                self.progress,
+            )
             sim.rewriter = rewriter
             sim.counterfactual = rewriter is not None
             stats = sim.run()
@@ -184,7 +224,9 @@ class RewriteAB:
         summary["goals_by_group"] = {g: goal_stats([r for r in rows if r["group"] == g]) for g in GROUPS}
         summary["defect_rate_by_group"] = {
             g: round(sum(r["defect"] for r in rows if r["group"] == g) / n, 4)
-            for g in GROUPS if (n := sum(1 for r in rows if r["group"] == g))}
+            for g in GROUPS
+            if (n := sum(1 for r in rows if r["group"] == g))
+        }
         self.test_summary[arm] = summary
         return rows
 
@@ -203,17 +245,30 @@ class RewriteAB:
         res = evaluate(self.simulate, self.data_dir, 0, self.cfg.seed, arms or ARMS, self.rewrite_overrides)
         res.pop("sessions", None)
         for a in res["arms"]:
-            a.update({k: v for k, v in self.test_summary.get(a["arm"], {}).items()
-                      if k in ("goals", "goals_by_group", "defect_rate_by_group")})
+            a.update(
+                {
+                    k: v
+                    for k, v in self.test_summary.get(a["arm"], {}).items()
+                    if k in ("goals", "goals_by_group", "defect_rate_by_group")
+                }
+            )
         nlu = Path(self.settings.resolve_path(self.settings.nlu.model_dir)) / "labels.json"
         try:
             nlu_version = json.loads(nlu.read_text()).get("version")
         except (OSError, ValueError):
             nlu_version = None
-        res.update({"config": {**asdict(self.cfg), "voices": list(self.cfg.voices)}, "train": self.train_summary,
-                    "tune": self.tune_summary, "rewrite_settings": self.rewrite_overrides,
-                    "test": {a: {g: s[g] for g in GROUPS if g in s} for a, s in self.test_summary.items()},
-                    "nlu_model_version": nlu_version, "out": str(self.out), "cache": str(self.cache_dir)})
+        res.update(
+            {
+                "config": {**asdict(self.cfg), "voices": list(self.cfg.voices)},
+                "train": self.train_summary,
+                "tune": self.tune_summary,
+                "rewrite_settings": self.rewrite_overrides,
+                "test": {a: {g: s[g] for g in GROUPS if g in s} for a, s in self.test_summary.items()},
+                "nlu_model_version": nlu_version,
+                "out": str(self.out),
+                "cache": str(self.cache_dir),
+            }
+        )
         (self.out / "ab_result.json").write_text(json.dumps(res, indent=1, default=str))
         return res
 
@@ -271,15 +326,20 @@ def goal_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     achieved = sum(any(t.get("outcome") in ACHIEVED for t in ts) for ts in eps.values())
     turns = sum(len(ts) for ts in eps.values())
     defects = sum(sum(bool(t["defect"]) for t in ts) for ts in eps.values())
-    return {"goals": n, "achieved": achieved, "achieved_rate": round(achieved / n, 4) if n else None,
-            "turns_per_goal": round(turns / n, 3) if n else None,
-            "defect_turns_per_goal": round(defects / n, 3) if n else None}
+    return {
+        "goals": n,
+        "achieved": achieved,
+        "achieved_rate": round(achieved / n, 4) if n else None,
+        "turns_per_goal": round(turns / n, 3) if n else None,
+        "defect_turns_per_goal": round(defects / n, 3) if n else None,
+    }
 
 
 def first_requests(rows: Iterable[dict[str, Any]]) -> list[tuple[str, str, str]]:
     """(group, episode, first spoken request) of every goal: identical across arms by construction."""
-    return sorted((r.get("group", ""), r["episode"], r["spoken"]) for r in rows
-                  if r.get("goal") and r.get("attempt") == 0)
+    return sorted(
+        (r.get("group", ""), r["episode"], r["spoken"]) for r in rows if r.get("goal") and r.get("attempt") == 0
+    )
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
@@ -300,13 +360,20 @@ def configure(ab: RewriteAB | None) -> None:
 def simulate(arm: str, rewriter: Any, sessions: int = 0, seed: int = 0) -> Iterator[Any]:
     """`assistant.learning.ab.evaluate`'s entry point: the configured experiment's test phase for one arm."""
     if _DEFAULT is None:
-        raise RuntimeError("rewrite_ab.configure(RewriteAB(...)) first (and .train() it): `assistant learn evaluate` "
-                           "does both")
+        raise RuntimeError(
+            "rewrite_ab.configure(RewriteAB(...)) first (and .train() it): `assistant learn evaluate` does both"
+        )
     return _DEFAULT.simulate(arm, rewriter, sessions, seed)
 
 
-def run_ab(settings: Any, out: Path, cfg: ABConfig, cache_dir: Path | None = None, arms: tuple[str, ...] | None = None,
-           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_ab(
+    settings: Any,
+    out: Path,
+    cfg: ABConfig,
+    cache_dir: Path | None = None,
+    arms: tuple[str, ...] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """`assistant learn evaluate`: train, then every arm on the held-out days, with this experiment configured as the
     module-level `simulate` while it runs."""
     ab = RewriteAB(settings, out, cfg, cache_dir, progress=progress)

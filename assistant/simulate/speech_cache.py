@@ -37,12 +37,20 @@ class SpeechCache:
         self.root = Path(root)
         (self.root / "audio").mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.root / "index.sqlite")
-        self.db.execute("CREATE TABLE IF NOT EXISTS audio (key TEXT PRIMARY KEY, file TEXT, text TEXT, voice TEXT, "
-                        "noise TEXT, seconds REAL, created REAL)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS audio (key TEXT PRIMARY KEY, file TEXT, text TEXT, voice TEXT, "
+            "noise TEXT, seconds REAL, created REAL)"
+        )
         self.db.execute("CREATE TABLE IF NOT EXISTS asr (hash TEXT PRIMARY KEY, result TEXT, created REAL)")
         self.db.commit()
-        self.stats = {"synth_hits": 0, "synth_misses": 0, "synth_seconds": 0.0, "asr_hits": 0, "asr_misses": 0,
-                      "asr_seconds": 0.0}
+        self.stats = {
+            "synth_hits": 0,
+            "synth_misses": 0,
+            "synth_seconds": 0.0,
+            "asr_hits": 0,
+            "asr_misses": 0,
+            "asr_seconds": 0.0,
+        }
 
     def close(self) -> None:
         self.db.commit()
@@ -68,8 +76,10 @@ class SpeechCache:
         name = f"{key[:2]}/{key}.npy"
         (self.root / "audio" / key[:2]).mkdir(exist_ok=True)
         np.save(self.root / "audio" / name, samples)
-        self.db.execute("INSERT OR REPLACE INTO audio VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (key, name, text, voice.key(), noise.key(), len(samples) / 16000, time.time()))
+        self.db.execute(
+            "INSERT OR REPLACE INTO audio VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, name, text, voice.key(), noise.key(), len(samples) / 16000, time.time()),
+        )
         self.db.commit()
         return samples, False
 
@@ -83,8 +93,10 @@ class SpeechCache:
         self.db.commit()
 
     def counts(self) -> dict[str, int]:
-        return {"audio": self.db.execute("SELECT COUNT(*) FROM audio").fetchone()[0],
-                "asr": self.db.execute("SELECT COUNT(*) FROM asr").fetchone()[0]}
+        return {
+            "audio": self.db.execute("SELECT COUNT(*) FROM audio").fetchone()[0],
+            "asr": self.db.execute("SELECT COUNT(*) FROM asr").fetchone()[0],
+        }
 
 
 def synthesize(text: str, voice: VoiceSpec, noise: NoiseSpec, seed: int = 0) -> np.ndarray:

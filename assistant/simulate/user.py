@@ -81,10 +81,17 @@ class SimUser:
             if FEEDBACK_QUESTION in text and barge is None:
                 if self.rng.random() < self.m.p_answer_feedback:
                     truthful = self.rng.random() < 0.95
-                    return Reaction("feedback-answer", self.rng.choice(YES_REPLIES if truthful else NO_REPLIES),
-                                    feedback="yes" if truthful else "no")
+                    return Reaction(
+                        "feedback-answer",
+                        self.rng.choice(YES_REPLIES if truthful else NO_REPLIES),
+                        feedback="yes" if truthful else "no",
+                    )
                 return Reaction("ignore-feedback", barge_in_ms=barge)
-            if verdict.outcome == "unsupported-ok" and self.rng.random() >= self.m.p_accept_unsupported and len(tried) < 2:
+            if (
+                verdict.outcome == "unsupported-ok"
+                and self.rng.random() >= self.m.p_accept_unsupported
+                and len(tried) < 2
+            ):
                 alt = self._other_phrasing(goal, tried)
                 if alt:
                     return Reaction("rephrase", alt, barge)
@@ -92,8 +99,11 @@ class SimUser:
         # -- the goal was not achieved
         if FEEDBACK_QUESTION in text and barge is None and self.rng.random() < self.m.p_answer_feedback:
             truthful = self.rng.random() < 0.95
-            return Reaction("feedback-answer", self.rng.choice(NO_REPLIES if truthful else YES_REPLIES),
-                            feedback="no" if truthful else "yes")
+            return Reaction(
+                "feedback-answer",
+                self.rng.choice(NO_REPLIES if truthful else YES_REPLIES),
+                feedback="no" if truthful else "yes",
+            )
         if len(tried) >= self.m.max_tries:
             return Reaction("give-up", barge_in_ms=barge)
         r = self.rng.random()
@@ -117,10 +127,14 @@ class SimUser:
         return Reaction("done" if not last_verdict.defect else "give-up")
 
     def _clarify_answer(self, goal: Goal, rec: dict[str, Any], home: Home) -> str | None:
-        cands = [c for c in ((rec.get("action") or {}).get("params") or {}).get("candidates") or [] if c in home.devices]
+        cands = [
+            c for c in ((rec.get("action") or {}).get("params") or {}).get("candidates") or [] if c in home.devices
+        ]
         if not cands:  # "For how long?" / "What time?": answer with the value the goal has
-            value = next((goal.slots[k] for k in ("duration", "time", "date", "list_name", "device_type")
-                          if goal.slots.get(k)), None)
+            value = next(
+                (goal.slots[k] for k in ("duration", "time", "date", "list_name", "device_type") if goal.slots.get(k)),
+                None,
+            )
             return value
         place = goal.slots.get("house_place")
         areas = set(areas_for_place(home, place)) if place else set(self.m.preferred_rooms)

@@ -43,8 +43,9 @@ def espeak_speech(text: str, voice: str = "en", rate_wpm: int = 140, pitch: int 
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise RuntimeError("espeak-ng is not installed: run scripts/setup.sh (apt-get install espeak-ng).")
-    wav = subprocess.run([exe, "-v", voice, "-s", str(rate_wpm), "-p", str(pitch), "--stdout", text],
-                         check=True, capture_output=True).stdout
+    wav = subprocess.run(
+        [exe, "-v", voice, "-s", str(rate_wpm), "-p", str(pitch), "--stdout", text], check=True, capture_output=True
+    ).stdout
     import io
 
     import soundfile as sf

@@ -48,8 +48,17 @@ class Skill(Protocol):
         ...
 
 
-def say(text: str, name: str, status: str = "done", target: str | None = None, params: dict[str, Any] | None = None,
-        result: dict[str, Any] | None = None, *, expects_reply: bool = False, pending: dict[str, Any] | None = None) -> Response:
+def say(
+    text: str,
+    name: str,
+    status: str = "done",
+    target: str | None = None,
+    params: dict[str, Any] | None = None,
+    result: dict[str, Any] | None = None,
+    *,
+    expects_reply: bool = False,
+    pending: dict[str, Any] | None = None,
+) -> Response:
     return Response(text, Action(name, status, target, dict(params or {}), dict(result or {})), expects_reply, pending)
 
 
@@ -97,7 +106,9 @@ def choose_option(text: str, options: dict[str, str]) -> str | None:
     said = " ".join(w for w in words if w not in shared and w not in ("the", "in", "one", "please"))
     if not said:
         return None
-    scores = sorted(((fuzz.WRatio(said, " ".join(w for w in n if w not in shared)), i) for i, n in names.items()), reverse=True)
+    scores = sorted(
+        ((fuzz.WRatio(said, " ".join(w for w in n if w not in shared)), i) for i, n in names.items()), reverse=True
+    )
     if scores[0][0] >= 75 and (len(scores) < 2 or scores[0][0] - scores[1][0] >= 10):
         return scores[0][1]
     return None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from assistant.skills.base import Turn, say
 from assistant.core.stages.respond import Response
+from assistant.skills.base import Turn, say
 
 JOKES = (
     "Why did the scarecrow win an award? Because he was outstanding in his field.",
@@ -17,10 +17,19 @@ JOKES = (
 
 class GeneralSkill:
     name = "general"
-    intents: ClassVar[frozenset[str]] = frozenset({
-        "general_commandstop", "general_affirm", "general_negate", "general_repeat", "general_greet",
-        "general_praise", "general_joke", "general_confirm", "general_dontcare",
-    })
+    intents: ClassVar[frozenset[str]] = frozenset(
+        {
+            "general_commandstop",
+            "general_affirm",
+            "general_negate",
+            "general_repeat",
+            "general_greet",
+            "general_praise",
+            "general_joke",
+            "general_confirm",
+            "general_dontcare",
+        }
+    )
 
     def handle(self, turn: Turn) -> Response:
         intent = turn.intent

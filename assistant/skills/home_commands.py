@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from assistant.core.stages.respond import Response
 from assistant.home import grammar
 from assistant.home.grammar import Command, Target
-from assistant.home.targets import ACTION_CAPS, Selection, noun_for, select
+from assistant.home.targets import ACTION_CAPS, noun_for, select
 from assistant.skills.base import Turn, choose_option, join_words, say
 from assistant.skills.home_common import CONFIRM_OPEN_CLASSES, ask_which
 from assistant.skills.store import connect
@@ -26,13 +26,33 @@ if TYPE_CHECKING:
 
     from assistant.home.model import Device, Home
 
-YES = re.compile(r"^(yes|yeah|yep|sure|ok|okay|do it|go ahead|confirm|confirmed|please do|correct|affirmative"
-                 r"|yes please)\b")
+YES = re.compile(
+    r"^(yes|yeah|yep|sure|ok|okay|do it|go ahead|confirm|confirmed|please do|correct|affirmative"
+    r"|yes please)\b"
+)
 NO = re.compile(r"^(no|nope|don't|do not|cancel|stop|never mind|nevermind|forget it|wait)\b")
-PAST = {"turn_on": "Turned on", "turn_off": "Turned off", "open": "Opened", "close": "Closed", "lock": "Locked",
-        "unlock": "Unlocked", "stop_cover": "Stopped", "mute": "Muted", "unmute": "Unmuted", "activate": "Activated"}
-ALREADY = {"turn_on": "on", "turn_off": "off", "open": "open", "close": "closed", "lock": "locked",
-           "unlock": "unlocked", "mute": "muted", "unmute": "unmuted"}
+PAST = {
+    "turn_on": "Turned on",
+    "turn_off": "Turned off",
+    "open": "Opened",
+    "close": "Closed",
+    "lock": "Locked",
+    "unlock": "Unlocked",
+    "stop_cover": "Stopped",
+    "mute": "Muted",
+    "unmute": "Unmuted",
+    "activate": "Activated",
+}
+ALREADY = {
+    "turn_on": "on",
+    "turn_off": "off",
+    "open": "open",
+    "close": "closed",
+    "lock": "locked",
+    "unlock": "unlocked",
+    "mute": "muted",
+    "unmute": "unmuted",
+}
 
 
 class _Cannot(Exception):
@@ -60,8 +80,10 @@ def _set(d: Device, cmd: Command) -> dict[str, Any]:
         if "open_close" in caps:
             if on is None:
                 on = s.get("position") != "open"
-            return {"position": "open" if on else "closed", **({"open_percent": 100 if on else 0}
-                                                                if "set_position" in caps else {})}
+            return {
+                "position": "open" if on else "closed",
+                **({"open_percent": 100 if on else 0} if "set_position" in caps else {}),
+            }
         if "lock" in caps and a == "toggle":
             return {"locked": not s.get("locked")}
         raise _Cannot(f"The {d.name} can't be switched {'on' if on else 'off'}.")
@@ -162,11 +184,28 @@ def _past(cmd: Command, devs: list[Device]) -> str:
     a, p = cmd.action, cmd.params
     if a in PAST:
         return PAST[a]
-    return {"brightness": "Set", "color": "Set", "color_temp": "Set", "position": "Set", "fan_speed": "Set",
-            "set_temperature": "Set", "set_mode": "Set", "volume": "Set the volume of", "toggle": "Switched"}.get(
-        a, {"pause": "Paused", "play": "Resumed", "next": "Skipped to the next track on",
-            "previous": "Went back a track on", "start": "Started", "dock": "Sent home", "stop": "Stopped"}.get(
-            str(p.get("op")), "Done:"))
+    return {
+        "brightness": "Set",
+        "color": "Set",
+        "color_temp": "Set",
+        "position": "Set",
+        "fan_speed": "Set",
+        "set_temperature": "Set",
+        "set_mode": "Set",
+        "volume": "Set the volume of",
+        "toggle": "Switched",
+    }.get(
+        a,
+        {
+            "pause": "Paused",
+            "play": "Resumed",
+            "next": "Skipped to the next track on",
+            "previous": "Went back a track on",
+            "start": "Started",
+            "dock": "Sent home",
+            "stop": "Stopped",
+        }.get(str(p.get("op")), "Done:"),
+    )
 
 
 def _tail(cmd: Command, devs: list[Device]) -> str:
@@ -200,11 +239,18 @@ def _already(cmd: Command, d: Device) -> str:
     if a == "toggle":
         return "switched"
     s = d.state
-    return {"brightness": f"at {s.get('brightness')}%", "color": f"{s.get('color')}", "color_temp": f"{s.get('color')}",
-            "position": f"{s.get('open_percent')}% open", "fan_speed": f"on {s.get('speed')} speed",
-            "set_temperature": f"set to {s.get('temperature')} degrees", "set_mode": f"in {s.get('hvac_mode')} mode",
-            "volume": f"at volume {s.get('volume')}", "media": f"{s.get('playback')}",
-            "vacuum": f"{s.get('status')}"}.get(a, "like that")
+    return {
+        "brightness": f"at {s.get('brightness')}%",
+        "color": f"{s.get('color')}",
+        "color_temp": f"{s.get('color')}",
+        "position": f"{s.get('open_percent')}% open",
+        "fan_speed": f"on {s.get('speed')} speed",
+        "set_temperature": f"set to {s.get('temperature')} degrees",
+        "set_mode": f"in {s.get('hvac_mode')} mode",
+        "volume": f"at volume {s.get('volume')}",
+        "media": f"{s.get('playback')}",
+        "vacuum": f"{s.get('status')}",
+    }.get(a, "like that")
 
 
 def _names(devs: list[Device]) -> str:
@@ -215,8 +261,14 @@ def _cap(s: str) -> str:
     return s[:1].upper() + s[1:]
 
 
-ACTION_NAMES = {"color": "set_color", "brightness": "set_brightness", "color_temp": "set_color_temp",
-                "position": "set_position", "fan_speed": "set_speed", "volume": "set_volume"}
+ACTION_NAMES = {
+    "color": "set_color",
+    "brightness": "set_brightness",
+    "color_temp": "set_color_temp",
+    "position": "set_position",
+    "fan_speed": "set_speed",
+    "volume": "set_volume",
+}
 
 
 def action_name(cmd: Command) -> str:
@@ -231,8 +283,9 @@ def _domain(devs: list[Device]) -> str:
     return types.pop() if len(types) == 1 else "device"
 
 
-def run_command(cmd: Command, home: Home, speaking_area: str | None, previous: list[str] | None = None,
-                confirmed: bool = False) -> tuple[Response, list[str]]:
+def run_command(
+    cmd: Command, home: Home, speaking_area: str | None, previous: list[str] | None = None, confirmed: bool = False
+) -> tuple[Response, list[str]]:
     """Carry out a parsed (non-question) command on the home. Returns the response and the device ids it was
     about (the next turn's "it"/"them")."""
     if cmd.action == "query":
@@ -241,21 +294,39 @@ def run_command(cmd: Command, home: Home, speaking_area: str | None, previous: l
     sel = select(cmd.target, home, speaking_area, previous, caps)
     act_name = f"{(cmd.target.types or ['device'])[0]}.{action_name(cmd)}"
     if sel.error:
-        return say(sel.error, act_name, "failed", params={"command": cmd.to_dict(), "reason": "no-target"},
-                   result={"changed": {}}), []
+        return say(
+            sel.error,
+            act_name,
+            "failed",
+            params={"command": cmd.to_dict(), "reason": "no-target"},
+            result={"changed": {}},
+        ), []
     if sel.ask:
         return ask_which(cmd, sel), []
     devs = sel.devices
     act_name = f"{_domain(devs)}.{action_name(cmd)}"
-    needs_confirm = cmd.action == "unlock" or (cmd.action in ("open", "position", "turn_on", "toggle") and any(
-        d.type == "cover" and d.device_class in CONFIRM_OPEN_CLASSES for d in devs))
+    needs_confirm = cmd.action == "unlock" or (
+        cmd.action in ("open", "position", "turn_on", "toggle")
+        and any(d.type == "cover" and d.device_class in CONFIRM_OPEN_CLASSES for d in devs)
+    )
     if needs_confirm and not confirmed:
         what = "unlock" if cmd.action == "unlock" else "open"
         text = f"Are you sure you want to {what} {_names(devs)}?"
-        pending = {"skill": "home_commands", "kind": "confirm", "command": cmd.to_dict(),
-                   "device_ids": [d.id for d in devs], "intent": f"home_{cmd.action}"}
-        return say(text, "confirm", "clarify", params={"command": cmd.to_dict(), "device_ids": [d.id for d in devs]},
-                   expects_reply=True, pending=pending), [d.id for d in devs]
+        pending = {
+            "skill": "home_commands",
+            "kind": "confirm",
+            "command": cmd.to_dict(),
+            "device_ids": [d.id for d in devs],
+            "intent": f"home_{cmd.action}",
+        }
+        return say(
+            text,
+            "confirm",
+            "clarify",
+            params={"command": cmd.to_dict(), "device_ids": [d.id for d in devs]},
+            expects_reply=True,
+            pending=pending,
+        ), [d.id for d in devs]
     changed: dict[str, dict[str, Any]] = {}
     already: list[Device] = []
     done: list[Device] = []
@@ -293,8 +364,14 @@ def run_command(cmd: Command, home: Home, speaking_area: str | None, previous: l
     result = {"changed": changed, "already": [d.id for d in already], "errors": errors}
     target = "+".join(ids)
     if not done and not already:
-        return say(errors[0] if errors else "Sorry, I can't do that.", act_name, "failed", target=target,
-                   params=params, result=result), ids
+        return say(
+            errors[0] if errors else "Sorry, I can't do that.",
+            act_name,
+            "failed",
+            target=target,
+            params=params,
+            result=result,
+        ), ids
     parts: list[str] = []
     if done:
         if cmd.action == "activate" or (cmd.action == "turn_on" and done[0].type in ("scene", "script")):
@@ -354,23 +431,36 @@ def _is(d: Device, attr: str) -> bool | None:
     return None
 
 
-STATE_WORDS = {("on", True): "on", ("on", False): "off", ("open", True): "open", ("open", False): "closed",
-               ("locked", True): "locked", ("locked", False): "unlocked", ("playing", True): "playing",
-               ("playing", False): "not playing", ("cleaning", True): "cleaning", ("cleaning", False): "not cleaning",
-               ("muted", True): "muted", ("muted", False): "not muted", ("detected", True): "detecting motion",
-               ("detected", False): "clear"}
+STATE_WORDS = {
+    ("on", True): "on",
+    ("on", False): "off",
+    ("open", True): "open",
+    ("open", False): "closed",
+    ("locked", True): "locked",
+    ("locked", False): "unlocked",
+    ("playing", True): "playing",
+    ("playing", False): "not playing",
+    ("cleaning", True): "cleaning",
+    ("cleaning", False): "not cleaning",
+    ("muted", True): "muted",
+    ("muted", False): "not muted",
+    ("detected", True): "detecting motion",
+    ("detected", False): "clear",
+}
 
 
-def answer_query(cmd: Command, home: Home, speaking_area: str | None,
-                 previous: list[str] | None = None) -> tuple[Response, list[str]]:
+def answer_query(
+    cmd: Command, home: Home, speaking_area: str | None, previous: list[str] | None = None
+) -> tuple[Response, list[str]]:
     p = cmd.params
     kind = p.get("kind")
     t = cmd.target
     if kind == "reading":
         return _reading(cmd, home, speaking_area)
     query_t = Target(**{**t.to_dict(), "plural": True}) if kind in ("which", "count", "any") else t
-    if kind in ("which", "count", "any") and not (t.areas or t.floor or t.here or t.outdoor or t.area_options
-                                                  or t.device_ids or t.pronoun):
+    if kind in ("which", "count", "any") and not (
+        t.areas or t.floor or t.here or t.outdoor or t.area_options or t.device_ids or t.pronoun
+    ):
         query_t.home = True  # "which lights are on": in the whole home
     if kind == "yesno" and not t.device_ids and not t.pronoun:
         query_t = Target(**{**t.to_dict(), "plural": True})
@@ -390,8 +480,12 @@ def answer_query(cmd: Command, home: Home, speaking_area: str | None,
     known = [(d, v) for d, v in known if v is not None]
     ids = [d.id for d, _ in known]
     if not known:
-        return say(f"I can't tell whether {_names(devs)} {'is' if len(devs) == 1 else 'are'} "
-                   f"{STATE_WORDS.get((attr, want), attr)}.", "device.query", "failed"), []
+        return say(
+            f"I can't tell whether {_names(devs)} {'is' if len(devs) == 1 else 'are'} "
+            f"{STATE_WORDS.get((attr, want), attr)}.",
+            "device.query",
+            "failed",
+        ), []
     match = [d for d, v in known if v == want]
     word = STATE_WORDS.get((attr, want), attr)
     scope = f" {sel.scope}" if sel.scope else ""
@@ -405,8 +499,10 @@ def answer_query(cmd: Command, home: Home, speaking_area: str | None,
             text = f"Yes, all {len(known)} {noun_for([d for d, _ in known], True)}{scope} are {word}."
         elif match:
             rest = [d for d, v in known if v != want]
-            text = f"{_cap(_names(match))} {'is' if len(match) == 1 else 'are'} {word}; " \
-                   f"{_names(rest)} {'is' if len(rest) == 1 else 'are'} not."
+            text = (
+                f"{_cap(_names(match))} {'is' if len(match) == 1 else 'are'} {word}; "
+                f"{_names(rest)} {'is' if len(rest) == 1 else 'are'} not."
+            )
         else:
             text = f"No, none of the {noun_for([d for d, _ in known], True)}{scope} are {word}."
         return say(text, "device.query", "done", target="+".join(ids), result=result), ids
@@ -422,8 +518,13 @@ def answer_query(cmd: Command, home: Home, speaking_area: str | None,
         return say(text, "device.query", "done", target="+".join(ids), result={**result, "count": n}), ids
     # which / any
     if not match:
-        text = f"No {noun_pl}{scope} are {word}." if kind == "which" else f"No, nothing{scope} is {word}." \
-            if t.noun == "everything" else f"No, no {noun_pl}{scope} are {word}."
+        text = (
+            f"No {noun_pl}{scope} are {word}."
+            if kind == "which"
+            else f"No, nothing{scope} is {word}."
+            if t.noun == "everything"
+            else f"No, no {noun_pl}{scope} are {word}."
+        )
     else:
         verb = "is" if len(match) == 1 else "are"
         text = f"{_cap(_names(match))} {verb} {word}." if kind == "which" else f"Yes: {_names(match)} {verb} {word}."
@@ -432,8 +533,11 @@ def answer_query(cmd: Command, home: Home, speaking_area: str | None,
 
 def _contact_sensor(lock: Device, home: Home) -> Device | None:
     """The door sensor of a lock's door: one whose name starts with the lock's name, else the only one in its room."""
-    doors = [d for d in home.devices.values() if d.type == "binary_sensor"
-             and d.device_class in ("door", "opening", "garage_door")]
+    doors = [
+        d
+        for d in home.devices.values()
+        if d.type == "binary_sensor" and d.device_class in ("door", "opening", "garage_door")
+    ]
     named = [d for d in doors if any(d.name.lower().startswith(n.lower()) for n in lock.names)]
     if len(named) == 1:
         return named[0]
@@ -464,11 +568,17 @@ def _attribute(cmd: Command, devs: list[Device], kind: str) -> tuple[Response, l
             else:
                 parts.append(f"the {d.name} is {describe_state(d)}")
     if not parts:
-        return say(f"{_cap(_names(devs))} {'has' if len(devs) == 1 else 'have'} no such setting.", "device.query",
-                   "failed"), []
+        return say(
+            f"{_cap(_names(devs))} {'has' if len(devs) == 1 else 'have'} no such setting.", "device.query", "failed"
+        ), []
     ids = [d.id for d in devs]
-    return say(_cap(join_words(parts)) + ".", "device.query", "done", target="+".join(ids),
-               result={"states": {d.id: dict(d.state) for d in devs}}), ids
+    return say(
+        _cap(join_words(parts)) + ".",
+        "device.query",
+        "done",
+        target="+".join(ids),
+        result={"states": {d.id: dict(d.state) for d in devs}},
+    ), ids
 
 
 def describe_state(d: Device) -> str:
@@ -500,8 +610,9 @@ def _reading(cmd: Command, home: Home, speaking_area: str | None) -> tuple[Respo
         for d in home.devices.values():
             if not area_ok(d):
                 continue
-            if what == "temperature" and ((d.type == "sensor" and d.device_class == "temperature")
-                                          or "current_temperature" in d.state):
+            if what == "temperature" and (
+                (d.type == "sensor" and d.device_class == "temperature") or "current_temperature" in d.state
+            ):
                 out.append(d)
             if what == "humidity" and d.type == "sensor" and d.device_class == "humidity":
                 out.append(d)
@@ -539,8 +650,15 @@ def _reading(cmd: Command, home: Home, speaking_area: str | None) -> tuple[Respo
                 continue
             extra = f", set to {s['temperature']:g}" if d.type == "thermostat" and "temperature" in s else ""
             loc = home.area_name(d.area)
-            parts.append((v, f"{v:g} degrees {'at' if d.type == 'thermostat' else 'from'} the {d.name}"
-                             f"{extra}" if len(devs) > 1 or d.type == "thermostat" else f"{v:g} degrees", loc))
+            parts.append(
+                (
+                    v,
+                    f"{v:g} degrees {'at' if d.type == 'thermostat' else 'from'} the {d.name}{extra}"
+                    if len(devs) > 1 or d.type == "thermostat"
+                    else f"{v:g} degrees",
+                    loc,
+                )
+            )
         else:
             v = s.get("value")
             if v is not None:
@@ -558,8 +676,13 @@ def _reading(cmd: Command, home: Home, speaking_area: str | None) -> tuple[Respo
     else:
         listed = join_words([f"{desc} ({loc})" if loc else desc for _, desc, loc in parts])
         text = f"{_cap(what)}{where}: {listed}."
-    return say(text, "device.query", "done", target="+".join(ids),
-               result={"readings": {d.id: d.state.get('current_temperature', d.state.get('value')) for d in devs}}), ids
+    return say(
+        text,
+        "device.query",
+        "done",
+        target="+".join(ids),
+        result={"readings": {d.id: d.state.get("current_temperature", d.state.get("value")) for d in devs}},
+    ), ids
 
 
 # -- the skill -------------------------------------------------------------------------------------------------------
@@ -639,8 +762,11 @@ class HomeCommandsSkill:
         if kind == "confirm":
             cmd = Command.from_dict(pending["command"])
             if YES.match(text):
-                cmd.target = Target(said=cmd.target.said, device_ids=[i for i in pending["device_ids"]
-                                                                        if i in home.devices], plural=True)
+                cmd.target = Target(
+                    said=cmd.target.said,
+                    device_ids=[i for i in pending["device_ids"] if i in home.devices],
+                    plural=True,
+                )
                 if cmd.delay_s or cmd.at:
                     from assistant.skills import scheduled
 
@@ -700,6 +826,16 @@ def _widen(cmd: Command, home: Home, previous: list[str], noun: str | None) -> C
         tg = grammar.parse_target(noun, home)
         if tg is not None and tg.types:
             types = tg.types
-    wide = Target(said=f"all {t.said}".strip(), types=types, classes=t.classes, noun=t.noun, areas=list(t.areas),
-                  floor=t.floor, plural=True, all=True, home=not (t.areas or t.floor or t.here), here=t.here)
+    wide = Target(
+        said=f"all {t.said}".strip(),
+        types=types,
+        classes=t.classes,
+        noun=t.noun,
+        areas=list(t.areas),
+        floor=t.floor,
+        plural=True,
+        all=True,
+        home=not (t.areas or t.floor or t.here),
+        here=t.here,
+    )
     return Command(cmd.action, wide, dict(cmd.params), text=cmd.text)

@@ -17,7 +17,18 @@ def ask_which(cmd: Command, sel: Selection) -> Response:
     devs = sel.ask
     noun = noun_for(devs, False)
     text = f"Which {noun}: {join_words([f'the {d.name}' for d in devs], 'or')}?"
-    pending = {"skill": "home_commands", "kind": "choose_device", "command": cmd.to_dict(),
-               "candidates": [d.id for d in devs], "intent": f"home_{cmd.action}"}
-    return say(text, "clarify", "clarify", params={"command": cmd.to_dict(), "candidates": [d.id for d in devs]},
-               expects_reply=True, pending=pending)
+    pending = {
+        "skill": "home_commands",
+        "kind": "choose_device",
+        "command": cmd.to_dict(),
+        "candidates": [d.id for d in devs],
+        "intent": f"home_{cmd.action}",
+    }
+    return say(
+        text,
+        "clarify",
+        "clarify",
+        params={"command": cmd.to_dict(), "candidates": [d.id for d in devs]},
+        expects_reply=True,
+        pending=pending,
+    )

@@ -11,28 +11,55 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from rapidfuzz import fuzz
 
-from assistant.understanding import spoken
-from assistant.text import norm_key
-from assistant.skills.base import Turn, cancelled, join_words, say
 from assistant.core.stages.respond import Response
+from assistant.skills.base import Turn, cancelled, join_words, say
+from assistant.text import norm_key
+from assistant.understanding import spoken
 
 if TYPE_CHECKING:
     from assistant.home.model import Device
 
-NOUNS = {"light": "light", "plug": "plug", "switch": "switch", "oven": "oven", "thermostat": "thermostat",
-         "cover": "one", "fan": "fan", "tv": "TV", "heater": "heater", "coffee_machine": "coffee machine",
-         "vacuum": "vacuum", "kettle": "kettle", "speaker": "speaker", "display": "display"}
+NOUNS = {
+    "light": "light",
+    "plug": "plug",
+    "switch": "switch",
+    "oven": "oven",
+    "thermostat": "thermostat",
+    "cover": "one",
+    "fan": "fan",
+    "tv": "TV",
+    "heater": "heater",
+    "coffee_machine": "coffee machine",
+    "vacuum": "vacuum",
+    "kettle": "kettle",
+    "speaker": "speaker",
+    "display": "display",
+}
 STEP = 20  # brightness step for "dim"/"brighter" without a number
 ALL_WORDS = ("both", "all", "all of them", "both of them", "either", "every one", "everything")
 
 
 class HomeControlSkill:
     name = "home_control"
-    intents: ClassVar[frozenset[str]] = frozenset({
-        "iot_hue_lighton", "iot_hue_lightoff", "iot_hue_lightchange", "iot_hue_lightdim", "iot_hue_lightup",
-        "iot_wemo_on", "iot_wemo_off", "iot_cleaning", "iot_coffee", "iot_cover_open", "iot_cover_close",
-        "iot_climate_set", "iot_appliance_on", "iot_appliance_off", "iot_device_query",
-    })
+    intents: ClassVar[frozenset[str]] = frozenset(
+        {
+            "iot_hue_lighton",
+            "iot_hue_lightoff",
+            "iot_hue_lightchange",
+            "iot_hue_lightdim",
+            "iot_hue_lightup",
+            "iot_wemo_on",
+            "iot_wemo_off",
+            "iot_cleaning",
+            "iot_coffee",
+            "iot_cover_open",
+            "iot_cover_close",
+            "iot_climate_set",
+            "iot_appliance_on",
+            "iot_appliance_off",
+            "iot_device_query",
+        }
+    )
 
     # -- entry points -----------------------------------------------------------------------------------------
     def handle(self, turn: Turn) -> Response:
@@ -51,11 +78,19 @@ class HomeControlSkill:
         if dev.entity_id:
             stray = _stray_words(dev.value, turn.context.home, dev.entity_id)
             if stray:  # "front door" is not the garage door: never act on a device nobody named
-                return say(f"There's no {dev.value.strip()} here.", "device.unknown", "failed",
-                           params={**params, "said": dev.value, "unmatched": stray})
+                return say(
+                    f"There's no {dev.value.strip()} here.",
+                    "device.unknown",
+                    "failed",
+                    params={**params, "said": dev.value, "unmatched": stray},
+                )
             dev_obj = turn.context.home.devices.get(dev.entity_id)
-            if (dev_obj is not None and dev_obj.type == "cover" and dev_obj.device_class in ("garage", "gate")
-                    and turn.intent in ("iot_cover_open", "iot_hue_lighton", "iot_wemo_on", "iot_appliance_on")):
+            if (
+                dev_obj is not None
+                and dev_obj.type == "cover"
+                and dev_obj.device_class in ("garage", "gate")
+                and turn.intent in ("iot_cover_open", "iot_hue_lighton", "iot_wemo_on", "iot_appliance_on")
+            ):
                 # opening a garage door or a gate is confirmed, whichever way the request came in
                 from assistant.home.grammar import Command, Target
                 from assistant.skills.home_commands import _for_turn, run_command
@@ -67,13 +102,19 @@ class HomeControlSkill:
         if dev.ambiguous:
             cands = [c.entity_id for c in dev.candidates]
             if dev.value and all(_stray_words(dev.value, turn.context.home, c) for c in cands):
-                return say(f"There's no {dev.value.strip()} here.", "device.unknown", "failed",
-                           params={**params, "said": dev.value})
+                return say(
+                    f"There's no {dev.value.strip()} here.",
+                    "device.unknown",
+                    "failed",
+                    params={**params, "said": dev.value},
+                )
             return self._clarify(turn, cands, params)
         what = dev.value or self._noun_for_intent(turn.intent)
         area = turn.entity("area")
         where = f" in the {area.name}" if area is not None and area.name else ""
-        return say(f"I couldn't find {_the(what)}{where}.", "device.unknown", "failed", params={**params, "said": dev.value})
+        return say(
+            f"I couldn't find {_the(what)}{where}.", "device.unknown", "failed", params={**params, "said": dev.value}
+        )
 
     @staticmethod
     def _unknown_place_or_name(turn: Turn, params: dict[str, Any]) -> Response | None:
@@ -82,8 +123,12 @@ class HomeControlSkill:
         home = turn.context.home
         for e in turn.entities.entities:
             if e.entity_type == "area" and e.value and not e.entity_id:
-                return say(f"There's no {e.value.strip()} here.", "device.unknown", "failed",
-                           params={**params, "said": e.value, "reason": "unknown-area"})
+                return say(
+                    f"There's no {e.value.strip()} here.",
+                    "device.unknown",
+                    "failed",
+                    params={**params, "said": e.value, "reason": "unknown-area"},
+                )
         devs = [e for e in turn.entities.entities if e.entity_type in ("device", "device_group")]
         ids = [e.entity_id for e in devs if e.entity_type == "device" and e.entity_id]
         ids += [c.entity_id for e in devs if e.entity_type == "device" and not e.entity_id for c in e.candidates]
@@ -96,18 +141,26 @@ class HomeControlSkill:
         nouns = {w for d in ids if d in home.devices for n in home.devices[d].names for w in norm_key(n).split()}
         from assistant.understanding.resolve.catalog import TYPE_WORDS
 
-        nouns |= {w for d in ids if d in home.devices for t in TYPE_WORDS.get(home.devices[d].type, ())
-                  for w in t.split()}
+        nouns |= {
+            w for d in ids if d in home.devices for t in TYPE_WORDS.get(home.devices[d].type, ()) for w in t.split()
+        }
         for i, w in enumerate(words):
             if w not in ("door", "doors", "gate", "window", "blinds", "light", "lights", "lamp", "plug", "fan"):
                 continue
-            before = [x for x in words[max(0, i - 2):i] if x not in _GENERIC and x not in ("off", "on", "up", "down",
-                                                                                           "open", "close", "turn")]
+            before = [
+                x
+                for x in words[max(0, i - 2) : i]
+                if x not in _GENERIC and x not in ("off", "on", "up", "down", "open", "close", "turn")
+            ]
             stray = [x for x in before if all(_stray_words(x, home, d) for d in ids if d in home.devices)]
             if stray and w in nouns:
                 phrase = " ".join([*before, w])
-                return say(f"There's no {phrase} here.", "device.unknown", "failed",
-                           params={**params, "said": phrase, "unmatched": stray})
+                return say(
+                    f"There's no {phrase} here.",
+                    "device.unknown",
+                    "failed",
+                    params={**params, "said": phrase, "unmatched": stray},
+                )
         return None
 
     def query(self, turn: Turn) -> Response:
@@ -127,8 +180,13 @@ class HomeControlSkill:
             if key not in state:
                 continue
             v = state[key]
-            parts.append(f"set to {v:g} degrees" if key == "temperature" else f"at {v} percent {key}" if key in ("brightness", "volume")
-                         else f"{v}")
+            parts.append(
+                f"set to {v:g} degrees"
+                if key == "temperature"
+                else f"at {v} percent {key}"
+                if key in ("brightness", "volume")
+                else f"{v}"
+            )
         on = state.get("on")
         prefix = f"The {dev.name} is {'on' if on else 'off'}" if on is not None else f"The {dev.name} is"
         text = f"{prefix}{' and ' if on is not None and parts else ' '}{join_words(parts)}." if parts else f"{prefix}."
@@ -164,10 +222,18 @@ class HomeControlSkill:
             p["amount"] = num.normalized
             p["relative"] = bool(re.search(r"\b(by|more|less)\b", num.value.lower()))
         temp = turn.value("temperature")
-        if temp is None and turn.intent in ("iot_climate_set", "iot_appliance_on") and re.search(r"\bdegrees?\b", turn.text.lower()):
+        if (
+            temp is None
+            and turn.intent in ("iot_climate_set", "iot_appliance_on")
+            and re.search(r"\bdegrees?\b", turn.text.lower())
+        ):
             temp = spoken.parse_number(re.sub(r"^.*?\b(to|at)\b", "", turn.text.lower()))
-        if temp is None and turn.intent == "iot_climate_set" and "amount" in p and not re.search(
-                r"\b(percent|per cent|brightness|dim|bright)\b|%", turn.text.lower()):  # 30 percent is no temperature
+        if (
+            temp is None
+            and turn.intent == "iot_climate_set"
+            and "amount" in p
+            and not re.search(r"\b(percent|per cent|brightness|dim|bright)\b|%", turn.text.lower())
+        ):  # 30 percent is no temperature
             temp = p.pop("amount")
         if temp is not None and re.search(r"\b(percent|per cent|brightness)\b|%", turn.text.lower()):
             temp = None  # "to 30 percent" is never a temperature
@@ -180,8 +246,13 @@ class HomeControlSkill:
 
     @staticmethod
     def _noun_for_intent(intent: str) -> str:
-        return {"iot_cover_open": "cover", "iot_cover_close": "cover", "iot_climate_set": "thermostat",
-                "iot_cleaning": "vacuum", "iot_coffee": "coffee machine"}.get(intent, "light" if "hue" in intent else "device")
+        return {
+            "iot_cover_open": "cover",
+            "iot_cover_close": "cover",
+            "iot_climate_set": "thermostat",
+            "iot_cleaning": "vacuum",
+            "iot_coffee": "coffee machine",
+        }.get(intent, "light" if "hue" in intent else "device")
 
     def _clarify(self, turn: Turn, cands: list[str], params: dict[str, Any]) -> Response:
         home = turn.context.home
@@ -190,14 +261,28 @@ class HomeControlSkill:
         noun = NOUNS.get(types.pop(), "device") if len(types) == 1 else "device"
         names = [f"the {d.name}" for d in devs]
         text = f"Which {noun}: {join_words(names, 'or')}?"
-        pending = {"skill": self.name, "kind": "choose_device", "intent": turn.intent, "text": turn.text,
-                   "params": params, "candidates": [d.id for d in devs],
-                   "candidate_names": {d.id: d.name for d in devs}}
-        return say(text, "clarify", "clarify", params={"intent": turn.intent, "candidates": [d.id for d in devs]},
-                   expects_reply=True, pending=pending)
+        pending = {
+            "skill": self.name,
+            "kind": "choose_device",
+            "intent": turn.intent,
+            "text": turn.text,
+            "params": params,
+            "candidates": [d.id for d in devs],
+            "candidate_names": {d.id: d.name for d in devs},
+        }
+        return say(
+            text,
+            "clarify",
+            "clarify",
+            params={"intent": turn.intent, "candidates": [d.id for d in devs]},
+            expects_reply=True,
+            pending=pending,
+        )
 
     # -- execution --------------------------------------------------------------------------------------------
-    def execute(self, intent: str, device_ids: list[str], params: dict[str, Any], turn: Turn, target: str | None = None) -> Response:
+    def execute(
+        self, intent: str, device_ids: list[str], params: dict[str, Any], turn: Turn, target: str | None = None
+    ) -> Response:
         home = turn.context.home
         devices = [home.device(d) for d in device_ids]
         results: dict[str, dict[str, Any]] = {}
@@ -220,14 +305,28 @@ class HomeControlSkill:
         action_type = devices[0].type if len({d.type for d in devices}) == 1 else "device"
         name = f"{action_type}.{verb or 'none'}"
         if not done:
-            return say(errors[0] if errors else "Sorry, I can't do that.", name, "failed",
-                       target=target or (devices[0].id if len(devices) == 1 else None), params=params, result=results)
+            return say(
+                errors[0] if errors else "Sorry, I can't do that.",
+                name,
+                "failed",
+                target=target or (devices[0].id if len(devices) == 1 else None),
+                params=params,
+                result=results,
+            )
         if len(devices) == 1:
             res = results[devices[0].id]
-            return say(self._sentence(verb, devices, params), name, "done", target=devices[0].id, params=params, result=res)
+            return say(
+                self._sentence(verb, devices, params), name, "done", target=devices[0].id, params=params, result=res
+            )
         params = {**params, "device_ids": [d.id for d in done]}
-        return say(self._sentence(verb, done, params), name, "done", target=target or "+".join(d.id for d in done),
-                   params=params, result=results)
+        return say(
+            self._sentence(verb, done, params),
+            name,
+            "done",
+            target=target or "+".join(d.id for d in done),
+            params=params,
+            result=results,
+        )
 
     def _changes(self, intent: str, dev: Device, p: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         caps = dev.capabilities
@@ -316,7 +415,8 @@ class HomeControlSkill:
         if verb == "set_color":
             return f"{the[0].upper()}{the[1:]} {'is' if len(devs) == 1 else 'are'} now {p['color']}."
         if verb in ("set_brightness", "dim", "brighten"):
-            return f"{'Dimmed' if verb == 'dim' else 'Set' if verb == 'set_brightness' else 'Brightened'} {the} to {d.state['brightness']}%."
+            done = "Dimmed" if verb == "dim" else "Set" if verb == "set_brightness" else "Brightened"
+            return f"{done} {the} to {d.state['brightness']}%."
         if verb == "open":
             return f"Opening {the}."
         if verb == "close":
@@ -345,8 +445,35 @@ def _the(what: str) -> str:
     return w if re.match(r"^(the|my|a|an)\b", w.lower()) else f"the {w}"
 
 
-_GENERIC = {"the", "my", "a", "an", "all", "in", "of", "on", "to", "room", "please", "smart", "this", "that", "one",
-            "its", "it", "our", "your", "some", "light", "lights", "lamp", "lamps", "device", "devices", "thing"}
+_GENERIC = {
+    "the",
+    "my",
+    "a",
+    "an",
+    "all",
+    "in",
+    "of",
+    "on",
+    "to",
+    "room",
+    "please",
+    "smart",
+    "this",
+    "that",
+    "one",
+    "its",
+    "it",
+    "our",
+    "your",
+    "some",
+    "light",
+    "lights",
+    "lamp",
+    "lamps",
+    "device",
+    "devices",
+    "thing",
+}
 
 
 def _stray_words(said: str | None, home: Any, device_id: str) -> list[str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from assistant.text import norm_key
+from assistant.core.stages.respond import Response
 from assistant.skills.base import Turn, join_words, say
 from assistant.skills.store import connect
-from assistant.core.stages.respond import Response
+from assistant.text import norm_key
 
 DEFAULT_LIST = "shopping"
 _ADD_RX = re.compile(
@@ -16,7 +16,8 @@ _ADD_RX = re.compile(
     r"(?:new\s+)?(?P<list>[\w' ]*?)\s*list\b"
 )
 _REMOVE_RX = re.compile(
-    r"\b(?:remove|delete|take|cross|drop|strike|erase)\s+(?P<item>.+?)\s+(?:off|from|out of)\s+(?:of\s+)?(?:the|my|a|our)?\s*"
+    r"\b(?:remove|delete|take|cross|drop|strike|erase)\s+(?P<item>.+?)\s+(?:off|from|out of)\s+"
+    r"(?:of\s+)?(?:the|my|a|our)?\s*"
     r"(?P<list>[\w' ]*?)\s*list\b"
 )
 _CREATE_RX = re.compile(r"\b(?:create|make|start|new|open)\b.*?\b(?:list)\b")
@@ -49,7 +50,9 @@ class ListsSkill:
     intents: ClassVar[frozenset[str]] = frozenset({"lists_createoradd", "lists_query", "lists_remove"})
 
     def handle(self, turn: Turn) -> Response:
-        return {"lists_createoradd": self.add, "lists_query": self.query, "lists_remove": self.remove}[turn.intent](turn)
+        return {"lists_createoradd": self.add, "lists_query": self.query, "lists_remove": self.remove}[turn.intent](
+            turn
+        )
 
     def follow_up(self, turn: Turn, pending: dict[str, Any]) -> Response | None:
         return None
@@ -67,7 +70,11 @@ class ListsSkill:
         items = []
         for part in _ITEM_SPLIT.split(raw.strip()):
             p = _FILLER.sub("", part.strip(" .!?")).strip()
-            if p and p not in ("it", "this", "that", "something", "an item", "item") and (not list_name or norm_key(p) != norm_key(list_name)):
+            if (
+                p
+                and p not in ("it", "this", "that", "something", "an item", "item")
+                and (not list_name or norm_key(p) != norm_key(list_name))
+            ):
                 items.append(p)
         return items
 
@@ -88,7 +95,11 @@ class ListsSkill:
         name = self._list_name(turn, m.group("list") if m else None)
         if name is None:
             cm = re.search(r"\b([\w']+)\s+list\b", text)
-            name = _clean_list_name(cm.group(1)) if cm and cm.group(1) not in ("a", "the", "my", "new", "of", "to") else None
+            name = (
+                _clean_list_name(cm.group(1))
+                if cm and cm.group(1) not in ("a", "the", "my", "new", "of", "to")
+                else None
+            )
         items = self._items(m.group("item"), name) if m else []
         if name is None:
             name = DEFAULT_LIST
@@ -97,38 +108,73 @@ class ListsSkill:
         with connect(ctx.data_dir) as db:
             existed = db.execute("SELECT name FROM lists WHERE key = ?", (key,)).fetchone()
             if not existed:
-                db.execute("INSERT INTO lists (key, name, created_ts) VALUES (?, ?, ?)", (key, name, ctx.now.timestamp()))
+                db.execute(
+                    "INSERT INTO lists (key, name, created_ts) VALUES (?, ?, ?)", (key, name, ctx.now.timestamp())
+                )
             else:
                 name = existed["name"]
             have = {norm_key(r["item"]) for r in db.execute("SELECT item FROM list_items WHERE list_key = ?", (key,))}
             new = [i for i in items if norm_key(i) not in have]
-            db.executemany("INSERT INTO list_items (list_key, item, added_ts) VALUES (?, ?, ?)",
-                           [(key, i, ctx.now.timestamp()) for i in new])
+            db.executemany(
+                "INSERT INTO list_items (list_key, item, added_ts) VALUES (?, ?, ?)",
+                [(key, i, ctx.now.timestamp()) for i in new],
+            )
         target = f"list:{key}"
         if items:
             if not new:
-                return say(f"{join_words(items).capitalize()} {'is' if len(items) == 1 else 'are'} already on your {name} list.",
-                           "list.add", "done", target=target, params={"list": name, "items": items}, result={"added": []})
-            return say(f"Added {join_words(new)} to your {name} list.", "list.add", "done", target=target,
-                       params={"list": name, "items": items}, result={"added": new, "created": not existed})
+                return say(
+                    f"{join_words(items).capitalize()} {'is' if len(items) == 1 else 'are'} already on your "
+                    f"{name} list.",
+                    "list.add",
+                    "done",
+                    target=target,
+                    params={"list": name, "items": items},
+                    result={"added": []},
+                )
+            return say(
+                f"Added {join_words(new)} to your {name} list.",
+                "list.add",
+                "done",
+                target=target,
+                params={"list": name, "items": items},
+                result={"added": new, "created": not existed},
+            )
         if existed:
-            return say(f"You already have a {name} list. What should I add?", "list.create", "done", target=target,
-                       params={"list": name}, result={"created": False})
-        return say(f"Created your {name} list.", "list.create", "done", target=target, params={"list": name},
-                   result={"created": True})
+            return say(
+                f"You already have a {name} list. What should I add?",
+                "list.create",
+                "done",
+                target=target,
+                params={"list": name},
+                result={"created": False},
+            )
+        return say(
+            f"Created your {name} list.",
+            "list.create",
+            "done",
+            target=target,
+            params={"list": name},
+            result={"created": True},
+        )
 
     def query(self, turn: Turn) -> Response:
         lists = self._lists(turn)
         name = self._list_name(turn)
         if name is None:
             cm = re.search(r"\b([\w']+)\s+list\b", turn.text.lower())
-            name = _clean_list_name(cm.group(1)) if cm and cm.group(1) not in ("a", "the", "my", "new", "this", "that") else None
+            name = (
+                _clean_list_name(cm.group(1))
+                if cm and cm.group(1) not in ("a", "the", "my", "new", "this", "that")
+                else None
+            )
         if name is None:
             if not lists:
                 return say("You don't have any lists yet.", "list.query", "done", result={"lists": []})
             if len(lists) > 1:
                 names = list(lists.values())
-                return say(f"You have {len(names)} lists: {join_words(names)}.", "list.query", "done", result={"lists": names})
+                return say(
+                    f"You have {len(names)} lists: {join_words(names)}.", "list.query", "done", result={"lists": names}
+                )
             name = next(iter(lists.values()))
         key = list_key(name)
         if key not in lists:
@@ -136,10 +182,22 @@ class ListsSkill:
         items = self._list_items(turn, key)
         name = lists[key]
         if not items:
-            return say(f"Your {name} list is empty.", "list.query", "done", target=f"list:{key}", params={"list": name},
-                       result={"items": []})
-        return say(f"Your {name} list has {join_words(items)}.", "list.query", "done", target=f"list:{key}",
-                   params={"list": name}, result={"items": items})
+            return say(
+                f"Your {name} list is empty.",
+                "list.query",
+                "done",
+                target=f"list:{key}",
+                params={"list": name},
+                result={"items": []},
+            )
+        return say(
+            f"Your {name} list has {join_words(items)}.",
+            "list.query",
+            "done",
+            target=f"list:{key}",
+            params={"list": name},
+            result={"items": items},
+        )
 
     def remove(self, turn: Turn) -> Response:
         text = turn.text.lower()
@@ -161,18 +219,33 @@ class ListsSkill:
             if not items:
                 db.execute("DELETE FROM list_items WHERE list_key = ?", (key,))
                 db.execute("DELETE FROM lists WHERE key = ?", (key,))
-                return say(f"Deleted your {name} list.", "list.delete", "done", target=f"list:{key}", params={"list": name})
+                return say(
+                    f"Deleted your {name} list.", "list.delete", "done", target=f"list:{key}", params={"list": name}
+                )
             removed, missing = [], []
             for item in items:
-                row = db.execute("SELECT id, item FROM list_items WHERE list_key = ? AND lower(item) = ? ORDER BY id LIMIT 1",
-                                 (key, item.lower())).fetchone()
+                row = db.execute(
+                    "SELECT id, item FROM list_items WHERE list_key = ? AND lower(item) = ? ORDER BY id LIMIT 1",
+                    (key, item.lower()),
+                ).fetchone()
                 if row is None:
                     missing.append(item)
                 else:
                     db.execute("DELETE FROM list_items WHERE id = ?", (row["id"],))
                     removed.append(row["item"])
         if not removed:
-            return say(f"{join_words(missing).capitalize()} {'is' if len(missing) == 1 else 'are'}n't on your {name} list.",
-                       "list.remove", "failed", target=f"list:{key}", params={"list": name, "items": items})
-        return say(f"Removed {join_words(removed)} from your {name} list.", "list.remove", "done", target=f"list:{key}",
-                   params={"list": name, "items": items}, result={"removed": removed, "missing": missing})
+            return say(
+                f"{join_words(missing).capitalize()} {'is' if len(missing) == 1 else 'are'}n't on your {name} list.",
+                "list.remove",
+                "failed",
+                target=f"list:{key}",
+                params={"list": name, "items": items},
+            )
+        return say(
+            f"Removed {join_words(removed)} from your {name} list.",
+            "list.remove",
+            "done",
+            target=f"list:{key}",
+            params={"list": name, "items": items},
+            result={"removed": removed, "missing": missing},
+        )

@@ -9,12 +9,17 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
+from assistant.core.stages.respond import Response
 from assistant.skills.base import Turn, say
 from assistant.skills.store import connect
-from assistant.core.stages.respond import Response
 
-KIND_WORDS = {"film": "the film", "tv_show": "the show", "audiobook": "the audiobook", "book": "the audiobook of",
-              "podcast": "the podcast"}
+KIND_WORDS = {
+    "film": "the film",
+    "tv_show": "the show",
+    "audiobook": "the audiobook",
+    "book": "the audiobook of",
+    "podcast": "the podcast",
+}
 
 
 class MediaSkill:
@@ -28,20 +33,37 @@ class MediaSkill:
             said = media.value if media is not None else None
             what = {"play_video": "film", "play_audiobook": "audiobook", "play_podcasts": "podcast"}[turn.intent]
             text = f"I couldn't find {said}." if said else f"Which {what} would you like?"
-            return say(text, "media.play", "failed", params={"said": said},
-                       result={"candidates": [c.entity_id for c in media.candidates[:3]] if media else []})
+            return say(
+                text,
+                "media.play",
+                "failed",
+                params={"said": said},
+                result={"candidates": [c.entity_id for c in media.candidates[:3]] if media else []},
+            )
         info = media.normalized if isinstance(media.normalized, dict) else {}
         mtype = info.get("media_type") or media.entity_id.split(":", 1)[0]
         if info.get("visual") and not (dev is not None and dev.has_screen):
-            return say(f"{media.name} is a {'film' if mtype == 'film' else 'show'}, and this device has no screen.",
-                       "media.play", "failed", target=media.entity_id, params={"media_type": mtype})
+            return say(
+                f"{media.name} is a {'film' if mtype == 'film' else 'show'}, and this device has no screen.",
+                "media.play",
+                "failed",
+                target=media.entity_id,
+                params={"media_type": mtype},
+            )
         with connect(turn.context.data_dir) as db:
             state = {"status": "playing", "source": media.entity_id, "media_type": mtype, "queue": [], "track_id": None}
-            db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
-                       (f"player:{turn.context.device_id}", json.dumps(state)))
-        return say(f"Playing {KIND_WORDS.get(mtype, '')} {media.name}.".replace("  ", " "), "media.play", "done",
-                   target=media.entity_id, params={"media_type": mtype, "device_id": turn.context.device_id},
-                   result={"source": media.entity_id, "media_type": mtype})
+            db.execute(
+                "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
+                (f"player:{turn.context.device_id}", json.dumps(state)),
+            )
+        return say(
+            f"Playing {KIND_WORDS.get(mtype, '')} {media.name}.".replace("  ", " "),
+            "media.play",
+            "done",
+            target=media.entity_id,
+            params={"media_type": mtype, "device_id": turn.context.device_id},
+            result={"source": media.entity_id, "media_type": mtype},
+        )
 
     def follow_up(self, turn: Turn, pending: dict[str, Any]) -> Response | None:
         return None

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from assistant.core.stages.respond import Response
 from assistant.skills.base import Turn, say
 from assistant.skills.store import connect
-from assistant.core.stages.respond import Response
 
 if TYPE_CHECKING:
     from assistant.understanding.resolve.catalog import MusicCatalog
@@ -18,19 +18,34 @@ VOLUME_STEP = 10
 
 class MusicSkill:
     name = "music"
-    intents: ClassVar[frozenset[str]] = frozenset({
-        "play_music", "music_query", "music_likeness", "media_pause", "media_resume", "media_next",
-        "audio_volume_up", "audio_volume_down", "audio_volume_mute",
-    })
+    intents: ClassVar[frozenset[str]] = frozenset(
+        {
+            "play_music",
+            "music_query",
+            "music_likeness",
+            "media_pause",
+            "media_resume",
+            "media_next",
+            "audio_volume_up",
+            "audio_volume_down",
+            "audio_volume_mute",
+        }
+    )
 
     def __init__(self, catalog: MusicCatalog) -> None:
         self.catalog = catalog
 
     def handle(self, turn: Turn) -> Response:
         return {
-            "play_music": self.play, "music_query": self.query, "music_likeness": self.like,
-            "media_pause": self.pause, "media_resume": self.resume, "media_next": self.next,
-            "audio_volume_up": self.volume, "audio_volume_down": self.volume, "audio_volume_mute": self.volume,
+            "play_music": self.play,
+            "music_query": self.query,
+            "music_likeness": self.like,
+            "media_pause": self.pause,
+            "media_resume": self.resume,
+            "media_next": self.next,
+            "audio_volume_up": self.volume,
+            "audio_volume_down": self.volume,
+            "audio_volume_mute": self.volume,
         }[turn.intent](turn)
 
     def follow_up(self, turn: Turn, pending: dict[str, Any]) -> Response | None:
@@ -47,7 +62,9 @@ class MusicSkill:
 
     def _save(self, turn: Turn, state: dict[str, Any]) -> None:
         with connect(turn.context.data_dir) as db:
-            db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (self._player_key(turn), json.dumps(state)))
+            db.execute(
+                "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (self._player_key(turn), json.dumps(state))
+            )
 
     def _describe(self, track_id: str | None) -> str:
         r = self.catalog.get(track_id) if track_id else None
@@ -76,7 +93,9 @@ class MusicSkill:
                 queue += [t for t in self.catalog.tracks_by_artist.get(artist.entity_id, []) if t != track.entity_id]
         elif album is not None and album.entity_id:
             source = album.entity_id
-            queue = [r["id"] for r in self.catalog.rows if r["type"] == "track" and r.get("album_id") == album.entity_id]
+            queue = [
+                r["id"] for r in self.catalog.rows if r["type"] == "track" and r.get("album_id") == album.entity_id
+            ]
             what = f"the album {album.name}"
         elif artist is not None and artist.entity_id:
             source = artist.entity_id
@@ -92,18 +111,27 @@ class MusicSkill:
             what = f"some {(genre.name or '').lower()}"
         elif said:
             missing = next(e for e in said)
-            return say(f"I couldn't find {missing.value} in your music.", "music.play", "failed",
-                       params={"said": {e.slot: e.value for e in said}},
-                       result={"candidates": [c.entity_id for c in missing.candidates[:3]]})
+            return say(
+                f"I couldn't find {missing.value} in your music.",
+                "music.play",
+                "failed",
+                params={"said": {e.slot: e.value for e in said}},
+                result={"candidates": [c.entity_id for c in missing.candidates[:3]]},
+            )
         else:
             queue = self._top_tracks()
             what = "some music"
         track_id = queue[0] if queue else None
         state = {"status": "playing", "source": source, "queue": queue, "position": 0, "track_id": track_id}
         self._save(turn, state)
-        return say(f"Playing {what}.", "music.play", "done", target=track_id or source,
-                   params={"source": source, "device_id": turn.context.device_id},
-                   result={"track_id": track_id, "queue": queue[:20], "source": source})
+        return say(
+            f"Playing {what}.",
+            "music.play",
+            "done",
+            target=track_id or source,
+            params={"source": source, "device_id": turn.context.device_id},
+            result={"track_id": track_id, "queue": queue[:20], "source": source},
+        )
 
     def pause(self, turn: Turn) -> Response:
         st = self._state(turn)
@@ -116,8 +144,11 @@ class MusicSkill:
     def resume(self, turn: Turn) -> Response:
         st = self._state(turn)
         if st.get("status") != "paused":
-            return say("There's nothing to resume." if st.get("status") != "playing" else "It's already playing.",
-                       "music.resume", "failed")
+            return say(
+                "There's nothing to resume." if st.get("status") != "playing" else "It's already playing.",
+                "music.resume",
+                "failed",
+            )
         st["status"] = "playing"
         self._save(turn, st)
         return say("Resuming.", "music.resume", "done", target=st.get("track_id") or st.get("source"))
@@ -130,8 +161,13 @@ class MusicSkill:
             return say("There's no next track.", "music.next", "failed")
         st.update(position=pos, track_id=queue[pos], status="playing")
         self._save(turn, st)
-        return say(f"Next up: {self._describe(queue[pos])}.", "music.next", "done", target=queue[pos],
-                   result={"track_id": queue[pos]})
+        return say(
+            f"Next up: {self._describe(queue[pos])}.",
+            "music.next",
+            "done",
+            target=queue[pos],
+            result={"track_id": queue[pos]},
+        )
 
     def query(self, turn: Turn) -> Response:
         st = self._state(turn)
@@ -140,13 +176,24 @@ class MusicSkill:
         tid = st.get("track_id")
         if tid is None:
             src = self.catalog.get(st.get("source") or "")
-            return say(f"This is {src['name'] if src else 'music'}.", "music.query", "done", result={"source": st.get("source")})
+            return say(
+                f"This is {src['name'] if src else 'music'}.",
+                "music.query",
+                "done",
+                result={"source": st.get("source")},
+            )
         return say(f"This is {self._describe(tid)}.", "music.query", "done", target=tid, result={"track_id": tid})
 
     def like(self, turn: Turn) -> Response:
         st = self._state(turn)
-        target = next((e.entity_id for e in (turn.entity("track"), turn.entity("artist"), turn.entity("genre")) if e and e.entity_id),
-                      st.get("track_id"))
+        target = next(
+            (
+                e.entity_id
+                for e in (turn.entity("track"), turn.entity("artist"), turn.entity("genre"))
+                if e and e.entity_id
+            ),
+            st.get("track_id"),
+        )
         if target is None:
             return say("Which song do you mean?", "music.like", "failed")
         with connect(turn.context.data_dir) as db:
@@ -176,6 +223,18 @@ class MusicSkill:
             verb = "up" if turn.intent == "audio_volume_up" else "down"
         new = max(0, min(100, new))
         changed = home.set_state(dev.id, volume=new)
-        text = "Muted." if verb == "mute" else f"Volume set to {new}." if verb == "set" else f"Turned the volume {verb} to {new}."
-        return say(text, f"volume.{verb}", "done", target=dev.id, params={"volume": new},
-                   result={"changed": changed, "state": dict(dev.state)})
+        text = (
+            "Muted."
+            if verb == "mute"
+            else f"Volume set to {new}."
+            if verb == "set"
+            else f"Turned the volume {verb} to {new}."
+        )
+        return say(
+            text,
+            f"volume.{verb}",
+            "done",
+            target=dev.id,
+            params={"volume": new},
+            result={"changed": changed, "state": dict(dev.state)},
+        )

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assistant.understanding.resolve.catalog import DEFAULT_CATALOG_DIR, MusicCatalog
+from assistant.core.stages.respond import Response
 from assistant.errors import RespondError
 from assistant.skills.base import Skill, Turn
 from assistant.skills.fallback import FallbackSkill
@@ -20,7 +20,7 @@ from assistant.skills.music import MusicSkill
 from assistant.skills.time_date import TimeDateSkill
 from assistant.skills.timers import TimersSkill
 from assistant.skills.weather import WeatherProvider, WeatherSkill
-from assistant.core.stages.respond import Response
+from assistant.understanding.resolve.catalog import DEFAULT_CATALOG_DIR, MusicCatalog
 
 if TYPE_CHECKING:
     from assistant.core.context import TurnContext
@@ -41,8 +41,13 @@ class SkillResponder:
     name = "skills"
     version = "0.1.0"
 
-    def __init__(self, min_confidence: float = 0.5, weather: WeatherProvider | None = None,
-                 catalog_dir: str | Path | None = None, music: MusicCatalog | None = None) -> None:
+    def __init__(
+        self,
+        min_confidence: float = 0.5,
+        weather: WeatherProvider | None = None,
+        catalog_dir: str | Path | None = None,
+        music: MusicCatalog | None = None,
+    ) -> None:
         self.min_confidence = min_confidence
         if music is None:
             path = Path(catalog_dir or DEFAULT_CATALOG_DIR) / "music.jsonl"
@@ -51,8 +56,15 @@ class SkillResponder:
         self.home_commands = HomeCommandsSkill()
         self.timers = TimersSkill()
         self.skills: list[Skill] = [
-            self.home_commands, HomeControlSkill(), TimeDateSkill(), self.timers, ListsSkill(), MusicSkill(music),
-            MediaSkill(), WeatherSkill(weather), GeneralSkill(),
+            self.home_commands,
+            HomeControlSkill(),
+            TimeDateSkill(),
+            self.timers,
+            ListsSkill(),
+            MusicSkill(music),
+            MediaSkill(),
+            WeatherSkill(weather),
+            GeneralSkill(),
         ]
         self.by_intent: dict[str, Skill] = {}
         for skill in self.skills:
@@ -95,12 +107,17 @@ class SkillResponder:
         except RespondError:
             raise
         except Exception as e:  # a skill bug must reach the trace with a code, not crash the turn loop silently
-            raise RespondError("skill-failed", f"skill for intent {nlu.intent!r} failed: {type(e).__name__}: {e}",
-                               stage="respond") from e
+            raise RespondError(
+                "skill-failed", f"skill for intent {nlu.intent!r} failed: {type(e).__name__}: {e}", stage="respond"
+            ) from e
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "min_confidence": self.min_confidence,
-                "skills": {s.name: sorted(s.intents) for s in self.skills}}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "min_confidence": self.min_confidence,
+            "skills": {s.name: sorted(s.intents) for s in self.skills},
+        }
 
 
 def create(build) -> SkillResponder:

@@ -15,8 +15,8 @@ idle and replay at its clock's ticks, and traces each command carried out as a t
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,18 +35,35 @@ if TYPE_CHECKING:
     from assistant.core.context import TurnContext
     from assistant.home.model import Home
 
-VERBS = {"turn_on": "turn on", "turn_off": "turn off", "toggle": "switch", "open": "open", "close": "close",
-         "lock": "lock", "unlock": "unlock", "brightness": "set", "color": "set", "color_temp": "set",
-         "position": "set", "fan_speed": "set", "set_temperature": "set", "set_mode": "set",
-         "volume": "set the volume of",
-         "mute": "mute", "unmute": "unmute", "activate": "activate", "stop_cover": "stop"}
+VERBS = {
+    "turn_on": "turn on",
+    "turn_off": "turn off",
+    "toggle": "switch",
+    "open": "open",
+    "close": "close",
+    "lock": "lock",
+    "unlock": "unlock",
+    "brightness": "set",
+    "color": "set",
+    "color_temp": "set",
+    "position": "set",
+    "fan_speed": "set",
+    "set_temperature": "set",
+    "set_mode": "set",
+    "volume": "set the volume of",
+    "mute": "mute",
+    "unmute": "unmute",
+    "activate": "activate",
+    "stop_cover": "stop",
+}
 
 
 def describe(cmd: Command, home: Home, device_ids: list[str], scope: str) -> str:
     t = cmd.target
     if cmd.action == "media":
         verb = {"pause": "pause", "play": "resume", "next": "skip the track on", "previous": "go back a track on"}[
-            cmd.params["op"]]
+            cmd.params["op"]
+        ]
     elif cmd.action == "vacuum":
         verb = {"start": "start", "dock": "dock", "pause": "pause"}[cmd.params["op"]]
     else:
@@ -56,12 +73,16 @@ def describe(cmd: Command, home: Home, device_ids: list[str], scope: str) -> str
     else:
         what = f"{'all ' if t.all else ''}the {t.noun or 'devices'}{' ' + scope if scope else ''}"
     p = cmd.params
-    tail = {"brightness": f" to {p.get('brightness')}%" if "brightness" in p else "",
-            "color": f" to {p.get('color')}", "color_temp": f" to {p.get('name')}",
-            "position": f" to {p.get('percent')}% open", "fan_speed": f" to {p.get('speed')}" if "speed" in p else "",
-            "set_temperature": f" to {p.get('temperature'):g} degrees" if "temperature" in p else "",
-            "set_mode": f" to {p.get('mode')} mode", "volume": f" to {p.get('volume')}" if "volume" in p else ""
-            }.get(cmd.action, "")
+    tail = {
+        "brightness": f" to {p.get('brightness')}%" if "brightness" in p else "",
+        "color": f" to {p.get('color')}",
+        "color_temp": f" to {p.get('name')}",
+        "position": f" to {p.get('percent')}% open",
+        "fan_speed": f" to {p.get('speed')}" if "speed" in p else "",
+        "set_temperature": f" to {p.get('temperature'):g} degrees" if "temperature" in p else "",
+        "set_mode": f" to {p.get('mode')} mode",
+        "volume": f" to {p.get('volume')}" if "volume" in p else "",
+    }.get(cmd.action, "")
     return f"{verb} {what}{tail}"
 
 
@@ -71,13 +92,19 @@ def _when(due: datetime, now: datetime) -> str:
         if secs >= 120:
             secs = round(secs / 60.0) * 60
         return f"in {say_duration(max(secs, 1))}"
-    day = "" if due.date() == now.date() else " tomorrow" if (due.date() - now.date()).days == 1 else \
-        f" on {due.strftime('%A')}"
+    day = (
+        ""
+        if due.date() == now.date()
+        else " tomorrow"
+        if (due.date() - now.date()).days == 1
+        else f" on {due.strftime('%A')}"
+    )
     return f"at {say_time(due.strftime('%H:%M'))}{day}"
 
 
-def schedule(cmd: Command, ctx: TurnContext, area: str | None, previous: list[str],
-             confirmed: bool = False) -> Response:
+def schedule(
+    cmd: Command, ctx: TurnContext, area: str | None, previous: list[str], confirmed: bool = False
+) -> Response:
     """Check the command's targets now (a missing device is said at once), then store it."""
     home = ctx.home
     now = ctx.now
@@ -90,31 +117,64 @@ def schedule(cmd: Command, ctx: TurnContext, area: str | None, previous: list[st
     if sel.ask:
         return ask_which(cmd, sel)
     ids = [d.id for d in sel.devices]
-    risky = cmd.action == "unlock" or (cmd.action in ("open", "position") and any(
-        d.type == "cover" and d.device_class in CONFIRM_OPEN_CLASSES for d in sel.devices))
+    risky = cmd.action == "unlock" or (
+        cmd.action in ("open", "position")
+        and any(d.type == "cover" and d.device_class in CONFIRM_OPEN_CLASSES for d in sel.devices)
+    )
     if risky and not confirmed:
         desc = describe(cmd, home, ids, sel.scope)
-        pending = {"skill": "home_commands", "kind": "confirm", "command": cmd.to_dict(), "device_ids": ids,
-                   "intent": f"home_{cmd.action}"}
-        return say(f"Are you sure you want me to {desc} {_when(due, now)}?", "confirm", "clarify",
-                   params={"command": cmd.to_dict(), "device_ids": ids}, expects_reply=True, pending=pending)
+        pending = {
+            "skill": "home_commands",
+            "kind": "confirm",
+            "command": cmd.to_dict(),
+            "device_ids": ids,
+            "intent": f"home_{cmd.action}",
+        }
+        return say(
+            f"Are you sure you want me to {desc} {_when(due, now)}?",
+            "confirm",
+            "clarify",
+            params={"command": cmd.to_dict(), "device_ids": ids},
+            expects_reply=True,
+            pending=pending,
+        )
     if pronoun_or_here(cmd):  # "it"/"here" mean what they mean now, not when the command runs
         from assistant.home.grammar import Target
 
-        cmd.target = Target(said=cmd.target.said, device_ids=ids, plural=True, all=cmd.target.all,
-                            noun=cmd.target.noun, types=cmd.target.types)
+        cmd.target = Target(
+            said=cmd.target.said,
+            device_ids=ids,
+            plural=True,
+            all=cmd.target.all,
+            noun=cmd.target.noun,
+            types=cmd.target.types,
+        )
     desc = describe(cmd, home, ids, sel.scope)
     with connect(ctx.data_dir) as db:
         cur = db.execute(
             "INSERT INTO scheduled (created_ts, due_ts, due_local, description, command, session_id, device_id, "
             "user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (now.timestamp(), due.timestamp(), due.isoformat(timespec="seconds"), desc, json.dumps(cmd.to_dict()),
-             ctx.session_id, ctx.device_id, ctx.user_id))
+            (
+                now.timestamp(),
+                due.timestamp(),
+                due.isoformat(timespec="seconds"),
+                desc,
+                json.dumps(cmd.to_dict()),
+                ctx.session_id,
+                ctx.device_id,
+                ctx.user_id,
+            ),
+        )
         sid = int(cur.lastrowid or 0)
     when = _when(due, now)
-    return say(f"Okay, {when} I'll {desc}.", "schedule.add", "done", target=f"scheduled:{sid}",
-               params={"command": cmd.to_dict(), "device_ids": ids, "due": due.isoformat(timespec="seconds")},
-               result={"id": sid, "due": due.isoformat(timespec="seconds"), "description": desc, "changed": {}})
+    return say(
+        f"Okay, {when} I'll {desc}.",
+        "schedule.add",
+        "done",
+        target=f"scheduled:{sid}",
+        params={"command": cmd.to_dict(), "device_ids": ids, "due": due.isoformat(timespec="seconds")},
+        result={"id": sid, "due": due.isoformat(timespec="seconds"), "description": desc, "changed": {}},
+    )
 
 
 def pronoun_or_here(cmd: Command) -> bool:
@@ -149,15 +209,29 @@ def run_due(now: datetime, home: Home, data_dir: Path, run_command: Callable[...
             response, _ids = run_command(cmd, home, area, [], confirmed=True)
             status = "done" if response.action.status == "done" else "failed"
             text = response.text
-            action = {"name": response.action.name, "status": response.action.status,
-                      "target": response.action.target, "result": response.action.result}
+            action = {
+                "name": response.action.name,
+                "status": response.action.status,
+                "target": response.action.target,
+                "result": response.action.result,
+            }
         except Exception as e:  # noqa: BLE001 - one broken row must not stop the others
             status, text, action = "failed", f"I couldn't {row['description']}: {e}", None
         with connect(data_dir) as db:
-            db.execute("UPDATE scheduled SET status = ?, ran_ts = ?, result = ? WHERE id = ? AND status = 'active'",
-                       (status, now.timestamp(), text, row["id"]))
-        out.append({"id": row["id"], "description": row["description"], "due": row["due_local"],
-                    "status": status, "response_text": text, "action": action})
+            db.execute(
+                "UPDATE scheduled SET status = ?, ran_ts = ?, result = ? WHERE id = ? AND status = 'active'",
+                (status, now.timestamp(), text, row["id"]),
+            )
+        out.append(
+            {
+                "id": row["id"],
+                "description": row["description"],
+                "due": row["due_local"],
+                "status": status,
+                "response_text": text,
+                "action": action,
+            }
+        )
     return out
 
 
@@ -166,11 +240,17 @@ def list_response(data_dir: Path, now: datetime) -> Response:
     if not rows:
         return say("You have nothing scheduled.", "schedule.list", "done", result={"scheduled": []})
     items = [f"{r['description']} {_when(_local(r['due_ts'], now), now)}" for r in rows]
-    text = f"You have one scheduled action: {items[0]}." if len(items) == 1 else \
-        f"You have {len(items)} scheduled actions: {join_words(items)}."
-    return say(text, "schedule.list", "done",
-               result={"scheduled": [{"id": r["id"], "description": r["description"], "due": r["due_local"]}
-                                     for r in rows]})
+    text = (
+        f"You have one scheduled action: {items[0]}."
+        if len(items) == 1
+        else f"You have {len(items)} scheduled actions: {join_words(items)}."
+    )
+    return say(
+        text,
+        "schedule.list",
+        "done",
+        result={"scheduled": [{"id": r["id"], "description": r["description"], "due": r["due_local"]} for r in rows]},
+    )
 
 
 def _local(ts: float, now: datetime) -> datetime:
@@ -197,12 +277,17 @@ def cancel_response(data_dir: Path, now: datetime, params: dict[str, Any]) -> Re
     else:
         opts = {str(r["id"]): r["description"] for r in rows}
         text = "Which one: " + join_words([f"{d}" for d in opts.values()], "or") + "?"
-        return say(text, "clarify", "clarify", expects_reply=True,
-                   pending={"skill": "home_commands", "kind": "choose_schedule", "options": opts,
-                            "intent": "schedule_cancel"})
+        return say(
+            text,
+            "clarify",
+            "clarify",
+            expects_reply=True,
+            pending={"skill": "home_commands", "kind": "choose_schedule", "options": opts, "intent": "schedule_cancel"},
+        )
     _cancel(data_dir, [r["id"] for r in chosen])
-    text = f"Cancelled: {chosen[0]['description']}." if len(chosen) == 1 else \
-        f"Cancelled {len(chosen)} scheduled actions."
+    text = (
+        f"Cancelled: {chosen[0]['description']}." if len(chosen) == 1 else f"Cancelled {len(chosen)} scheduled actions."
+    )
     return say(text, "schedule.cancel", "done", result={"cancelled": [r["id"] for r in chosen]})
 
 
@@ -211,8 +296,12 @@ def choose_follow_up(turn: Turn, pending: dict[str, Any]) -> Response | None:
     pick = choose_option(turn.text, opts)
     if re.search(r"\b(all|both)\b", turn.text.lower()):
         _cancel(turn.context.data_dir, [int(i) for i in opts])
-        return say(f"Cancelled {len(opts)} scheduled actions.", "schedule.cancel", "done",
-                   result={"cancelled": [int(i) for i in opts]})
+        return say(
+            f"Cancelled {len(opts)} scheduled actions.",
+            "schedule.cancel",
+            "done",
+            result={"cancelled": [int(i) for i in opts]},
+        )
     if pick is None:
         return None
     _cancel(turn.context.data_dir, [int(pick)])

@@ -7,9 +7,9 @@ from datetime import date
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from assistant.understanding.spoken import say_time
-from assistant.skills.base import Turn, say
 from assistant.core.stages.respond import Response
+from assistant.skills.base import Turn, say
+from assistant.understanding.spoken import say_time
 
 
 def say_date(d: date, today: date | None = None) -> str:
@@ -35,14 +35,24 @@ class TimeDateSkill:
             d = date.fromisoformat(asked_date)
             result["date"] = asked_date
             rel = {0: "Today is", 1: "Tomorrow is", -1: "Yesterday was"}.get((d - now.date()).days, "That's")
-            return say(f"{rel} {say_date(d, now.date())}.", "datetime.query", "done", params={"asked": "date"}, result=result)
+            return say(
+                f"{rel} {say_date(d, now.date())}.", "datetime.query", "done", params={"asked": "date"}, result=result
+            )
         wants_date = bool(re.search(r"\b(date|day|today|month|year|week)\b", text)) and not re.search(r"\btime\b", text)
         if wants_date:
-            return say(f"Today is {say_date(now.date())}.", "datetime.query", "done", params={"asked": "date"}, result=result)
-        return say(f"It's {say_time(now.strftime('%H:%M'))}.", "datetime.query", "done", params={"asked": "time"}, result=result)
+            return say(
+                f"Today is {say_date(now.date())}.", "datetime.query", "done", params={"asked": "date"}, result=result
+            )
+        return say(
+            f"It's {say_time(now.strftime('%H:%M'))}.",
+            "datetime.query",
+            "done",
+            params={"asked": "time"},
+            result=result,
+        )
 
     def _time_in(self, turn: Turn, place: Any) -> Response:
-        """"What time is it in Tokyo": the city's IANA time zone from the places catalog (zoneinfo, tzdata). A name
+        """ "What time is it in Tokyo": the city's IANA time zone from the places catalog (zoneinfo, tzdata). A name
         the reranker left open between several cities takes the likeliest, and the answer names it."""
         info = place.normalized if isinstance(place.normalized, dict) else {}
         place_id = place.entity_id
@@ -55,12 +65,25 @@ class TimeDateSkill:
         except (ZoneInfoNotFoundError, ValueError):
             tz = None
         if tz is None:
-            return say(f"Sorry, I don't know the time zone of {where}.", "datetime.query", "unsupported",
-                       params={"place": place.name})
+            return say(
+                f"Sorry, I don't know the time zone of {where}.",
+                "datetime.query",
+                "unsupported",
+                params={"place": place.name},
+            )
         there = turn.context.now.astimezone(tz)
         params = {"asked": "time", "place": where, "place_id": place_id, "timezone": tz_name}
-        return say(f"In {where} it's {say_time(there.strftime('%H:%M'))}.", "datetime.query", "done", params=params,
-                   result={"time": there.strftime("%H:%M"), "date": there.date().isoformat(), "utc_offset": there.strftime("%z")})
+        return say(
+            f"In {where} it's {say_time(there.strftime('%H:%M'))}.",
+            "datetime.query",
+            "done",
+            params=params,
+            result={
+                "time": there.strftime("%H:%M"),
+                "date": there.date().isoformat(),
+                "utc_offset": there.strftime("%z"),
+            },
+        )
 
     def follow_up(self, turn: Turn, pending: dict[str, Any]) -> Response | None:
         return None

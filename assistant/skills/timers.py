@@ -6,12 +6,12 @@ import re
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from assistant.understanding import spoken
-from assistant.understanding.spoken import say_duration, say_time
-from assistant.text import norm_key
+from assistant.core.stages.respond import Response
 from assistant.skills.base import Turn, cancelled, join_words, say
 from assistant.skills.store import connect
-from assistant.core.stages.respond import Response
+from assistant.text import norm_key
+from assistant.understanding import spoken
+from assistant.understanding.spoken import say_duration, say_time
 
 
 def _local(ts: float, now: datetime) -> datetime:
@@ -26,14 +26,25 @@ def _when(due: datetime, now: datetime) -> str:
 
 class TimersSkill:
     name = "timers"
-    intents: ClassVar[frozenset[str]] = frozenset({
-        "timer_set", "timer_query", "timer_remove", "alarm_set", "alarm_query", "alarm_remove",
-    })
+    intents: ClassVar[frozenset[str]] = frozenset(
+        {
+            "timer_set",
+            "timer_query",
+            "timer_remove",
+            "alarm_set",
+            "alarm_query",
+            "alarm_remove",
+        }
+    )
 
     def handle(self, turn: Turn) -> Response:
         return {
-            "timer_set": self.timer_set, "timer_query": self.timer_query, "timer_remove": self.timer_remove,
-            "alarm_set": self.alarm_set, "alarm_query": self.alarm_query, "alarm_remove": self.alarm_remove,
+            "timer_set": self.timer_set,
+            "timer_query": self.timer_query,
+            "timer_remove": self.timer_remove,
+            "alarm_set": self.alarm_set,
+            "alarm_query": self.alarm_query,
+            "alarm_remove": self.alarm_remove,
         }[turn.intent](turn)
 
     def follow_up(self, turn: Turn, pending: dict[str, Any]) -> Response | None:
@@ -58,7 +69,8 @@ class TimersSkill:
         with connect(turn.context.data_dir) as db:
             rows = db.execute(
                 "SELECT * FROM timers WHERE kind = ? AND ((status = 'active' AND due_ts > ?) OR status = 'paused') "
-                "ORDER BY due_ts", (kind, now_ts)
+                "ORDER BY due_ts",
+                (kind, now_ts),
             ).fetchall()
         out = [dict(r) for r in rows]
         for r in out:
@@ -104,19 +116,34 @@ class TimersSkill:
         now_ts = turn.context.now.timestamp()
         left = int(round(x["due_ts"] - now_ts))
         if pause == (x["status"] == "paused"):
-            return say(f"{label} is already {'paused' if pause else 'running'}.", "timer.pause" if pause else
-                       "timer.resume", "done", target=f"timer:{x['id']}", result={"changed": {}})
+            return say(
+                f"{label} is already {'paused' if pause else 'running'}.",
+                "timer.pause" if pause else "timer.resume",
+                "done",
+                target=f"timer:{x['id']}",
+                result={"changed": {}},
+            )
         with connect(turn.context.data_dir) as db:
             if pause:
                 db.execute("UPDATE timers SET status = 'paused', remaining_s = ? WHERE id = ?", (left, x["id"]))
             else:
                 due = turn.context.now + timedelta(seconds=left)
-                db.execute("UPDATE timers SET status = 'active', remaining_s = NULL, due_ts = ?, due_local = ? "
-                           "WHERE id = ?", (due.timestamp(), due.isoformat(timespec="seconds"), x["id"]))
-        text = f"{label} paused with {say_duration(left)} left." if pause else \
-            f"{label} resumed: {say_duration(left)} left."
-        return say(text, "timer.pause" if pause else "timer.resume", "done", target=f"timer:{x['id']}",
-                   result={"remaining_s": left})
+                db.execute(
+                    "UPDATE timers SET status = 'active', remaining_s = NULL, due_ts = ?, due_local = ? WHERE id = ?",
+                    (due.timestamp(), due.isoformat(timespec="seconds"), x["id"]),
+                )
+        text = (
+            f"{label} paused with {say_duration(left)} left."
+            if pause
+            else f"{label} resumed: {say_duration(left)} left."
+        )
+        return say(
+            text,
+            "timer.pause" if pause else "timer.resume",
+            "done",
+            target=f"timer:{x['id']}",
+            result={"remaining_s": left},
+        )
 
     def _add(self, turn: Turn, name: str | None, dur: str, sign: int) -> Response:
         secs = spoken.parse_duration(dur)
@@ -129,20 +156,30 @@ class TimersSkill:
         now_ts = turn.context.now.timestamp()
         left = int(round(x["due_ts"] - now_ts)) + sign * int(secs)
         if left <= 0:
-            return say(f"That would end the timer: it has {say_duration(int(x['due_ts'] - now_ts))} left.",
-                       "timer.add", "failed")
+            return say(
+                f"That would end the timer: it has {say_duration(int(x['due_ts'] - now_ts))} left.",
+                "timer.add",
+                "failed",
+            )
         due = turn.context.now + timedelta(seconds=left)
         with connect(turn.context.data_dir) as db:
             if x["status"] == "paused":
                 db.execute("UPDATE timers SET remaining_s = ? WHERE id = ?", (left, x["id"]))
             else:
-                db.execute("UPDATE timers SET due_ts = ?, due_local = ? WHERE id = ?",
-                           (due.timestamp(), due.isoformat(timespec="seconds"), x["id"]))
+                db.execute(
+                    "UPDATE timers SET due_ts = ?, due_local = ? WHERE id = ?",
+                    (due.timestamp(), due.isoformat(timespec="seconds"), x["id"]),
+                )
         label = f"the {x['name']} timer" if x["name"] else "the timer"
         verb = "Added" if sign > 0 else "Took"
         prep = "to" if sign > 0 else "off"
-        return say(f"{verb} {say_duration(int(secs))} {prep} {label}: {say_duration(left)} left.", "timer.add", "done",
-                   target=f"timer:{x['id']}", result={"remaining_s": left})
+        return say(
+            f"{verb} {say_duration(int(secs))} {prep} {label}: {say_duration(left)} left.",
+            "timer.add",
+            "done",
+            target=f"timer:{x['id']}",
+            result={"remaining_s": left},
+        )
 
     @staticmethod
     def _cancel(turn: Turn, ids: list[int]) -> None:
@@ -156,8 +193,16 @@ class TimersSkill:
             cur = db.execute(
                 "INSERT INTO timers (kind, name, duration_s, created_ts, due_ts, due_local, device_id, user_id) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (kind, name, duration_s, ctx.now.timestamp(), due.timestamp(), due.isoformat(timespec="seconds"),
-                 ctx.device_id, ctx.user_id),
+                (
+                    kind,
+                    name,
+                    duration_s,
+                    ctx.now.timestamp(),
+                    due.timestamp(),
+                    due.isoformat(timespec="seconds"),
+                    ctx.device_id,
+                    ctx.user_id,
+                ),
             )
             return int(cur.lastrowid or 0)
 
@@ -177,17 +222,28 @@ class TimersSkill:
             secs = secs or _duration_in(turn.text)
         name = self._name(turn)
         if not secs:
-            return say("For how long?", "clarify", "clarify", params={"intent": turn.intent}, expects_reply=True,
-                       pending={"skill": self.name, "kind": "timer_duration", "intent": turn.intent, "name": name})
+            return say(
+                "For how long?",
+                "clarify",
+                "clarify",
+                params={"intent": turn.intent},
+                expects_reply=True,
+                pending={"skill": self.name, "kind": "timer_duration", "intent": turn.intent, "name": name},
+            )
         return self._start_timer(turn, int(secs), name)
 
     def _start_timer(self, turn: Turn, secs: int, name: str | None) -> Response:
         due = turn.context.now + timedelta(seconds=secs)
         tid = self._insert(turn, "timer", name, secs, due)
         label = f"{name.capitalize()} timer" if name else "Timer"
-        return say(f"{label} set for {say_duration(secs)}.", "timer.start", "done", target=f"timer:{tid}",
-                   params={"duration_s": secs, "name": name},
-                   result={"id": tid, "due": due.isoformat(timespec="seconds")})
+        return say(
+            f"{label} set for {say_duration(secs)}.",
+            "timer.start",
+            "done",
+            target=f"timer:{tid}",
+            params={"duration_s": secs, "name": name},
+            result={"id": tid, "due": due.isoformat(timespec="seconds")},
+        )
 
     def timer_query(self, turn: Turn) -> Response:
         now = turn.context.now
@@ -199,8 +255,11 @@ class TimersSkill:
         if not timers:
             return say("You have no timers running.", "timer.query", "done", result={"timers": []})
         paused = {t["id"] for t in timers if t["status"] == "paused"}
-        parts = [f"{'the ' + i['name'] + ' timer' if i['name'] else 'a timer'} with {say_duration(i['remaining_s'])} left"
-                 f"{' (paused)' if i['id'] in paused else ''}" for i in info]
+        parts = [
+            f"{'the ' + i['name'] + ' timer' if i['name'] else 'a timer'} with {say_duration(i['remaining_s'])} left"
+            f"{' (paused)' if i['id'] in paused else ''}"
+            for i in info
+        ]
         if len(parts) == 1:
             text = f"There's {parts[0]}."
         else:
@@ -213,11 +272,18 @@ class TimersSkill:
         if name:
             timers = [t for t in timers if t["name"] and norm_key(t["name"]) == norm_key(name)]
         if not timers:
-            return say("There's no timer to cancel." if not name else f"There's no {name} timer.", "timer.cancel", "failed")
+            return say(
+                "There's no timer to cancel." if not name else f"There's no {name} timer.", "timer.cancel", "failed"
+            )
         self._cancel(turn, [t["id"] for t in timers])
         text = "Timer cancelled." if len(timers) == 1 else f"Cancelled {len(timers)} timers."
-        return say(text, "timer.cancel", "done", target=f"timer:{timers[0]['id']}" if len(timers) == 1 else None,
-                   result={"cancelled": [t["id"] for t in timers]})
+        return say(
+            text,
+            "timer.cancel",
+            "done",
+            target=f"timer:{timers[0]['id']}" if len(timers) == 1 else None,
+            result={"cancelled": [t["id"] for t in timers]},
+        )
 
     # -- alarms --------------------------------------------------------------------------------------------------
     def alarm_set(self, turn: Turn) -> Response:
@@ -227,8 +293,14 @@ class TimersSkill:
         if not hhmm and isinstance(secs, int) and secs >= 60 and not date:  # "wake me up in thirty minutes"
             hhmm = (turn.context.now + timedelta(seconds=secs)).strftime("%H:%M")
         if not hhmm:
-            return say("What time should the alarm be for?", "clarify", "clarify", params={"intent": turn.intent},
-                       expects_reply=True, pending={"skill": self.name, "kind": "alarm_time", "intent": turn.intent, "date": date})
+            return say(
+                "What time should the alarm be for?",
+                "clarify",
+                "clarify",
+                params={"intent": turn.intent},
+                expects_reply=True,
+                pending={"skill": self.name, "kind": "alarm_time", "intent": turn.intent, "date": date},
+            )
         return self._set_alarm(turn, hhmm, date)
 
     def _set_alarm(self, turn: Turn, hhmm: str, date: str | None) -> Response:
@@ -244,8 +316,14 @@ class TimersSkill:
         if due <= now:
             return say("That time has already passed.", "alarm.set", "failed", params={"time": hhmm, "date": date})
         aid = self._insert(turn, "alarm", None, None, due)
-        return say(f"Alarm set for {_when(due, now)}.", "alarm.set", "done", target=f"alarm:{aid}",
-                   params={"time": hhmm, "date": date}, result={"id": aid, "due": due.isoformat(timespec="seconds")})
+        return say(
+            f"Alarm set for {_when(due, now)}.",
+            "alarm.set",
+            "done",
+            target=f"alarm:{aid}",
+            params={"time": hhmm, "date": date},
+            result={"id": aid, "due": due.isoformat(timespec="seconds")},
+        )
 
     def _matching_alarms(self, turn: Turn) -> list[dict[str, Any]]:
         now = turn.context.now
@@ -268,7 +346,11 @@ class TimersSkill:
         if not alarms:
             return say("You have no alarms set.", "alarm.query", "done", result={"alarms": []})
         whens = [_when(_local(a["due_ts"], now), now) for a in alarms]
-        text = f"You have an alarm for {whens[0]}." if len(whens) == 1 else f"You have {len(whens)} alarms: {join_words(whens)}."
+        text = (
+            f"You have an alarm for {whens[0]}."
+            if len(whens) == 1
+            else f"You have {len(whens)} alarms: {join_words(whens)}."
+        )
         return say(text, "alarm.query", "done", result={"alarms": info})
 
     def alarm_remove(self, turn: Turn) -> Response:
@@ -277,10 +359,17 @@ class TimersSkill:
             return say("There's no alarm to cancel.", "alarm.cancel", "failed")
         self._cancel(turn, [a["id"] for a in alarms])
         text = "Alarm cancelled." if len(alarms) == 1 else f"Cancelled {len(alarms)} alarms."
-        return say(text, "alarm.cancel", "done", target=f"alarm:{alarms[0]['id']}" if len(alarms) == 1 else None,
-                   result={"cancelled": [a["id"] for a in alarms]})
+        return say(
+            text,
+            "alarm.cancel",
+            "done",
+            target=f"alarm:{alarms[0]['id']}" if len(alarms) == 1 else None,
+            result={"cancelled": [a["id"] for a in alarms]},
+        )
 
 
 def _duration_in(text: str) -> int | None:
-    m = re.search(r"((?:\S+\s+){0,4}(?:seconds?|minutes?|mins?|hours?|hrs?)\b(?:\s+and\s+(?:a\s+)?half)?)", text.lower())
+    m = re.search(
+        r"((?:\S+\s+){0,4}(?:seconds?|minutes?|mins?|hours?|hrs?)\b(?:\s+and\s+(?:a\s+)?half)?)", text.lower()
+    )
     return spoken.parse_duration(m.group(1)) if m else None

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from assistant.skills.base import Turn, cancelled, choose_option, say
 from assistant.core.stages.respond import Response
+from assistant.skills.base import Turn, cancelled, choose_option, say
 
 
 class WeatherUnavailable(Exception):
@@ -57,7 +57,9 @@ class WeatherSkill:
         params: dict[str, Any] = {"place": place, "date": date, "provider": self.provider.name}
         if place_e is not None and place_e.entity_id:
             info = place_e.normalized if isinstance(place_e.normalized, dict) else {}
-            params.update(place_id=place_e.entity_id, place_display=info.get("display"), lat=info.get("lat"), lon=info.get("lon"))
+            params.update(
+                place_id=place_e.entity_id, place_display=info.get("display"), lat=info.get("lat"), lon=info.get("lon")
+            )
         return self._forecast(place, date, params)
 
     def _ask_place(self, turn: Turn, place_e: Any, date: str | None) -> Response:
@@ -65,26 +67,47 @@ class WeatherSkill:
         options = {c.entity_id: c.name for c in place_e.candidates}
         names = list(options.values())
         text = f"Which {place_e.value.strip().title()}: {', '.join(names[:-1])} or {names[-1]}?"
-        pending = {"skill": self.name, "kind": "choose_place", "intent": turn.intent, "options": options,
-                   "date": date}
-        return say(text, "clarify", "clarify", params={"intent": turn.intent, "candidates": list(options)},
-                   expects_reply=True, pending=pending)
+        pending = {"skill": self.name, "kind": "choose_place", "intent": turn.intent, "options": options, "date": date}
+        return say(
+            text,
+            "clarify",
+            "clarify",
+            params={"intent": turn.intent, "candidates": list(options)},
+            expects_reply=True,
+            pending=pending,
+        )
 
     def _forecast(self, place: str | None, date: str | None, params: dict[str, Any]) -> Response:
         try:
             rep = self.provider.forecast(place, date)
         except WeatherUnavailable as e:
-            return say("I can't reach the weather service right now.", "weather.query", "unavailable",
-                       params=params, result={"error": str(e)})
+            return say(
+                "I can't reach the weather service right now.",
+                "weather.query",
+                "unavailable",
+                params=params,
+                result={"error": str(e)},
+            )
         temp = ""
         if rep.temperature_c is not None:
             temp = f", {rep.temperature_c:g} degrees"
         elif rep.high_c is not None:
             temp = f", with a high of {rep.high_c:g} degrees"
         where = f" in {rep.place}" if rep.place else ""
-        return say(f"{rep.summary.capitalize()}{where}{temp}.", "weather.query", "done", params=params,
-                   result={"place": rep.place, "date": rep.date, "summary": rep.summary,
-                           "temperature_c": rep.temperature_c, "high_c": rep.high_c, "low_c": rep.low_c})
+        return say(
+            f"{rep.summary.capitalize()}{where}{temp}.",
+            "weather.query",
+            "done",
+            params=params,
+            result={
+                "place": rep.place,
+                "date": rep.date,
+                "summary": rep.summary,
+                "temperature_c": rep.temperature_c,
+                "high_c": rep.high_c,
+                "low_c": rep.low_c,
+            },
+        )
 
     def follow_up(self, turn: Turn, pending: dict[str, Any]) -> Response | None:
         """The answer to "Which Springfield: Springfield, Missouri or Springfield, Massachusetts?": the option whose
@@ -104,6 +127,11 @@ class WeatherSkill:
             return None
         display = options[chosen]
         place, date = display.split(",")[0], pending.get("date")
-        params = {"place": place, "date": date, "provider": self.provider.name, "place_id": chosen,
-                  "place_display": display}
+        params = {
+            "place": place,
+            "date": date,
+            "provider": self.provider.name,
+            "place_id": chosen,
+            "place_display": display,
+        }
         return self._forecast(place, date, params)

@@ -17,16 +17,22 @@ import hashlib
 import json
 import shutil
 import time
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from functools import lru_cache
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.errors import AssistantError
 from assistant.trace.privacy import (
-    _EMAIL, Pseudonymizer, _has_spoken_phone, _phones, opted_out_pseudonyms, redact, redact_obj,
+    _EMAIL,
+    Pseudonymizer,
+    _has_spoken_phone,
+    _phones,
+    opted_out_pseudonyms,
+    redact,
+    redact_obj,
 )
 
 if TYPE_CHECKING:
@@ -59,8 +65,14 @@ def json_columns() -> frozenset[str]:
 def arrow_schema() -> pa.Schema:
     import pyarrow as pa
 
-    types = {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(), "float64": pa.float64(),
-             "bool": pa.bool_(), "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC")}
+    types = {
+        "string": pa.string(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
+    }
     props = export_schema()["properties"]
     fields = []
     for name in columns():
@@ -70,8 +82,13 @@ def arrow_schema() -> pa.Schema:
         if p.get("x-json"):
             meta["encoding"] = "json"
         fields.append(pa.field(name, types[p["x-arrow-type"]], nullable=nullable, metadata=meta))
-    return pa.schema(fields, metadata={"export_schema_version": str(schema_version()),
-                                       "export_schema": "assistant/trace/export_schema.json"})
+    return pa.schema(
+        fields,
+        metadata={
+            "export_schema_version": str(schema_version()),
+            "export_schema": "assistant/trace/export_schema.json",
+        },
+    )
 
 
 # -- one turn -> one row ----------------------------------------------------------------------------------------
@@ -137,13 +154,54 @@ FROM turns t JOIN sessions s ON s.session_id = t.session_id LEFT JOIN labels l O
 WHERE t.started_at >= ?
 ORDER BY t.started_at, t.seq
 """
-_SQL_COLS = ("turn_id", "session_id", "turn_index", "started_at", "ended_at", "device_id", "user_id",
-             "source_kind", "source", "wake_detected", "wake_model", "wake_score", "wake_offset_seconds",
-             "transcript", "asr_confidence", "intent", "intent_confidence", "nbest", "slots", "entities",
-             "action_name", "action_status", "action", "response_text", "expects_reply", "error_code", "error_stage",
-             "latency_ms", "spans", "pipeline", "context", "events", "signals", "label", "label_confidence",
-             "labeler_version", "response_audio", "request_audio", "source_file", "goal_id", "goal_index",
-             "goal_success", "defect_probability", "failure_point", "failure_point_probs", "goal_labeler_version")
+_SQL_COLS = (
+    "turn_id",
+    "session_id",
+    "turn_index",
+    "started_at",
+    "ended_at",
+    "device_id",
+    "user_id",
+    "source_kind",
+    "source",
+    "wake_detected",
+    "wake_model",
+    "wake_score",
+    "wake_offset_seconds",
+    "transcript",
+    "asr_confidence",
+    "intent",
+    "intent_confidence",
+    "nbest",
+    "slots",
+    "entities",
+    "action_name",
+    "action_status",
+    "action",
+    "response_text",
+    "expects_reply",
+    "error_code",
+    "error_stage",
+    "latency_ms",
+    "spans",
+    "pipeline",
+    "context",
+    "events",
+    "signals",
+    "label",
+    "label_confidence",
+    "labeler_version",
+    "response_audio",
+    "request_audio",
+    "source_file",
+    "goal_id",
+    "goal_index",
+    "goal_success",
+    "defect_probability",
+    "failure_point",
+    "failure_point_probs",
+    "goal_labeler_version",
+)
 _REDACT_JSON = ("source", "slots", "entities", "action", "spans", "context", "events", "signals")
 _BOOLS = ("wake_detected", "expects_reply")
 
@@ -174,8 +232,14 @@ def _with_pseudonym(ctx: str | None, pu: str | None) -> str | None:
     return '{"user_pseudonym":' + _dumps(pu) + ("}" if ctx == "{}" else "," + ctx[1:])
 
 
-def iter_rows(store: TraceStore, data_dir: Path, since: float | None = None, audio: _AudioCopier | None = None,
-              batch_size: int = 1000, do_redact: bool = True) -> Iterator[dict[str, list[Any]]]:
+def iter_rows(
+    store: TraceStore,
+    data_dir: Path,
+    since: float | None = None,
+    audio: _AudioCopier | None = None,
+    batch_size: int = 1000,
+    do_redact: bool = True,
+) -> Iterator[dict[str, list[Any]]]:
     """Export rows a batch at a time, column-wise (column -> list of values; JSON columns as JSON text, times as unix
     seconds), without the turns of opted-out users. Column-wise, so Python does little per turn."""
     pseudo = Pseudonymizer(data_dir)
@@ -241,12 +305,28 @@ class _JsonlWriter:
             if name in self.json_cols:
                 encoded.append([key + ("null" if v is None else v) for v in col])
             elif name in _TIME_COLS:
-                encoded.append([key + ("null" if v is None else '"' + datetime.fromtimestamp(v, timezone.utc).isoformat() + '"')
-                                for v in col])
+                encoded.append(
+                    [
+                        key + ("null" if v is None else '"' + datetime.fromtimestamp(v, timezone.utc).isoformat() + '"')
+                        for v in col
+                    ]
+                )
             else:
-                encoded.append([key + ("null" if v is None else encode_basestring(v) if isinstance(v, str)
-                                       else ("true" if v else "false") if isinstance(v, bool) else json.dumps(v))
-                                for v in col])
+                encoded.append(
+                    [
+                        key
+                        + (
+                            "null"
+                            if v is None
+                            else encode_basestring(v)
+                            if isinstance(v, str)
+                            else ("true" if v else "false")
+                            if isinstance(v, bool)
+                            else json.dumps(v)
+                        )
+                        for v in col
+                    ]
+                )
         self.f.write("".join("{" + ",".join(parts) + "}\n" for parts in zip(*encoded)))
 
     def close(self) -> None:
@@ -286,8 +366,10 @@ class _ParquetWriter:
 
     def flush(self) -> None:
         if self.pending:
-            self.writer.write_table(self.pa.Table.from_batches(self.pending, self.schema),
-                                    row_group_size=max(self.row_group_size, self.pending_rows))
+            self.writer.write_table(
+                self.pa.Table.from_batches(self.pending, self.schema),
+                row_group_size=max(self.row_group_size, self.pending_rows),
+            )
             self.pending, self.pending_rows = [], 0
 
     def close(self) -> None:
@@ -304,12 +386,22 @@ def parse_since(value: str) -> float:
     try:
         return datetime.fromisoformat(v).timestamp()
     except ValueError as err:
-        raise AssistantError("bad-date", f"--since {value!r}: use a date like 2025-01-31, 2025-01-31T08:00 or 7d.") from err
+        raise AssistantError(
+            "bad-date", f"--since {value!r}: use a date like 2025-01-31, 2025-01-31T08:00 or 7d."
+        ) from err
 
 
-def export(store: TraceStore, out_dir: Path, fmt: str = "parquet", data_dir: Path | None = None,
-           since: float | None = None, with_audio: bool = False, row_group_size: int = 10_000,
-           batch_size: int = 1000, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def export(
+    store: TraceStore,
+    out_dir: Path,
+    fmt: str = "parquet",
+    data_dir: Path | None = None,
+    since: float | None = None,
+    with_audio: bool = False,
+    row_group_size: int = 10_000,
+    batch_size: int = 1000,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Write OUT/turns.<fmt>, OUT/export_schema.json and OUT/manifest.json; returns the manifest."""
     if fmt not in FORMATS:
         raise AssistantError("bad-format", f"--format {fmt!r}: use one of {', '.join(FORMATS)}.")
@@ -336,11 +428,16 @@ def export(store: TraceStore, out_dir: Path, fmt: str = "parquet", data_dir: Pat
     tmp.replace(path)  # a reader never sees half a file under the final name
     shutil.copyfile(SCHEMA_PATH, out_dir / "export_schema.json")
     manifest = {
-        "export_schema_version": schema_version(), "format": fmt, "file": path.name, "rows": n,
+        "export_schema_version": schema_version(),
+        "format": fmt,
+        "file": path.name,
+        "rows": n,
         "since": _utc(since).isoformat() if since is not None else None,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "with_audio": with_audio, "audio_files": audio.copied if audio else 0,
-        "seconds": round(time.perf_counter() - t0, 2), "columns": columns(),
+        "with_audio": with_audio,
+        "audio_files": audio.copied if audio else 0,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "columns": columns(),
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

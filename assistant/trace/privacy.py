@@ -159,10 +159,10 @@ def prune(store: TraceStore, older_than_days: float, now: float | None = None) -
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}\b", re.IGNORECASE)
 _PHONE = re.compile(
     r"(?<![\w.:/-])(?:"
-    r"(?:\+\d{1,3}[\s.-]?)?"                                 # country code
-    r"(?:\(\d{2,5}\)[\s.-]?|\d{2,5}[\s.-])?"                 # area code, (555) or 555-
-    r"\d{3,4}[\s.-]?\d{3,4}"                                 # number
-    r"|\+?\d{10,15})"                                        # or digits only
+    r"(?:\+\d{1,3}[\s.-]?)?"  # country code
+    r"(?:\(\d{2,5}\)[\s.-]?|\d{2,5}[\s.-])?"  # area code, (555) or 555-
+    r"\d{3,4}[\s.-]?\d{3,4}"  # number
+    r"|\+?\d{10,15})"  # or digits only
     r"(?![\w.:/-]*\d)"
 )
 _SPOKEN_DIGIT = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
@@ -170,8 +170,29 @@ _SPOKEN_PHONE = re.compile(rf"\b{_SPOKEN_DIGIT}(?:[\s-]+{_SPOKEN_DIGIT}){{6,}}\b
 
 
 _CANDIDATE = re.compile(r"\d[\d\s().+-]{5,}\d")  # cheap scan; _PHONE then runs only around what it finds
-_DIGIT_WORDS = ("zero ", "one ", "two ", "three ", "four ", "five ", "six ", "seven ", "eight ", "nine ", "oh ",
-                "zero-", "one-", "two-", "three-", "four-", "five-", "six-", "seven-", "eight-", "nine-")
+_DIGIT_WORDS = (
+    "zero ",
+    "one ",
+    "two ",
+    "three ",
+    "four ",
+    "five ",
+    "six ",
+    "seven ",
+    "eight ",
+    "nine ",
+    "oh ",
+    "zero-",
+    "one-",
+    "two-",
+    "three-",
+    "four-",
+    "five-",
+    "six-",
+    "seven-",
+    "eight-",
+    "nine-",
+)
 
 
 def _phones(text: str) -> list[tuple[int, int]]:
@@ -217,8 +238,28 @@ def redact(text: str) -> str:
     return text
 
 
-_KEEP_KEYS = frozenset({"turn_id", "session_id", "device_id", "id", "entity_id", "path", "file", "now", "started_at",
-                        "stage", "backend", "version", "intent", "code", "model", "label", "type", "source"})
+_KEEP_KEYS = frozenset(
+    {
+        "turn_id",
+        "session_id",
+        "device_id",
+        "id",
+        "entity_id",
+        "path",
+        "file",
+        "now",
+        "started_at",
+        "stage",
+        "backend",
+        "version",
+        "intent",
+        "code",
+        "model",
+        "label",
+        "type",
+        "source",
+    }
+)
 
 
 def redact_obj(value: Any, key: str | None = None) -> Any:

@@ -52,8 +52,10 @@ class TraceRecorder:
         """Turns (and later events) that could not be stored, in all."""
         self._warned = False
         if not getattr(store, "writable", True):
-            self.warn(f"Traces are not being saved: {store.unsaved_reason}. The assistant keeps answering; turns "
-                      "are not recorded until this is fixed.")
+            self.warn(
+                f"Traces are not being saved: {store.unsaved_reason}. The assistant keeps answering; turns "
+                "are not recorded until this is fixed."
+            )
             self._warned = True
         self._spans: dict[str, list[Span]] = {}
         self._open: dict[tuple[str, str], Span] = {}
@@ -63,8 +65,18 @@ class TraceRecorder:
             self._spans[event.turn_id] = []
         elif isinstance(event, StageRecorded):
             self._spans.setdefault(event.turn_id, []).append(
-                Span(event.stage, event.backend, event.version, 0.0, 0.0, input=jsonable(event.input),
-                     output=jsonable(event.output), confidence=event.confidence, error_code=event.error_code))
+                Span(
+                    event.stage,
+                    event.backend,
+                    event.version,
+                    0.0,
+                    0.0,
+                    input=jsonable(event.input),
+                    output=jsonable(event.output),
+                    confidence=event.confidence,
+                    error_code=event.error_code,
+                )
+            )
         elif isinstance(event, StageStarted):
             span = Span(event.stage, event.backend, event.version, event.t_ms, event.t_ms, input=jsonable(event.input))
             self._spans.setdefault(event.turn_id, []).append(span)
@@ -79,12 +91,16 @@ class TraceRecorder:
         elif isinstance(event, TurnEnded):
             self._write(event)
         elif isinstance(event, BargeIn):
-            self._store(lambda: self.store.add_event(
-                event.turn_id, "barge-in", {"offset_ms": event.offset_ms, "reason": event.reason, **event.data},
-                t_ms=event.offset_ms))
+            self._store(
+                lambda: self.store.add_event(
+                    event.turn_id,
+                    "barge-in",
+                    {"offset_ms": event.offset_ms, "reason": event.reason, **event.data},
+                    t_ms=event.offset_ms,
+                )
+            )
         elif isinstance(event, EchoRejected):
-            self._store(lambda: self.store.add_event(event.turn_id, "echo-rejected", event.data,
-                                                     t_ms=event.offset_ms))
+            self._store(lambda: self.store.add_event(event.turn_id, "echo-rejected", event.data, t_ms=event.offset_ms))
 
     def _store(self, write: Callable[[], None]) -> AssistantError | None:
         """Run one write; a store that cannot be written is reported, never raised into the turn."""
@@ -118,9 +134,17 @@ class TraceRecorder:
         if not ev.traced:  # an opted-out user leaves no trace at all
             return
         trace = TurnTrace(
-            turn_id=rec.turn_id, session_id=rec.session_id, device_id=ev.device_id, user_id=ev.user_id,
-            started_at=ev.started_at, ended_at=ev.started_at + rec.latency_ms.get("total", 0.0) / 1000,
-            source=rec.source, pipeline=ev.pipeline, context=ev.context, record=rec.to_dict(), spans=spans,
+            turn_id=rec.turn_id,
+            session_id=rec.session_id,
+            device_id=ev.device_id,
+            user_id=ev.user_id,
+            started_at=ev.started_at,
+            ended_at=ev.started_at + rec.latency_ms.get("total", 0.0) / 1000,
+            source=rec.source,
+            pipeline=ev.pipeline,
+            context=ev.context,
+            record=rec.to_dict(),
+            spans=spans,
             events=[{"type": "wake", "t_ms": 0.0, "data": rec.wake}] if rec.wake.get("detected") else [],
         )
         err = self._store(lambda: self.store.write_turn(trace))

@@ -126,8 +126,9 @@ class TraceStore:
                 self._db = self._open_checked()
         except (OSError, sqlite3.OperationalError) as err:
             if _is_busy(err) or not _cannot_write(err):
-                raise AssistantError("trace-store-unavailable", f"{self.path}: cannot open the trace store ({err}).") \
-                    from err
+                raise AssistantError(
+                    "trace-store-unavailable", f"{self.path}: cannot open the trace store ({err})."
+                ) from err
             self._degrade(f"{self.path} cannot be written ({_reason(err)})")
 
     # -- opening -----------------------------------------------------------------------------------
@@ -211,19 +212,30 @@ class TraceStore:
             if side.exists():
                 os.replace(side, aside.with_name(aside.name + suffix))
         self.moved_aside = aside
-        _LOGGER.warning("%s is not a usable trace store: %s. Moved it aside to %s; a new store is created at %s.",
-                        self.path, why, aside, self.path)
+        _LOGGER.warning(
+            "%s is not a usable trace store: %s. Moved it aside to %s; a new store is created at %s.",
+            self.path,
+            why,
+            aside,
+            self.path,
+        )
 
     def _connect_read_only(self) -> sqlite3.Connection:
         if self.path.exists():
             with contextlib.suppress(sqlite3.DatabaseError):
-                db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
-                                     isolation_level=None, check_same_thread=False)
+                db = sqlite3.connect(
+                    f"file:{self.path}?mode=ro",
+                    uri=True,
+                    timeout=BUSY_TIMEOUT_S,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
                 db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
                 return db
             with contextlib.suppress(sqlite3.DatabaseError):  # WAL without -shm on a read-only medium
-                db = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, isolation_level=None,
-                                     check_same_thread=False)
+                db = sqlite3.connect(
+                    f"file:{self.path}?immutable=1", uri=True, isolation_level=None, check_same_thread=False
+                )
                 db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
                 return db
         db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
@@ -286,11 +298,15 @@ class TraceStore:
                     if _is_busy(err) and time.monotonic() < deadline:
                         pass  # retried below, outside the lock
                     elif _is_busy(err):
-                        raise AssistantError("trace-store-busy", f"{self.path} stayed locked by another process for "
-                                             f"{RETRY_FOR_S:.0f} s; the turn was not saved.") from err
+                        raise AssistantError(
+                            "trace-store-busy",
+                            f"{self.path} stayed locked by another process for "
+                            f"{RETRY_FOR_S:.0f} s; the turn was not saved.",
+                        ) from err
                     elif _cannot_write(err):
-                        raise TraceNotSaved("trace-not-saved",
-                                            f"Traces are not being saved: {self.path}: {_reason(err)}.") from err
+                        raise TraceNotSaved(
+                            "trace-not-saved", f"Traces are not being saved: {self.path}: {_reason(err)}."
+                        ) from err
                     else:
                         raise
             time.sleep(delay * (0.5 + random.random()))
@@ -322,17 +338,41 @@ class TraceStore:
             db.execute(
                 "INSERT INTO turns VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    trace.turn_id, trace.session_id, seq, trace.started_at, trace.ended_at, _json(trace.source),
-                    rec.get("transcript"), rec.get("intent"), rec.get("intent_confidence"), _json(rec.get("action")),
-                    rec.get("response_text"), rec.get("response_audio"), err.get("code"), err.get("message"),
-                    _json(trace.pipeline), _json(trace.context), _json(rec),
+                    trace.turn_id,
+                    trace.session_id,
+                    seq,
+                    trace.started_at,
+                    trace.ended_at,
+                    _json(trace.source),
+                    rec.get("transcript"),
+                    rec.get("intent"),
+                    rec.get("intent_confidence"),
+                    _json(rec.get("action")),
+                    rec.get("response_text"),
+                    rec.get("response_audio"),
+                    err.get("code"),
+                    err.get("message"),
+                    _json(trace.pipeline),
+                    _json(trace.context),
+                    _json(rec),
                 ),
             )
             db.executemany(
                 "INSERT INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [
-                    (trace.turn_id, i, s.stage, s.backend, s.version, s.start_ms, s.end_ms, _json(s.input),
-                     _json(s.output), s.confidence, s.error_code)
+                    (
+                        trace.turn_id,
+                        i,
+                        s.stage,
+                        s.backend,
+                        s.version,
+                        s.start_ms,
+                        s.end_ms,
+                        _json(s.input),
+                        _json(s.output),
+                        s.confidence,
+                        s.error_code,
+                    )
                     for i, s in enumerate(trace.spans)
                 ],
             )
@@ -346,10 +386,12 @@ class TraceStore:
 
     def add_event(self, turn_id: str, type_: str, data: dict[str, Any], t_ms: float | None = None) -> None:
         """Attach later feedback (barge-in, rephrase, yes/no) to a turn already stored."""
-        self._write(lambda db: db.execute(
-            "INSERT INTO events(turn_id, type, t_ms, data, created_at) VALUES (?,?,?,?,?)",
-            (turn_id, type_, t_ms, _json(data), time.time()),
-        ))
+        self._write(
+            lambda db: db.execute(
+                "INSERT INTO events(turn_id, type, t_ms, data, created_at) VALUES (?,?,?,?,?)",
+                (turn_id, type_, t_ms, _json(data), time.time()),
+            )
+        )
 
     # -- reading -----------------------------------------------------------------------------------
     def list_turns(self, limit: int = 20, session_id: str | None = None) -> list[dict[str, Any]]:
@@ -362,8 +404,17 @@ class TraceStore:
             sql += " WHERE session_id=?"
             args = (session_id,)
         sql += " ORDER BY started_at DESC, seq DESC LIMIT ?"
-        cols = ["turn_id", "session_id", "seq", "started_at", "transcript", "intent", "intent_confidence",
-                "response_text", "error_code"]
+        cols = [
+            "turn_id",
+            "session_id",
+            "seq",
+            "started_at",
+            "transcript",
+            "intent",
+            "intent_confidence",
+            "response_text",
+            "error_code",
+        ]
         return [dict(zip(cols, row)) for row in self._db.execute(sql, (*args, limit))]
 
     def find_turn_id(self, prefix: str) -> str | None:
@@ -379,20 +430,39 @@ class TraceStore:
         if row is None:
             return None
         out: dict[str, Any] = {
-            "turn_id": row[0], "session_id": row[1], "seq": row[2], "started_at": row[3], "ended_at": row[4],
-            "source": json.loads(row[5]), "pipeline": json.loads(row[6]), "context": json.loads(row[7]),
+            "turn_id": row[0],
+            "session_id": row[1],
+            "seq": row[2],
+            "started_at": row[3],
+            "ended_at": row[4],
+            "source": json.loads(row[5]),
+            "pipeline": json.loads(row[6]),
+            "context": json.loads(row[7]),
             "record": json.loads(row[8]),
         }
         out["spans"] = [
-            {"stage": r[0], "backend": r[1], "version": r[2], "start_ms": r[3], "end_ms": r[4],
-             "input": json.loads(r[5]), "output": json.loads(r[6]), "confidence": r[7], "error_code": r[8]}
+            {
+                "stage": r[0],
+                "backend": r[1],
+                "version": r[2],
+                "start_ms": r[3],
+                "end_ms": r[4],
+                "input": json.loads(r[5]),
+                "output": json.loads(r[6]),
+                "confidence": r[7],
+                "error_code": r[8],
+            }
             for r in self._db.execute(
                 "SELECT stage, backend, version, start_ms, end_ms, input, output, confidence, error_code FROM spans "
-                "WHERE turn_id=? ORDER BY idx", (turn_id,))
+                "WHERE turn_id=? ORDER BY idx",
+                (turn_id,),
+            )
         ]
         out["events"] = [
             {"type": r[0], "t_ms": r[1], "data": json.loads(r[2])}
-            for r in self._db.execute("SELECT type, t_ms, data FROM events WHERE turn_id=? ORDER BY event_id", (turn_id,))
+            for r in self._db.execute(
+                "SELECT type, t_ms, data FROM events WHERE turn_id=? ORDER BY event_id", (turn_id,)
+            )
         ]
         return out
 
@@ -416,12 +486,30 @@ class TraceStore:
         return (row[0], row[1]) if row else None
 
     # -- labels, batched streaming, retention (assistant/learning, assistant/trace/export.py) ----------------
-    _TURN_COLS = ("turn_id", "session_id", "seq", "started_at", "ended_at", "source", "response_audio", "pipeline",
-                  "context", "record", "device_id", "user_id")
+    _TURN_COLS = (
+        "turn_id",
+        "session_id",
+        "seq",
+        "started_at",
+        "ended_at",
+        "source",
+        "response_audio",
+        "pipeline",
+        "context",
+        "record",
+        "device_id",
+        "user_id",
+    )
 
     def iter_turn_batches(
-        self, since: float | None = None, until: float | None = None, order: str = "time", batch_size: int = 1000,
-        spans: bool = True, events: bool = True, labels: bool = True,
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        order: str = "time",
+        batch_size: int = 1000,
+        spans: bool = True,
+        events: bool = True,
+        labels: bool = True,
     ) -> Iterator[list[dict[str, Any]]]:
         """Stream turns (with their spans, events and label) in batches; memory is one batch, whatever the store size.
 
@@ -459,54 +547,100 @@ class TraceStore:
             if spans:
                 for r in self._db.execute(
                     "SELECT turn_id, stage, backend, version, start_ms, end_ms, input, output, confidence, error_code "
-                    f"FROM spans WHERE turn_id IN ({marks}) ORDER BY turn_id, idx", ids):
+                    f"FROM spans WHERE turn_id IN ({marks}) ORDER BY turn_id, idx",
+                    ids,
+                ):
                     by_id[r[0]]["spans"].append(
-                        {"stage": r[1], "backend": r[2], "version": r[3], "start_ms": r[4], "end_ms": r[5],
-                         "input": json.loads(r[6]) if r[6] else None, "output": json.loads(r[7]) if r[7] else None,
-                         "confidence": r[8], "error_code": r[9]})
+                        {
+                            "stage": r[1],
+                            "backend": r[2],
+                            "version": r[3],
+                            "start_ms": r[4],
+                            "end_ms": r[5],
+                            "input": json.loads(r[6]) if r[6] else None,
+                            "output": json.loads(r[7]) if r[7] else None,
+                            "confidence": r[8],
+                            "error_code": r[9],
+                        }
+                    )
             if events:
                 for r in self._db.execute(
                     f"SELECT turn_id, type, t_ms, data, created_at FROM events WHERE turn_id IN ({marks}) "
-                    "ORDER BY event_id", ids):
+                    "ORDER BY event_id",
+                    ids,
+                ):
                     by_id[r[0]]["events"].append(
-                        {"type": r[1], "t_ms": r[2], "data": json.loads(r[3]) if r[3] else {}, "created_at": r[4]})
+                        {"type": r[1], "t_ms": r[2], "data": json.loads(r[3]) if r[3] else {}, "created_at": r[4]}
+                    )
             if labels:
                 for r in self._db.execute(
                     "SELECT turn_id, label, confidence, signals, labeler_version, created_at FROM labels "
-                    f"WHERE turn_id IN ({marks})", ids):
-                    by_id[r[0]]["label"] = {"label": r[1], "confidence": r[2], "signals": json.loads(r[3]),
-                                            "labeler_version": r[4], "created_at": r[5]}
+                    f"WHERE turn_id IN ({marks})",
+                    ids,
+                ):
+                    by_id[r[0]]["label"] = {
+                        "label": r[1],
+                        "confidence": r[2],
+                        "signals": json.loads(r[3]),
+                        "labeler_version": r[4],
+                        "created_at": r[5],
+                    }
             yield batch
 
     def write_labels(self, rows: list[tuple[str, str, float, list[dict[str, Any]], str]]) -> None:
         """(turn_id, label, confidence, signals, labeler_version) rows; replaces a turn's previous label."""
         now = time.time()
-        self._write(lambda db: db.executemany(
-            "INSERT OR REPLACE INTO labels(turn_id, label, confidence, signals, labeler_version, created_at) "
-            "VALUES (?,?,?,?,?,?)",
-            [(t, lab, conf, _json(sig), ver, now) for t, lab, conf, sig, ver in rows],
-        ))
+        self._write(
+            lambda db: db.executemany(
+                "INSERT OR REPLACE INTO labels(turn_id, label, confidence, signals, labeler_version, created_at) "
+                "VALUES (?,?,?,?,?,?)",
+                [(t, lab, conf, _json(sig), ver, now) for t, lab, conf, sig, ver in rows],
+            )
+        )
 
     def write_goal_labels(self, rows: list[Any], labeler_version: str) -> None:
         """Goal labels (assistant/learning/labels `TurnLabel`s: turn_id, goal_id, goal_index, goal_success, defect,
         failure_point, stage_probs); replaces a turn's previous row."""
         now = time.time()
-        self._write(lambda db: db.executemany(
-            "INSERT OR REPLACE INTO goal_labels(turn_id, goal_id, goal_index, goal_success, defect, failure_point, "
-            "stage_probs, labeler_version, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-            [(r.turn_id, r.goal_id, r.goal_index, r.goal_success, r.defect, r.failure_point, _json(r.stage_probs),
-              labeler_version, now) for r in rows],
-        ))
+        self._write(
+            lambda db: db.executemany(
+                "INSERT OR REPLACE INTO goal_labels(turn_id, goal_id, goal_index, goal_success, defect, failure_point, "
+                "stage_probs, labeler_version, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        r.turn_id,
+                        r.goal_id,
+                        r.goal_index,
+                        r.goal_success,
+                        r.defect,
+                        r.failure_point,
+                        _json(r.stage_probs),
+                        labeler_version,
+                        now,
+                    )
+                    for r in rows
+                ],
+            )
+        )
 
     def get_goal_label(self, turn_id: str) -> dict[str, Any] | None:
         row = self._db.execute(
             "SELECT goal_id, goal_index, goal_success, defect, failure_point, stage_probs, labeler_version, created_at "
-            "FROM goal_labels WHERE turn_id=?", (turn_id,)
+            "FROM goal_labels WHERE turn_id=?",
+            (turn_id,),
         ).fetchone()
         if row is None:
             return None
-        keys = ("goal_id", "goal_index", "goal_success", "defect", "failure_point", "stage_probs", "labeler_version",
-                "created_at")
+        keys = (
+            "goal_id",
+            "goal_index",
+            "goal_success",
+            "defect",
+            "failure_point",
+            "stage_probs",
+            "labeler_version",
+            "created_at",
+        )
         d = dict(zip(keys, row))
         d["stage_probs"] = json.loads(d["stage_probs"])
         return d
@@ -517,8 +651,13 @@ class TraceStore:
         ).fetchone()
         if row is None:
             return None
-        return {"label": row[0], "confidence": row[1], "signals": json.loads(row[2]), "labeler_version": row[3],
-                "created_at": row[4]}
+        return {
+            "label": row[0],
+            "confidence": row[1],
+            "signals": json.loads(row[2]),
+            "labeler_version": row[3],
+            "created_at": row[4],
+        }
 
     def list_turns_labelled(self, label: str, limit: int = 20, session_id: str | None = None) -> list[dict[str, Any]]:
         """Like list_turns, only turns whose current label is `label` (defect / ok / unknown), with the label."""
@@ -532,8 +671,20 @@ class TraceStore:
             sql += " AND t.session_id = ?"
             args.append(session_id)
         sql += " ORDER BY t.started_at DESC, t.seq DESC LIMIT ?"
-        cols = ["turn_id", "session_id", "seq", "started_at", "transcript", "intent", "intent_confidence",
-                "response_text", "error_code", "label", "label_confidence", "signals"]
+        cols = [
+            "turn_id",
+            "session_id",
+            "seq",
+            "started_at",
+            "transcript",
+            "intent",
+            "intent_confidence",
+            "response_text",
+            "error_code",
+            "label",
+            "label_confidence",
+            "signals",
+        ]
         out = []
         for row in self._db.execute(sql, (*args, limit)):
             d = dict(zip(cols, row))
@@ -544,8 +695,9 @@ class TraceStore:
     def label_counts(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self._db.execute("SELECT label, COUNT(*) FROM labels GROUP BY label")}
 
-    def delete_turns(self, where_sql: str, args: tuple[Any, ...] = (), batch_size: int = 5000,
-                     on_audio: Any = None) -> int:
+    def delete_turns(
+        self, where_sql: str, args: tuple[Any, ...] = (), batch_size: int = 5000, on_audio: Any = None
+    ) -> int:
         """Delete the turns matching `where_sql` (a condition over `turns t JOIN sessions s`) with their spans, events
         and labels (ON DELETE CASCADE), and the sessions left empty. `on_audio` is called with every audio path the
         deleted turns referenced (response audio, recorded request audio). Returns the number of turns deleted.
@@ -557,7 +709,8 @@ class TraceStore:
         while True:
             rows = db.execute(
                 "SELECT t.turn_id, t.session_id, t.response_audio, t.source, t.record FROM turns t "
-                f"JOIN sessions s ON s.session_id = t.session_id WHERE {where_sql} LIMIT ?", (*args, batch_size)
+                f"JOIN sessions s ON s.session_id = t.session_id WHERE {where_sql} LIMIT ?",
+                (*args, batch_size),
             ).fetchall()
             if not rows:
                 return deleted
@@ -573,14 +726,18 @@ class TraceStore:
 
             def delete(db: sqlite3.Connection, rows=rows) -> None:
                 db.executemany("DELETE FROM turns WHERE turn_id=?", [(r[0],) for r in rows])
-                db.executemany("DELETE FROM sessions WHERE session_id=? AND NOT EXISTS "
-                               "(SELECT 1 FROM turns t WHERE t.session_id = sessions.session_id)",
-                               [(sid,) for sid in {r[1] for r in rows}])
+                db.executemany(
+                    "DELETE FROM sessions WHERE session_id=? AND NOT EXISTS "
+                    "(SELECT 1 FROM turns t WHERE t.session_id = sessions.session_id)",
+                    [(sid,) for sid in {r[1] for r in rows}],
+                )
 
             self._write(delete)
             deleted += len(rows)
 
-    def iter_query(self, sql: str, args: tuple[Any, ...] = (), batch_size: int = 1000) -> Iterator[list[tuple[Any, ...]]]:
+    def iter_query(
+        self, sql: str, args: tuple[Any, ...] = (), batch_size: int = 1000
+    ) -> Iterator[list[tuple[Any, ...]]]:
         """Stream the rows of a read-only SELECT in batches (the export builds its rows in SQL)."""
         if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
             raise ValueError("iter_query runs SELECT statements only")

@@ -55,12 +55,13 @@ def _fold(session: SessionInput) -> int:
     return int(hashlib.sha1(session.views[0].session_id.encode()).hexdigest(), 16) % N_FOLDS
 
 
-def _fit_cv(X: np.ndarray, y: np.ndarray, names: list[str], classes: list[str], folds: np.ndarray,
-            l2: float | None) -> tuple[Logistic, np.ndarray, float]:
+def _fit_cv(
+    X: np.ndarray, y: np.ndarray, names: list[str], classes: list[str], folds: np.ndarray, l2: float | None
+) -> tuple[Logistic, np.ndarray, float]:
     """The L2 penalty with the best out-of-fold log loss (or the given one), the model fitted on everything with
     temperature scaling from the out-of-fold logits; returns (model, out-of-fold probabilities, l2)."""
     best = None
-    for lam in ((l2,) if l2 else L2_GRID):
+    for lam in (l2,) if l2 else L2_GRID:
         logits = np.zeros((len(y), len(classes)))
         for k in range(N_FOLDS):
             tr, te = folds != k, folds == k
@@ -85,8 +86,9 @@ def _blank() -> Logistic:
     return Logistic([], ["no", "yes"], np.zeros(0), np.ones(0), np.zeros((1, 2)))
 
 
-def link_dataset(lab: Labeller, sessions: list[SessionInput], truth: dict[str, dict[str, Any]]
-                 ) -> tuple[list[dict[str, float]], list[int], list[int]]:
+def link_dataset(
+    lab: Labeller, sessions: list[SessionInput], truth: dict[str, dict[str, Any]]
+) -> tuple[list[dict[str, float]], list[int], list[int]]:
     """Adjacent pairs with the gold open goal (teacher forcing): does turn i continue turn i-1's goal?"""
     rows, ys, folds = [], [], []
     for s in sessions:
@@ -101,8 +103,9 @@ def link_dataset(lab: Labeller, sessions: list[SessionInput], truth: dict[str, d
     return rows, ys, folds
 
 
-def _fit_boosted_cv(X: np.ndarray, y: np.ndarray, names: list[str], classes: list[str], folds: np.ndarray
-                    ) -> tuple[Boosted, np.ndarray]:
+def _fit_boosted_cv(
+    X: np.ndarray, y: np.ndarray, names: list[str], classes: list[str], folds: np.ndarray
+) -> tuple[Boosted, np.ndarray]:
     """Boosted trees (60 rounds of depth-2 trees per class), temperature from the out-of-fold logits."""
     logits = np.zeros((len(y), len(classes)))
     for k in range(N_FOLDS):
@@ -134,9 +137,16 @@ def _matrix(rows: list[dict[str, float]], names: list[str]) -> np.ndarray:
     return np.array([[r.get(n, 0.0) for n in names] for r in rows], dtype=np.float64)
 
 
-def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float | None = None, progress: bool = True,
-          shared: Path | None = None, stage_model: str = "boosted", defect_model: str = "logistic",
-          counterfactuals: bool = True) -> dict[str, Any]:
+def train(
+    runs: list[Path],
+    out: Path = DEFAULT_MODEL_DIR,
+    l2: float | None = None,
+    progress: bool = True,
+    shared: Path | None = None,
+    stage_model: str = "boosted",
+    defect_model: str = "logistic",
+    counterfactuals: bool = True,
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     det = rephrase_detector()
     cf = Counterfactuals(enabled=counterfactuals)
@@ -154,8 +164,9 @@ def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float | None = No
     # 1. links
     lrows, ly, lfolds = link_dataset(lab, sessions, truth)
     link_names = sorted(lrows[0])
-    lab.link, _oof_l, l2_l = _fit_cv(_matrix(lrows, link_names), np.array(ly), link_names, ["new", "same"],
-                                     np.array(lfolds), l2)
+    lab.link, _oof_l, l2_l = _fit_cv(
+        _matrix(lrows, link_names), np.array(ly), link_names, ["new", "same"], np.array(lfolds), l2
+    )
     # 2. turns, on the predicted segmentation (as at labelling time); 2-fold out-of-fold P(correct) for the goal model
     segs = [lab.segment(s) for s in sessions]
     trows: list[dict[str, float]] = []
@@ -200,23 +211,33 @@ def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float | None = No
             gfolds.append(_fold(s))
             gy.append(int(golds[truth[gv[-1].turn_id]["episode"]]["success"]))
     goal_names = sorted(grows[0])
-    lab.goal, oof_g, l2_g = _fit_cv(_matrix(grows, goal_names), np.array(gy), goal_names, ["failed", "succeeded"],
-                                    np.array(gfolds), l2)
+    lab.goal, oof_g, l2_g = _fit_cv(
+        _matrix(grows, goal_names), np.array(gy), goal_names, ["failed", "succeeded"], np.array(gfolds), l2
+    )
     # metadata and files
     digest = hashlib.sha1(json.dumps([m.to_dict() for m in (lab.link, lab.turn, lab.stage, lab.goal)]).encode())
     version = f"{VERSION_PREFIX}-{digest.hexdigest()[:8]}"
     metrics = {
-        "version": version, "runs": [str(r) for r in runs], "turns": len(Y), "sessions": len(sessions),
-        "link_pairs": len(ly), "goals": len(gy), "stages": stages,
+        "version": version,
+        "runs": [str(r) for r in runs],
+        "turns": len(Y),
+        "sessions": len(sessions),
+        "link_pairs": len(ly),
+        "goals": len(gy),
+        "stages": stages,
         "class_counts": {c: int((Y == k).sum()) for k, c in enumerate(CLASSES)},
         "oof_defect_accuracy": round(float(((oof_d[:, 1] >= 0.5) == yd).mean()), 4),
         "oof_failure_point_accuracy": round(float((oof_s.argmax(axis=1) == ys).mean()), 4),
         "oof_goal_success_accuracy": round(float(((oof_g[:, 1] >= 0.5) == np.array(gy)).mean()), 4),
-        "l2": {"link": l2_l, "defect": l2_d, "stage": l2_s, "goal": l2_g}, "stage_model": stage_model,
-        "defect_model": defect_model, "counterfactuals": counterfactuals, "temperature": {"defect": lab.turn.temperature,
-                                                                 "stage": lab.stage.temperature},
+        "l2": {"link": l2_l, "defect": l2_d, "stage": l2_s, "goal": l2_g},
+        "stage_model": stage_model,
+        "defect_model": defect_model,
+        "counterfactuals": counterfactuals,
+        "temperature": {"defect": lab.turn.temperature, "stage": lab.stage.temperature},
         "rephrase_detector": getattr(det, "version", None),
-        "counterfactual_nlu_runs": cf.runs, "lm": lm_stats, "seconds": round(time.perf_counter() - t0, 1),
+        "counterfactual_nlu_runs": cf.runs,
+        "lm": lm_stats,
+        "seconds": round(time.perf_counter() - t0, 1),
     }
     for m in (lab.link, lab.turn, lab.stage, lab.goal):
         m.meta = {"version": version}
@@ -232,7 +253,13 @@ def train(runs: list[Path], out: Path = DEFAULT_MODEL_DIR, l2: float | None = No
 
 
 def cli(args: Any) -> int:
-    m = train([Path(r) for r in args.runs], Path(args.out), l2=args.l2, progress=not args.quiet, shared=args.shared,
-              stage_model=args.stage_model)
+    m = train(
+        [Path(r) for r in args.runs],
+        Path(args.out),
+        l2=args.l2,
+        progress=not args.quiet,
+        shared=args.shared,
+        stage_model=args.stage_model,
+    )
     print(json.dumps(m, indent=1))
     return 0

@@ -12,10 +12,22 @@ from datetime import date, datetime, timedelta
 from text_to_num import alpha2digit
 
 _UNIT_SECONDS = {
-    "second": 1, "sec": 1, "secs": 1, "seconds": 1, "s": 1,
-    "minute": 60, "min": 60, "mins": 60, "minutes": 60,
-    "hour": 3600, "hr": 3600, "hrs": 3600, "hours": 3600, "h": 3600,
-    "day": 86400, "days": 86400,
+    "second": 1,
+    "sec": 1,
+    "secs": 1,
+    "seconds": 1,
+    "s": 1,
+    "minute": 60,
+    "min": 60,
+    "mins": 60,
+    "minutes": 60,
+    "hour": 3600,
+    "hr": 3600,
+    "hrs": 3600,
+    "hours": 3600,
+    "h": 3600,
+    "day": 86400,
+    "days": 86400,
 }
 _UNIT_RX = r"(seconds?|secs?|minutes?|mins?|hours?|hrs?|days?)"
 _NUM_RX = r"(\d+(?:\.\d+)?)"

@@ -26,8 +26,13 @@ class FakeNlu:
     def parse(self, text, context=None):
         from assistant.core.stages.nlu import NluResult, Slot
 
-        return NluResult(text=text, intent="iot_hue_lighton", confidence=0.97, slots=(Slot("house_place", "kitchen"),),
-                         nbest=(("iot_hue_lighton", 0.97),))
+        return NluResult(
+            text=text,
+            intent="iot_hue_lighton",
+            confidence=0.97,
+            slots=(Slot("house_place", "kitchen"),),
+            nbest=(("iot_hue_lighton", 0.97),),
+        )
 
 
 class EchoResponder:
@@ -47,13 +52,15 @@ def make_runner(db: Path, data_dir: Path):
     registry.register("nlu", "fake-store-test", lambda build: FakeNlu())
     registry.register("respond", "echo-store-test", lambda build: EchoResponder())
     s = load_settings()
-    s = s.model_copy(update={
-        "stages": ["nlu", "respond"],
-        "nlu": s.nlu.model_copy(update={"backend": "fake-store-test"}),
-        "respond": s.respond.model_copy(update={"backend": "echo-store-test"}),
-        "traces": s.traces.model_copy(update={"db": str(db)}),
-        "feedback": s.feedback.model_copy(update={"ask_rate": 0.0}),
-    })
+    s = s.model_copy(
+        update={
+            "stages": ["nlu", "respond"],
+            "nlu": s.nlu.model_copy(update={"backend": "fake-store-test"}),
+            "respond": s.respond.model_copy(update={"backend": "echo-store-test"}),
+            "traces": s.traces.model_copy(update={"db": str(db)}),
+            "feedback": s.feedback.model_copy(update={"ask_rate": 0.0}),
+        }
+    )
     return Runner(s, DEFAULT_HOME, data_dir=data_dir)
 
 
@@ -131,8 +138,16 @@ def tables(data_dir: Path, log: Path) -> None:
     with log.open("a", buffering=1) as out:
         while True:
             i += 1
-            table = {f"utterance {k} of version {i}": {"target": f"target {k}", "probability": 0.9, "baseline": 0.1,
-                                                        "support": 3, "users": 2} for k in range(20000)}
+            table = {
+                f"utterance {k} of version {i}": {
+                    "target": f"target {k}",
+                    "probability": 0.9,
+                    "baseline": 0.1,
+                    "support": 3,
+                    "users": 2,
+                }
+                for k in range(20000)
+            }
             version = write_table(data_dir, table)
             out.write(f"{version}\n")
 
@@ -146,8 +161,9 @@ def opener(db: Path, at: float, log: Path) -> None:
         try:
             store = TraceStore(db)
             tid = f"{os.getpid()}-{time.time_ns()}"
-            store.write_turn(TurnTrace(tid, "s", "d", "u", time.time(), time.time(), {"kind": "text"}, {}, {},
-                                       {"turn_id": tid}))
+            store.write_turn(
+                TurnTrace(tid, "s", "d", "u", time.time(), time.time(), {"kind": "text"}, {}, {}, {"turn_id": tid})
+            )
             store.close()
             out.write(tid + "\n")
         except Exception:  # noqa: BLE001
@@ -157,8 +173,14 @@ def opener(db: Path, at: float, log: Path) -> None:
 if __name__ == "__main__":
     mode, *rest = sys.argv[1:]
     if mode == "writer":
-        writer(Path(rest[0]), Path(rest[1]), float(rest[2]), int(rest[3]), Path(rest[4]),
-               float(rest[5]) if len(rest) > 5 else 0.0)
+        writer(
+            Path(rest[0]),
+            Path(rest[1]),
+            float(rest[2]),
+            int(rest[3]),
+            Path(rest[4]),
+            float(rest[5]) if len(rest) > 5 else 0.0,
+        )
     elif mode == "reader":
         reader(Path(rest[0]), float(rest[1]), Path(rest[2]))
     elif mode == "labeller":

@@ -8,18 +8,31 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "assistant" / "data" / "demo"
-TURN_KEYS = {"turn_id", "session_id", "source", "wake", "transcript", "intent", "intent_confidence", "slots",
-             "entities", "action", "response_text", "response_audio", "latency_ms", "error"}
+TURN_KEYS = {
+    "turn_id",
+    "session_id",
+    "source",
+    "wake",
+    "transcript",
+    "intent",
+    "intent_confidence",
+    "slots",
+    "entities",
+    "action",
+    "response_text",
+    "response_audio",
+    "latency_ms",
+    "error",
+}
 
 
 def assistant(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, ASSISTANT_DATA_DIR=str(data_dir), HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-m", "assistant", *args], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=600
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -42,7 +55,17 @@ def test_replay_json_lines_then_traces(tmp_path):
     ids = [json.loads(line)["turn_id"] for line in listed.stdout.splitlines()]
     assert set(ids) == {t["turn_id"] for t in turns}
     shown = json.loads(assistant("traces", "show", turns[1]["turn_id"][:10], "--json", data_dir=tmp_path).stdout)
-    assert [s["stage"] for s in shown["spans"]] == ["wake", "vad", "asr", "rewrite", "nlu", "resolve", "rerank", "respond", "tts"]
+    assert [s["stage"] for s in shown["spans"]] == [
+        "wake",
+        "vad",
+        "asr",
+        "rewrite",
+        "nlu",
+        "resolve",
+        "rerank",
+        "respond",
+        "tts",
+    ]
     # opening a garage door asks first (issue 13), about that door and no other
     action = shown["record"]["action"]
     assert action["status"] == "clarify" and action["params"]["device_ids"] == ["garage.door"]
@@ -97,8 +120,11 @@ def test_eval_nlu_on_spoken_slurp_sentences(tmp_path, shared_dir):
     """The same SLURP rows, read aloud by Piper and transcribed: the report says how much the ASR costs."""
     data = shared_dir / "slurp" / "test.jsonl"
     text = json.loads(assistant("eval", "nlu", "--data", str(data), "--limit", "8", "--json", data_dir=tmp_path).stdout)
-    spoken = json.loads(assistant("eval", "nlu", "--data", str(data), "--limit", "8", "--spoken", "piper", "--json",
-                                  data_dir=tmp_path).stdout)
+    spoken = json.loads(
+        assistant(
+            "eval", "nlu", "--data", str(data), "--limit", "8", "--spoken", "piper", "--json", data_dir=tmp_path
+        ).stdout
+    )
     assert text["n"] == spoken["n"] == 8
     assert spoken["spoken"]["voice"] == "piper" and 0 <= spoken["spoken"]["mean_wer"] < 0.5
     assert spoken["intent_accuracy"] >= 0.5

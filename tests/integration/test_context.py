@@ -9,14 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from assistant.understanding.resolve.catalog import CatalogResolver
 from assistant.core.context import TurnContext
-from assistant.understanding.rerank.context import (FEATURES, ContextReranker, InMemoryUserHistory, load_weights,
-                                                    user_history_from_records)
-from assistant.training.rerank_fit import NONNEGATIVE, accuracy, fit, synthetic_examples
+from assistant.core.stages.nlu import NluResult, Slot
 from assistant.home.model import Home
 from assistant.skills.responder import SkillResponder
-from assistant.core.stages.nlu import NluResult, Slot
+from assistant.training.rerank_fit import NONNEGATIVE, accuracy, fit, synthetic_examples
+from assistant.understanding.rerank.context import (
+    FEATURES,
+    ContextReranker,
+    InMemoryUserHistory,
+    load_weights,
+    user_history_from_records,
+)
+from assistant.understanding.resolve.catalog import CatalogResolver
 
 EVENING = datetime(2025, 3, 14, 19, 0)
 
@@ -39,13 +44,19 @@ def responder(resolver: CatalogResolver) -> SkillResponder:
 
 
 def ctx(device: str = "kitchen.speaker", home: Home | None = None, data_dir: Path = Path(".")) -> TurnContext:
-    return TurnContext(home=home or Home.example(), device_id=device, user_id="alex", now=EVENING, session_id="s",
-                       data_dir=data_dir)
+    return TurnContext(
+        home=home or Home.example(), device_id=device, user_id="alex", now=EVENING, session_id="s", data_dir=data_dir
+    )
 
 
 def nlu(text: str, nbest: list[tuple[str, float]], **slots: str) -> NluResult:
-    return NluResult(text=text, intent=nbest[0][0], confidence=nbest[0][1], slots=tuple(Slot(k, v) for k, v in slots.items()),
-                     nbest=tuple(nbest))
+    return NluResult(
+        text=text,
+        intent=nbest[0][0],
+        confidence=nbest[0][1],
+        slots=tuple(Slot(k, v) for k, v in slots.items()),
+        nbest=tuple(nbest),
+    )
 
 
 def run(resolver, reranker, n: NluResult, c: TurnContext, history=None):
@@ -79,8 +90,9 @@ def test_temperature_is_the_thermostat_and_tomorrow_is_the_weather(resolver, rer
     assert n3.intent == "weather_query" and res3.first("device") is None
 
 
-def test_attribute_word_tagged_as_a_device_is_one_candidate_among_the_devices(resolver, reranker, responder,
-                                                                             tmp_path) -> None:
+def test_attribute_word_tagged_as_a_device_is_one_candidate_among_the_devices(
+    resolver, reranker, responder, tmp_path
+) -> None:
     # the NLU tagged "temperature" as a device type and the resolver found the thermostat: with the oven on, the oven
     c = ctx(data_dir=tmp_path)
     c.home.set_state("kitchen.oven", on=True, temperature=200)
@@ -96,8 +108,9 @@ def test_attribute_word_tagged_as_a_device_is_one_candidate_among_the_devices(re
 def test_the_oven_is_asked_when_named(resolver, reranker) -> None:
     c = ctx()
     c.home.set_state("kitchen.oven", on=True, temperature=200)
-    n = nlu("what is the temperature of the oven", [("iot_device_query", 0.7), ("weather_query", 0.2)],
-            device_type="oven")
+    n = nlu(
+        "what is the temperature of the oven", [("iot_device_query", 0.7), ("weather_query", 0.2)], device_type="oven"
+    )
     n2, res2, _ = run(resolver, reranker, n, c)
     assert n2.intent == "iot_device_query" and res2.first("device").entity_id == "kitchen.oven"
 
@@ -105,8 +118,11 @@ def test_the_oven_is_asked_when_named(resolver, reranker) -> None:
 def test_a_device_the_user_names_is_not_second_guessed(resolver, reranker) -> None:
     c = ctx()
     c.home.set_state("kitchen.oven", on=True, temperature=200)
-    n = nlu("what is the temperature of the thermostat", [("iot_device_query", 0.7), ("weather_query", 0.2)],
-            device_type="thermostat")
+    n = nlu(
+        "what is the temperature of the thermostat",
+        [("iot_device_query", 0.7), ("weather_query", 0.2)],
+        device_type="thermostat",
+    )
     n2, res2, expl = run(resolver, reranker, n, c)
     assert n2.intent == "iot_device_query" and res2.first("device").entity_id == "hallway.thermostat"
     assert not expl["changed"] and expl["chosen"]["origin"] == "nlu"
@@ -146,13 +162,22 @@ MUSIC = [("play_music", 0.9), ("play_radio", 0.05)]
 
 
 def _records(*entities: tuple[str, str], user: str = "alex", status: str = "done") -> list[dict]:
-    return [{"user": user, "intent": "play_music", "entities": [{"entity_type": t, "entity_id": i, "slot": "music_genre"}],
-             "action": {"name": "music.play", "status": status}, "now": EVENING.isoformat()} for t, i in entities]
+    return [
+        {
+            "user": user,
+            "intent": "play_music",
+            "entities": [{"entity_type": t, "entity_id": i, "slot": "music_genre"}],
+            "action": {"name": "music.play", "status": status},
+            "now": EVENING.isoformat(),
+        }
+        for t, i in entities
+    ]
 
 
 def test_play_music_plays_the_genre_the_user_listens_to(resolver, reranker, responder, tmp_path) -> None:
-    hist = user_history_from_records(_records(("genre", "genre:jazz"), ("genre", "genre:jazz"), ("genre", "genre:jazz"),
-                                              ("genre", "genre:rock")))
+    hist = user_history_from_records(
+        _records(("genre", "genre:jazz"), ("genre", "genre:jazz"), ("genre", "genre:jazz"), ("genre", "genre:rock"))
+    )
     c = ctx(data_dir=tmp_path)
     n2, res2, expl = run(resolver, reranker, nlu("play music", MUSIC), c, hist)
     assert res2.first("genre").entity_id == "genre:jazz" and expl["chosen"]["origin"] == "history"
@@ -176,7 +201,9 @@ def test_history_ignores_other_users_and_failed_turns() -> None:
 
 
 def test_a_scattered_history_does_not_force_a_genre(resolver, reranker) -> None:
-    hist = user_history_from_records(_records(*[("genre", g) for g in ("genre:jazz", "genre:rock", "genre:pop", "genre:blues")]))
+    hist = user_history_from_records(
+        _records(*[("genre", g) for g in ("genre:jazz", "genre:rock", "genre:pop", "genre:blues")])
+    )
     _n2, res2, _ = run(resolver, reranker, nlu("play music", MUSIC), ctx(), hist)
     assert res2.first("genre") is None
 
@@ -196,11 +223,20 @@ def test_places_catalog_has_ambiguous_us_cities(resolver) -> None:
     assert resolver.resolve_place("Wilkerson").normalized["display"] == "Wilkerson, California"
 
 
-@pytest.mark.parametrize(("said", "asked_before", "default"), [
-    ("Springfield", "place:4951788", None),  # Massachusetts (asked) vs Missouri (166k) and Massachusetts (155k): ask
-    ("Portland", "place:4975802", "place:5746545"),     # Maine vs Oregon
-])
-def test_weather_picks_the_city_this_user_asks_about(resolver, reranker, responder, tmp_path, said, asked_before, default) -> None:
+@pytest.mark.parametrize(
+    ("said", "asked_before", "default"),
+    [
+        (
+            "Springfield",
+            "place:4951788",
+            None,
+        ),  # Massachusetts (asked) vs Missouri (166k) and Massachusetts (155k): ask
+        ("Portland", "place:4975802", "place:5746545"),  # Maine vs Oregon
+    ],
+)
+def test_weather_picks_the_city_this_user_asks_about(
+    resolver, reranker, responder, tmp_path, said, asked_before, default
+) -> None:
     hist = InMemoryUserHistory()
     hist.add("place", asked_before, EVENING)
     hist.add("place", asked_before, EVENING)
@@ -210,10 +246,14 @@ def test_weather_picks_the_city_this_user_asks_about(resolver, reranker, respond
     r = responder.respond(n2, res2, c)
     assert r.action.params["place_id"] == asked_before
     # negative control: no history -> the most populous, or a question when the two biggest are about as big
-    n3, res3, expl3 = run(resolver, reranker, nlu(f"what's the weather in {said}", WEATHER, place_name=said), c, InMemoryUserHistory())
+    n3, res3, expl3 = run(
+        resolver, reranker, nlu(f"what's the weather in {said}", WEATHER, place_name=said), c, InMemoryUserHistory()
+    )
     if default is None:
         assert res3.first("place").ambiguous and expl3["ask"][:2] == ["place:4409896", "place:4951788"]
-        assert responder.respond(n3, res3, c).text.startswith("Which Springfield: Springfield, Missouri, Springfield, Massachusetts")
+        assert responder.respond(n3, res3, c).text.startswith(
+            "Which Springfield: Springfield, Missouri, Springfield, Massachusetts"
+        )
     else:
         assert res3.first("place").entity_id == default and not expl3["changed"]
 
@@ -228,8 +268,12 @@ def test_explanation_is_traceable(resolver, reranker) -> None:
 
 
 def test_single_intent_without_candidates_passes_through(resolver, reranker) -> None:
-    n = NluResult(text="turn on the kitchen light", intent="iot_hue_lighton", confidence=0.95,
-                  slots=(Slot("device_type", "kitchen light"),))
+    n = NluResult(
+        text="turn on the kitchen light",
+        intent="iot_hue_lighton",
+        confidence=0.95,
+        slots=(Slot("device_type", "kitchen light"),),
+    )
     c = ctx()
     res = resolver.resolve(n, c)
     n2, res2, expl = reranker.rerank(n, res, c)
@@ -252,15 +296,20 @@ def test_weights_file_is_fitted_and_reproducible() -> None:
 
 def test_fit_never_lets_more_nlu_belief_count_against_a_hypothesis() -> None:
     # sets where the less likely reading (by the NLU) is always meant: unconstrained, the weight would go negative
-    sets = [([{**{k: 0.0 for k in FEATURES}, "nlu_logp": -0.1}, {**{k: 0.0 for k in FEATURES}, "nlu_logp": -2.0}], 1)] * 50
+    sets = [
+        ([{**{k: 0.0 for k in FEATURES}, "nlu_logp": -0.1}, {**{k: 0.0 for k in FEATURES}, "nlu_logp": -2.0}], 1)
+    ] * 50
     assert fit(sets, epochs=200)["nlu_logp"] == 0.0
     assert all(load_weights()[k] >= 0 for k in NONNEGATIVE)
 
 
 def test_rerank_latency(resolver, reranker) -> None:
     c = ctx("living_room.display")
-    cases = [nlu("play hunger games", PLAY, audiobook_name="hunger games"), nlu("what is the temperature", TEMP),
-             nlu("what's the weather in Springfield", WEATHER, place_name="Springfield")]
+    cases = [
+        nlu("play hunger games", PLAY, audiobook_name="hunger games"),
+        nlu("what is the temperature", TEMP),
+        nlu("what's the weather in Springfield", WEATHER, place_name="Springfield"),
+    ]
     res = [resolver.resolve(n, c) for n in cases]
     t0 = time.perf_counter()
     for _ in range(20):
@@ -279,7 +328,9 @@ def test_bench_turn_latency_with_a_stub_nlu(resolver, reranker) -> None:
         def parse(self, text, context=None):
             return nlu(text, PLAY, audiobook_name="hunger games") if "hunger" in text else nlu(text, TEMP)
 
-    out = bench_turn_latency(Stub(), resolver, reranker, texts=["play hunger games", "what is the temperature"], repeats=2)
+    out = bench_turn_latency(
+        Stub(), resolver, reranker, texts=["play hunger games", "what is the temperature"], repeats=2
+    )
     assert out["turns"] == 4 and out["total"]["median_ms"] < 50 and set(out) >= {"nlu", "resolve", "rerank", "total"}
 
 
@@ -301,10 +352,13 @@ def test_real_nlu_temperature_is_the_room_temperature_oven_or_not(make_pipeline)
     assert _said(p, "what is the temperature in paris")[0] == "weather_query"
 
 
-@pytest.mark.parametrize(("device", "intent", "target"), [
-    ("living_room.display", "play_video", "film:the-hunger-games"),
-    ("kitchen.speaker", "play_audiobook", "audiobook:the-hunger-games"),
-])
+@pytest.mark.parametrize(
+    ("device", "intent", "target"),
+    [
+        ("living_room.display", "play_video", "film:the-hunger-games"),
+        ("kitchen.speaker", "play_audiobook", "audiobook:the-hunger-games"),
+    ],
+)
 def test_real_nlu_hunger_games_depends_on_the_screen(make_pipeline, settings, device, intent, target) -> None:
     cfg = settings.model_copy(update={"session": settings.session.model_copy(update={"device_id": device})})
     p = make_pipeline(config=cfg)
@@ -347,9 +401,11 @@ def test_real_nlu_time_in_a_city_uses_its_time_zone(make_pipeline) -> None:
 
     p = make_pipeline()
     now = datetime(2026, 1, 15, 12, 5, tzinfo=timezone.utc)  # winter: Tokyo +9, New York -5, London +0
-    cases = [("what time is it in tokyo", "Tokyo, Japan", "21:05"),
-             ("what's the time in new york", "New York City, New York", "07:05"),
-             ("what time is it in london", "London, United Kingdom", "12:05")]
+    cases = [
+        ("what time is it in tokyo", "Tokyo, Japan", "21:05"),
+        ("what's the time in new york", "New York City, New York", "07:05"),
+        ("what time is it in london", "London, United Kingdom", "12:05"),
+    ]
     for text, where, hhmm in cases:
         rec = p.run_text(text, now=now)
         assert rec["intent"] == "datetime_query" and rec["action"]["status"] == "done", (rec["action"], rec["entities"])

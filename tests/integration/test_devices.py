@@ -14,7 +14,8 @@ import pytest
 from assistant.apps import virtual_audio
 
 pytestmark = pytest.mark.skipif(
-    virtual_audio.available() is not None, reason=f"no virtual sound server: {virtual_audio.available()}")
+    virtual_audio.available() is not None, reason=f"no virtual sound server: {virtual_audio.available()}"
+)
 
 
 @pytest.fixture
@@ -59,8 +60,11 @@ def live_on(make_pipeline, settings, vaudio):
         audio = settings.audio.model_copy(update={"input_device": vaudio.MIC, "output_device": vaudio.SPEAKER})
         p = make_pipeline(config=settings.model_copy(update={"audio": audio}))
         stop = threading.Event()
-        live = LiveAssistant(p, audio.model_copy(update={"earcons": False, "retry_seconds": 0.5,
-                                                         "mic_timeout_seconds": 1.0, **opts}), stop_event=stop)
+        live = LiveAssistant(
+            p,
+            audio.model_copy(update={"earcons": False, "retry_seconds": 0.5, "mic_timeout_seconds": 1.0, **opts}),
+            stop_event=stop,
+        )
         thread = threading.Thread(target=live.run, name="live", daemon=True)
         thread.start()
         running.append((live, stop, thread))
@@ -85,8 +89,7 @@ def _module(va, kind: str, needle: str) -> str:
 
 def _ask(va, live, speech, n_before: int, text: str = "Alexa, what time is it?", timeout: float = 40.0):
     proc, _ = va.play(speech(text))
-    wait_for(lambda: len(live.turns) > n_before and live.state.value == "idle", timeout, f"an answer to {text!r}",
-             live)
+    wait_for(lambda: len(live.turns) > n_before and live.state.value == "idle", timeout, f"an answer to {text!r}", live)
     proc.wait(timeout=10)
     return live.turns[-1]
 
@@ -104,8 +107,7 @@ def test_microphone_unplugged_and_plugged_back(live_on, vaudio, speech):
 
     vaudio.pactl("load-module", "module-remap-source", "master=vmic_sink.monitor", "source_name=vmic")  # back
     vaudio.pactl("set-default-source", "vmic")
-    wait_for(lambda: sum(e["type"] == "mic-open" for e in live.events) > opened, 30, "the microphone to reopen",
-             live)
+    wait_for(lambda: sum(e["type"] == "mic-open" for e in live.events) > opened, 30, "the microphone to reopen", live)
     time.sleep(0.8)
     rec = _ask(vaudio, live, speech, len(live.turns), "Alexa, turn on the kitchen light.")
     assert rec["intent"] == "iot_hue_lighton" and rec["response_text"]

@@ -15,15 +15,33 @@ def _write(tmp_path, cases):
 
 def test_scorer_counts_right_wrong_device_and_no_action(tmp_path):
     cases = [
-        {"id": "ok", "text": "turn on the kitchen light", "form": "on_off",
-         "expect": {"changes": {"kitchen.light": {"on": True}}}},
+        {
+            "id": "ok",
+            "text": "turn on the kitchen light",
+            "form": "on_off",
+            "expect": {"changes": {"kitchen.light": {"on": True}}},
+        },
         # a suite that expects the wrong device: the assistant's (right) action is a wrong-device action for it
-        {"id": "wrong", "text": "turn on the kitchen light", "form": "on_off",
-         "expect": {"changes": {"bedroom.light": {"on": True}}}},
-        {"id": "none", "text": "what time is it", "form": "on_off",
-         "expect": {"changes": {"kitchen.light": {"on": True}}}},
-        {"id": "delay", "home": "example", "text": "in five minutes turn on the desk lamp", "form": "delayed",
-         "advance_s": 301, "expect": {"changes": {"office.desk_lamp": {"on": True}}}},
+        {
+            "id": "wrong",
+            "text": "turn on the kitchen light",
+            "form": "on_off",
+            "expect": {"changes": {"bedroom.light": {"on": True}}},
+        },
+        {
+            "id": "none",
+            "text": "what time is it",
+            "form": "on_off",
+            "expect": {"changes": {"kitchen.light": {"on": True}}},
+        },
+        {
+            "id": "delay",
+            "home": "example",
+            "text": "in five minutes turn on the desk lamp",
+            "form": "delayed",
+            "advance_s": 301,
+            "expect": {"changes": {"office.desk_lamp": {"on": True}}},
+        },
         {"id": "q", "text": "is the back door locked", "form": "state_query", "expect": {"says": ["yes"]}},
     ]
     m = run_suite(load_suite(_write(tmp_path, cases)))

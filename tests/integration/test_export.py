@@ -20,29 +20,75 @@ from assistant.trace.privacy import pseudonym
 from assistant.trace.store import Span, TraceStore, TurnTrace
 
 REPO = Path(__file__).resolve().parents[2]
-needs_nlu = pytest.mark.skipif(not (REPO / "models" / "nlu" / "model.onnx").exists(),
-                               reason="models/nlu/model.onnx not trained yet")
+needs_nlu = pytest.mark.skipif(
+    not (REPO / "models" / "nlu" / "model.onnx").exists(), reason="models/nlu/model.onnx not trained yet"
+)
 DAY = 86400.0
 T = 1_740_000_000.0  # 2025-02-19
 
 
-def _write(store: TraceStore, tid: str, t: float, text: str, intent: str, user: str = "alice", session: str = "s1",
-           status: str = "done", audio: Path | None = None, request_audio: Path | None = None, events=()) -> None:
-    rec = {"turn_id": tid, "session_id": session, "source": {"kind": "text"}, "wake": {"detected": False},
-           "transcript": text, "asr_confidence": None, "intent": intent, "intent_confidence": 0.91,
-           "slots": {"person": text.split()[-1]}, "entities": [], "expects_reply": False,
-           "action": {"name": "x.do", "status": status, "target": None, "params": {"note": text}, "result": {}},
-           "response_text": f"You said {text}", "response_audio": str(audio) if audio else None,
-           "latency_ms": {"nlu": 3.2, "total": 10.0}, "error": None}
+def _write(
+    store: TraceStore,
+    tid: str,
+    t: float,
+    text: str,
+    intent: str,
+    user: str = "alice",
+    session: str = "s1",
+    status: str = "done",
+    audio: Path | None = None,
+    request_audio: Path | None = None,
+    events=(),
+) -> None:
+    rec = {
+        "turn_id": tid,
+        "session_id": session,
+        "source": {"kind": "text"},
+        "wake": {"detected": False},
+        "transcript": text,
+        "asr_confidence": None,
+        "intent": intent,
+        "intent_confidence": 0.91,
+        "slots": {"person": text.split()[-1]},
+        "entities": [],
+        "expects_reply": False,
+        "action": {"name": "x.do", "status": status, "target": None, "params": {"note": text}, "result": {}},
+        "response_text": f"You said {text}",
+        "response_audio": str(audio) if audio else None,
+        "latency_ms": {"nlu": 3.2, "total": 10.0},
+        "error": None,
+    }
     source = {"kind": "mic", "audio_path": str(request_audio)} if request_audio else {"kind": "text"}
     rec["source"] = source
-    spans = [Span("nlu", "onnx-joint", "1", 0.0, 3.2, {"text": text},
-                  {"text": text, "intent": intent, "confidence": 0.91, "nbest": [[intent, 0.91], ["general_quirky", 0.05]]},
-                  0.91),
-             Span("respond", "skills", "1", 3.3, 4.0, {"intent": intent}, {"text": f"You said {text}"})]
-    store.write_turn(TurnTrace(tid, session, "kitchen_speaker", user, t, t + 0.01, source, {"nlu": "onnx-joint 1"},
-                               {"device_id": "kitchen_speaker", "user_id": user, "now": "2025-02-19T08:00:00"}, rec,
-                               spans=spans, events=list(events)))
+    spans = [
+        Span(
+            "nlu",
+            "onnx-joint",
+            "1",
+            0.0,
+            3.2,
+            {"text": text},
+            {"text": text, "intent": intent, "confidence": 0.91, "nbest": [[intent, 0.91], ["general_quirky", 0.05]]},
+            0.91,
+        ),
+        Span("respond", "skills", "1", 3.3, 4.0, {"intent": intent}, {"text": f"You said {text}"}),
+    ]
+    store.write_turn(
+        TurnTrace(
+            tid,
+            session,
+            "kitchen_speaker",
+            user,
+            t,
+            t + 0.01,
+            source,
+            {"nlu": "onnx-joint 1"},
+            {"device_id": "kitchen_speaker", "user_id": user, "now": "2025-02-19T08:00:00"},
+            rec,
+            spans=spans,
+            events=list(events),
+        )
+    )
 
 
 @pytest.fixture
@@ -55,12 +101,36 @@ def populated(tmp_path):
     req = tmp_path / "audio" / "q1.wav"
     req.write_bytes(b"RIFF....WAVEfmt request")
     _write(store, "a" * 32, T, "turn on the kichen light", "iot_hue_lighton", status="failed")
-    _write(store, "b" * 32, T + 5, "turn on the kitchen light", "iot_hue_lighton", audio=resp, request_audio=req,
-           events=[{"type": "barge-in", "t_ms": 800, "data": {"offset_ms": 800}}])
-    _write(store, "c" * 32, T + 2 * DAY, "call me on 555-123-4567 or mail bob@example.com", "email_addcontact",
-           user="bob", session="s2", status="unsupported")
-    _write(store, "d" * 32, T + 2 * DAY + 10, "what time is it", "datetime_query", user="bob", session="s2",
-           audio=tmp_path / "audio" / "missing.wav")
+    _write(
+        store,
+        "b" * 32,
+        T + 5,
+        "turn on the kitchen light",
+        "iot_hue_lighton",
+        audio=resp,
+        request_audio=req,
+        events=[{"type": "barge-in", "t_ms": 800, "data": {"offset_ms": 800}}],
+    )
+    _write(
+        store,
+        "c" * 32,
+        T + 2 * DAY,
+        "call me on 555-123-4567 or mail bob@example.com",
+        "email_addcontact",
+        user="bob",
+        session="s2",
+        status="unsupported",
+    )
+    _write(
+        store,
+        "d" * 32,
+        T + 2 * DAY + 10,
+        "what time is it",
+        "datetime_query",
+        user="bob",
+        session="s2",
+        audio=tmp_path / "audio" / "missing.wav",
+    )
     label_store(store, now=T + 10 * DAY)
     return store, data
 
@@ -93,13 +163,17 @@ def test_jsonl_round_trip_matches_the_schema(populated, tmp_path):
     assert a["label"] == "defect" and "rephrase" in [s["type"] for s in a["signals"]]
     assert b["events"][0]["type"] == "barge-in" and "barge-in" in [s["type"] for s in b["signals"]]
     assert a["nbest"][0] == {"intent": "iot_hue_lighton", "confidence": 0.91}
-    assert [s["stage"] for s in a["spans"]] == ["nlu", "respond"] and a["spans"][0]["input"] == {"text": a["transcript"]}
+    assert [s["stage"] for s in a["spans"]] == ["nlu", "respond"] and a["spans"][0]["input"] == {
+        "text": a["transcript"]
+    }
     assert a["action_status"] == "failed" and a["action"]["name"] == "x.do" and a["latency_ms"]["nlu"] == 3.2
     assert a["audio_path"] is None and a["source_kind"] == "text"
     assert (tmp_path / "out" / "export_schema.json").exists() and (tmp_path / "out" / "manifest.json").exists()
     # DuckDB reads the same file
     con = duckdb.connect()
-    got = con.execute(f"SELECT count(*), count(DISTINCT session_id) FROM read_json_auto('{tmp_path / 'out' / 'turns.jsonl'}')").fetchone()
+    got = con.execute(
+        f"SELECT count(*), count(DISTINCT session_id) FROM read_json_auto('{tmp_path / 'out' / 'turns.jsonl'}')"
+    ).fetchone()
     assert got == (4, 2)
 
 
@@ -118,9 +192,16 @@ def test_parquet_round_trip_types_from_the_schema_file(populated, tmp_path):
         for r in rows:
             assert r[name] is None or isinstance(json.loads(r[name]), (dict, list))
     con = duckdb.connect()
-    described = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet('{path}'))").fetchall())
-    expected = {"string": "VARCHAR", "int32": "INTEGER", "float64": "DOUBLE", "bool": "BOOLEAN",
-                "timestamp[us, tz=UTC]": "TIMESTAMP WITH TIME ZONE"}
+    described = dict(
+        con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet('{path}'))").fetchall()
+    )
+    expected = {
+        "string": "VARCHAR",
+        "int32": "INTEGER",
+        "float64": "DOUBLE",
+        "bool": "BOOLEAN",
+        "timestamp[us, tz=UTC]": "TIMESTAMP WITH TIME ZONE",
+    }
     assert described == {k: expected[v["x-arrow-type"]] for k, v in export_schema()["properties"].items()}
     defects = con.execute(f"""SELECT turn_id, json_extract_string(spans, '$[0].stage') FROM read_parquet('{path}')
                               WHERE label = 'defect' ORDER BY started_at""").fetchall()
@@ -148,7 +229,9 @@ def test_with_audio_copies_files_and_references_them(populated, tmp_path):
     d = next(r for r in rows if r["turn_id"] == "d" * 32)
     assert d["audio_path"] is None  # its file is gone: nothing to reference
     assert m["audio_files"] == 2
-    no_audio = pq.read_table(export(store, tmp_path / "out2", "parquet", data_dir=data) and tmp_path / "out2" / "turns.parquet")
+    no_audio = pq.read_table(
+        export(store, tmp_path / "out2", "parquet", data_dir=data) and tmp_path / "out2" / "turns.parquet"
+    )
     assert set(no_audio.column("audio_path").to_pylist()) == {None} and not (tmp_path / "out2" / "audio").exists()
 
 
@@ -159,8 +242,10 @@ def test_with_audio_copies_a_replayed_recording_once(tmp_path):
     rec.write_bytes(b"fLaC recording")
     for i, offset in enumerate((1.0, 9.5)):
         _write(store, f"{i}" * 32, T + offset, "what time is it", "datetime_query")
-        store._db.execute("UPDATE turns SET source=? WHERE turn_id=?",
-                          (json.dumps({"kind": "file", "file": str(rec), "offset_seconds": offset}), f"{i}" * 32))
+        store._db.execute(
+            "UPDATE turns SET source=? WHERE turn_id=?",
+            (json.dumps({"kind": "file", "file": str(rec), "offset_seconds": offset}), f"{i}" * 32),
+        )
     m = export(store, tmp_path / "out", "jsonl", data_dir=data, with_audio=True)
     rows = [json.loads(x) for x in (tmp_path / "out" / "turns.jsonl").read_text().splitlines()]
     paths = {r["request_audio_path"] for r in rows}
@@ -198,8 +283,10 @@ def test_cli_export(populated, tmp_path, monkeypatch, capsys):
     store.close()
     monkeypatch.setenv("ASSISTANT_DATA_DIR", str(data))
     out = tmp_path / "cli_out"
-    assert main(["traces", "export", "--format", "parquet", "--out", str(out), "--since", "2025-02-20",
-                 "--with-audio"]) == 0
+    assert (
+        main(["traces", "export", "--format", "parquet", "--out", str(out), "--since", "2025-02-20", "--with-audio"])
+        == 0
+    )
     assert "exported 2 turns" in capsys.readouterr().out
     assert pq.read_table(out / "turns.parquet").num_rows == 2
     assert main(["traces", "export", "--format", "jsonl", "--out", str(out)]) == 0

@@ -11,10 +11,63 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 SCALE = float(os.environ.get("FUZZ_EXAMPLES", "1"))
-WORDS = ["turn", "on", "off", "the", "kitchen", "light", "lights", "what", "time", "is", "it", "in", "tokyo", "set",
-         "a", "timer", "for", "ten", "minutes", "play", "jazz", "weather", "tomorrow", "add", "milk", "to", "my",
-         "shopping", "list", "alarm", "seven", "am", "cancel", "stop", "yes", "no", "springfield", "bedroom", "all",
-         "and", "then", "it", "them", "here", "%", "¿", "🙂", "ß", "İ", "\u200b", "'", "-", "42", "3.5", "½"]
+WORDS = [
+    "turn",
+    "on",
+    "off",
+    "the",
+    "kitchen",
+    "light",
+    "lights",
+    "what",
+    "time",
+    "is",
+    "it",
+    "in",
+    "tokyo",
+    "set",
+    "a",
+    "timer",
+    "for",
+    "ten",
+    "minutes",
+    "play",
+    "jazz",
+    "weather",
+    "tomorrow",
+    "add",
+    "milk",
+    "to",
+    "my",
+    "shopping",
+    "list",
+    "alarm",
+    "seven",
+    "am",
+    "cancel",
+    "stop",
+    "yes",
+    "no",
+    "springfield",
+    "bedroom",
+    "all",
+    "and",
+    "then",
+    "it",
+    "them",
+    "here",
+    "%",
+    "¿",
+    "🙂",
+    "ß",
+    "İ",
+    "\u200b",
+    "'",
+    "-",
+    "42",
+    "3.5",
+    "½",
+]
 TEXTS = st.one_of(
     st.text(max_size=200),
     st.lists(st.sampled_from(WORDS), min_size=1, max_size=25).map(" ".join),
@@ -33,15 +86,20 @@ def pipeline(tmp_path_factory):
     s = load_settings()
     s = s.model_copy(update={"stages": [x for x in s.stages if x not in ("wake", "vad", "asr", "tts")]})
     nlu = registry.create("nlu", s.nlu.backend, registry.Build(settings=s))
-    r = Runner(s, DEFAULT_HOME, data_dir=tmp_path_factory.mktemp("fuzzdata"), load_audio_stages=False,
-               backends={"nlu": nlu})
+    r = Runner(
+        s, DEFAULT_HOME, data_dir=tmp_path_factory.mktemp("fuzzdata"), load_audio_stages=False, backends={"nlu": nlu}
+    )
     yield r
     r.close()
     print(f"\ntyped-text fuzz: {COUNT['turns']} turns, {COUNT['errors']} with a coded error in the record")
 
 
-@settings(max_examples=int(300 * SCALE), deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(300 * SCALE),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(TEXTS)
 def test_any_typed_text_gives_an_answer_or_a_coded_error(pipeline, text):
     before = pipeline.store.count_turns()
@@ -56,10 +114,13 @@ def test_any_typed_text_gives_an_answer_or_a_coded_error(pipeline, text):
     assert pipeline.store.count_turns() == before + 1
 
 
-@pytest.mark.parametrize("fmt", [
-    "parquet",
-    "jsonl",
-])
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "parquet",
+        "jsonl",
+    ],
+)
 def test_the_export_of_fuzzed_turns_is_read_by_the_miner(pipeline, tmp_path, fmt):
     """Whatever text went in, the export is readable by the learning jobs' reader (DuckDB)."""
     from assistant.learning.mining import mine

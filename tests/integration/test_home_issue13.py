@@ -8,13 +8,20 @@ from datetime import datetime, timedelta
 import pytest
 
 NOW = datetime(2026, 1, 5, 18, 0)
-LIGHTS = ("living_room.floor_lamp", "living_room.ceiling_light", "kitchen.light", "bedroom.light", "office.desk_lamp",
-          "hallway.light")
+LIGHTS = (
+    "living_room.floor_lamp",
+    "living_room.ceiling_light",
+    "kitchen.light",
+    "bedroom.light",
+    "office.desk_lamp",
+    "hallway.light",
+)
 
 
 def _changed(before: dict, after: dict) -> dict:
-    return {k: {kk: vv for kk, vv in after[k].items() if before[k].get(kk) != vv}
-            for k in after if after[k] != before[k]}
+    return {
+        k: {kk: vv for kk, vv in after[k].items() if before[k].get(kk) != vv} for k in after if after[k] != before[k]
+    }
 
 
 def _turn(p, text, now=NOW):

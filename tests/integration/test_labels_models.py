@@ -15,18 +15,30 @@ from assistant.learning.labels.labeller import DEFAULT_MODEL_DIR, label_store
 from assistant.learning.labels.report import defect_report
 from assistant.trace.store import TraceStore
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "stage.json").is_file(),
-                                reason="models/labels not trained (assistant train labels)")
+pytestmark = pytest.mark.skipif(
+    not (DEFAULT_MODEL_DIR / "stage.json").is_file(), reason="models/labels not trained (assistant train labels)"
+)
 
 
 def _turn(text: str, intent: str, status: str) -> dict:
-    return {"turn_id": text, "session_id": "s", "started_at": 0.0, "ended_at": 0.5,
-            "record": {"transcript": text, "intent": intent, "intent_confidence": 0.6,
-                       "action": {"name": "x", "status": status}}, "spans": [], "events": []}
+    return {
+        "turn_id": text,
+        "session_id": "s",
+        "started_at": 0.0,
+        "ended_at": 0.5,
+        "record": {
+            "transcript": text,
+            "intent": intent,
+            "intent_confidence": 0.6,
+            "action": {"name": "x", "status": status},
+        },
+        "spans": [],
+        "events": [],
+    }
 
 
 def test_nlu_on_the_repaired_transcript_blames_the_words() -> None:
-    """"Raise the lamp slide." put right with the words of the rephrase that worked is understood: ASR evidence."""
+    """ "Raise the lamp slide." put right with the words of the rephrase that worked is understood: ASR evidence."""
     cf = Counterfactuals()
     heard = view(_turn("Raise the lamp slide.", "iot_cover_open", "failed"))
     target = view(_turn("Raise the lamp's light.", "iot_hue_lightup", "done"))
@@ -39,8 +51,9 @@ def test_nlu_on_the_repaired_transcript_blames_the_words() -> None:
 _FALSE_WAKE = pytest.mark.xfail(strict=True, reason="known limitation, as in tests/unit/test_labels.py")
 
 
-@pytest.mark.parametrize("name", [pytest.param("false-wake", marks=_FALSE_WAKE), "asr", "nlu", "result",
-                                  "ok-then-new", "clarify"])
+@pytest.mark.parametrize(
+    "name", [pytest.param("false-wake", marks=_FALSE_WAKE), "asr", "nlu", "result", "ok-then-new", "clarify"]
+)
 def test_hand_built_sessions_with_models(tmp_path: Path, name: str) -> None:
     store = TraceStore(tmp_path / "traces.db")
     ids = {c.name: write_case(store, c, t0=1_740_985_000.0 + 3600 * k) for k, c in enumerate(CASES)}
@@ -80,13 +93,16 @@ def test_asr_failure_from_synthesized_audio(make_pipeline, settings) -> None:
     understands the spoken text (checked here with the same pipeline), so the failure point is asr."""
     from assistant.simulate.voices import espeak_speech, piper_speech
 
-    cfg = settings.model_copy(update={"stages": [s for s in settings.stages if s in ("asr", "nlu", "resolve",
-                                                                                     "respond")]})
+    cfg = settings.model_copy(
+        update={"stages": [s for s in settings.stages if s in ("asr", "nlu", "resolve", "respond")]}
+    )
     runner = make_pipeline(config=cfg)
     t = datetime(2025, 3, 3, 7, 0, 0)
-    turns = [runner.run_audio(espeak_speech("raise the lamp's light", "en-us+f3", 150, 35), now=t),
-             runner.run_audio(piper_speech("raise the lamp's light"), now=t + timedelta(seconds=6)),
-             runner.run_audio(piper_speech("turn on the kitchen light"), now=t + timedelta(seconds=50))]
+    turns = [
+        runner.run_audio(espeak_speech("raise the lamp's light", "en-us+f3", 150, 35), now=t),
+        runner.run_audio(piper_speech("raise the lamp's light"), now=t + timedelta(seconds=6)),
+        runner.run_audio(piper_speech("turn on the kitchen light"), now=t + timedelta(seconds=50)),
+    ]
     rec = [r if isinstance(r, dict) else r.__dict__ for r in turns]
     if "slide" not in (rec[0].get("transcript") or "").lower():
         pytest.skip(f"the ASR heard {rec[0].get('transcript')!r} this time: not the failure this test is about")

@@ -17,10 +17,13 @@ import pytest
 from assistant.apps import virtual_audio
 
 pytestmark = pytest.mark.skipif(
-    virtual_audio.available() is not None, reason=f"no virtual sound server: {virtual_audio.available()}")
+    virtual_audio.available() is not None, reason=f"no virtual sound server: {virtual_audio.available()}"
+)
 
-LONG_ANSWER = ("Here is a long story about a little house by the sea, where the light was always on, the kettle was "
-               "always warm, and the garden ran all the way down to the water. ") * 3
+LONG_ANSWER = (
+    "Here is a long story about a little house by the sea, where the light was always on, the kettle was "
+    "always warm, and the garden ran all the way down to the water. "
+) * 3
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +54,10 @@ def wait_for(predicate, timeout: float, what: str, live=None) -> None:
             return
         time.sleep(0.05)
     t0 = live.events[0]["t"] if live and live.events and "t" in live.events[0] else 0.0
-    events = [{**{k: v for k, v in e.items() if k != "t"}, "at": round(e.get("t", t0) - t0, 2)}
-              for e in (live.events if live else [])]
+    events = [
+        {**{k: v for k, v in e.items() if k != "t"}, "at": round(e.get("t", t0) - t0, 2)}
+        for e in (live.events if live else [])
+    ]
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; events: {events[-25:]}")
 
 
@@ -80,7 +85,7 @@ def start_live(make_pipeline, settings, vaudio):
         return live, p
 
     yield _start
-    for live, stop, thread in running:
+    for _live, stop, thread in running:
         stop.set()
         thread.join(timeout=20)
         assert not thread.is_alive(), "the live loop did not stop within 20 s of stop_event"
@@ -120,7 +125,7 @@ def test_wake_word_command_runs_action_and_answers_through_the_speaker(start_liv
         assert "kitchen light" in rec["response_text"].lower()
         # The response came out of the speaker: after the wake earcon, about as much loud audio as was synthesized.
         time.sleep(0.5)
-        spoken = [e for e in live.events if e["type"] == "speaking"][0]["t"]
+        spoken = next(e for e in live.events if e["type"] == "speaking")["t"]
         out = speaker.audio(since=spoken)
         from assistant.audio import read_file
 
@@ -147,7 +152,11 @@ def test_barge_in_stops_playback_and_is_traced(start_live, vaudio, speech):
     from assistant.simulate.voices import compose
 
     def long_answer(response, nlu):
-        return replace(response, text=LONG_ANSWER, expects_reply=False) if nlu.intent != "general_commandstop" else response
+        return (
+            replace(response, text=LONG_ANSWER, expects_reply=False)
+            if nlu.intent != "general_commandstop"
+            else response
+        )
 
     # the speaker leaks into the microphone at -12 dB; the assistant records and plays through the echo canceller
     live, p = start_live(echo_gain=0.25, respond=long_answer, echo_cancel=True)
@@ -170,7 +179,10 @@ def test_barge_in_stops_playback_and_is_traced(start_live, vaudio, speech):
         loud = [t for t in speaker.loud_times(since=b["decided_t"] - 1.0) if t < b["decided_t"] + 1.0]
         assert loud and loud[-1] - b["decided_t"] < 0.25, (loud[-3:], b)
         # From the end of the spoken wake word (paplay latency 30 ms) to the decision: the detector's own delay.
-        print(f"barge-in: wake word end -> playback stopped {b['stopped_t'] - (t_b + 0.03 + np.flatnonzero(np.abs(alexa.astype(np.int32)) > 500)[-1] / 16000):.3f} s")
+        print(
+            f"barge-in: wake word end -> playback stopped "
+            f"{b['stopped_t'] - (t_b + 0.03 + np.flatnonzero(np.abs(alexa.astype(np.int32)) > 500)[-1] / 16000):.3f} s"
+        )
         first, then = live.turns
         trace = p.store.get_turn(first["turn_id"])
         ev = [e for e in trace["events"] if e["type"] == "barge-in"]
@@ -195,8 +207,11 @@ def test_own_voice_saying_the_wake_word_does_not_wake_it(start_live, vaudio, spe
         if said:
             return response
         said.append(True)
-        return replace(response, text="Alexa, turn on the kitchen light. Alexa, turn on the kitchen light, please.",
-                       expects_reply=False)
+        return replace(
+            response,
+            text="Alexa, turn on the kitchen light. Alexa, turn on the kitchen light, please.",
+            expects_reply=False,
+        )
 
     live, p = start_live(echo_gain=1.0, respond=echo_bait)  # worst case: its own voice as loud as the user's
     vaudio.play(compose([0.3, speech("Alexa,"), 0.4, speech("tell me a joke."), 1.0]))
@@ -204,7 +219,9 @@ def test_own_voice_saying_the_wake_word_does_not_wake_it(start_live, vaudio, spe
     time.sleep(3.5)  # the echo tail and the wake model's window
     wakes = [e for e in live.events if e["type"] == "wake"]
     assert len(wakes) == 1, wakes
-    assert not [e for e in live.events if e["type"] == "barge-in"], [e for e in live.events if e["type"] in ("barge-in", "echo-rejected", "wake-score", "stop-candidate")]
+    assert not [e for e in live.events if e["type"] == "barge-in"], [
+        e for e in live.events if e["type"] in ("barge-in", "echo-rejected", "wake-score", "stop-candidate")
+    ]
     assert len(live.turns) == 1
     assert p.home.states()["kitchen.light"]["on"] is False
 
@@ -222,8 +239,12 @@ def test_follow_up_question_is_answered_without_the_wake_word(start_live, vaudio
 
     live, p = start_live(respond=ask_first, follow_up_seconds=5.0)
     vaudio.play(compose([0.3, speech("Alexa,"), 0.4, speech("turn on the light."), 1.0]))
-    wait_for(lambda: any(e["type"] == "listening" and e.get("follow_up") for e in live.events), 60,
-             "follow-up listening", live)
+    wait_for(
+        lambda: any(e["type"] == "listening" and e.get("follow_up") for e in live.events),
+        60,
+        "follow-up listening",
+        live,
+    )
     vaudio.play(compose([0.5, speech("the kitchen light."), 1.0]), "answer.wav")
     wait_for(_idle_after_turns(live, 2), 60, "the answer to the question", live)
     second = live.turns[1]
@@ -242,7 +263,7 @@ def test_semantic_endpoint_ends_a_complete_request_at_the_pause(start_live, vaud
     rec = live.turns[0]
     assert rec["source"]["endpoint"] == "complete", rec["source"]
     assert p.home.states()["kitchen.light"]["on"] is True
-    span = [s for s in p.store.get_turn(rec["turn_id"])["spans"] if s["stage"] == "asr"][0]
+    span = next(s for s in p.store.get_turn(rec["turn_id"])["spans"] if s["stage"] == "asr")
     assert span["input"]["speculative"]["verdict"] == "complete"
     assert rec["latency_ms"]["speculation_ready"] >= 240
 
@@ -260,7 +281,7 @@ def test_missing_microphone_gives_a_clear_message_and_retries(make_pipeline, set
     stop.set()
     thread.join(timeout=10)
     assert not thread.is_alive()
-    err = [e for e in live.events if e["type"] == "mic-error"][0]
+    err = next(e for e in live.events if e["type"] == "mic-error")
     assert err["code"] == "audio-input-not-found"
     assert "no-such-microphone" in err["message"] and "assistant devices" in err["message"]
     assert live.state.value == "stopped"
@@ -271,7 +292,7 @@ def test_echo_explained_separates_echo_from_a_user_talking_over_it():
 
     rng = np.random.default_rng(0)
     ref = (rng.normal(0, 3000, 16000 * 3)).astype(np.int16)
-    echo = (0.3 * ref[8000:8000 + 19200]).astype(np.int16)  # a delayed, quieter copy
+    echo = (0.3 * ref[8000 : 8000 + 19200]).astype(np.int16)  # a delayed, quieter copy
     assert echo_explained(echo, ref) > 0.95
     user = rng.normal(0, 3000, len(echo)).astype(np.float32)
     mixed = np.clip(echo + user, -32768, 32767).astype(np.int16)

@@ -61,8 +61,15 @@ def test_wrong_outputs_from_the_real_models_are_caught(real_backends):
 
 def test_assistant_models_runs_the_checks(tmp_path):
     env = dict(os.environ, ASSISTANT_DATA_DIR=str(tmp_path), HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-m", "assistant", "models", "--json"], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant", "models", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["ok"] and {c["stage"] for c in report["checks"]} == set(mc.STAGES)

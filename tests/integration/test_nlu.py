@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
 from assistant.backends.nlu.onnx_joint import DEFAULT_MODEL_DIR, OnnxJointNlu
-from assistant.errors import ModelError
 from assistant.config import shared_data_dir
+from assistant.errors import ModelError
 from assistant.text import normalize_dataset as normalise
 from assistant.training.nlu_eval import evaluate, format_report, load_slurp, parse_annotation
 

@@ -17,7 +17,9 @@ def data_root(tmp_path: Path) -> Path:
     (tmp_path / "slurp").mkdir()
     (tmp_path / "slurp" / "lm.txt").write_text(
         "turn off the lights in the kitchen\nwhat's the weather like tomorrow\nTurn off the lights in the kitchen!\n"
-        "set an alarm for seven am\nhmm\n", encoding="utf-8")
+        "set an alarm for seven am\nhmm\n",
+        encoding="utf-8",
+    )
     return tmp_path
 
 
@@ -41,24 +43,49 @@ def test_teacher_labels_lm_lines_hard_and_soft(data_root: Path) -> None:
 def test_reproduce_chains_the_teachers_commands(tmp_path: Path) -> None:
     teacher = tmp_path / "t1"
     teacher.mkdir()
-    (teacher / "metrics.json").write_text(json.dumps({"reproduce": ["python -m assistant train nlu --out runs/t0",
-                                                                     "python -m assistant train nlu --out runs/t1"]}))
-    opt = dict(epochs=5, seed=0, lr=nlu_train.DEFAULTS["lr"], quantize="auto", threads=1, min_conf=0.0, soft=True,
-               pooling="mean", label_smoothing=0.0, base=None)
+    (teacher / "metrics.json").write_text(
+        json.dumps(
+            {
+                "reproduce": [
+                    "python -m assistant train nlu --out runs/t0",
+                    "python -m assistant train nlu --out runs/t1",
+                ]
+            }
+        )
+    )
+    opt = dict(
+        epochs=5,
+        seed=0,
+        lr=nlu_train.DEFAULTS["lr"],
+        quantize="auto",
+        threads=1,
+        min_conf=0.0,
+        soft=True,
+        pooling="mean",
+        label_smoothing=0.0,
+        base=None,
+    )
     cmds = nlu_train._reproduce(tmp_path / "student", [teacher], **opt)
     assert cmds[:2] == ["python -m assistant train nlu --out runs/t0", "python -m assistant train nlu --out runs/t1"]
-    assert cmds[2] == ("python -m assistant train nlu --out runs/student --epochs 5 --seed 0 --pooling mean "
-                       "--teacher runs/t1 --min-conf 0 --soft --threads 1")
-    mp = nlu_train._reproduce(tmp_path / "mp", [], **(opt | {"base": "all-mpnet-base-v2", "lr": 4e-5, "quantize": "fp32"}))
-    assert mp == ["python -m assistant train nlu --out runs/mp --epochs 5 --seed 0 --base mpnet --lr 4e-05 "
-                  "--pooling mean --quantize fp32 --threads 1"]
+    assert cmds[2] == (
+        "python -m assistant train nlu --out runs/student --epochs 5 --seed 0 --pooling mean "
+        "--teacher runs/t1 --min-conf 0 --soft --threads 1"
+    )
+    mp = nlu_train._reproduce(
+        tmp_path / "mp", [], **(opt | {"base": "all-mpnet-base-v2", "lr": 4e-5, "quantize": "fp32"})
+    )
+    assert mp == [
+        "python -m assistant train nlu --out runs/mp --epochs 5 --seed 0 --base mpnet --lr 4e-05 "
+        "--pooling mean --quantize fp32 --threads 1"
+    ]
 
 
 def test_perturbed_copies_are_labelled_and_never_an_excluded_sentence(data_root: Path) -> None:
     sources = ["please turn off all the lights in the living room", "what is the weather going to be like in paris"]
     banned = {"please turn off all the lights in the living", "turn off all the lights in the living room"}
-    rows = nlu_train.pseudo_label_rows([NLU], exclude=banned, min_conf=0.0, data_root=data_root, soft=True,
-                                       augment_from=sources * 20, seed=3)
+    rows = nlu_train.pseudo_label_rows(
+        [NLU], exclude=banned, min_conf=0.0, data_root=data_root, soft=True, augment_from=sources * 20, seed=3
+    )
     noisy = [r for r in rows if r["source"] == "pseudo-noisy"]
     assert noisy and all(r["text"] not in banned and r["text"] not in sources for r in noisy)
     assert len({r["text"] for r in noisy}) == len(noisy)  # each distinct copy once
@@ -73,8 +100,13 @@ def test_teacher_probabilities_in_batches_keep_each_sentence_its_own(tmp_path: P
 
     from assistant.backends.nlu.onnx_joint import OnnxJointNlu, softmax
 
-    texts = ["hi", "turn off the lights in the kitchen please", "what's the weather", "set an alarm for seven",
-             "play the next episode of my favourite podcast from the beginning again"]
+    texts = [
+        "hi",
+        "turn off the lights in the kitchen please",
+        "what's the weather",
+        "set an alarm for seven",
+        "play the next episode of my favourite podcast from the beginning again",
+    ]
     # the shipped model is int8 (activation scales per batch): labelled one sentence at a time, exactly as at run time
     int8 = OnnxJointNlu(NLU)
     one = np.stack([softmax(int8._run(t)[1].astype(np.float64)) for t in texts])

@@ -17,7 +17,6 @@ from assistant.simulate.voices import compose, espeak_speech, piper_speech
 DEMO = Path(__file__).resolve().parents[2] / "assistant" / "data" / "demo"
 
 
-
 def wer(ref: str, hyp: str) -> float:
     clean = lambda t: " ".join(re.sub(r"[^a-z0-9' ]+", " ", t.lower()).split())  # noqa: E731
     return jiwer.wer(clean(ref), clean(hyp))
@@ -43,7 +42,17 @@ def test_replay_multi_turn_recording_acts_on_the_home(make_pipeline, tmp_path):
     assert len({r["session_id"] for r in recs}) == 1
     for rec in recs:
         turn = p.store.get_turn(rec["turn_id"])
-        assert [s["stage"] for s in turn["spans"]] == ["wake", "vad", "asr", "rewrite", "nlu", "resolve", "rerank", "respond", "tts"]
+        assert [s["stage"] for s in turn["spans"]] == [
+            "wake",
+            "vad",
+            "asr",
+            "rewrite",
+            "nlu",
+            "resolve",
+            "rerank",
+            "respond",
+            "tts",
+        ]
         assert all(s["error_code"] is None and s["version"] for s in turn["spans"])
         assert turn["events"][0]["type"] == "wake"
         audio, rate = sf.read(rec["response_audio"])
@@ -55,8 +64,11 @@ def test_replay_multi_turn_recording_acts_on_the_home(make_pipeline, tmp_path):
     "clip, transcript, intent",
     [
         ("voice2json/turn_on_living_room_lamp.wav", "turn on the living room lamp", "iot_hue_lighton"),  # 24 kHz
-        ("voice2json/would_you_please_turn_on_living_room_lamp.wav", "would you please turn on the living room lamp",
-         "iot_hue_lighton"),  # 44.1 kHz stereo
+        (
+            "voice2json/would_you_please_turn_on_living_room_lamp.wav",
+            "would you please turn on the living room lamp",
+            "iot_hue_lighton",
+        ),  # 44.1 kHz stereo
         ("wyoming_faster_whisper/turn_on_the_living_room_lamp.wav", "turn on the living room lamp", "iot_hue_lighton"),
         ("voice2json/what_time_is_it.wav", "what time is it", "datetime_query"),  # 48 kHz stereo
         ("wyoming_faster_whisper/living_room_light_en.wav", "turn on the living room light", "iot_hue_lighton"),
@@ -96,8 +108,11 @@ def test_wake_word_clips_wake_the_right_model(make_pipeline, speech_dir, tmp_pat
 
 def test_other_wake_words_and_plain_speech_do_not_wake(make_pipeline, speech_dir):
     p = make_pipeline()
-    for clip in ("wyoming_openwakeword/hey_mycroft.wav", "openwakeword/tests/data/hey_jane.wav",
-                 "arm_ml_eval_kit/resources/asr/samples/another_engineer.wav"):
+    for clip in (
+        "wyoming_openwakeword/hey_mycroft.wav",
+        "openwakeword/tests/data/hey_jane.wav",
+        "arm_ml_eval_kit/resources/asr/samples/another_engineer.wav",
+    ):
         assert list(replay_file(p, speech_dir / clip)) == []
     assert p.store.count_turns() == 0
 
@@ -105,8 +120,11 @@ def test_other_wake_words_and_plain_speech_do_not_wake(make_pipeline, speech_dir
 def test_espeak_request_with_asr_noise_still_acts(make_pipeline, tmp_path):
     """espeak-ng's robotic voice gives real ASR errors; a simple command must survive them."""
     path = tmp_path / "espeak.wav"
-    sf.write(path, compose([0.5, piper_speech("Alexa,"), 0.1, espeak_speech("turn off the bedroom light"), 2.0]),
-             PIPELINE_RATE)
+    sf.write(
+        path,
+        compose([0.5, piper_speech("Alexa,"), 0.1, espeak_speech("turn off the bedroom light"), 2.0]),
+        PIPELINE_RATE,
+    )
     p = make_pipeline()
     p.home.set_state("bedroom.light", on=True)
     recs = list(replay_file(p, path))
@@ -174,7 +192,9 @@ def test_say_skills_that_cannot_or_need_network(make_pipeline):
 
 
 def test_clarifying_question_and_answer(make_pipeline, settings):
-    cfg = settings.model_copy(update={"session": settings.session.model_copy(update={"device_id": "living_room.display"})})
+    cfg = settings.model_copy(
+        update={"session": settings.session.model_copy(update={"device_id": "living_room.display"})}
+    )
     p = make_pipeline(config=cfg)
     ask = p.run_text("turn on the light")
     assert ask["action"]["status"] == "clarify" and ask["expects_reply"] is True

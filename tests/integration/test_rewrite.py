@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from test_markov import add_session
 
 from assistant.understanding.rewrite import Rewriter, RewriteSettings
@@ -88,7 +87,7 @@ def wilkerson(tmp_path, embedder):
 
     data = tmp_path / "data"
     wilkerson_store(data).close()
-    opt_out(data, "mallory")              # before the index is built: never exported, never indexed
+    opt_out(data, "mallory")  # before the index is built: never exported, never indexed
     meta = learn_index(data, embedder=embedder)
     return data, meta
 
@@ -153,10 +152,19 @@ def test_opted_out_users_never_indexed(wilkerson, embedder):
 def test_precomputed_table_first_and_its_threshold(tmp_path):
     from assistant.learning.markov import rollback, write_table
 
-    write_table(tmp_path, {"turn on the kitchin lihgt": {"target": "turn on the kitchen light", "probability": 0.95,
-                                                          "baseline": 0.0, "support": 9, "users": 3},
-                           "shaky": {"target": "steady", "probability": 0.6, "baseline": 0.0, "support": 9,
-                                     "users": 3}})
+    write_table(
+        tmp_path,
+        {
+            "turn on the kitchin lihgt": {
+                "target": "turn on the kitchen light",
+                "probability": 0.95,
+                "baseline": 0.0,
+                "support": 9,
+                "users": 3,
+            },
+            "shaky": {"target": "steady", "probability": 0.6, "baseline": 0.0, "support": 9, "users": 3},
+        },
+    )
     rw = Rewriter.load(tmp_path)
     r = rw.rewrite("Turn on the kitchin lihgt!", "anyone")
     assert r.applied and r.layer == "precomputed" and r.text == "turn on the kitchen light"
@@ -173,7 +181,7 @@ def test_real_pipeline_learns_precomputed_rewrite(make_pipeline, tmp_path):
 
     p = make_pipeline()
     first = p.run_text("tern on the kichin lite", now=datetime(2025, 1, 1, 8, 0))
-    assert first["action"]["status"] != "done"   # the misspelling fails today
+    assert first["action"]["status"] != "done"  # the misspelling fails today
     t = datetime(2025, 1, 1, 9, 0)
     for i in range(8):
         p.user_id = f"user{i % 3}"
@@ -191,10 +199,33 @@ def test_real_pipeline_learns_precomputed_rewrite(make_pipeline, tmp_path):
 
 
 # -- benchmarks (not tests) -------------------------------------------------------------------------------------------
-_VERBS = ["turn on", "turn off", "dim", "brighten", "what's the weather in", "play", "set a timer for", "add",
-          "remind me to", "what's on"]
-_OBJ = ["the kitchen light", "the bedroom lamp", "jazz", "ten minutes", "milk to my list", "wilkerson", "seattle",
-        "call mum", "the news", "my calendar", "the porch light", "some rock music", "the hall lights"]
+_VERBS = [
+    "turn on",
+    "turn off",
+    "dim",
+    "brighten",
+    "what's the weather in",
+    "play",
+    "set a timer for",
+    "add",
+    "remind me to",
+    "what's on",
+]
+_OBJ = [
+    "the kitchen light",
+    "the bedroom lamp",
+    "jazz",
+    "ten minutes",
+    "milk to my list",
+    "wilkerson",
+    "seattle",
+    "call mum",
+    "the news",
+    "my calendar",
+    "the porch light",
+    "some rock music",
+    "the hall lights",
+]
 
 
 def bench_retrieval(n: int = 100_000, queries: int = 200, seed: int = 0) -> dict[str, float]:
@@ -208,10 +239,30 @@ def bench_retrieval(n: int = 100_000, queries: int = 200, seed: int = 0) -> dict
 
     rng = np.random.default_rng(seed)
     e = MiniLmEmbedder()
-    words = ["alpha", "bravo", "delta", "echo", "golf", "hotel", "india", "kilo", "lima", "oscar", "papa", "romeo",
-             "sierra", "tango", "victor", "zulu"]
-    texts = sorted({f"{v} {o} {words[i % 16]} {words[(i // 16) % 16]} {i // 256}" for i, (v, o) in
-                    enumerate((_VERBS[k % len(_VERBS)], _OBJ[(k // 10) % len(_OBJ)]) for k in range(n))})[:n]
+    words = [
+        "alpha",
+        "bravo",
+        "delta",
+        "echo",
+        "golf",
+        "hotel",
+        "india",
+        "kilo",
+        "lima",
+        "oscar",
+        "papa",
+        "romeo",
+        "sierra",
+        "tango",
+        "victor",
+        "zulu",
+    ]
+    texts = sorted(
+        {
+            f"{v} {o} {words[i % 16]} {words[(i // 16) % 16]} {i // 256}"
+            for i, (v, o) in enumerate((_VERBS[k % len(_VERBS)], _OBJ[(k // 10) % len(_OBJ)]) for k in range(n))
+        }
+    )[:n]
     base_ids = rng.choice(len(texts), 2000, replace=False)
     base = e.embed([texts[i] for i in base_ids])
     emb = base[rng.integers(0, len(base), len(texts))] + rng.normal(0, 0.02, (len(texts), 384)).astype(np.float32)
@@ -220,8 +271,18 @@ def bench_retrieval(n: int = 100_000, queries: int = 200, seed: int = 0) -> dict
     users = np.array([f"u_{k % 1000}" for k in range(len(texts))])
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        write_index(Path(d), texts, np.zeros(len(texts)), np.full(len(texts), time.time()), emb, users,
-                    np.arange(len(texts)), np.full(len(texts), 3.0), np.full(len(texts), time.time()), e.version)
+        write_index(
+            Path(d),
+            texts,
+            np.zeros(len(texts)),
+            np.full(len(texts), time.time()),
+            emb,
+            users,
+            np.arange(len(texts)),
+            np.full(len(texts), 3.0),
+            np.full(len(texts), time.time()),
+            e.version,
+        )
         build_s = time.perf_counter() - t0
         rw = Rewriter.load(Path(d), RewriteSettings(), embedder=e)
         qs = [texts[i].rsplit(" ", 1)[0] + " please" for i in rng.choice(len(texts), queries)]  # never indexed
@@ -242,9 +303,14 @@ def bench_retrieval(n: int = 100_000, queries: int = 200, seed: int = 0) -> dict
             v = e.embed([q])[0]
             exact = set(np.argsort(-(rw.index._emb_by_id @ v))[:10].tolist())
             hit += len(exact & set(dense.search(v, 10)[0].tolist()))
-        return {"n": len(texts), "build_s": round(build_s, 1), "median_ms": round(float(np.median(lat)), 2),
-                "p95_ms": round(float(np.percentile(lat, 95)), 2), "embed_median_ms": round(float(np.median(emb_ms)), 2),
-                "ivf_recall_at_10": round(hit / 1000, 3)}
+        return {
+            "n": len(texts),
+            "build_s": round(build_s, 1),
+            "median_ms": round(float(np.median(lat)), 2),
+            "p95_ms": round(float(np.percentile(lat, 95)), 2),
+            "embed_median_ms": round(float(np.median(emb_ms)), 2),
+            "ivf_recall_at_10": round(hit / 1000, 3),
+        }
 
 
 def bench_mining(sessions: int = 1_000_000, threads: int = 2) -> dict[str, float]:
@@ -264,14 +330,23 @@ def bench_mining(sessions: int = 1_000_000, threads: int = 2) -> dict[str, float
         t0 = time.perf_counter()
         mined = mine(path, threads=threads)
         table, st = solve(mined, MarkovConfig())
-        return {"sessions": sessions, "turns": mined.stats["turns"], "generate_s": round(gen_s, 1),
-                "mine_s": mined.stats["seconds"], "solve_s": st["seconds"], "total_s": round(time.perf_counter() - t0, 1),
-                "states": mined.stats["states"], "clusters": st["clusters"], "rewrites": len(table),
-                "parquet_mb": round(path.stat().st_size / 1e6, 1)}
+        return {
+            "sessions": sessions,
+            "turns": mined.stats["turns"],
+            "generate_s": round(gen_s, 1),
+            "mine_s": mined.stats["seconds"],
+            "solve_s": st["seconds"],
+            "total_s": round(time.perf_counter() - t0, 1),
+            "states": mined.stats["states"],
+            "clusters": st["clusters"],
+            "rewrites": len(table),
+            "parquet_mb": round(path.stat().st_size / 1e6, 1),
+        }
 
 
 def duckdb_gen(con, path: Path, sessions: int) -> None:
-    """~1.8 turns per session over 14,000 requests (2,000 numbers x 7 rooms) x 3 spellings; 40% of sessions start with a misspelling that
+    """~1.8 turns per session over 14,000 requests (2,000 numbers x 7 rooms) x 3 spellings; 40% of sessions start with
+    a misspelling that
     fails and is rephrased (sometimes twice); 20,000 users."""
     con.execute(f"""COPY (
       WITH s AS (SELECT range AS sid, hash(range) AS h FROM range({sessions})),
@@ -327,14 +402,26 @@ def test_index_learns_names_from_successful_requests_and_the_guard_is_traced(tmp
     store = TraceStore(data / "traces.db")
     t = time.time() - 5 * 86400
     for k in range(3):
-        add_session(store, f"u{k}", t + k * 600, [("put on some classical music please", "done", "play_music",
-                                                   {"music_genre": "classical"})])
-        add_session(store, f"u{k}", t + k * 600 + 60, [("wake me up in thirty minutes please", "done", "alarm_set",
-                                                        {"time": "thirty minutes"})])
+        add_session(
+            store,
+            f"u{k}",
+            t + k * 600,
+            [("put on some classical music please", "done", "play_music", {"music_genre": "classical"})],
+        )
+        add_session(
+            store,
+            f"u{k}",
+            t + k * 600 + 60,
+            [("wake me up in thirty minutes please", "done", "alarm_set", {"time": "thirty minutes"})],
+        )
     add_session(store, "u0", t + 3000, [("play some polka", "done", "play_music", {"music_genre": "polka"})])  # once
     for k in range(2):
-        add_session(store, "mallory", t + 4000 + k, [("play some secretcore", "done", "play_music",
-                                                       {"music_genre": "secretcore"})])
+        add_session(
+            store,
+            "mallory",
+            t + 4000 + k,
+            [("play some secretcore", "done", "play_music", {"music_genre": "secretcore"})],
+        )
     store.close()
     opt_out(data, "mallory")
     meta = learn_index(data, embedder=embedder)

@@ -15,16 +15,17 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
+from assistant.core.stages.asr import AsrResult
 from assistant.learning.ab import ARMS, TurnOutcome
 from assistant.simulate import rewrite_ab, speech_cache
 from assistant.simulate.goals import Goal
 from assistant.simulate.rewrite_ab import ABConfig, RewriteAB, first_requests, outcomes
 from assistant.simulate.run import Simulator, _Item
-from assistant.core.stages.asr import AsrResult
 
 SAID, HEARD, REPHRASED = "turn off the kitchen light", "turn of the kitchen lie", "turn off the kitchen lights"
-GOAL = Goal("iot_hue_lightoff:test", "iot_hue_lightoff", {"house_place": "kitchen"}, [SAID, REPHRASED],
-            ["test", "test"])
+GOAL = Goal(
+    "iot_hue_lightoff:test", "iot_hue_lightoff", {"house_place": "kitchen"}, [SAID, REPHRASED], ["test", "test"]
+)
 
 
 class GarblingAsr:
@@ -48,11 +49,23 @@ def ab(make_pipeline, settings, tmp_path, monkeypatch):
 
     registry.register("asr", "garbling", lambda build: GarblingAsr())
     settings = settings.model_copy(update={"asr": settings.asr.model_copy(update={"backend": "garbling"})})
-    monkeypatch.setattr(speech_cache, "synthesize",
-                        lambda text, voice, noise, seed=0: np.frombuffer(text.encode(), dtype=np.uint8).astype(np.int16))
+    monkeypatch.setattr(
+        speech_cache,
+        "synthesize",
+        lambda text, voice, noise, seed=0: np.frombuffer(text.encode(), dtype=np.uint8).astype(np.int16),
+    )
     monkeypatch.setattr(Simulator, "_agenda", _agenda)
-    cfg = ABConfig(households=1, heldout_households=1, train_days=3, test_days=1, seed=0, shared_goals=0,
-                   false_wake_rate=0.0, feedback_rate=0.0, min_support=2)
+    cfg = ABConfig(
+        households=1,
+        heldout_households=1,
+        train_days=3,
+        test_days=1,
+        seed=0,
+        shared_goals=0,
+        false_wake_rate=0.0,
+        feedback_rate=0.0,
+        min_support=2,
+    )
     yield RewriteAB(settings, tmp_path / "ab", cfg, tmp_path / "cache")
     registry.unregister("asr", "garbling")
 
@@ -112,10 +125,12 @@ def test_module_simulate_needs_configuring():
 
 
 def test_sweep_picks_most_net_wins_above_the_ratio():
-    rows = ([{"defect": True, "shadow": {"score": 0.9, "defect": False}}] * 4            # wins at any threshold <= 0.9
-            + [{"defect": False, "shadow": {"score": 0.7, "defect": True}}]              # a loss below 0.7
-            + [{"defect": True, "shadow": {"score": 0.6, "defect": False}}] * 3           # wins below 0.6
-            + [{"defect": False, "shadow": {"score": 0.55, "defect": True}}] * 2)         # losses below 0.55
+    rows = (
+        [{"defect": True, "shadow": {"score": 0.9, "defect": False}}] * 4  # wins at any threshold <= 0.9
+        + [{"defect": False, "shadow": {"score": 0.7, "defect": True}}]  # a loss below 0.7
+        + [{"defect": True, "shadow": {"score": 0.6, "defect": False}}] * 3  # wins below 0.6
+        + [{"defect": False, "shadow": {"score": 0.55, "defect": True}}] * 2
+    )  # losses below 0.55
     res = rewrite_ab.sweep(rows, min_win_loss=4.0)
     by = {t["threshold"]: t for t in res["sweep"]}
     assert (by[0.9]["wins"], by[0.9]["losses"]) == (4, 0)
@@ -130,8 +145,11 @@ def test_threshold_is_tuned_on_days_before_the_test_days(ab):
     ab.train()
     tune = ab.tune()
     # the tuning day's misheard request gets a shadow candidate from the online index, run against the goal
-    shadows = [json.loads(x)["shadow"] for x in (ab.out / "tune" / "sim_truth.jsonl").read_text().splitlines()
-               if json.loads(x).get("shadow")]
+    shadows = [
+        json.loads(x)["shadow"]
+        for x in (ab.out / "tune" / "sim_truth.jsonl").read_text().splitlines()
+        if json.loads(x).get("shadow")
+    ]
     assert tune["candidates"] == len(shadows) >= 1
     assert any(not s["defect"] and s["candidate"] == REPHRASED for s in shadows)
     assert tune["chosen"] is not None and ab.rewrite_overrides["min_online_score"] == tune["chosen"]

@@ -7,13 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from assistant.text import normalize_dataset as normalise
 from assistant.simulate.goals import Goal, GoalBank
 from assistant.simulate.ground_truth import FAILURE_POINTS, assess, wer
 from assistant.simulate.household import VoiceSpec
 from assistant.simulate.report import build_report
 from assistant.simulate.run import SimConfig, Simulator, _Item, simulate
 from assistant.simulate.speech_cache import NoiseSpec
+from assistant.text import normalize_dataset as normalise
 
 
 @pytest.fixture
@@ -24,12 +24,14 @@ def sim_env(make_pipeline, shared_dir, settings, tmp_path):
 
 def _only(goal: Goal, voice: VoiceSpec | None = None):
     """An agenda of one goal for the first member (at 07:00 on day one)."""
+
     def agenda(self, hh, day, rng):
         m = hh.members[0]
         m.p_rephrase, m.p_repeat, m.p_cancel, m.p_barge_in, m.max_tries = 1.0, 0.0, 0.0, 0.0, 3
         if voice is not None:
             m.voice = voice
         return [_Item(self.cfg.start + timedelta(days=day, hours=7), m, goal, m.usual_rooms[0])]
+
     return agenda
 
 
@@ -114,23 +116,51 @@ def test_assess_isolates_the_first_failed_stage():
 
     home = Home.example()
     goal = Goal("g", "iot_hue_lightoff", {"house_place": "kitchen"}, ["turn off the kitchen light"])
-    ok = {"transcript": "turn of the kitchen lite", "intent": "iot_hue_lightoff", "intent_confidence": 0.9,
-          "slots": {"house_place": "kitchen"},
-          "entities": [{"slot": "house_place", "entity_id": "kitchen"}],
-          "action": {"name": "light.turn_off", "status": "done", "target": "kitchen.light", "params": {}}}
+    ok = {
+        "transcript": "turn of the kitchen lite",
+        "intent": "iot_hue_lightoff",
+        "intent_confidence": 0.9,
+        "slots": {"house_place": "kitchen"},
+        "entities": [{"slot": "house_place", "entity_id": "kitchen"}],
+        "action": {"name": "light.turn_off", "status": "done", "target": "kitchen.light", "params": {}},
+    }
     assert assess(goal, "turn off the kitchen light", ok, home).failure_point == "correct"
-    wrong_room = {**ok, "action": {**ok["action"], "target": "bedroom.light"},
-                  "entities": [{"slot": "house_place", "entity_id": "bedroom"}]}
+    wrong_room = {
+        **ok,
+        "action": {**ok["action"], "target": "bedroom.light"},
+        "entities": [{"slot": "house_place", "entity_id": "bedroom"}],
+    }
     assert assess(goal, "turn off the kitchen light", wrong_room, home).failure_point == "entity_resolution"
-    lost = {**ok, "transcript": "turn off the chicken light", "slots": {"house_place": "chicken"},
-            "action": {"name": "none", "status": "unsupported"}}
-    v = assess(goal, "turn off the kitchen light", lost, home,
-               oracle=lambda t: ("iot_hue_lightoff", {"house_place": "kitchen"}, 0.9))
+    lost = {
+        **ok,
+        "transcript": "turn off the chicken light",
+        "slots": {"house_place": "chicken"},
+        "action": {"name": "none", "status": "unsupported"},
+    }
+    v = assess(
+        goal,
+        "turn off the kitchen light",
+        lost,
+        home,
+        oracle=lambda t: ("iot_hue_lightoff", {"house_place": "kitchen"}, 0.9),
+    )
     assert v.failure_point == "asr"
-    misread = {**ok, "transcript": "turn off the kitchen light", "intent": "iot_hue_lighton",
-               "action": {"name": "light.turn_on", "status": "done", "target": "kitchen.light"}}
-    assert assess(goal, "turn off the kitchen light", misread, home,
-                  oracle=lambda t: ("iot_hue_lighton", {"house_place": "kitchen"}, 0.9)).failure_point == "nlu"
+    misread = {
+        **ok,
+        "transcript": "turn off the kitchen light",
+        "intent": "iot_hue_lighton",
+        "action": {"name": "light.turn_on", "status": "done", "target": "kitchen.light"},
+    }
+    assert (
+        assess(
+            goal,
+            "turn off the kitchen light",
+            misread,
+            home,
+            oracle=lambda t: ("iot_hue_lighton", {"house_place": "kitchen"}, 0.9),
+        ).failure_point
+        == "nlu"
+    )
     failed = {**ok, "action": {"name": "light.turn_off", "status": "failed", "target": "kitchen.light"}}
     assert assess(goal, "turn off the kitchen light", failed, home).failure_point == "result"
     assert assess(None, "the match ended", {"transcript": "the match ended"}, home).failure_point == "false_wake"

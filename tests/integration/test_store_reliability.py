@@ -26,13 +26,22 @@ TURNS = int(os.environ.get("STORE_TEST_TURNS", "200"))
 
 def _spawn(*args) -> subprocess.Popen:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *map(str, args)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _ids(log: Path) -> list[str]:
-    return [ln for ln in log.read_text().splitlines() if ln and not ln.startswith(("ERROR", "OPS"))] \
-        if log.exists() else []
+    return (
+        [ln for ln in log.read_text().splitlines() if ln and not ln.startswith(("ERROR", "OPS"))]
+        if log.exists()
+        else []
+    )
 
 
 def _errors(log: Path) -> list[str]:
@@ -45,10 +54,13 @@ def _check_store(db: Path, spans: int = 2) -> dict[str, int]:
     try:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert con.execute("PRAGMA foreign_key_check").fetchall() == []
-        half = con.execute("SELECT COUNT(*) FROM turns t WHERE (SELECT COUNT(*) FROM spans s WHERE s.turn_id = "
-                           "t.turn_id) != ?", (spans,)).fetchone()[0]
-        orphans = con.execute("SELECT COUNT(*) FROM spans WHERE turn_id NOT IN (SELECT turn_id FROM turns)")\
-            .fetchone()[0]
+        half = con.execute(
+            "SELECT COUNT(*) FROM turns t WHERE (SELECT COUNT(*) FROM spans s WHERE s.turn_id = t.turn_id) != ?",
+            (spans,),
+        ).fetchone()[0]
+        orphans = con.execute("SELECT COUNT(*) FROM spans WHERE turn_id NOT IN (SELECT turn_id FROM turns)").fetchone()[
+            0
+        ]
         assert half == 0 and orphans == 0
         return {"turns": con.execute("SELECT COUNT(*) FROM turns").fetchone()[0]}
     finally:
@@ -69,8 +81,10 @@ def test_four_writers_and_two_readers_lose_nothing(tmp_path):
     db = tmp_path / "shared" / "traces.db"
     db.parent.mkdir()
     writers = [_spawn("writer", db, tmp_path / f"w{i}", SECONDS, 10**9, tmp_path / f"w{i}.log") for i in range(4)]
-    readers = [_spawn("reader", db, SECONDS, tmp_path / "r0.log"),
-               _spawn("labeller", db, SECONDS, tmp_path / "r1.log", tmp_path / "export")]
+    readers = [
+        _spawn("reader", db, SECONDS, tmp_path / "r0.log"),
+        _spawn("labeller", db, SECONDS, tmp_path / "r1.log", tmp_path / "export"),
+    ]
     for p in writers + readers:
         _, err = p.communicate(timeout=SECONDS + 240)
         assert p.returncode == 0, err[-3000:]
@@ -84,9 +98,11 @@ def test_four_writers_and_two_readers_lose_nothing(tmp_path):
     assert _check_store(db)["turns"] == len(written)
     reads = [int(ln.split()[1]) for log in logs[4:] for ln in log.read_text().splitlines() if ln.startswith("OPS")]
     assert len(reads) == 2 and min(reads) > 0
-    print(f"\nconcurrency: {SECONDS:g} s, 4 writers wrote {len(written)} turns "
-          f"({', '.join(str(len(_ids(lg))) for lg in logs[:4])}), stored {len(stored)}, lost 0; "
-          f"reader cycles {reads[0]}, label+export cycles {reads[1]}")
+    print(
+        f"\nconcurrency: {SECONDS:g} s, 4 writers wrote {len(written)} turns "
+        f"({', '.join(str(len(_ids(lg))) for lg in logs[:4])}), stored {len(stored)}, lost 0; "
+        f"reader cycles {reads[0]}, label+export cycles {reads[1]}"
+    )
 
 
 def test_many_processes_creating_the_store_at_once(tmp_path):
@@ -168,8 +184,12 @@ def test_full_and_read_only_filesystem_with_a_real_mount(tmp_path, make_pipeline
         pytest.skip("cannot mount a tmpfs here")
     try:
         db = mnt / "traces.db"
-        cfg = settings.model_copy(update={"traces": settings.traces.model_copy(update={"db": str(db)}),
-                                          "feedback": settings.feedback.model_copy(update={"ask_rate": 0.0})})
+        cfg = settings.model_copy(
+            update={
+                "traces": settings.traces.model_copy(update={"db": str(db)}),
+                "feedback": settings.feedback.model_copy(update={"ask_rate": 0.0}),
+            }
+        )
         p = make_pipeline(config=cfg)
         first = p.run_text("what time is it")
         assert "events" not in first and p.store.count_turns() == 1

@@ -53,14 +53,20 @@ def test_every_readme_command_line_parses(line):
     assert getattr(args, "func", None) is not None, line
 
 
-@pytest.mark.parametrize("argv, key, value", [
-    (["--config", "x.yaml", "say", "hello"], "config", Path("x.yaml")),
-    (["--data-dir", "/tmp/d", "traces", "list"], "data_dir", Path("/tmp/d")),
-    (["--json", "--data-dir=/tmp/d", "traces", "show", "ab12"], "data_dir", Path("/tmp/d")),
-    (["-v", "--profile", "hardware/laptop.yaml", "listen", "--max-turns", "1"], "profile",
-     Path("hardware/laptop.yaml")),
-    (["--home", "h.yaml", "replay", "--no-wake", "a.wav"], "home", Path("h.yaml")),
-])
+@pytest.mark.parametrize(
+    "argv, key, value",
+    [
+        (["--config", "x.yaml", "say", "hello"], "config", Path("x.yaml")),
+        (["--data-dir", "/tmp/d", "traces", "list"], "data_dir", Path("/tmp/d")),
+        (["--json", "--data-dir=/tmp/d", "traces", "show", "ab12"], "data_dir", Path("/tmp/d")),
+        (
+            ["-v", "--profile", "hardware/laptop.yaml", "listen", "--max-turns", "1"],
+            "profile",
+            Path("hardware/laptop.yaml"),
+        ),
+        (["--home", "h.yaml", "replay", "--no-wake", "a.wav"], "home", Path("h.yaml")),
+    ],
+)
 def test_options_before_the_command(argv, key, value):
     parser = cli_main.build_parser()
     args = parser.parse_args(hoist_global_options(parser, argv))
@@ -83,9 +89,15 @@ def test_say_with_nothing_to_say_is_a_usage_error(capsys, text, tmp_path):
     assert not (tmp_path / "traces.db").exists()  # no turn, no runner
 
 
-@pytest.mark.parametrize("content, code", [(None, "audio-not-found"), (b"", "audio-empty"),
-                                           (b"not audio at all", "audio-undecodable"),
-                                           (b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 20, "audio-undecodable")])
+@pytest.mark.parametrize(
+    "content, code",
+    [
+        (None, "audio-not-found"),
+        (b"", "audio-empty"),
+        (b"not audio at all", "audio-undecodable"),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 20, "audio-undecodable"),
+    ],
+)
 def test_a_bad_file_is_one_clear_error_line_and_no_turn(tmp_path, capsys, content, code):
     path = tmp_path / "clip.wav"
     if content is not None:
@@ -98,30 +110,57 @@ def test_a_bad_file_is_one_clear_error_line_and_no_turn(tmp_path, capsys, conten
 
 
 def test_a_turn_without_stages_prints_no_latency_line(capsys):
-    print_turn({"turn_id": "a" * 32, "session_id": "b" * 32, "source": {"kind": "text"}, "error":
-                {"code": "nlu-empty-text", "message": "There is no text to understand."}, "latency_ms":
-                {"end_to_end": 0.0}}, as_json=False)
+    print_turn(
+        {
+            "turn_id": "a" * 32,
+            "session_id": "b" * 32,
+            "source": {"kind": "text"},
+            "error": {"code": "nlu-empty-text", "message": "There is no text to understand."},
+            "latency_ms": {"end_to_end": 0.0},
+        },
+        as_json=False,
+    )
     out = capsys.readouterr().out
     assert "nlu-empty-text" in out and "latency" not in out
 
 
 def test_traces_show_of_a_live_turn_has_no_none(tmp_path, capsys):
     store = TraceStore(tmp_path / "traces.db")
-    rec = {"turn_id": "f" * 32, "wake": {"detected": True, "score": 0.91, "model": "alexa"}, "transcript": "hi",
-           "latency_ms": {"end_to_end": 900.0, "endpoint_wait": 560.0}, "error": None}
-    store.write_turn(TurnTrace("f" * 32, "s", "kitchen", "u", 1000.0, 1001.0, {"kind": "microphone"}, {},
-                               {"device_id": "kitchen", "user_id": "u"}, rec))
+    rec = {
+        "turn_id": "f" * 32,
+        "wake": {"detected": True, "score": 0.91, "model": "alexa"},
+        "transcript": "hi",
+        "latency_ms": {"end_to_end": 900.0, "endpoint_wait": 560.0},
+        "error": None,
+    }
+    store.write_turn(
+        TurnTrace(
+            "f" * 32,
+            "s",
+            "kitchen",
+            "u",
+            1000.0,
+            1001.0,
+            {"kind": "microphone"},
+            {},
+            {"device_id": "kitchen", "user_id": "u"},
+            rec,
+        )
+    )
     store.close()
     assert cli_main.main(["traces", "show", "fff", "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "wake   alexa score 0.91" in out and "None" not in out
 
 
-@pytest.mark.parametrize("lines, expect", [
-    ('{"text": "hi", "intent": "greet"}\n', "line 1 has no text field(s) sentence_annotation, scenario, action"),
-    ('{"sentence_annotation": "hi", "scenario": "x", "action": "y"}\nnot json\n', "line 2 is not JSON"),
-    ("[1, 2]\n", "line 1 is not a JSON object"),
-])
+@pytest.mark.parametrize(
+    "lines, expect",
+    [
+        ('{"text": "hi", "intent": "greet"}\n', "line 1 has no text field(s) sentence_annotation, scenario, action"),
+        ('{"sentence_annotation": "hi", "scenario": "x", "action": "y"}\nnot json\n', "line 2 is not JSON"),
+        ("[1, 2]\n", "line 1 is not a JSON object"),
+    ],
+)
 def test_eval_nlu_on_a_file_without_the_fields_is_a_clear_error(tmp_path, capsys, lines, expect):
     data = tmp_path / "data.jsonl"
     data.write_text(lines)
@@ -153,8 +192,15 @@ def test_listen_no_status_still_prints_answers(monkeypatch, capsys):
             self.on_turn = on_turn
 
         def run(self):
-            self.on_turn({"transcript": "what time is it", "intent": "datetime_query", "intent_confidence": 0.93,
-                          "response_text": "It is ten past nine.", "latency_ms": {"end_to_end": 812.0}})
+            self.on_turn(
+                {
+                    "transcript": "what time is it",
+                    "intent": "datetime_query",
+                    "intent_confidence": 0.93,
+                    "response_text": "It is ten past nine.",
+                    "latency_ms": {"end_to_end": 812.0},
+                }
+            )
 
     monkeypatch.setattr(listen, "make_runner", lambda args, out_dir=None: FakeRunner())
     monkeypatch.setattr(live, "LiveAssistant", FakeLive)
@@ -187,9 +233,17 @@ def test_models_table_has_the_file_column_the_readme_promises(monkeypatch, capsy
     from assistant.cli import models
 
     assert "package, file, licence" in (REPO / "README.md").read_text()
-    row = {"id": "nlu-x", "stage": "nlu", "package": "this repo", "package_version": None,
-           "file": str(REPO / "models" / "nlu" / "model.onnx"), "licence": "Apache-2.0", "size_mb": 23.1,
-           "sha256": "ab" * 32, "checksum": "ok"}
+    row = {
+        "id": "nlu-x",
+        "stage": "nlu",
+        "package": "this repo",
+        "package_version": None,
+        "file": str(REPO / "models" / "nlu" / "model.onnx"),
+        "licence": "Apache-2.0",
+        "size_mb": 23.1,
+        "sha256": "ab" * 32,
+        "checksum": "ok",
+    }
     monkeypatch.setattr(models, "inspect_models", lambda: [row])
     monkeypatch.setenv("COLUMNS", "200")
     assert cli_main.main(["models", "--no-load"]) == 0

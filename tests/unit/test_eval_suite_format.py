@@ -8,12 +8,15 @@ from assistant.errors import ConfigError
 from assistant.home.eval_actions import home_path, load_suite
 
 
-@pytest.mark.parametrize("line, words", [
-    ("{not json", ["not JSON"]),
-    ('{"text": ""}', ["non-empty"]),
-    ('{"text": "hi", "expected": {}}', ["unknown key", "expected"]),
-    ('{"text": "hi", "expect": {"change": {}}}', ["changes", "says"]),
-])
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("{not json", ["not JSON"]),
+        ('{"text": ""}', ["non-empty"]),
+        ('{"text": "hi", "expected": {}}', ["unknown key", "expected"]),
+        ('{"text": "hi", "expect": {"change": {}}}', ["changes", "says"]),
+    ],
+)
 def test_bad_suites_say_what_is_wrong(tmp_path, line, words):
     p = tmp_path / "s.jsonl"
     p.write_text(line + "\n")

@@ -24,8 +24,12 @@ from assistant.config import DEFAULT_HOME, DEFAULT_PIPELINE, Settings, load_sett
 from assistant.errors import AssistantError
 
 SCALE = float(os.environ.get("FUZZ_EXAMPLES", "1"))
-FUZZ = settings(max_examples=int(60 * SCALE), deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=int(60 * SCALE),
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 COUNTS: dict[str, int] = {}
 
 
@@ -49,9 +53,12 @@ def _encode(fmt: str, subtype: str, rate: int, channels: int, seconds: float) ->
 
 
 REAL_FILES = [
-    _encode("WAV", "PCM_16", 16000, 1, 0.5), _encode("WAV", "PCM_24", 44100, 2, 0.3),
-    _encode("WAV", "FLOAT", 8000, 1, 0.4), _encode("FLAC", "PCM_16", 48000, 2, 0.3),
-    _encode("OGG", "VORBIS", 22050, 1, 0.5), _encode("WAV", "PCM_U8", 11025, 1, 0.3),
+    _encode("WAV", "PCM_16", 16000, 1, 0.5),
+    _encode("WAV", "PCM_24", 44100, 2, 0.3),
+    _encode("WAV", "FLOAT", 8000, 1, 0.4),
+    _encode("FLAC", "PCM_16", 48000, 2, 0.3),
+    _encode("OGG", "VORBIS", 22050, 1, 0.5),
+    _encode("WAV", "PCM_U8", 11025, 1, 0.3),
 ]
 
 
@@ -88,8 +95,10 @@ def test_truncated_real_files_decode_or_give_a_coded_error(i, data):
 
 
 @FUZZ
-@given(st.sampled_from(range(len(REAL_FILES))), st.lists(st.tuples(st.integers(0, 63), st.integers(0, 255)),
-                                                       min_size=1, max_size=8))
+@given(
+    st.sampled_from(range(len(REAL_FILES))),
+    st.lists(st.tuples(st.integers(0, 63), st.integers(0, 255)), min_size=1, max_size=8),
+)
 def test_odd_headers_decode_or_give_a_coded_error(i, edits):
     """Bytes of the header (sizes, rates, channel counts, format codes) set to arbitrary values."""
     _count("audio odd headers")
@@ -108,9 +117,15 @@ def test_intact_files_decode_to_the_right_length():
 # -- pipeline.yaml and profiles ---------------------------------------------------------------------------------
 PIPELINE = yaml.safe_load(DEFAULT_PIPELINE.read_text())
 HOME = yaml.safe_load(DEFAULT_HOME.read_text())
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
-                    st.text(max_size=20), st.lists(st.text(max_size=8), max_size=3),
-                    st.dictionaries(st.text(max_size=8), st.integers(), max_size=2))
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=20),
+    st.lists(st.text(max_size=8), max_size=3),
+    st.dictionaries(st.text(max_size=8), st.integers(), max_size=2),
+)
 
 
 def _paths(doc, prefix=()):
@@ -180,8 +195,13 @@ def test_any_text_as_pipeline_yaml_or_profile(text):
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from([*PIPELINE.keys(), "profile", "extra"]),
-                       st.one_of(SCALARS, st.dictionaries(st.text(max_size=12), SCALARS, max_size=3)), max_size=4))
+@given(
+    st.dictionaries(
+        st.sampled_from([*PIPELINE.keys(), "profile", "extra"]),
+        st.one_of(SCALARS, st.dictionaries(st.text(max_size=12), SCALARS, max_size=3)),
+        max_size=4,
+    )
+)
 def test_random_profiles_over_the_real_pipeline(profile):
     _count("profile overrides")
     with tempfile.TemporaryDirectory() as d:

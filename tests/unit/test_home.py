@@ -42,7 +42,11 @@ def test_example_home_loads_with_required_content() -> None:
 
 
 def test_on_off_keys_are_not_yaml_booleans(tmp_path: Path) -> None:
-    home = Home.load(write(tmp_path, MINIMAL.replace("area: kitchen}\nsat", "area: kitchen, state: {on: true, brightness: 40}}\nsat")))
+    home = Home.load(
+        write(
+            tmp_path, MINIMAL.replace("area: kitchen}\nsat", "area: kitchen, state: {on: true, brightness: 40}}\nsat")
+        )
+    )
     assert home.device("kitchen.light").state == {"on": True, "brightness": 40, "color": "white"}
 
 
@@ -68,8 +72,14 @@ def test_set_state_rejects_what_the_device_cannot_do() -> None:
 
 def test_speaking_device() -> None:
     home = Home.example()
-    ctx = TurnContext(home=home, device_id="kitchen.speaker", user_id="alex", now=datetime(2025, 1, 1), session_id="s",
-                      data_dir=Path("."))
+    ctx = TurnContext(
+        home=home,
+        device_id="kitchen.speaker",
+        user_id="alex",
+        now=datetime(2025, 1, 1),
+        session_id="s",
+        data_dir=Path("."),
+    )
     dev = home.speaking_device(ctx)
     assert dev is not None and dev.area == "kitchen"
 
@@ -78,9 +88,15 @@ def test_speaking_device() -> None:
     ("text", "must_contain"),
     [
         ("areas: [\n  - id: x\n", ["not valid YAML", "line"]),
-        (MINIMAL.replace("type: light", "type: toaster"), ["devices[0]", "kitchen.light", "type", "toaster", "write one of", "light"]),
+        (
+            MINIMAL.replace("type: light", "type: toaster"),
+            ["devices[0]", "kitchen.light", "type", "toaster", "write one of", "light"],
+        ),
         (MINIMAL.replace("id: kitchen.speaker", "id: kitchen.light"), ["duplicate id", "kitchen.light"]),
-        (MINIMAL.replace("type: light, area: kitchen", "type: light, area: attic"), ["area 'attic'", "not defined", "kitchen"]),
+        (
+            MINIMAL.replace("type: light, area: kitchen", "type: light, area: attic"),
+            ["area 'attic'", "not defined", "kitchen"],
+        ),
         (MINIMAL.replace(", area: kitchen}\nsat", "}\nsat"), ["devices[0]", "area", "required"]),
         (MINIMAL.replace("type: light,", "type: light, colour: red,"), ["colour", "unknown field"]),
         ("- just a list\n", ["must be a mapping"]),

@@ -32,8 +32,9 @@ def test_group_answer_counts_and_names(home):
     r, _ids = run("turn off all the lights downstairs", home)
     assert r.text.startswith("Turned off 3 lights on the ground floor")
     assert "the ceiling light was already off" in r.text
-    assert r.action.result["changed"] == {d: {"on": False} for d in ("living_room.floor_lamp", "kitchen.light",
-                                                                       "hallway.light")}
+    assert r.action.result["changed"] == {
+        d: {"on": False} for d in ("living_room.floor_lamp", "kitchen.light", "hallway.light")
+    }
 
 
 def test_already_and_nothing_changed(home):
@@ -64,8 +65,7 @@ def test_questions(home):
 
 
 def test_schedule_persists_lists_cancels_and_runs(tmp_path, home):
-    ctx = TurnContext(home=home, device_id="kitchen.speaker", user_id="u", now=NOW, session_id="s",
-                      data_dir=tmp_path)
+    ctx = TurnContext(home=home, device_id="kitchen.speaker", user_id="u", now=NOW, session_id="s", data_dir=tmp_path)
     home.set_state("bedroom.blinds", position="open", open_percent=100)
     cmd = grammar.parse("at 7 pm close the blinds", home, NOW)
     r = scheduled.schedule(cmd, ctx, "kitchen", [])

@@ -22,36 +22,42 @@ def parse(text, home):
     return grammar.parse(text, home, NOW)
 
 
-@pytest.mark.parametrize("text, action, key, value", [
-    ("turn off all the lights", "turn_off", "all", True),
-    ("turn off all the lights downstairs", "turn_off", "floor", "ground"),
-    ("switch the upstairs lights on", "turn_on", "floor", "upstairs"),
-    ("lock the back door", "lock", "device_ids", ["kitchen.back_door"]),
-    ("lock the front door", "lock", "unknown", "front door"),
-    ("open the blinds in the bedroom", "open", "device_ids", ["bedroom.blinds"]),
-    ("close every window", "close", "classes", ["window"]),
-    ("turn it off", "turn_off", "pronoun", True),
-    ("turn off the lights here", "turn_off", "here", True),
-    ("activate movie time", "activate", "device_ids", ["scene.movie_time"]),
-])
+@pytest.mark.parametrize(
+    "text, action, key, value",
+    [
+        ("turn off all the lights", "turn_off", "all", True),
+        ("turn off all the lights downstairs", "turn_off", "floor", "ground"),
+        ("switch the upstairs lights on", "turn_on", "floor", "upstairs"),
+        ("lock the back door", "lock", "device_ids", ["kitchen.back_door"]),
+        ("lock the front door", "lock", "unknown", "front door"),
+        ("open the blinds in the bedroom", "open", "device_ids", ["bedroom.blinds"]),
+        ("close every window", "close", "classes", ["window"]),
+        ("turn it off", "turn_off", "pronoun", True),
+        ("turn off the lights here", "turn_off", "here", True),
+        ("activate movie time", "activate", "device_ids", ["scene.movie_time"]),
+    ],
+)
 def test_targets(home, text, action, key, value):
     cmd = parse(text, home)
     assert cmd is not None and cmd.action == action
     assert getattr(cmd.target, key) == value
 
 
-@pytest.mark.parametrize("text, action, params", [
-    ("dim the bedroom light to 30 percent", "brightness", {"brightness": 30}),
-    ("set the living room lights to warm white", "color_temp", {"kelvin": 2700, "name": "warm white"}),
-    ("make the floor lamp candle light", "color_temp", {"kelvin": 1900, "name": "candle light"}),
-    ("turn the floor lamp blue", "color", {"color": "blue"}),
-    ("open the blinds halfway", "position", {"percent": 50}),
-    ("set the fan to high", "fan_speed", {"speed": "high"}),
-    ("set the thermostat to 21 degrees", "set_temperature", {"temperature": 21.0}),
-    ("turn the heating up", "set_temperature", {"delta": 1}),
-    ("pause the tv", "media", {"op": "pause"}),
-    ("send the vacuum home", "vacuum", {"op": "dock"}),
-])
+@pytest.mark.parametrize(
+    "text, action, params",
+    [
+        ("dim the bedroom light to 30 percent", "brightness", {"brightness": 30}),
+        ("set the living room lights to warm white", "color_temp", {"kelvin": 2700, "name": "warm white"}),
+        ("make the floor lamp candle light", "color_temp", {"kelvin": 1900, "name": "candle light"}),
+        ("turn the floor lamp blue", "color", {"color": "blue"}),
+        ("open the blinds halfway", "position", {"percent": 50}),
+        ("set the fan to high", "fan_speed", {"speed": "high"}),
+        ("set the thermostat to 21 degrees", "set_temperature", {"temperature": 21.0}),
+        ("turn the heating up", "set_temperature", {"delta": 1}),
+        ("pause the tv", "media", {"op": "pause"}),
+        ("send the vacuum home", "vacuum", {"op": "dock"}),
+    ],
+)
 def test_params(home, text, action, params):
     cmd = parse(text, home)
     assert cmd is not None and cmd.action == action and cmd.params == params
@@ -66,20 +72,35 @@ def test_delays_and_times(home):
     assert parse("at 7 am open the blinds", home).at == "2026-01-06T07:00:00"  # passed today: tomorrow
 
 
-@pytest.mark.parametrize("text, kind", [
-    ("is the back door locked", "yesno"), ("which lights are on", "which"), ("how many windows are open", "count"),
-    ("is the garage door open", "yesno"), ("what's the battery of the smoke alarm", "battery"),
-    ("what is the temperature", "reading"), ("what's the temperature in the living room", "reading"),
-])
+@pytest.mark.parametrize(
+    "text, kind",
+    [
+        ("is the back door locked", "yesno"),
+        ("which lights are on", "which"),
+        ("how many windows are open", "count"),
+        ("is the garage door open", "yesno"),
+        ("what's the battery of the smoke alarm", "battery"),
+        ("what is the temperature", "reading"),
+        ("what's the temperature in the living room", "reading"),
+    ],
+)
 def test_questions(home, text, kind):
     cmd = parse(text, home)
     assert cmd is not None and cmd.action == "query" and cmd.params["kind"] == kind
 
 
-@pytest.mark.parametrize("text", [
-    "play some jazz", "set a timer for ten minutes", "what is the temperature tomorrow",
-    "what's the temperature in paris", "what time is it", "turn up the music", "add milk to the shopping list",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "play some jazz",
+        "set a timer for ten minutes",
+        "what is the temperature tomorrow",
+        "what's the temperature in paris",
+        "what time is it",
+        "turn up the music",
+        "add milk to the shopping list",
+    ],
+)
 def test_not_home_commands_are_left_to_the_nlu(home, text):
     assert parse(text, home) is None
 
@@ -87,8 +108,12 @@ def test_not_home_commands_are_left_to_the_nlu(home, text):
 def test_select_every_matching_device_and_never_another(home):
     cmd = parse("turn off all the lights downstairs", home)
     sel = select(cmd.target, home, "kitchen", None, ACTION_CAPS["turn_off"])
-    assert {d.id for d in sel.devices} == {"living_room.floor_lamp", "living_room.ceiling_light", "kitchen.light",
-                                          "hallway.light"}
+    assert {d.id for d in sel.devices} == {
+        "living_room.floor_lamp",
+        "living_room.ceiling_light",
+        "kitchen.light",
+        "hallway.light",
+    }
     assert sel.group and sel.scope == "on the ground floor"
     sel = select(parse("lock the front door", home).target, home, "kitchen", None, ACTION_CAPS["lock"])
     assert sel.devices == [] and sel.error == "There's no lock called front door."

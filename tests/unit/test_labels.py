@@ -21,8 +21,9 @@ from assistant.learning.labels.truth import gold_goals, turn_class
 from assistant.trace.schema import MIGRATIONS, SCHEMA_VERSION
 from assistant.trace.store import TraceStore
 
-needs_model = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "stage.json").is_file(),
-                                 reason="models/labels not trained (assistant train labels)")
+needs_model = pytest.mark.skipif(
+    not (DEFAULT_MODEL_DIR / "stage.json").is_file(), reason="models/labels not trained (assistant train labels)"
+)
 
 
 def test_logistic_learns_calibrated_probabilities_and_round_trips(tmp_path: Path) -> None:
@@ -51,8 +52,10 @@ def test_migration_keeps_an_existing_store(tmp_path: Path) -> None:
         db.executescript(sql)
     db.execute("PRAGMA user_version = 2")
     db.execute("INSERT INTO sessions VALUES ('s1', 'dev', 'u', 1.0, 2.0)")
-    db.execute("INSERT INTO turns(turn_id, session_id, seq, started_at, ended_at, source, pipeline, context, record) "
-               "VALUES ('t1', 's1', 1, 1.0, 2.0, '{}', '{}', '{}', '{}')")
+    db.execute(
+        "INSERT INTO turns(turn_id, session_id, seq, started_at, ended_at, source, pipeline, context, record) "
+        "VALUES ('t1', 's1', 1, 1.0, 2.0, '{}', '{}', '{}', '{}')"
+    )
     db.execute("INSERT INTO labels VALUES ('t1', 'ok', 0.6, '[]', 'signals-1', 3.0)")
     db.commit()
     db.close()
@@ -64,14 +67,42 @@ def test_migration_keeps_an_existing_store(tmp_path: Path) -> None:
 
 def test_truth_goals_and_classes() -> None:
     truth = {
-        "a": {"episode": "e1", "t": "1", "attempt": 0, "role": "request", "outcome": "wrong", "defect": True,
-              "failure_point": "asr"},
-        "b": {"episode": "e1", "t": "2", "attempt": 1, "role": "rephrase", "outcome": "achieved", "defect": False,
-              "failure_point": "correct"},
-        "c": {"episode": "e2", "t": "3", "attempt": 0, "role": "request", "outcome": "clarify", "defect": False,
-              "failure_point": "correct"},
-        "d": {"episode": "fw", "t": "4", "attempt": 0, "role": "false_wake", "outcome": "false-wake", "defect": True,
-              "failure_point": "false_wake"},
+        "a": {
+            "episode": "e1",
+            "t": "1",
+            "attempt": 0,
+            "role": "request",
+            "outcome": "wrong",
+            "defect": True,
+            "failure_point": "asr",
+        },
+        "b": {
+            "episode": "e1",
+            "t": "2",
+            "attempt": 1,
+            "role": "rephrase",
+            "outcome": "achieved",
+            "defect": False,
+            "failure_point": "correct",
+        },
+        "c": {
+            "episode": "e2",
+            "t": "3",
+            "attempt": 0,
+            "role": "request",
+            "outcome": "clarify",
+            "defect": False,
+            "failure_point": "correct",
+        },
+        "d": {
+            "episode": "fw",
+            "t": "4",
+            "attempt": 0,
+            "role": "false_wake",
+            "outcome": "false-wake",
+            "defect": True,
+            "failure_point": "false_wake",
+        },
     }
     g = gold_goals(truth)
     assert g["e1"] == {"turns": ["a", "b"], "success": True, "false_wake": False}
@@ -92,8 +123,16 @@ def test_repair_puts_misheard_words_right() -> None:
 
 
 def test_bigram_lm_prefers_requests_to_garble() -> None:
-    lm = BigramLM.build(["turn on the kitchen light", "turn off the light", "play some music",
-                         "set a timer for ten minutes", "what is the weather like"] * 3)
+    lm = BigramLM.build(
+        [
+            "turn on the kitchen light",
+            "turn off the light",
+            "play some music",
+            "set a timer for ten minutes",
+            "what is the weather like",
+        ]
+        * 3
+    )
     assert tokens("Set a timer for 10 minutes") == ["set", "a", "timer", "for", "<num>", "minutes"]
     good, bad = lm.score("turn on the light"), lm.score("tern of the lied slide")
     assert good["lm_logp"] > bad["lm_logp"] and bad["lm_oov"] > good["lm_oov"] == 0.0
@@ -106,20 +145,29 @@ def _labelled_cases(tmp_path: Path) -> tuple[TraceStore, dict[str, list[str]], d
     return store, ids, res
 
 
-_ENTITY_XFAIL = pytest.mark.xfail(strict=True, reason=(
-    "known limitation: few resolution failures in the simulator to learn from; on the first of two identical "
-    "unresolved-room turns the model still prefers nlu (see models/labels/MODEL_CARD.md)"))
+_ENTITY_XFAIL = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known limitation: few resolution failures in the simulator to learn from; on the first of two identical "
+        "unresolved-room turns the model still prefers nlu (see models/labels/MODEL_CARD.md)"
+    ),
+)
 
 
-FALSE_WAKE_XFAIL = pytest.mark.xfail(strict=True, reason=(
-    "known limitation: 16 false wakes in training (8 TV lines, no wake-word score in simulated traces); this "
-    "hand-built one is called defective but blamed on asr (see models/labels/MODEL_CARD.md)"))
+FALSE_WAKE_XFAIL = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known limitation: 16 false wakes in training (8 TV lines, no wake-word score in simulated traces); this "
+        "hand-built one is called defective but blamed on asr (see models/labels/MODEL_CARD.md)"
+    ),
+)
 _XFAIL = {"entity": _ENTITY_XFAIL, "false-wake": FALSE_WAKE_XFAIL}
 
 
 @needs_model
-@pytest.mark.parametrize("name", [pytest.param(c.name, marks=_XFAIL[c.name]) if c.name in _XFAIL else c.name
-                                  for c in CASES])
+@pytest.mark.parametrize(
+    "name", [pytest.param(c.name, marks=_XFAIL[c.name]) if c.name in _XFAIL else c.name for c in CASES]
+)
 def test_hand_built_sessions(tmp_path: Path, name: str) -> None:
     """Each hand-built session: its goals, their success, and the failing stage of its defective turns."""
     case = next(c for c in CASES if c.name == name)
@@ -150,8 +198,9 @@ def test_label_store_is_idempotent_and_exported(tmp_path: Path) -> None:
     first = {t: store.get_goal_label(t) for v in ids.values() for t in v}
     label_store(store, detector=None, counterfactuals=False)
     again = {t: store.get_goal_label(t) for v in ids.values() for t in v}
-    assert {t: {k: v for k, v in d.items() if k != "created_at"} for t, d in first.items()} == \
-        {t: {k: v for k, v in d.items() if k != "created_at"} for t, d in again.items()}
+    assert {t: {k: v for k, v in d.items() if k != "created_at"} for t, d in first.items()} == {
+        t: {k: v for k, v in d.items() if k != "created_at"} for t, d in again.items()
+    }
     export(store, tmp_path / "out", "jsonl", data_dir=tmp_path)
     rows = [json.loads(x) for x in (tmp_path / "out" / "turns.jsonl").read_text().splitlines()]
     assert len(rows) == n

@@ -11,7 +11,14 @@ import pytest
 
 from assistant.errors import AssistantError
 from assistant.learning.markov import (
-    MarkovConfig, absorbing_solution, current_version, load_table, rollback, solve, versions, write_table,
+    MarkovConfig,
+    absorbing_solution,
+    current_version,
+    load_table,
+    rollback,
+    solve,
+    versions,
+    write_table,
 )
 from assistant.learning.mining import Mined, mine
 from assistant.trace.store import Span, TraceStore, TurnTrace
@@ -19,20 +26,52 @@ from assistant.trace.store import Span, TraceStore, TurnTrace
 FAIL, OK = ("unsupported", "general_quirky"), ("done", "iot_hue_lighton")
 
 
-def add_session(store: TraceStore, user: str, start: float, turns: list[tuple[str, str, str]], step: float = 6.0,
-                device: str = "kitchen_speaker") -> None:
+def add_session(
+    store: TraceStore,
+    user: str,
+    start: float,
+    turns: list[tuple[str, str, str]],
+    step: float = 6.0,
+    device: str = "kitchen_speaker",
+) -> None:
     """One session of (text, status, intent[, slots]) turns `step` seconds apart, written as the pipeline would."""
     sid = uuid.uuid4().hex
     for k, (text, status, intent, *slots) in enumerate(turns):
         tid = uuid.uuid4().hex
         t = start + k * step
-        rec = {"turn_id": tid, "session_id": sid, "source": {"kind": "text"}, "wake": {"detected": False},
-               "transcript": text, "asr_confidence": None, "intent": intent, "intent_confidence": 0.9, "slots": slots[0] if slots else {},
-               "entities": [], "action": {"name": "x", "status": status, "target": None, "params": {}, "result": {}},
-               "response_text": "ok" if status == "done" else "Sorry, I can't do that.", "response_audio": None,
-               "expects_reply": False, "latency_ms": {"total": 50.0}, "error": None}
-        store.write_turn(TurnTrace(tid, sid, device, user, t, t + 0.05, {"kind": "text"}, {}, {"user_id": user}, rec,
-                                   [Span("nlu", "nlu", "1", 0.0, 1.0, {"text": text}, {"intent": intent})]))
+        rec = {
+            "turn_id": tid,
+            "session_id": sid,
+            "source": {"kind": "text"},
+            "wake": {"detected": False},
+            "transcript": text,
+            "asr_confidence": None,
+            "intent": intent,
+            "intent_confidence": 0.9,
+            "slots": slots[0] if slots else {},
+            "entities": [],
+            "action": {"name": "x", "status": status, "target": None, "params": {}, "result": {}},
+            "response_text": "ok" if status == "done" else "Sorry, I can't do that.",
+            "response_audio": None,
+            "expects_reply": False,
+            "latency_ms": {"total": 50.0},
+            "error": None,
+        }
+        store.write_turn(
+            TurnTrace(
+                tid,
+                sid,
+                device,
+                user,
+                t,
+                t + 0.05,
+                {"kind": "text"},
+                {},
+                {"user_id": user},
+                rec,
+                [Span("nlu", "nlu", "1", 0.0, 1.0, {"text": text}, {"intent": intent})],
+            )
+        )
 
 
 def synthetic_store(path: Path) -> TraceStore:
@@ -42,17 +81,22 @@ def synthetic_store(path: Path) -> TraceStore:
     t = 1_700_000_000.0
     for i in range(12):
         user = f"user{i % 4}"
-        if i % 4 == 3:   # two rephrases
-            chain = [("turn on the kitchin lihgt", *FAIL), ("turn on kitchin light", *FAIL),
-                     ("turn on the kitchen light", *OK)]
-        elif i == 10:    # gave up
+        if i % 4 == 3:  # two rephrases
+            chain = [
+                ("turn on the kitchin lihgt", *FAIL),
+                ("turn on kitchin light", *FAIL),
+                ("turn on the kitchen light", *OK),
+            ]
+        elif i == 10:  # gave up
             chain = [("turn on the kitchin lihgt", *FAIL)]
         else:
             chain = [("turn on the kitchin lihgt", *FAIL), ("turn on the kitchen light", *OK)]
         add_session(store, user, t, chain + [("what time is it", "done", "datetime_query")])
         t += 3600
     for i in range(6):
-        add_session(store, f"user{i % 4}", t, [("turn on the kitchen light", *OK), ("play some jazz", "done", "play_music")])
+        add_session(
+            store, f"user{i % 4}", t, [("turn on the kitchen light", *OK), ("play some jazz", "done", "play_music")]
+        )
         t += 3600
     return store
 
@@ -74,35 +118,51 @@ def test_absorbing_solution_matches_hand_computation():
 
 def _mined(edges, absorb, pairs) -> Mined:
     e = list(zip(*edges)) if edges else [[], [], []]
-    return Mined({"src": list(e[0]), "dst": list(e[1]), "n": np.array(e[2], float),
-                  "chains": np.array(e[2]), "users": np.ones(len(edges))},
-                 {"utt": [a[0] for a in absorb], "success": [a[1] for a in absorb], "failure": [a[2] for a in absorb]},
-                 {"src": [p[0] for p in pairs], "dst": [p[1] for p in pairs], "chains": [p[2] for p in pairs],
-                  "users": [p[3] for p in pairs]})
+    return Mined(
+        {
+            "src": list(e[0]),
+            "dst": list(e[1]),
+            "n": np.array(e[2], float),
+            "chains": np.array(e[2]),
+            "users": np.ones(len(edges)),
+        },
+        {"utt": [a[0] for a in absorb], "success": [a[1] for a in absorb], "failure": [a[2] for a in absorb]},
+        {
+            "src": [p[0] for p in pairs],
+            "dst": [p[1] for p in pairs],
+            "chains": [p[2] for p in pairs],
+            "users": [p[3] for p in pairs],
+        },
+    )
 
 
 def test_solve_picks_most_likely_reachable_success_and_respects_thresholds():
-    m = _mined(edges=[("bad", "meh", 4), ("bad", "good", 6), ("meh", "good", 2)],
-               absorb=[("bad", 0, 2), ("meh", 1, 1), ("good", 19, 1), ("other", 5, 0)],
-               pairs=[("bad", "good", 8, 3), ("bad", "meh", 1, 1), ("meh", "good", 2, 2)])
+    m = _mined(
+        edges=[("bad", "meh", 4), ("bad", "good", 6), ("meh", "good", 2)],
+        absorb=[("bad", 0, 2), ("meh", 1, 1), ("good", 19, 1), ("other", 5, 0)],
+        pairs=[("bad", "good", 8, 3), ("bad", "meh", 1, 1), ("meh", "good", 2, 2)],
+    )
     table, stats = solve(m, MarkovConfig(min_support=3, min_prob=0.7))
-    assert set(table) == {"bad"}            # meh -> good has support 2 < 3
+    assert set(table) == {"bad"}  # meh -> good has support 2 < 3
     assert table["bad"]["target"] == "good"
     assert table["bad"]["probability"] == pytest.approx(0.95)
     assert table["bad"]["support"] == 8 and table["bad"]["users"] == 3
     assert table["bad"]["baseline"] < 0.9
     assert stats["clusters"] == 1
-    assert solve(m, MarkovConfig(min_support=9))[0] == {}          # support
-    assert solve(m, MarkovConfig(min_prob=0.96))[0] == {}          # probability
-    assert solve(m, MarkovConfig(min_users=4))[0] == {}            # users
+    assert solve(m, MarkovConfig(min_support=9))[0] == {}  # support
+    assert solve(m, MarkovConfig(min_prob=0.96))[0] == {}  # probability
+    assert solve(m, MarkovConfig(min_users=4))[0] == {}  # users
     assert set(solve(m, MarkovConfig(min_support=2))[0]) == {"bad", "meh"}
 
 
 def test_unreachable_target_is_never_chosen():
-    m = _mined(edges=[("x", "y", 5), ("p", "q", 5)], absorb=[("x", 0, 1), ("y", 1, 4), ("q", 9, 0), ("p", 0, 5)],
-               pairs=[("x", "q", 9, 9), ("p", "q", 5, 2)])
+    m = _mined(
+        edges=[("x", "y", 5), ("p", "q", 5)],
+        absorb=[("x", 0, 1), ("y", 1, 4), ("q", 9, 0), ("p", 0, 5)],
+        pairs=[("x", "q", 9, 9), ("p", "q", 5, 2)],
+    )
     table, _ = solve(m, MarkovConfig(min_support=1, min_prob=0.5))
-    assert "x" not in table                 # q is in another cluster
+    assert "x" not in table  # q is in another cluster
     assert table["p"]["target"] == "q"
 
 
@@ -119,7 +179,7 @@ def test_versions_and_rollback(tmp_path):
         rollback(tmp_path, 7)
     rollback(tmp_path, 0)
     assert load_table(tmp_path) is None
-    assert write_table(tmp_path, {}) == 3   # versions keep counting after a rollback
+    assert write_table(tmp_path, {}) == 3  # versions keep counting after a rollback
 
 
 # -- mining over a real export ----------------------------------------------------------------------------
@@ -141,13 +201,13 @@ def test_mining_counts_transitions_and_absorption(exported):
     assert edges[("turn on the kitchin lihgt", "turn on the kitchen light")] == 8
     assert edges[("turn on the kitchin lihgt", "turn on kitchin light")] == 3
     assert edges[("turn on kitchin light", "turn on the kitchen light")] == 3
-    assert not any("what time" in a or "what time" in b for a, b in edges)   # not a rephrase
+    assert not any("what time" in a or "what time" in b for a, b in edges)  # not a rephrase
     absorb = {u: (s, f) for u, s, f in zip(m.absorb["utt"], m.absorb["success"], m.absorb["failure"])}
     assert absorb["turn on the kitchen light"] == (17, 0)
-    assert absorb["turn on the kitchin lihgt"] == (0, 1)       # the one who gave up
+    assert absorb["turn on the kitchin lihgt"] == (0, 1)  # the one who gave up
     pairs = {(a, b): (c, u) for a, b, c, u in zip(m.pairs["src"], m.pairs["dst"], m.pairs["chains"], m.pairs["users"])}
     assert pairs[("turn on the kitchin lihgt", "turn on the kitchen light")] == (11, 4)
-    assert m.stats["turns"] == 3 * 4 + 1 * 2 + 8 * 3 + 6 * 2   # every turn (none is a control intent)
+    assert m.stats["turns"] == 3 * 4 + 1 * 2 + 8 * 3 + 6 * 2  # every turn (none is a control intent)
 
 
 def test_mine_and_solve_end_to_end(exported, tmp_path):
@@ -165,22 +225,43 @@ def test_mining_reads_applied_rewrites_as_said_then_executed(tmp_path):
 
     rows = []
     for i in range(4):
-        spans = ('[{"stage":"rewrite","output":{"text":"turn on the kitchen light","applied":true}},'
-                 '{"stage":"nlu","input":{"text":"turn on the kitchen light"}}]')
-        rows.append({"turn_id": f"t{i}", "session_id": f"s{i}", "turn_index": 1, "started_at": 1e9 + i * 100,
-                     "ended_at": 1e9 + i * 100 + 1, "user_pseudonym": f"u_{i % 2}", "transcript": "turn on the kitchin lihgt",
-                     "intent": "iot_hue_lighton", "action_status": "done", "label": "ok", "spans": spans,
-                     "signals": "[]"})
-    table = pa.Table.from_pylist(rows)   # only the columns mining reads
+        spans = (
+            '[{"stage":"rewrite","output":{"text":"turn on the kitchen light","applied":true}},'
+            '{"stage":"nlu","input":{"text":"turn on the kitchen light"}}]'
+        )
+        rows.append(
+            {
+                "turn_id": f"t{i}",
+                "session_id": f"s{i}",
+                "turn_index": 1,
+                "started_at": 1e9 + i * 100,
+                "ended_at": 1e9 + i * 100 + 1,
+                "user_pseudonym": f"u_{i % 2}",
+                "transcript": "turn on the kitchin lihgt",
+                "intent": "iot_hue_lighton",
+                "action_status": "done",
+                "label": "ok",
+                "spans": spans,
+                "signals": "[]",
+            }
+        )
+    table = pa.Table.from_pylist(rows)  # only the columns mining reads
     table = table.append_column("error_code", pa.nulls(len(rows), pa.string()))
-    table = table.set_column(table.schema.get_field_index("started_at"), "started_at",
-                             pa.array([r["started_at"] * 1e6 for r in rows]).cast(pa.int64()).cast(pa.timestamp("us", "UTC")))
-    table = table.set_column(table.schema.get_field_index("ended_at"), "ended_at",
-                             pa.array([r["ended_at"] * 1e6 for r in rows]).cast(pa.int64()).cast(pa.timestamp("us", "UTC")))
+    table = table.set_column(
+        table.schema.get_field_index("started_at"),
+        "started_at",
+        pa.array([r["started_at"] * 1e6 for r in rows]).cast(pa.int64()).cast(pa.timestamp("us", "UTC")),
+    )
+    table = table.set_column(
+        table.schema.get_field_index("ended_at"),
+        "ended_at",
+        pa.array([r["ended_at"] * 1e6 for r in rows]).cast(pa.int64()).cast(pa.timestamp("us", "UTC")),
+    )
     pq.write_table(table, tmp_path / "turns.parquet")
     m = mine(tmp_path / "turns.parquet")
     assert list(zip(m.edges["src"], m.edges["dst"], m.edges["n"].tolist())) == [
-        ("turn on the kitchin lihgt", "turn on the kitchen light", 4)]
+        ("turn on the kitchin lihgt", "turn on the kitchen light", 4)
+    ]
     t, _ = solve(m, MarkovConfig(min_support=3))
     assert t["turn on the kitchin lihgt"]["target"] == "turn on the kitchen light"
 

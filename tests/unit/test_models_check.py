@@ -16,8 +16,9 @@ class BrokenRuntimeNlu:
     name, version = "onnx-joint-nlu", "test"
 
     def parse(self, text, context=None):
-        return NluResult(text=text, intent="general_quirky", confidence=0.05, slots=(),
-                         nbest=(("general_quirky", 0.05),))
+        return NluResult(
+            text=text, intent="general_quirky", confidence=0.05, slots=(), nbest=(("general_quirky", 0.05),)
+        )
 
 
 class RightNlu:
@@ -29,8 +30,13 @@ class RightNlu:
 
     def parse(self, text, context=None):
         e = self.sentences[text]
-        return NluResult(text=text, intent=e["intent"], confidence=e["confidence"] - self.shift, slots=(),
-                         nbest=((e["intent"], e["confidence"]),))
+        return NluResult(
+            text=text,
+            intent=e["intent"],
+            confidence=e["confidence"] - self.shift,
+            slots=(),
+            nbest=((e["intent"], e["confidence"]),),
+        )
 
 
 def test_the_expected_outputs_are_shipped_and_cover_every_stage():
@@ -68,8 +74,9 @@ def test_compare_asr_wake_vad_tts():
     exp, tol = mc.load_expected(), mc.load_expected()["tolerance"]
     for stage in ("asr", "wake", "vad", "tts"):
         assert mc.compare(stage, exp[stage], exp[stage], tol) == [], stage
-    assert mc.compare("asr", {"transcript": "alexa what's the time", "confidence": exp["asr"]["confidence"]},
-                      exp["asr"], tol)
+    assert mc.compare(
+        "asr", {"transcript": "alexa what's the time", "confidence": exp["asr"]["confidence"]}, exp["asr"], tol
+    )
     assert mc.compare("wake", {"alexa_max": 0.05, "silence_max": 0.0}, exp["wake"], tol)
     assert mc.compare("vad", {"speech_max": 0.1, "speech_frames": 0, "silence_max": 0.0}, exp["vad"], tol)
     assert mc.compare("tts", {"seconds": exp["tts"]["seconds"], "rms": 3.0, "heard": ""}, exp["tts"], tol)

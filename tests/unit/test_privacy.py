@@ -25,32 +25,49 @@ from assistant.trace.privacy import (
 from assistant.trace.store import Span, TraceStore, TurnTrace
 
 REPO = Path(__file__).resolve().parents[2]
-needs_nlu = pytest.mark.skipif(not (REPO / "models" / "nlu" / "model.onnx").exists(),
-                               reason="models/nlu/model.onnx not trained yet")
+needs_nlu = pytest.mark.skipif(
+    not (REPO / "models" / "nlu" / "model.onnx").exists(), reason="models/nlu/model.onnx not trained yet"
+)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("call me on 555-123-4567 or mail bob@example.com", "call me on [PHONE] or mail [EMAIL]"),
-    ("my number is +44 20 7946 0958.", "my number is [PHONE]."),
-    ("(555) 123-4567", "[PHONE]"),
-    ("ring 5551234567 now", "ring [PHONE] now"),
-    ("text five five five one two three four five six seven", "text [PHONE]"),
-    ("Mail Jane.Doe+home@mail.example.co.uk please", "Mail [EMAIL] please"),
-    # not phone numbers: times, dates, quantities, versions, long floats
-    ("set a timer for 10 minutes", None), ("wake me at 07:30 on 2024-05-01", None), ("add 12 eggs and 500 grams", None),
-    ("turn the volume to 40", None), ("version 1.2.3456789", None), ("confidence 0.912345678", None),
-    ("set the thermostat to 21.5 degrees", None), ("one two three", None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("call me on 555-123-4567 or mail bob@example.com", "call me on [PHONE] or mail [EMAIL]"),
+        ("my number is +44 20 7946 0958.", "my number is [PHONE]."),
+        ("(555) 123-4567", "[PHONE]"),
+        ("ring 5551234567 now", "ring [PHONE] now"),
+        ("text five five five one two three four five six seven", "text [PHONE]"),
+        ("Mail Jane.Doe+home@mail.example.co.uk please", "Mail [EMAIL] please"),
+        # not phone numbers: times, dates, quantities, versions, long floats
+        ("set a timer for 10 minutes", None),
+        ("wake me at 07:30 on 2024-05-01", None),
+        ("add 12 eggs and 500 grams", None),
+        ("turn the volume to 40", None),
+        ("version 1.2.3456789", None),
+        ("confidence 0.912345678", None),
+        ("set the thermostat to 21.5 degrees", None),
+        ("one two three", None),
+    ],
+)
 def test_redaction(text, expected):
     assert redact(text) == (expected if expected is not None else text)
     assert needs_redaction(text) is (expected is not None)
 
 
 def test_redact_obj_keeps_identifiers():
-    obj = {"turn_id": "5551234567", "text": "call 555-123-4567", "items": [{"value": "a@b.io", "path": "/x/5551234567.wav"}],
-           "n": 5551234567}
-    assert redact_obj(obj) == {"turn_id": "5551234567", "text": "call [PHONE]",
-                               "items": [{"value": "[EMAIL]", "path": "/x/5551234567.wav"}], "n": 5551234567}
+    obj = {
+        "turn_id": "5551234567",
+        "text": "call 555-123-4567",
+        "items": [{"value": "a@b.io", "path": "/x/5551234567.wav"}],
+        "n": 5551234567,
+    }
+    assert redact_obj(obj) == {
+        "turn_id": "5551234567",
+        "text": "call [PHONE]",
+        "items": [{"value": "[EMAIL]", "path": "/x/5551234567.wav"}],
+        "n": 5551234567,
+    }
 
 
 def test_pseudonyms_are_stable_salted_and_not_the_raw_id(tmp_path):
@@ -64,12 +81,32 @@ def test_pseudonyms_are_stable_salted_and_not_the_raw_id(tmp_path):
 
 
 def _turn(store: TraceStore, tid: str, started: float, user: str, audio: Path | None = None) -> None:
-    rec = {"turn_id": tid, "transcript": "what time is it", "intent": "datetime_query", "intent_confidence": 0.9,
-           "action": {"name": "time.tell", "status": "done"}, "response_text": "It's eight.",
-           "response_audio": str(audio) if audio else None, "error": None}
-    store.write_turn(TurnTrace(tid, f"s-{tid}", "kitchen_speaker", user, started, started + 0.2, {"kind": "text"}, {},
-                               {"user_id": user}, rec, spans=[Span("nlu", "x", "1", 0, 1, {"text": "x"}, {}, 0.9)],
-                               events=[{"type": "barge-in", "t_ms": 5, "data": {}}]))
+    rec = {
+        "turn_id": tid,
+        "transcript": "what time is it",
+        "intent": "datetime_query",
+        "intent_confidence": 0.9,
+        "action": {"name": "time.tell", "status": "done"},
+        "response_text": "It's eight.",
+        "response_audio": str(audio) if audio else None,
+        "error": None,
+    }
+    store.write_turn(
+        TurnTrace(
+            tid,
+            f"s-{tid}",
+            "kitchen_speaker",
+            user,
+            started,
+            started + 0.2,
+            {"kind": "text"},
+            {},
+            {"user_id": user},
+            rec,
+            spans=[Span("nlu", "x", "1", 0, 1, {"text": "x"}, {}, 0.9)],
+            events=[{"type": "barge-in", "t_ms": 5, "data": {}}],
+        )
+    )
 
 
 def test_opt_out_records_nothing_and_exports_nothing(tmp_path, monkeypatch, capsys):
@@ -128,4 +165,3 @@ def test_prune_deletes_old_turns_and_their_audio_and_keeps_newer(tmp_path, monke
     assert main(["traces", "prune", "--older-than", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["turns"] == 1
     assert not new_audio.exists() and store.count_turns() == 0
-

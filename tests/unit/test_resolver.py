@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from assistant.core.context import TurnContext
+from assistant.core.stages.nlu import NluResult, Slot
+from assistant.home.model import Home
+from assistant.training.catalogs import DEFAULT_DATA, DEFAULT_OUT, build, synthetic_rows
 from assistant.understanding import spoken
 from assistant.understanding.resolve.catalog import CatalogResolver, MusicCatalog
-from assistant.training.catalogs import DEFAULT_DATA, DEFAULT_OUT, build, synthetic_rows
-from assistant.core.context import TurnContext
-from assistant.home.model import Home
-from assistant.core.stages.nlu import NluResult, Slot
 
 NOW = datetime(2025, 3, 14, 9, 0)  # a Friday morning
 
@@ -27,8 +27,12 @@ def resolver() -> CatalogResolver:
 def run(resolver: CatalogResolver, intent: str, device: str = "kitchen.speaker", text: str = "", **slots: str):
     home = Home.example()
     ctx = TurnContext(home=home, device_id=device, user_id="alex", now=NOW, session_id="s", data_dir=Path("."))
-    nlu = NluResult(text=text or " ".join(slots.values()), intent=intent, confidence=0.9,
-                    slots=tuple(Slot(k, v) for k, v in slots.items()))
+    nlu = NluResult(
+        text=text or " ".join(slots.values()),
+        intent=intent,
+        confidence=0.9,
+        slots=tuple(Slot(k, v) for k, v in slots.items()),
+    )
     return resolver.resolve(nlu, ctx)
 
 
@@ -44,16 +48,34 @@ def test_two_equal_lights_are_ambiguous(resolver: CatalogResolver) -> None:
 
 
 def test_named_device_and_alias_win_anywhere(resolver: CatalogResolver) -> None:
-    assert run(resolver, "iot_hue_lighton", "kitchen.speaker", device_type="floor lamp").first("device").entity_id == "living_room.floor_lamp"
-    assert run(resolver, "iot_hue_lighton", "living_room.display", device_type="big light").first("device").entity_id == "living_room.ceiling_light"
-    assert run(resolver, "iot_cover_open", "kitchen.speaker", device_type="garage door").first("device").entity_id == "garage.door"
-    assert run(resolver, "iot_appliance_on", "bedroom.speaker", device_type="oven").first("device").entity_id == "kitchen.oven"
+    assert (
+        run(resolver, "iot_hue_lighton", "kitchen.speaker", device_type="floor lamp").first("device").entity_id
+        == "living_room.floor_lamp"
+    )
+    assert (
+        run(resolver, "iot_hue_lighton", "living_room.display", device_type="big light").first("device").entity_id
+        == "living_room.ceiling_light"
+    )
+    assert (
+        run(resolver, "iot_cover_open", "kitchen.speaker", device_type="garage door").first("device").entity_id
+        == "garage.door"
+    )
+    assert (
+        run(resolver, "iot_appliance_on", "bedroom.speaker", device_type="oven").first("device").entity_id
+        == "kitchen.oven"
+    )
 
 
 def test_misspelt_type_word_beats_the_intents_device_class(resolver: CatalogResolver) -> None:
     # the NLU said "plug" (iot_wemo_on) but the words say light: the light, not the kettle plug
-    assert run(resolver, "iot_wemo_on", "bedroom.speaker", device_type="kitchin lihgt").first("device").entity_id == "kitchen.light"
-    assert run(resolver, "iot_wemo_on", "bedroom.speaker", device_type="kitchen plug").first("device").entity_id == "kitchen.kettle_plug"
+    assert (
+        run(resolver, "iot_wemo_on", "bedroom.speaker", device_type="kitchin lihgt").first("device").entity_id
+        == "kitchen.light"
+    )
+    assert (
+        run(resolver, "iot_wemo_on", "bedroom.speaker", device_type="kitchen plug").first("device").entity_id
+        == "kitchen.kettle_plug"
+    )
 
 
 def test_house_place_overrides_speaking_area(resolver: CatalogResolver) -> None:
@@ -62,7 +84,10 @@ def test_house_place_overrides_speaking_area(resolver: CatalogResolver) -> None:
     assert res.first("device").entity_id == "bedroom.light"
     res = run(resolver, "iot_hue_lightoff", "kitchen.speaker", house_place="lounge", device_type="lights")
     group = res.first("device_group")
-    assert group is not None and set(group.normalized["device_ids"]) == {"living_room.floor_lamp", "living_room.ceiling_light"}
+    assert group is not None and set(group.normalized["device_ids"]) == {
+        "living_room.floor_lamp",
+        "living_room.ceiling_light",
+    }
 
 
 def test_phonetic_music_match(resolver: CatalogResolver) -> None:
@@ -135,7 +160,9 @@ def test_catalog_build_is_reproducible() -> None:
 
 
 def test_lookup_stays_fast_on_a_large_catalog() -> None:
-    cat = MusicCatalog(synthetic_rows(20000) + [{"id": "track:x", "type": "track", "name": "Purple Haze", "artist": "Jimi Hendrix"}])
+    cat = MusicCatalog(
+        synthetic_rows(20000) + [{"id": "track:x", "type": "track", "name": "Purple Haze", "artist": "Jimi Hendrix"}]
+    )
     t0 = time.perf_counter()
     hits = cat.search("purple k's", etype="track", artist="jimmy hendrix")
     assert time.perf_counter() - t0 < 0.5
@@ -143,9 +170,13 @@ def test_lookup_stays_fast_on_a_large_catalog() -> None:
 
 
 def test_specific_word_picks_among_room_lights(resolver: CatalogResolver) -> None:
-    res = run(resolver, "iot_hue_lighton", "kitchen.speaker", text="turn on the living room lamp", house_place="living room")
+    res = run(
+        resolver, "iot_hue_lighton", "kitchen.speaker", text="turn on the living room lamp", house_place="living room"
+    )
     assert res.first("device").entity_id == "living_room.floor_lamp"
     res = run(resolver, "iot_hue_lighton", "kitchen.speaker", house_place="living room", device_type="lamp")
     assert res.first("device").entity_id == "living_room.floor_lamp"
-    res = run(resolver, "iot_hue_lighton", "kitchen.speaker", text="turn on the living room light", house_place="living room")
+    res = run(
+        resolver, "iot_hue_lighton", "kitchen.speaker", text="turn on the living room light", house_place="living room"
+    )
     assert res.first("device").ambiguous

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from assistant.understanding.resolve.catalog import CatalogResolver, MusicCatalog
 from assistant.core.context import PreviousTurn, TurnContext
+from assistant.core.stages.nlu import NluResult, Slot
+from assistant.core.stages.respond import Response
 from assistant.home.model import Home
 from assistant.skills.responder import SkillResponder
 from assistant.skills.weather import WeatherReport
-from assistant.core.stages.nlu import NluResult, Slot
-from assistant.core.stages.respond import Response
+from assistant.understanding.resolve.catalog import CatalogResolver, MusicCatalog
 
 NOW = datetime(2025, 3, 14, 9, 0)
 
@@ -35,12 +35,25 @@ class Session:
         self.now = NOW
         self.history: list[PreviousTurn] = []
 
-    def say(self, text: str, intent: str, confidence: float = 0.95, device: str | None = None, **slots: str) -> Response:
-        ctx = TurnContext(home=self.home, device_id=device or self.device, user_id="alex", now=self.now,
-                          session_id="s1", data_dir=self.data_dir, history=list(self.history))
-        nlu = NluResult(text=text, intent=intent, confidence=confidence, slots=tuple(Slot(k, v) for k, v in slots.items()))
+    def say(
+        self, text: str, intent: str, confidence: float = 0.95, device: str | None = None, **slots: str
+    ) -> Response:
+        ctx = TurnContext(
+            home=self.home,
+            device_id=device or self.device,
+            user_id="alex",
+            now=self.now,
+            session_id="s1",
+            data_dir=self.data_dir,
+            history=list(self.history),
+        )
+        nlu = NluResult(
+            text=text, intent=intent, confidence=confidence, slots=tuple(Slot(k, v) for k, v in slots.items())
+        )
         resp = self.responder.respond(nlu, self.resolver.resolve(nlu, ctx), ctx)
-        self.history.append(PreviousTurn(str(len(self.history)), text, intent, resp.text, resp.expects_reply, resp.pending))
+        self.history.append(
+            PreviousTurn(str(len(self.history)), text, intent, resp.text, resp.expects_reply, resp.pending)
+        )
         return resp
 
     def state(self, device_id: str) -> dict:
@@ -75,7 +88,12 @@ def test_ambiguous_light_asks_then_answer_runs_the_action(s: Session) -> None:
 
 
 def test_clarify_answer_by_partial_name_and_cancel(s: Session) -> None:
-    s.say("dim the light to twenty percent", "iot_hue_lightdim", device="living_room.display", change_amount="to twenty percent")
+    s.say(
+        "dim the light to twenty percent",
+        "iot_hue_lightdim",
+        device="living_room.display",
+        change_amount="to twenty percent",
+    )
     r = s.say("ceiling", "general_quirky", confidence=0.2, device="living_room.display")
     assert r.action.target == "living_room.ceiling_light"
     assert s.state("living_room.ceiling_light")["brightness"] == 20
@@ -87,13 +105,20 @@ def test_clarify_answer_by_partial_name_and_cancel(s: Session) -> None:
 def test_lights_plural_in_named_room(s: Session) -> None:
     s.home.set_state("living_room.floor_lamp", on=True)
     s.home.set_state("living_room.ceiling_light", on=True)
-    r = s.say("turn off the lights in the living room", "iot_hue_lightoff", house_place="living room", device_type="lights")
+    r = s.say(
+        "turn off the lights in the living room", "iot_hue_lightoff", house_place="living room", device_type="lights"
+    )
     assert r.action.status == "done" and r.action.name == "light.turn_off"
     assert not s.state("living_room.floor_lamp")["on"] and not s.state("living_room.ceiling_light")["on"]
 
 
 def test_dim_brighten_colour(s: Session) -> None:
-    r = s.say("set the kitchen light to fifty percent", "iot_hue_lightdim", device_type="kitchen light", change_amount="fifty percent")
+    r = s.say(
+        "set the kitchen light to fifty percent",
+        "iot_hue_lightdim",
+        device_type="kitchen light",
+        change_amount="fifty percent",
+    )
     assert s.state("kitchen.light")["brightness"] == 50 and "50%" in r.text
     s.say("brighter", "iot_hue_lightup", device_type="light")
     assert s.state("kitchen.light")["brightness"] == 70
@@ -102,12 +127,22 @@ def test_dim_brighten_colour(s: Session) -> None:
 
 
 def test_oven_thermostat_covers_plug(s: Session) -> None:
-    r = s.say("preheat the oven to two hundred degrees", "iot_appliance_on", device_type="oven", temperature="two hundred degrees")
+    r = s.say(
+        "preheat the oven to two hundred degrees",
+        "iot_appliance_on",
+        device_type="oven",
+        temperature="two hundred degrees",
+    )
     assert s.state("kitchen.oven") == {"on": True, "temperature": 200}
     assert r.action.target == "kitchen.oven" and "200 degrees" in r.text
     s.say("turn off the oven", "iot_appliance_off", device_type="oven")
     assert s.state("kitchen.oven")["on"] is False
-    r = s.say("set the thermostat to twenty one degrees", "iot_climate_set", device_type="thermostat", temperature="twenty one degrees")
+    r = s.say(
+        "set the thermostat to twenty one degrees",
+        "iot_climate_set",
+        device_type="thermostat",
+        temperature="twenty one degrees",
+    )
     assert s.state("hallway.thermostat")["temperature"] == 21 and r.action.name == "thermostat.set_temperature"
     r = s.say("open the garage door", "iot_cover_open", device_type="garage door")
     assert s.state("garage.door")["position"] == "closed" and r.expects_reply  # opening a garage door is confirmed

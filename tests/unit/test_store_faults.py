@@ -20,8 +20,18 @@ from assistant.trace.store import TraceNotSaved, TraceStore, TurnTrace
 
 def _trace(i: int, session: str = "s1") -> TurnTrace:
     rec = {"turn_id": f"t{i:05d}", "transcript": f"turn {i}", "intent": "x", "intent_confidence": 0.9, "error": None}
-    return TurnTrace(turn_id=f"t{i:05d}", session_id=session, device_id="d", user_id="u", started_at=1000.0 + i,
-                     ended_at=1000.5 + i, source={"kind": "text"}, pipeline={}, context={}, record=rec)
+    return TurnTrace(
+        turn_id=f"t{i:05d}",
+        session_id=session,
+        device_id="d",
+        user_id="u",
+        started_at=1000.0 + i,
+        ended_at=1000.5 + i,
+        source={"kind": "text"},
+        pipeline={},
+        context={},
+        record=rec,
+    )
 
 
 def _integrity(path) -> str:
@@ -36,8 +46,11 @@ def _asides(path):
     return sorted(p for p in path.parent.iterdir() if ".corrupt-" in p.name and not p.name.endswith(("-wal", "-shm")))
 
 
-@pytest.mark.parametrize("content", [b"this is not a database at all\n" * 40, os.urandom(8192), b"\x00" * 4096],
-                         ids=["text", "random", "zeros"])
+@pytest.mark.parametrize(
+    "content",
+    [b"this is not a database at all\n" * 40, os.urandom(8192), b"\x00" * 4096],
+    ids=["text", "random", "zeros"],
+)
 def test_a_file_that_is_not_sqlite_is_moved_aside_and_a_new_store_created(tmp_path, caplog, content):
     path = tmp_path / "traces.db"
     path.write_bytes(content)
@@ -62,7 +75,7 @@ def test_a_damaged_sqlite_store_is_moved_aside(tmp_path, caplog):
     data = bytearray(path.read_bytes())
     page = 4096
     assert len(data) > 6 * page
-    data[2 * page: 5 * page] = os.urandom(3 * page)  # the header survives, table pages do not
+    data[2 * page : 5 * page] = os.urandom(3 * page)  # the header survives, table pages do not
     path.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING, logger="assistant.trace.store"):
         store = TraceStore(path)
@@ -142,14 +155,21 @@ class _FullStore:
     def write_turn(self, trace):
         if self.fail:
             self.fail -= 1
-            raise TraceNotSaved("trace-not-saved",
-                                "Traces are not being saved: /x/traces.db: database or disk is full.")
+            raise TraceNotSaved(
+                "trace-not-saved", "Traces are not being saved: /x/traces.db: database or disk is full."
+            )
         self.written.append(trace.turn_id)
 
 
 def _turn(recorder, turn_id: str) -> TurnRecord:
-    rec = TurnRecord(turn_id=turn_id, session_id="s", source={"kind": "text"}, wake={"detected": False},
-                     transcript="hello", response_text="Hi.")
+    rec = TurnRecord(
+        turn_id=turn_id,
+        session_id="s",
+        source={"kind": "text"},
+        wake={"detected": False},
+        transcript="hello",
+        response_text="Hi.",
+    )
     recorder(TurnStarted(turn_id, "s", rec.source, rec.wake, "2026-01-01T00:00:00"))
     recorder(StageStarted(turn_id, "nlu", "fake", "1", 0.0, {"text": "hello"}))
     recorder(StageEnded(turn_id, "nlu", 1.0, output={}, confidence=0.9))
@@ -181,8 +201,13 @@ def test_recorder_warns_once_marks_the_record_and_recovers():
     store = _FullStore(fail=2)
     recorder = TraceRecorder(store, warn=warnings.append)
     first, second, third = (_turn(recorder, t) for t in ("a", "b", "c"))
-    assert first["events"] == [{"type": "trace-not-saved", "code": "trace-not-saved",
-                                "message": "Traces are not being saved: /x/traces.db: database or disk is full."}]
+    assert first["events"] == [
+        {
+            "type": "trace-not-saved",
+            "code": "trace-not-saved",
+            "message": "Traces are not being saved: /x/traces.db: database or disk is full.",
+        }
+    ]
     assert second["events"][0]["type"] == "trace-not-saved" and "events" not in third
     assert store.written == ["c"] and recorder.failures == 2
     assert len(warnings) == 2 and "not being saved" in warnings[0] and "saved again" in warnings[1]

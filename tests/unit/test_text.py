@@ -43,5 +43,9 @@ def test_stop_words() -> None:
     assert is_stop_reply("No thanks.") and is_stop_reply("never mind!") and not is_stop_reply("the second one")
     assert is_stop_command("OK stop now") and is_stop_command("be quiet") and not is_stop_command("forget it")
     assert not is_stop_command("stopwatch")
-    assert starts_with_cancel("... forget about it") and starts_with_cancel("That's enough") and starts_with_cancel("abort")
+    assert (
+        starts_with_cancel("... forget about it")
+        and starts_with_cancel("That's enough")
+        and starts_with_cancel("abort")
+    )
     assert not starts_with_cancel("please stop") and not starts_with_cancel("stopwatch")

@@ -12,12 +12,29 @@ from assistant.trace.store import Span, TraceStore, TurnTrace
 
 
 def _trace(turn_id: str, session: str = "s1", started: float = 1000.0) -> TurnTrace:
-    rec = {"turn_id": turn_id, "transcript": "turn on the light", "intent": "iot_hue_lighton", "intent_confidence": 0.9,
-           "action": {"name": "light.turn_on"}, "response_text": "ok", "error": None}
-    return TurnTrace(turn_id, session, "kitchen_speaker", "u1", started, started + 1, {"kind": "text"}, {"nlu": "x"},
-                     {"device_id": "kitchen_speaker"}, rec,
-                     spans=[Span("nlu", "onnx", "1", 0, 5, {"text": "turn on the light"}, {"intent": "iot_hue_lighton"}, 0.9)],
-                     events=[{"type": "wake", "t_ms": 0, "data": {"score": 0.99}}])
+    rec = {
+        "turn_id": turn_id,
+        "transcript": "turn on the light",
+        "intent": "iot_hue_lighton",
+        "intent_confidence": 0.9,
+        "action": {"name": "light.turn_on"},
+        "response_text": "ok",
+        "error": None,
+    }
+    return TurnTrace(
+        turn_id,
+        session,
+        "kitchen_speaker",
+        "u1",
+        started,
+        started + 1,
+        {"kind": "text"},
+        {"nlu": "x"},
+        {"device_id": "kitchen_speaker"},
+        rec,
+        spans=[Span("nlu", "onnx", "1", 0, 5, {"text": "turn on the light"}, {"intent": "iot_hue_lighton"}, 0.9)],
+        events=[{"type": "wake", "t_ms": 0, "data": {"score": 0.99}}],
+    )
 
 
 def test_new_store_is_migrated_and_in_wal_mode(tmp_path):

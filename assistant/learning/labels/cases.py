@@ -50,8 +50,9 @@ def _audio_seconds(text: str) -> float:
     return round(0.6 + len(text.split()) / 2.6, 2)
 
 
-def write_case(store: TraceStore, case: Case, t0: float = 1_740_985_000.0, user: str = "h-test",
-               device: str = "kitchen.speaker") -> list[str]:
+def write_case(
+    store: TraceStore, case: Case, t0: float = 1_740_985_000.0, user: str = "h-test", device: str = "kitchen.speaker"
+) -> list[str]:
     """Write the case's turns as one session; returns their turn ids."""
     session = f"s-{case.name}-{uuid.uuid4().hex[:6]}"
     ids = []
@@ -63,79 +64,285 @@ def write_case(store: TraceStore, case: Case, t0: float = 1_740_985_000.0, user:
         nbest = t.nbest or ([(t.intent, t.conf), ("general_quirky", round(1 - t.conf, 4))] if t.intent else [])
         slot_spans = [{"name": k, "value": v, "start": 0, "end": len(v), "confidence": 0.9} for k, v in t.slots.items()]
         action = {"name": t.action, "status": t.status, "target": None, "params": {}, "result": {}}
-        rec = {"turn_id": tid, "session_id": session, "source": {"kind": "test"}, "wake": None, "transcript": t.text,
-               "asr_confidence": t.asr_conf, "intent": t.intent, "intent_confidence": t.conf, "slots": t.slots,
-               "entities": t.entities, "action": action, "response_text": t.response, "response_audio": None,
-               "expects_reply": t.expects_reply, "latency_ms": {}, "error": t.error}
+        rec = {
+            "turn_id": tid,
+            "session_id": session,
+            "source": {"kind": "test"},
+            "wake": None,
+            "transcript": t.text,
+            "asr_confidence": t.asr_conf,
+            "intent": t.intent,
+            "intent_confidence": t.conf,
+            "slots": t.slots,
+            "entities": t.entities,
+            "action": action,
+            "response_text": t.response,
+            "response_audio": None,
+            "expects_reply": t.expects_reply,
+            "latency_ms": {},
+            "error": t.error,
+        }
         spans = [
-            Span("asr", "test", "1", 0.0, 300.0, {"audio_seconds": audio_s},
-                 {"text": t.text, "confidence": t.asr_conf, "no_speech_prob": 0.05, "audio_seconds": audio_s},
-                 t.asr_conf),
-            Span("nlu", "test", "1", 300.0, 320.0, {"text": t.text},
-                 {"text": t.text, "intent": t.intent, "confidence": t.conf, "slots": slot_spans,
-                  "nbest": [list(x) for x in nbest]}, t.conf),
+            Span(
+                "asr",
+                "test",
+                "1",
+                0.0,
+                300.0,
+                {"audio_seconds": audio_s},
+                {"text": t.text, "confidence": t.asr_conf, "no_speech_prob": 0.05, "audio_seconds": audio_s},
+                t.asr_conf,
+            ),
+            Span(
+                "nlu",
+                "test",
+                "1",
+                300.0,
+                320.0,
+                {"text": t.text},
+                {
+                    "text": t.text,
+                    "intent": t.intent,
+                    "confidence": t.conf,
+                    "slots": slot_spans,
+                    "nbest": [list(x) for x in nbest],
+                },
+                t.conf,
+            ),
             Span("resolve", "test", "1", 320.0, 330.0, {"slots": t.slots}, {"entities": t.entities}),
-            Span("respond", "test", "1", 330.0, 350.0, {"intent": t.intent},
-                 {"text": t.response, "action": action, "expects_reply": t.expects_reply}),
+            Span(
+                "respond",
+                "test",
+                "1",
+                330.0,
+                350.0,
+                {"intent": t.intent},
+                {"text": t.response, "action": action, "expects_reply": t.expects_reply},
+            ),
         ]
         events = []
         if t.barge_in_ms is not None:
             events.append({"type": "barge-in", "t_ms": t.barge_in_ms, "data": {"offset_ms": t.barge_in_ms}})
-        store.write_turn(TurnTrace(tid, session, device, user, start, start + 0.4, {"kind": "test"}, {}, {}, rec,
-                                   spans, events))
+        store.write_turn(
+            TurnTrace(tid, session, device, user, start, start + 0.4, {"kind": "test"}, {}, {}, rec, spans, events)
+        )
     return ids
 
 
 def _room(name: str, ok: bool = True) -> dict[str, Any]:
-    return {"slot": "house_place", "value": name, "entity_type": "area", "entity_id": name if ok else None,
-            "name": name if ok else None, "score": 1.0 if ok else 0.0, "candidates": []}
+    return {
+        "slot": "house_place",
+        "value": name,
+        "entity_type": "area",
+        "entity_id": name if ok else None,
+        "name": name if ok else None,
+        "score": 1.0 if ok else 0.0,
+        "candidates": [],
+    }
 
 
 CASES: list[Case] = [
-    Case("false-wake", "false_wake", [
-        T("She said she would call him first thing tomorrow.", "calendar_set", 0.64, 0.74, action="none",
-          status="unsupported", response="Sorry, I can't do that."),
-        T("Stop.", "general_commandstop", 0.99, 0.9, action="stop", status="done", response="", at=3.2),
-    ], defects=[0], goals=[[0, 1]], success=[False]),
-    Case("asr", "asr", [
-        T("Raise the lamp slide.", "iot_cover_open", 0.55, 0.42, slots={"device_type": "lamp slide"},
-          action="cover.open", status="failed", response="There is no blind to open here."),
-        T("Raise the lamp's light.", "iot_hue_lightup", 0.93, 0.9, slots={"device_type": "lamp's light"},
-          action="light.brighten", status="done", response="Brightening the lamp.", at=5.5),
-    ], defects=[0], goals=[[0, 1]], success=[True]),
-    Case("nlu", "nlu", [
-        T("Add milk to my shopping list.", "lists_query", 0.52, 0.96, slots={"list_name": "shopping"},
-          action="lists.query", status="done", response="Your shopping list is empty.",
-          nbest=[("lists_query", 0.52), ("lists_createoradd", 0.44), ("lists_remove", 0.02)]),
-        T("Put milk on the shopping list.", "lists_createoradd", 0.97, 0.95,
-          slots={"list_name": "shopping", "item": "milk"}, action="lists.add", status="done",
-          response="Added milk to your shopping list.", at=4.8),
-    ], defects=[0], goals=[[0, 1]], success=[True]),
-    Case("entity", "entity_resolution", [
-        T("Turn off the light in the hallway.", "iot_hue_lightoff", 0.97, 0.95, slots={"house_place": "hallway"},
-          entities=[_room("hallway", ok=False)], action="light.off", status="failed",
-          response="I don't know a room called hallway."),
-        T("Turn off the hallway light.", "iot_hue_lightoff", 0.97, 0.95, slots={"house_place": "hallway"},
-          entities=[_room("hallway", ok=False)], action="light.off", status="failed",
-          response="I don't know a room called hallway.", at=6.0),
-    ], defects=[0, 1], goals=[[0, 1]], success=[False]),
-    Case("result", "result", [
-        T("Set a timer for ten minutes.", "timer_set", 0.98, 0.96, slots={"duration": "ten minutes"},
-          action="timer.set", status="failed", response="Sorry, something went wrong with the timer.",
-          error={"stage": "respond", "code": "skill-error", "message": "timer store locked"}),
-        T("Set a ten minute timer.", "timer_set", 0.98, 0.96, slots={"duration": "ten minute"},
-          action="timer.set", status="done", response="Timer set for 10 minutes.", at=5.0),
-    ], defects=[0], goals=[[0, 1]], success=[True]),
-    Case("ok-then-new", "correct", [
-        T("Turn on the kitchen light.", "iot_hue_lighton", 0.98, 0.95, slots={"house_place": "kitchen"},
-          entities=[_room("kitchen")], action="light.on", status="done", response="Kitchen light on."),
-        T("What time is it?", "datetime_query", 0.99, 0.96, action="datetime.query", status="done",
-          response="It's 7:05.", at=40.0),
-    ], defects=[], goals=[[0], [1]], success=[True, True]),
-    Case("clarify", "correct", [
-        T("Turn on the lamp.", "iot_hue_lighton", 0.97, 0.95, slots={"device_type": "lamp"}, action="light.on",
-          status="clarify", response="Which one: the floor lamp or the desk lamp?", expects_reply=True),
-        T("The desk lamp.", "iot_hue_lighton", 0.7, 0.93, action="light.on", status="done",
-          response="Desk lamp on.", at=4.5),
-    ], defects=[], goals=[[0, 1]], success=[True]),
+    Case(
+        "false-wake",
+        "false_wake",
+        [
+            T(
+                "She said she would call him first thing tomorrow.",
+                "calendar_set",
+                0.64,
+                0.74,
+                action="none",
+                status="unsupported",
+                response="Sorry, I can't do that.",
+            ),
+            T("Stop.", "general_commandstop", 0.99, 0.9, action="stop", status="done", response="", at=3.2),
+        ],
+        defects=[0],
+        goals=[[0, 1]],
+        success=[False],
+    ),
+    Case(
+        "asr",
+        "asr",
+        [
+            T(
+                "Raise the lamp slide.",
+                "iot_cover_open",
+                0.55,
+                0.42,
+                slots={"device_type": "lamp slide"},
+                action="cover.open",
+                status="failed",
+                response="There is no blind to open here.",
+            ),
+            T(
+                "Raise the lamp's light.",
+                "iot_hue_lightup",
+                0.93,
+                0.9,
+                slots={"device_type": "lamp's light"},
+                action="light.brighten",
+                status="done",
+                response="Brightening the lamp.",
+                at=5.5,
+            ),
+        ],
+        defects=[0],
+        goals=[[0, 1]],
+        success=[True],
+    ),
+    Case(
+        "nlu",
+        "nlu",
+        [
+            T(
+                "Add milk to my shopping list.",
+                "lists_query",
+                0.52,
+                0.96,
+                slots={"list_name": "shopping"},
+                action="lists.query",
+                status="done",
+                response="Your shopping list is empty.",
+                nbest=[("lists_query", 0.52), ("lists_createoradd", 0.44), ("lists_remove", 0.02)],
+            ),
+            T(
+                "Put milk on the shopping list.",
+                "lists_createoradd",
+                0.97,
+                0.95,
+                slots={"list_name": "shopping", "item": "milk"},
+                action="lists.add",
+                status="done",
+                response="Added milk to your shopping list.",
+                at=4.8,
+            ),
+        ],
+        defects=[0],
+        goals=[[0, 1]],
+        success=[True],
+    ),
+    Case(
+        "entity",
+        "entity_resolution",
+        [
+            T(
+                "Turn off the light in the hallway.",
+                "iot_hue_lightoff",
+                0.97,
+                0.95,
+                slots={"house_place": "hallway"},
+                entities=[_room("hallway", ok=False)],
+                action="light.off",
+                status="failed",
+                response="I don't know a room called hallway.",
+            ),
+            T(
+                "Turn off the hallway light.",
+                "iot_hue_lightoff",
+                0.97,
+                0.95,
+                slots={"house_place": "hallway"},
+                entities=[_room("hallway", ok=False)],
+                action="light.off",
+                status="failed",
+                response="I don't know a room called hallway.",
+                at=6.0,
+            ),
+        ],
+        defects=[0, 1],
+        goals=[[0, 1]],
+        success=[False],
+    ),
+    Case(
+        "result",
+        "result",
+        [
+            T(
+                "Set a timer for ten minutes.",
+                "timer_set",
+                0.98,
+                0.96,
+                slots={"duration": "ten minutes"},
+                action="timer.set",
+                status="failed",
+                response="Sorry, something went wrong with the timer.",
+                error={"stage": "respond", "code": "skill-error", "message": "timer store locked"},
+            ),
+            T(
+                "Set a ten minute timer.",
+                "timer_set",
+                0.98,
+                0.96,
+                slots={"duration": "ten minute"},
+                action="timer.set",
+                status="done",
+                response="Timer set for 10 minutes.",
+                at=5.0,
+            ),
+        ],
+        defects=[0],
+        goals=[[0, 1]],
+        success=[True],
+    ),
+    Case(
+        "ok-then-new",
+        "correct",
+        [
+            T(
+                "Turn on the kitchen light.",
+                "iot_hue_lighton",
+                0.98,
+                0.95,
+                slots={"house_place": "kitchen"},
+                entities=[_room("kitchen")],
+                action="light.on",
+                status="done",
+                response="Kitchen light on.",
+            ),
+            T(
+                "What time is it?",
+                "datetime_query",
+                0.99,
+                0.96,
+                action="datetime.query",
+                status="done",
+                response="It's 7:05.",
+                at=40.0,
+            ),
+        ],
+        defects=[],
+        goals=[[0], [1]],
+        success=[True, True],
+    ),
+    Case(
+        "clarify",
+        "correct",
+        [
+            T(
+                "Turn on the lamp.",
+                "iot_hue_lighton",
+                0.97,
+                0.95,
+                slots={"device_type": "lamp"},
+                action="light.on",
+                status="clarify",
+                response="Which one: the floor lamp or the desk lamp?",
+                expects_reply=True,
+            ),
+            T(
+                "The desk lamp.",
+                "iot_hue_lighton",
+                0.7,
+                0.93,
+                action="light.on",
+                status="done",
+                response="Desk lamp on.",
+                at=4.5,
+            ),
+        ],
+        defects=[],
+        goals=[[0, 1]],
+        success=[True],
+    ),
 ]

@@ -36,10 +36,12 @@ def run_labels(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res))
         return 0
-    print(f"labelled {res['turns']} turns in {res['goals']} goals ({res['failed_goals']} failed), "
-          f"{res['defective_turns']} defective turns: "
-          + (", ".join(f"{k} {v}" for k, v in res["failure_points"].items()) or "none")
-          + f" ({res['labeler_version']}, {res['seconds']} s, {res['turns_per_second']} turns/s)")
+    print(
+        f"labelled {res['turns']} turns in {res['goals']} goals ({res['failed_goals']} failed), "
+        f"{res['defective_turns']} defective turns: "
+        + (", ".join(f"{k} {v}" for k, v in res["failure_points"].items()) or "none")
+        + f" ({res['labeler_version']}, {res['seconds']} s, {res['turns_per_second']} turns/s)"
+    )
     return 0
 
 
@@ -51,11 +53,14 @@ def run_labels_eval(args: argparse.Namespace) -> int:
         print(json.dumps(res, indent=1))
         return 0
     h = res["heuristic"]
-    print(f"{res['run']}: {res['counts']['turns']} turns, {res['counts']['true_goals']} goals "
-          f"({res['labeler_version']})")
-    print(f"goal segmentation F1   {res['goal_segmentation_f1']:.4f}  (heuristic signals "
-          f"{h['goal_segmentation_f1_signals']:.4f}, one turn per goal "
-          f"{h['goal_segmentation_f1_one_turn_per_goal']:.4f})")
+    print(
+        f"{res['run']}: {res['counts']['turns']} turns, {res['counts']['true_goals']} goals ({res['labeler_version']})"
+    )
+    print(
+        f"goal segmentation F1   {res['goal_segmentation_f1']:.4f}  (heuristic signals "
+        f"{h['goal_segmentation_f1_signals']:.4f}, one turn per goal "
+        f"{h['goal_segmentation_f1_one_turn_per_goal']:.4f})"
+    )
     print(f"goal success accuracy  {res['goal_success_accuracy']:.4f}  (heuristic {h['goal_success_accuracy']:.4f})")
     fpa, hfpa = res["failure_point_accuracy"], h["failure_point_accuracy"]
     print(f"failure point accuracy {fpa if fpa is None else round(fpa, 4)}  (heuristic {hfpa})")

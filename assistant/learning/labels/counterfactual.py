@@ -27,9 +27,20 @@ from rapidfuzz import fuzz
 from assistant.learning.labels.features import TurnView, key_words_present
 from assistant.learning.signals import similarity
 
-CF_FEATURES = ("cf_has_target", "cf_target_done", "cf_same_intent", "cf_nbest_target", "cf_keywords", "cf_sim",
-               "cf_repair_fixes", "cf_repair_conf", "cf_repair_changed", "cf_words_changed", "cf_target_nlu_same",
-               "cf_same_slots")
+CF_FEATURES = (
+    "cf_has_target",
+    "cf_target_done",
+    "cf_same_intent",
+    "cf_nbest_target",
+    "cf_keywords",
+    "cf_sim",
+    "cf_repair_fixes",
+    "cf_repair_conf",
+    "cf_repair_changed",
+    "cf_words_changed",
+    "cf_target_nlu_same",
+    "cf_same_slots",
+)
 
 
 def _words(text: str) -> list[str]:
@@ -100,8 +111,9 @@ class Counterfactuals:
         f["cf_nbest_target"] = next((p for i, p in t.nbest if i == target.intent), 0.0)
         values = [str(v) for v in target.slots.values() if v]
         f["cf_keywords"] = key_words_present(values, t.transcript)
-        f["cf_same_slots"] = float(bool(values) and all(str(t.slots.get(k, "")).lower() == str(v).lower()
-                                                         for k, v in target.slots.items()))
+        f["cf_same_slots"] = float(
+            bool(values) and all(str(t.slots.get(k, "")).lower() == str(v).lower() for k, v in target.slots.items())
+        )
         f["cf_sim"] = similarity(t.transcript, target.transcript) / 100
         if not self.enabled or t.intent == target.intent or not t.transcript:
             return f
@@ -143,9 +155,11 @@ class History:
     @classmethod
     def from_store(cls, store: Any) -> History:
         h = cls()
-        sql = ("SELECT t.turn_id, s.user_id, t.transcript, t.intent, json_extract(t.record, '$.slots'), "
-               "json_extract(t.record, '$.action.status'), t.intent_confidence, "
-               "json_extract(t.record, '$.asr_confidence') FROM turns t JOIN sessions s ON s.session_id = t.session_id")
+        sql = (
+            "SELECT t.turn_id, s.user_id, t.transcript, t.intent, json_extract(t.record, '$.slots'), "
+            "json_extract(t.record, '$.action.status'), t.intent_confidence, "
+            "json_extract(t.record, '$.asr_confidence') FROM turns t JOIN sessions s ON s.session_id = t.session_id"
+        )
         import json
 
         for batch in store.iter_query(sql):
@@ -202,7 +216,25 @@ class History:
         return f
 
 
-XS_FEATURES = ("xs_has", "xs_count", "xs_sim", "xs_same_intent", "xs_keywords", "xs_repair_fixes",
-               "xs_intent_fail_rate", "xs_intent_n")
-_CONTROL = frozenset({"general_commandstop", "general_repeat", "general_affirm", "general_negate", "general_confirm",
-                      "general_dontcare", "general_praise", "general_greet"})
+XS_FEATURES = (
+    "xs_has",
+    "xs_count",
+    "xs_sim",
+    "xs_same_intent",
+    "xs_keywords",
+    "xs_repair_fixes",
+    "xs_intent_fail_rate",
+    "xs_intent_n",
+)
+_CONTROL = frozenset(
+    {
+        "general_commandstop",
+        "general_repeat",
+        "general_affirm",
+        "general_negate",
+        "general_confirm",
+        "general_dontcare",
+        "general_praise",
+        "general_greet",
+    }
+)

@@ -45,8 +45,14 @@ def segmentation_scores(pred: list[list[str]], gold: list[list[str]]) -> dict[st
     pl, gl = links(pred), links(gold)
     lp = len(pl & gl) / max(len(pl), 1)
     lr = len(pl & gl) / max(len(gl), 1)
-    return {"f1": round(_f1(p, r), 4), "precision": round(p, 4), "recall": round(r, 4),
-            "link_precision": round(lp, 4), "link_recall": round(lr, 4), "link_f1": round(_f1(lp, lr), 4)}
+    return {
+        "f1": round(_f1(p, r), 4),
+        "precision": round(p, 4),
+        "recall": round(r, 4),
+        "link_precision": round(lp, 4),
+        "link_recall": round(lr, 4),
+        "link_f1": round(_f1(lp, lr), 4),
+    }
 
 
 def heuristic_segments(s: SessionInput) -> list[list[int]]:
@@ -54,8 +60,10 @@ def heuristic_segments(s: SessionInput) -> list[list[int]]:
     for i, v in enumerate(s.views):
         if goals:
             prev = s.views[i - 1]
-            chained = any(sig.get("by_turn") == v.turn_id and sig["type"] in ("rephrase", "repeat", "cancel",
-                                                                             "correction") for sig in prev.signals)
+            chained = any(
+                sig.get("by_turn") == v.turn_id and sig["type"] in ("rephrase", "repeat", "cancel", "correction")
+                for sig in prev.signals
+            )
             if chained or (prev.expects_reply and i - 1 in goals[-1]) or v.is_feedback_answer:
                 goals[-1].append(i)
                 continue
@@ -152,8 +160,12 @@ def evaluate_sessions(lab: Labeller, sessions: list[SessionInput], truth: dict[s
     def det(pred: np.ndarray) -> dict[str, float]:
         tp = int((pred & dy_a).sum())
         p, r = tp / max(int(pred.sum()), 1), tp / max(int(dy_a.sum()), 1)
-        return {"accuracy": round(float((pred == dy_a).mean()), 4), "precision": round(p, 4), "recall": round(r, 4),
-                "f1": round(_f1(p, r), 4)}
+        return {
+            "accuracy": round(float((pred == dy_a).mean()), 4),
+            "precision": round(p, 4),
+            "recall": round(r, 4),
+            "f1": round(_f1(p, r), 4),
+        }
 
     n = len(views)
     return {
@@ -161,25 +173,35 @@ def evaluate_sessions(lab: Labeller, sessions: list[SessionInput], truth: dict[s
         "goal_success_accuracy": round(float(((gp_a >= 0.5) == gy_a).mean()), 4) if len(gy) else None,
         "failure_point_accuracy": round(right / n_fp, 4) if n_fp else None,
         "segmentation": seg,
-        "goal_success": {"brier": round(float(((gp_a - gy_a) ** 2).mean()), 4) if len(gy) else None,
-                         "ece": round(ece(gp_a, gy_a), 4) if len(gy) else None,
-                         "success_rate_true": round(float(gy_a.mean()), 4) if len(gy) else None,
-                         "success_rate_predicted": round(float((gp_a >= 0.5).mean()), 4) if len(gy) else None},
+        "goal_success": {
+            "brier": round(float(((gp_a - gy_a) ** 2).mean()), 4) if len(gy) else None,
+            "ece": round(ece(gp_a, gy_a), 4) if len(gy) else None,
+            "success_rate_true": round(float(gy_a.mean()), 4) if len(gy) else None,
+            "success_rate_predicted": round(float((gp_a >= 0.5).mean()), 4) if len(gy) else None,
+        },
         "turn_defect": det(dp_a),
         "confusion": conf,
         "heuristic": {
-            "goal_segmentation_f1_signals": seg_h["f1"], "goal_segmentation_f1_one_turn_per_goal": seg_1["f1"],
+            "goal_segmentation_f1_signals": seg_h["f1"],
+            "goal_segmentation_f1_one_turn_per_goal": seg_1["f1"],
             "goal_success_accuracy": round(float((np.array(hy) == gy_a).mean()), 4) if len(gy) else None,
             "failure_point_accuracy": round(right_h / n_fp, 4) if n_fp else None,
-            "turn_defect": det(dh_a), "confusion": conf_h,
+            "turn_defect": det(dh_a),
+            "confusion": conf_h,
             "labels": dict(Counter(v.heuristic for v in views.values())),
         },
-        "counts": {"turns": n, "sessions": len(sessions), "true_goals": len(gold_lists),
-                   "predicted_goals": len(pred_goals), "true_goals_succeeded": int(gy_a.sum()),
-                   "defective_turns": int(dy_a.sum()), "failure_points": dict(Counter(
-                       turn_class(truth[t]) for t in views if turn_class(truth[t]) != "correct"))},
+        "counts": {
+            "turns": n,
+            "sessions": len(sessions),
+            "true_goals": len(gold_lists),
+            "predicted_goals": len(pred_goals),
+            "true_goals_succeeded": int(gy_a.sum()),
+            "defective_turns": int(dy_a.sum()),
+            "failure_points": dict(Counter(turn_class(truth[t]) for t in views if turn_class(truth[t]) != "correct")),
+        },
         "labeler_version": lab.version,
-        "labelling_seconds": round(secs, 3), "turns_per_second": round(n / secs, 1) if secs else None,
+        "labelling_seconds": round(secs, 3),
+        "turns_per_second": round(n / secs, 1) if secs else None,
     }
 
 

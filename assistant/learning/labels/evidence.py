@@ -17,8 +17,16 @@ from __future__ import annotations
 
 from assistant.learning.labels.features import RESOLVABLE, TurnView
 
-_ERROR_STAGE = {"asr": "asr", "vad": "asr", "wake": "asr", "nlu": "nlu", "resolve": "entity_resolution",
-                "respond": "result", "skill": "result", "tts": "result"}
+_ERROR_STAGE = {
+    "asr": "asr",
+    "vad": "asr",
+    "wake": "asr",
+    "nlu": "nlu",
+    "resolve": "entity_resolution",
+    "respond": "result",
+    "skill": "result",
+    "tts": "result",
+}
 
 
 def likelihood_ratios(t: TurnView) -> dict[str, float]:

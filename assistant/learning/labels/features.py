@@ -18,17 +18,61 @@ from rapidfuzz import fuzz
 from assistant.learning.feedback import FEEDBACK_QUESTION, is_correction
 from assistant.learning.signals import label_turn, similarity
 
-CONTROL_INTENTS = frozenset({"general_commandstop", "general_repeat", "general_affirm", "general_negate",
-                             "general_confirm", "general_dontcare", "general_praise", "general_greet"})
-_CANCEL = re.compile(r"^\W*(?:stop|cancel|never ?mind|forget (?:it|about it)|shut up|be quiet|quiet|enough|abort)\b",
-                     re.IGNORECASE)
-_YESNO = re.compile(r"^\W*(?:yes|yeah|yep|no|nope|not really|that'?s (?:right|wrong)|you did|you didn'?t)\b",
-                    re.IGNORECASE)
+CONTROL_INTENTS = frozenset(
+    {
+        "general_commandstop",
+        "general_repeat",
+        "general_affirm",
+        "general_negate",
+        "general_confirm",
+        "general_dontcare",
+        "general_praise",
+        "general_greet",
+    }
+)
+_CANCEL = re.compile(
+    r"^\W*(?:stop|cancel|never ?mind|forget (?:it|about it)|shut up|be quiet|quiet|enough|abort)\b", re.IGNORECASE
+)
+_YESNO = re.compile(
+    r"^\W*(?:yes|yeah|yep|no|nope|not really|that'?s (?:right|wrong)|you did|you didn'?t)\b", re.IGNORECASE
+)
 _SORRY = re.compile(r"\b(?:sorry|can'?t|cannot|couldn'?t|don'?t know|not sure|unable|didn'?t catch)\b", re.IGNORECASE)
-RESOLVABLE = frozenset({"house_place", "device_type", "artist_name", "music_genre", "song_name", "place_name",
-                        "player_setting", "media_type", "radio_name", "podcast_name", "audiobook_name"})
-SCENARIOS = ("alarm", "audio", "calendar", "datetime", "general", "iot", "lists", "media", "music", "news", "play",
-             "qa", "recommendation", "social", "takeaway", "transport", "weather", "email", "cooking")
+RESOLVABLE = frozenset(
+    {
+        "house_place",
+        "device_type",
+        "artist_name",
+        "music_genre",
+        "song_name",
+        "place_name",
+        "player_setting",
+        "media_type",
+        "radio_name",
+        "podcast_name",
+        "audiobook_name",
+    }
+)
+SCENARIOS = (
+    "alarm",
+    "audio",
+    "calendar",
+    "datetime",
+    "general",
+    "iot",
+    "lists",
+    "media",
+    "music",
+    "news",
+    "play",
+    "qa",
+    "recommendation",
+    "social",
+    "takeaway",
+    "transport",
+    "weather",
+    "email",
+    "cooking",
+)
 """The intent's scenario (SLURP / HWU64 prefix): stages fail differently by domain (artist names, media commands)."""
 STATUSES = ("done", "failed", "unsupported", "clarify", "unavailable")
 ERROR_STAGES = ("asr", "nlu", "resolve", "respond")
@@ -127,23 +171,38 @@ def view(t: dict[str, Any], signals: list[dict[str, Any]] | None = None) -> Turn
         elif ev.get("type") == "feedback" and (ev.get("data") or {}).get("answer") in ("yes", "no"):
             feedback = ev["data"]["answer"]
     nbest = [(str(a), float(b)) for a, b in nlu.get("nbest") or () if b is not None]
-    slot_confs = [float(s["confidence"]) for s in nlu.get("slots") or () if isinstance(s, dict)
-                  and s.get("confidence") is not None]
+    slot_confs = [
+        float(s["confidence"])
+        for s in nlu.get("slots") or ()
+        if isinstance(s, dict) and s.get("confidence") is not None
+    ]
     wake = rec.get("wake") or {}
     v = TurnView(
-        turn_id=t["turn_id"], session_id=t.get("session_id", ""), device_id=t.get("device_id") or "",
+        turn_id=t["turn_id"],
+        session_id=t.get("session_id", ""),
+        device_id=t.get("device_id") or "",
         user_id=t.get("user_id") or "",
-        started_at=float(t["started_at"]), ended_at=float(t.get("ended_at") or t["started_at"]),
-        transcript=(rec.get("transcript") or "").strip(), intent=rec.get("intent"),
-        intent_conf=float(rec.get("intent_confidence") or 0.0), nbest=nbest, slots=rec.get("slots") or {},
+        started_at=float(t["started_at"]),
+        ended_at=float(t.get("ended_at") or t["started_at"]),
+        transcript=(rec.get("transcript") or "").strip(),
+        intent=rec.get("intent"),
+        intent_conf=float(rec.get("intent_confidence") or 0.0),
+        nbest=nbest,
+        slots=rec.get("slots") or {},
         slot_confs=slot_confs,
-        asr_conf=_f(asr.get("confidence", rec.get("asr_confidence"))), no_speech=_f(asr.get("no_speech_prob")),
+        asr_conf=_f(asr.get("confidence", rec.get("asr_confidence"))),
+        no_speech=_f(asr.get("no_speech_prob")),
         audio_seconds=_f(asr.get("audio_seconds")),
         entities=[e for e in rec.get("entities") or () if isinstance(e, dict)],
-        action_name=str(action.get("name") or ""), status=action.get("status"), error_code=err.get("code"),
-        error_stage=err.get("stage"), response=rec.get("response_text") or "",
+        action_name=str(action.get("name") or ""),
+        status=action.get("status"),
+        error_code=err.get("code"),
+        error_stage=err.get("stage"),
+        response=rec.get("response_text") or "",
         expects_reply=bool(rec.get("expects_reply")),
-        barge_in=barge, feedback=feedback, wake_score=_f(wake.get("score")) if isinstance(wake, dict) else None,
+        barge_in=barge,
+        feedback=feedback,
+        wake_score=_f(wake.get("score")) if isinstance(wake, dict) else None,
         tts_seconds=_f(tts.get("audio_seconds")) if isinstance(tts, dict) else None,
     )
     if signals is not None:
@@ -185,30 +244,44 @@ class Vocab:
 
 
 # -- segmentation: does `cur` continue the goal that `prev` belongs to? --------------------------------------------
-def link_features(prev: TurnView, cur: TurnView, goal_first: TurnView, rephrase_score: float,
-                  rephrase_goal_score: float) -> dict[str, float]:
+def link_features(
+    prev: TurnView, cur: TurnView, goal_first: TurnView, rephrase_score: float, rephrase_goal_score: float
+) -> dict[str, float]:
     gap = max(0.0, cur.started_at - prev.ended_at)
     idle = cur.started_at - prev.answer_end
     sim = similarity(prev.transcript, cur.transcript) / 100
     sim_first = similarity(goal_first.transcript, cur.transcript) / 100
     f = {
-        "log_gap": math.log1p(gap), "log_idle": math.log1p(max(0.0, idle)), "idle_neg": float(idle < 0),
-        "gap_le_5": float(gap <= 5), "idle_le_4": float(-2 <= idle <= 4), "idle_le_10": float(idle <= 10),
+        "log_gap": math.log1p(gap),
+        "log_idle": math.log1p(max(0.0, idle)),
+        "idle_neg": float(idle < 0),
+        "gap_le_5": float(gap <= 5),
+        "idle_le_4": float(-2 <= idle <= 4),
+        "idle_le_10": float(idle <= 10),
         "gap_gt_60": float(gap > 60),
-        "prev_expects_reply": float(prev.expects_reply), "prev_clarify": float(prev.status == "clarify"),
+        "prev_expects_reply": float(prev.expects_reply),
+        "prev_clarify": float(prev.status == "clarify"),
         "prev_asks_feedback": float(prev.asks_feedback),
-        "cur_feedback": float(cur.is_feedback_answer), "cur_yesno": float(bool(_YESNO.match(cur.transcript))),
-        "cur_cancel": float(cur.is_cancel), "cur_correction": float(is_correction(cur.transcript)),
+        "cur_feedback": float(cur.is_feedback_answer),
+        "cur_yesno": float(bool(_YESNO.match(cur.transcript))),
+        "cur_cancel": float(cur.is_cancel),
+        "cur_correction": float(is_correction(cur.transcript)),
         "cur_control": float(cur.intent in CONTROL_INTENTS),
-        "prev_control": float(prev.is_control), "prev_feedback": float(prev.is_feedback_answer),
+        "prev_control": float(prev.is_control),
+        "prev_feedback": float(prev.is_feedback_answer),
         "prev_cancel": float(prev.is_cancel),
-        "rephrase": rephrase_score, "rephrase_goal": rephrase_goal_score,
-        "sim_prev": sim, "sim_first": sim_first, "sim_hi": float(max(sim, sim_first) >= 0.75),
+        "rephrase": rephrase_score,
+        "rephrase_goal": rephrase_goal_score,
+        "sim_prev": sim,
+        "sim_first": sim_first,
+        "sim_hi": float(max(sim, sim_first) >= 0.75),
         "same_intent": float(prev.intent == cur.intent and prev.intent is not None),
         "same_intent_first": float(goal_first.intent == cur.intent and cur.intent is not None),
-        "prev_barge": float(prev.barge_in), "prev_feedback_no": float(prev.feedback == "no"),
+        "prev_barge": float(prev.barge_in),
+        "prev_feedback_no": float(prev.feedback == "no"),
         "prev_feedback_yes": float(prev.feedback == "yes"),
-        "prev_heur_defect": float(prev.heuristic == "defect"), "prev_heur_ok": float(prev.heuristic == "ok"),
+        "prev_heur_defect": float(prev.heuristic == "defect"),
+        "prev_heur_ok": float(prev.heuristic == "ok"),
         "cur_short": float(len(cur.transcript.split()) <= 3),
     }
     for s in STATUSES:
@@ -222,8 +295,15 @@ def link_features(prev: TurnView, cur: TurnView, goal_first: TurnView, rephrase_
 
 
 # -- one turn: was it defective, and where? -------------------------------------------------------------------------
-def turn_features(t: TurnView, goal: list[TurnView], pos: int, after: TurnView | None, cf: dict[str, float],
-                  vocab: Vocab, rephrased_by_score: float) -> dict[str, float]:
+def turn_features(
+    t: TurnView,
+    goal: list[TurnView],
+    pos: int,
+    after: TurnView | None,
+    cf: dict[str, float],
+    vocab: Vocab,
+    rephrased_by_score: float,
+) -> dict[str, float]:
     """`goal`: the turns of t's goal in order, t = goal[pos]; `after`: the first turn after t's goal (same session);
     `cf`: counterfactual features; `rephrased_by_score`: the rephrase detector's score of a later turn restating t."""
     words = _norm_words(t.transcript)
@@ -235,27 +315,45 @@ def turn_features(t: TurnView, goal: list[TurnView], pos: int, after: TurnView |
     unresolved = [e for e in res_ents if not e.get("entity_id")]
     scores = [float(e.get("score") or 0.0) for e in res_ents]
     nxt = goal[pos + 1] if pos + 1 < len(goal) else None
-    later = goal[pos + 1:]
+    later = goal[pos + 1 :]
     last_sub = next((g for g in reversed(goal) if g.substantive), goal[-1])
     f: dict[str, float] = {
-        "asr_conf": t.asr_conf if t.asr_conf is not None else 0.8, "asr_conf_missing": float(t.asr_conf is None),
-        "no_speech": t.no_speech or 0.0, "audio_s": min(t.audio_seconds or 0.0, 15.0),
-        "n_words": min(len(words), 30), "wps": min(len(words) / max(t.audio_seconds or 1.0, 0.5), 6.0),
-        "empty": float(not words), "odd_share": vocab.odd_share(t.transcript),
-        "nlu_conf": t.intent_conf, "nlu_margin": p1 - p2, "nlu_entropy": ent,
-        "slot_conf_min": min(t.slot_confs) if t.slot_confs else 1.0, "n_slots": min(len(t.slots), 5),
-        "n_res": len(res_ents), "n_unresolved": len(unresolved), "res_score_min": min(scores) if scores else 1.0,
+        "asr_conf": t.asr_conf if t.asr_conf is not None else 0.8,
+        "asr_conf_missing": float(t.asr_conf is None),
+        "no_speech": t.no_speech or 0.0,
+        "audio_s": min(t.audio_seconds or 0.0, 15.0),
+        "n_words": min(len(words), 30),
+        "wps": min(len(words) / max(t.audio_seconds or 1.0, 0.5), 6.0),
+        "empty": float(not words),
+        "odd_share": vocab.odd_share(t.transcript),
+        "nlu_conf": t.intent_conf,
+        "nlu_margin": p1 - p2,
+        "nlu_entropy": ent,
+        "slot_conf_min": min(t.slot_confs) if t.slot_confs else 1.0,
+        "n_slots": min(len(t.slots), 5),
+        "n_res": len(res_ents),
+        "n_unresolved": len(unresolved),
+        "res_score_min": min(scores) if scores else 1.0,
         "res_cands": max((len(e.get("candidates") or ()) for e in res_ents), default=0),
-        "error": float(t.error_code is not None), "sorry": float(bool(_SORRY.search(t.response))),
-        "expects_reply": float(t.expects_reply), "asks_feedback": float(t.asks_feedback),
-        "barge_in": float(t.barge_in), "fb_no": float(t.feedback == "no"), "fb_yes": float(t.feedback == "yes"),
-        "is_control": float(t.is_control), "is_cancel": float(t.is_cancel), "is_feedback": float(t.is_feedback_answer),
+        "error": float(t.error_code is not None),
+        "sorry": float(bool(_SORRY.search(t.response))),
+        "expects_reply": float(t.expects_reply),
+        "asks_feedback": float(t.asks_feedback),
+        "barge_in": float(t.barge_in),
+        "fb_no": float(t.feedback == "no"),
+        "fb_yes": float(t.feedback == "yes"),
+        "is_control": float(t.is_control),
+        "is_cancel": float(t.is_cancel),
+        "is_feedback": float(t.is_feedback_answer),
         "control_intent": float(t.intent in CONTROL_INTENTS),
         "qa_like": float((t.intent or "").startswith(("qa_", "general_quirky", "news_", "social_"))),
         "action_none": float(t.action_name in ("", "none")),
         # the goal around it
-        "pos": min(pos, 5), "goal_len": min(len(goal), 6), "is_last": float(nxt is None),
-        "next_in_goal": float(nxt is not None), "next_cancel": float(nxt is not None and nxt.is_cancel),
+        "pos": min(pos, 5),
+        "goal_len": min(len(goal), 6),
+        "is_last": float(nxt is None),
+        "next_in_goal": float(nxt is not None),
+        "next_cancel": float(nxt is not None and nxt.is_cancel),
         "next_feedback_no": float(nxt is not None and nxt.is_feedback_answer and _no(nxt.transcript)),
         "next_feedback_yes": float(nxt is not None and nxt.is_feedback_answer and not _no(nxt.transcript)),
         "rephrased_by": rephrased_by_score,
@@ -264,7 +362,8 @@ def turn_features(t: TurnView, goal: list[TurnView], pos: int, after: TurnView |
         "last_sub_done": float(last_sub.status == "done" and last_sub is not t),
         "goal_single": float(len(goal) == 1),
         "after_gap_log": math.log1p(max(0.0, after.started_at - t.ended_at)) if after is not None else 8.0,
-        "heur_defect": float(t.heuristic == "defect"), "heur_ok": float(t.heuristic == "ok"),
+        "heur_defect": float(t.heuristic == "defect"),
+        "heur_ok": float(t.heuristic == "ok"),
         "sig_rephrase": float(any(s["type"] == "rephrase" for s in t.signals)),
         "sig_abandon": float(any(s["type"] == "abandonment" for s in t.signals)),
         "prev_in_goal_clarify": float(pos > 0 and goal[pos - 1].status == "clarify"),
@@ -301,16 +400,24 @@ def goal_features(goal: list[TurnView], turn_ok: list[float], after: TurnView | 
     subs = [i for i, g in enumerate(goal) if g.substantive] or [len(goal) - 1]
     last_i = subs[-1]
     last = goal[last_i]
-    fb = [g.feedback for g in goal if g.feedback] + [("no" if _no(g.transcript) else "yes")
-                                                       for g in goal if g.is_feedback_answer]
+    fb = [g.feedback for g in goal if g.feedback] + [
+        ("no" if _no(g.transcript) else "yes") for g in goal if g.is_feedback_answer
+    ]
     f = {
-        "n_turns": min(len(goal), 6), "n_sub": min(len(subs), 5), "last_ok": turn_ok[last_i],
-        "max_ok": max(turn_ok[i] for i in subs), "first_ok": turn_ok[subs[0]],
+        "n_turns": min(len(goal), 6),
+        "n_sub": min(len(subs), 5),
+        "last_ok": turn_ok[last_i],
+        "max_ok": max(turn_ok[i] for i in subs),
+        "first_ok": turn_ok[subs[0]],
         "last_logit": math.log(max(turn_ok[last_i], 1e-4) / max(1 - turn_ok[last_i], 1e-4)),
-        "last_conf": last.intent_conf, "last_asr": last.asr_conf if last.asr_conf is not None else 0.8,
-        "last_expects_reply": float(last.expects_reply), "last_barge": float(last.barge_in),
-        "ends_cancel": float(goal[-1].is_cancel), "has_cancel": float(any(g.is_cancel for g in goal)),
-        "fb_no": float("no" in fb), "fb_yes": float("yes" in fb and "no" not in fb),
+        "last_conf": last.intent_conf,
+        "last_asr": last.asr_conf if last.asr_conf is not None else 0.8,
+        "last_expects_reply": float(last.expects_reply),
+        "last_barge": float(last.barge_in),
+        "ends_cancel": float(goal[-1].is_cancel),
+        "has_cancel": float(any(g.is_cancel for g in goal)),
+        "fb_no": float("no" in fb),
+        "fb_yes": float("yes" in fb and "no" not in fb),
         "after_gap_log": math.log1p(max(0.0, after.started_at - goal[-1].ended_at)) if after is not None else 8.0,
         "after_sim": similarity(last.transcript, after.transcript) / 100 if after is not None else 0.0,
         "all_control": float(all(g.is_control for g in goal)),

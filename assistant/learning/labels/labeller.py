@@ -78,9 +78,17 @@ def goal_id_for(turn_id: str) -> str:
 
 
 class Labeller:
-    def __init__(self, link: Logistic, turn: Logistic, stage: Logistic, goal: Logistic, version: str,
-                 counterfactuals: Counterfactuals | None = None, vocab: Vocab | None = None,
-                 lm: BigramLM | None = None) -> None:
+    def __init__(
+        self,
+        link: Logistic,
+        turn: Logistic,
+        stage: Logistic,
+        goal: Logistic,
+        version: str,
+        counterfactuals: Counterfactuals | None = None,
+        vocab: Vocab | None = None,
+        lm: BigramLM | None = None,
+    ) -> None:
         self.link, self.turn, self.stage, self.goal = link, turn, stage, goal
         self.lm = lm
         self.history: History | None = None
@@ -95,8 +103,9 @@ class Labeller:
         paths = [d / "link.json", d / "turn.json", d / "stage.json", d / "goal.json"]
         for p in paths:
             if not p.is_file():
-                raise ModelError("labels-model-missing",
-                                 f"labeller model file not found: {p}. Train it with `{TRAIN_CMD}`.")
+                raise ModelError(
+                    "labels-model-missing", f"labeller model file not found: {p}. Train it with `{TRAIN_CMD}`."
+                )
         link, turn, stage, goal = (load_model(p) for p in paths)
         version = turn.meta.get("version", "labels-?")
         lm = BigramLM.load(d / "lm.json.gz") if (d / "lm.json.gz").is_file() else None
@@ -106,8 +115,9 @@ class Labeller:
     def link_row(self, s: SessionInput, i: int, goal_start: int) -> dict[str, float]:
         prev, cur, first = s.views[i - 1], s.views[i], s.views[goal_start]
         reph = s.pairs.get((prev.turn_id, cur.turn_id), 0.0)
-        reph_goal = max((s.pairs.get((s.views[j].turn_id, cur.turn_id), 0.0) for j in range(goal_start, i)),
-                        default=0.0)
+        reph_goal = max(
+            (s.pairs.get((s.views[j].turn_id, cur.turn_id), 0.0) for j in range(goal_start, i)), default=0.0
+        )
         return link_features(prev, cur, first, reph, reph_goal)
 
     def segment(self, s: SessionInput) -> list[list[int]]:
@@ -133,7 +143,7 @@ class Labeller:
                 t = s.views[i]
                 target = None
                 if t.substantive:
-                    later = [x for x in gv[pos + 1:] if x.substantive]
+                    later = [x for x in gv[pos + 1 :] if x.substantive]
                     target = next((x for x in reversed(later) if x.status == "done"), later[-1] if later else None)
                 cf = self.cf.features(t, target)
                 if self.history is not None:
@@ -166,7 +176,7 @@ class Labeller:
         result, at = [], 0
         for s, g in zip(sessions, segs):
             n = len(s.views)
-            result.append(self._finish(s, g, p_all[at:at + n], s_all[at:at + n]))
+            result.append(self._finish(s, g, p_all[at : at + n], s_all[at : at + n]))
             at += n
         return result
 
@@ -188,8 +198,15 @@ class Labeller:
         return out
 
 
-def label_store(store: Any, model_dir: Path | None = None, detector: Any = "auto", counterfactuals: bool = True,
-                now: float | None = None, batch_size: int = 2000, labeller: Labeller | None = None) -> dict[str, Any]:
+def label_store(
+    store: Any,
+    model_dir: Path | None = None,
+    detector: Any = "auto",
+    counterfactuals: bool = True,
+    now: float | None = None,
+    batch_size: int = 2000,
+    labeller: Labeller | None = None,
+) -> dict[str, Any]:
     """Label every turn of the store (goal id, goal success, defect, failure point) and write the `goal_labels`
     table (replacing earlier rows: idempotent). Returns counts and speed."""
     t0 = time.perf_counter()
@@ -224,11 +241,18 @@ def label_store(store: Any, model_dir: Path | None = None, detector: Any = "auto
     if pending:
         store.write_goal_labels(pending, lab.version)
     secs = time.perf_counter() - t0
-    return {"turns": turns, "goals": goals, "failed_goals": failed_goals, "defective_turns": defects,
-            "failure_points": dict(sorted(stages.items())), "labeler_version": lab.version,
-            "rephrase_detector": getattr(det, "version", None) if det is not None else None,
-            "counterfactual_nlu_runs": lab.cf.runs, "seconds": round(secs, 2),
-            "turns_per_second": round(turns / secs, 1) if secs > 0 else None}
+    return {
+        "turns": turns,
+        "goals": goals,
+        "failed_goals": failed_goals,
+        "defective_turns": defects,
+        "failure_points": dict(sorted(stages.items())),
+        "labeler_version": lab.version,
+        "rephrase_detector": getattr(det, "version", None) if det is not None else None,
+        "counterfactual_nlu_runs": lab.cf.runs,
+        "seconds": round(secs, 2),
+        "turns_per_second": round(turns / secs, 1) if secs > 0 else None,
+    }
 
 
 def rephrase_detector(model_dir: Path | None = None) -> Any:

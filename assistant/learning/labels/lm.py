@@ -19,17 +19,22 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-_NUMBER_WORDS = frozenset((
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
-    "eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand first second third "
-    "fourth fifth").split())
+_NUMBER_WORDS = frozenset(
+    (
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen "
+        "eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand first second third "
+        "fourth fifth"
+    ).split()
+)
 D = 0.75
 
 
 def tokens(text: str) -> list[str]:
     words = re.sub(r"[^\w' ]+", " ", (text or "").lower().replace("’", "'")).split()
-    return ["<num>" if (w.isdigit() or w in _NUMBER_WORDS or re.fullmatch(r"\d+(st|nd|rd|th|s)", w)) else w
-            for w in words]
+    return [
+        "<num>" if (w.isdigit() or w in _NUMBER_WORDS or re.fullmatch(r"\d+(st|nd|rd|th|s)", w)) else w for w in words
+    ]
 
 
 class BigramLM:
@@ -79,9 +84,12 @@ class BigramLM:
         toks = ["<s>", *words, "</s>"]
         lps = [math.log10(self.p(a, b)) for a, b in itertools.pairwise(toks)]
         pairs = list(itertools.pairwise(toks))
-        return {"lm_logp": sum(lps) / len(lps), "lm_min": min(lps),
-                "lm_oov": sum(w not in self.continuation for w in words) / len(words),
-                "lm_unseen_bigrams": sum(f"{a} {b}" not in self.bigrams for a, b in pairs) / len(pairs)}
+        return {
+            "lm_logp": sum(lps) / len(lps),
+            "lm_min": min(lps),
+            "lm_oov": sum(w not in self.continuation for w in words) / len(words),
+            "lm_unseen_bigrams": sum(f"{a} {b}" not in self.bigrams for a, b in pairs) / len(pairs),
+        }
 
     def save(self, path: Path) -> None:
         data = {"bigrams": self.bigrams, "context": self.context, "continuation": self.continuation}

@@ -35,8 +35,16 @@ class Logistic:
 
     # -- fitting ------------------------------------------------------------------------------------------------
     @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray, feature_names: list[str], classes: list[str], l2: float = 1.0,
-            iterations: int = 40, sample_weight: np.ndarray | None = None) -> Logistic:
+    def fit(
+        cls,
+        X: np.ndarray,
+        y: np.ndarray,
+        feature_names: list[str],
+        classes: list[str],
+        l2: float = 1.0,
+        iterations: int = 40,
+        sample_weight: np.ndarray | None = None,
+    ) -> Logistic:
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.int64)
         n, d = X.shape
@@ -55,8 +63,10 @@ class Logistic:
 
         def loss(W_: np.ndarray) -> float:
             P_ = _softmax(Z @ W_)
-            return float(-(sw * np.log(np.clip((P_ * Y).sum(axis=1), 1e-12, None))).sum()
-                         + 0.5 * (reg[:, None] * W_[:, free] ** 2).sum())
+            return float(
+                -(sw * np.log(np.clip((P_ * Y).sum(axis=1), 1e-12, None))).sum()
+                + 0.5 * (reg[:, None] * W_[:, free] ** 2).sum()
+            )
 
         cur = loss(W)
         for _ in range(iterations):
@@ -70,7 +80,7 @@ class Logistic:
                     block = (Z * w[:, None]).T @ Z
                     if a == b:
                         block += np.diag(reg)
-                    H[a * (d + 1):(a + 1) * (d + 1), b * (d + 1):(b + 1) * (d + 1)] = block
+                    H[a * (d + 1) : (a + 1) * (d + 1), b * (d + 1) : (b + 1) * (d + 1)] = block
             g = np.concatenate([G[:, c] for c in free])
             try:
                 step = np.linalg.solve(H + 1e-8 * np.eye(len(g)), g)
@@ -80,7 +90,7 @@ class Logistic:
             while t > 1e-4:
                 W_new = W.copy()
                 for a, c in enumerate(free):
-                    W_new[:, c] -= t * step[a * (d + 1):(a + 1) * (d + 1)]
+                    W_new[:, c] -= t * step[a * (d + 1) : (a + 1) * (d + 1)]
                 new = loss(W_new)
                 if new <= cur:
                     break
@@ -113,15 +123,27 @@ class Logistic:
 
     # -- persistence --------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"feature_names": self.feature_names, "classes": self.classes,
-                "mean": [round(float(x), 6) for x in self.mean], "scale": [round(float(x), 6) for x in self.scale],
-                "weights": [[round(float(x), 6) for x in row] for row in self.weights],
-                "temperature": round(self.temperature, 4), "meta": self.meta}
+        return {
+            "feature_names": self.feature_names,
+            "classes": self.classes,
+            "mean": [round(float(x), 6) for x in self.mean],
+            "scale": [round(float(x), 6) for x in self.scale],
+            "weights": [[round(float(x), 6) for x in row] for row in self.weights],
+            "temperature": round(self.temperature, 4),
+            "meta": self.meta,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Logistic:
-        return cls(d["feature_names"], d["classes"], np.array(d["mean"]), np.array(d["scale"]),
-                   np.array(d["weights"]), float(d.get("temperature", 1.0)), d.get("meta", {}))
+        return cls(
+            d["feature_names"],
+            d["classes"],
+            np.array(d["mean"]),
+            np.array(d["scale"]),
+            np.array(d["weights"]),
+            float(d.get("temperature", 1.0)),
+            d.get("meta", {}),
+        )
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict()) + "\n", encoding="utf-8")
@@ -147,8 +169,19 @@ class Boosted:
     _arrays: list[Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray, feature_names: list[str], classes: list[str], rounds: int = 60,
-            depth: int = 2, lr: float = 0.15, lam: float = 1.0, bins: int = 16, min_hess: float = 1.0) -> Boosted:
+    def fit(
+        cls,
+        X: np.ndarray,
+        y: np.ndarray,
+        feature_names: list[str],
+        classes: list[str],
+        rounds: int = 60,
+        depth: int = 2,
+        lr: float = 0.15,
+        lam: float = 1.0,
+        bins: int = 16,
+        min_hess: float = 1.0,
+    ) -> Boosted:
         X = np.asarray(X, dtype=np.float64)
         n, d = X.shape
         k = len(classes)
@@ -199,15 +232,31 @@ class Boosted:
         return np.array([float(feats.get(name, 0.0)) for name in self.feature_names])
 
     def to_dict(self) -> dict[str, Any]:
-        trees = [[[[a, round(b, 6), c_, d_, round(e, 6)] for a, b, c_, d_, e in nodes] for nodes in rt]
-                 for rt in self.trees]
-        return {"kind": "boosted", "feature_names": self.feature_names, "classes": self.classes, "trees": trees,
-                "base": self.base, "lr": self.lr, "temperature": round(self.temperature, 4), "meta": self.meta}
+        trees = [
+            [[[a, round(b, 6), c_, d_, round(e, 6)] for a, b, c_, d_, e in nodes] for nodes in rt] for rt in self.trees
+        ]
+        return {
+            "kind": "boosted",
+            "feature_names": self.feature_names,
+            "classes": self.classes,
+            "trees": trees,
+            "base": self.base,
+            "lr": self.lr,
+            "temperature": round(self.temperature, 4),
+            "meta": self.meta,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Boosted:
-        return cls(d["feature_names"], d["classes"], d["trees"], d["base"], d["lr"], float(d.get("temperature", 1.0)),
-                   d.get("meta", {}))
+        return cls(
+            d["feature_names"],
+            d["classes"],
+            d["trees"],
+            d["base"],
+            d["lr"],
+            float(d.get("temperature", 1.0)),
+            d.get("meta", {}),
+        )
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict()) + "\n", encoding="utf-8")
@@ -218,8 +267,16 @@ def load_model(path: Path) -> Logistic | Boosted:
     return Boosted.from_dict(d) if d.get("kind") == "boosted" else Logistic.from_dict(d)
 
 
-def _grow(X: np.ndarray, B: np.ndarray, qs: list[np.ndarray], g: np.ndarray, h: np.ndarray, depth: int, lam: float,
-          min_hess: float) -> tuple[list[list[Any]], np.ndarray]:
+def _grow(
+    X: np.ndarray,
+    B: np.ndarray,
+    qs: list[np.ndarray],
+    g: np.ndarray,
+    h: np.ndarray,
+    depth: int,
+    lam: float,
+    min_hess: float,
+) -> tuple[list[list[Any]], np.ndarray]:
     """One regression tree on gradients g and hessians h (Newton leaf values, histogram splits on quantile bins)."""
     n, d = X.shape
     nodes: list[list[Any]] = []
@@ -244,7 +301,7 @@ def _grow(X: np.ndarray, B: np.ndarray, qs: list[np.ndarray], g: np.ndarray, h: 
                 ok = (hl >= min_hess) & (H - hl >= min_hess)
                 if not ok.any():
                     continue
-                gain = gl ** 2 / (hl + lam) + (G - gl) ** 2 / (H - hl + lam) - base_gain
+                gain = gl**2 / (hl + lam) + (G - gl) ** 2 / (H - hl + lam) - base_gain
                 gain[~ok] = -np.inf
                 b = int(np.argmax(gain))
                 if gain[b] > best[0]:

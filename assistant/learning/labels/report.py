@@ -19,9 +19,11 @@ def _norm(text: str | None) -> str:
 
 
 def defect_report(store: Any, since: float | None = None, top: int = 5) -> dict[str, Any]:
-    sql = ("SELECT t.turn_id, t.started_at, t.transcript, t.intent, s.device_id, g.goal_id, g.goal_success, g.defect, "
-           "g.failure_point, g.labeler_version FROM turns t JOIN sessions s ON s.session_id = t.session_id "
-           "JOIN goal_labels g ON g.turn_id = t.turn_id WHERE t.started_at >= ? ORDER BY t.started_at")
+    sql = (
+        "SELECT t.turn_id, t.started_at, t.transcript, t.intent, s.device_id, g.goal_id, g.goal_success, g.defect, "
+        "g.failure_point, g.labeler_version FROM turns t JOIN sessions s ON s.session_id = t.session_id "
+        "JOIN goal_labels g ON g.turn_id = t.turn_id WHERE t.started_at >= ? ORDER BY t.started_at"
+    )
     n = 0
     defects = 0
     by: dict[str, dict[str, list[int]]] = {k: defaultdict(lambda: [0, 0]) for k in ("stage", "intent", "device", "day")}
@@ -50,22 +52,39 @@ def defect_report(store: Any, since: float | None = None, top: int = 5) -> dict[
                 examples.setdefault((fp, text), tid)
 
     def table(k: str) -> list[dict[str, Any]]:
-        rows = [{"key": key, "turns": c[0], "defects": c[1], "defect_rate": round(c[1] / c[0], 4) if c[0] else None}
-                for key, c in by[k].items()]
+        rows = [
+            {"key": key, "turns": c[0], "defects": c[1], "defect_rate": round(c[1] / c[0], 4) if c[0] else None}
+            for key, c in by[k].items()
+        ]
         return sorted(rows, key=lambda r: (-r["defects"], r["key"]))
 
-    stages = [{"stage": st, "defects": c[1], "share": round(c[1] / defects, 4) if defects else 0.0,
-               "defect_rate": round(c[1] / n, 4) if n else 0.0}
-              for st, c in sorted(by["stage"].items(), key=lambda kv: -kv[1][1])]
+    stages = [
+        {
+            "stage": st,
+            "defects": c[1],
+            "share": round(c[1] / defects, 4) if defects else 0.0,
+            "defect_rate": round(c[1] / n, 4) if n else 0.0,
+        }
+        for st, c in sorted(by["stage"].items(), key=lambda kv: -kv[1][1])
+    ]
     return {
-        "since": since, "first_turn": first, "last_turn": last, "turns": n, "defective_turns": defects,
-        "defect_rate": round(defects / n, 4) if n else None, "goals": len(goals),
+        "since": since,
+        "first_turn": first,
+        "last_turn": last,
+        "turns": n,
+        "defective_turns": defects,
+        "defect_rate": round(defects / n, 4) if n else None,
+        "goals": len(goals),
         "failed_goals": sum(p < 0.5 for p in goals.values()),
         "goal_failure_rate": round(sum(p < 0.5 for p in goals.values()) / len(goals), 4) if goals else None,
-        "by_stage": stages, "by_intent": table("intent"), "by_device": table("device"), "by_day": sorted(
-            table("day"), key=lambda r: r["key"]),
-        "top_failing_requests": {st: [{"text": t, "count": c, "example_turn": examples[(st, t)]}
-                                      for t, c in cnt.most_common(top)] for st, cnt in requests.items()},
+        "by_stage": stages,
+        "by_intent": table("intent"),
+        "by_device": table("device"),
+        "by_day": sorted(table("day"), key=lambda r: r["key"]),
+        "top_failing_requests": {
+            st: [{"text": t, "count": c, "example_turn": examples[(st, t)]} for t, c in cnt.most_common(top)]
+            for st, cnt in requests.items()
+        },
         "labeler_versions": dict(versions),
     }
 
@@ -73,15 +92,21 @@ def defect_report(store: Any, since: float | None = None, top: int = 5) -> dict[
 def to_text(r: dict[str, Any], rows: int = 10) -> str:
     if not r["turns"]:
         return "no labelled turns in this period: run `assistant learn labels` first"
-    head = (f"{r['turns']} turns, {r['defective_turns']} defective (rate {r['defect_rate']:.3f}); "
-            f"{r['goals']} goals, {r['failed_goals']} failed (rate {r['goal_failure_rate']:.3f})")
+    head = (
+        f"{r['turns']} turns, {r['defective_turns']} defective (rate {r['defect_rate']:.3f}); "
+        f"{r['goals']} goals, {r['failed_goals']} failed (rate {r['goal_failure_rate']:.3f})"
+    )
     out = [head, "", "by stage:"]
-    out += [f"  {s['stage']:<18} {s['defects']:>6}  share {s['share']:.3f}  rate {s['defect_rate']:.3f}"
-            for s in r["by_stage"]]
+    out += [
+        f"  {s['stage']:<18} {s['defects']:>6}  share {s['share']:.3f}  rate {s['defect_rate']:.3f}"
+        for s in r["by_stage"]
+    ]
     for k in ("intent", "device", "day"):
         out.append(f"by {k}:")
-        out += [f"  {x['key']:<28} {x['defects']:>5} / {x['turns']:<5} rate {x['defect_rate']:.3f}"
-                for x in r[f"by_{k}"][:rows]]
+        out += [
+            f"  {x['key']:<28} {x['defects']:>5} / {x['turns']:<5} rate {x['defect_rate']:.3f}"
+            for x in r[f"by_{k}"][:rows]
+        ]
     out.append("top failing requests per stage:")
     for st, items in r["top_failing_requests"].items():
         out.append(f"  {st}:")

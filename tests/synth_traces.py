@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from pathlib import Path
 
-from assistant.trace.store import TraceStore
+from assistant.trace.store import Span, TraceStore, TurnTrace
 
 _REQUESTS = [
     ("turn on the kitchen light", "iot_hue_lighton", "light.turn_on", "done", "Turned on the kitchen light."),
@@ -199,3 +200,51 @@ def bulk_insert_sql(
     db.execute("""INSERT INTO events(turn_id, type, t_ms, data, created_at)
       SELECT turn_id, 'barge-in', 350.0, '{"offset_ms": 350}', started_at FROM turns WHERE rowid % 10 = 0""")
     db.execute("COMMIT")
+
+
+def add_session(
+    store: TraceStore,
+    user: str,
+    start: float,
+    turns: list[tuple[str, str, str]],
+    step: float = 6.0,
+    device: str = "kitchen_speaker",
+) -> None:
+    """One session of (text, status, intent[, slots]) turns `step` seconds apart, written as the pipeline would."""
+    sid = uuid.uuid4().hex
+    for k, (text, status, intent, *slots) in enumerate(turns):
+        tid = uuid.uuid4().hex
+        t = start + k * step
+        rec = {
+            "turn_id": tid,
+            "session_id": sid,
+            "source": {"kind": "text"},
+            "wake": {"detected": False},
+            "transcript": text,
+            "asr_confidence": None,
+            "intent": intent,
+            "intent_confidence": 0.9,
+            "slots": slots[0] if slots else {},
+            "entities": [],
+            "action": {"name": "x", "status": status, "target": None, "params": {}, "result": {}},
+            "response_text": "ok" if status == "done" else "Sorry, I can't do that.",
+            "response_audio": None,
+            "expects_reply": False,
+            "latency_ms": {"total": 50.0},
+            "error": None,
+        }
+        store.write_turn(
+            TurnTrace(
+                tid,
+                sid,
+                device,
+                user,
+                t,
+                t + 0.05,
+                {"kind": "text"},
+                {},
+                {"user_id": user},
+                rec,
+                [Span("nlu", "nlu", "1", 0.0, 1.0, {"text": text}, {"intent": intent})],
+            )
+        )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_markov import add_session
+from synth_traces import add_session
 
 from assistant.understanding.rewrite import Rewriter, RewriteSettings
 

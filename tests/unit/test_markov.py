@@ -3,11 +3,11 @@ and rollback, and the DuckDB mining over an export of a synthetic store."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+from synth_traces import add_session
 
 from assistant.errors import AssistantError
 from assistant.learning.markov import (
@@ -21,57 +21,9 @@ from assistant.learning.markov import (
     write_table,
 )
 from assistant.learning.mining import Mined, mine
-from assistant.trace.store import Span, TraceStore, TurnTrace
+from assistant.trace.store import TraceStore
 
 FAIL, OK = ("unsupported", "general_quirky"), ("done", "iot_hue_lighton")
-
-
-def add_session(
-    store: TraceStore,
-    user: str,
-    start: float,
-    turns: list[tuple[str, str, str]],
-    step: float = 6.0,
-    device: str = "kitchen_speaker",
-) -> None:
-    """One session of (text, status, intent[, slots]) turns `step` seconds apart, written as the pipeline would."""
-    sid = uuid.uuid4().hex
-    for k, (text, status, intent, *slots) in enumerate(turns):
-        tid = uuid.uuid4().hex
-        t = start + k * step
-        rec = {
-            "turn_id": tid,
-            "session_id": sid,
-            "source": {"kind": "text"},
-            "wake": {"detected": False},
-            "transcript": text,
-            "asr_confidence": None,
-            "intent": intent,
-            "intent_confidence": 0.9,
-            "slots": slots[0] if slots else {},
-            "entities": [],
-            "action": {"name": "x", "status": status, "target": None, "params": {}, "result": {}},
-            "response_text": "ok" if status == "done" else "Sorry, I can't do that.",
-            "response_audio": None,
-            "expects_reply": False,
-            "latency_ms": {"total": 50.0},
-            "error": None,
-        }
-        store.write_turn(
-            TurnTrace(
-                tid,
-                sid,
-                device,
-                user,
-                t,
-                t + 0.05,
-                {"kind": "text"},
-                {},
-                {"user_id": user},
-                rec,
-                [Span("nlu", "nlu", "1", 0.0, 1.0, {"text": text}, {"intent": intent})],
-            )
-        )
 
 
 def synthetic_store(path: Path) -> TraceStore:

@@ -224,7 +224,12 @@ def make_home(rng: random.Random, base: Path = EXAMPLE_HOME) -> dict[str, Any]:
                 d["aliases"] = [a for a in d.get("aliases", []) if a != new] + [d["name"]]
                 d["name"] = new
         devices.append(d)
-    raw["devices"] = devices
+    # scenes and scripts set only devices this home kept (one with nothing left goes too)
+    kept = {d["id"] for d in devices}
+    for d in devices:
+        if "sets" in d:
+            d["sets"] = {k: v for k, v in d["sets"].items() if k in kept}
+    raw["devices"] = [d for d in devices if "sets" not in d or d["sets"]]
     raw["satellites"] = [
         s for s in raw["satellites"] if s["area"] in area_ids and (s["area"] != "bedroom" or rng.random() < 0.7)
     ]

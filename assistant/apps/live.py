@@ -59,6 +59,7 @@ from assistant.core.events import (
     Event,
     ListenTimeout,
     ResponseAudio,
+    ResponsePlayed,
     SpeechEnded,
     SpeechPaused,
     SpeechResumed,
@@ -397,6 +398,8 @@ class LiveAssistant:
                         player.close()
                     self._gate_until = time.monotonic() + (self.opts.echo_tail_seconds if player else 0.0)
                     self._event("playback-done", stopped=bool(player and player.stopped))
+                    if turn.record is not None and player is not None:
+                        self.p.emit(ResponsePlayed(turn.record.turn_id, stopped=bool(player.stopped)))
                     self._finish_turn(turn)
                     barge, rec = turn.barge_in, turn.record
                     turn, speaking = None, None

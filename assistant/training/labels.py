@@ -219,7 +219,7 @@ def train(
     version = f"{VERSION_PREFIX}-{digest.hexdigest()[:8]}"
     metrics = {
         "version": version,
-        "runs": [str(r) for r in runs],
+        "runs": [Path(r).name for r in runs],  # folder names: where a run lives is this machine's business
         "turns": len(Y),
         "sessions": len(sessions),
         "link_pairs": len(ly),

@@ -18,7 +18,7 @@ from assistant.home import grammar
 from assistant.home.grammar import Command, Target
 from assistant.home.targets import ACTION_CAPS, noun_for, select
 from assistant.skills.base import Turn, choose_option, join_words, say
-from assistant.skills.home_common import CONFIRM_OPEN_CLASSES, ask_which
+from assistant.skills.home_common import ask_to_confirm, ask_which, needs_confirm
 from assistant.skills.store import connect
 
 if TYPE_CHECKING:
@@ -305,28 +305,10 @@ def run_command(
         return ask_which(cmd, sel), []
     devs = sel.devices
     act_name = f"{_domain(devs)}.{action_name(cmd)}"
-    needs_confirm = cmd.action == "unlock" or (
-        cmd.action in ("open", "position", "turn_on", "toggle")
-        and any(d.type == "cover" and d.device_class in CONFIRM_OPEN_CLASSES for d in devs)
-    )
-    if needs_confirm and not confirmed:
+    if needs_confirm(cmd, devs) and not confirmed:
         what = "unlock" if cmd.action == "unlock" else "open"
-        text = f"Are you sure you want to {what} {_names(devs)}?"
-        pending = {
-            "skill": "home_commands",
-            "kind": "confirm",
-            "command": cmd.to_dict(),
-            "device_ids": [d.id for d in devs],
-            "intent": f"home_{cmd.action}",
-        }
-        return say(
-            text,
-            "confirm",
-            "clarify",
-            params={"command": cmd.to_dict(), "device_ids": [d.id for d in devs]},
-            expects_reply=True,
-            pending=pending,
-        ), [d.id for d in devs]
+        ids = [d.id for d in devs]
+        return ask_to_confirm(f"Are you sure you want to {what} {_names(devs)}?", cmd, ids), ids
     changed: dict[str, dict[str, Any]] = {}
     already: list[Device] = []
     done: list[Device] = []

@@ -32,3 +32,30 @@ def ask_which(cmd: Command, sel: Selection) -> Response:
         expects_reply=True,
         pending=pending,
     )
+
+
+def needs_confirm(cmd: Command, devices) -> bool:
+    """Unlocking, or opening a garage door or gate (however it is said: open, a position, turn on, toggle)."""
+    return cmd.action == "unlock" or (
+        cmd.action in ("open", "position", "turn_on", "toggle")
+        and any(d.type == "cover" and d.device_class in CONFIRM_OPEN_CLASSES for d in devices)
+    )
+
+
+def ask_to_confirm(text: str, cmd: Command, device_ids: list[str]) -> Response:
+    """Ask "are you sure?"; a yes carries out `cmd` on `device_ids` (home_commands' follow-up)."""
+    pending = {
+        "skill": "home_commands",
+        "kind": "confirm",
+        "command": cmd.to_dict(),
+        "device_ids": device_ids,
+        "intent": f"home_{cmd.action}",
+    }
+    return say(
+        text,
+        "confirm",
+        "clarify",
+        params={"command": cmd.to_dict(), "device_ids": device_ids},
+        expects_reply=True,
+        pending=pending,
+    )

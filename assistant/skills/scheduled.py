@@ -27,7 +27,7 @@ from assistant.core.stages.respond import Response
 from assistant.home.grammar import Command
 from assistant.home.targets import ACTION_CAPS, select
 from assistant.skills.base import Turn, choose_option, join_words, say
-from assistant.skills.home_common import CONFIRM_OPEN_CLASSES, ask_which
+from assistant.skills.home_common import ask_to_confirm, ask_which, needs_confirm
 from assistant.skills.store import connect
 from assistant.understanding.spoken import say_duration, say_time
 
@@ -117,27 +117,9 @@ def schedule(
     if sel.ask:
         return ask_which(cmd, sel)
     ids = [d.id for d in sel.devices]
-    risky = cmd.action == "unlock" or (
-        cmd.action in ("open", "position")
-        and any(d.type == "cover" and d.device_class in CONFIRM_OPEN_CLASSES for d in sel.devices)
-    )
-    if risky and not confirmed:
+    if needs_confirm(cmd, sel.devices) and not confirmed:
         desc = describe(cmd, home, ids, sel.scope)
-        pending = {
-            "skill": "home_commands",
-            "kind": "confirm",
-            "command": cmd.to_dict(),
-            "device_ids": ids,
-            "intent": f"home_{cmd.action}",
-        }
-        return say(
-            f"Are you sure you want me to {desc} {_when(due, now)}?",
-            "confirm",
-            "clarify",
-            params={"command": cmd.to_dict(), "device_ids": ids},
-            expects_reply=True,
-            pending=pending,
-        )
+        return ask_to_confirm(f"Are you sure you want me to {desc} {_when(due, now)}?", cmd, ids)
     if pronoun_or_here(cmd):  # "it"/"here" mean what they mean now, not when the command runs
         from assistant.home.grammar import Target
 

@@ -19,6 +19,7 @@ from rapidfuzz import fuzz, process
 
 from assistant.config import PACKAGE_DATA
 from assistant.core.stages.resolve import Candidate, ResolvedEntity, ResolveResult
+from assistant.home.grammar import COLORS as HUES
 from assistant.text import norm_key
 from assistant.understanding import spoken
 
@@ -370,30 +371,8 @@ PLURAL_TYPE_WORDS = {"lights", "lamps", "bulbs", "blinds", "curtains", "shades",
 CANONICAL_TYPE_WORDS = {"light", "lights", "lighting", "device", "devices", "thing", "things"}
 GENERIC_WORDS = {"the", "my", "a", "an", "all", "in", "of", "on", "to", "room", "please", "smart"}
 
-COLORS = (
-    "white",
-    "warm white",
-    "cool white",
-    "daylight",
-    "red",
-    "green",
-    "blue",
-    "yellow",
-    "orange",
-    "purple",
-    "pink",
-    "violet",
-    "magenta",
-    "cyan",
-    "turquoise",
-    "teal",
-    "lavender",
-    "gold",
-    "amber",
-    "lime",
-    "indigo",
-    "crimson",
-)
+# the grammar's colour names, with the whites that are colour temperatures there (one list of hues)
+COLORS = ("white", "warm white", "cool white", "daylight", *HUES[1:])
 TEMPERATURE_UNITS = re.compile(r"\b(degrees?|celsius|centigrade|fahrenheit|°)\b")
 
 DEVICE_MARGIN = 0.08

@@ -53,15 +53,15 @@ class TurnRecord(Mapping):
 
     # read-only Mapping over to_dict()'s keys
     def __getitem__(self, key: str) -> Any:
-        if key in self._OPTIONAL and getattr(self, key, None) is None:
+        if key not in _FIELDS or (key in self._OPTIONAL and getattr(self, key) is None):
             raise KeyError(key)
-        try:
-            return getattr(self, key)
-        except AttributeError:
-            raise KeyError(key) from None
+        return getattr(self, key)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.to_dict())
 
     def __len__(self) -> int:
         return len(self.to_dict())
+
+
+_FIELDS = frozenset(f.name for f in fields(TurnRecord))

@@ -29,7 +29,8 @@ def test_a_delayed_command_runs_when_due_and_not_before(make_pipeline):
     assert "no" in late["response_text"].lower() or "off" in late["response_text"].lower(), late["response_text"]
     scheduled = [r for r in p.store.iter_records() if (r.get("source") or {}).get("kind") == "scheduled"]
     assert len(scheduled) == 1 and scheduled[0]["action"]["status"] == "done"
-    assert scheduled[0]["action"]["target"] in ("kitchen.light", None) or "kitchen" in str(scheduled[0]["action"])
+    assert scheduled[0]["action"]["target"] == "kitchen.light"
+    assert scheduled[0]["action"]["result"]["changed"] == {"kitchen.light": {"on": False}}
     assert scheduled[0]["session_id"] != late["session_id"]  # not part of the conversation
     assert p.run_due(T0 + timedelta(minutes=30)) == []  # carried out once
 

@@ -214,7 +214,7 @@ class SatelliteSession:
             error=StageError("no-speech-after-wake", "The wake word was heard but no request followed.", "vad"),
             device_id=self.link.device_id,
         )
-        self.service.executor.submit(self.service.run_turn, req)
+        self.service.background(self.service.run_turn, req)
 
     # -- the turn -------------------------------------------------------------------------------------------
     def _start_turn(self, req: Request) -> None:
@@ -247,7 +247,7 @@ class SatelliteSession:
                 else:
                     turn.played.set()
 
-        self.service.executor.submit(work)
+        self.service.background(work)
 
     def _watch_barge_in(self, frame: np.ndarray, t: float, turn: _Turn) -> None:
         model, score = max(self.wake.process(frame).items(), key=lambda kv: kv[1])

@@ -31,6 +31,8 @@ from assistant.errors import AssistantError
 
 _LOGGER = logging.getLogger(__name__)
 _AUDIO = (AudioStart, AudioChunk, AudioStop)
+_HANDLER_TASK = "wyoming event handler"
+"""The name wyoming's AsyncServer gives each connection's task."""
 
 
 def info(service: Service) -> Info:
@@ -84,6 +86,13 @@ class WyomingHandler(AsyncEventHandler):
         except AssistantError as err:
             _LOGGER.warning("wyoming %s: %s event: [%s] %s", self.client, event.type, err.code, err.message)
             return await self._error(err.message, err.code)
+        except (KeyError, TypeError, ValueError) as err:  # wyoming's from_event on missing or wrong fields
+            _LOGGER.warning("wyoming %s: malformed %s event: %r", self.client, event.type, err)
+            return await self._error(
+                f"Malformed {event.type!r} event ({type(err).__name__}: {err}); see the Wyoming protocol's event "
+                "fields (https://github.com/rhasspy/wyoming).",
+                "wyoming-bad-event",
+            )
         except Exception as err:  # noqa: BLE001 - a bad event never takes the server down
             _LOGGER.exception("wyoming %s: %s event failed", self.client, event.type)
             return await self._error(f"{event.type} failed: {type(err).__name__}: {err}", "wyoming-event-failed")
@@ -148,3 +157,8 @@ async def serve(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.stop()
+        # A handler blocked on a client that reads nothing does not see the stop: cancel what is left.
+        handlers = [t for t in asyncio.all_tasks() if t.get_name() == _HANDLER_TASK and not t.done()]
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)

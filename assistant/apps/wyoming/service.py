@@ -60,10 +60,21 @@ class Service:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wyoming")
         self._turn_lock = threading.Lock()
         self.version = package_version()
+        self._closed = False
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run blocking model work in the pool; the event loop stays free for the other clients."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def background(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run `fn` in the pool without waiting (tracing); dropped once the server is shutting down."""
+        if self._closed:
+            _LOGGER.info("shutting down: %s not run", getattr(fn, "__name__", fn))
+            return
+        try:
+            self.executor.submit(fn, *args, **kwargs)
+        except RuntimeError:  # the pool shut down meanwhile
+            _LOGGER.info("shutting down: %s not run", getattr(fn, "__name__", fn))
 
     def run_turn(self, req: Request, listener: Listener | None = None) -> TurnRecord:
         """A whole turn (NLU, resolve, skills, maybe TTS) through the runner; one at a time (shared home state)."""
@@ -138,6 +149,7 @@ class Service:
         return rec
 
     def close(self) -> None:
+        self._closed = True
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 

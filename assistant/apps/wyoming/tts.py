@@ -125,7 +125,7 @@ class TtsHandler:
                 rec.response_text = text
                 rec.latency_ms["tts_first_audio"] = stats.get("first_chunk_ms", 0.0)
 
-            svc.executor.submit(  # traced in the pool: a database write never waits on the event loop
+            svc.background(  # traced in the pool: a database write never waits on the event loop
                 svc.trace_stage,
                 source("tts", self.client),
                 "tts",

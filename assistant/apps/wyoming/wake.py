@@ -113,7 +113,7 @@ class WakeHandler:
         self.stream = None  # AudioStop
         if not stream.detections:
             await send(NotDetected().event())
-        self.service.executor.submit(self._trace, stream)
+        self.service.background(self._trace, stream)
 
     def _detector(self, models: tuple[str, ...]):
         if models not in self._detectors:

@@ -313,10 +313,12 @@ def test_four_clients_at_once_each_get_their_own_answer(server, speech):
     for (text, _), cmd in zip(results, commands):
         assert _words(text) == _words(cmd), (text, cmd)
     latencies = sorted(ms for _, ms in results)
+    turns = [server.runner.store.get_turn(t["turn_id"])["record"] for t in server.runner.store.list_turns(limit=4)]
     report = {
         "one_client_ms": round(alone),
         "clients": 4,
         "audio_stop_to_transcript_ms": [round(x) for x in latencies],
+        "whisper_ms": sorted(round(t["latency_ms"]["asr"]) for t in turns),
         "wall_s": round(wall, 2),
     }
     print("wyoming load:", json.dumps(report))
@@ -324,7 +326,6 @@ def test_four_clients_at_once_each_get_their_own_answer(server, speech):
     if out:
         with open(out, "a") as f:
             f.write(json.dumps(report) + "\n")
-    turns = [server.runner.store.get_turn(t["turn_id"])["record"] for t in server.runner.store.list_turns(limit=4)]
     assert len({t["source"]["client"] for t in turns}) == 4  # each traced with its own client address
 
 

@@ -115,7 +115,6 @@ class AsrHandler:
         self.service = service
         self.client = client
         self.session: AsrSession | None = None
-        self._vad = None
 
     async def handle(self, event: Event, send: Send) -> None:
         if Transcribe.is_type(event.type):
@@ -145,10 +144,12 @@ class AsrHandler:
         samples = session.samples()
         if asr is None:
             raise AssistantError("asr-disabled", "This server runs without the asr stage (pipeline.yaml `stages`).")
-        if self._vad is None:
-            self._vad = svc.new_detector("vad")
-        self._vad.reset()
-        span = speech_span(svc.settings, self._vad, samples) if len(samples) else None
+        vad = svc.borrow("vad")
+        try:
+            vad.reset()
+            span = speech_span(svc.settings, vad, samples) if len(samples) else None
+        finally:
+            svc.give_back("vad", vad)
         inp: dict[str, Any] = {
             "audio_seconds": round(len(samples) / audio_io.PIPELINE_RATE, 3),
             "speech": list(span) if span else None,

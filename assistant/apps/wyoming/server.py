@@ -132,6 +132,7 @@ class WyomingHandler(AsyncEventHandler):
 
     async def disconnect(self) -> None:
         _LOGGER.info("wyoming client disconnected: %s", self.client)
+        self.wake.close()
 
 
 async def serve(

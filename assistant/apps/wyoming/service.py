@@ -61,6 +61,9 @@ class Service:
         self._turn_lock = threading.Lock()
         self.version = package_version()
         self._closed = False
+        self._pool: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
+        self._pool_lock = threading.Lock()
+        self._pool_max = workers
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run blocking model work in the pool; the event loop stays free for the other clients."""
@@ -81,8 +84,25 @@ class Service:
         with self._turn_lock:
             return self.runner.run(req, listener=listener)
 
+    def borrow(self, stage: str, models: tuple[str, ...] = ()):
+        """A streaming detector (wake, vad) for one stream, from the pool: they keep per-stream state, so one is
+        never used by two streams at once, but Home Assistant opens a connection per request and loading one costs
+        more than the request; `give_back` returns it (reset)."""
+        with self._pool_lock:
+            free = self._pool.get((stage, models))
+            if free:
+                return free.pop()
+        return self.new_detector(stage, **({"models": list(models)} if models else {}))
+
+    def give_back(self, stage: str, detector: Any, models: tuple[str, ...] = ()) -> None:
+        detector.reset()
+        with self._pool_lock:
+            free = self._pool.setdefault((stage, models), [])
+            if len(free) < self._pool_max:
+                free.append(detector)
+
     def new_detector(self, stage: str, **settings_update: Any):
-        """A fresh streaming detector (wake, vad) for one client: they keep per-stream state, so none is shared."""
+        """A fresh streaming detector (wake, vad) with its own state."""
         settings = self.settings
         if settings_update:
             section = getattr(settings, stage).model_copy(update=settings_update)

@@ -117,8 +117,14 @@ class WakeHandler:
 
     def _detector(self, models: tuple[str, ...]):
         if models not in self._detectors:
-            self._detectors[models] = self.service.new_detector("wake", models=list(models))
+            self._detectors[models] = self.service.borrow("wake", models)
         return self._detectors[models]
+
+    def close(self) -> None:
+        """The connection ended: its detectors go back to the pool."""
+        detectors, self._detectors = self._detectors, {}
+        for models, detector in detectors.items():
+            self.service.give_back("wake", detector, models)
 
     def _process(self, stream: WakeStream, samples: np.ndarray) -> list[tuple[str, int]]:
         """Feed whole 80 ms frames; returns the (model, ms into the stream) detected in them (pool thread)."""
@@ -145,7 +151,7 @@ class WakeHandler:
 
     def _trace(self, stream: WakeStream) -> None:
         svc = self.service
-        detector = self._detectors.get(stream.models)
+        detector = self._detectors.get(stream.models) or self.service.runner.wake  # same name and version
         first = stream.detections[0] if stream.detections else None
         wake = {"detected": first is not None, **(first or {})}
         svc.trace_stage(

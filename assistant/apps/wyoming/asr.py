@@ -162,7 +162,8 @@ class AsrHandler:
             return ""
         cut = samples[int(span[0] * audio_io.PIPELINE_RATE) : int(span[1] * audio_io.PIPELINE_RATE)]
         try:
-            result = asr.transcribe(cut, language)
+            with svc.asr_lock:  # first come, first decoded (see Service.asr_lock)
+                result = asr.transcribe(cut, language)
         except Exception as err:  # noqa: BLE001 - traced, then an error event to the client
             coded = err if isinstance(err, AssistantError) else AsrError("asr-failed", f"ASR failed: {err}")
             svc.trace_stage(source("asr", self.client), "asr", asr, inp, None, (t0, clock()), error=coded)

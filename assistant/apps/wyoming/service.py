@@ -59,6 +59,9 @@ class Service:
         self.settings = runner.settings
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wyoming")
         self._turn_lock = threading.Lock()
+        self.asr_lock = threading.Lock()
+        """Whisper requests decode one after another: four at once would share the CPU and all finish late (the
+        first answer after ~4x one decode); in turn, the first is back after one decode and the last no later."""
         self.version = package_version()
         self._closed = False
         self._pool: dict[tuple[str, tuple[str, ...]], list[Any]] = {}

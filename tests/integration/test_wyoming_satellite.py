@@ -95,6 +95,18 @@ class Satellite:
         (self.folder / f"{self.said}.tmp").write_text(str(clip))
         (self.folder / f"{self.said}.tmp").rename(self.folder / str(self.said))
 
+    def wait_quiet(self, quiet: float = 0.6, timeout: float = 20.0) -> None:
+        """Until nothing more has reached the speaker for `quiet` seconds (the answer has been played)."""
+        deadline, last, since = time.monotonic() + timeout, -1.0, time.monotonic()
+        while time.monotonic() < deadline:
+            now = self.played_seconds()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.05)
+        raise AssertionError("the speaker kept playing")
+
     def played_seconds(self) -> float:
         return self.speaker.stat().st_size / 2 / SND_RATE if self.speaker.exists() else 0.0
 
@@ -164,7 +176,8 @@ def test_two_satellites_wake_word_follow_up_and_barge_in(make_pipeline, tmp_path
         for sat, rec in ((kitchen, k), (bedroom, b)):
             full = len(piper_speech(rec["response_text"])) / RATE
             wait_for(lambda sat=sat, full=full: sat.played_seconds() >= 0.8 * full, 20, "the answer at the speaker")
-        time.sleep(0.8)
+        kitchen.wait_quiet()
+        bedroom.wait_quiet()
         assert "kitchen light" in runner.asr.transcribe(kitchen.played(), "en").text.lower()
         assert "bedroom light" in runner.asr.transcribe(bedroom.played(), "en").text.lower()
 
@@ -185,7 +198,7 @@ def test_two_satellites_wake_word_follow_up_and_barge_in(make_pipeline, tmp_path
         assert follow["intent"] == "timer_set" and follow["action"]["status"] == "done", follow
 
         # 3. barge-in: the wake word while a long answer plays cuts it short, and the new request is carried out
-        time.sleep(2.5)  # the confirmation has been played
+        kitchen.wait_quiet()  # the confirmation has been played
         n = len(records())
         before = kitchen.played_seconds()
         kitchen.say(compose([0.3, piper_speech("Hey Jarvis,"), 0.4, piper_speech("turn on all the lights."), 0.3]))
@@ -201,9 +214,14 @@ def test_two_satellites_wake_word_follow_up_and_barge_in(make_pipeline, tmp_path
         barge = [e for e in long_trace["events"] if e["type"] == "barge-in"]
         assert barge and barge[0]["data"]["reason"] == "wake", long_trace["events"]
         assert records()[-1]["wake"].get("barge_in") is True
-        time.sleep(3.0)  # the barge-in request's answer has been played too
+
         played_of_long = barge[0]["data"]["offset_ms"] / 1000
         assert played_of_long < full - 2.0, (played_of_long, full)
+        new_answer = len(piper_speech(records()[-1]["response_text"])) / RATE
+        wait_for(
+            lambda: kitchen.played_seconds() - before >= played_of_long + 0.8 * new_answer, 15, "the new answer played"
+        )
+        kitchen.wait_quiet()
         # what reached the speaker since: the cut answer and the short new one, less than the long answer alone
         assert kitchen.played_seconds() - before < full, (kitchen.played_seconds() - before, full)
     finally:

@@ -224,9 +224,13 @@ def test_two_satellites_wake_word_follow_up_and_barge_in(make_pipeline, tmp_path
         kitchen.wait_quiet()
         # what reached the speaker since: the cut answer and the short new one, less than the long answer alone
         assert kitchen.played_seconds() - before < full, (kitchen.played_seconds() - before, full)
+        # the satellites saw nothing go wrong (read before shutdown: closing a connection the satellite still
+        # streams into resets it, which wyoming 1.4.1's server logs as an unretrieved task exception)
+        for sat in (kitchen, bedroom):
+            log = (sat.folder / "satellite.log").read_text()
+            assert "Traceback" not in log and "ERROR" not in log, log
     finally:
         srv.close()
         service.close()
-        logs = [kitchen.stop(), bedroom.stop()]
-    for log in logs:
-        assert "Traceback" not in log, log
+        kitchen.stop()
+        bedroom.stop()

@@ -197,6 +197,7 @@ class SatelliteSession:
         self.listening = None
         if self.turn is not None:  # a barge-in's request while the interrupted turn still finishes: wait for it
             self.turn.done.wait(30)
+            self._finish(self.turn)
         self._start_turn(req)
 
     def _timeout(self, ev: ListenTimeout, t: float) -> None:
@@ -263,7 +264,8 @@ class SatelliteSession:
         self.link.send(Detection(name=model, timestamp=int(t * 1000)).event())
         self._listen({"detected": True, "score": round(score, 4), "model": model, "barge_in": True})
 
-    def _after_turn(self, turn: _Turn, t: float) -> None:
+    def _finish(self, turn: _Turn) -> None:
+        """The turn is over (played or cut short): what happened after it goes to its trace."""
         self.turn = None
         rec = turn.record
         self.wake.reset()
@@ -274,6 +276,10 @@ class SatelliteSession:
                 b = turn.barge_in
                 data = {k: v for k, v in b.items() if k not in ("offset_ms", "reason")}
                 self.service.runner.emit(BargeIn(rec.turn_id, b["offset_ms"], b["reason"], data))
+
+    def _after_turn(self, turn: _Turn, t: float) -> None:
+        self._finish(turn)
+        rec = turn.record
         if self.listening is not None:  # a barge-in is already collecting the next request
             return
         if rec is not None and rec.expects_reply and turn.barge_in is None and self.opts.follow_up_seconds > 0:

@@ -363,3 +363,22 @@ def test_a_stalled_and_a_vanished_client_do_not_hold_up_another(server, speech):
     # the server is still up for newcomers after both went away
     got = asyncio.run(_exchange(server.port, [Describe().event()], lambda e: Info.is_type(e.type)))
     assert Info.is_type(got[-1].type)
+
+
+def test_a_command_scheduled_through_handle_is_carried_out_when_due_without_another_request(server):
+    runner = server.runner
+    assert runner.home.states()["bedroom.light"]["on"] is False
+    got = asyncio.run(
+        _exchange(
+            server.port,
+            [Transcript(text="in 2 seconds turn on the bedroom light").event()],
+            lambda e: Handled.is_type(e.type) or NotHandled.is_type(e.type),
+        )
+    )
+    assert Handled.is_type(got[-1].type) and runner.home.states()["bedroom.light"]["on"] is False
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline and not runner.home.states()["bedroom.light"]["on"]:
+        time.sleep(0.1)
+    assert runner.home.states()["bedroom.light"]["on"] is True
+    kinds = [runner.store.get_turn(t["turn_id"])["record"]["source"]["kind"] for t in runner.store.list_turns(limit=3)]
+    assert "scheduled" in kinds, kinds

@@ -97,7 +97,7 @@ class _Server:
 
 def test_bad_events_get_error_events_and_the_connection_goes_on():
     """A runner without asr/tts stages (no models): every request it cannot serve is an error event, not a crash."""
-    runner = SimpleNamespace(settings=load_settings(), asr=None, tts=None, wake=None, nlu=None)
+    runner = SimpleNamespace(settings=load_settings(), asr=None, tts=None, wake=None, nlu=None, run_due=lambda now: [])
     service = Service(runner, workers=1)
     srv = _Server(service)
     try:

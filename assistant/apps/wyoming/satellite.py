@@ -97,7 +97,8 @@ class _Turn:
 
 
 class SatelliteSession:
-    """The frame thread's state for one connected satellite (every method but `stop` runs on that thread)."""
+    """The frame thread's state for one connected satellite (all its methods run on that thread; a turn's listener
+    and work run in the service's pool and only set the turn's flags and queue events to send)."""
 
     def __init__(self, link: SatelliteLink, start_stage: str = PipelineStage.WAKE.value) -> None:
         svc = link.service

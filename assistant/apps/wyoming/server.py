@@ -135,6 +135,18 @@ class WyomingHandler(AsyncEventHandler):
         self.wake.close()
 
 
+async def _scheduled(service: Service, every: float = 1.0) -> None:
+    """Scheduled commands are carried out when due, not only at the next request (as the live loop does)."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await service.call(service.run_due)
+        except RuntimeError:  # the pool is shutting down
+            return
+        except Exception:  # noqa: BLE001 - a failing scheduled command is traced by the runner; keep checking
+            _LOGGER.exception("scheduled commands failed")
+
+
 async def serve(
     service: Service,
     uri: str,
@@ -146,6 +158,7 @@ async def serve(
     server = AsyncServer.from_uri(uri)
     await server.start(lambda r, w: WyomingHandler(service, r, w))
     tasks = [asyncio.create_task(link.run(), name=f"satellite {link.uri}") for link in satellites or []]
+    tasks.append(asyncio.create_task(_scheduled(service), name="scheduled commands"))
     _LOGGER.info("wyoming server on %s", uri)
     if started is not None:
         started.set()

@@ -104,6 +104,12 @@ class Service:
             if len(free) < self._pool_max:
                 free.append(detector)
 
+    def run_due(self) -> int:
+        """Carry out the scheduled commands whose time has come ("in ten minutes turn off the lights"), as the live
+        loop does every second while idle; returns how many ran."""
+        with self._turn_lock:
+            return len(self.runner.run_due(datetime.now()))
+
     def new_detector(self, stage: str, **settings_update: Any):
         """A fresh streaming detector (wake, vad) with its own state."""
         settings = self.settings

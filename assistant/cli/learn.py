@@ -109,6 +109,12 @@ def register(sub) -> None:
     q.add_argument(
         "--no-counterfactuals", action="store_true", help="skip the counterfactual NLU re-runs and ASR re-decodes"
     )
+    q.add_argument(
+        "--redecode",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="re-decode kept request audio with a wider beam (auto: if the model was trained with it)",
+    )
     q.add_argument("--redecode-cache", type=Path, help="a JSON file that keeps the wider-beam re-decodes between runs")
     q.set_defaults(func=labels_cmd.run_labels_eval)
     for q in lsub.choices.values():

@@ -87,6 +87,11 @@ def register(sub) -> None:
         help="the failing-stage model: boosted trees (default) or logistic regression",
     )
     lb.add_argument(
+        "--redecode",
+        action="store_true",
+        help="also learn from re-decoding the runs' kept request audio with a wider beam (slow: ~1 s a turn here)",
+    )
+    lb.add_argument(
         "--redecode-cache",
         type=Path,
         help="a JSON file that keeps the wider-beam re-decodes of the runs' request audio between trainings",

@@ -49,7 +49,11 @@ def run_labels_eval(args: argparse.Namespace) -> int:
     from assistant.learning.labels.evaluate import evaluate_run
 
     res = evaluate_run(
-        args.run, args.model, counterfactuals=not args.no_counterfactuals, redecode_cache=args.redecode_cache
+        args.run,
+        args.model,
+        counterfactuals=not args.no_counterfactuals,
+        redecode_cache=args.redecode_cache,
+        redecode={"auto": None, "on": True, "off": False}[args.redecode],
     )
     if args.json:
         print(json.dumps(res, indent=1))

@@ -206,12 +206,16 @@ def evaluate_sessions(lab: Labeller, sessions: list[SessionInput], truth: dict[s
 
 
 def evaluate_run(
-    run_dir: Path, model_dir: Path | None = None, counterfactuals: bool = True, redecode_cache: Path | None = None
+    run_dir: Path,
+    model_dir: Path | None = None,
+    counterfactuals: bool = True,
+    redecode_cache: Path | None = None,
+    redecode: bool | None = None,
 ) -> dict[str, Any]:
     from assistant.learning.labels.labeller import rephrase_detector
     from assistant.training.labels import load_run
 
-    lab = Labeller.load(model_dir, counterfactuals, redecode_cache)
+    lab = Labeller.load(model_dir, counterfactuals, redecode_cache, redecode)
     t0 = time.perf_counter()
     sessions, truth, lab.history = load_run(Path(run_dir), rephrase_detector())
     load_s = time.perf_counter() - t0

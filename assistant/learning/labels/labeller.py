@@ -97,13 +97,18 @@ class Labeller:
         """Set per store (`History.from_store`): the users' successful requests elsewhere."""
         self.version = version
         self.cf = counterfactuals or Counterfactuals()
-        self.rd = redecoder or Redecoder(enabled=self.cf.enabled)
+        self.rd = redecoder or Redecoder(enabled=False)
         self.vocab = vocab or Vocab.from_tokenizer(default_vocab_path())
 
     @classmethod
     def load(
-        cls, model_dir: Path | None = None, counterfactuals: bool = True, redecode_cache: Path | None = None
+        cls,
+        model_dir: Path | None = None,
+        counterfactuals: bool = True,
+        redecode_cache: Path | None = None,
+        redecode: bool | None = None,
     ) -> Labeller:
+        """`redecode` None: re-decode the kept audio if the model was trained with it (its features then matter)."""
         d = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         paths = [d / "link.json", d / "turn.json", d / "stage.json", d / "goal.json"]
         for p in paths:
@@ -114,7 +119,9 @@ class Labeller:
         link, turn, stage, goal = (load_model(p) for p in paths)
         version = turn.meta.get("version", "labels-?")
         lm = BigramLM.load(d / "lm.json.gz") if (d / "lm.json.gz").is_file() else None
-        rd = Redecoder(enabled=counterfactuals, cache_file=redecode_cache)
+        if redecode is None:
+            redecode = bool(stage.meta.get("redecode"))
+        rd = Redecoder(enabled=counterfactuals and redecode, cache_file=redecode_cache)
         return cls(link, turn, stage, goal, version, Counterfactuals(enabled=counterfactuals), lm=lm, redecoder=rd)
 
     # -- the three steps -------------------------------------------------------------------------------------------

@@ -48,10 +48,12 @@ from assistant.trace.store import TraceStore
 
 _LOGGER = logging.getLogger(__name__)
 _WAKE_PREFIX = re.compile(r"^\W*(?:(?:hey|ok|okay)[\s,]+)?(?:alexa|jarvis|mycroft|nabu|rhasspy)\b\W*", re.IGNORECASE)
-AUDIO_STAGES = ("wake", "vad", "asr")
-BUILD_ORDER = ("wake", "vad", "asr", "rewrite", "nlu", "resolve", "rerank", "respond", "tts")
+AUDIO_STAGES = ("wake", "vad", "speaker", "asr")
+BUILD_ORDER = ("wake", "vad", "speaker", "asr", "rewrite", "nlu", "resolve", "rerank", "respond", "tts")
 ALWAYS = ("nlu", "respond")
 """Stages every turn needs, built even when pipeline.yaml leaves them out of `stages`."""
+DEFAULT_USER = "default"
+"""`session.user_id` when nobody configured one: it names no person (the household's shared behaviour)."""
 
 
 class _Handled(Exception):
@@ -147,6 +149,7 @@ class Runner:
 
     wake = property(lambda self: self._backends.get("wake"))
     vad = property(lambda self: self._backends.get("vad"))
+    speaker = property(lambda self: self._backends.get("speaker"))
     asr = property(lambda self: self._backends.get("asr"))
     rewriter = property(lambda self: self._backends.get("rewrite"))
     nlu = property(lambda self: self._backends.get("nlu"))
@@ -163,7 +166,25 @@ class Runner:
         }
 
     def close(self) -> None:
+        if self._speaker_pool is not None:
+            self._speaker_pool.shutdown(wait=True)
         self.store.close()
+
+    # -- who is speaking --------------------------------------------------------------------------------------
+    _speaker_pool = None
+
+    def _start_speaker(self, req: Request):
+        """Identify the speaker in a thread beside ASR (onnxruntime and CTranslate2 release the GIL)."""
+        if self.speaker is None or req.samples is None or req.text is not None or not self.speaker.has_voices():
+            return None
+        if self._speaker_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._speaker_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speaker")
+        return self._speaker_pool.submit(self.speaker.identify, np.asarray(req.samples, dtype=np.int16))
+
+    def _named_person(self) -> str | None:
+        return self.user_id if self.user_id != DEFAULT_USER else None
 
     # -- events -----------------------------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -285,7 +306,10 @@ class Runner:
             session_id=session.session_id,
             data_dir=self.data_dir,
             history=list(session.history),
+            person=self._named_person(),
         )
+        if ctx.person is not None:
+            ctx.speaker = {"person": ctx.person, "decision": "session"}
         context_snapshot = {
             "device_id": self.device_id,
             "user_id": self.user_id,
@@ -335,6 +359,7 @@ class Runner:
                 if self.asr is None or req.samples is None:
                     raise StageError("asr-disabled", "Audio input needs the asr stage in pipeline.yaml.", "asr")
                 samples, spec = req.samples, req.speculation
+                speaker_job = self._start_speaker(req)
                 asr = run(
                     "asr",
                     (lambda: spec.asr)
@@ -357,6 +382,8 @@ class Runner:
                 )
                 if spec is not None:  # decoded during the pause, before the endpoint: what it cost, not 0 ms
                     rec.latency_ms["asr"] = spec.decode_ms
+                if speaker_job is not None:
+                    session = self._finish_speaker(speaker_job, run, rec, ctx, context_snapshot) or session
                 text = _WAKE_PREFIX.sub("", asr.text).strip()
                 rec.transcript, rec.asr_confidence = text, asr.confidence
                 if not re.search(r"\w", text):
@@ -373,7 +400,7 @@ class Runner:
                 said = text
                 rw = run(
                     "rewrite",
-                    lambda: self.rewriter.rewrite(said, self.user_id, ctx),
+                    lambda: self.rewriter.rewrite(said, _personal_user(ctx), ctx),
                     {"text": said},
                     lambda out: (out.to_dict(), out.score),
                 )
@@ -446,14 +473,15 @@ class Runner:
         rec.latency_ms["end_to_end"] = round(ready + first, 1)
         rec.latency_ms["total"] = round(total_ms, 1)
         rec.pending = pending
+        rec.speaker = ctx.speaker
         emit(
             TurnEnded(
                 record=rec,
-                traced=not is_opted_out(self.data_dir, self.user_id),
+                traced=not is_opted_out(self.data_dir, ctx.user_id),
                 context=context_snapshot,
                 pipeline=self.versions(),
                 device_id=self.device_id,
-                user_id=self.user_id,
+                user_id=ctx.user_id,
                 started_at=now.timestamp(),
             )
         )
@@ -465,6 +493,38 @@ class Runner:
             if (rec.action or {}).get("status") in HISTORY_STATUSES:
                 self.user_history.add_turn(rec.intent, chosen_entities(rec), now)
         return rec
+
+    def _finish_speaker(self, job, run, rec: TurnRecord, ctx: TurnContext, snapshot: dict[str, Any]):
+        """The speaker stage's span (its time is what the turn waited for it after ASR; `embed_ms` what it cost)
+        and who the turn belongs to: an identified voice is the person; an unknown one gets the household's
+        shared behaviour (the device's user, no person)."""
+        spk, emb = run(
+            "speaker",
+            job.result,
+            {"voices": len(self.speaker.store.voices()), "threshold": self.speaker.threshold},
+            lambda out: (jsonable(out[0]), out[0].score),
+        )
+        rec.latency_ms["speaker_wait"] = rec.latency_ms.get("speaker", 0.0)
+        rec.latency_ms["speaker"] = spk.embed_ms
+        ctx.person = spk.person
+        ctx.user_id = spk.person or self.user_id
+        ctx.voice = emb
+        ctx.speaker = {
+            "person": spk.person,
+            "decision": spk.decision,
+            "score": spk.score,
+            "candidate": spk.candidate,
+            "threshold": spk.threshold,
+        }
+        snapshot["user_id"] = ctx.user_id
+        snapshot["person"] = spk.person
+        if spk.person is None:
+            return None
+        # the person's own conversation on this device (history, follow-ups): returns that session
+        session = self.sessions.session_for(ctx.now, spk.person)
+        rec.session_id = ctx.session_id = session.session_id
+        ctx.history = list(session.history)
+        return session
 
     def _record_pre_turn_stages(self, req: Request, turn_id: str, emit: Listener) -> None:
         """Wake and endpointing happened before the turn began (audio time is in their outputs)."""
@@ -560,6 +620,13 @@ class Runner:
 
         run("tts", synth, {"text": text}, result)
         return first[0], first[0] - start, path[0]
+
+
+def _personal_user(ctx: TurnContext) -> str | None:
+    """Whose personal rewrite layer applies: none for a voice the speaker stage could not name."""
+    if ctx.speaker is not None and ctx.speaker.get("decision") == "unknown":
+        return None
+    return ctx.user_id
 
 
 def _apology(err: AssistantError) -> str:

@@ -19,11 +19,10 @@ OPSET = 17
 
 
 def _encoder():
-    import torch
-    from torch import nn
-
     import resemblyzer
+    import torch
     from resemblyzer import hparams as hp
+    from torch import nn
 
     weights = Path(resemblyzer.__file__).resolve().parent / "pretrained.pt"
     state = torch.load(weights, map_location="cpu")["model_state"]
@@ -48,7 +47,9 @@ def _encoder():
             return raw / torch.clamp(torch.norm(raw, dim=1, keepdim=True), min=1e-9)
 
     model = SpectrogramEncoder()
-    missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if not k.startswith("similarity")}, strict=False)
+    missing, unexpected = model.load_state_dict(
+        {k: v for k, v in state.items() if not k.startswith("similarity")}, strict=False
+    )
     if [m for m in missing if m != "mel_fb"] or [u for u in unexpected if not u.startswith("similarity")]:
         raise RuntimeError(f"pretrained.pt does not fit the encoder: missing {missing}, unexpected {unexpected}")
     model.eval()
@@ -56,9 +57,8 @@ def _encoder():
 
 
 def export(out_dir: Path) -> dict:
-    import torch
-
     import resemblyzer
+    import torch
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

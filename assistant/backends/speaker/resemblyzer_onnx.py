@@ -102,7 +102,9 @@ class ResemblyzerOnnx:
         try:
             self.session = ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001
-            raise ModelError("speaker-model-invalid", f"Cannot load {model}: {exc}. Re-export with `{EXPORT_CMD}`.")
+            raise ModelError(
+                "speaker-model-invalid", f"Cannot load {model}: {exc}. Re-export with `{EXPORT_CMD}`."
+            ) from exc
 
     def embed(self, samples: np.ndarray, rate: int = RATE) -> np.ndarray:
         """samples: int16 (or float in [-1, 1]) mono at 16 kHz."""

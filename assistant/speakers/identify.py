@@ -1,0 +1,76 @@
+"""The speaker stage: embed the request's audio and score it against the household's enrolled voices.
+
+Runs beside ASR (the runner starts it in a thread before decoding), so it adds little to the end-to-end latency.
+The best cosine similarity must reach `speaker.threshold` (pipeline.yaml; calibrated with `assistant voices eval`,
+see docs/speakers.md), else the answer is "unknown" and the turn gets the household's shared behaviour. With nobody
+enrolled the stage embeds nothing and says `no-voices`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from assistant.core.stages.speaker import SpeakerEncoder, SpeakerResult
+from assistant.speakers.voices import VoiceStore
+
+RATE = 16000
+
+
+class SpeakerIdentifier:
+    name = "speaker-id"
+
+    def __init__(self, encoder: SpeakerEncoder, store: VoiceStore, threshold: float, min_seconds: float = 0.5) -> None:
+        self.encoder = encoder
+        self.store = store
+        self.threshold = threshold
+        self.min_seconds = min_seconds
+        self.version = f"{encoder.name} ({encoder.version})"
+
+    def has_voices(self) -> bool:
+        return bool(self.store.voices())
+
+    def embed(self, samples: np.ndarray) -> np.ndarray:
+        return self.encoder.embed(samples)
+
+    def score(self, embedding: np.ndarray) -> dict[str, float]:
+        return {n: float(np.dot(v.voiceprint, embedding)) for n, v in self.store.voices().items()}
+
+    def decide(self, scores: dict[str, float], audio_seconds: float = 0.0, embed_ms: float = 0.0) -> SpeakerResult:
+        if not scores:
+            return SpeakerResult(None, "no-voices", threshold=self.threshold, audio_seconds=audio_seconds)
+        best = max(scores, key=scores.__getitem__)
+        ok = scores[best] >= self.threshold
+        return SpeakerResult(
+            person=best if ok else None,
+            decision="identified" if ok else "unknown",
+            score=round(scores[best], 4),
+            candidate=best,
+            threshold=self.threshold,
+            scores={k: round(v, 4) for k, v in sorted(scores.items())},
+            audio_seconds=audio_seconds,
+            embed_ms=embed_ms,
+        )
+
+    def identify(self, samples: np.ndarray) -> tuple[SpeakerResult, np.ndarray | None]:
+        """(the decision, the request's embedding or None when nothing was embedded)."""
+        seconds = round(len(samples) / RATE, 3)
+        if not self.has_voices():
+            return SpeakerResult(None, "no-voices", threshold=self.threshold, audio_seconds=seconds), None
+        if seconds < self.min_seconds:
+            return SpeakerResult(None, "unknown", threshold=self.threshold, audio_seconds=seconds), None
+        t0 = time.perf_counter()
+        emb = self.embed(samples)
+        ms = round((time.perf_counter() - t0) * 1000, 1)
+        return self.decide(self.score(emb), seconds, ms), emb
+
+
+def create(build) -> SpeakerIdentifier:
+    """Registry factory (`speaker.backend: resemblyzer-onnx`)."""
+    from assistant.backends.speaker.resemblyzer_onnx import ResemblyzerOnnx
+
+    s = build.settings.speaker
+    encoder = ResemblyzerOnnx(build.settings.resolve_path(s.model_dir), threads=s.threads)
+    return SpeakerIdentifier(encoder, VoiceStore(Path(build.data_dir)), s.threshold, s.min_seconds)

@@ -246,3 +246,53 @@ def run_all(speech_dir: Path, encoder=None, threshold: float | None = None) -> d
     out["synthetic_10db"] = evaluate(encoder, *synth, 10.0, thr)
     out["cost"] = cost(encoder)
     return out
+
+
+LATENCY_REQUESTS = [
+    "please add milk to my shopping list",
+    "turn on the kitchen light",
+    "what's on my shopping list",
+    "set a timer for ten minutes",
+    "what time is it",
+    "turn off the living room lights",
+]
+
+
+def pipeline_latency(settings, home: Path, rounds: int = 2) -> dict[str, Any]:
+    """The same spoken requests through the real pipeline (ASR, NLU, skills; no TTS) with two voices enrolled (the
+    speaker stage runs beside ASR) and with none (it does nothing): what identification adds end to end."""
+    import tempfile
+
+    from assistant.core.request import Request
+    from assistant.core.runner import Runner
+    from assistant.simulate.voices import compose, espeak_speech
+
+    stages = [s for s in settings.stages if s not in ("wake", "vad", "tts")]
+    s = settings.model_copy(update={"stages": stages})
+    audio = [compose([0.3, espeak_speech(t, "en+f2"), 0.5]) for t in LATENCY_REQUESTS]
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as with_dir, tempfile.TemporaryDirectory() as without_dir:
+        with_voices = Runner(s, home, data_dir=Path(with_dir))
+        without = Runner(s, home, data_dir=Path(without_dir), backends={"asr": with_voices.asr, "nlu": with_voices.nlu})
+        ident = with_voices.speaker
+        for name, v in (("alice", "en+f2"), ("bob", "en+m1")):
+            embs = [ident.embed(espeak_speech(t, v)) for t in SYNTH_SENTENCES[:3]]
+            ident.store.enroll(name, embs, 6.0, ident.version)
+        samples: dict[str, list[dict[str, float]]] = {"with_voices": [], "without": []}
+        for _ in range(rounds):
+            for x in audio:
+                for key, runner in (("with_voices", with_voices), ("without", without)):
+                    rec = runner.run(Request.audio(x))
+                    samples[key].append(rec.latency_ms)
+        for key, lats in samples.items():
+            out[key] = {
+                k: round(statistics.median(lat.get(k, 0.0) for lat in lats), 1)
+                for k in ("asr", "speaker", "speaker_wait", "processing_to_first_audio")
+            }
+        with_voices.close()
+        without.close()
+    w, wo = out["with_voices"], out["without"]
+    out["added_ms"] = round(w["processing_to_first_audio"] - wo["processing_to_first_audio"], 1)
+    out["if_run_after_asr_ms"] = w["speaker"]  # what a sequential stage would add instead
+    out["requests"] = len(audio) * rounds
+    return out

@@ -16,20 +16,30 @@ from pathlib import Path
 import numpy as np
 
 OPSET = 17
+N_MELS, HIDDEN, LAYERS, EMBEDDING = 40, 256, 3, 256
+"""resemblyzer/hparams.py (its package is not imported: its __init__ needs webrtcvad, which needs pkg_resources)."""
+
+
+def weights_path() -> Path:
+    """pretrained.pt inside the installed resemblyzer wheel, found without importing the package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("resemblyzer")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("resemblyzer is not installed: pip install '.[train]' (or 'resemblyzer==0.1.4').")
+    return Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
 
 
 def _encoder():
-    import resemblyzer
     import torch
-    from resemblyzer import hparams as hp
     from torch import nn
 
-    weights = Path(resemblyzer.__file__).resolve().parent / "pretrained.pt"
+    weights = weights_path()
     state = torch.load(weights, map_location="cpu")["model_state"]
 
     import librosa
 
-    fb = librosa.filters.mel(sr=hp.sampling_rate, n_fft=400, n_mels=hp.mel_n_channels).astype(np.float32)
+    fb = librosa.filters.mel(sr=16000, n_fft=400, n_mels=N_MELS).astype(np.float32)
 
     class SpectrogramEncoder(nn.Module):
         """power spectrogram (batch, frames, 201) -> mel (librosa's filterbank) -> GE2E LSTM -> L2-normed 256-d."""
@@ -37,8 +47,8 @@ def _encoder():
         def __init__(self) -> None:
             super().__init__()
             self.register_buffer("mel_fb", torch.from_numpy(fb.T.copy()))  # (201, 40)
-            self.lstm = nn.LSTM(hp.mel_n_channels, hp.model_hidden_size, hp.model_num_layers, batch_first=True)
-            self.linear = nn.Linear(hp.model_hidden_size, hp.model_embedding_size)
+            self.lstm = nn.LSTM(N_MELS, HIDDEN, LAYERS, batch_first=True)
+            self.linear = nn.Linear(HIDDEN, EMBEDDING)
 
         def forward(self, power):
             mels = torch.matmul(power, self.mel_fb)
@@ -57,7 +67,8 @@ def _encoder():
 
 
 def export(out_dir: Path) -> dict:
-    import resemblyzer
+    from importlib.metadata import version
+
     import torch
 
     out_dir = Path(out_dir)
@@ -76,7 +87,7 @@ def export(out_dir: Path) -> dict:
         dynamo=False,
     )
     meta = {
-        "source": "resemblyzer " + getattr(resemblyzer, "__version__", "0.1.4") + " pretrained.pt",
+        "source": f"resemblyzer {version('resemblyzer')} pretrained.pt",
         "source_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
         "sample_rate": 16000,
         "n_fft": 400,

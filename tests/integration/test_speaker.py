@@ -68,7 +68,9 @@ def test_two_enrolled_people_reach_their_own_lists_and_an_unknown_voice_the_shar
     lat = recs["alice"].latency_ms
     assert lat["speaker"] > 0 and lat["speaker_wait"] < lat["speaker"] + 5
     spans = {s["stage"]: s for s in p.store.get_turn(recs["bob"].turn_id)["spans"]}
-    assert spans["speaker"]["output"]["person"] == "bob" and spans["speaker"]["confidence"] >= p.settings.speaker.threshold
+    assert (
+        spans["speaker"]["output"]["person"] == "bob" and spans["speaker"]["confidence"] >= p.settings.speaker.threshold
+    )
 
 
 def test_the_onnx_export_matches_resemblyzers_torch_model(encoder, speech_dir):

@@ -173,15 +173,18 @@ class Runner:
     # -- who is speaking --------------------------------------------------------------------------------------
     _speaker_pool = None
 
-    def _start_speaker(self, req: Request):
-        """Identify the speaker in a thread beside ASR (onnxruntime and CTranslate2 release the GIL)."""
-        if self.speaker is None or req.samples is None or req.text is not None or not self.speaker.has_voices():
+    def _start_speaker(self, req: Request, enrolling: bool):
+        """Identify the speaker in a thread beside ASR (onnxruntime and CTranslate2 release the GIL). Nothing to do
+        when nobody is enrolled, unless a voice is being learnt ("learn my voice")."""
+        if self.speaker is None or req.samples is None or req.text is not None:
+            return None
+        if not enrolling and not self.speaker.has_voices():
             return None
         if self._speaker_pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._speaker_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speaker")
-        return self._speaker_pool.submit(self.speaker.identify, np.asarray(req.samples, dtype=np.int16))
+        return self._speaker_pool.submit(self.speaker.identify, np.asarray(req.samples, dtype=np.int16), enrolling)
 
     def _named_person(self) -> str | None:
         return self.user_id if self.user_id != DEFAULT_USER else None
@@ -359,7 +362,8 @@ class Runner:
                 if self.asr is None or req.samples is None:
                     raise StageError("asr-disabled", "Audio input needs the asr stage in pipeline.yaml.", "asr")
                 samples, spec = req.samples, req.speculation
-                speaker_job = self._start_speaker(req)
+                enrolling = _enrolling(ctx)
+                speaker_job = self._start_speaker(req, enrolling)
                 asr = run(
                     "asr",
                     (lambda: spec.asr)
@@ -383,7 +387,8 @@ class Runner:
                 if spec is not None:  # decoded during the pause, before the endpoint: what it cost, not 0 ms
                     rec.latency_ms["asr"] = spec.decode_ms
                 if speaker_job is not None:
-                    session = self._finish_speaker(speaker_job, run, rec, ctx, context_snapshot) or session
+                    switched = self._finish_speaker(speaker_job, run, rec, ctx, context_snapshot, enrolling)
+                    session = switched or session
                 text = _WAKE_PREFIX.sub("", asr.text).strip()
                 rec.transcript, rec.asr_confidence = text, asr.confidence
                 if not re.search(r"\w", text):
@@ -494,7 +499,7 @@ class Runner:
                 self.user_history.add_turn(rec.intent, chosen_entities(rec), now)
         return rec
 
-    def _finish_speaker(self, job, run, rec: TurnRecord, ctx: TurnContext, snapshot: dict[str, Any]):
+    def _finish_speaker(self, job, run, rec: TurnRecord, ctx: TurnContext, snapshot: dict[str, Any], enrolling: bool):
         """The speaker stage's span (its time is what the turn waited for it after ASR; `embed_ms` what it cost)
         and who the turn belongs to: an identified voice is the person; an unknown one gets the household's
         shared behaviour (the device's user, no person)."""
@@ -506,9 +511,13 @@ class Runner:
         )
         rec.latency_ms["speaker_wait"] = rec.latency_ms.get("speaker", 0.0)
         rec.latency_ms["speaker"] = spk.embed_ms
+        ctx.voice = (
+            None if emb is None else {"embedding": emb, "encoder": self.speaker.version, "seconds": spk.audio_seconds}
+        )
+        if spk.decision == "no-voices":  # embedded only to learn a voice: nobody to tell apart yet
+            return None
         ctx.person = spk.person
         ctx.user_id = spk.person or self.user_id
-        ctx.voice = emb
         ctx.speaker = {
             "person": spk.person,
             "decision": spk.decision,
@@ -518,7 +527,7 @@ class Runner:
         }
         snapshot["user_id"] = ctx.user_id
         snapshot["person"] = spk.person
-        if spk.person is None:
+        if spk.person is None or enrolling:  # learning a voice continues in the device's conversation
             return None
         # the person's own conversation on this device (history, follow-ups): returns that session
         session = self.sessions.session_for(ctx.now, spk.person)
@@ -620,6 +629,13 @@ class Runner:
 
         run("tts", synth, {"text": text}, result)
         return first[0], first[0] - start, path[0]
+
+
+def _enrolling(ctx: TurnContext) -> bool:
+    """The previous turn asked for a phrase of "learn my voice" (skills/voices.py)."""
+    prev = ctx.previous
+    pending = prev.pending if prev is not None else None
+    return bool(pending and pending.get("skill") == "voices" and pending.get("step") != "name")
 
 
 def _personal_user(ctx: TurnContext) -> str | None:

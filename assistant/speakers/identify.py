@@ -54,17 +54,19 @@ class SpeakerIdentifier:
             embed_ms=embed_ms,
         )
 
-    def identify(self, samples: np.ndarray) -> tuple[SpeakerResult, np.ndarray | None]:
-        """(the decision, the request's embedding or None when nothing was embedded)."""
+    def identify(self, samples: np.ndarray, enrolling: bool = False) -> tuple[SpeakerResult, np.ndarray | None]:
+        """(the decision, the request's embedding or None when nothing was embedded). `enrolling`: a voice is being
+        learnt, so the request is embedded even when nobody is enrolled yet."""
         seconds = round(len(samples) / RATE, 3)
-        if not self.has_voices():
+        if not self.has_voices() and not enrolling:
             return SpeakerResult(None, "no-voices", threshold=self.threshold, audio_seconds=seconds), None
         if seconds < self.min_seconds:
             return SpeakerResult(None, "unknown", threshold=self.threshold, audio_seconds=seconds), None
         t0 = time.perf_counter()
         emb = self.embed(samples)
         ms = round((time.perf_counter() - t0) * 1000, 1)
-        return self.decide(self.score(emb), seconds, ms), emb
+        res = self.decide(self.score(emb), seconds, ms)
+        return res, emb
 
 
 def create(build) -> SpeakerIdentifier:

@@ -31,7 +31,15 @@ NOW = datetime(2025, 3, 14, 9, 0)
 DIM = 8
 # A fake voice: the request's samples all hold the speaker's code; each code has its own direction in embedding space.
 CODES = {"alice": 1, "bob": 2, "stranger": 3}
-SENTENCES = {10: "add milk to my shopping list", 11: "what's on my shopping list", 12: "add bread to the shopping list"}
+SENTENCES = {
+    10: "add milk to my shopping list",
+    11: "what's on my shopping list",
+    12: "add bread to the shopping list",
+    20: "learn my voice",
+    21: "Alice.",
+    22: "the quick brown fox jumps over the lazy dog",
+    25: "who am I?",
+}
 
 
 def _direction(code: int) -> np.ndarray:
@@ -290,3 +298,50 @@ def test_privacy_opt_out_deletes_the_voiceprint(tmp_path):
     VoiceStore(tmp_path).enroll("bob", [_direction(2)], 3.0, "fake")
     assert main(["privacy", "opt-out", "alice", "--data-dir", str(tmp_path), "--json"]) == 0
     assert VoiceStore(tmp_path).names() == ["bob"]
+
+
+def test_learn_my_voice_by_voice_then_recognise_it(runner, tmp_path):
+    run = lambda who, n: runner.run(Request.audio(voice(who, n), now=NOW))  # noqa: E731
+    runner.speaker.store.enroll("bob", [_direction(2)], 3.0, "fake")
+    assert run("alice", 25).response_text.startswith("I don't recognise your voice")
+    assert run("alice", 20).response_text == "Sure. What's your name?"
+    r = run("alice", 21)
+    assert r.response_text.startswith("Thanks, Alice. I'll ask you to say 3 sentences. Please say: ")
+    typed = runner.run_text("the quick brown fox jumps over the lazy dog", now=NOW)
+    assert typed.response_text.startswith("I need to hear your voice for this.")  # a typed phrase has no voice
+    assert typed.action["params"]["phrase"] == 1
+    answers = [run("alice", 22).response_text for _ in range(3)]
+    assert answers[0].startswith("Thanks. Please say: ") and answers[2].startswith("Thanks, Alice. I'll recognise")
+    assert runner.speaker.store.voices()["alice"].utterances == 3
+    assert not (tmp_path / "voices_pending.json").exists()  # phrase embeddings wait there only while enrolling
+    assert run("alice", 25).response_text == "You're Alice (by your voice)."
+    rec = run("alice", 10)
+    assert rec.speaker["person"] == "alice" and rec.action["params"]["owner"] == "alice"
+    # the trace never holds the embeddings: only decisions and scores
+    for b in runner.store.iter_turn_batches():
+        for t in b:
+            assert "embedding" not in json.dumps(t, default=str)
+
+
+def test_learning_a_voice_with_nobody_enrolled_embeds_the_phrases(runner):
+    run = lambda who, n: runner.run(Request.audio(voice(who, n), now=NOW))  # noqa: E731
+    assert run("alice", 25).response_text.startswith("I don't know who is speaking: nobody's voice is enrolled")
+    assert runner.speaker.encoder.calls == 0
+    run("alice", 20)
+    run("alice", 21)
+    for _ in range(3):
+        run("alice", 22)
+    assert runner.speaker.store.names() == ["alice"] and runner.speaker.encoder.calls == 3
+    assert run("stranger", 10).action["params"]["owner"] == "shared"
+
+
+def test_my_calendar_from_an_unknown_voice_asks_who_is_speaking(tmp_path):
+    home = Home.example()
+    r = _turn(tmp_path, home, "what's on my calendar", "calendar_query", None, "unknown")
+    assert (
+        r.action.name == "voice.who"
+        and r.text.startswith("I don't recognise your voice")
+        and "Who is speaking" in r.text
+    )
+    r = _turn(tmp_path, home, "what's on my calendar", "calendar_query", "alice", "identified")
+    assert r.action.name != "voice.who"  # a named person gets whatever the calendar skill does (none yet: fallback)

@@ -85,3 +85,18 @@ def test_the_onnx_export_matches_resemblyzers_torch_model(encoder, speech_dir):
         wav = resemblyzer.preprocess_wav(f)
         ref = torch_encoder.embed_utterance(wav)
         assert float(ref @ encoder.embed_preprocessed(wav)) > 0.99, f
+
+
+def test_learn_my_voice_by_voice_then_my_list_is_mine(make_pipeline):
+    from assistant.skills.voices import PHRASES
+
+    p = make_pipeline()
+    say = lambda text, v=ALICE: p.run(Request.audio(compose([0.3, espeak_speech(text, v), 0.5])))  # noqa: E731
+    assert say("please learn my voice").response_text == "Sure. What's your name?"
+    assert say("my name is alice").expects_reply
+    answers = [say(t).response_text for t in PHRASES]
+    assert answers[-1].endswith("I'll recognise your voice from now on."), answers
+    (name,) = p.speaker.store.names()  # whatever the recogniser heard as the name
+    rec = say("please add milk to my shopping list")
+    assert rec.speaker["person"] == name and rec.action["params"]["owner"] == name
+    assert say("please add milk to my shopping list", BOB).action["params"]["owner"] == "shared"

@@ -63,6 +63,10 @@ class SimConfig:
     member_users: bool = False
     """Set the pipeline's user_id to the speaking member ("h0-alex") instead of the household: a per-person history
     (speaker identification assumed perfect), which the personal rewrite layer needs."""
+    identify_speakers: bool = False
+    """Each member enrolls their simulated voice (three clean sentences) and the speaker stage (assistant/speakers)
+    names who spoke every request, instead of assuming it: the turn's user is the identified member, or the household
+    for an unknown voice (so member_users' per-person history includes identification errors)."""
     habitual_rephrase: float = 0.0
     """Probability that a person's rephrasing is the goal's habitual one (population-wide), not a random other one."""
     shared_goals: int = 0
@@ -77,6 +81,13 @@ class _Item:
     goal: Goal | None
     room: str
     routine: bool = False
+
+
+ENROLL_SENTENCES = (
+    "the quick brown fox jumps over the lazy dog",
+    "turn on the lights in the kitchen and play some music",
+    "what will the weather be like tomorrow morning",
+)
 
 
 def sim_settings(settings: Settings, out_dir: Path, cfg: SimConfig, household_id: str) -> Settings:
@@ -139,9 +150,28 @@ class Simulator:
     def _pipeline(self, hh: Household):
         s = sim_settings(self.settings, self.out, self.cfg, hh.id)
         data_dir = self.out / "households" / hh.id
-        return self.factory(
-            s, hh.home_path, data_dir, backends={"asr": self._cached_asr(s), "rewrite": self.rewriter}, wrap=self.wrap
+        backends = {"asr": self._cached_asr(s), "rewrite": self.rewriter}
+        if self.cfg.identify_speakers:
+            backends["speaker"] = self._speaker_stage(hh, s, data_dir)
+        return self.factory(s, hh.home_path, data_dir, backends=backends, wrap=self.wrap)
+
+    def _speaker_stage(self, hh: Household, s: Settings, data_dir: Path):
+        """The household's speaker stage, every member enrolled from three clean sentences in their own voice."""
+        from assistant.speakers.identify import SpeakerIdentifier
+        from assistant.speakers.voices import VoiceStore
+
+        if getattr(self, "_speaker_encoder", None) is None:
+            from assistant.backends.speaker.resemblyzer_onnx import ResemblyzerOnnx
+
+            self._speaker_encoder = ResemblyzerOnnx(s.resolve_path(s.speaker.model_dir))
+        ident = SpeakerIdentifier(
+            self._speaker_encoder, VoiceStore(data_dir), s.speaker.threshold, s.speaker.min_seconds
         )
+        for m in hh.members:
+            audio = [self.cache.speech(t, m.voice, NoiseSpec())[0] for t in ENROLL_SENTENCES]
+            embs = [ident.embed(a) for a in audio]
+            ident.store.enroll(f"{hh.id}-{m.id}", embs, sum(len(a) for a in audio) / 16000, ident.version, replace=True)
+        return ident
 
     def _cached_asr(self, s: Settings) -> CachingAsr:
         """One ASR backend (from the registry) for every household, behind the results cache."""
@@ -295,7 +325,7 @@ class Simulator:
     ) -> tuple[dict[str, Any], dict[str, Any], float]:
         samples, synth_hit = self.cache.speech(text, voice, noise)
         p.device_id = hh.satellite_in(room)
-        if self.cfg.member_users and meta.get("member"):
+        if self.cfg.member_users and meta.get("member") and not self.cfg.identify_speakers:
             p.user_id = f"{hh.id}-{meta['member']}"
         s0 = time.perf_counter()
         rec = p.run_audio(
@@ -326,6 +356,8 @@ class Simulator:
         }
         if rec.get("rewrite"):
             truth["rewrite"] = rec["rewrite"]
+        if self.cfg.identify_speakers:
+            truth["speaker"] = rec.get("speaker")
         if self.progress and self.turns % 25 == 0:
             self.progress(f"{self.turns} turns")
         speech_s = len(samples) / 16000

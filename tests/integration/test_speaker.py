@@ -100,3 +100,22 @@ def test_learn_my_voice_by_voice_then_my_list_is_mine(make_pipeline):
     rec = say("please add milk to my shopping list")
     assert rec.speaker["person"] == name and rec.action["params"]["owner"] == name
     assert say("please add milk to my shopping list", BOB).action["params"]["owner"] == "shared"
+
+
+def test_the_simulator_identifies_its_members_instead_of_assuming_them(make_pipeline, settings, tmp_path):
+    import json
+
+    from assistant.simulate.run import SimConfig, simulate
+    from assistant.speakers.voices import VoiceStore
+
+    cfg = SimConfig(households=1, days=1, seed=0, max_turns=6, feedback_rate=0.0, member_users=True)
+    cfg.identify_speakers = True
+    simulate(settings, tmp_path / "run", cfg, cache_dir=tmp_path / "cache")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "sim_truth.jsonl").read_text().splitlines()]
+    (hh,) = {r["household"] for r in rows}
+    enrolled = VoiceStore(tmp_path / "run" / "households" / hh).names()
+    spoken = [r for r in rows if r.get("member")]
+    assert spoken and {f"{hh}-{r['member']}" for r in spoken} <= set(enrolled)
+    for r in spoken:  # the stage decided; the truth keeps who really spoke beside it
+        assert r["speaker"]["decision"] in ("identified", "unknown") and r["speaker"]["threshold"] == settings.speaker.threshold
+        assert r["speaker"]["person"] in (None, *enrolled)

@@ -117,5 +117,8 @@ def test_the_simulator_identifies_its_members_instead_of_assuming_them(make_pipe
     spoken = [r for r in rows if r.get("member")]
     assert spoken and {f"{hh}-{r['member']}" for r in spoken} <= set(enrolled)
     for r in spoken:  # the stage decided; the truth keeps who really spoke beside it
-        assert r["speaker"]["decision"] in ("identified", "unknown") and r["speaker"]["threshold"] == settings.speaker.threshold
+        assert (
+            r["speaker"]["decision"] in ("identified", "unknown")
+            and r["speaker"]["threshold"] == settings.speaker.threshold
+        )
         assert r["speaker"]["person"] in (None, *enrolled)

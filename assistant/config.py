@@ -79,10 +79,13 @@ class SpeakerSettings(_Section):
     backend: str = "resemblyzer-onnx"
     model_dir: str = "models/speaker"
     """Relative to the repo root, or absolute (`assistant train speaker-encoder` writes it)."""
-    threshold: float = Field(0.72, ge=-1.0, le=1.0)
+    threshold: float = Field(0.73, ge=-1.0, le=1.0)
     """Cosine similarity to the best enrolled voice needed to name the speaker (docs/speakers.md: calibration)."""
     min_seconds: float = Field(0.5, ge=0.0, le=10.0)
     """Shorter requests are not identified (unknown)."""
+    augment_enrollment: bool = True
+    """Average noisy copies (15 dB white and pink) of each enrollment utterance into the voiceprint, so that a
+    request in a noisy room still matches (docs/speakers.md)."""
     threads: int = Field(1, ge=1, le=64)
 
 

@@ -143,16 +143,20 @@ def evaluate(
     snr_db: float | None,
     threshold: float | None = None,
     max_sets: int = 20,
+    color: str = "white",
+    augment: bool = True,
 ) -> dict[str, Any]:
-    """Every K-of-N enrolled set; the threshold is calibrated on the calibration half unless given."""
-    from assistant.simulate.voices import add_noise
+    """Every K-of-N enrolled set; the threshold is calibrated on the calibration half unless given. Enrollment is
+    the stage's own (`SpeakerIdentifier.enrollment_embeddings`: with `augment`, noisy copies too)."""
+    from assistant.speakers.identify import SpeakerIdentifier, with_noise
 
     def noisy(x: np.ndarray, seed: int) -> np.ndarray:
-        return x if snr_db is None else add_noise(x, snr_db, seed=seed)
+        return x if snr_db is None else with_noise(x, snr_db, color, seed=1000 + seed)
 
+    ident = SpeakerIdentifier(encoder, None, 0.0, augment=augment)  # only its enrollment recipe
     prints = {}
     for s in speakers:
-        e = np.stack([encoder.embed(x) for x in s.enroll]).mean(axis=0)
+        e = np.stack([v for x in s.enroll for v in ident.enrollment_embeddings(x)]).mean(axis=0)
         prints[s.name] = e / np.linalg.norm(e)
     # every utterance's embedding once: (speaker, is enrollment audio, embedding, half)
     trials: list[tuple[str, bool, np.ndarray, int]] = []
@@ -202,6 +206,9 @@ def evaluate(
         }
     return {
         "snr_db": snr_db,
+        "noise": color if snr_db is not None else None,
+        "augmented_enrollment": augment,
+        "_cal": (target[0], nontarget[0]),
         "threshold": round(thr, 4),
         "threshold_calibrated": round(thr_cal, 4),
         "eer_calibration_half": round(eer_cal, 3),
@@ -230,20 +237,36 @@ def cost(encoder, seconds: list[float] = (2.0, 3.0, 5.0), repeats: int = 10) -> 
     return out
 
 
-def run_all(speech_dir: Path, encoder=None, threshold: float | None = None) -> dict[str, Any]:
-    """Real and synthetic voices, clean and at 10 dB SNR, and the cost; the threshold is calibrated on the real
-    voices' clean calibration half unless given."""
+CONDITIONS = {"clean": (None, "white"), "10db_white": (10.0, "white"), "10db_pink": (10.0, "pink")}
+
+
+def run_all(speech_dir: Path, encoder=None, threshold: float | None = None, augment: bool = True) -> dict[str, Any]:
+    """Real and synthetic voices, clean and at 10 dB SNR (white, pink), and the cost. The threshold used for every
+    figure is `threshold`; `calibrated_threshold` is the equal-error point of the real voices' calibration halves of
+    all three conditions pooled (what `speaker.threshold` was set from)."""
     if encoder is None:
         from assistant.backends.speaker.resemblyzer_onnx import ResemblyzerOnnx
 
         encoder = ResemblyzerOnnx()
     real = real_voices(speech_dir)
-    out: dict[str, Any] = {"real_clean": evaluate(encoder, *real, None, threshold)}
-    thr = out["real_clean"]["threshold"] if threshold is None else threshold
-    out["real_10db"] = evaluate(encoder, *real, 10.0, thr)
+    first = {c: evaluate(encoder, *real, snr, None, color=col, augment=augment) for c, (snr, col) in CONDITIONS.items()}
+    target = np.concatenate([np.array(r["_cal"][0]) for r in first.values()])
+    nontarget = np.concatenate([np.array(r["_cal"][1]) for r in first.values()])
+    eer, calibrated = _eer(target, nontarget)
+    thr = calibrated if threshold is None else threshold
+    out: dict[str, Any] = {
+        "calibrated_threshold": round(calibrated, 4),
+        "pooled_calibration_eer": round(eer, 3),
+        "threshold": thr,
+        "augmented_enrollment": augment,
+    }
     synth = synthetic_voices()
-    out["synthetic_clean"] = evaluate(encoder, *synth, None, thr)
-    out["synthetic_10db"] = evaluate(encoder, *synth, 10.0, thr)
+    for c, (snr, col) in CONDITIONS.items():
+        out[f"real_{c}"] = evaluate(encoder, *real, snr, thr, color=col, augment=augment)
+        out[f"synthetic_{c}"] = evaluate(encoder, *synth, snr, thr, color=col, augment=augment)
+    for v in out.values():
+        if isinstance(v, dict):
+            v.pop("_cal", None)
     out["cost"] = cost(encoder)
     return out
 
@@ -276,8 +299,8 @@ def pipeline_latency(settings, home: Path, rounds: int = 2) -> dict[str, Any]:
         without = Runner(s, home, data_dir=Path(without_dir), backends={"asr": with_voices.asr, "nlu": with_voices.nlu})
         ident = with_voices.speaker
         for name, v in (("alice", "en+f2"), ("bob", "en+m1")):
-            embs = [ident.embed(espeak_speech(t, v)) for t in SYNTH_SENTENCES[:3]]
-            ident.store.enroll(name, embs, 6.0, ident.version)
+            embs = [e for t in SYNTH_SENTENCES[:3] for e in ident.enrollment_embeddings(espeak_speech(t, v))]
+            ident.store.enroll(name, embs, 6.0, ident.version, utterances=3)
         samples: dict[str, list[dict[str, float]]] = {"with_voices": [], "without": []}
         for _ in range(rounds):
             for x in audio:

@@ -184,7 +184,14 @@ class Runner:
             from concurrent.futures import ThreadPoolExecutor
 
             self._speaker_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speaker")
-        return self._speaker_pool.submit(self.speaker.identify, np.asarray(req.samples, dtype=np.int16), enrolling)
+        samples = np.asarray(req.samples, dtype=np.int16)
+
+        def job():
+            res, emb = self.speaker.identify(samples, enrolling)
+            noisy = self.speaker.enrollment_embeddings(samples, emb)[1:] if enrolling and emb is not None else []
+            return res, emb, noisy
+
+        return self._speaker_pool.submit(job)
 
     def _named_person(self) -> str | None:
         return self.user_id if self.user_id != DEFAULT_USER else None
@@ -503,7 +510,7 @@ class Runner:
         """The speaker stage's span (its time is what the turn waited for it after ASR; `embed_ms` what it cost)
         and who the turn belongs to: an identified voice is the person; an unknown one gets the household's
         shared behaviour (the device's user, no person)."""
-        spk, emb = run(
+        spk, emb, noisy = run(
             "speaker",
             job.result,
             {"voices": len(self.speaker.store.voices()), "threshold": self.speaker.threshold},
@@ -512,7 +519,9 @@ class Runner:
         rec.latency_ms["speaker_wait"] = rec.latency_ms.get("speaker", 0.0)
         rec.latency_ms["speaker"] = spk.embed_ms
         ctx.voice = (
-            None if emb is None else {"embedding": emb, "encoder": self.speaker.version, "seconds": spk.audio_seconds}
+            None
+            if emb is None
+            else {"embedding": emb, "noisy": noisy, "encoder": self.speaker.version, "seconds": spk.audio_seconds}
         )
         if spk.decision == "no-voices":  # embedded only to learn a voice: nobody to tell apart yet
             return None

@@ -169,8 +169,9 @@ class Simulator:
         )
         for m in hh.members:
             audio = [self.cache.speech(t, m.voice, NoiseSpec())[0] for t in ENROLL_SENTENCES]
-            embs = [ident.embed(a) for a in audio]
-            ident.store.enroll(f"{hh.id}-{m.id}", embs, sum(len(a) for a in audio) / 16000, ident.version, replace=True)
+            embs = [e for a in audio for e in ident.enrollment_embeddings(a)]
+            seconds = sum(len(a) for a in audio) / 16000
+            ident.store.enroll(f"{hh.id}-{m.id}", embs, seconds, ident.version, replace=True, utterances=len(audio))
         return ident
 
     def _cached_asr(self, s: Settings) -> CachingAsr:

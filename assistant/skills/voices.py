@@ -53,16 +53,17 @@ class _Pending:
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / PENDING_FILE
 
-    def load(self, name: str) -> list[list[float]]:
+    def load(self, name: str) -> list[list[list[float]]]:
+        """Per phrase said so far, its embeddings (the recording's, then its noisy copies')."""
         try:
             return json.loads(self.path.read_text()).get(name, [])
         except (FileNotFoundError, json.JSONDecodeError):
             return []
 
-    def save(self, name: str, embeddings: list[list[float]]) -> None:
+    def save(self, name: str, phrases: list[list[list[float]]]) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump({name: embeddings}, f)
+            json.dump({name: phrases}, f)
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -160,7 +161,8 @@ class VoicesSkill:
         voice = turn.context.voice
         if not voice or voice.get("embedding") is None:
             return self._ask_phrase(turn, name, step, prefix="I need to hear your voice for this. ")
-        got = [*pend.load(name), [round(float(x), 6) for x in voice["embedding"]]]
+        embs = [voice["embedding"], *voice.get("noisy", [])]
+        got = [*pend.load(name), [[round(float(x), 6) for x in e] for e in embs]]
         if step + 1 < len(PHRASES):
             pend.save(name, got)
             return self._ask_phrase(turn, name, step + 1, prefix="Thanks. ")
@@ -169,9 +171,10 @@ class VoicesSkill:
 
         v = VoiceStore(turn.context.data_dir).enroll(
             name,
-            [np.asarray(e, dtype=np.float32) for e in got],
+            [np.asarray(e, dtype=np.float32) for phrase in got for e in phrase],
             float(voice.get("seconds", 0.0)) * len(got),
             str(voice.get("encoder", "")),
+            utterances=len(got),
         )
         return say(
             f"Thanks, {name.capitalize()}. I'll recognise your voice from now on.",

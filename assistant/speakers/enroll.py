@@ -34,7 +34,7 @@ def enroll_files(identifier, name: str, files: list[Path], replace: bool = False
         if dur < MIN_SECONDS:
             skipped.append(f"{f}: {dur:.1f} s of audio, under {MIN_SECONDS:.0f} s")
             continue
-        embeddings.append(identifier.embed(samples))
+        embeddings += identifier.enrollment_embeddings(samples)
         seconds += dur
     if not embeddings:
         raise AssistantError(
@@ -42,7 +42,8 @@ def enroll_files(identifier, name: str, files: list[Path], replace: bool = False
             f"None of the files is long enough to enroll {name} (each needs {MIN_SECONDS:.0f} s of speech): "
             + "; ".join(skipped),
         )
-    voice = identifier.store.enroll(name, embeddings, seconds, identifier.version, replace=replace)
+    used = len(files) - len(skipped)
+    voice = identifier.store.enroll(name, embeddings, seconds, identifier.version, replace=replace, utterances=used)
     return voice, skipped
 
 

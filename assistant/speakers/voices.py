@@ -76,7 +76,7 @@ class VoiceStore:
             out[name] = Voice(
                 name=name,
                 voiceprint=mean / max(float(np.linalg.norm(mean)), 1e-9),
-                utterances=len(emb),
+                utterances=int(p.get("utterances", len(emb))),
                 seconds=float(p.get("seconds", 0.0)),
                 enrolled_at=p.get("enrolled_at", ""),
                 encoder=p.get("encoder", ""),
@@ -98,9 +98,16 @@ class VoiceStore:
         self._cache = None
 
     def enroll(
-        self, name: str, embeddings: list[np.ndarray], seconds: float, encoder: str, replace: bool = False
+        self,
+        name: str,
+        embeddings: list[np.ndarray],
+        seconds: float,
+        encoder: str,
+        replace: bool = False,
+        utterances: int | None = None,
     ) -> Voice:
-        """Add utterance embeddings to `name`'s voiceprint (or replace it)."""
+        """Add embeddings to `name`'s voiceprint (or replace it); `utterances`: how many recordings they come from
+        (default one each; enrollment adds noisy copies of each recording)."""
         name = check_name(name)
         if not embeddings:
             raise AssistantError("voice-no-audio", f"No usable speech to enroll {name} from.")
@@ -109,9 +116,10 @@ class VoiceStore:
         if person is not None and person.get("encoder") not in (None, encoder):
             replace = True  # embeddings of another encoder do not mix
         if person is None or replace:
-            person = {"embeddings": [], "seconds": 0.0}
+            person = {"embeddings": [], "seconds": 0.0, "utterances": 0}
         person["embeddings"] += [[round(float(x), 6) for x in e] for e in embeddings]
         person["seconds"] = round(person["seconds"] + seconds, 2)
+        person["utterances"] = person.get("utterances", 0) + (len(embeddings) if utterances is None else utterances)
         person["encoder"] = encoder
         person["enrolled_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         data["people"][name] = person

@@ -24,7 +24,7 @@ from assistant.errors import AssistantError
 from assistant.home.model import Home
 from assistant.skills.responder import SkillResponder
 from assistant.skills.store import connect
-from assistant.speakers.identify import SpeakerIdentifier
+from assistant.speakers.identify import AUGMENT, SpeakerIdentifier, with_noise
 from assistant.speakers.voices import VoiceStore
 
 NOW = datetime(2025, 3, 14, 9, 0)
@@ -55,12 +55,12 @@ class FakeEncoder:
 
     def embed(self, samples: np.ndarray) -> np.ndarray:
         self.calls += 1
-        return _direction(int(samples[0]))
+        return _direction(int(np.round(np.median(samples) / 1000)))  # noisy copies keep the median
 
 
 def voice(who: str, sentence: int, seconds: float = 2.0) -> np.ndarray:
-    """`seconds` of "audio" whose first sample names the speaker and last sample the sentence (for the fakes)."""
-    x = np.full(int(seconds * 16000), CODES[who], dtype=np.int16)
+    """`seconds` of "audio" whose level names the speaker and last sample the sentence (for the fakes)."""
+    x = np.full(int(seconds * 16000), CODES[who] * 1000, dtype=np.int16)
     x[-1] = sentence
     return x
 
@@ -331,7 +331,9 @@ def test_learning_a_voice_with_nobody_enrolled_embeds_the_phrases(runner):
     run("alice", 21)
     for _ in range(3):
         run("alice", 22)
-    assert runner.speaker.store.names() == ["alice"] and runner.speaker.encoder.calls == 3
+    # each phrase and its noisy copies (AUGMENT) are embedded
+    assert runner.speaker.store.names() == ["alice"] and runner.speaker.encoder.calls == 3 * (1 + len(AUGMENT))
+    assert runner.speaker.store.voices()["alice"].utterances == 3
     assert run("stranger", 10).action["params"]["owner"] == "shared"
 
 
@@ -345,3 +347,15 @@ def test_my_calendar_from_an_unknown_voice_asks_who_is_speaking(tmp_path):
     )
     r = _turn(tmp_path, home, "what's on my calendar", "calendar_query", "alice", "identified")
     assert r.action.name != "voice.who"  # a named person gets whatever the calendar skill does (none yet: fallback)
+
+
+def test_enrollment_adds_noisy_copies_of_each_recording(tmp_path):
+    enc = FakeEncoder()
+    ident = SpeakerIdentifier(enc, VoiceStore(tmp_path), threshold=0.8)
+    x = voice("alice", 10)
+    embs = ident.enrollment_embeddings(x)
+    assert len(embs) == 1 + len(AUGMENT) and enc.calls == 1 + len(AUGMENT)
+    noisy = with_noise(x, 15.0, "pink", seed=0)
+    snr = 10 * np.log10(np.mean(x.astype(float) ** 2) / np.mean((noisy.astype(float) - x) ** 2))
+    assert snr == pytest.approx(15.0, abs=0.3)
+    assert len(SpeakerIdentifier(enc, VoiceStore(tmp_path), 0.8, augment=False).enrollment_embeddings(x)) == 1

@@ -30,6 +30,15 @@ def register(sub) -> None:
         action="store_true",
         help="members enroll their voices and the speaker stage names who spoke (instead of assuming it)",
     )
+    p.add_argument(
+        "--cut-offs",
+        type=float,
+        default=0.05,
+        help="share of requests said with a pause the endpointer ends them at (default 0.05; 0 = none)",
+    )
+    p.add_argument(
+        "--no-audio", action="store_true", help="do not keep the requests' audio beside the traces (requests/*.flac)"
+    )
     p.add_argument("--config", type=Path, help="pipeline.yaml (default: the repo's)")
     p.add_argument("--profile", type=Path, help="hardware/NAME.yaml whose values override pipeline.yaml")
     p.add_argument("--data-dir", type=Path, help="where the default cache lives (default: the assistant's data dir)")
@@ -59,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         false_wake_rate=args.false_wakes,
         tts=args.tts,
         identify_speakers=args.identify_speakers,
+        keep_audio=not args.no_audio,
+        cut_off_rate=args.cut_offs,
     )
     res = simulate(settings, args.out, cfg, cache_dir=cache, progress=None if args.json else eprint)
     if args.json:

@@ -486,10 +486,13 @@ class Runner:
         rec.latency_ms["total"] = round(total_ms, 1)
         rec.pending = pending
         rec.speaker = ctx.speaker
+        traced = not is_opted_out(self.data_dir, ctx.user_id)
+        if traced and req.samples is not None and self.settings.traces.keep_request_audio:
+            rec.request_audio = self._keep_request_audio(turn_id, req.samples)
         emit(
             TurnEnded(
                 record=rec,
-                traced=not is_opted_out(self.data_dir, ctx.user_id),
+                traced=traced,
                 context=context_snapshot,
                 pipeline=self.versions(),
                 device_id=self.device_id,
@@ -543,6 +546,16 @@ class Runner:
         rec.session_id = ctx.session_id = session.session_id
         ctx.history = list(session.history)
         return session
+
+    def _keep_request_audio(self, turn_id: str, samples: np.ndarray) -> str | None:
+        """FLAC beside the trace store (lossless, about half of WAV); a full disk costs the file, never the turn."""
+        path = self._trace_path().parent / "requests" / f"{turn_id}.flac"
+        try:
+            audio_io.write_flac(path, samples, audio_io.PIPELINE_RATE)
+        except (OSError, RuntimeError) as err:  # soundfile raises RuntimeError for libsndfile failures
+            _LOGGER.warning("request audio not kept: %s", err)
+            return None
+        return str(path)
 
     def _record_pre_turn_stages(self, req: Request, turn_id: str, emit: Listener) -> None:
         """Wake and endpointing happened before the turn began (audio time is in their outputs)."""

@@ -31,6 +31,9 @@ def register(sub) -> None:
         help="members enroll their voices and the speaker stage names who spoke (instead of assuming it)",
     )
     p.add_argument(
+        "--own-voices", action="store_true", help="members who would share a synthetic voice get their own (warped)"
+    )
+    p.add_argument(
         "--cut-offs",
         type=float,
         default=0.05,
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         false_wake_rate=args.false_wakes,
         tts=args.tts,
         identify_speakers=args.identify_speakers,
+        own_voices=args.own_voices,
         keep_audio=not args.no_audio,
         cut_off_rate=args.cut_offs,
     )

@@ -67,6 +67,9 @@ class SimConfig:
     """Each member enrolls their simulated voice (three clean sentences) and the speaker stage (assistant/speakers)
     names who spoke every request, instead of assuming it: the turn's user is the identified member, or the household
     for an unknown voice (so member_users' per-person history includes identification errors)."""
+    own_voices: bool = False
+    """Members whose synthetic voices would be one speaker (Piper ships one voice, joe) get their own: every request
+    of the n-th member is resampled by VOICE_WARPS[n] (vocal tract length and pitch, as speaker augmentation does)."""
     habitual_rephrase: float = 0.0
     """Probability that a person's rephrasing is the goal's habitual one (population-wide), not a random other one."""
     shared_goals: int = 0
@@ -87,6 +90,20 @@ class _Item:
     goal: Goal | None
     room: str
     routine: bool = False
+
+
+VOICE_WARPS = (1.0, 0.85, 1.18, 0.78, 1.3)
+
+
+def warp_voice(samples, factor: float):
+    """Resample by `factor` and play at the same rate: formants and pitch / factor, duration x factor."""
+    if abs(factor - 1.0) < 1e-6:
+        return samples
+    import numpy as np
+    import soxr
+
+    y = soxr.resample(samples.astype(np.float32) / 32768.0, 16000, int(round(16000 * factor)))
+    return (np.clip(y, -1, 1) * 32767).astype(np.int16)
 
 
 ENROLL_SENTENCES = (
@@ -183,11 +200,17 @@ class Simulator:
             self._speaker_encoder, VoiceStore(data_dir), s.speaker.threshold, s.speaker.min_seconds
         )
         for m in hh.members:
-            audio = [self.cache.speech(t, m.voice, NoiseSpec())[0] for t in ENROLL_SENTENCES]
+            audio = [self._own_voice(hh, m.id, self.cache.speech(t, m.voice, NoiseSpec())[0]) for t in ENROLL_SENTENCES]
             embs = [e for a in audio for e in ident.enrollment_embeddings(a)]
             seconds = sum(len(a) for a in audio) / 16000
             ident.store.enroll(f"{hh.id}-{m.id}", embs, seconds, ident.version, replace=True, utterances=len(audio))
         return ident
+
+    def _own_voice(self, hh: Household, member: str | None, samples):
+        if not self.cfg.own_voices or member is None:
+            return samples
+        i = [m.id for m in hh.members].index(member)
+        return warp_voice(samples, VOICE_WARPS[i % len(VOICE_WARPS)])
 
     def _cached_asr(self, s: Settings) -> CachingAsr:
         """One ASR backend (from the registry) for every household, behind the results cache."""
@@ -342,6 +365,7 @@ class Simulator:
     ) -> tuple[dict[str, Any], dict[str, Any], float]:
         """`heard_text`: the words before a pause the endpointer cut the request at (None: all of `text`)."""
         samples, synth_hit = self.cache.speech(heard_text or text, voice, noise)
+        samples = self._own_voice(hh, meta.get("member"), samples)
         p.device_id = hh.satellite_in(room)
         if self.cfg.member_users and meta.get("member") and not self.cfg.identify_speakers:
             p.user_id = f"{hh.id}-{meta['member']}"

@@ -109,5 +109,7 @@ def create(build) -> SpeakerIdentifier:
 
     s = build.settings.speaker
     encoder = ResemblyzerOnnx(build.settings.resolve_path(s.model_dir), threads=s.threads)
-    store = VoiceStore(Path(build.data_dir))
+    from assistant.config import default_data_dir
+
+    store = VoiceStore(Path(build.data_dir) if build.data_dir is not None else default_data_dir())
     return SpeakerIdentifier(encoder, store, s.threshold, s.min_seconds, s.augment_enrollment)

@@ -537,8 +537,7 @@ class Runner:
             "candidate": spk.candidate,
             "threshold": spk.threshold,
         }
-        snapshot["user_id"] = ctx.user_id
-        snapshot["person"] = spk.person
+        snapshot["user_id"] = ctx.user_id  # the person (exports turn it into a pseudonym)
         if spk.person is None or enrolling:  # learning a voice continues in the device's conversation
             return None
         # the person's own conversation on this device (history, follow-ups): returns that session

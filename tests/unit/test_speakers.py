@@ -359,3 +359,21 @@ def test_enrollment_adds_noisy_copies_of_each_recording(tmp_path):
     snr = 10 * np.log10(np.mean(x.astype(float) ** 2) / np.mean((noisy.astype(float) - x) ** 2))
     assert snr == pytest.approx(15.0, abs=0.3)
     assert len(SpeakerIdentifier(enc, VoiceStore(tmp_path), 0.8, augment=False).enrollment_embeddings(x)) == 1
+
+
+def test_exports_name_no_person_only_pseudonyms(runner, tmp_path):
+    from assistant.trace.export import iter_rows
+    from assistant.trace.privacy import pseudonym
+
+    runner.speaker.store.enroll("alice", [_direction(1)], 3.0, "fake")
+    runner.speaker.store.enroll("bob", [_direction(2)], 3.0, "fake")
+    rec = runner.run(Request.audio(voice("alice", 10), now=NOW))
+    runner.run(Request.audio(voice("alice", 25), now=NOW))  # "who am I": a voice.who action naming her
+    assert rec.action["params"]["owner"] == "alice"
+    rows = [dict(zip(b, r)) for b in iter_rows(runner.store, tmp_path) for r in zip(*b.values())]
+    text = json.dumps(rows, default=str).lower().replace("you're alice", "")  # free text stays as said
+    assert "alice" not in text and '"bob"' not in text
+    p = pseudonym(tmp_path, "alice")
+    assert json.loads(rows[0]["action"])["params"]["owner"] == p and rows[0]["user_pseudonym"] == p
+    speaker = next(s for s in json.loads(rows[0]["spans"]) if s["stage"] == "speaker")
+    assert speaker["output"]["person"] == p and set(speaker["output"]["scores"]) == {p, pseudonym(tmp_path, "bob")}

@@ -67,6 +67,8 @@ def test_two_enrolled_people_reach_their_own_lists_and_an_unknown_voice_the_shar
     # the speaker stage ran beside ASR: the turn waited for it far less than it cost
     lat = recs["alice"].latency_ms
     assert lat["speaker"] > 0 and lat["speaker_wait"] < lat["speaker"] + 5
+    cal = p.run(Request.audio(compose([0.3, piper_speech("what's on my calendar today"), 0.5])))
+    assert cal.intent.startswith("calendar") and "Who is speaking?" in cal.response_text, cal.response_text
     spans = {s["stage"]: s for s in p.store.get_turn(recs["bob"].turn_id)["spans"]}
     assert (
         spans["speaker"]["output"]["person"] == "bob" and spans["speaker"]["confidence"] >= p.settings.speaker.threshold

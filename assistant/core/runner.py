@@ -93,6 +93,7 @@ class Runner:
         self._home_state = HomeStateFile(self.data_dir)
         self._home_state.restore(self.home)
         self.sessions = SessionTracker(self.store, self.device_id, self.user_id, settings.session.gap_seconds)
+        self._device_sessions = {self.device_id: self.sessions}
         self.user_history = self._user_history()
 
     # -- building ---------------------------------------------------------------------------------------------
@@ -297,12 +298,22 @@ class Runner:
         """One request's audio (already endpointed) from ASR on."""
         return self.run(Request.audio(samples, source, now=now))
 
+    def _sessions_of(self, device_id: str) -> SessionTracker:
+        """Each device (a Wyoming satellite, say) has its own sessions: a follow-up belongs to the device asked."""
+        if device_id not in self._device_sessions:
+            self._device_sessions[device_id] = SessionTracker(
+                self.store, device_id, self.user_id, self.settings.session.gap_seconds
+            )
+        return self._device_sessions[device_id]
+
     # -- one turn ---------------------------------------------------------------------------------------------
     def run(self, req: Request, listener: Listener | None = None) -> TurnRecord:
         """Run one request; `listener` gets this turn's events too (the live loop plays ResponseAudio from it)."""
         now = req.now or datetime.now()
         self.run_due(now)  # what was scheduled for before this turn happens first
-        session = self.sessions.session_for(now)
+        device_id = req.device_id or self.device_id
+        sessions = self._sessions_of(device_id)
+        session = sessions.session_for(now)
         turn_id = uuid.uuid4().hex
         t0 = time.perf_counter()
         rec = TurnRecord(
@@ -310,7 +321,7 @@ class Runner:
         )
         ctx = TurnContext(
             home=self.home,
-            device_id=self.device_id,
+            device_id=device_id,
             user_id=self.user_id,
             now=now,
             session_id=session.session_id,
@@ -321,7 +332,7 @@ class Runner:
         if ctx.person is not None:
             ctx.speaker = {"person": ctx.person, "decision": "session"}
         context_snapshot = {
-            "device_id": self.device_id,
+            "device_id": device_id,
             "user_id": self.user_id,
             "now": now.isoformat(),
             "home": {"name": self.home.name, "source": str(self.home.source), "states": self.home.states()},
@@ -495,13 +506,13 @@ class Runner:
                 traced=traced,
                 context=context_snapshot,
                 pipeline=self.versions(),
-                device_id=self.device_id,
+                device_id=device_id,
                 user_id=ctx.user_id,
                 started_at=now.timestamp(),
             )
         )
         self._home_state.save(self.home)
-        self.sessions.end_turn(session, rec, now)
+        sessions.end_turn(session, rec, now)
         if self.user_history is not None:
             from assistant.understanding.rerank.context import HISTORY_STATUSES, chosen_entities
 
@@ -541,7 +552,7 @@ class Runner:
         if spk.person is None or enrolling:  # learning a voice continues in the device's conversation
             return None
         # the person's own conversation on this device (history, follow-ups): returns that session
-        session = self.sessions.session_for(ctx.now, spk.person)
+        session = self._sessions_of(ctx.device_id).session_for(ctx.now, spk.person)
         rec.session_id = ctx.session_id = session.session_id
         ctx.history = list(session.history)
         return session

@@ -1,7 +1,7 @@
 """The speaker stage: embed the request's audio and score it against the household's enrolled voices.
 
 Runs beside ASR (the runner starts it in a thread before decoding), so it adds little to the end-to-end latency.
-The best cosine similarity must reach `speaker.threshold` (pipeline.yaml; calibrated with `assistant voices eval`,
+The best cosine similarity must reach `speaker.threshold` (pipeline.yaml; calibrated with `assistant bench --speakers`,
 see docs/speakers.md), else the answer is "unknown" and the turn gets the household's shared behaviour. With nobody
 enrolled the stage embeds nothing and says `no-voices`.
 """

@@ -64,7 +64,8 @@ class SimConfig:
     """Set the pipeline's user_id to the speaking member ("h0-alex") instead of the household: a per-person history
     (speaker identification assumed perfect), which the personal rewrite layer needs."""
     identify_speakers: bool = False
-    """Each member enrolls their simulated voice (three clean sentences) and the speaker stage (assistant/speakers)
+    """Each member enrolls their simulated voice (three clean sentences, with the stage's noisy copies) and the
+    speaker stage (assistant/speakers)
     names who spoke every request, instead of assuming it: the turn's user is the identified member, or the household
     for an unknown voice (so member_users' per-person history includes identification errors)."""
     own_voices: bool = False

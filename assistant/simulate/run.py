@@ -65,9 +65,9 @@ class SimConfig:
     (speaker identification assumed perfect), which the personal rewrite layer needs."""
     identify_speakers: bool = False
     """Each member enrolls their simulated voice (three clean sentences, with the stage's noisy copies) and the
-    speaker stage (assistant/speakers)
-    names who spoke every request, instead of assuming it: the turn's user is the identified member, or the household
-    for an unknown voice (so member_users' per-person history includes identification errors)."""
+    speaker stage (assistant/speakers) names who spoke every request, instead of assuming it: the turn's user is the
+    identified member, or the household for an unknown voice (so member_users' per-person history includes
+    identification errors)."""
     own_voices: bool = False
     """Members whose synthetic voices would be one speaker (Piper ships one voice, joe) get their own: every request
     of the n-th member is resampled by VOICE_WARPS[n] (vocal tract length and pitch, as speaker augmentation does)."""

@@ -174,10 +174,10 @@ class Runner:
     # -- who is speaking --------------------------------------------------------------------------------------
     _speaker_pool = None
 
-    def _start_speaker(self, req: Request, enrolling: bool):
+    def _start_speaker(self, samples: np.ndarray | None, enrolling: bool):
         """Identify the speaker in a thread beside ASR (onnxruntime and CTranslate2 release the GIL). Nothing to do
         when nobody is enrolled, unless a voice is being learnt ("learn my voice")."""
-        if self.speaker is None or req.samples is None or req.text is not None:
+        if self.speaker is None or samples is None:
             return None
         if not enrolling and not self.speaker.has_voices():
             return None
@@ -185,7 +185,7 @@ class Runner:
             from concurrent.futures import ThreadPoolExecutor
 
             self._speaker_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speaker")
-        samples = np.asarray(req.samples, dtype=np.int16)
+        samples = np.asarray(samples, dtype=np.int16)
 
         def job():
             res, emb = self.speaker.identify(samples, enrolling)
@@ -218,6 +218,7 @@ class Runner:
         from assistant.understanding.turn_end import judge
 
         t0 = time.perf_counter()
+        speaker_job = self._start_speaker(samples, enrolling=False)  # beside the speculative decode too
         asr = self.asr.transcribe(np.asarray(samples, dtype=np.int16), self.settings.asr.language)
         text = _WAKE_PREFIX.sub("", asr.text).strip()
         confidence = self.nlu.parse(text).confidence if re.search(r"\w", text) else None
@@ -229,6 +230,7 @@ class Runner:
             reason=verdict.reason,
             decode_ms=round((time.perf_counter() - t0) * 1000, 1),
             pause_ms=round(pause_ms, 1),
+            speaker_job=speaker_job,
         )
 
     # -- scheduled commands ---------------------------------------------------------------------------------
@@ -381,7 +383,11 @@ class Runner:
                     raise StageError("asr-disabled", "Audio input needs the asr stage in pipeline.yaml.", "asr")
                 samples, spec = req.samples, req.speculation
                 enrolling = _enrolling(ctx)
-                speaker_job = self._start_speaker(req, enrolling)
+                speaker_job = (
+                    spec.speaker_job
+                    if spec is not None and spec.speaker_job is not None and not enrolling
+                    else self._start_speaker(req.samples, enrolling)
+                )
                 asr = run(
                     "asr",
                     (lambda: spec.asr)

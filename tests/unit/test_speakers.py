@@ -377,3 +377,16 @@ def test_exports_name_no_person_only_pseudonyms(runner, tmp_path):
     assert json.loads(rows[0]["action"])["params"]["owner"] == p and rows[0]["user_pseudonym"] == p
     speaker = next(s for s in json.loads(rows[0]["spans"]) if s["stage"] == "speaker")
     assert speaker["output"]["person"] == p and set(speaker["output"]["scores"]) == {p, pseudonym(tmp_path, "bob")}
+
+
+def test_the_speaker_stage_starts_beside_the_speculative_decode(runner):
+    runner.speaker.store.enroll("alice", [_direction(1)], 3.0, "fake")
+    x = voice("alice", 10)
+    spec = runner.speculate(x[:-1].tolist() + [10])  # the words said before a pause
+    assert spec.speaker_job is not None
+    spec.speaker_job.result(timeout=10)  # it runs in its thread while the speculative decode goes on
+    assert runner.speaker.encoder.calls == 1
+    from dataclasses import replace
+
+    rec = runner.run(replace(Request.audio(x, now=NOW), speculation=spec))
+    assert rec.speaker["person"] == "alice" and runner.speaker.encoder.calls == 1  # not embedded again

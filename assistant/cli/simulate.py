@@ -26,6 +26,14 @@ def register(sub) -> None:
     p.add_argument("--false-wakes", type=float, default=0.3, help="expected false wakes per household and day")
     p.add_argument("--tts", action="store_true", help="also synthesize every answer (slow)")
     p.add_argument(
+        "--identify-speakers",
+        action="store_true",
+        help="members enroll their voices and the speaker stage names who spoke (instead of assuming it)",
+    )
+    p.add_argument(
+        "--own-voices", action="store_true", help="members who would share a synthetic voice get their own (warped)"
+    )
+    p.add_argument(
         "--cut-offs",
         type=float,
         default=0.05,
@@ -62,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         feedback_rate=args.feedback_rate,
         false_wake_rate=args.false_wakes,
         tts=args.tts,
+        identify_speakers=args.identify_speakers,
+        own_voices=args.own_voices,
         keep_audio=not args.no_audio,
         cut_off_rate=args.cut_offs,
     )

@@ -98,7 +98,20 @@ def register(sub) -> None:
     )
     lb.add_argument("--quiet", action="store_true")
     lb.set_defaults(func=run_labels)
+    sp = tsub.add_parser(
+        "speaker-encoder",
+        help="export resemblyzer's shipped GE2E voice encoder to ONNX (train extra: torch, resemblyzer, onnx)",
+    )
+    sp.add_argument("--out", type=Path, default=DEFAULT_OUT.parent / "speaker", help="default: models/speaker")
+    sp.set_defaults(func=run_speaker_encoder)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def run_speaker_encoder(args: argparse.Namespace) -> int:
+    from assistant.training.speaker_encoder import export
+
+    print(json.dumps(export(args.out), indent=1))
+    return 0
 
 
 def run_nlu(args: argparse.Namespace) -> int:

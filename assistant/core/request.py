@@ -26,6 +26,8 @@ class Speculation:
     """ASR + NLU compute time of the speculative pass."""
     pause_ms: float
     """Silence after the last speech when the speculative pass started."""
+    speaker_job: Any = None
+    """The speaker stage, started beside the speculative decode (a Future); the turn uses it if it ends here."""
 
 
 @dataclass(frozen=True)

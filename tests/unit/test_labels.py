@@ -145,29 +145,8 @@ def _labelled_cases(tmp_path: Path) -> tuple[TraceStore, dict[str, list[str]], d
     return store, ids, res
 
 
-_ENTITY_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known limitation: few resolution failures in the simulator to learn from; on the first of two identical "
-        "unresolved-room turns the model still prefers nlu (see models/labels/MODEL_CARD.md)"
-    ),
-)
-
-
-FALSE_WAKE_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known limitation: 16 false wakes in training (8 TV lines, no wake-word score in simulated traces); this "
-        "hand-built one is called defective but blamed on asr (see models/labels/MODEL_CARD.md)"
-    ),
-)
-_XFAIL = {"entity": _ENTITY_XFAIL, "false-wake": FALSE_WAKE_XFAIL}
-
-
 @needs_model
-@pytest.mark.parametrize(
-    "name", [pytest.param(c.name, marks=_XFAIL[c.name]) if c.name in _XFAIL else c.name for c in CASES]
-)
+@pytest.mark.parametrize("name", [c.name for c in CASES])
 def test_hand_built_sessions(tmp_path: Path, name: str) -> None:
     """Each hand-built session: its goals, their success, and the failing stage of its defective turns."""
     case = next(c for c in CASES if c.name == name)

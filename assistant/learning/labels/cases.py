@@ -286,6 +286,35 @@ CASES: list[Case] = [
         success=[True],
     ),
     Case(
+        "endpointing",
+        "endpointing",
+        [
+            T(
+                "What's the weather in",
+                "weather_query",
+                0.93,
+                0.9,
+                action="weather.query",
+                status="done",
+                response="It's 12 degrees and cloudy here.",
+            ),
+            T(
+                "What's the weather in Paris?",
+                "weather_query",
+                0.97,
+                0.94,
+                slots={"place_name": "paris"},
+                action="weather.query",
+                status="done",
+                response="It's 15 degrees and sunny in Paris.",
+                at=5.0,
+            ),
+        ],
+        defects=[0],
+        goals=[[0, 1]],
+        success=[True],
+    ),
+    Case(
         "ok-then-new",
         "correct",
         [

@@ -30,7 +30,7 @@ import numpy as np
 from assistant.config import REPO_ROOT
 from assistant.errors import ModelError
 from assistant.learning.labels.counterfactual import Counterfactuals, History, default_vocab_path
-from assistant.learning.labels.evidence import combine, likelihood_ratios
+from assistant.learning.labels.evidence import combine, cut_off_ratio, likelihood_ratios
 from assistant.learning.labels.features import TurnView, Vocab, goal_features, link_features, turn_features, view
 from assistant.learning.labels.lm import BigramLM
 from assistant.learning.labels.model import Logistic, load_model
@@ -191,11 +191,13 @@ class Labeller:
         result, at = [], 0
         for s, g in zip(sessions, segs):
             n = len(s.views)
-            result.append(self._finish(s, g, p_all[at : at + n], s_all[at : at + n]))
+            result.append(self._finish(s, g, p_all[at : at + n], s_all[at : at + n], rows[at : at + n]))
             at += n
         return result
 
-    def _finish(self, s: SessionInput, goals: list[list[int]], p_def: np.ndarray, S: np.ndarray) -> list[TurnLabel]:
+    def _finish(
+        self, s: SessionInput, goals: list[list[int]], p_def: np.ndarray, S: np.ndarray, rows: list[dict[str, float]]
+    ) -> list[TurnLabel]:
         out: list[TurnLabel] = []
         for gi, g in enumerate(goals):
             gv = [s.views[i] for i in g]
@@ -206,7 +208,7 @@ class Labeller:
             gid = goal_id_for(gv[0].turn_id)
             for pos, i in enumerate(g):
                 probs = {c: round(float(p), 4) for c, p in zip(self.stage.classes, S[i])}
-                probs = combine(probs, likelihood_ratios(s.views[i]))
+                probs = combine(probs, likelihood_ratios(s.views[i]) | cut_off_ratio(rows[i]))
                 defect = float(p_def[i])
                 fp = max(probs, key=probs.get) if defect >= 0.5 else None
                 out.append(TurnLabel(s.views[i].turn_id, gid, pos, round(success, 4), round(defect, 4), fp, probs))

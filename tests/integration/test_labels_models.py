@@ -48,11 +48,8 @@ def test_nlu_on_the_repaired_transcript_blames_the_words() -> None:
     assert cf.runs >= 1
 
 
-_FALSE_WAKE = pytest.mark.xfail(strict=True, reason="known limitation, as in tests/unit/test_labels.py")
-
-
 @pytest.mark.parametrize(
-    "name", [pytest.param("false-wake", marks=_FALSE_WAKE), "asr", "nlu", "result", "ok-then-new", "clarify"]
+    "name", ["false-wake", "asr", "nlu", "entity", "endpointing", "result", "ok-then-new", "clarify"]
 )
 def test_hand_built_sessions_with_models(tmp_path: Path, name: str) -> None:
     store = TraceStore(tmp_path / "traces.db")

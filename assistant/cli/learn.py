@@ -75,6 +75,18 @@ def register(sub) -> None:
         "(default 1; 0 keeps pipeline.yaml's min_online_score)",
     )
     q.add_argument("--min-win-loss", type=float, default=4.0, help="tuning: least win:loss a threshold may have")
+    q.add_argument(
+        "--personal-meanings",
+        type=float,
+        default=0.5,
+        help="how often a simulated person has each kind of personal meaning ('the big light', 'Portland' = Maine, "
+        "'my usual'; default 0.5, 0 = none)",
+    )
+    q.add_argument(
+        "--reuse-train",
+        action="store_true",
+        help="reuse OUT/train's simulated training days if they were run with the same settings (learning reruns)",
+    )
     q.add_argument("--voices", default="piper,espeak")
     q.add_argument("--out", type=Path, default=Path("ab_out"), help="where the runs and ab_result.json go")
     q.add_argument("--cache", type=Path, help="speech + ASR cache (default <data dir>/sim_cache)")
@@ -209,6 +221,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         min_support=args.min_support,
         tune_days=args.tune_days,
         min_win_loss=args.min_win_loss,
+        personal_meanings=args.personal_meanings,
+        reuse_train=args.reuse_train,
         voices=tuple(v.strip() for v in args.voices.split(",") if v.strip()),
     )
     res = run_ab(

@@ -25,6 +25,12 @@ class TurnOutcome:
     rewrite_correct: bool | None = None
     """Ground truth from the simulator, for an applied rewrite: True (win) when the rewritten turn met the goal and the
     same transcript without rewriting would not have, False (loss) for the reverse, None when both agree (tie)."""
+    goal: str | None = None
+    """The goal (episode) the turn belongs to: the bootstrap's unit (identical across arms)."""
+    household: str | None = None
+    """The household: the bootstrap's other unit."""
+    personal: bool = False
+    """The goal is a personal meaning (the person's own phrase; simulate/meanings.py)."""
 
 
 @dataclass
@@ -36,6 +42,10 @@ class ArmResult:
     wins: int = 0
     losses: int = 0
     by_layer: dict[str, int] = field(default_factory=dict)
+    units: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    """unit kind (goal, household) -> unit -> [turns, defects, wins, losses]"""
+    personal_turns: int = 0
+    personal_defects: int = 0
 
     @property
     def defect_rate(self) -> float:
@@ -78,6 +88,15 @@ def evaluate(
         for o in simulate(arm, rewriter, sessions, seed):
             r.turns += 1
             r.defects += bool(o.defect)
+            r.personal_turns += bool(o.personal)
+            r.personal_defects += bool(o.personal and o.defect)
+            for kind, unit in (("goal", o.goal), ("household", o.household)):
+                if unit is not None:
+                    u = r.units.setdefault(kind, {}).setdefault(unit, [0, 0, 0, 0])
+                    u[0] += 1
+                    u[1] += bool(o.defect)
+                    u[2] += o.rewrite_correct is True
+                    u[3] += o.rewrite_correct is False
             if o.rewrite and o.rewrite.get("applied"):
                 r.applied += 1
                 layer = o.rewrite.get("layer") or "?"
@@ -103,9 +122,64 @@ def evaluate(
                 "wins": r.wins,
                 "losses": r.losses,
                 "win_loss": f"{r.wins / r.losses:.1f}:1" if r.losses else (f"{r.wins}:0" if r.wins else None),
+                "win_loss_ratio": round(r.wins / r.losses, 3) if r.losses else None,
+                "personal_meaning_turns": r.personal_turns,
+                "personal_meaning_defect_rate": round(r.personal_defects / r.personal_turns, 4)
+                if r.personal_turns
+                else None,
+                "other_defect_rate": round((r.defects - r.personal_defects) / (r.turns - r.personal_turns), 4)
+                if r.turns > r.personal_turns
+                else None,
             }
         )
+    for kind in ("goal", "household"):
+        for a, ci in zip(out, bootstrap(results, kind, seed=seed)):
+            if ci:
+                a.setdefault("ci95", {})[kind] = ci
     return {"sessions": sessions, "seed": seed, "arms": out}
+
+
+def _ratio(num: Any, den: Any) -> Any:
+    import numpy as np
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def bootstrap(
+    results: list[ArmResult], kind: str = "goal", n: int = 2000, seed: int = 0, level: float = 0.95
+) -> list[dict[str, Any]]:
+    """Percentile bootstrap over units (goals or households: the same units in every arm, resampled together) of
+    each arm's defect rate, relative reduction vs none and vs the previous arm, and win:loss. [] when there are no
+    units. A unit missing from an arm (its episode ended differently) counts as 0 turns there."""
+    import numpy as np
+
+    keys = sorted({u for r in results for u in r.units.get(kind, {})})
+    if not keys or not results:
+        return []
+    m = np.array([[r.units.get(kind, {}).get(k, [0, 0, 0, 0]) for k in keys] for r in results], dtype=float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(keys), size=(n, len(keys)))
+    sums = m[:, idx, :].sum(axis=2)  # (arms, n, 4)
+    rate = _ratio(sums[..., 1], sums[..., 0])
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+
+    def pct(x: Any) -> list[float] | None:
+        x = x[np.isfinite(x)]
+        return [round(float(np.percentile(x, lo)), 4), round(float(np.percentile(x, hi)), 4)] if len(x) else None
+
+    out = []
+    for i in range(len(results)):
+        d: dict[str, Any] = {"units": len(keys), "resamples": n, "defect_rate": pct(rate[i])}
+        if i:
+            d["relative_reduction_vs_none"] = pct(_ratio(rate[0] - rate[i], rate[0]))
+            d["relative_reduction_vs_previous"] = pct(_ratio(rate[i - 1] - rate[i], rate[i - 1]))
+            wins, losses = sums[i, :, 2], sums[i, :, 3]
+            if results[i].wins or results[i].losses:
+                d["win_loss"] = pct(_ratio(wins, losses))
+                d["win_share"] = pct(_ratio(wins, wins + losses))
+        out.append(d)
+    return out
 
 
 def format_ab(res: dict[str, Any]) -> str:

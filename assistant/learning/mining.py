@@ -83,6 +83,10 @@ class Mined:
     pairs: dict[str, Any]
     """src, dst, chains, users (dst succeeded later in the same chain)"""
     stats: dict[str, Any] = field(default_factory=dict)
+    user_pairs: dict[str, Any] = field(default_factory=dict)
+    """user_id, src, dst, chains: the pairs of each user's own chains"""
+    user_utt: dict[str, Any] = field(default_factory=dict)
+    """user_id, utt, n, ok: each user's turns of an utterance and how many succeeded as said"""
 
 
 def steps_sql(source: str, config: MiningConfig = MiningConfig(), learned: bool = False) -> dict[str, str]:
@@ -143,6 +147,20 @@ def steps_sql(source: str, config: MiningConfig = MiningConfig(), learned: bool 
             WHERE b.outcome = 'success' AND a.utt <> b.exec_utt
               AND (a.utt <> a.exec_utt OR coalesce(a.outcome, '') <> 'success')
             GROUP BY a.utt, b.exec_utt""",
+        # the same per user: the personal table (markov.personal_table) is this user's own reformulations
+        "user_pairs": """
+            WITH pos AS (SELECT chain_id, user_id, turn_index, utt, exec_utt, outcome, link FROM chains
+                         WHERE chain_id IN (SELECT chain_id FROM steps) AND user_id IS NOT NULL)
+            SELECT a.user_id AS user_id, a.utt AS src, b.exec_utt AS dst, count(DISTINCT a.chain_id) AS chains
+            FROM pos a JOIN pos b ON a.chain_id = b.chain_id AND b.turn_index >= a.turn_index
+            WHERE b.outcome = 'success' AND a.utt <> b.exec_utt
+              AND (a.utt <> a.exec_utt OR coalesce(a.outcome, '') <> 'success')
+            GROUP BY a.user_id, a.utt, b.exec_utt""",
+        # how each user's own turns of an utterance went, said as is: succeeded (not rephrased) or not
+        "user_utt": """
+            SELECT user_id, utt, count(*) AS n,
+                   count(*) FILTER (WHERE outcome = 'success' AND NOT link AND utt = exec_utt) AS ok
+            FROM chains WHERE user_id IS NOT NULL GROUP BY user_id, utt""",
     }
 
 
@@ -233,6 +251,8 @@ def mine(
     edges = cols("SELECT * FROM edges ORDER BY src, dst")
     absorb = cols("SELECT * FROM absorb ORDER BY utt")
     pairs = cols("SELECT * FROM pairs ORDER BY src, dst")
+    user_pairs = cols("SELECT * FROM user_pairs ORDER BY user_id, src, dst")
+    user_utt = cols("SELECT * FROM user_utt WHERE n >= 2 ORDER BY user_id, utt")
     turns, chained = con.execute("SELECT count(*), count(*) FILTER (WHERE link) FROM chains").fetchone()
     stats = {
         "turns": int(turns),
@@ -243,4 +263,11 @@ def mine(
         "seconds": round(time.perf_counter() - t0, 3),
         **det_stats,
     }
-    return Mined({k: np.asarray(v) if not isinstance(v, list) else v for k, v in edges.items()}, absorb, pairs, stats)
+    return Mined(
+        {k: np.asarray(v) if not isinstance(v, list) else v for k, v in edges.items()},
+        absorb,
+        pairs,
+        stats,
+        user_pairs,
+        user_utt,
+    )

@@ -68,6 +68,9 @@ class SimConfig:
     shared_goals: int = 0
     """Popular requests shared across the population: each member also has each of these goals (said the popular way)
     as a daily habit with probability 0.5, so several households repeat the same phrasings (and their failures)."""
+    personal_meanings: float = 0.0
+    """Probability that a member has each kind of personal meaning ("the big light", "Portland" = Maine, "my usual";
+    simulate/meanings.py), said daily; members of one household often disagree."""
 
 
 @dataclass
@@ -172,6 +175,7 @@ class Simulator:
                     self.cfg.voices,
                     self.cfg.n_members,
                     self.cfg.shared_goals,
+                    self.cfg.personal_meanings,
                 )
                 households.append(hh.to_dict())
                 if self._done():
@@ -253,12 +257,12 @@ class Simulator:
                 room = rng.choice(m.usual_rooms)
                 for gid in m.habits.get(part, []):
                     if rng.random() < p_goal:
-                        items.append(_Item(when, m, hh.goals[gid], room, routine=True))
+                        items.append(_Item(when, m, hh.goal(gid), room, routine=True))
                         when += timedelta(seconds=rng.uniform(15, 60))
             for gid in m.habits.get("day", []):
                 if rng.random() < 0.35:
                     items.append(
-                        _Item(base + timedelta(hours=rng.uniform(9, 17)), m, hh.goals[gid], rng.choice(m.usual_rooms))
+                        _Item(base + timedelta(hours=rng.uniform(9, 17)), m, hh.goal(gid), rng.choice(m.usual_rooms))
                     )
             for _ in range(rng.choice((0, 1, 1, 2))):
                 g = rng.choice(feasible)
@@ -452,9 +456,11 @@ class Simulator:
         self, hh: Household, goal: Goal, role: str, text: str, rec: dict[str, Any], t: datetime
     ) -> dict[str, Any] | None:
         """The shadow rewriter's best candidate for this transcript and the verdict had it been applied."""
+        from types import SimpleNamespace
+
         from assistant.text import normalize
 
-        res = self.shadow_rewriter.rewrite(rec["transcript"], self._user_id)
+        res = self.shadow_rewriter.rewrite(rec["transcript"], self._user_id, SimpleNamespace(home=hh.home))
         if not res.candidate or res.score is None or normalize(res.candidate) == normalize(rec["transcript"]):
             return None
         if res.details.get("guard"):  # the guardrails would refuse it at any threshold
@@ -464,7 +470,21 @@ class Simulator:
         r2 = {**cf.run_text(res.candidate, now=t), "transcript": rec["transcript"]}
         v = assess(goal, text, r2, hh.home, self._oracle, self.settings.nlu.min_confidence, role)
         layers = {k: d.get("score") for k, d in res.details.items() if isinstance(d, dict) and "score" in d}
-        return {"candidate": res.candidate, "score": round(res.score, 4), "layers": layers, "defect": v.defect}
+        return {
+            "candidate": res.candidate,
+            "score": round(res.score, 4),
+            "layers": layers,
+            "layer": next(
+                (
+                    d.get("layer")
+                    for d in res.details.values()
+                    if isinstance(d, dict) and d.get("text") == res.candidate
+                ),
+                None,
+            ),
+            "features": (res.details.get("gate") or {}).get("features"),
+            "defect": v.defect,
+        }
 
     def _false_wake(self, p, hh: Household, item: _Item, t: datetime, rng: random.Random) -> datetime:
         text = rng.choice(TV_LINES)

@@ -65,7 +65,7 @@ class RewriteResult:
     original: str
     applied: bool
     layer: str | None = None
-    """'precomputed' | 'global' | 'personal' | None"""
+    """'personal-table' | 'precomputed' | 'global' | 'personal' | None"""
     score: float | None = None
     rewrite_version: str | None = None
     candidate: str | None = None
@@ -99,7 +99,27 @@ class Rewriter:
         self.table: dict[str, dict[str, Any]] = (table or {}).get("rewrites", {})
         self.table_version = (table or {}).get("version")
         self.index = index
+        self.personal_table: dict[str, dict[str, dict[str, Any]]] = (
+            (table or {}).get("personal", {}) if self.settings.personal else {}
+        )
+        self.gate: Any = None
+        """A fitted `RewriteGate` (learning/rewrite_gate.py, `<data dir>/rewrites/gate.json`): P(win) of an online
+        candidate; None = the hand-set ranker score against `min_online_score`."""
+        self._names: dict[int, frozenset[str]] = {}
         self._pseudo = Pseudonymizer(self.data_dir)
+
+    def names(self, context: Any) -> frozenset[str]:
+        """Names a rewrite must not drop or invent lightly: the index's known names, the music catalog's artists
+        and genres, and the home's device and room names (per home, cached)."""
+        home = getattr(context, "home", None)
+        key = id(home)
+        if key not in self._names:
+            from assistant.learning.rewrite_gate import catalog_names
+
+            self._names[key] = catalog_names(home) | frozenset(
+                self.index.meta.get("known_names", ()) if self.index is not None else ()
+            )
+        return self._names[key]
 
     @property
     def version(self) -> str:
@@ -122,7 +142,12 @@ class Rewriter:
 
                 embedder = MiniLmEmbedder(s.embedder_dir, threads=s.threads)
             index = OnlineIndex.load(data_dir, embedder, OnlineConfig())
-        return cls(data_dir, s, table, index)
+        rw = cls(data_dir, s, table, index)
+        if s.online and s.learned_gate:
+            from assistant.learning.rewrite_gate import RewriteGate
+
+            rw.gate = RewriteGate.load(data_dir)
+        return rw
 
     def rewrite(self, text: str, user_id: str | None = None, context: Any = None) -> RewriteResult:
         t0 = time.perf_counter()
@@ -137,6 +162,28 @@ class Rewriter:
             out.reason = "disabled" if not s.enabled else "empty"
             return out
         q = normalize(text)
+        taught = taught_covers(context, q)
+        if taught:  # a meaning the user taught wins over anything mined (issue 15's taught concepts)
+            out.reason, out.details = "taught", {"taught": taught}
+            return out
+        # 0. personal precomputed: this user's own reformulations (their "big light" is the floor lamp), or their
+        # own success with the request as said (then nobody else's rewrite applies to it)
+        user = self._pseudo(user_id) if (user_id and s.personal) else None
+        if user is not None:
+            from assistant.trace.privacy import opted_out_pseudonyms
+
+            if user in opted_out_pseudonyms(self.data_dir):
+                user = None  # an opted-out user's history is never used
+        pentry = self.personal_table.get(user, {}).get(q) if (user is not None and s.precomputed) else None
+        if pentry is not None:
+            out.rewrite_version = f"table v{self.table_version}"
+            if pentry.get("keep"):
+                out.reason, out.details = "personal-keep", dict(pentry)
+                return out
+            out.candidate, out.score = pentry["target"], float(pentry.get("probability", 1.0))
+            out.text, out.applied, out.layer, out.reason = pentry["target"], True, "personal-table", "personal-table"
+            out.details = {k: pentry[k] for k in ("baseline", "support") if k in pentry}
+            return out
         # 1. precomputed (exact normalised match)
         entry = self.table.get(q) if s.precomputed else None
         if entry is not None:
@@ -151,11 +198,6 @@ class Rewriter:
         if self.index is None or not s.online:
             out.reason = out.reason or "no-match"
             return out
-        from assistant.trace.privacy import opted_out_pseudonyms
-
-        user = self._pseudo(user_id) if (user_id and s.personal) else None
-        if user is not None and user in opted_out_pseudonyms(self.data_dir):
-            user = None  # an opted-out user's history is never used (their rows were dropped at load anyway)
         chosen, best = self.index.rewrite_candidates(text, user)
         out.details = {**out.details, **{k: v.to_dict() for k, v in best.items() if v is not None}}
         if chosen is None:
@@ -165,10 +207,21 @@ class Rewriter:
             out.candidate, out.score, out.layer = chosen.text, chosen.score, None
             out.rewrite_version = f"index v{self.index.version}"
         guard = guard_reason(text, chosen.text, self.index.meta.get("known_names", ())) if s.guards else None
+        from assistant.learning.rewrite_gate import gate_features
+
+        feats = gate_features(chosen, q, self.index, user, self.names(context))
+        out.details["gate"] = {"features": {k: round(v, 4) for k, v in feats.items()}}
+        if self.gate is not None:  # the learned gate (fitted on shadow wins/losses) decides instead of the sum
+            p_win = self.gate.predict(feats)
+            out.details["gate"]["p_win"] = round(p_win, 4)
+            chosen_score, threshold = p_win, self.gate.threshold
+            out.score = p_win
+        else:
+            chosen_score, threshold = chosen.score, s.min_online_score
         if guard:
             out.details["guard"] = guard
             out.reason = "guard"
-        elif chosen.score >= s.min_online_score:
+        elif chosen_score >= threshold:
             out.text, out.applied, out.layer, out.reason = chosen.text, True, chosen.layer, "online"
         else:
             out.reason = "below-threshold"
@@ -185,6 +238,25 @@ TIME_WORDS = frozenset(
     "today tomorrow tonight yesterday morning evening afternoon noon midnight monday tuesday wednesday thursday "
     "friday saturday sunday weekend".split()
 )  # units ("minutes") are not values: "ten minuets" -> "ten minutes" is fine
+
+
+def taught_covers(context: Any, q: str) -> str | None:
+    """The taught concept that covers this request, if the turn context says one does (issue 15 records it as
+    `taught` on the context / turn record): then the request is never rewritten. Defensive: a truthy `taught`
+    (str, dict or list) counts; `taught_phrases` (phrases the user taught) count when one occurs in the request."""
+    if context is None:
+        return None
+    get = context.get if isinstance(context, dict) else (lambda k, d=None: getattr(context, k, d))
+    taught = get("taught", None)
+    if taught:
+        if isinstance(taught, dict):
+            return str(taught.get("phrase") or taught.get("name") or taught.get("id") or "taught")
+        return taught if isinstance(taught, str) else "taught"
+    for phrase in get("taught_phrases", None) or ():
+        p = normalize(str(phrase))
+        if p and f" {p} " in f" {q} ":
+            return p
+    return None
 
 
 def guard_reason(original: str, candidate: str, known_names: Any = ()) -> str | None:

@@ -83,6 +83,13 @@ def register(sub) -> None:
         "'my usual'; default 0.5, 0 = none)",
     )
     q.add_argument(
+        "--pool",
+        type=Path,
+        nargs="+",
+        metavar="OUT",
+        help="no new run: pool the test days of these finished A/B runs (their --out folders) into one summary",
+    )
+    q.add_argument(
         "--reuse-train",
         action="store_true",
         help="reuse OUT/train's simulated training days if they were run with the same settings (learning reruns)",
@@ -207,8 +214,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Train on simulated days, then the A/B on held-out days and households (assistant/simulate/rewrite_ab.py)."""
     import sys
 
-    from assistant.learning.ab import format_ab
-    from assistant.simulate.rewrite_ab import ABConfig, run_ab
+    from assistant.learning.ab import format_ab, format_arms
+    from assistant.simulate.rewrite_ab import ABConfig, pool, run_ab
+
+    if args.pool:
+        res = pool(args.pool)
+        print(json.dumps(res, default=str) if args.json else format_arms(res["arms"]))
+        return 0
 
     cfg = ABConfig(
         households=args.households,

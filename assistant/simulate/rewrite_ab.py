@@ -403,6 +403,33 @@ def first_requests(rows: Iterable[dict[str, Any]]) -> list[tuple[str, str, str]]
     )
 
 
+def pool(outs: list[Path]) -> dict[str, Any]:
+    """Several A/B runs (their `--out` folders) pooled: every arm's test turns from every run, the units (goals,
+    households) kept apart per run, one summary with bootstrap intervals (`assistant learn evaluate --pool`)."""
+    from assistant.learning.ab import accumulate, summarise
+
+    outs = [Path(o) for o in outs]
+    arms: list[str] | None = None
+    for o in outs:
+        res = json.loads((o / "ab_result.json").read_text())
+        names = [a["arm"] for a in res["arms"]]
+        arms = names if arms is None else [a for a in arms if a in names]
+    results, goals = [], {}
+    for arm in arms or []:
+        rows: list[dict[str, Any]] = []
+        for o in outs:
+            for group in GROUPS:
+                for r in _read(o / "test" / arm / group / "sim_truth.jsonl"):
+                    r["group"] = f"{o.name}/{group}"
+                    rows.append(r)
+        results.append(accumulate(arm, outcomes(rows)))
+        goals[arm] = goal_stats(rows)
+    summary = summarise(results)
+    for a in summary:
+        a["goals"] = goals[a["arm"]]
+    return {"pooled": [str(o) for o in outs], "arms": summary}
+
+
 def _read(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -445,4 +472,14 @@ def run_ab(
         configure(None)
 
 
-__all__ = ["ABConfig", "RewriteAB", "configure", "first_requests", "goal_stats", "outcomes", "run_ab", "simulate"]
+__all__ = [
+    "ABConfig",
+    "RewriteAB",
+    "configure",
+    "first_requests",
+    "goal_stats",
+    "outcomes",
+    "pool",
+    "run_ab",
+    "simulate",
+]

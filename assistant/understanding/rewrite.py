@@ -108,6 +108,20 @@ class Rewriter:
         self._names: dict[int, frozenset[str]] = {}
         self._pseudo = Pseudonymizer(self.data_dir)
 
+    def personal_entry(self, user: str, q: str, min_ratio: float = 90.0) -> dict[str, Any] | None:
+        """This user's personal-table entry for `q`: exact, else the closest of their own sources (a user has a
+        handful) when it is nearly the same text ("turn on the big lite" for "turn on the big light": the same phrase
+        heard a little differently)."""
+        mine = self.personal_table.get(user)
+        if not mine:
+            return None
+        if q in mine:
+            return mine[q]
+        from rapidfuzz import fuzz
+
+        best = max(mine, key=lambda src: fuzz.ratio(q, src))
+        return mine[best] if fuzz.ratio(q, best) >= min_ratio else None
+
     def names(self, context: Any) -> frozenset[str]:
         """Names a rewrite must not drop or invent lightly: the index's known names, the music catalog's artists
         and genres, and the home's device and room names (per home, cached)."""
@@ -174,7 +188,7 @@ class Rewriter:
 
             if user in opted_out_pseudonyms(self.data_dir):
                 user = None  # an opted-out user's history is never used
-        pentry = self.personal_table.get(user, {}).get(q) if (user is not None and s.precomputed) else None
+        pentry = self.personal_entry(user, q) if (user is not None and s.precomputed) else None
         if pentry is not None:
             out.rewrite_version = f"table v{self.table_version}"
             if pentry.get("keep"):

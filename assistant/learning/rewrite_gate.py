@@ -6,9 +6,11 @@ Features (`gate_features`, each about [0, 1]): the ranker's (dense, fuzzy, phone
 affinity), the layer (personal or global), catalog names the query says that the candidate drops and names the
 candidate adds (music catalog artists and genres, the home's device and room names, names said in successful
 requests), whether the candidate is in this user's own successful history, what the index knows of the query (seen,
-its failure rate) and of the candidate (failure rate), and the length change.
+its failure rate) and of the candidate (failure rate), the length change, and how the pipeline's NLU and resolver
+read both (`Rewriter.probe`: intent confidence of the request and of the candidate, same intent, the share of catalog
+entities - home, music, places - each resolves exactly, an unresolved one in the candidate).
 
-Model: L2 logistic regression (Newton's method in numpy: 15 features, tens to thousands of rows) on standardised
+Model: L2 logistic regression (Newton's method in numpy: 22 features, tens to thousands of rows) on standardised
 features, losses weighted up (a loss costs more than a tie). The threshold is chosen on cross-validated probabilities
 (never the rows a fold was fitted on): the most net wins among thresholds with win:loss >= the bar. Stored as
 `<data dir>/rewrites/gate.json` (weights, scaling, threshold, the fit's figures).
@@ -42,6 +44,13 @@ FEATURES = (
     "query_fail",
     "cand_fail",
     "len_change",
+    "probed",
+    "query_conf",
+    "cand_conf",
+    "same_intent",
+    "query_exact",
+    "cand_exact",
+    "cand_unresolved",
 )
 LOSS_WEIGHT = 3.0
 MIN_ROWS, MIN_WINS = 12, 3
@@ -88,8 +97,17 @@ def names_in(text: str, names: frozenset[str], max_words: int = 4) -> set[str]:
     return {" ".join(w[i : i + n]) for n in range(1, max_words + 1) for i in range(len(w) - n + 1)} & names
 
 
-def gate_features(cand: Any, q: str, index: Any, user: str | None, names: frozenset[str]) -> dict[str, float]:
-    """The gate's features of the retrieval's chosen candidate `cand` (a retrieval.Candidate) for query `q`."""
+def gate_features(
+    cand: Any,
+    q: str,
+    index: Any,
+    user: str | None,
+    names: frozenset[str],
+    q_probe: dict[str, Any] | None = None,
+    c_probe: dict[str, Any] | None = None,
+) -> dict[str, float]:
+    """The gate's features of the retrieval's chosen candidate `cand` (a retrieval.Candidate) for query `q`;
+    `q_probe` / `c_probe`: how the pipeline's NLU and resolver read the query and the candidate (Rewriter.probe)."""
     f = {k: float(cand.features.get(k, 0.0)) for k in FEATURES[:7]}
     f["personal"] = 1.0 if cand.layer == "personal" else 0.0
     qn, cn = names_in(q, names), names_in(cand.text, names)
@@ -103,6 +121,14 @@ def gate_features(cand: Any, q: str, index: Any, user: str | None, names: frozen
     f["query_fail"] = 0.0 if i is None else _fail_rate(index, i)
     f["cand_fail"] = _fail_rate(index, cand.entry) if index is not None else 0.0
     f["len_change"] = min(1.0, abs(len(cand.text.split()) - len(q.split())) / max(1, len(q.split())))
+    both = q_probe is not None and c_probe is not None
+    f["probed"] = 1.0 if both else 0.0
+    f["query_conf"] = float(q_probe["confidence"]) if both else 0.0
+    f["cand_conf"] = float(c_probe["confidence"]) if both else 0.0
+    f["same_intent"] = 1.0 if both and q_probe["intent"] == c_probe["intent"] else 0.0
+    f["query_exact"] = float(q_probe["exact"]) if both else 0.0
+    f["cand_exact"] = float(c_probe["exact"]) if both else 0.0
+    f["cand_unresolved"] = float(c_probe["unresolved"]) if both else 0.0
     return f
 
 

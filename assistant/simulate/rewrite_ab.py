@@ -61,6 +61,8 @@ class ABConfig:
     come after them, so the threshold is never chosen on the days it is measured on."""
     min_win_loss: float = 4.0
     """Tuning: the threshold with the most net wins among those whose win:loss is at least this."""
+    n_members: int | None = None
+    """Members per household (None: 1 to 4, drawn per household)."""
     learned_gate: bool = True
     """Fit the learned online gate on the tuning days' shadow candidates (learning/rewrite_gate.py)."""
     personal_meanings: float = 0.0
@@ -110,6 +112,7 @@ class RewriteAB:
             habitual_rephrase=c.habitual_rephrase,
             max_turns=c.max_turns,
             personal_meanings=c.personal_meanings,
+            n_members=c.n_members,
             **kw,
         )
 
@@ -187,6 +190,7 @@ class RewriteAB:
             "false_wake_rate": c.false_wake_rate,
             "personal_meanings": c.personal_meanings,
             "max_turns": c.max_turns,
+            "n_members": c.n_members,
         }
 
     # -- 1b. tune -------------------------------------------------------------------------------------------------

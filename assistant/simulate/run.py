@@ -222,6 +222,8 @@ class Simulator:
 
         self._oracle = oracle
         self._cf = self._cf_pipeline(hh) if (self.counterfactual or self.shadow_rewriter is not None) else None
+        if self.shadow_rewriter is not None and hasattr(self.shadow_rewriter, "attach"):
+            self.shadow_rewriter.attach(self._cf.nlu, self._cf.resolver)  # the gate's NLU features, as in the arms
         rng = random.Random(f"run:{self.cfg.seed}:{hh.id}")
         users = {
             m.id: SimUser(m, random.Random(f"user:{self.cfg.seed}:{hh.id}:{m.id}"), self.cfg.habitual_rephrase)
@@ -456,11 +458,18 @@ class Simulator:
         self, hh: Household, goal: Goal, role: str, text: str, rec: dict[str, Any], t: datetime
     ) -> dict[str, Any] | None:
         """The shadow rewriter's best candidate for this transcript and the verdict had it been applied."""
-        from types import SimpleNamespace
-
+        from assistant.core.context import TurnContext
         from assistant.text import normalize
 
-        res = self.shadow_rewriter.rewrite(rec["transcript"], self._user_id, SimpleNamespace(home=hh.home))
+        ctx = TurnContext(
+            home=self._cf.home,
+            device_id=self._device_id,
+            user_id=self._user_id,
+            now=t,
+            session_id="shadow",
+            data_dir=self.out / "no_rewrite" / "households" / hh.id,
+        )
+        res = self.shadow_rewriter.rewrite(rec["transcript"], self._user_id, ctx)
         if not res.candidate or res.score is None or normalize(res.candidate) == normalize(rec["transcript"]):
             return None
         if res.details.get("guard"):  # the guardrails would refuse it at any threshold

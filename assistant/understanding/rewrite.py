@@ -106,7 +106,31 @@ class Rewriter:
         """A fitted `RewriteGate` (learning/rewrite_gate.py, `<data dir>/rewrites/gate.json`): P(win) of an online
         candidate; None = the hand-set ranker score against `min_online_score`."""
         self._names: dict[int, frozenset[str]] = {}
+        self._nlu: Any = None
+        self._resolver: Any = None
         self._pseudo = Pseudonymizer(self.data_dir)
+
+    def attach(self, nlu: Any, resolver: Any = None) -> None:
+        """The pipeline's NLU and resolver (the runner attaches them after building): the gate's features include
+        how they read the request and the candidate (confidence, intent, exact catalog resolution)."""
+        self._nlu, self._resolver = nlu, resolver
+
+    def probe(self, text: str, context: Any) -> dict[str, Any] | None:
+        """NLU + resolution of `text` as the pipeline would see it (None without an attached NLU or a turn context)."""
+        if self._nlu is None or context is None or getattr(context, "home", None) is None:
+            return None
+        try:
+            r = self._nlu.parse(text, context)
+            ents = self._resolver.resolve(r, context).entities if self._resolver is not None else ()
+        except Exception:  # noqa: BLE001 - a feature source, never a reason to fail the turn
+            return None
+        cat = [e for e in ents if e.entity_type in CATALOG_TYPES]
+        return {
+            "intent": r.intent,
+            "confidence": float(r.confidence),
+            "exact": sum(1 for e in cat if e.entity_id and e.score >= 0.99) / len(cat) if cat else 1.0,
+            "unresolved": 1.0 if any(e.entity_id is None for e in cat) else 0.0,
+        }
 
     def personal_entry(self, user: str, q: str, min_ratio: float = 90.0) -> dict[str, Any] | None:
         """This user's personal-table entry for `q`: exact, else the closest of their own sources (a user has a
@@ -223,7 +247,15 @@ class Rewriter:
         guard = guard_reason(text, chosen.text, self.index.meta.get("known_names", ())) if s.guards else None
         from assistant.learning.rewrite_gate import gate_features
 
-        feats = gate_features(chosen, q, self.index, user, self.names(context))
+        feats = gate_features(
+            chosen,
+            q,
+            self.index,
+            user,
+            self.names(context),
+            self.probe(text, context),
+            self.probe(chosen.text, context),
+        )
         out.details["gate"] = {"features": {k: round(v, 4) for k, v in feats.items()}}
         if self.gate is not None:  # the learned gate (fitted on shadow wins/losses) decides instead of the sum
             p_win = self.gate.predict(feats)
@@ -241,6 +273,10 @@ class Rewriter:
             out.reason = "below-threshold"
         return out
 
+
+CATALOG_TYPES = frozenset({"device", "area", "track", "artist", "album", "genre", "place", "contact", "playlist"})
+"""Entity types resolved against a catalog (home, music, media, places, contacts): the gate's exact-resolution
+features count these."""
 
 # Words that carry a value: a rewrite that adds one the user never said invents a slot ("wake me up" -> "wake me up
 # in 30 minutes").

@@ -208,3 +208,38 @@ def test_evaluate_reports_bootstrap_intervals(tmp_path):
     assert arms["precomputed+global+personal"]["ci95"]["household"]["units"] == 5
     assert "relative_reduction_vs_none" not in arms["none"]["ci95"]["goal"]
     assert arms["none"]["personal_meaning_turns"] == 50
+
+
+def test_probe_features_read_the_pipelines_view_of_request_and_candidate(tmp_path):
+    from types import SimpleNamespace as NS
+
+    from assistant.learning.retrieval import Candidate
+    from assistant.learning.rewrite_gate import gate_features
+
+    class Nlu:
+        def parse(self, text, ctx):
+            return NS(intent="play_music", confidence=0.9 if "adele" in text else 0.4)
+
+    class Resolver:
+        def resolve(self, r, ctx):
+            ok = r.confidence > 0.5
+            return NS(
+                entities=(NS(entity_type="artist", entity_id="artist:adele" if ok else None, score=1.0 if ok else 0.5),)
+            )
+
+    rw = Rewriter(tmp_path, RewriteSettings())
+    ctx = NS(home=NS(devices={}, areas={}))
+    assert rw.probe("play adel", ctx) is None  # nothing attached: no NLU features
+    rw.attach(Nlu(), Resolver())
+    q, c = rw.probe("play adel", ctx), rw.probe("play adele", ctx)
+    assert q == {"intent": "play_music", "confidence": 0.4, "exact": 0.0, "unresolved": 1.0}
+    assert c["exact"] == 1.0 and c["unresolved"] == 0.0
+    assert rw.probe("anything", None) is None
+    cand = Candidate(0, "play adele", "global", {"dense": 0.9, "coverage": 1.0})
+    index = NS(personal={}, by_text={}, support=np.array([3.0]), fail=np.array([1.0]))
+    f = gate_features(cand, "play adel", index, None, frozenset({"adele"}), q, c)
+    assert f["probed"] == 1.0 and f["cand_exact"] == 1.0 and f["query_exact"] == 0.0 and f["same_intent"] == 1.0
+    assert f["adds_name"] == 1.0 and f["drops_name"] == 0.0 and f["cand_fail"] == 0.25
+    assert set(f) == set(FEATURES)
+    f0 = gate_features(cand, "play adel", index, None, frozenset())
+    assert f0["probed"] == 0.0 and f0["cand_conf"] == 0.0

@@ -424,7 +424,7 @@ def pool(outs: list[Path]) -> dict[str, Any]:
         for o in outs:
             for group in GROUPS:
                 for r in _read(o / "test" / arm / group / "sim_truth.jsonl"):
-                    r["group"] = f"{o.name}/{group}"
+                    r["group"] = f"{o}/{group}"
                     rows.append(r)
         results.append(accumulate(arm, outcomes(rows)))
         goals[arm] = goal_stats(rows)

@@ -81,22 +81,26 @@ def _rows(ab, arm):
 def test_personal_layer_wins_where_members_disagree(ab):
     res = ab.evaluate(("none", "precomputed", "precomputed+global+personal"))
     by = {a["arm"]: a for a in res["arms"]}
-    none = _rows(ab, "none")
-    first = {r["member"]: r for r in none if r["attempt"] == 0}
+    first = {arm: {r["member"]: r for r in _rows(ab, arm) if r["attempt"] == 0} for arm in by}
     alex, sam = (m.id for m in ab_members(ab))
     # the premise: the assistant's own reading of "the big light" is Sam's, not Alex's
-    assert first[alex]["defect"] and not first[sam]["defect"], first
+    assert first["none"][alex]["defect"] and not first["none"][sam]["defect"], first["none"]
+    # mining linked Alex's quick corrections ("turn on the big light" -> "turn on the floor lamp" 4 s later, after
+    # a turn that looked done) and learned Alex's meaning: in the global table (which then must not hurt Sam, whose
+    # request works as said: a `keep`) or in Alex's own entry of the personal table
     table = json.loads((ab.data_dir / "rewrites" / "v1.json").read_text())
-    assert table["rewrites"][PHRASE]["target"] == "turn on the floor lamp"  # learned from Alex's chains
-    assert any(e.get("keep") for t in table["personal"].values() for e in t.values())  # Sam's own success
-    # global table: Alex wins, Sam loses; personal: Sam's request is left alone
-    pre = {r["member"]: r for r in _rows(ab, "precomputed") if r["attempt"] == 0}
-    assert pre[alex]["rewrite"]["layer"] == "precomputed" and not pre[alex]["defect"]
-    assert pre[sam].get("rewrite") and pre[sam]["defect"]
-    per = {r["member"]: r for r in _rows(ab, "precomputed+global+personal") if r["attempt"] == 0}
-    assert not per[alex]["defect"] and not per[sam]["defect"] and not per[sam].get("rewrite")
-    assert by["precomputed"]["losses"] >= 1 and by["precomputed+global+personal"]["losses"] == 0
+    assert table["stats"]["mining"]["linked_turns"] >= 2
+    personal = [e for t in table["personal"].values() for e in t.values()]
+    learned = [e["target"] for e in personal if not e.get("keep")] + [table["rewrites"].get(PHRASE, {}).get("target")]
+    assert any(t and "floor lamp" in t for t in learned), table
+    # the personal arm: Alex's request is rewritten to Alex's meaning, Sam's is left alone; no loss
+    per = first["precomputed+global+personal"]
+    assert per[alex].get("rewrite") and "floor lamp" in per[alex]["rewrite"]["text"] and not per[alex]["defect"]
+    assert not per[sam]["defect"] and not per[sam].get("rewrite")
+    assert by["precomputed+global+personal"]["losses"] == 0 and by["precomputed+global+personal"]["wins"] >= 1
+    # the global table alone cannot serve both: it fails Alex or hurts Sam
     assert by["precomputed+global+personal"]["defect_rate"] < by["precomputed"]["defect_rate"]
+    assert by["precomputed"]["losses"] >= 1 or first["precomputed"][alex]["defect"]
     assert by["precomputed+global+personal"]["personal_meaning_turns"] >= 2
 
 

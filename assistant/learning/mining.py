@@ -63,7 +63,8 @@ class MiningConfig:
     """A correction: the same user's next turn starts within this many seconds of the start of a turn, with the same
     intent, other words but some in common (word Jaccard >= `correction_overlap`, 0.2): "turn on the big light" (the
     assistant turned on the ceiling light, status done) -> "turn on the floor lamp" 5 s later. The first turn counts
-    as a failure whatever its label, and links to the correction. 0 turns corrections off."""
+    as a failure whatever its label, and links to the correction; not after a clarifying question (no outcome: the
+    next turn answers it). 0 turns corrections off."""
     correction_overlap: float = 0.2
     control_intents: tuple[str, ...] = (
         "general_commandstop",
@@ -226,10 +227,11 @@ def _corr_sql(t: str, config: MiningConfig) -> str:
     a, b = words.format("utt"), words.format("nu")
     return f"""
             SELECT turn_id, nt AS corr_id FROM (
-                SELECT turn_id, utt, intent, user_id, t0, lead(turn_id) OVER w AS nt, lead(utt) OVER w AS nu,
+                SELECT turn_id, utt, intent, user_id, t0, outcome, lead(turn_id) OVER w AS nt, lead(utt) OVER w AS nu,
                        lead(intent) OVER w AS ni, lead(user_id) OVER w AS nuser, lead(t0) OVER w AS nt0
                 FROM {t} WINDOW w AS (PARTITION BY session_id ORDER BY turn_index))
             WHERE nt IS NOT NULL AND nt0 - t0 <= {config.correction_seconds} AND ni = intent AND nuser = user_id
+              AND outcome IS NOT NULL
               AND nu <> utt AND len(list_intersect({a}, {b})) / greatest(len(list_distinct(list_concat({a}, {b}))), 1)
                   >= {config.correction_overlap}"""
 

@@ -105,7 +105,7 @@ class Rewriter:
         self.gate: Any = None
         """A fitted `RewriteGate` (learning/rewrite_gate.py, `<data dir>/rewrites/gate.json`): P(win) of an online
         candidate; None = the hand-set ranker score against `min_online_score`."""
-        self._names: dict[int, frozenset[str]] = {}
+        self._names: dict[Any, frozenset[str]] = {}
         self._nlu: Any = None
         self._resolver: Any = None
         self._pseudo = Pseudonymizer(self.data_dir)
@@ -150,7 +150,7 @@ class Rewriter:
         """Names a rewrite must not drop or invent lightly: the index's known names, the music catalog's artists
         and genres, and the home's device and room names (per home, cached)."""
         home = getattr(context, "home", None)
-        key = id(home)
+        key = (id(home), str(getattr(home, "source", "")), len(getattr(home, "devices", ()) or ()))
         if key not in self._names:
             from assistant.learning.rewrite_gate import catalog_names
 

@@ -110,6 +110,9 @@ class RewriteSettings(_Section):
     guards: bool = True
     """Online rewrites never invent a number or a time the user did not say, and never drop a name (genre, artist,
     place ...) that worked in earlier requests (assistant/understanding/rewrite.py `guard_reason`)."""
+    learned_gate: bool = True
+    """Use the learned online gate (`<data dir>/rewrites/gate.json`, fitted on shadow candidates by `assistant learn
+    evaluate`) instead of `min_online_score` when one exists."""
     embedder_dir: str | None = None
     """Default: models/embedder in the repo."""
     threads: int = Field(1, ge=1, le=64)

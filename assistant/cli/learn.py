@@ -75,6 +75,25 @@ def register(sub) -> None:
         "(default 1; 0 keeps pipeline.yaml's min_online_score)",
     )
     q.add_argument("--min-win-loss", type=float, default=4.0, help="tuning: least win:loss a threshold may have")
+    q.add_argument(
+        "--personal-meanings",
+        type=float,
+        default=0.5,
+        help="how often a simulated person has each kind of personal meaning ('the big light', 'Portland' = Maine, "
+        "'my usual'; default 0.5, 0 = none)",
+    )
+    q.add_argument(
+        "--pool",
+        type=Path,
+        nargs="+",
+        metavar="OUT",
+        help="no new run: pool the test days of these finished A/B runs (their --out folders) into one summary",
+    )
+    q.add_argument(
+        "--reuse-train",
+        action="store_true",
+        help="reuse OUT/train's simulated training days if they were run with the same settings (learning reruns)",
+    )
     q.add_argument("--voices", default="piper,espeak")
     q.add_argument("--out", type=Path, default=Path("ab_out"), help="where the runs and ab_result.json go")
     q.add_argument("--cache", type=Path, help="speech + ASR cache (default <data dir>/sim_cache)")
@@ -208,8 +227,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Train on simulated days, then the A/B on held-out days and households (assistant/simulate/rewrite_ab.py)."""
     import sys
 
-    from assistant.learning.ab import format_ab
-    from assistant.simulate.rewrite_ab import ABConfig, run_ab
+    from assistant.learning.ab import format_ab, format_arms
+    from assistant.simulate.rewrite_ab import ABConfig, pool, run_ab
+
+    if args.pool:
+        res = pool(args.pool)
+        print(json.dumps(res, default=str) if args.json else format_arms(res["arms"]))
+        return 0
 
     cfg = ABConfig(
         households=args.households,
@@ -222,6 +246,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         min_support=args.min_support,
         tune_days=args.tune_days,
         min_win_loss=args.min_win_loss,
+        personal_meanings=args.personal_meanings,
+        reuse_train=args.reuse_train,
         voices=tuple(v.strip() for v in args.voices.split(",") if v.strip()),
         identify_speakers=args.identify_speakers,
         own_voices=args.own_voices,

@@ -124,6 +124,9 @@ class Runner:
             if backend is not None and stage in wrap:
                 backend = wrap[stage](backend)
             built[stage] = backend
+        attach = getattr(built.get("rewrite"), "attach", None)
+        if callable(attach):  # the rewrite gate reads how NLU and resolution see a candidate (understanding/rewrite.py)
+            attach(built.get("nlu"), built.get("resolve"))
         return built
 
     def _backend_name(self, stage: str) -> str:

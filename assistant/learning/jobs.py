@@ -67,7 +67,7 @@ def learn_rewrites(
 ) -> dict[str, Any]:
     """Export (unless given one) -> mine -> solve -> write the next table version. Returns a summary.
     `detector`: auto | learned | lexical (see `rephrase_detector`); the one used is in the version's stats."""
-    from assistant.learning.markov import MarkovConfig, solve, write_table
+    from assistant.learning.markov import MarkovConfig, personal_table, solve, write_table
     from assistant.learning.mining import mine
 
     t0 = time.perf_counter()
@@ -80,11 +80,16 @@ def learn_rewrites(
         mined = mine(export_path, detector=det)
     mcfg = MarkovConfig(min_support=min_support, min_prob=min_prob, min_users=min_users)
     table, stats = solve(mined, mcfg)
+    personal = personal_table(mined, table)
+    stats["personal_users"] = len(personal)
+    stats["personal_rewrites"] = sum(1 for t in personal.values() for e in t.values() if not e.get("keep"))
+    stats["personal_keeps"] = sum(1 for t in personal.values() for e in t.values() if e.get("keep"))
     stats = {"mining": mined.stats, "solve": stats, "export_rows": manifest["rows"] if manifest else None}
-    version = write_table(data_dir, table, mcfg, stats)
+    version = write_table(data_dir, table, mcfg, stats, personal=personal)
     return {
         "version": version,
         "rewrites": len(table),
+        "personal": personal,
         "table": table,
         **stats,
         "seconds": round(time.perf_counter() - t0, 2),

@@ -193,6 +193,51 @@ def solve(mined: Mined, config: MarkovConfig = MarkovConfig()) -> tuple[dict[str
     return table, stats
 
 
+def personal_table(
+    mined: Mined,
+    table: dict[str, dict[str, Any]],
+    min_support: int = 2,
+    keep_rate: float = 0.6,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per user (pseudonym), this user's own rewrites, and the requests that work for them as said.
+
+    - A rewrite a -> b for user u: in >= `min_support` of u's own chains a was followed by b that succeeded, at least
+      half of u's turns of a went that way, and a seldom worked for u as said (< half its turns); kept only when the
+      global table does not already say the same (their "big light" is the floor lamp while most people's is not).
+    - keep: a source the global table rewrites that worked for u as said in >= `keep_rate` of u's >= 2 turns of it
+      (their "Portland" is the one the catalog picks): the rewriter then leaves it alone for u.
+    """
+    up, uu = mined.user_pairs or {}, mined.user_utt or {}
+    said = {
+        (u, a): (int(n), int(k))
+        for u, a, n, k in zip(uu.get("user_id", ()), uu.get("utt", ()), uu.get("n", ()), uu.get("ok", ()))
+    }
+    best: dict[tuple[str, str], tuple[int, str]] = {}
+    for u, a, b, c in zip(up.get("user_id", ()), up.get("src", ()), up.get("dst", ()), up.get("chains", ())):
+        c = int(c)
+        if c >= min_support and (best.get((u, a)) is None or (c, b) > best[(u, a)]):
+            best[(u, a)] = (c, b)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (u, a), (c, b) in sorted(best.items()):
+        n, k = said.get((u, a), (c, 0))
+        n = max(n, c)
+        if k / n >= 0.5 or c / n < 0.5:
+            continue
+        g = table.get(a)
+        if g is not None and g["target"] == b:
+            continue
+        out.setdefault(u, {})[a] = {
+            "target": b,
+            "probability": round(c / n, 4),
+            "baseline": round(k / n, 4),
+            "support": c,
+        }
+    for (u, a), (n, k) in said.items():
+        if a in table and n >= 2 and k / n >= keep_rate and a not in out.get(u, {}):
+            out.setdefault(u, {})[a] = {"keep": True, "turns": n, "ok": k}
+    return out
+
+
 # -- the versioned table on disk ------------------------------------------------------------------------------
 def rewrites_dir(data_dir: Path) -> Path:
     return Path(data_dir) / REWRITES_DIR
@@ -233,6 +278,7 @@ def write_table(
     config: MarkovConfig | None = None,
     stats: dict[str, Any] | None = None,
     make_current: bool = True,
+    personal: dict[str, dict[str, dict[str, Any]]] | None = None,
 ) -> int:
     """Write the table as the next version (v{N}.json) and point `current` at it; returns N."""
     d = rewrites_dir(data_dir)
@@ -246,6 +292,7 @@ def write_table(
         "params": asdict(config) if config else {},
         "stats": stats or {},
         "rewrites": dict(sorted(table.items())),
+        "personal": personal or {},
     }
     _atomic_write(d / f"v{version}.json", json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     if make_current:

@@ -59,6 +59,13 @@ class MiningConfig:
     """A next turn starting within this many seconds of the end of a failed one, with similar text, is a rephrase."""
     min_similarity: float = 0.6
     """0-1, 1 - levenshtein / longer length, on normalised text (besides the labeller's own rephrase signal)."""
+    correction_seconds: float = 8.0
+    """A correction: the same user's next turn starts within this many seconds of the start of a turn, with the same
+    intent, other words but some in common (word Jaccard >= `correction_overlap`, 0.2): "turn on the big light" (the
+    assistant turned on the ceiling light, status done) -> "turn on the floor lamp" 5 s later. The first turn counts
+    as a failure whatever its label, and links to the correction; not after a clarifying question (no outcome: the
+    next turn answers it). 0 turns corrections off."""
+    correction_overlap: float = 0.2
     control_intents: tuple[str, ...] = (
         "general_commandstop",
         "general_repeat",
@@ -83,6 +90,10 @@ class Mined:
     pairs: dict[str, Any]
     """src, dst, chains, users (dst succeeded later in the same chain)"""
     stats: dict[str, Any] = field(default_factory=dict)
+    user_pairs: dict[str, Any] = field(default_factory=dict)
+    """user_id, src, dst, chains: the pairs of each user's own chains"""
+    user_utt: dict[str, Any] = field(default_factory=dict)
+    """user_id, utt, n, ok: each user's turns of an utterance and how many succeeded as said"""
 
 
 def steps_sql(source: str, config: MiningConfig = MiningConfig(), learned: bool = False) -> dict[str, str]:
@@ -95,7 +106,7 @@ def steps_sql(source: str, config: MiningConfig = MiningConfig(), learned: bool 
     return {
         "t": f"""
             SELECT turn_id, session_id, turn_index, epoch(started_at) AS t0, epoch(coalesce(ended_at, started_at)) AS t1,
-                   user_pseudonym AS user_id, {normalize_sql("transcript")} AS utt,
+                   user_pseudonym AS user_id, intent, {normalize_sql("transcript")} AS utt,
                    {normalize_sql(f"coalesce({rewrite_text}, transcript)")} AS exec_utt,
                    CASE WHEN label = 'ok' OR (coalesce(label, '') <> 'defect' AND action_status = 'done'
                                              AND error_code IS NULL) THEN 'success'
@@ -107,15 +118,17 @@ def steps_sql(source: str, config: MiningConfig = MiningConfig(), learned: bool 
             FROM {source}
             WHERE transcript IS NOT NULL AND coalesce(intent, '') NOT IN ({controls})
               AND length({normalize_sql("transcript")}) > 0""",
+        "corr": _corr_sql("t", config),
         "nx": """
             SELECT *, lead(turn_id) OVER w AS next_id, lead(utt) OVER w AS next_utt, lead(t0) OVER w AS next_t0
             FROM t WINDOW w AS (PARTITION BY session_id ORDER BY turn_index)""",
         "linked": f"""
-            SELECT *, coalesce(next_id IS NOT NULL AND coalesce(outcome, '') <> 'success' AND (
+            SELECT * REPLACE (CASE WHEN corrected THEN 'failure' ELSE outcome END AS outcome) FROM (
+            SELECT *, coalesce(corrected OR (next_id IS NOT NULL AND coalesce(outcome, '') <> 'success' AND (
                        coalesce(rephrased_by = next_id, false) OR (next_t0 - t1 <= {config.gap_seconds}
                        AND 1.0 - levenshtein(exec_utt, next_utt) / greatest(length(exec_utt), length(next_utt), 1)
-                           >= {config.min_similarity})), false) AS link
-            FROM nx""",
+                           >= {config.min_similarity}))), false) AS link
+            FROM (SELECT nx.*, c.corr_id IS NOT NULL AS corrected FROM nx LEFT JOIN corr c USING (turn_id)))""",
         "chains": """
             SELECT *, session_id || ':' || sum(CASE WHEN prev_link THEN 0 ELSE 1 END) OVER (
                        PARTITION BY session_id ORDER BY turn_index ROWS UNBOUNDED PRECEDING) AS chain_id
@@ -143,6 +156,20 @@ def steps_sql(source: str, config: MiningConfig = MiningConfig(), learned: bool 
             WHERE b.outcome = 'success' AND a.utt <> b.exec_utt
               AND (a.utt <> a.exec_utt OR coalesce(a.outcome, '') <> 'success')
             GROUP BY a.utt, b.exec_utt""",
+        # the same per user: the personal table (markov.personal_table) is this user's own reformulations
+        "user_pairs": """
+            WITH pos AS (SELECT chain_id, user_id, turn_index, utt, exec_utt, outcome, link FROM chains
+                         WHERE chain_id IN (SELECT chain_id FROM steps) AND user_id IS NOT NULL)
+            SELECT a.user_id AS user_id, a.utt AS src, b.exec_utt AS dst, count(DISTINCT a.chain_id) AS chains
+            FROM pos a JOIN pos b ON a.chain_id = b.chain_id AND b.turn_index >= a.turn_index
+            WHERE b.outcome = 'success' AND a.utt <> b.exec_utt
+              AND (a.utt <> a.exec_utt OR coalesce(a.outcome, '') <> 'success')
+            GROUP BY a.user_id, a.utt, b.exec_utt""",
+        # how each user's own turns of an utterance went, said as is: succeeded (not rephrased) or not
+        "user_utt": """
+            SELECT user_id, utt, count(*) AS n,
+                   count(*) FILTER (WHERE outcome = 'success' AND NOT link AND utt = exec_utt) AS ok
+            FROM chains WHERE user_id IS NOT NULL GROUP BY user_id, utt""",
     }
 
 
@@ -169,10 +196,12 @@ def _learned_steps(source: str, config: MiningConfig) -> dict[str, str]:
         "t_raw": t,
         # a detected rephrase means the request failed (the person re-asked it), whatever the label says - unless they
         # said "yes" to "Did I answer your question?"
+        "corr": _corr_sql("t_raw", config),
         "t": """
-            SELECT turn_id, session_id, turn_index, t0, t1, user_id, utt, exec_utt,
-                   CASE WHEN detected THEN 'failure' ELSE outcome END AS outcome, rephrased_by
-            FROM t_raw""",
+            SELECT turn_id, session_id, turn_index, t0, t1, user_id, intent, utt, exec_utt,
+                   CASE WHEN detected OR c.corr_id IS NOT NULL THEN 'failure' ELSE outcome END AS outcome,
+                   coalesce(rephrased_by, c.corr_id) AS rephrased_by
+            FROM t_raw LEFT JOIN corr c USING (turn_id)""",
         "nx": """
             SELECT a.*, b.turn_id AS next_id, b.utt AS next_utt, b.t0 AS next_t0
             FROM t a LEFT JOIN t b ON b.turn_id = a.rephrased_by AND b.session_id = a.session_id""",
@@ -186,8 +215,25 @@ def _learned_steps(source: str, config: MiningConfig) -> dict[str, str]:
             root AS (SELECT turn_id, arg_max(cur, depth) AS last_id FROM walk GROUP BY turn_id)
             SELECT linked.*, linked.session_id || ':' || root.last_id AS chain_id
             FROM linked JOIN root USING (turn_id)""",
-        **{k: v for k, v in base.items() if k not in ("t", "nx", "linked", "chains")},
+        **{k: v for k, v in base.items() if k not in ("t", "corr", "nx", "linked", "chains")},
     }
+
+
+def _corr_sql(t: str, config: MiningConfig) -> str:
+    """Corrections (see `MiningConfig.correction_seconds`): turn_id -> corr_id, the same user's next turn."""
+    if config.correction_seconds <= 0:
+        return "SELECT NULL::VARCHAR AS turn_id, NULL::VARCHAR AS corr_id WHERE false"
+    words = "list_distinct(string_split({}, ' '))"
+    a, b = words.format("utt"), words.format("nu")
+    return f"""
+            SELECT turn_id, nt AS corr_id FROM (
+                SELECT turn_id, utt, intent, user_id, t0, outcome, lead(turn_id) OVER w AS nt, lead(utt) OVER w AS nu,
+                       lead(intent) OVER w AS ni, lead(user_id) OVER w AS nuser, lead(t0) OVER w AS nt0
+                FROM {t} WINDOW w AS (PARTITION BY session_id ORDER BY turn_index))
+            WHERE nt IS NOT NULL AND nt0 - t0 <= {config.correction_seconds} AND ni = intent AND nuser = user_id
+              AND outcome IS NOT NULL
+              AND nu <> utt AND len(list_intersect({a}, {b})) / greatest(len(list_distinct(list_concat({a}, {b}))), 1)
+                  >= {config.correction_overlap}"""
 
 
 def detect_pairs(path: Path, detector: Any, con: Any = None) -> list[tuple[str, str, str, float]]:
@@ -233,6 +279,8 @@ def mine(
     edges = cols("SELECT * FROM edges ORDER BY src, dst")
     absorb = cols("SELECT * FROM absorb ORDER BY utt")
     pairs = cols("SELECT * FROM pairs ORDER BY src, dst")
+    user_pairs = cols("SELECT * FROM user_pairs ORDER BY user_id, src, dst")
+    user_utt = cols("SELECT * FROM user_utt WHERE n >= 2 ORDER BY user_id, utt")
     turns, chained = con.execute("SELECT count(*), count(*) FILTER (WHERE link) FROM chains").fetchone()
     stats = {
         "turns": int(turns),
@@ -243,4 +291,11 @@ def mine(
         "seconds": round(time.perf_counter() - t0, 3),
         **det_stats,
     }
-    return Mined({k: np.asarray(v) if not isinstance(v, list) else v for k, v in edges.items()}, absorb, pairs, stats)
+    return Mined(
+        {k: np.asarray(v) if not isinstance(v, list) else v for k, v in edges.items()},
+        absorb,
+        pairs,
+        stats,
+        user_pairs,
+        user_utt,
+    )

@@ -223,7 +223,10 @@ class Goal:
     utterances: list[str]
     """Held-out sentences first, then template paraphrases."""
     sources: list[str] = field(default_factory=list)
-    """Where each utterance comes from: `slurp-devel:ID`, `slurp-test:ID` or `template`."""
+    """Where each utterance comes from: `slurp-devel:ID`, `slurp-test:ID`, `template` or `personal`."""
+    expect: dict[str, Any] | None = None
+    """A personal meaning (simulate/meanings.py): `devices` (the action must target exactly these), `entity`
+    ({slot, id}: the slot must resolve to this catalog id), `phrase` (the person's own words for it)."""
 
     @property
     def spec(self) -> Spec:
@@ -237,7 +240,10 @@ class Goal:
         return {k: v for k, v in self.slots.items() if k in self.spec.key_slots}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"goal_id": self.goal_id, "intent": self.intent, "slots": dict(self.slots), "supported": self.supported}
+        d = {"goal_id": self.goal_id, "intent": self.intent, "slots": dict(self.slots), "supported": self.supported}
+        if self.expect:
+            d["expect"] = dict(self.expect)
+        return d
 
 
 def _goal_id(intent: str, slots: dict[str, str]) -> str:
@@ -329,6 +335,7 @@ def goal_from_dict(d: dict[str, Any]) -> Goal:
         dict(d.get("slots") or {}),
         list(d.get("utterances") or []),
         list(d.get("sources") or []),
+        expect=d.get("expect"),
     )
 
 

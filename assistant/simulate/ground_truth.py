@@ -178,12 +178,34 @@ def result_ok(goal: Goal, rec: dict[str, Any], home: Home) -> tuple[bool, str]:
             ok = set(devices_for(home, dev))
             if ok and targets and not set(targets) & ok:
                 return False, f"target {targets} is not a {dev!r}"
+    if goal.expect:
+        ok, why = expect_ok(goal.expect, rec, targets=_targets(action))
+        if not ok:
+            return False, why
     if goal.intent == "play_music":
         target = str(action.get("target") or "")
         for k in ("artist_name", "music_genre"):
             v = goal.slots.get(k)
             if v and _similar(target.split(":", 1)[-1].replace("-", " "), v) < 70 and not target.startswith("track:"):
                 return False, f"playing {target} instead of {v!r}"
+    return True, ""
+
+
+def expect_ok(expect: dict[str, Any], rec: dict[str, Any], targets: list[str]) -> tuple[bool, str]:
+    """A personal meaning (`Goal.expect`): the action targets exactly the meant devices (or the meant catalog target:
+    "my usual" -> artist:adele, not some track); the slot resolved to the meant catalog entry ("portland" ->
+    Portland, Maine for this person)."""
+    want = expect.get("devices")
+    if want and set(targets) != set(want):
+        return False, f"target {targets} but {expect.get('phrase') or 'it'} means {want}"
+    target = expect.get("target")
+    if target and str((rec.get("action") or {}).get("target") or "") != target:
+        return False, f"playing {(rec.get('action') or {}).get('target')} but {expect.get('phrase')!r} means {target}"
+    ent = expect.get("entity")
+    if ent:
+        got = [e.get("entity_id") for e in rec.get("entities") or [] if e.get("slot") == ent.get("slot")]
+        if ent.get("id") not in got:
+            return False, f"{ent.get('slot')} resolved to {got or None} but {expect.get('phrase')!r} means {ent['id']}"
     return True, ""
 
 

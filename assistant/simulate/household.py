@@ -105,6 +105,11 @@ class Household:
     members: list[Member]
     goals: dict[str, Goal]
     """Goals feasible in this home (by id)."""
+    personal: dict[str, Goal] = field(default_factory=dict)
+    """Personal-meaning goals (simulate/meanings.py), by id: only their member says them."""
+
+    def goal(self, goal_id: str) -> Goal:
+        return self.goals.get(goal_id) or self.personal[goal_id]
 
     def satellite_in(self, area: str) -> str:
         sats = self.home.satellites()
@@ -121,6 +126,9 @@ class Household:
             "devices": sorted(self.home.devices),
             "members": [m.to_dict() for m in self.members],
             "feasible_goals": len(self.goals),
+            "personal_meanings": {
+                g.goal_id: {"expect": g.expect, "utterances": g.utterances} for g in self.personal.values()
+            },
         }
 
 
@@ -285,6 +293,7 @@ def make_household(
     voices: tuple[str, ...] = ("piper", "espeak"),
     n_members: int | None = None,
     shared_goals: int = 0,
+    personal_meanings: float = 0.0,
 ) -> Household:
     rng = random.Random(f"household:{seed}:{index}")
     raw = make_home(rng)
@@ -307,6 +316,10 @@ def make_household(
 
     sat_areas = sorted({s.area for s in home.satellites()})
     lights = sorted({d.area for d in home.find_devices(type="light")})
+    from assistant.simulate.meanings import personal_meanings as draw_meanings
+
+    meanings = draw_meanings(home, seed, index, names, personal_meanings)
+    personal: dict[str, Goal] = {}
     members = []
     for nm in names:
         engine = rng.choice(voices)
@@ -370,6 +383,10 @@ def make_household(
                 if gid in goals and prng.random() < 0.5:
                     habits[prng.choice(("morning", "day", "evening"))].append(gid)
                     phrasing[gid] = idx
+        for part, g in meanings.get(nm, ()):  # the person's own phrase first, always
+            personal[g.goal_id] = g
+            habits[part].append(g.goal_id)
+            phrasing[g.goal_id] = 0
         members.append(
             Member(
                 id=nm.lower(),
@@ -390,4 +407,4 @@ def make_household(
                 p_accept_unsupported=rng.uniform(0.5, 0.9),
             )
         )
-    return Household(hid, path, home, members, goals)
+    return Household(hid, path, home, members, goals, personal)

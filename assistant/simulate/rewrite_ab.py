@@ -65,6 +65,15 @@ class ABConfig:
     """SimConfig.identify_speakers: the per-person history comes from the speaker stage, errors included."""
     own_voices: bool = False
     """SimConfig.own_voices: members who would share a synthetic voice get their own."""
+    n_members: int | None = None
+    """Members per household (None: 1 to 4, drawn per household)."""
+    learned_gate: bool = True
+    """Fit the learned online gate on the tuning days' shadow candidates (learning/rewrite_gate.py)."""
+    personal_meanings: float = 0.0
+    """SimConfig.personal_meanings: how often a member has each kind of personal meaning (simulate/meanings.py)."""
+    reuse_train: bool = False
+    """Reuse `<out>/train`'s simulated training days when they were run with the same simulation settings: only the
+    learning (mining, Markov chains, index) runs again (the training days do not depend on the rewrite code)."""
 
 
 @dataclass
@@ -108,6 +117,8 @@ class RewriteAB:
             shared_goals=c.shared_goals,
             habitual_rephrase=c.habitual_rephrase,
             max_turns=c.max_turns,
+            personal_meanings=c.personal_meanings,
+            n_members=c.n_members,
             **kw,
         )
 
@@ -122,25 +133,41 @@ class RewriteAB:
         c = self.cfg
         t0 = time.perf_counter()
         self._say(f"train: {c.households} households x {c.train_days} days (seed {c.seed})")
-        sim = Simulator(
-            self.settings,
-            self.data_dir,
-            self._sim_cfg(households=c.households, days=c.train_days),
-            self.cache_dir,
-            self.pipeline_factory,
-            self.progress,
-        )
-        stats = sim.run()
+        key = self._train_key()
+        key_path = self.data_dir / "train_sim.json"
+        if c.reuse_train and key_path.is_file() and json.loads(key_path.read_text()) == key:
+            stats = json.loads((self.data_dir / "run_stats.json").read_text())
+            self._say(f"train: reusing the simulated training days in {self.data_dir}")
+        else:
+            if c.reuse_train and key_path.is_file():
+                raise RuntimeError(
+                    f"{self.data_dir} holds training days simulated with other settings "
+                    f"({json.loads(key_path.read_text())}); use another --out or drop --reuse-train"
+                )
+            sim = Simulator(
+                self.settings,
+                self.data_dir,
+                self._sim_cfg(households=c.households, days=c.train_days),
+                self.cache_dir,
+                self.pipeline_factory,
+                self.progress,
+            )
+            stats = sim.run()
+            key_path.write_text(json.dumps(key))
         truth = _read(self.data_dir / "sim_truth.jsonl")
         self._say(f"train: {stats['turns']} turns; mining")
+        t_mine = time.perf_counter()
         rw = learn_rewrites(self.data_dir, min_support=c.min_support, min_prob=c.min_prob, min_users=c.min_users)
+        mine_seconds = time.perf_counter() - t_mine
         embedder = self.embedder
         if embedder is None:
             from assistant.backends.embed.minilm import MiniLmEmbedder
 
             embedder = self.embedder = MiniLmEmbedder()
+        t_idx = time.perf_counter()
         idx = learn_index(self.data_dir, embedder=embedder)
         self.train_summary = {
+            "learn_seconds": {"rewrites": round(mine_seconds, 1), "index": round(time.perf_counter() - t_idx, 1)},
             "households": c.households,
             "days": c.train_days,
             "turns": stats["turns"],
@@ -158,6 +185,19 @@ class RewriteAB:
             "seconds": round(time.perf_counter() - t0, 1),
         }
         return self.train_summary
+
+    def _train_key(self) -> dict[str, Any]:
+        """What the simulated training days depend on (reuse_train checks it)."""
+        c = self.cfg
+        keys = ("households", "train_days", "seed", "shared_goals", "habitual_rephrase", "feedback_rate")
+        return {
+            **{k: getattr(c, k) for k in keys},
+            "voices": list(c.voices),
+            "false_wake_rate": c.false_wake_rate,
+            "personal_meanings": c.personal_meanings,
+            "max_turns": c.max_turns,
+            "n_members": c.n_members,
+        }
 
     # -- 1b. tune -------------------------------------------------------------------------------------------------
     def tune(self) -> dict[str, Any]:
@@ -181,13 +221,28 @@ class RewriteAB:
             self.progress,
         )
         # min_online_score above 1: no candidate is ever applied, only proposed (model_copy skips the 0-1 check)
-        shadow = RewriteSettings(precomputed=False).model_copy(update={"min_online_score": 1.01})
+        from assistant.learning.rewrite_gate import GATE_FILE
+
+        (self.data_dir / GATE_FILE).unlink(missing_ok=True)  # the shadow proposes with the hand-set ranker
+        shadow = RewriteSettings(precomputed=False, learned_gate=False).model_copy(update={"min_online_score": 1.01})
         sim.shadow_rewriter = Rewriter.load(self.data_dir, shadow, embedder=self.embedder)
         stats = sim.run()
         rows = [r for r in _read(out / "sim_truth.jsonl") if r.get("shadow")]
         self.tune_summary = {"turns": stats["turns"], "candidates": len(rows), **sweep(rows, c.min_win_loss)}
         if self.tune_summary["chosen"] is not None:
             self.rewrite_overrides["min_online_score"] = self.tune_summary["chosen"]
+        # the learned gate: fitted on the same shadow candidates (their recorded wins / losses), used by the test
+        # arms' rewriters instead of the hand-set score when it fits (learning/rewrite_gate.py)
+        from assistant.learning.rewrite_gate import fit_gate
+
+        gate = fit_gate(rows, c.min_win_loss) if c.learned_gate else None
+        if gate is not None:
+            gate.save(self.data_dir)
+            self.tune_summary["gate"] = {k: v for k, v in asdict(gate).items() if k != "fit"} | {
+                "fit": {k: v for k, v in gate.fit.items() if k != "sweep"}
+            }
+        else:
+            self.tune_summary["gate"] = None
         return self.tune_summary
 
     # -- 2. test -------------------------------------------------------------------------------------------------
@@ -318,7 +373,17 @@ def outcomes(rows: Iterable[dict[str, Any]]) -> list[Any]:
         cf = r.get("no_rewrite")
         if rw and rw.get("applied") and cf is not None and bool(cf["defect"]) != bool(r["defect"]):
             correct = not r["defect"]
-        out.append(TurnOutcome(defect=bool(r["defect"]), rewrite=rw, rewrite_correct=correct))
+        g = r.get("group", "")
+        out.append(
+            TurnOutcome(
+                defect=bool(r["defect"]),
+                rewrite=rw,
+                rewrite_correct=correct,
+                goal=f"{g}:{r.get('episode')}",
+                household=f"{g}:{r.get('household')}",
+                personal=bool((r.get("goal") or {}).get("expect")),
+            )
+        )
     return out
 
 
@@ -346,6 +411,33 @@ def first_requests(rows: Iterable[dict[str, Any]]) -> list[tuple[str, str, str]]
     return sorted(
         (r.get("group", ""), r["episode"], r["spoken"]) for r in rows if r.get("goal") and r.get("attempt") == 0
     )
+
+
+def pool(outs: list[Path]) -> dict[str, Any]:
+    """Several A/B runs (their `--out` folders) pooled: every arm's test turns from every run, the units (goals,
+    households) kept apart per run, one summary with bootstrap intervals (`assistant learn evaluate --pool`)."""
+    from assistant.learning.ab import accumulate, summarise
+
+    outs = [Path(o) for o in outs]
+    arms: list[str] | None = None
+    for o in outs:
+        res = json.loads((o / "ab_result.json").read_text())
+        names = [a["arm"] for a in res["arms"]]
+        arms = names if arms is None else [a for a in arms if a in names]
+    results, goals = [], {}
+    for arm in arms or []:
+        rows: list[dict[str, Any]] = []
+        for o in outs:
+            for group in GROUPS:
+                for r in _read(o / "test" / arm / group / "sim_truth.jsonl"):
+                    r["group"] = f"{o}/{group}"
+                    rows.append(r)
+        results.append(accumulate(arm, outcomes(rows)))
+        goals[arm] = goal_stats(rows)
+    summary = summarise(results)
+    for a in summary:
+        a["goals"] = goals[a["arm"]]
+    return {"pooled": [str(o) for o in outs], "arms": summary}
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
@@ -390,4 +482,14 @@ def run_ab(
         configure(None)
 
 
-__all__ = ["ABConfig", "RewriteAB", "configure", "first_requests", "goal_stats", "outcomes", "run_ab", "simulate"]
+__all__ = [
+    "ABConfig",
+    "RewriteAB",
+    "configure",
+    "first_requests",
+    "goal_stats",
+    "outcomes",
+    "pool",
+    "run_ab",
+    "simulate",
+]

@@ -82,6 +82,9 @@ class SimConfig:
     keep_audio: bool = False
     """Keep every request's audio beside the trace store, as a device with `traces.keep_request_audio` does (the
     labeller re-decodes it); `simulate` turns it on, the rewrite A/B leaves it off."""
+    personal_meanings: float = 0.0
+    """Probability that a member has each kind of personal meaning ("the big light", "Portland" = Maine, "my usual";
+    simulate/meanings.py), said daily; members of one household often disagree."""
 
 
 @dataclass
@@ -242,6 +245,7 @@ class Simulator:
                     self.cfg.voices,
                     self.cfg.n_members,
                     self.cfg.shared_goals,
+                    self.cfg.personal_meanings,
                 )
                 households.append(hh.to_dict())
                 if self._done():
@@ -288,6 +292,8 @@ class Simulator:
 
         self._oracle = oracle
         self._cf = self._cf_pipeline(hh) if (self.counterfactual or self.shadow_rewriter is not None) else None
+        if self.shadow_rewriter is not None and hasattr(self.shadow_rewriter, "attach"):
+            self.shadow_rewriter.attach(self._cf.nlu, self._cf.resolver)  # the gate's NLU features, as in the arms
         rng = random.Random(f"run:{self.cfg.seed}:{hh.id}")
         users = {
             m.id: SimUser(m, random.Random(f"user:{self.cfg.seed}:{hh.id}:{m.id}"), self.cfg.habitual_rephrase)
@@ -323,12 +329,12 @@ class Simulator:
                 room = rng.choice(m.usual_rooms)
                 for gid in m.habits.get(part, []):
                     if rng.random() < p_goal:
-                        items.append(_Item(when, m, hh.goals[gid], room, routine=True))
+                        items.append(_Item(when, m, hh.goal(gid), room, routine=True))
                         when += timedelta(seconds=rng.uniform(15, 60))
             for gid in m.habits.get("day", []):
                 if rng.random() < 0.35:
                     items.append(
-                        _Item(base + timedelta(hours=rng.uniform(9, 17)), m, hh.goals[gid], rng.choice(m.usual_rooms))
+                        _Item(base + timedelta(hours=rng.uniform(9, 17)), m, hh.goal(gid), rng.choice(m.usual_rooms))
                     )
             for _ in range(rng.choice((0, 1, 1, 2))):
                 g = rng.choice(feasible)
@@ -535,9 +541,18 @@ class Simulator:
         self, hh: Household, goal: Goal, role: str, text: str, rec: dict[str, Any], t: datetime
     ) -> dict[str, Any] | None:
         """The shadow rewriter's best candidate for this transcript and the verdict had it been applied."""
+        from assistant.core.context import TurnContext
         from assistant.text import normalize
 
-        res = self.shadow_rewriter.rewrite(rec["transcript"], self._user_id)
+        ctx = TurnContext(
+            home=self._cf.home,
+            device_id=self._device_id,
+            user_id=self._user_id,
+            now=t,
+            session_id="shadow",
+            data_dir=self.out / "no_rewrite" / "households" / hh.id,
+        )
+        res = self.shadow_rewriter.rewrite(rec["transcript"], self._user_id, ctx)
         if not res.candidate or res.score is None or normalize(res.candidate) == normalize(rec["transcript"]):
             return None
         if res.details.get("guard"):  # the guardrails would refuse it at any threshold
@@ -547,7 +562,21 @@ class Simulator:
         r2 = {**cf.run_text(res.candidate, now=t), "transcript": rec["transcript"]}
         v = assess(goal, text, r2, hh.home, self._oracle, self.settings.nlu.min_confidence, role)
         layers = {k: d.get("score") for k, d in res.details.items() if isinstance(d, dict) and "score" in d}
-        return {"candidate": res.candidate, "score": round(res.score, 4), "layers": layers, "defect": v.defect}
+        return {
+            "candidate": res.candidate,
+            "score": round(res.score, 4),
+            "layers": layers,
+            "layer": next(
+                (
+                    d.get("layer")
+                    for d in res.details.values()
+                    if isinstance(d, dict) and d.get("text") == res.candidate
+                ),
+                None,
+            ),
+            "features": (res.details.get("gate") or {}).get("features"),
+            "defect": v.defect,
+        }
 
     def _false_wake(self, p, hh: Household, item: _Item, t: datetime, rng: random.Random) -> datetime:
         text = rng.choice(TV_LINES)

@@ -65,7 +65,7 @@ class RewriteResult:
     original: str
     applied: bool
     layer: str | None = None
-    """'precomputed' | 'global' | 'personal' | None"""
+    """'personal-table' | 'precomputed' | 'global' | 'personal' | None"""
     score: float | None = None
     rewrite_version: str | None = None
     candidate: str | None = None
@@ -99,7 +99,65 @@ class Rewriter:
         self.table: dict[str, dict[str, Any]] = (table or {}).get("rewrites", {})
         self.table_version = (table or {}).get("version")
         self.index = index
+        self.personal_table: dict[str, dict[str, dict[str, Any]]] = (
+            (table or {}).get("personal", {}) if self.settings.personal else {}
+        )
+        self.gate: Any = None
+        """A fitted `RewriteGate` (learning/rewrite_gate.py, `<data dir>/rewrites/gate.json`): P(win) of an online
+        candidate; None = the hand-set ranker score against `min_online_score`."""
+        self._names: dict[Any, frozenset[str]] = {}
+        self._nlu: Any = None
+        self._resolver: Any = None
         self._pseudo = Pseudonymizer(self.data_dir)
+
+    def attach(self, nlu: Any, resolver: Any = None) -> None:
+        """The pipeline's NLU and resolver (the runner attaches them after building): the gate's features include
+        how they read the request and the candidate (confidence, intent, exact catalog resolution)."""
+        self._nlu, self._resolver = nlu, resolver
+
+    def probe(self, text: str, context: Any) -> dict[str, Any] | None:
+        """NLU + resolution of `text` as the pipeline would see it (None without an attached NLU or a turn context)."""
+        if self._nlu is None or context is None or getattr(context, "home", None) is None:
+            return None
+        try:
+            r = self._nlu.parse(text, context)
+            ents = self._resolver.resolve(r, context).entities if self._resolver is not None else ()
+        except Exception:  # noqa: BLE001 - a feature source, never a reason to fail the turn
+            return None
+        cat = [e for e in ents if e.entity_type in CATALOG_TYPES]
+        return {
+            "intent": r.intent,
+            "confidence": float(r.confidence),
+            "exact": sum(1 for e in cat if e.entity_id and e.score >= 0.99) / len(cat) if cat else 1.0,
+            "unresolved": 1.0 if any(e.entity_id is None for e in cat) else 0.0,
+        }
+
+    def personal_entry(self, user: str, q: str, min_ratio: float = 90.0) -> dict[str, Any] | None:
+        """This user's personal-table entry for `q`: exact, else the closest of their own sources (a user has a
+        handful) when it is nearly the same text ("turn on the big lite" for "turn on the big light": the same phrase
+        heard a little differently)."""
+        mine = self.personal_table.get(user)
+        if not mine:
+            return None
+        if q in mine:
+            return mine[q]
+        from rapidfuzz import fuzz
+
+        best = max(mine, key=lambda src: fuzz.ratio(q, src))
+        return mine[best] if fuzz.ratio(q, best) >= min_ratio else None
+
+    def names(self, context: Any) -> frozenset[str]:
+        """Names a rewrite must not drop or invent lightly: the index's known names, the music catalog's artists
+        and genres, and the home's device and room names (per home, cached)."""
+        home = getattr(context, "home", None)
+        key = (id(home), str(getattr(home, "source", "")), len(getattr(home, "devices", ()) or ()))
+        if key not in self._names:
+            from assistant.learning.rewrite_gate import catalog_names
+
+            self._names[key] = catalog_names(home) | frozenset(
+                self.index.meta.get("known_names", ()) if self.index is not None else ()
+            )
+        return self._names[key]
 
     @property
     def version(self) -> str:
@@ -122,7 +180,12 @@ class Rewriter:
 
                 embedder = MiniLmEmbedder(s.embedder_dir, threads=s.threads)
             index = OnlineIndex.load(data_dir, embedder, OnlineConfig())
-        return cls(data_dir, s, table, index)
+        rw = cls(data_dir, s, table, index)
+        if s.online and s.learned_gate:
+            from assistant.learning.rewrite_gate import RewriteGate
+
+            rw.gate = RewriteGate.load(data_dir)
+        return rw
 
     def rewrite(self, text: str, user_id: str | None = None, context: Any = None) -> RewriteResult:
         t0 = time.perf_counter()
@@ -137,6 +200,28 @@ class Rewriter:
             out.reason = "disabled" if not s.enabled else "empty"
             return out
         q = normalize(text)
+        taught = taught_covers(context, q)
+        if taught:  # a meaning the user taught wins over anything mined (issue 15's taught concepts)
+            out.reason, out.details = "taught", {"taught": taught}
+            return out
+        # 0. personal precomputed: this user's own reformulations (their "big light" is the floor lamp), or their
+        # own success with the request as said (then nobody else's rewrite applies to it)
+        user = self._pseudo(user_id) if (user_id and s.personal) else None
+        if user is not None:
+            from assistant.trace.privacy import opted_out_pseudonyms
+
+            if user in opted_out_pseudonyms(self.data_dir):
+                user = None  # an opted-out user's history is never used
+        pentry = self.personal_entry(user, q) if (user is not None and s.precomputed) else None
+        if pentry is not None:
+            out.rewrite_version = f"table v{self.table_version}"
+            if pentry.get("keep"):
+                out.reason, out.details = "personal-keep", dict(pentry)
+                return out
+            out.candidate, out.score = pentry["target"], float(pentry.get("probability", 1.0))
+            out.text, out.applied, out.layer, out.reason = pentry["target"], True, "personal-table", "personal-table"
+            out.details = {k: pentry[k] for k in ("baseline", "support") if k in pentry}
+            return out
         # 1. precomputed (exact normalised match)
         entry = self.table.get(q) if s.precomputed else None
         if entry is not None:
@@ -151,11 +236,6 @@ class Rewriter:
         if self.index is None or not s.online:
             out.reason = out.reason or "no-match"
             return out
-        from assistant.trace.privacy import opted_out_pseudonyms
-
-        user = self._pseudo(user_id) if (user_id and s.personal) else None
-        if user is not None and user in opted_out_pseudonyms(self.data_dir):
-            user = None  # an opted-out user's history is never used (their rows were dropped at load anyway)
         chosen, best = self.index.rewrite_candidates(text, user)
         out.details = {**out.details, **{k: v.to_dict() for k, v in best.items() if v is not None}}
         if chosen is None:
@@ -165,15 +245,38 @@ class Rewriter:
             out.candidate, out.score, out.layer = chosen.text, chosen.score, None
             out.rewrite_version = f"index v{self.index.version}"
         guard = guard_reason(text, chosen.text, self.index.meta.get("known_names", ())) if s.guards else None
+        from assistant.learning.rewrite_gate import gate_features
+
+        feats = gate_features(
+            chosen,
+            q,
+            self.index,
+            user,
+            self.names(context),
+            self.probe(text, context),
+            self.probe(chosen.text, context),
+        )
+        out.details["gate"] = {"features": {k: round(v, 4) for k, v in feats.items()}}
+        if self.gate is not None:  # the learned gate (fitted on shadow wins/losses) decides instead of the sum
+            p_win = self.gate.predict(feats)
+            out.details["gate"]["p_win"] = round(p_win, 4)
+            chosen_score, threshold = p_win, self.gate.threshold
+            out.score = p_win
+        else:
+            chosen_score, threshold = chosen.score, s.min_online_score
         if guard:
             out.details["guard"] = guard
             out.reason = "guard"
-        elif chosen.score >= s.min_online_score:
+        elif chosen_score >= threshold:
             out.text, out.applied, out.layer, out.reason = chosen.text, True, chosen.layer, "online"
         else:
             out.reason = "below-threshold"
         return out
 
+
+CATALOG_TYPES = frozenset({"device", "area", "track", "artist", "album", "genre", "place", "contact", "playlist"})
+"""Entity types resolved against a catalog (home, music, media, places, contacts): the gate's exact-resolution
+features count these."""
 
 # Words that carry a value: a rewrite that adds one the user never said invents a slot ("wake me up" -> "wake me up
 # in 30 minutes").
@@ -185,6 +288,25 @@ TIME_WORDS = frozenset(
     "today tomorrow tonight yesterday morning evening afternoon noon midnight monday tuesday wednesday thursday "
     "friday saturday sunday weekend".split()
 )  # units ("minutes") are not values: "ten minuets" -> "ten minutes" is fine
+
+
+def taught_covers(context: Any, q: str) -> str | None:
+    """The taught concept that covers this request, if the turn context says one does (issue 15 records it as
+    `taught` on the context / turn record): then the request is never rewritten. Defensive: a truthy `taught`
+    (str, dict or list) counts; `taught_phrases` (phrases the user taught) count when one occurs in the request."""
+    if context is None:
+        return None
+    get = context.get if isinstance(context, dict) else (lambda k, d=None: getattr(context, k, d))
+    taught = get("taught", None)
+    if taught:
+        if isinstance(taught, dict):
+            return str(taught.get("phrase") or taught.get("name") or taught.get("id") or "taught")
+        return taught if isinstance(taught, str) else "taught"
+    for phrase in get("taught_phrases", None) or ():
+        p = normalize(str(phrase))
+        if p and f" {p} " in f" {q} ":
+            return p
+    return None
 
 
 def guard_reason(original: str, candidate: str, known_names: Any = ()) -> str | None:

@@ -110,7 +110,7 @@ def test_ab_learns_applies_and_accounts(ab):
         assert len(outs) == by_arm[arm]["turns"]
         assert all(isinstance(o, TurnOutcome) and isinstance(o.defect, bool) for o in outs)
         done = [o for o in outs if o.rewrite and o.rewrite.get("applied")]
-        assert all(o.rewrite["layer"] in ("precomputed", "global", "personal") for o in done)
+        assert all(o.rewrite["layer"] in ("personal-table", "precomputed", "global", "personal") for o in done)
         ties = sum(o.rewrite_correct is None for o in done)
         a = by_arm[arm]
         assert a["wins"] + a["losses"] + ties == a["applied"] == len(done) == sum(a["by_layer"].values())

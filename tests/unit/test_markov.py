@@ -228,3 +228,51 @@ def test_a_loop_of_rephrases_that_never_resolves_counts_as_failure():
     tt[0, 2] = 1.0
     _, b = absorbing_solution(tt, ta)
     assert np.allclose(b[:, 0], 1.0)
+
+
+def test_quick_same_intent_correction_is_a_rephrase_and_personal(tmp_path):
+    """ "turn on the big light" looked done (the assistant lit the ceiling light) but the same user says "turn on the
+    floor lamp" 5 s later: a correction, so the first turn failed and links to it; the user's own chains make a
+    personal rewrite. Requests of the same intent a routine apart (20 s) are not corrections."""
+    from assistant.learning.markov import personal_table
+    from assistant.learning.signals import label_store
+    from assistant.trace.export import export
+
+    store = TraceStore(tmp_path / "data" / "traces.db")
+    t = 1_700_000_000.0
+    for _ in range(3):
+        add_session(
+            store,
+            "alex",
+            t,
+            [
+                ("turn on the big light", "done", "iot_hue_lighton"),
+                ("turn on the floor lamp", "done", "iot_hue_lighton"),
+            ],
+            step=5.0,
+        )
+        add_session(store, "sam", t + 600, [("turn on the big light", "done", "iot_hue_lighton")])
+        add_session(
+            store,
+            "sam",
+            t + 1200,
+            [
+                ("turn on the kitchen light", "done", "iot_hue_lighton"),
+                ("turn on the bedroom light", "done", "iot_hue_lighton"),
+            ],
+            step=20.0,
+        )
+        t += 86400
+    label_store(store, now=2_000_000_000.0)
+    export(store, tmp_path / "export", data_dir=tmp_path / "data")
+    store.close()
+    m = mine(tmp_path / "export" / "turns.parquet")
+    edges = {(a, b): n for a, b, n in zip(m.edges["src"], m.edges["dst"], m.edges["n"])}
+    assert edges == {("turn on the big light", "turn on the floor lamp"): 3}
+    table, _ = solve(m, MarkovConfig(min_support=2))
+    assert "turn on the big light" in table  # 3 corrected of 6 turns: failing
+    users = dict(zip(m.user_utt["utt"], m.user_utt["n"]))
+    assert users["turn on the big light"] == 3
+    pt = personal_table(m, table)
+    keeps = [u for u, t in pt.items() if t.get("turn on the big light", {}).get("keep")]
+    assert len(keeps) == 1  # Sam: it works as said

@@ -38,6 +38,9 @@ class TurnContext:
     data_dir: Path
     """Where skills keep persistent state (lists, timers, alarms)."""
     history: list[PreviousTurn] = field(default_factory=list)
+    taught: Any = None
+    """What this speaker taught the assistant (assistant.understanding.teach.memory.MemoryView), or None: read like
+    the device states by the resolver, the reranker and the skills; the teach skill adds to it."""
 
     @property
     def previous(self) -> PreviousTurn | None:

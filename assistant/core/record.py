@@ -39,8 +39,11 @@ class TurnRecord(Mapping):
     """Skill state for the follow-up (a clarifying question's candidates, a feedback question)."""
     events: list[dict[str, Any]] | None = None
     """What happened after the turn (barge-in)."""
+    taught: dict[str, Any] | None = None
+    """Teaching in this turn: the taught concepts that changed the request (`applied`: id, kind, phrase, how), the
+    text the later stages saw or the routine's steps and what each did. A turn with `taught` was not rewritten."""
 
-    _OPTIONAL = ("rewrite", "nlu_intent", "pending", "events")
+    _OPTIONAL = ("rewrite", "nlu_intent", "pending", "events", "taught")
 
     def to_dict(self) -> dict[str, Any]:
         out = {}

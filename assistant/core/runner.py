@@ -374,13 +374,13 @@ class Runner:
                 rec.action, rec.response_text = feedback["action"], feedback["text"]
                 raise _Handled()
             taught = self.teacher.apply(text, ctx)
+            rec.latency_ms["teach"] = round(taught.ms, 3)  # what the teach layer costs every turn
             if taught.applied:
                 emit(
                     StageRecorded(
                         turn_id, "teach", self.teacher.name, self.teacher.version, {"text": text}, taught.to_dict()
                     )
                 )
-                rec.latency_ms["teach"] = round(taught.ms, 2)
             if taught.kind == "routine":  # a taught routine: its steps, each through the NLU and the skills
                 steps = run(
                     "routine",

@@ -33,7 +33,7 @@ _CARRIER = re.compile(
     r"^(?:(?:it is|it s|its|time for|start|activate|run|begin|enter|go into|switch to|turn on|trigger|do|"
     r"engage|put (?:.+?) (?:in|into)|set (?:.+?) (?:to|into|in)|switch (?:.+?) (?:to|into)|"
     r"change (?:.+?) to|we re in|i m in|let s do|lets do)\s+)?(?:the\s+|my\s+)?(?P<p>.+?)"
-    r"(?:\s+(?:mode|routine|time))?(?:\s+(?:on|now|please|then))?$"
+    r"(?P<suffix>\s+(?:mode|routine|time))?(?:\s+(?:on|now|please|then))?$"
 )
 _PREF_WORDS = {
     "team": r"(?:my|our) (?:favou?rite )?team(?:s)?",
@@ -131,7 +131,7 @@ def routine_for(t: str, concepts: list[Concept]) -> Concept | None:
     m = _CARRIER.fullmatch(t)
     if m:
         p = m.group("p")
-        keys |= {phrase_key(p), phrase_key(p + " mode"), phrase_key(p + " routine")}
+        keys |= {phrase_key(p), phrase_key(p + (m.group("suffix") or "")), phrase_key(p + " mode")}
     keys |= {re.sub(r"\s+(?:mode|routine)$", "", k) for k in list(keys)}
     for k in keys:
         if k in routines:
@@ -161,6 +161,8 @@ def _replace_value(t: str, c: Concept) -> str:
     t2 = re.sub(rf"\b(to|at|on|be|is) (?:the |a )?{p}(?: (?:mode|setting|level))?\b", rf"\1 {value}", t)
     if t2 == t:
         t2 = re.sub(rf"^(?:make|get) (.+?) (?:more |nice and |nice )?{p}$", rf"set \1 to {value}", t)
+    if "degree" in value:  # "make it cosy": the room's temperature, not the last device's
+        t2 = re.sub(r"^set (?:it|the room|this room|the house|in here) to ", "set the temperature to ", t2)
     return t2
 
 

@@ -183,6 +183,12 @@ class TeachMemory:
                 self._save()
         return removed
 
+    def clear(self) -> None:
+        """Forget everything (every home, every user): the evaluation starts each dialogue from nothing."""
+        with self._lock:
+            self._concepts, self._volatile = [], []
+            self._save()
+
     def forget_user(self, user: str, home: str | None = None) -> int:
         """Everything this user taught (all homes unless `home`); the household's concepts stay."""
         return self.remove({c.id for c in [*self._volatile, *self.all()] if c.user == user and home in (None, c.home)})

@@ -77,7 +77,7 @@ def load_dialogues(path: Path) -> list[dict[str, Any]]:
                 raise ConfigError("suite-invalid", f"{where} ({d['id']}), turn {j}: keys are {sorted(TURN_KEYS)}")
             if "say" in t and not isinstance(t["say"], str):
                 raise ConfigError(
-                    "suite-invalid", f"{where} ({d['id']}), turn {j}: `say` must be text (quote yes/no: say: \"yes\")"
+                    "suite-invalid", f'{where} ({d["id"]}), turn {j}: `say` must be text (quote yes/no: say: "yes")'
                 )
             if "say" not in t and "later" not in t and "setup" not in t:
                 raise ConfigError("suite-invalid", f"{where} ({d['id']}), turn {j}: needs `say`, `later` or `setup`")

@@ -130,15 +130,13 @@ def routine_for(t: str, concepts: list[Concept]) -> Concept | None:
     keys = {phrase_key(t)}
     m = _CARRIER.fullmatch(t)
     if m:
-        p = m.group("p")
-        keys |= {phrase_key(p), phrase_key(p + (m.group("suffix") or "")), phrase_key(p + " mode")}
-    keys |= {re.sub(r"\s+(?:mode|routine)$", "", k) for k in list(keys)}
+        p, suffix = m.group("p"), m.group("suffix")
+        keys.add(phrase_key(p))
+        if suffix:  # "study time", "study routine" for "study mode"; never "the study" (a room) for it
+            keys |= {phrase_key(p + suffix), phrase_key(p + " mode"), phrase_key(p + " routine")}
     for k in keys:
         if k in routines:
             return routines[k]
-    for k, c in routines.items():  # "study" for "study mode"
-        if re.sub(r"\s+(?:mode|routine)$", "", k) in keys:
-            return c
     return None
 
 

@@ -123,7 +123,7 @@ def norm(text: str) -> str:
 
 
 def _clean_phrase(p: str) -> str:
-    p = re.sub(r"^(?:the words?|the phrase|the word)\s+", "", p.strip(" '\""))
+    p = re.sub(r"^(?:the words?|the phrase|the word|the)\s+", "", p.strip(" '\""))
     return " ".join(p.strip(" '\"").split())
 
 

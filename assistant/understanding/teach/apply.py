@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.understanding.teach import phrases
-from assistant.understanding.teach.memory import Concept, MemoryView, TeachMemory, phrase_key
+from assistant.understanding.teach.memory import Concept, MemoryView, TeachMemory, phrase_key, sound_key
 
 if TYPE_CHECKING:
     from assistant.core.context import TurnContext
@@ -137,7 +137,10 @@ def routine_for(t: str, concepts: list[Concept]) -> Concept | None:
     for k in keys:
         if k in routines:
             return routines[k]
-    return None
+    # a misheard phrase ("steady mode" for "study mode"): the one routine that sounds like what was heard
+    sounds = {sound_key(k) for k in keys if len(k) >= 4}
+    alike = {c.key: c for k, c in routines.items() if sound_key(k) in sounds}
+    return next(iter(alike.values())) if len(alike) == 1 else None
 
 
 def _rx(phrase: str) -> str:

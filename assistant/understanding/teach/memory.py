@@ -79,6 +79,14 @@ class Concept:
         return cls(**known)
 
 
+def sound_key(phrase: str) -> str:
+    """What a phrase sounds like (metaphone per word): "steady mode" and "study mode" are the same, as Whisper
+    hears one for the other."""
+    import jellyfish
+
+    return " ".join(jellyfish.metaphone(w) or w for w in phrase_key(phrase).split())
+
+
 def phrase_key(phrase: str) -> str:
     """The key a phrase is stored and looked up by: lower case, words only, no article in front, no "mode" behind."""
     k = norm_key(phrase)
@@ -148,11 +156,17 @@ class TeachMemory:
             return list(self._concepts)
 
     def find(self, home: str, user: str | None, phrase: str, kind: str | None = None) -> Concept | None:
+        """The concept of that phrase; else the one concept that sounds the same (a misheard word)."""
         key = phrase_key(phrase)
-        for c in self.concepts(home, user):
-            if c.key == key and (kind is None or c.kind == kind):
+        pool = [c for c in self.concepts(home, user) if kind is None or c.kind == kind]
+        for c in pool:
+            if c.key == key:
                 return c
-        return None
+        if len(key) < 4:
+            return None
+        sound = sound_key(key)
+        alike = {c.key: c for c in pool if sound_key(c.key) == sound}
+        return next(iter(alike.values())) if len(alike) == 1 else None
 
     # -- writing ------------------------------------------------------------------------------------------------
     def put(self, concept: Concept, volatile: bool = False) -> Concept:

@@ -171,6 +171,24 @@ def _target_of(phrase: str, home: Home):
     return None
 
 
+def _target_heard(phrase: str, home: Home):
+    """The one device whose name is spelled nearly like `phrase` ("floor lant" for "floor lamp"), else None."""
+    from rapidfuzz import fuzz, process
+
+    v = grammar.vocabulary(home)
+    k = re.sub(r"^(?:the|my|our)\s+", "", phrase.strip())
+    if len(k) < 5:
+        return None
+    best: dict[str, float] = {}  # per device: its names and their spellings ("floorlamp") are one candidate
+    for name, score, _ in process.extract(k, list(v.devices), scorer=fuzz.ratio, limit=8):
+        key = "+".join(v.devices[name])
+        best[key] = max(best.get(key, 0.0), score)
+    ranked = sorted(best.items(), key=lambda x: -x[1])
+    if not ranked or ranked[0][1] < 80 or (len(ranked) > 1 and ranked[0][1] - ranked[1][1] < 8):
+        return None
+    return grammar.Target(said=phrase, device_ids=ranked[0][0].split("+"))
+
+
 # -- statements -------------------------------------------------------------------------------------------------
 _LEAD = r"^(?:from now on |remember that |learn that |note that |please remember that |know that )?"
 
@@ -242,12 +260,13 @@ def parse_statement(text: str, home: Home) -> Statement | None:
         rest = m.group("rest")
         rest = re.sub(r"\s+(?:from now on|instead)$", "", rest)
         words = rest.split()
-        for k in range(len(words) - 1, 0, -1):
-            head, tail = " ".join(words[:k]), " ".join(words[k:])
-            tail = re.sub(r"^(?:as|to) ", "", tail)
-            tg = _target_of(head, home)
-            if tg is not None:
-                return Statement("alias", phrase=_clean_phrase(tail), target=tg, meaning=head)
+        for find in (_target_of, _target_heard):  # the name as said, then as the ASR may have misheard it
+            for k in range(len(words) - 1, 0, -1):
+                head, tail = " ".join(words[:k]), " ".join(words[k:])
+                tail = re.sub(r"^(?:as|to) ", "", tail)
+                tg = find(head, home)
+                if tg is not None:
+                    return Statement("alias", phrase=_clean_phrase(tail), target=tg, meaning=head)
         return None
     if m := re.fullmatch(r"(?P<head>.+?) (?:is|are) (?:called|named|now called) (?P<p>.+)", t):
         tg = _target_of(m.group("head"), home)

@@ -248,6 +248,8 @@ class TeachSkill:
         v = re.sub(r"\s+(?:radio|fm|station|music)$", "", value.strip())
         for etype in types:
             hits = self.music.search(v, etype=etype, limit=1)
+            if not (hits and hits[0][1] >= 0.99):  # "beatles" said, "The Beatles" in the catalog
+                hits = self.music.search(f"the {v}", etype=etype, limit=1) or hits
             if hits and hits[0][1] >= 0.9:
                 r = hits[0][0]
                 return {"type": r["type"], "id": r["id"], "name": r["name"]}

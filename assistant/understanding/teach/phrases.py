@@ -239,7 +239,8 @@ def parse_statement(text: str, home: Home) -> Statement | None:
     # preferences
     if m := re.fullmatch(
         r"i (?:am|m) an? (?:big |huge |massive )?(?P<v>.+?) (?:fan|supporter)|i (?:support|root for|cheer for) "
-        r"(?P<v2>.+)|my (?:favou?rite )?team is (?P<v3>.+)|(?:i am|i m|we are|we re) (?:big )?fans of (?P<v4>.+)",
+        r"(?P<v2>.+)|my (?:favou?rite )?team is (?P<v3>.+)|(?:i am|i m|we are|we re) (?:an? )?(?:big |huge )?fans? of "
+        r"(?P<v4>.+)",
         t,
     ):
         v = m.group("v") or m.group("v2") or m.group("v3") or m.group("v4")

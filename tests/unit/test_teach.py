@@ -366,3 +366,32 @@ def test_opting_out_forgets_what_the_user_taught_and_nothing_more_is_written(run
     rec = r.run_text("call the desk lamp sunny", now=NOW + timedelta(seconds=10))
     assert rec.action["name"] == "teach.define" and TeachMemory(r.data_dir).all() == []
     assert r.run_text("turn on sunny", now=NOW + timedelta(seconds=15)).taught is not None  # this process only
+
+
+def test_the_defect_report_shows_whether_taught_concepts_work(runner):
+    from types import SimpleNamespace
+
+    from assistant.learning.labels.report import defect_report
+
+    r = runner()
+    recs = [
+        r.run_text("call the floor lamp bob", now=NOW),
+        r.run_text("turn on bob", now=NOW + timedelta(seconds=5)),
+        r.run_text("turn off bob", now=NOW + timedelta(seconds=10)),
+        r.run_text("turn on the kitchen light", now=NOW + timedelta(seconds=15)),
+    ]
+    labels = [
+        SimpleNamespace(
+            turn_id=rec.turn_id,
+            goal_id="g",
+            goal_index=i,
+            goal_success=1.0,
+            defect=0.9 if i == 2 else 0.1,
+            failure_point="result" if i == 2 else None,
+            stage_probs={},
+        )
+        for i, rec in enumerate(recs)
+    ]
+    r.store.write_goal_labels(labels, "test")
+    rows = {x["key"]: (x["turns"], x["defects"]) for x in defect_report(r.store)["by_taught"]}
+    assert rows == {"teaching": (1, 0), "use: alias": (2, 1), "(none)": (1, 0)}

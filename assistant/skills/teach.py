@@ -76,6 +76,8 @@ class TeachSkill:
             return self._define(turn, view, "alias", st.phrase, meaning)
         # define: "X means ...", "when I say X, ..."
         m = phrases.parse_meaning(st.meaning, home)
+        if m.kind == "unclear" and not st.extra.get("explicit"):
+            return None  # "the darkness stands for ...": not said to teach; the other skills answer it
         if m.kind == "unclear":
             return say(
                 f"Sorry, I didn't understand what {st.phrase} should mean. You can say, for example, 'when I say "
@@ -106,6 +108,8 @@ class TeachSkill:
         if hit is None:
             return None
         phrase, kind = hit
+        if kind == "alias" and turn.intent.startswith(("audio_", "media_", "general_")) and turn.nlu.confidence >= 0.9:
+            return None  # the NLU is sure it is no device: "turn off the sound" mutes
         question = f"What is {phrase}?" if kind == "routine" else f"What do you mean by {phrase}?"
         return say(
             question,
@@ -220,18 +224,12 @@ class TeachSkill:
 
     def _define_preference(
         self, turn: Turn, view: MemoryView, slot: str, value: str, then: tuple[str, ...] = ()
-    ) -> Response:
+    ) -> Response | None:
         meaning: dict[str, Any] = {"slot": slot, "value": value}
         if slot in MUSIC_SLOTS:
             ent = self._music_entity(value, MUSIC_SLOTS[slot])
             if ent is None and slot == "music":
-                # "I like cooking" is not a music preference; say so rather than guess
-                return say(
-                    f"I couldn't find {value} in your music.",
-                    "teach.define",
-                    "failed",
-                    params={"slot": slot, "value": value, "reason": "not-in-catalog"},
-                )
+                return None  # "I like cooking" is no music preference: the other skills answer it
             if ent is not None:
                 meaning["entity"] = ent
                 meaning["say"] = f"{ent['name'].lower()} music" if ent["type"] == "genre" else ent["name"]

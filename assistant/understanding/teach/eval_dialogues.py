@@ -123,6 +123,10 @@ class _Harness:
             dev.state = copy.deepcopy(self.initial[dev.id])
         self.apply_setup(setup)
         self.runner.teacher.memory.clear()
+        if self.runner.user_history is not None:  # what earlier dialogues played must not steer this one
+            from assistant.understanding.rerank.context import InMemoryUserHistory
+
+            self.runner.user_history = InMemoryUserHistory()
         self.runner.user_id = user or self.default_user
         with connect(self.runner.data_dir) as db:
             db.execute("UPDATE scheduled SET status = 'cancelled' WHERE status = 'active'")

@@ -276,7 +276,10 @@ def parse_statement(text: str, home: Home) -> Statement | None:
     # definitions: "when I say X, ...", "X means ...", "by X I mean ..."
     m = re.fullmatch(r"(?:when|if|whenever) i say (?P<rest>.+)", t)
     if m:
-        return _when_i_say(m.group("rest"), raw)
+        st = _when_i_say(m.group("rest"), raw)
+        if st is not None:
+            st.extra["explicit"] = True  # said to teach: an unclear meaning gets an explanation, not a guess
+        return st
     m = re.fullmatch(r"by (?P<p>.+?) i mean (?P<m>.+)|(?P<p2>.+?) (?:means|should mean|stands for) (?P<m2>.+)", t)
     if m:
         p = _clean_phrase(m.group("p") or m.group("p2"))

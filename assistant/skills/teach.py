@@ -86,6 +86,14 @@ class TeachSkill:
                 "failed",
                 params={"phrase": st.phrase, "said": st.meaning, "reason": "unclear-meaning"},
             )
+        old = view.find(st.phrase, "routine") if st.extra.get("append") and m.kind == "routine" else None
+        if old is not None:  # an edit: the new steps go after the routine's own, no question
+            steps = [*old.meaning.get("steps", []), *m.steps]
+            c = view.define("routine", old.phrase, {"steps": steps}, turn.text)
+            view.used(c, "defined")
+            return say(
+                f"Okay. {_confirm(c)}", "teach.define", "done", params={"concept": c.to_dict(), "added": m.steps}
+            )
         return self._define(turn, view, *_kind_meaning(st.phrase, m, home))
 
     # -- questions the assistant asks -------------------------------------------------------------------------

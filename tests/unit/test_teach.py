@@ -324,6 +324,15 @@ def test_a_conflicting_definition_asks_before_replacing(runner):
     assert r.home.device("hallway.thermostat").state["temperature"] == 24
 
 
+def test_also_adds_steps_to_a_routine_without_asking(runner):
+    r = runner()
+    r.run_text("when I say lights on, turn on the kitchen light", now=NOW)
+    rec = r.run_text("when I say lights on also turn on the hallway light", now=NOW + timedelta(seconds=5))
+    assert not rec.expects_reply and rec.action["params"]["added"] == ["turn on the hallway light"]
+    r.run_text("lights on", now=NOW + timedelta(seconds=10))
+    assert r.home.device("kitchen.light").state["on"] and r.home.device("hallway.light").state["on"]
+
+
 def test_a_taught_meaning_wins_over_a_mined_rewrite(runner, tmp_path):
     from assistant.understanding.rewrite import Rewriter
 

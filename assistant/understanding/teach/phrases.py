@@ -276,9 +276,17 @@ def parse_statement(text: str, home: Home) -> Statement | None:
     # definitions: "when I say X, ...", "X means ...", "by X I mean ..."
     m = re.fullmatch(r"(?:when|if|whenever) i say (?P<rest>.+)", t)
     if m:
-        st = _when_i_say(m.group("rest"), raw)
+        also = re.fullmatch(r"(?P<p>.+?) (?:also|as well|too) (?P<m>(?:" + _VERB_RX + r") .+)", m.group("rest"))
+        st = (
+            _when_i_say(m.group("rest"), raw)
+            if also is None
+            else Statement("define", _clean_phrase(also["p"]), also["m"])
+        )
         if st is not None:
             st.extra["explicit"] = True  # said to teach: an unclear meaning gets an explanation, not a guess
+            if also is not None or re.match(r"(?:also|as well) ", st.meaning):
+                st.extra["append"] = True  # "when I say good night, also lock the back door": added to the routine
+                st.meaning = re.sub(r"^(?:also|as well) ", "", st.meaning)
         return st
     m = re.fullmatch(r"by (?P<p>.+?) i mean (?P<m>.+)|(?P<p2>.+?) (?:means|should mean|stands for) (?P<m2>.+)", t)
     if m:

@@ -62,7 +62,10 @@ def test_a_damaged_memory_file_teaches_nothing_and_is_not_fatal(tmp_path):
     (tmp_path / FILE_NAME).write_text("{not json")
     m = TeachMemory(tmp_path)
     assert m.all() == []
-    assert (tmp_path / FILE_NAME).read_text() == "{not json"  # left for a person to look at until a new definition
+    MemoryView(m, "h", "alex").define("value", "cosy", {"text": "23 degrees"})
+    kept = list(tmp_path.glob(f"{FILE_NAME}.unreadable-*"))
+    assert len(kept) == 1 and kept[0].read_text() == "{not json"  # nothing lost: kept beside the new file
+    assert [c.phrase for c in TeachMemory(tmp_path).all()] == ["cosy"]
 
 
 # -- the sentences -------------------------------------------------------------------------------------------------

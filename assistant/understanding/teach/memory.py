@@ -105,6 +105,7 @@ class TeachMemory:
         self._volatile: list[Concept] = []
         """Concepts of opted-out users: this process only, never written."""
         self._mtime: int | None = None
+        self._damaged = False
         self._lock = threading.Lock()
 
     # -- file ---------------------------------------------------------------------------------------------------
@@ -121,9 +122,10 @@ class TeachMemory:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             self._concepts = [Concept.from_dict(c) for c in data.get("concepts", [])]
-        except (OSError, ValueError, TypeError) as err:  # a damaged file teaches nothing but is never overwritten blind
+        except (OSError, ValueError, TypeError, AttributeError) as err:  # a damaged file teaches nothing
             _LOGGER.warning("ignoring unreadable %s: %s", self.path, err)
             self._concepts = []
+            self._damaged = True
         self._mtime = mtime
 
     def _save(self) -> None:
@@ -133,6 +135,11 @@ class TeachMemory:
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self._damaged and self.path.exists():  # keep what could not be read, for a person to look at
+                kept = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
+                self.path.replace(kept)
+                _LOGGER.warning("kept the unreadable %s as %s", self.path, kept)
+            self._damaged = False
             tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
             tmp.replace(self.path)
             self._mtime = self.path.stat().st_mtime_ns

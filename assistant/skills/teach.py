@@ -72,7 +72,7 @@ class TeachSkill:
             return self._define_preference(turn, view, st.slot, st.meaning)
         if st.kind == "alias":
             name = _target_name(st.target, home, st.meaning)
-            meaning = {"device_ids": list(st.target.device_ids), "area_id": _area(st.target), "name": name}
+            meaning = _alias_meaning(st.target, home, name)
             return self._define(turn, view, "alias", st.phrase, meaning)
         # define: "X means ...", "when I say X, ..."
         m = phrases.parse_meaning(st.meaning, home)
@@ -316,12 +316,18 @@ def _kind_meaning(phrase: str, m: phrases.Meaning, home: Home) -> tuple[str, str
         return "routine", phrase, {"steps": m.steps}
     if m.kind == "value":
         return "value", phrase, {"text": m.value}
-    name = _target_name(m.target, home, m.name)
-    return "alias", phrase, {"device_ids": list(m.target.device_ids), "area_id": _area(m.target), "name": name}
+    return "alias", phrase, _alias_meaning(m.target, home, _target_name(m.target, home, m.name))
 
 
-def _area(target) -> str | None:
-    return target.areas[0] if target.areas and not target.device_ids else None
+def _alias_meaning(target, home: Home, name: str) -> dict[str, Any]:
+    """A name for devices ("the floor lamp", "the kitchen lights": the devices themselves) or for a room."""
+    ids = list(target.device_ids)
+    if not ids and target.types:
+        from assistant.home.targets import select
+
+        ids = [d.id for d in select(target, home, None).devices]
+    area = target.areas[0] if target.areas and not ids else None
+    return {"device_ids": ids, "area_id": area, "name": name}
 
 
 def _target_name(target, home: Home, said: str) -> str:

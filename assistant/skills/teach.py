@@ -333,7 +333,7 @@ def _alias_meaning(target, home: Home, name: str) -> dict[str, Any]:
 def _target_name(target, home: Home, said: str) -> str:
     if target.device_ids and len(target.device_ids) == 1:
         return home.devices[target.device_ids[0]].name
-    if target.areas and not target.device_ids and len(target.areas) == 1:
+    if target.areas and not target.device_ids and not target.types and len(target.areas) == 1:
         return home.areas[target.areas[0]].name
     return re.sub(r"^(?:the|my)\s+", "", said)
 

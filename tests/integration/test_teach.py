@@ -54,13 +54,15 @@ def test_the_seed_dialogue_from_spoken_audio(make_pipeline, settings):
     assert r2.teacher.memory.all() == []
 
 
-SPOKEN = ("routine-movie-night", "alias-call-bob", "value-comfortable", "safety-unlock-asks-yes", "forget-value")
+SPOKEN = ("routine-movie-night", "alias-is-called", "value-comfortable", "safety-unlock-asks-yes", "forget-value")
 SPOKEN += ("asked-focus-mode",)
 
 
 def test_spoken_dialogues():
     """One dialogue per form, every turn spoken (Piper, which samples its voice: runs differ) and heard by Whisper
-    tiny.en; at most one of the six may fail on a misheard word (measured: see docs/teach.md)."""
+    tiny.en; at most one of the six may fail on a misheard word. (The alias dialogue is "barista", not "the floor
+    lamp Bob": Whisper tiny.en hears that one as "the floor, Lance Bob" too often; the full spoken suite's figure is
+    in docs/teach.md.)"""
     d = [x for x in load_dialogues(DEFAULT_SUITE) if x["id"] in SPOKEN]
     m = run_dialogues(d, spoken="piper")
     assert m["dialogues"] == len(SPOKEN)

@@ -56,6 +56,9 @@ class TeachSkill:
         home = turn.context.home
         st = phrases.parse_statement(turn.text, home)
         if st is None:
+            asked = re.fullmatch(r"(?:what is|what s|whats|what was) (?:the )?(?P<p>.+)", phrases.norm(turn.text))
+            if asked and view.find(asked["p"]) is not None:  # "what is study mode", once it was taught
+                return self._explain(view, phrases.Statement("explain", phrase=asked["p"]))
             return self._sports(turn, view)
         if st.kind == "list":
             return self._list(view)

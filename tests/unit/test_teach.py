@@ -160,9 +160,15 @@ def _ctx(tmp_path, home, user="alex", history=()):
 def test_routine_found_with_the_words_around_it(tmp_path, home):
     t, ctx = _ctx(tmp_path, home)
     c = ctx.taught.define("routine", "study mode", {"steps": ["turn off the tv"]})
-    for said in ("study mode", "set my room to study mode", "start study mode please", "it's study time"):
+    for said in (
+        "study mode",
+        "set my room to study mode",
+        "start study mode please",
+        "it's study time",
+        "at my room to study mode",
+    ):
         assert routine_for(phrases.norm(said), [c]) is c, said
-    for said in ("turn on the study", "study", "set the study to 20 degrees"):  # the study is a room
+    for said in ("turn on the study", "study", "set the study to 20 degrees", "what is study mode"):
         assert routine_for(phrases.norm(said), [c]) is None, said
     a = t.apply("Set my room to study mode.", ctx)
     assert a.kind == "routine" and a.steps == ["turn off the tv"] and a.concepts[0]["id"] == c.id

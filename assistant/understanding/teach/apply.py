@@ -35,6 +35,7 @@ _CARRIER = re.compile(
     r"change (?:.+?) to|we re in|i m in|let s do|lets do)\s+)?(?:the\s+|my\s+)?(?P<p>.+?)"
     r"(?P<suffix>\s+(?:mode|routine|time))?(?:\s+(?:on|now|please|then))?$"
 )
+_TAIL = re.compile(r"\b(?:to|into|in)\s+(?:the\s+|my\s+)?(?P<p>[a-z0-9 ]+?)(?P<suffix>\s+(?:mode|routine))$")
 _PREF_WORDS = {
     "team": r"(?:my|our) (?:favou?rite )?team(?:s)?",
     "station": r"my (?:favou?rite )?(?:radio )?station|my (?:favou?rite )?radio",
@@ -128,8 +129,11 @@ def routine_for(t: str, concepts: list[Concept]) -> Concept | None:
     if not routines:
         return None
     keys = {phrase_key(t)}
-    m = _CARRIER.fullmatch(t)
-    if m:
+    # the words around it; or "... to study mode" whatever came first (Whisper drops or changes the verb: "at my
+    # room to study mode")
+    for m in (_CARRIER.fullmatch(t), _TAIL.search(t)):
+        if not m:
+            continue
         p, suffix = m.group("p"), m.group("suffix")
         keys.add(phrase_key(p))
         if suffix:  # "study time", "study routine" for "study mode"; never "the study" (a room) for it

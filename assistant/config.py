@@ -181,6 +181,10 @@ class FeedbackSettings(_Section):
 class TraceSettings(_Section):
     db: str = "traces.db"
     """SQLite file, relative to the data directory unless absolute."""
+    keep_request_audio: bool = False
+    """Keep each traced request's audio (FLAC in `requests/` beside the trace store, `record.request_audio`): the
+    labeller re-decodes it as evidence of where a turn failed. Off by default: audio of people is the most personal
+    thing a device holds. Retention (`traces prune`) and opt-out delete it with the turn."""
 
 
 class Settings(_Section):

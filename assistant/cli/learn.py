@@ -106,7 +106,10 @@ def register(sub) -> None:
     )
     q.add_argument("--run", type=Path, required=True, help="a `simulate` output folder (traces.db + sim_truth.jsonl)")
     q.add_argument("--model", type=Path, help="labeller model folder (default models/labels)")
-    q.add_argument("--no-counterfactuals", action="store_true", help="skip the counterfactual NLU re-runs")
+    q.add_argument(
+        "--no-counterfactuals", action="store_true", help="skip the counterfactual NLU re-runs and ASR re-decodes"
+    )
+    q.add_argument("--redecode-cache", type=Path, help="a JSON file that keeps the wider-beam re-decodes between runs")
     q.set_defaults(func=labels_cmd.run_labels_eval)
     for q in lsub.choices.values():
         q.add_argument("--data-dir", type=Path, help="where traces.db and rewrites/ live")

@@ -86,6 +86,11 @@ def register(sub) -> None:
         default="boosted",
         help="the failing-stage model: boosted trees (default) or logistic regression",
     )
+    lb.add_argument(
+        "--redecode-cache",
+        type=Path,
+        help="a JSON file that keeps the wider-beam re-decodes of the runs' request audio between trainings",
+    )
     lb.add_argument("--quiet", action="store_true")
     lb.set_defaults(func=run_labels)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -39,11 +39,13 @@ class TurnRecord(Mapping):
     """Skill state for the follow-up (a clarifying question's candidates, a feedback question)."""
     events: list[dict[str, Any]] | None = None
     """What happened after the turn (barge-in)."""
+    request_audio: str | None = None
+    """The request's audio file, when `traces.keep_request_audio` is on."""
     taught: dict[str, Any] | None = None
     """Teaching in this turn: the taught concepts that changed the request (`applied`: id, kind, phrase, how), the
     text the later stages saw or the routine's steps and what each did. A turn with `taught` was not rewritten."""
 
-    _OPTIONAL = ("rewrite", "nlu_intent", "pending", "events", "taught")
+    _OPTIONAL = ("rewrite", "nlu_intent", "pending", "events", "request_audio", "taught")
 
     def to_dict(self) -> dict[str, Any]:
         out = {}

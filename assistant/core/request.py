@@ -46,6 +46,8 @@ class Request:
     """False: answer in the record only (no apology spoken for a failure the user did not cause)."""
     speculation: Speculation | None = None
     """A decode of this request's speech made during the pause before the endpoint (see Runner.speculate)."""
+    device_id: str | None = None
+    """The device spoken to (a Wyoming satellite); default: the runner's own device. Each device has its sessions."""
 
     @classmethod
     def typed(cls, text: str, now: datetime | None = None, kind: str = "text") -> Request:

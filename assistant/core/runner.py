@@ -94,6 +94,7 @@ class Runner:
         self._home_state = HomeStateFile(self.data_dir)
         self._home_state.restore(self.home)
         self.sessions = SessionTracker(self.store, self.device_id, self.user_id, settings.session.gap_seconds)
+        self._device_sessions = {self.device_id: self.sessions}
         self.user_history = self._user_history()
 
     # -- building ---------------------------------------------------------------------------------------------
@@ -269,12 +270,22 @@ class Runner:
         """One request's audio (already endpointed) from ASR on."""
         return self.run(Request.audio(samples, source, now=now))
 
+    def _sessions_of(self, device_id: str) -> SessionTracker:
+        """Each device (a Wyoming satellite, say) has its own sessions: a follow-up belongs to the device asked."""
+        if device_id not in self._device_sessions:
+            self._device_sessions[device_id] = SessionTracker(
+                self.store, device_id, self.user_id, self.settings.session.gap_seconds
+            )
+        return self._device_sessions[device_id]
+
     # -- one turn ---------------------------------------------------------------------------------------------
     def run(self, req: Request, listener: Listener | None = None) -> TurnRecord:
         """Run one request; `listener` gets this turn's events too (the live loop plays ResponseAudio from it)."""
         now = req.now or datetime.now()
         self.run_due(now)  # what was scheduled for before this turn happens first
-        session = self.sessions.session_for(now)
+        device_id = req.device_id or self.device_id
+        sessions = self._sessions_of(device_id)
+        session = sessions.session_for(now)
         turn_id = uuid.uuid4().hex
         t0 = time.perf_counter()
         rec = TurnRecord(
@@ -282,7 +293,7 @@ class Runner:
         )
         ctx = TurnContext(
             home=self.home,
-            device_id=self.device_id,
+            device_id=device_id,
             user_id=self.user_id,
             now=now,
             session_id=session.session_id,
@@ -291,7 +302,7 @@ class Runner:
         )
         ctx.taught = self.teacher.view(self.home, ctx.user_id, is_opted_out(self.data_dir, ctx.user_id))
         context_snapshot = {
-            "device_id": self.device_id,
+            "device_id": device_id,
             "user_id": self.user_id,
             "now": now.isoformat(),
             "home": {"name": self.home.name, "source": str(self.home.source), "states": self.home.states()},
@@ -492,25 +503,38 @@ class Runner:
         rec.latency_ms["end_to_end"] = round(ready + first, 1)
         rec.latency_ms["total"] = round(total_ms, 1)
         rec.pending = pending
+        traced = not is_opted_out(self.data_dir, self.user_id)
+        if traced and req.samples is not None and self.settings.traces.keep_request_audio:
+            rec.request_audio = self._keep_request_audio(turn_id, req.samples)
         emit(
             TurnEnded(
                 record=rec,
-                traced=not is_opted_out(self.data_dir, self.user_id),
+                traced=traced,
                 context=context_snapshot,
                 pipeline=self.versions(),
-                device_id=self.device_id,
+                device_id=device_id,
                 user_id=self.user_id,
                 started_at=now.timestamp(),
             )
         )
         self._home_state.save(self.home)
-        self.sessions.end_turn(session, rec, now)
+        sessions.end_turn(session, rec, now)
         if self.user_history is not None:
             from assistant.understanding.rerank.context import HISTORY_STATUSES, chosen_entities
 
             if (rec.action or {}).get("status") in HISTORY_STATUSES:
                 self.user_history.add_turn(rec.intent, chosen_entities(rec), now)
         return rec
+
+    def _keep_request_audio(self, turn_id: str, samples: np.ndarray) -> str | None:
+        """FLAC beside the trace store (lossless, about half of WAV); a full disk costs the file, never the turn."""
+        path = self._trace_path().parent / "requests" / f"{turn_id}.flac"
+        try:
+            audio_io.write_flac(path, samples, audio_io.PIPELINE_RATE)
+        except (OSError, RuntimeError) as err:  # soundfile raises RuntimeError for libsndfile failures
+            _LOGGER.warning("request audio not kept: %s", err)
+            return None
+        return str(path)
 
     def _record_pre_turn_stages(self, req: Request, turn_id: str, emit: Listener) -> None:
         """Wake and endpointing happened before the turn began (audio time is in their outputs)."""

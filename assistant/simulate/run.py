@@ -68,6 +68,12 @@ class SimConfig:
     shared_goals: int = 0
     """Popular requests shared across the population: each member also has each of these goals (said the popular way)
     as a daily habit with probability 0.5, so several households repeat the same phrasings (and their failures)."""
+    cut_off_rate: float = 0.0
+    """Share of requests said with a pause mid-sentence long enough for the endpointer to end the request there: the
+    device hears only the words before it (truth `cut_off`, failure point `endpointing` when the turn then fails)."""
+    keep_audio: bool = False
+    """Keep every request's audio beside the trace store, as a device with `traces.keep_request_audio` does (the
+    labeller re-decodes it); `simulate` turns it on, the rewrite A/B leaves it off."""
 
 
 @dataclass
@@ -79,13 +85,22 @@ class _Item:
     routine: bool = False
 
 
+def cut_point(text: str, rng: random.Random, rate: float) -> str | None:
+    """With probability `rate`, the words before a mid-sentence pause ("set a timer for ... ten minutes"): at least
+    two words, at least one left unsaid; None for requests of fewer than three words or no pause."""
+    words = text.split()
+    if rate <= 0 or len(words) < 3 or rng.random() >= rate:
+        return None
+    return " ".join(words[: rng.randint(2, len(words) - 1)])
+
+
 def sim_settings(settings: Settings, out_dir: Path, cfg: SimConfig, household_id: str) -> Settings:
     stages = [s for s in settings.stages if s in SIM_STAGES + (["tts"] if cfg.tts else [])]
     return settings.model_copy(
         update={
             "stages": stages,
             "feedback": settings.feedback.model_copy(update={"ask_rate": cfg.feedback_rate}),
-            "traces": TraceSettings(db=str((out_dir / "traces.db").resolve())),
+            "traces": TraceSettings(db=str((out_dir / "traces.db").resolve()), keep_request_audio=cfg.keep_audio),
             "session": settings.session.model_copy(update={"user_id": household_id, "device_id": None}),
         }
     )
@@ -292,8 +307,10 @@ class Simulator:
         room: str,
         t: datetime,
         meta: dict[str, Any],
+        heard_text: str | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any], float]:
-        samples, synth_hit = self.cache.speech(text, voice, noise)
+        """`heard_text`: the words before a pause the endpointer cut the request at (None: all of `text`)."""
+        samples, synth_hit = self.cache.speech(heard_text or text, voice, noise)
         p.device_id = hh.satellite_in(room)
         if self.cfg.member_users and meta.get("member"):
             p.user_id = f"{hh.id}-{meta['member']}"
@@ -311,6 +328,7 @@ class Simulator:
             **meta,
             "t": t.isoformat(timespec="seconds"),
             "spoken": text,
+            **({"cut_off": True, "audio_text": heard_text} if heard_text else {}),
             "voice": voice.key(),
             "noise": noise.key(),
             "device_id": p.device_id,
@@ -382,12 +400,19 @@ class Simulator:
             }
             if role == "feedback_answer":
                 meta["expected_feedback"] = expected_feedback
-            rec, truth, speech_s = self._turn(p, hh, text, m.voice, self._noise(m, rng), item.room, t, meta)
+            cut = (
+                cut_point(text, random.Random(f"cut:{self.cfg.seed}:{episode}:{attempt}"), self.cfg.cut_off_rate)
+                if role in ("request", "rephrase", "repeat")
+                else None
+            )
+            rec, truth, speech_s = self._turn(p, hh, text, m.voice, self._noise(m, rng), item.room, t, meta, cut)
             if role in ("feedback_answer", "cancel"):
                 v = _assess_control(role, expected_feedback, text, rec)
             else:
                 v = assess(goal, text, rec, hh.home, self._oracle, self.settings.nlu.min_confidence, role)
             truth.update(v.to_dict())
+            if cut and v.defect:  # the words after the pause never reached the device
+                truth["failure_point"], truth["reason"] = "endpointing", f"cut off after {cut!r}: {v.reason}"
             truth["wer"] = v.stages.get("wer")
             if self._cf is not None and rec.get("rewrite"):
                 self._device_id, self._user_id = p.device_id, p.user_id

@@ -118,11 +118,15 @@ def print_turn(rec: dict[str, Any], as_json: bool) -> None:
         lines.append(f'  says      "{rec["response_text"]}"{audio}')
     if rec.get("error"):
         lines.append(f"  error     [{rec['error']['code']}] {rec['error']['message']}")
+    used = [a for a in (rec.get("taught") or {}).get("applied") or [] if a.get("how") != "defined"]
+    if used:
+        lines.append("  taught    " + ", ".join(f"{a['phrase']} ({a['kind']}, {a['how']})" for a in used))
     for ev in rec.get("events") or []:
         if ev.get("type") == "trace-not-saved":
             lines.append(f"  trace     not saved [{ev.get('code')}]")
     lat = rec.get("latency_ms", {})
-    stages = ", ".join(f"{k} {v:.0f}" for k, v in lat.items() if k in ("asr", "nlu", "resolve", "respond", "tts"))
+    shown = ("asr", "nlu", "resolve", "respond", "routine", "tts")  # routine: a taught routine's steps (issue 15)
+    stages = ", ".join(f"{k} {v:.0f}" for k, v in lat.items() if k in shown)
     if stages:  # a turn that failed before any stage ran has no latency worth a line
         lines.append(f"  latency   {stages} ms; end of speech -> first audio {lat.get('end_to_end', 0):.0f} ms")
     print("\n".join(lines), flush=True)

@@ -1,5 +1,6 @@
 """`assistant eval nlu --data FILE`: intent accuracy, slot span F1 and confusions of the NLU model.
-`assistant eval actions --suite FILE [--home FILE]`: what requests do to a home (action accuracy, wrong devices)."""
+`assistant eval actions --suite FILE [--home FILE]`: what requests do to a home (action accuracy, wrong devices).
+`assistant eval teach [--suite FILE] [--spoken piper]`: teaching dialogues (handled end to end, later use, latency)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,23 @@ def register(sub) -> None:
     )
     a.add_argument("--json", action="store_true", help="print the metrics (and every failure) as JSON")
     a.set_defaults(func=run_actions)
+    t = esub.add_parser("teach", help="run teaching dialogues (define, use, edit, forget) through the pipeline")
+    t.add_argument(
+        "--suite",
+        type=Path,
+        default=None,
+        help="YAML dialogues (default: assistant/data/eval/teach_dialogues.yaml; format in "
+        "assistant/understanding/teach/eval_dialogues.py)",
+    )
+    t.add_argument("--form", default=None, help="only the dialogues of this form")
+    t.add_argument("--limit", type=int, default=None, help="only the first N dialogues")
+    t.add_argument(
+        "--spoken",
+        choices=["piper", "espeak"],
+        help="speak every turn with this voice and run it from the ASR on (slow: ~0.5 s a turn)",
+    )
+    t.add_argument("--json", action="store_true", help="print the metrics (and every failure) as JSON")
+    t.set_defaults(func=run_teach)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -67,6 +85,30 @@ def run_actions(args: argparse.Namespace) -> int:
             print(f"\r{i}/{n}", end="", file=sys.stderr, flush=True)
 
     metrics = run_suite(cases, args.home, suite_dir=Path(suite).parent, progress=progress, spoken=args.spoken)
+    print(json.dumps(metrics, indent=1, ensure_ascii=False, default=str) if args.json else format_report(metrics))
+    return 0
+
+
+def run_teach(args: argparse.Namespace) -> int:
+    import sys
+
+    from assistant.understanding.teach.eval_dialogues import (
+        DEFAULT_SUITE,
+        format_report,
+        load_dialogues,
+        run_dialogues,
+    )
+
+    dialogues = load_dialogues(args.suite or DEFAULT_SUITE)
+    if args.form:
+        dialogues = [d for d in dialogues if d.get("form") == args.form]
+    dialogues = dialogues[: args.limit] if args.limit else dialogues
+
+    def progress(i: int, n: int) -> None:
+        if not args.json and sys.stderr.isatty():
+            print(f"\r{i}/{n}", end="", file=sys.stderr, flush=True)
+
+    metrics = run_dialogues(dialogues, spoken=args.spoken, progress=progress)
     print(json.dumps(metrics, indent=1, ensure_ascii=False, default=str) if args.json else format_report(metrics))
     return 0
 

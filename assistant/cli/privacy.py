@@ -60,7 +60,7 @@ def run_opt_out(args: argparse.Namespace) -> int:
     return _out(
         args,
         {"user_pseudonym": p, "opted_out": True, "turns_deleted": deleted, "voice_deleted": voice},
-        f"{args.user} ({p}) is opted out: nothing will be recorded"
+        f"{args.user} ({p}) is opted out: nothing will be recorded, and what they taught is forgotten"
         + (f"; deleted {deleted} turns already recorded" if store is not None else "")
         + ("; deleted their voiceprint" if voice else ""),
     )

@@ -47,6 +47,9 @@ class TurnContext:
     voice: Any = None
     """The request's voice embedding (numpy, when the speaker stage embedded it): for enrollment by voice only;
     never traced."""
+    taught: Any = None
+    """What this speaker taught the assistant (assistant.understanding.teach.memory.MemoryView), or None: read like
+    the device states by the resolver, the reranker and the skills; the teach skill adds to it."""
 
     @property
     def previous(self) -> PreviousTurn | None:

@@ -43,8 +43,11 @@ class TurnRecord(Mapping):
     """Who spoke (the speaker stage's decision and score), when the stage ran or the session names the user."""
     request_audio: str | None = None
     """The request's audio file, when `traces.keep_request_audio` is on."""
+    taught: dict[str, Any] | None = None
+    """Teaching in this turn: the taught concepts that changed the request (`applied`: id, kind, phrase, how), the
+    text the later stages saw or the routine's steps and what each did. A turn with `taught` was not rewritten."""
 
-    _OPTIONAL = ("rewrite", "nlu_intent", "pending", "events", "speaker", "request_audio")
+    _OPTIONAL = ("rewrite", "nlu_intent", "pending", "events", "speaker", "request_audio", "taught")
 
     def to_dict(self) -> dict[str, Any]:
         out = {}

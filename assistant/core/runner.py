@@ -90,6 +90,9 @@ class Runner:
         satellites = self.home.satellites()
         self.device_id = settings.session.device_id or (satellites[0].id if satellites else "default")
         self.user_id = settings.session.user_id
+        from assistant.understanding.teach.apply import Teacher
+
+        self.teacher = Teacher(self.data_dir)
         self._home_state = HomeStateFile(self.data_dir)
         self._home_state.restore(self.home)
         self.sessions = SessionTracker(self.store, self.device_id, self.user_id, settings.session.gap_seconds)
@@ -336,6 +339,7 @@ class Runner:
         )
         if ctx.person is not None:
             ctx.speaker = {"person": ctx.person, "decision": "session"}
+        ctx.taught = self.teacher.view(self.home, ctx.user_id, is_opted_out(self.data_dir, ctx.user_id))
         context_snapshot = {
             "device_id": device_id,
             "user_id": self.user_id,
@@ -428,7 +432,37 @@ class Runner:
                 rec.intent, rec.intent_confidence = "feedback", 1.0
                 rec.action, rec.response_text = feedback["action"], feedback["text"]
                 raise _Handled()
-            if self.rewriter is not None:
+            taught = self.teacher.apply(text, ctx)
+            rec.latency_ms["teach"] = round(taught.ms, 3)  # what the teach layer costs every turn
+            if taught.applied:
+                emit(
+                    StageRecorded(
+                        turn_id, "teach", self.teacher.name, self.teacher.version, {"text": text}, taught.to_dict()
+                    )
+                )
+            if taught.kind == "routine":  # a taught routine: its steps, each through the NLU and the skills
+                steps = run(
+                    "routine",
+                    lambda: self._carry_out(taught.steps, ctx),
+                    {"steps": taught.steps},
+                    lambda out: ({"steps": out}, None),
+                )
+                outcome = _combine(steps)
+                rec.intent, rec.intent_confidence = "routine", 1.0
+                rec.action = {
+                    "name": "routine.run",
+                    "status": outcome["status"],
+                    "target": taught.concepts[0]["id"],
+                    "params": {"phrase": taught.concepts[0]["phrase"], "steps": taught.steps},
+                    "result": {"steps": steps},
+                }
+                rec.response_text, rec.expects_reply = outcome["text"], outcome["expects_reply"]
+                pending = outcome["pending"]
+                rec.taught = {"steps": steps}
+                raise _Handled()
+            if taught.kind == "substitute":
+                text = taught.text  # a taught meaning wins over a mined rewrite: no rewrite stage for this turn
+            elif self.rewriter is not None:
                 said = text
                 rw = run(
                     "rewrite",
@@ -471,9 +505,20 @@ class Runner:
                 rec.nlu_intent = rec.nlu_intent or rec.intent
                 rec.intent = response.answers_intent
             pending = response.pending
+            if response.then:  # e.g. the request a teaching answer completed: carried out now, in this turn
+                then = list(response.then)
+                steps = run(
+                    "routine", lambda: self._carry_out(then, ctx), {"steps": then}, lambda out: ({"steps": out}, None)
+                )
+                outcome = _combine(steps)
+                rec.response_text = f"{response.text} {outcome['text']}".strip()
+                rec.expects_reply, pending = outcome["expects_reply"], outcome["pending"]
+                rec.action = {**(rec.action or {}), "result": {**(rec.action or {}).get("result", {}), "then": steps}}
+                rec.taught = {"steps": steps}
             if (
                 response.action.status == "done"
                 and not response.expects_reply
+                and not response.then
                 and should_ask(turn_id, self.settings.feedback.ask_rate)
             ):
                 rec.response_text = f"{response.text} {FEEDBACK_QUESTION}"
@@ -485,6 +530,7 @@ class Runner:
             rec.error = err.to_dict() | {"stage": getattr(err, "stage", "pipeline")}
             rec.response_text = rec.response_text or (_apology(err) if req.speak else None)
             emit(TurnError(turn_id, err.code, err.message, rec.error["stage"]))
+        self._record_taught(rec, ctx)
         # Speak whatever we have to say, error or not: the user must never be left in silence.
         if self.tts is not None and rec.response_text and req.speak:
             try:
@@ -550,6 +596,8 @@ class Runner:
             return None
         ctx.person = spk.person
         ctx.user_id = spk.person or self.user_id
+        if ctx.user_id != self.user_id:  # what the identified person taught, not the device user's
+            ctx.taught = self.teacher.view(self.home, ctx.user_id, is_opted_out(self.data_dir, ctx.user_id))
         ctx.speaker = {
             "person": spk.person,
             "decision": spk.decision,
@@ -614,6 +662,59 @@ class Runner:
                     error_code=req.error.code if req.error is not None else None,
                 )
             )
+
+    # -- taught routines and requests carried out inside a turn ------------------------------------------------
+    def _carry_out(self, texts: list[str], ctx: TurnContext, depth: int = 0) -> list[dict[str, Any]]:
+        """Run each request text through the NLU, resolver, reranker and skills (a routine's steps, the request a
+        teaching answer completed), in order; one failing step does not stop the others. A step that is itself a
+        taught routine expands once (no deeper: a routine that names itself must not loop)."""
+        from dataclasses import replace
+
+        out: list[dict[str, Any]] = []
+        step_ctx = replace(ctx, history=[])  # a step is a request of its own, not the answer to an earlier question
+        for text in texts:
+            taught = self.teacher.apply(text, step_ctx, routines=depth == 0)
+            if taught.kind == "routine":
+                out += self._carry_out(taught.steps, ctx, depth + 1)
+                continue
+            said = taught.text if taught.kind == "substitute" else text
+            step: dict[str, Any] = {"text": text}
+            if said != text:
+                step["understood"] = said
+            try:
+                nlu = self.nlu.parse(said, step_ctx)
+                resolved = self.resolver.resolve(nlu, step_ctx) if self.resolver is not None else ResolveResult()
+                if self.reranker is not None:
+                    nlu, resolved, _ = self.reranker.rerank(nlu, resolved, step_ctx, user_history=self.user_history)
+                response = self.responder.respond(nlu, resolved, step_ctx)
+            except Exception as err:  # noqa: BLE001 - one broken step is reported, the routine goes on
+                code = err.code if isinstance(err, AssistantError) else "step-failed"
+                step.update(intent=None, error={"code": code, "message": str(err)}, response_text="", status="failed")
+                out.append(step)
+                continue
+            step.update(
+                intent=nlu.intent,
+                intent_confidence=round(nlu.confidence, 4),
+                action=jsonable(response.action),
+                status=response.action.status,
+                response_text=response.text,
+                expects_reply=response.expects_reply,
+                pending=response.pending,
+            )
+            out.append(step)
+        return out
+
+    def _record_taught(self, rec: TurnRecord, ctx: TurnContext) -> None:
+        """The turn's `taught` field: the concepts it used (and counts each use), or the teaching it did."""
+        view = ctx.taught
+        if view is None:
+            return
+        used = [a for a in view.applied if a.get("how") != "defined"]
+        teaching = str((rec.action or {}).get("name", "")).startswith("teach.")
+        if not used and not teaching and rec.taught is None:
+            return
+        rec.taught = {**(rec.taught or {}), "applied": view.applied, "teaching": teaching}
+        self.teacher.memory.count_use([a["id"] for a in used])
 
     def _feedback_reply(self, text: str, ctx: TurnContext) -> dict[str, Any] | None:
         """If the last turn asked "Did I answer your question?", a yes/no reply is feedback, not a request."""
@@ -684,6 +785,23 @@ def _personal_user(ctx: TurnContext) -> str | None:
     if ctx.speaker is not None and ctx.speaker.get("decision") == "unknown":
         return None
     return ctx.user_id
+
+
+def _combine(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """One answer for several requests: what each did, in order, then the first question one of them asks ("Are
+    you sure you want to unlock the back door?"), whose answer the next turn gives."""
+    said = [s["response_text"] for s in steps if s.get("response_text") and not s.get("expects_reply")]
+    asks = [s for s in steps if s.get("expects_reply")]
+    text = " ".join(said)
+    pending = None
+    if asks:
+        text = f"{text} {asks[0]['response_text']}".strip()
+        pending = asks[0].get("pending")
+        for s in asks[1:]:
+            text += f" I haven't done '{s['text']}': ask me for it on its own."
+    statuses = {s.get("status") for s in steps}
+    status = "clarify" if asks else "done" if "done" in statuses else "failed"
+    return {"text": text, "expects_reply": bool(asks), "pending": pending, "status": status}
 
 
 def _apology(err: AssistantError) -> str:

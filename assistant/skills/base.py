@@ -58,8 +58,11 @@ def say(
     *,
     expects_reply: bool = False,
     pending: dict[str, Any] | None = None,
+    then: tuple[str, ...] = (),
 ) -> Response:
-    return Response(text, Action(name, status, target, dict(params or {}), dict(result or {})), expects_reply, pending)
+    return Response(
+        text, Action(name, status, target, dict(params or {}), dict(result or {})), expects_reply, pending, then=then
+    )
 
 
 def join_words(items: list[str], conj: str = "and") -> str:

@@ -17,6 +17,7 @@ from assistant.skills.home_control import HomeControlSkill
 from assistant.skills.lists import ListsSkill
 from assistant.skills.media import MediaSkill
 from assistant.skills.music import MusicSkill
+from assistant.skills.teach import TeachSkill
 from assistant.skills.time_date import TimeDateSkill
 from assistant.skills.timers import TimersSkill
 from assistant.skills.voices import VoicesSkill
@@ -57,7 +58,9 @@ class SkillResponder:
         self.home_commands = HomeCommandsSkill()
         self.timers = TimersSkill()
         self.voices = VoicesSkill()
+        self.teach = TeachSkill(music)
         self.skills: list[Skill] = [
+            self.teach,
             self.home_commands,
             HomeControlSkill(),
             TimeDateSkill(),
@@ -94,11 +97,22 @@ class SkillResponder:
                 skill = self.by_name.get(str(prev.pending.get("skill")))
                 if skill is not None:
                     answer = skill.follow_up(turn, prev.pending)
+                    if answer is not None and answer.action.name.startswith("teach."):
+                        return replace(answer, answers_intent="teach")
                     if answer is not None:
                         asked = prev.pending.get("intent")
                         return replace(answer, answers_intent=str(asked)) if asked else answer
-            # the home grammar, when it parses the sentence with certainty, decides (see assistant/home/grammar.py)
-            answer = self.home_commands.try_handle(turn) or self.timers.try_handle(turn) or self.voices.try_handle(turn)
+            # teaching sentences first ("call the floor lamp bob"), then the home grammar, when it parses the
+            # sentence with certainty (see assistant/home/grammar.py), then a phrase nothing maps: ask what it means
+            answer = (
+                self.teach.try_handle(turn)
+                or self.home_commands.try_handle(turn)
+                or self.timers.try_handle(turn)
+                or self.voices.try_handle(turn)
+                or self.teach.try_ask(turn)
+            )
+            if answer is not None and answer.action.name.startswith("teach."):
+                return replace(answer, answers_intent="teach")  # a teaching turn, whatever the NLU made of it
             if answer is not None:
                 return answer
             if nlu.confidence < self.min_confidence:

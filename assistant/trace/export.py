@@ -148,7 +148,8 @@ SELECT t.turn_id, t.session_id, t.seq, t.started_at, t.ended_at, s.device_id, s.
   l.signals, l.label, l.confidence, l.labeler_version,
   t.response_audio, coalesce(json_extract(t.record, '$.request_audio'), json_extract(t.source, '$.audio_path')),
   json_extract(t.source, '$.file'),
-  g.goal_id, g.goal_index, g.goal_success, g.defect, g.failure_point, g.stage_probs, g.labeler_version
+  g.goal_id, g.goal_index, g.goal_success, g.defect, g.failure_point, g.stage_probs, g.labeler_version,
+  json_extract(t.record, '$.taught')
 FROM turns t JOIN sessions s ON s.session_id = t.session_id LEFT JOIN labels l ON l.turn_id = t.turn_id
   LEFT JOIN goal_labels g ON g.turn_id = t.turn_id
 WHERE t.started_at >= ?
@@ -201,8 +202,9 @@ _SQL_COLS = (
     "failure_point",
     "failure_point_probs",
     "goal_labeler_version",
+    "taught",
 )
-_REDACT_JSON = ("source", "slots", "entities", "action", "spans", "context", "events", "signals")
+_REDACT_JSON = ("source", "slots", "entities", "action", "spans", "context", "events", "signals", "taught")
 _BOOLS = ("wake_detected", "expects_reply")
 
 
@@ -483,5 +485,25 @@ def export(
         "seconds": round(time.perf_counter() - t0, 2),
         "columns": columns(),
     }
+    manifest["taught_concepts"] = _export_taught(data_dir, out_dir / "taught.jsonl")
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def _export_taught(data_dir: Path, path: Path) -> int:
+    """OUT/taught.jsonl: what people taught (assistant/understanding/teach/memory.py), one concept a line, with the
+    teacher as a pseudonym (null: the household), opted-out users' concepts left out, the text redacted."""
+    from assistant.understanding.teach.memory import TeachMemory
+
+    pseudo = Pseudonymizer(data_dir)
+    opted_out = opted_out_pseudonyms(data_dir)
+    n = 0
+    with path.open("w", encoding="utf-8") as f:
+        for c in TeachMemory(data_dir).all():
+            row = c.to_dict()
+            row["user_pseudonym"] = pseudo(row.pop("user"))
+            if row["user_pseudonym"] in opted_out:
+                continue
+            f.write(_dumps(redact_obj(row)) + "\n")
+            n += 1
+    return n

@@ -4,7 +4,8 @@
   on first use, readable by the owner only). Stable within an install, not reversible without the salt, different
   between installs. Delete the salt file to unlink all earlier exports from later ones.
 - Opt-out: `<data dir>/privacy.json` lists the *pseudonyms* of opted-out users (the raw id is never written there).
-  The pipeline records nothing for them (`is_opted_out`); `export` skips their turns even if some were recorded.
+  The pipeline records nothing for them (`is_opted_out`); `export` skips their turns even if some were recorded;
+  what they taught the assistant is deleted and never written again (it lives in the running process only).
 - Retention: `prune(store, older_than_days)` deletes turns, spans, events, labels and the audio files they reference.
 - Redaction: phone numbers and e-mail addresses in exported text become `[PHONE]` / `[EMAIL]`.
 """
@@ -115,13 +116,22 @@ def is_opted_out(data_dir: Path, user_id: str) -> bool:
 
 
 def opt_out(data_dir: Path, user_id: str, store: TraceStore | None = None) -> int:
-    """Record the opt-out; with a store, also delete the user's turns already recorded. Returns turns deleted."""
+    """Record the opt-out and forget what the user taught the assistant (assistant/understanding/teach: an opted-out
+    user leaves nothing); with a store, also delete the user's turns already recorded. Returns turns deleted."""
     data = _read_privacy(data_dir)
     data["opted_out"][pseudonym(data_dir, user_id)] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     _write_privacy(data_dir, data)
+    forget_taught(data_dir, user_id)
     if store is None:
         return 0
     return store.delete_turns("s.user_id = ?", (user_id,), on_audio=_unlink)
+
+
+def forget_taught(data_dir: Path, user_id: str) -> int:
+    """Delete the concepts `user_id` taught (aliases, routines, value words, preferences); returns how many."""
+    from assistant.understanding.teach.memory import TeachMemory
+
+    return TeachMemory(data_dir).forget_user(user_id)
 
 
 def opt_in(data_dir: Path, user_id: str) -> bool:

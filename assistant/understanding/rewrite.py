@@ -298,11 +298,14 @@ def taught_covers(context: Any, q: str) -> str | None:
         return None
     get = context.get if isinstance(context, dict) else (lambda k, d=None: getattr(context, k, d))
     taught = get("taught", None)
-    if taught:
+    phrases = list(get("taught_phrases", None) or ())
+    if hasattr(taught, "concepts"):  # the turn's view of the teach memory (issue 15): covered if a phrase occurs
+        phrases += [c.phrase for c in taught.concepts()]
+    elif taught:
         if isinstance(taught, dict):
             return str(taught.get("phrase") or taught.get("name") or taught.get("id") or "taught")
         return taught if isinstance(taught, str) else "taught"
-    for phrase in get("taught_phrases", None) or ():
+    for phrase in phrases:
         p = normalize(str(phrase))
         if p and f" {p} " in f" {q} ":
             return p

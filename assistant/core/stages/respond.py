@@ -36,6 +36,9 @@ class Response:
     answers_intent: str | None = None
     """Set when this turn answered the assistant's clarifying question ("Which Springfield?" -> "massachusetts"):
     the intent of the request it completed, which the turn is recorded under (not what NLU made of the answer)."""
+    then: tuple[str, ...] = ()
+    """Requests the runner carries out next in this same turn, through every stage from the NLU on (the request a
+    teaching answer completed: "What is study mode?" -> "turn off the tv ..." -> study mode runs at once)."""
 
 
 class Responder(Protocol):

@@ -272,6 +272,55 @@ class _MergedHistory:
         return sorted(tot.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
+def _declared(context: TurnContext) -> dict[tuple[str, str], Any]:
+    """(entity type, id) -> concept of the music the speaker said they like ("I like jazz": the teach skill)."""
+    view = getattr(context, "taught", None)
+    if view is None:
+        return {}
+    out = {}
+    for c in view.concepts("preference"):
+        ent = c.meaning.get("entity") or {}
+        if ent.get("type") in UNSAID_TYPES and ent.get("id"):
+            out[(ent["type"], ent["id"])] = c
+    return out
+
+
+def _note_taught(best: Hypothesis, context: TurnContext) -> None:
+    """Trace the use of a declared preference when it filled the turn's unsaid entity."""
+    e = best.entity
+    if best.origin != "history" or e is None or not e.entity_id:
+        return
+    c = _declared(context).get((e.entity_type, e.entity_id))
+    if c is not None:
+        context.taught.used(c, "rerank", slot=c.meaning.get("slot"), entity=e.entity_id)
+
+
+class _TaughtHistory:
+    """A declared preference counts as more than every habit of its type (twice the user's choices of that type,
+    plus five): "I like jazz" makes "play some music" play jazz even for someone who has mostly played rock."""
+
+    def __init__(self, base: UserHistory, declared: dict[tuple[str, str], Any]) -> None:
+        self.base = base
+        self.declared = declared
+
+    def _boost(self, entity_type: str, part: str | None) -> int:
+        return 2 * self.base.count(entity_type, None, part) + 5
+
+    def count(self, entity_type: str, entity_id: str | None = None, part: str | None = None) -> int:
+        n = self.base.count(entity_type, entity_id, part)
+        for t, i in self.declared:
+            if t == entity_type and entity_id in (None, i):
+                n += self._boost(entity_type, part)
+        return n
+
+    def top(self, entity_type: str, n: int = 3) -> list[tuple[str, int]]:
+        tot = dict(self.base.top(entity_type, 50))
+        for t, i in self.declared:
+            if t == entity_type:
+                tot[i] = tot.get(i, 0) + self._boost(entity_type, None)
+        return sorted(tot.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # hypotheses and features
 
@@ -345,6 +394,7 @@ class ContextReranker:
             h.prob = math.exp(h.score - m) / z
         hyps.sort(key=lambda h: (-h.score, h.origin != "nlu", h.intent, h.entity.entity_id if h.entity else ""))
         best = hyps[0]
+        _note_taught(best, context)
         # the confidence the responder checks is in the intent: the mass of every hypothesis with the chosen intent
         intent_prob = sum(h.prob for h in hyps if h.intent == best.intent)
         new_nlu, new_res, changed = self._apply(best, nlu, resolved, intent_prob)
@@ -408,7 +458,9 @@ class ContextReranker:
             h = h(context.user_id)
         if h is not None:
             parts.append(h)
-        return _MergedHistory(*parts)
+        merged = _MergedHistory(*parts)
+        declared = _declared(context)
+        return _TaughtHistory(merged, declared) if declared else merged
 
     def _row(self, entity_type: str, entity_id: str | None) -> dict[str, Any] | None:
         if self.resolver is None or not entity_id:

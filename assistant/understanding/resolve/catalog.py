@@ -430,8 +430,15 @@ class CatalogResolver:
         area_id: str | None = None
         area_explicit = False
         whole_home = False
+        taught = getattr(context, "taught", None)
         if home is not None and "house_place" in slots:
-            area_ent = self.resolve_area(slots["house_place"], home)
+            alias = taught.area_for(slots["house_place"]) if taught is not None else None
+            if alias is not None and alias.meaning["area_id"] in home.areas:  # a name the speaker taught
+                a = home.areas[alias.meaning["area_id"]]
+                area_ent = ResolvedEntity("house_place", slots["house_place"], "area", a.id, a.name, 1.0)
+                taught.used(alias, "resolve", entity=a.id)
+            else:
+                area_ent = self.resolve_area(slots["house_place"], home)
             out.append(area_ent)
             if area_ent.entity_id:
                 area_id, area_explicit = area_ent.entity_id, True
@@ -538,6 +545,18 @@ class CatalogResolver:
         slot = "device_type" if said else "device"
         value = said or ""
         controllable = [d for d in home.devices.values() if not d.satellite]
+        # 0. a name the speaker taught ("call the floor lamp bob")
+        taught = getattr(context, "taught", None)
+        alias = taught.device_for(said) if said and taught is not None else None
+        ids = [i for i in (alias.meaning["device_ids"] if alias else []) if i in home.devices]
+        if alias is not None and ids:
+            taught.used(alias, "resolve", entity="+".join(ids))
+            devs = [home.devices[i] for i in ids]
+            cands = tuple(Candidate(d.id, d.name, 1.0) for d in devs)
+            if len(devs) == 1:
+                return [ResolvedEntity(slot, value, "device", devs[0].id, devs[0].name, 1.0, cands)]
+            gid = "group:taught:" + "+".join(ids)
+            return [ResolvedEntity(slot, value, "device_group", gid, alias.phrase, 1.0, cands, {"device_ids": ids})]
         # 1. the exact device by name/alias, anywhere in the home ("the floor lamp", "kitchen light")
         named: list[tuple[Device, float]] = []
         if said:

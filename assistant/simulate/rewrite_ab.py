@@ -336,6 +336,7 @@ class RewriteAB:
 
 # -- tuning -------------------------------------------------------------------------------------------------------
 THRESHOLDS = tuple(round(0.5 + 0.025 * i, 3) for i in range(19))  # 0.50 .. 0.95
+MIN_WINS = 3
 
 
 def sweep(rows: list[dict[str, Any]], min_win_loss: float = 4.0) -> dict[str, Any]:
@@ -356,7 +357,9 @@ def sweep(rows: list[dict[str, Any]], min_win_loss: float = 4.0) -> dict[str, An
             else:
                 ties += 1
         table.append({"threshold": th, "applied": w + l + ties, "wins": w, "losses": l, "ties": ties})
-    ok = [t for t in table if t["wins"] and (t["losses"] == 0 or t["wins"] / t["losses"] >= min_win_loss)]
+    # a threshold needs MIN_WINS wins behind it: with a handful of candidates one lucky win would otherwise pick a
+    # permissive threshold (seen: 7 candidates chose 0.55, and its rewrites lost 12 to 6); then the default stays
+    ok = [t for t in table if t["wins"] >= MIN_WINS and (t["losses"] == 0 or t["wins"] / t["losses"] >= min_win_loss)]
     best = max(ok, key=lambda t: (t["wins"] - t["losses"], t["threshold"]), default=None)
     return {"sweep": table, "min_win_loss": min_win_loss, "chosen": best["threshold"] if best else None}
 

@@ -244,7 +244,10 @@ class Rewriter:
         if out.applied is False and (out.score is None or chosen.score > out.score or out.layer is None):
             out.candidate, out.score, out.layer = chosen.text, chosen.score, None
             out.rewrite_version = f"index v{self.index.version}"
-        guard = guard_reason(text, chosen.text, self.index.meta.get("known_names", ())) if s.guards else None
+        # names that must not be dropped: those that worked in earlier requests, the home's devices and rooms, the
+        # music catalog's artists and genres (a rewrite of "turn off the porch light" to another light acts on a
+        # device nobody named)
+        guard = guard_reason(text, chosen.text, self.names(context)) if s.guards else None
         from assistant.learning.rewrite_gate import gate_features
 
         feats = gate_features(
@@ -312,18 +315,46 @@ def taught_covers(context: Any, q: str) -> str | None:
     return None
 
 
+# Opposite actions: a rewrite that swaps one for the other reverses what the user asked ("turn on the big light" ->
+# "turn off the big light"); no mishearing fix needs that, and the result is never what was said.
+POLARITY = (
+    ("on", "off"),
+    ("up", "down"),
+    ("open", "close"),
+    ("lock", "unlock"),
+    ("start", "stop"),
+    ("increase", "decrease"),
+    ("raise", "lower"),
+    ("brighter", "dimmer"),
+    ("enable", "disable"),
+    ("louder", "quieter"),
+    ("play", "pause"),
+    ("add", "remove"),
+)
+
+
 def guard_reason(original: str, candidate: str, known_names: Any = ()) -> str | None:
     """Why an online candidate must not replace `original`, or None: it adds a number or time word the user did not
-    say ("invents-value"), or it drops a name that worked in earlier requests ("drops-name": "put on some classical"
-    -> "put on some folk")."""
+    say ("invents-value"), it swaps an action for its opposite ("flips-action": on -> off, lock -> unlock), or it
+    drops a name that worked in earlier requests or that the home or the catalogs know ("drops-name": "put on some
+    classical" -> "put on some folk", "the porch light" -> "the big light")."""
     q, c = normalize(original), normalize(candidate)
-    qw = set(q.split())
+    qw, cw = set(q.split()), set(c.split())
     for w in c.split():
         if w not in qw and (w in NUMBER_WORDS or w in TIME_WORDS or any(ch.isdigit() for ch in w)):
             return "invents-value"
-    qp, cp = f" {q} ", f" {c} "
-    for name in known_names:
-        if f" {name} " in qp and f" {name} " not in cp:
+    for a, b in POLARITY:
+        if (a in qw and a not in cw and b in cw and b not in qw) or (
+            b in qw and b not in cw and a in cw and a not in qw
+        ):
+            return "flips-action"
+    from assistant.learning.rewrite_gate import names_in
+
+    names = known_names if isinstance(known_names, (set, frozenset)) else frozenset(known_names)
+    said = names_in(q, names, max_words=max((len(n.split()) for n in names), default=1))
+    cp = f" {c} "
+    for name in sorted(said):
+        if f" {name} " not in cp:
             return "drops-name"
     return None
 

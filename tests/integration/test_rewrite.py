@@ -391,6 +391,14 @@ def test_guards_refuse_invented_values_and_dropped_names():
     assert guard_reason("Please put on some bomb dealin'", "please put on some bob dylan", names) is None
     assert guard_reason("Meet for the next hour please.", "mute for the next hour please", names) is None
     assert guard_reason("set a timer for ten minuets", "set a timer for ten minutes", names) is None
+    # the opposite action is never a repair; a home's device name is never swapped for another
+    assert guard_reason("turn on the big light", "turn off the big light", names) == "flips-action"
+    assert guard_reason("Lock the front door.", "unlock the front door", names) == "flips-action"
+    assert guard_reason("turn of the lights", "turn off the lights", names) is None  # "of" is no action
+    home = frozenset({"porch light", "floor lamp", "kitchen"})
+    assert guard_reason("turn off the porch light", "turn off the big light", home) == "drops-name"
+    assert guard_reason("turn off the porch lite", "turn off the porch light", home) is None
+    assert guard_reason("turn on the big light", "turn on the floor lamp", home) is None  # a meaning, no name lost
 
 
 def test_index_learns_names_from_successful_requests_and_the_guard_is_traced(tmp_path, embedder):

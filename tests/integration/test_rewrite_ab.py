@@ -138,6 +138,9 @@ def test_sweep_picks_most_net_wins_above_the_ratio():
     assert (by[0.55]["wins"], by[0.55]["losses"]) == (7, 3)  # 7:3 is below 4:1
     assert res["chosen"] == 0.6  # 7 - 1 = 6 net wins at 7:1
     assert rewrite_ab.sweep([{"defect": False, "shadow": {"score": 0.9, "defect": True}}])["chosen"] is None
+    # one or two lucky wins never lower the threshold: the default stays
+    two = [{"defect": True, "shadow": {"score": 0.55, "defect": False}}] * 2
+    assert rewrite_ab.sweep(two + [{"defect": False, "shadow": {"score": 0.5, "defect": False}}] * 5)["chosen"] is None
 
 
 def test_threshold_is_tuned_on_days_before_the_test_days(ab):
@@ -152,5 +155,9 @@ def test_threshold_is_tuned_on_days_before_the_test_days(ab):
     ]
     assert tune["candidates"] == len(shadows) >= 1
     assert any(not s["defect"] and s["candidate"] == REPHRASED for s in shadows)
-    assert tune["chosen"] is not None and ab.rewrite_overrides["min_online_score"] == tune["chosen"]
+    # the win is counted in the sweep, but one tuning day of this tiny world has fewer than MIN_WINS wins: the
+    # threshold is not lowered on so little evidence and the configured default stays
+    assert max(t["wins"] for t in tune["sweep"]) >= 1
+    assert max(t["wins"] for t in tune["sweep"]) < rewrite_ab.MIN_WINS
+    assert tune["chosen"] is None and "min_online_score" not in ab.rewrite_overrides
     assert ab.test_first_day == ab.cfg.train_days + 1

@@ -98,6 +98,15 @@ def register(sub) -> None:
     )
     lb.add_argument("--quiet", action="store_true")
     lb.set_defaults(func=run_labels)
+    tl = tsub.add_parser(
+        "turn-labels",
+        help="fit the confidence model of the generated turn labels (issue 23) on simulator runs",
+    )
+    tl.add_argument("--runs", type=Path, nargs="+", required=True, help="`simulate` output folders")
+    tl.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT.parent / "labels" / "turn_label.json", help="default: models/labels"
+    )
+    tl.set_defaults(func=run_turn_labels)
     sp = tsub.add_parser(
         "speaker-encoder",
         help="export resemblyzer's shipped GE2E voice encoder to ONNX (train extra: torch, resemblyzer, onnx)",
@@ -105,6 +114,13 @@ def register(sub) -> None:
     sp.add_argument("--out", type=Path, default=DEFAULT_OUT.parent / "speaker", help="default: models/speaker")
     sp.set_defaults(func=run_speaker_encoder)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def run_turn_labels(args: argparse.Namespace) -> int:
+    from assistant.training.turn_labels import train
+
+    print(json.dumps(train(list(args.runs), args.out), indent=1))
+    return 0
 
 
 def run_speaker_encoder(args: argparse.Namespace) -> int:

@@ -154,6 +154,8 @@ def is_request(v: TurnView) -> bool:
     """A request (or a restatement of one), judged by its words: "stop", yes / no, feedback answers and short turns
     the NLU took for one of those are not; a longer sentence the NLU took for "repeat" or "yes" is a request it
     misunderstood (the most useful label of all)."""
+    if is_correction(v.transcript) and not v.is_feedback_answer:  # "no, I said ...": a request said again
+        return True
     if v.is_cancel or v.is_feedback_answer or _YESNO.match(v.transcript):
         return False
     return not (v.intent in CONTROL_INTENTS and len(v.transcript.split()) <= 3)
@@ -206,9 +208,8 @@ def propose_session(
             anchor = min(later, key=lambda j: (labels[j].defect, -j)) if later else None
             if anchor is not None and labels[anchor].defect >= 0.5:
                 anchor = None
-            answered = any(
-                s.views[j].status != "clarify" and not ok[j] and is_request(s.views[j]) for j in idx[k + 1 :]
-            )
+            # the answer to "which one?" worked: the request was understood
+            answered = any(s.views[j - 1].status == "clarify" and labels[j].defect < 0.5 for j in idx[k + 1 :])
             feats: dict[str, float] = {
                 "defect": tl.defect,
                 "goal_success": goal_success,

@@ -531,6 +531,7 @@ def train(
     init: Path | None = None,
     corpus_fraction: float = 1.0,
     variants: tuple[str, ...] | None = None,
+    data_root: Path | None = None,
 ) -> dict[str, Any]:
     """Train, export and evaluate; write model.onnx, tokenizer.json, labels.json, MODEL_CARD.md to out_dir.
 
@@ -538,7 +539,8 @@ def train(
     added to the corpora (rows whose normalised text is in SLURP devel/test are dropped, like every other row);
     `init` warm-starts from an earlier model folder (its ONNX weights, int8 dequantised: `warm_start`) so one short
     epoch suffices; `corpus_fraction` < 1 replays a seeded sample of the corpora instead of all of them; `variants`
-    limits the exported variants evaluated (default fp32, int8, int8pc)."""
+    limits the exported variants evaluated (default fp32, int8, int8pc); `data_root` replaces the shared data folder
+    (slurp/, hwu64/; tests use a small one)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import numpy as np
@@ -559,7 +561,13 @@ def train(
     teacher_labels = [json.loads((t / "labels.json").read_text(encoding="utf-8")) for t in teachers]
     teacher_version = ", ".join(t["version"] for t in teacher_labels) or None
     data = build_datasets(
-        seed=seed, teacher_dirs=teachers, min_conf=min_conf, soft=soft, augment=augment, threads=threads or 2
+        seed=seed,
+        data_root=Path(data_root) if data_root is not None else DATA_ROOT,
+        teacher_dirs=teachers,
+        min_conf=min_conf,
+        soft=soft,
+        augment=augment,
+        threads=threads or 2,
     )
     train_rows = data["train"]
     if corpus_fraction < 1.0:  # replay a sample of the corpora (a warm-started model has learned them already)
@@ -604,9 +612,9 @@ def train(
     feats = _encode_rows(train_rows, tokenizer, tag2id, intent2id, max_length)
 
     model = _make_model(len(intents), len(tags), pooling, base)
-    warm = warm_start(model, Path(init), intents, tags) if init else None
-    if warm is not None:
-        _log(progress, f"[nlu] warm start from {init}: {json.dumps(warm)}")
+    warm_info = warm_start(model, Path(init), intents, tags) if init else None
+    if warm_info is not None:
+        _log(progress, f"[nlu] warm start from {init}: {json.dumps(warm_info)}")
     head_params = list(model.intent_head.parameters()) + list(model.slot_head.parameters())
     optim = torch.optim.AdamW(
         [
@@ -799,7 +807,7 @@ def train(
         "train_time_s": round(train_time, 1),
         "total_time_s": round(time.time() - t_start, 1),
         "data": data["stats"],
-        "warm_start": {"from": init_labels["version"], **(warm or {})} if init_labels else None,
+        "warm_start": {"from": init_labels["version"], **(warm_info or {})} if init_labels else None,
         "history": history,
         "variants": {
             k: {

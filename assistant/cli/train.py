@@ -106,6 +106,12 @@ def register(sub) -> None:
     tl.add_argument(
         "--out", type=Path, default=DEFAULT_OUT.parent / "labels" / "turn_label.json", help="default: models/labels"
     )
+    tl.add_argument(
+        "--contrastive",
+        action="store_true",
+        help="pretrain request/answer pair models on the runs' traces (self-supervised, synthetic swapped answers) "
+        "and use their scores as features",
+    )
     tl.set_defaults(func=run_turn_labels)
     sp = tsub.add_parser(
         "speaker-encoder",
@@ -119,7 +125,7 @@ def register(sub) -> None:
 def run_turn_labels(args: argparse.Namespace) -> int:
     from assistant.training.turn_labels import train
 
-    print(json.dumps(train(list(args.runs), args.out), indent=1))
+    print(json.dumps(train(list(args.runs), args.out, contrastive=args.contrastive), indent=1))
     return 0
 
 

@@ -28,11 +28,46 @@ def _log_loss(p: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
-def train(runs: list[Path], out: Path = DEFAULT_MODEL, progress: bool = True) -> dict[str, Any]:
+def store_turns(runs: list[Path]) -> list[dict[str, Any]]:
+    """Every turn of the runs' stores as the contrastive pretraining reads them (no truth)."""
+    from assistant.trace.store import TraceStore
+
+    out = []
+    for run in runs:
+        st = TraceStore(Path(run) / "traces.db", read_only=True)
+        try:
+            for batch in st.iter_turn_batches(spans=False, events=False, labels=False):
+                for t in batch:
+                    rec = t.get("record") or {}
+                    a = rec.get("action") if isinstance(rec.get("action"), dict) else {}
+                    out.append(
+                        {
+                            "session": f"{run}:{t['session_id']}",
+                            "transcript": rec.get("transcript") or "",
+                            "intent": rec.get("intent"),
+                            "action": str((a or {}).get("name") or ""),
+                            "response": rec.get("response_text") or "",
+                        }
+                    )
+        finally:
+            st.close()
+    return out
+
+
+def train(
+    runs: list[Path], out: Path = DEFAULT_MODEL, progress: bool = True, contrastive: bool = False
+) -> dict[str, Any]:
+    """`contrastive`: first pretrain the pair models (self-supervised, `contrastive.py`) on the runs' traces and
+    add their scores to the features; saved beside `out`."""
     from assistant.learning.labels.labeller import Labeller, rephrase_detector
 
     t0 = time.perf_counter()
     lab, det = Labeller.load(), rephrase_detector()
+    scorer = TurnLabelModel(None)
+    if contrastive:
+        from assistant.learning.labels.contrastive import pretrain
+
+        scorer.contrastive = pretrain(store_turns(runs))
     rows: list[dict[str, float]] = []
     y: list[int] = []
     groups: list[int] = []
@@ -43,7 +78,7 @@ def train(runs: list[Path], out: Path = DEFAULT_MODEL, progress: bool = True) ->
             if d is None or d.get("role") not in REQUEST_ROLES or not d.get("goal"):
                 continue
             i_ok, s_ok = judge(p.intent, p.slots, p.text, d)
-            rows.append(TurnLabelModel.row(p))
+            rows.append(scorer.row(p))
             y.append(int(i_ok and s_ok))
             groups.append(int(hashlib.sha1(p.session_id.encode()).hexdigest(), 16) % 4)
         if progress:
@@ -77,6 +112,12 @@ def train(runs: list[Path], out: Path = DEFAULT_MODEL, progress: bool = True) ->
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
+    if scorer.contrastive is not None:
+        from assistant.learning.labels.turn_labels import contrastive_path
+
+        scorer.contrastive.save(contrastive_path(out))
+        model.meta["contrastive"] = {"intent": scorer.contrastive.intent.meta, "answer": scorer.contrastive.answer.meta}
+        model.save(out)
     if progress:
         print(f"[turn-labels] {len(Y)} rows, right {Y.mean():.3f}, l2 {best} -> {out} ({model.meta['version']})")
     return model.meta

@@ -297,3 +297,36 @@ def test_gate_margins() -> None:
     assert not nlu_retrain.check_gates(cur, tie, cfg)["heldout_sim"]["passed"]
     missing = {k: v for k, v in ok.items() if k != "spoken"}
     assert not nlu_retrain.check_gates(cur, missing, cfg)["spoken"]["passed"]
+
+
+def test_contrastive_pretraining_tells_real_pairs_from_swapped_answers(tmp_path: Path) -> None:
+    from assistant.learning.labels.contrastive import Contrastive, pretrain
+
+    kinds = [
+        ("turn on the {} light", "iot_hue_lighton", "light.on", "Turned on the {} light."),
+        ("what's the weather in {}", "weather_query", "weather.query", "It is sunny in {}."),
+        ("play some {} music", "play_music", "music.play", "Playing {} music."),
+    ]
+    fill = ["kitchen", "paris", "jazz", "hall", "london", "rock", "bedroom", "rome", "folk"]
+    turns = [
+        {"session": f"s{k}-{i}", "transcript": t.format(w), "intent": it, "action": a, "response": r.format(w)}
+        for k, (t, it, a, r) in enumerate(kinds)
+        for i, w in enumerate(fill)
+    ]
+    cx = pretrain(turns)
+    real = cx.features("turn on the study light", "iot_hue_lighton", "iot_hue_lighton", "light.on", "Turned on.")
+    swapped = cx.features(
+        "turn on the study light", "weather_query", "iot_hue_lighton", "weather.query", "It is sunny."
+    )
+    assert real["cx_parse_fit"] > 0.5 > swapped["cx_parse_fit"]
+    assert real["cx_answer_fit"] > swapped["cx_answer_fit"]
+    assert swapped["cx_label_gain"] > 0  # the label fits the words better than the (wrong) parse did
+    cx.save(tmp_path / "cx.json")
+    again = Contrastive.load(tmp_path / "cx.json")
+    assert (
+        abs(
+            again.features("play some jazz music", "play_music", "play_music", "music.play", "Playing.")["cx_parse_fit"]
+            - cx.features("play some jazz music", "play_music", "play_music", "music.play", "Playing.")["cx_parse_fit"]
+        )
+        < 0.01
+    )

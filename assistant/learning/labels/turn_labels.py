@@ -68,6 +68,9 @@ class ProposedLabel:
     parsed_confidence: float
     goal_id: str
     features: dict[str, float] = field(default_factory=dict)
+    action: str = ""
+    response: str = ""
+    """What the assistant did with the turn (the contrastive pair model scores request words against it)."""
 
     def to_row(self) -> dict[str, Any]:
         """A training row for `assistant/training/nlu.py` (text, intent, spans)."""
@@ -289,9 +292,16 @@ def propose_session(
                     parsed_confidence=v.intent_conf,
                     goal_id=gid,
                     features=feats,
+                    action=v.action_name,
+                    response=v.response,
                 )
             )
     return out
+
+
+def contrastive_path(model_path: Path) -> Path:
+    """The contrastive pair models beside a confidence model trained with them."""
+    return Path(model_path).with_name(Path(model_path).stem + "_contrastive.json")
 
 
 def prior_confidence(p: ProposedLabel) -> float:
@@ -307,10 +317,12 @@ def prior_confidence(p: ProposedLabel) -> float:
 
 
 class TurnLabelModel:
-    """P(label right | context features): a logistic regression over `ProposedLabel.features` (+ the prior)."""
+    """P(label right | context features): a logistic regression over `ProposedLabel.features` (+ the prior), and
+    optionally the contrastive pair models' scores (`contrastive.py`, when the model was trained with them)."""
 
-    def __init__(self, model: Logistic | None) -> None:
+    def __init__(self, model: Logistic | None, contrastive: Any = None) -> None:
         self.model = model
+        self.contrastive = contrastive
 
     @property
     def version(self) -> str:
@@ -319,11 +331,21 @@ class TurnLabelModel:
     @classmethod
     def load(cls, path: Path | None = None) -> TurnLabelModel:
         p = Path(path) if path is not None else DEFAULT_MODEL
-        return cls(Logistic.load(p) if p.is_file() else None)
+        if not p.is_file():
+            return cls(None)
+        model = Logistic.load(p)
+        cx = None
+        if "cx_label_fit" in model.feature_names:
+            from assistant.learning.labels.contrastive import Contrastive
 
-    @staticmethod
-    def row(p: ProposedLabel) -> dict[str, float]:
-        return {**p.features, "prior": prior_confidence(p)}
+            cx = Contrastive.load(contrastive_path(p))
+        return cls(model, cx)
+
+    def row(self, p: ProposedLabel) -> dict[str, float]:
+        r = {**p.features, "prior": prior_confidence(p)}
+        if self.contrastive is not None:
+            r.update(self.contrastive.features(p.text, p.parsed_intent, p.intent, p.action, p.response))
+        return r
 
     def score(self, props: list[ProposedLabel]) -> None:
         if not props:

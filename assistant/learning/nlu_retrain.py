@@ -375,6 +375,10 @@ def _append_card(path: Path, info: dict[str, Any]) -> None:
         f"- Generated labels: {d['labels']} of {d['proposed']} proposed with confidence >= {d['min_confidence']} "
         f"({d['label_model']}, goal labeller {d['labeler_version']}); by source {d['labels_by_source']}; "
         f"{d['labels_changing_the_parse']} differ from the parse the NLU gave then.",
+        f"- Training rows: {(info.get('train_data') or {}).get('extra_rows')} generated (dropped as SLURP devel/test "
+        f"sentences: {(info.get('train_data') or {}).get('extra_rows_dropped_eval_overlap')}) + "
+        f"{(info.get('train_data') or {}).get('train_rows')} in all. Reproduce: `assistant learn retrain-nlu` on the "
+        "same store and settings (the labels themselves are not kept; the reproduce line above omits them).",
         f"- Promoted: **{'yes' if info['promoted'] else 'no'}**.",
         "",
         "| gate | rule | current | candidate | passed |",

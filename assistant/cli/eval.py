@@ -120,7 +120,9 @@ def run_nlu(args: argparse.Namespace) -> int:
     rows = load_eval_rows(args.data)
     backend = OnnxJointNlu(args.model_dir, threads=args.threads)
     if args.spoken:
-        backend = _Spoken(backend, args.spoken, args.transcripts)
+        from assistant.training.nlu_eval import SpokenNlu
+
+        backend = SpokenNlu(backend, args.spoken, args.transcripts)
     metrics = evaluate(rows, backend, limit=args.limit)
     if args.spoken:
         import statistics
@@ -190,42 +192,3 @@ def load_eval_rows(path: Path) -> list[dict]:
     if not rows:
         raise bad("it holds no rows")
     return rows
-
-
-class _Spoken:
-    """NLU on what the ASR hears: each gold sentence is synthesized (Piper or espeak-ng), transcribed by the
-    pipeline's faster-whisper backend, and the transcript is parsed. Slots are then scored by value."""
-
-    def __init__(self, nlu, voice: str, transcripts: Path | None = None) -> None:
-        from assistant.config import load_settings
-        from assistant.core import registry
-
-        settings = load_settings()
-        self.nlu, self.voice = nlu, voice
-        self.asr = registry.create("asr", settings.asr.backend, registry.Build(settings=settings))
-        self.wers: list[float] = []
-        self.transcripts, self.heard = transcripts, {}
-        if transcripts is not None and transcripts.exists():
-            for line in transcripts.read_text(encoding="utf-8").splitlines():
-                row = json.loads(line)
-                if row.get("voice") == voice and row.get("asr") == self.asr.version:
-                    self.heard[row["text"]] = row["heard"]
-
-    def parse(self, text: str, context=None):
-        import jiwer
-
-        from assistant.simulate.voices import espeak_speech, piper_speech
-        from assistant.text import normalize_dataset as clean
-
-        heard = self.heard.get(text)
-        if heard is None:
-            audio = piper_speech(text) if self.voice == "piper" else espeak_speech(text)
-            heard = self.heard[text] = self.asr.transcribe(audio, "en").text
-            if self.transcripts is not None:
-                with self.transcripts.open("a", encoding="utf-8") as f:
-                    f.write(
-                        json.dumps({"voice": self.voice, "asr": self.asr.version, "text": text, "heard": heard}) + "\n"
-                    )
-        if clean(text):
-            self.wers.append(jiwer.wer(clean(text), clean(heard) or "-"))
-        return self.nlu.parse(heard or " ", context)

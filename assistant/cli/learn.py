@@ -7,6 +7,8 @@ assistant/simulate/rewrite_ab.py.
   solve the absorbing Markov chains, write the next rewrite table version and make it current.
 - index: build the online retrieval index (successful utterances, global + per user) with the MiniLM embedder.
 - rollback N: make table version N current again (0 turns precomputed rewriting off).
+- retrain-nlu / nlu-versions / nlu-rollback / turn-labels-eval: the NLU retrained from labels generated from the
+  traces (assistant/learning/nlu_retrain.py, assistant/learning/labels/turn_labels.py).
 - evaluate: A/B of defect rate without / with each rewrite layer on the household simulator: train on simulated days,
   test on held-out days and households (assistant/simulate/rewrite_ab.py).
 """
@@ -140,6 +142,44 @@ def register(sub) -> None:
     )
     q.add_argument("--redecode-cache", type=Path, help="a JSON file that keeps the wider-beam re-decodes between runs")
     q.set_defaults(func=labels_cmd.run_labels_eval)
+    from assistant.learning import retrain_commands as retrain_cmd  # the NLU retrains itself (issue 23)
+
+    q = lsub.add_parser(
+        "retrain-nlu",
+        help="train a new NLU version on labels generated from the traces; promote it only through the gates",
+    )
+    q.add_argument("--db", type=Path, help="the trace store (default: the configured one in --data-dir)")
+    q.add_argument("--since", default=None, help="turns since: 30d, or a date (default: every turn the store keeps)")
+    q.add_argument("--until", default=None, help="turns before this date / N days ago (default: now)")
+    q.add_argument("--min-confidence", type=float, default=0.8, help="generated labels kept (default 0.8)")
+    q.add_argument("--epochs", type=int, default=1, help="epochs of the warm-started training (default 1)")
+    q.add_argument("--lr", type=float, default=3e-5, help="encoder learning rate (default 3e-5)")
+    q.add_argument(
+        "--corpus-fraction", type=float, default=0.25, help="share of the corpora replayed beside the labels (0.25)"
+    )
+    q.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    q.add_argument(
+        "--heldout-runs",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="simulator runs (traces.db + sim_truth.jsonl) not in the store: the held-out days gate",
+    )
+    q.add_argument("--spoken-limit", type=int, default=200, help="SLURP test sentences of the spoken gate (200)")
+    q.add_argument("--dry-run", action="store_true", help="build and count the training set only; train nothing")
+    q.set_defaults(func=retrain_cmd.run_retrain)
+    q = lsub.add_parser("nlu-versions", help="retrained NLU versions in the data dir and the one in use")
+    q.set_defaults(func=retrain_cmd.run_versions)
+    q = lsub.add_parser("nlu-rollback", help="use an earlier retrained NLU version (0 = the shipped model)")
+    q.add_argument("version", type=int)
+    q.set_defaults(func=retrain_cmd.run_rollback)
+    q = lsub.add_parser(
+        "turn-labels-eval",
+        help="generated intent/slot labels against simulator truth, by confidence, vs the NLU's own parse",
+    )
+    q.add_argument("--runs", type=Path, nargs="+", required=True, help="`simulate` output folders")
+    q.add_argument("--label-model", type=Path, help="default models/labels/turn_label.json ('prior': none)")
+    q.set_defaults(func=retrain_cmd.run_turn_labels_eval)
     for q in lsub.choices.values():
         q.add_argument("--data-dir", type=Path, help="where traces.db and rewrites/ live")
         q.add_argument("--config", type=Path, default=DEFAULT_PIPELINE)

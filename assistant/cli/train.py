@@ -98,6 +98,21 @@ def register(sub) -> None:
     )
     lb.add_argument("--quiet", action="store_true")
     lb.set_defaults(func=run_labels)
+    tl = tsub.add_parser(
+        "turn-labels",
+        help="fit the confidence model of the generated turn labels (issue 23) on simulator runs",
+    )
+    tl.add_argument("--runs", type=Path, nargs="+", required=True, help="`simulate` output folders")
+    tl.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT.parent / "labels" / "turn_label.json", help="default: models/labels"
+    )
+    tl.add_argument(
+        "--contrastive",
+        action="store_true",
+        help="pretrain request/answer pair models on the runs' traces (self-supervised, synthetic swapped answers) "
+        "and use their scores as features",
+    )
+    tl.set_defaults(func=run_turn_labels)
     sp = tsub.add_parser(
         "speaker-encoder",
         help="export resemblyzer's shipped GE2E voice encoder to ONNX (train extra: torch, resemblyzer, onnx)",
@@ -105,6 +120,13 @@ def register(sub) -> None:
     sp.add_argument("--out", type=Path, default=DEFAULT_OUT.parent / "speaker", help="default: models/speaker")
     sp.set_defaults(func=run_speaker_encoder)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def run_turn_labels(args: argparse.Namespace) -> int:
+    from assistant.training.turn_labels import train
+
+    print(json.dumps(train(list(args.runs), args.out, contrastive=args.contrastive), indent=1))
+    return 0
 
 
 def run_speaker_encoder(args: argparse.Namespace) -> int:

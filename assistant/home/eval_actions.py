@@ -86,11 +86,17 @@ def _diff(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dict]:
 
 
 class _Harness:
-    def __init__(self, home: Path, data_dir: Path, spoken: str | None = None) -> None:
+    def __init__(
+        self, home: Path, data_dir: Path, spoken: str | None = None, nlu_model_dir: Path | None = None
+    ) -> None:
         from assistant.config import load_settings
         from assistant.core.runner import Runner
 
         settings = load_settings()
+        if nlu_model_dir is not None:  # a candidate NLU (the retraining gates compare it with the current one)
+            settings = settings.model_copy(
+                update={"nlu": settings.nlu.model_copy(update={"model_dir": str(Path(nlu_model_dir).resolve())})}
+            )
         if settings.feedback.ask_rate:  # no "was that right?" questions in the way of the replies
             settings = settings.model_copy(update={"feedback": settings.feedback.model_copy(update={"ask_rate": 0.0})})
         self.runner = Runner(
@@ -131,9 +137,11 @@ def run_suite(
     suite_dir: Path | None = None,
     progress=None,
     spoken: str | None = None,
+    nlu_model_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run every case; `spoken` ("piper" or "espeak"): the scored request is synthesized and goes through the ASR
-    (what the assistant heard is in each row's `heard`)."""
+    (what the assistant heard is in each row's `heard`); `nlu_model_dir`: this NLU model instead of the configured
+    one."""
 
     harnesses: dict[str, _Harness] = {}
     tmp = Path(tempfile.mkdtemp(prefix="eval-actions-"))
@@ -143,7 +151,7 @@ def run_suite(
         hp = home_override or home_path(case.get("home", "example"), suite_dir)
         key = str(hp)
         if key not in harnesses:
-            harnesses[key] = _Harness(hp, tmp / f"h{len(harnesses)}", spoken)
+            harnesses[key] = _Harness(hp, tmp / f"h{len(harnesses)}", spoken, nlu_model_dir)
         h = harnesses[key]
         h.reset(case.get("setup") or {}, case.get("device"))
         now += timedelta(days=1)  # a new session for every case

@@ -73,6 +73,11 @@ def _similar(a: str, b: str) -> float:
     return max(fuzz.ratio(a, b), fuzz.token_set_ratio(a, b) if min(len(a), len(b)) >= 4 else 0.0)
 
 
+def slot_similarity(a: str, b: str) -> float:
+    """How alike two slot values are (0-100), as the NLU check below compares them (labels are judged the same way)."""
+    return _similar(a, b)
+
+
 def words_survived(value: str, transcript: str) -> bool:
     """Every content word of a slot value appears (fuzzily) in the transcript."""
     tw = _norm(transcript).split()

@@ -443,6 +443,74 @@ def _make_model(n_intents: int, n_tags: int, pooling: str = "cls", base: Path | 
     return JointModel()
 
 
+def warm_start(model: Any, init_dir: Path, intents: list[str], tags: list[str]) -> dict[str, int]:
+    """Load an earlier model's weights from its ONNX file into `model` (the torch JointModel).
+
+    Only the ONNX is kept of a shipped model (no torch checkpoint), so the weights come back from there: an
+    initializer consumed by a MatMul / Gemm node belongs to the Linear module the node is named after
+    (`/encoder/encoder/layer.0/attention/self/query/MatMul_quant` -> `encoder.encoder.layer.0.attention.self.query`,
+    stored transposed); int8 weights are dequantised ((q - zero point) * scale, per tensor or per output channel);
+    the rest match by name. Head rows are matched by intent / tag name (a label the earlier model lacks keeps its
+    random initialisation). Returns how many tensors were loaded / left."""
+    import numpy as np
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    m = onnx.load(str(Path(init_dir) / "model.onnx"))
+    init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    old = json.loads((Path(init_dir) / "labels.json").read_text(encoding="utf-8"))
+
+    def deq(name: str) -> np.ndarray | None:
+        if name in init and init[name].dtype in (np.float32, np.float64):
+            return init[name].astype(np.float32)
+        q = init.get(name + "_quantized")
+        if q is None:
+            return None
+        scale = init[name + "_scale"].astype(np.float32)
+        zero = init[name + "_zero_point"].astype(np.float32)
+        if scale.ndim == 1 and scale.size == q.shape[0] and scale.size != q.shape[-1]:
+            scale, zero = scale.reshape(-1, 1), zero.reshape(-1, 1)
+        return (q.astype(np.float32) - zero) * scale
+
+    linear: dict[str, np.ndarray] = {}
+    for node in m.graph.node:
+        if node.op_type not in ("MatMul", "MatMulInteger", "Gemm", "DynamicQuantizeMatMul"):
+            continue
+        module = ".".join(node.name.strip("/").split("/")[:-1])
+        for x in node.input:
+            base = x[: -len("_quantized")] if x.endswith("_quantized") else x
+            w = deq(base)
+            if w is not None and w.ndim == 2 and module:
+                linear[module + ".weight"] = w.T
+    state = model.state_dict()
+    loaded, left = 0, []
+    new_rows = {"intent_head": intents, "slot_head": tags}
+    old_rows = {"intent_head": old["intents"], "slot_head": old["slot_tags"]}
+    for name, t in state.items():
+        w = linear.get(name)
+        if w is None:
+            w = deq(name)
+        if w is None:
+            left.append(name)
+            continue
+        head = name.split(".")[0]
+        if head in new_rows:  # rows by label name
+            src = {k: i for i, k in enumerate(old_rows[head])}
+            out = t.detach().clone().numpy()
+            for i, k in enumerate(new_rows[head]):
+                if k in src:
+                    out[i] = w[src[k]]
+            w = out
+        if tuple(w.shape) != tuple(t.shape):
+            left.append(name)
+            continue
+        state[name] = torch.from_numpy(np.ascontiguousarray(w)).to(t.dtype)
+        loaded += 1
+    model.load_state_dict(state)
+    return {"loaded": loaded, "left": len(left), "left_names": left[:8]}
+
+
 def train(
     out_dir: Path,
     epochs: int = DEFAULTS["epochs"],
@@ -459,8 +527,20 @@ def train(
     label_smoothing: float = DEFAULTS["label_smoothing"],
     base: Path | None = None,
     augment: bool = False,
+    extra_rows: list[dict[str, Any]] | None = None,
+    init: Path | None = None,
+    corpus_fraction: float = 1.0,
+    variants: tuple[str, ...] | None = None,
+    data_root: Path | None = None,
 ) -> dict[str, Any]:
-    """Train, export and evaluate; write model.onnx, tokenizer.json, labels.json, MODEL_CARD.md to out_dir."""
+    """Train, export and evaluate; write model.onnx, tokenizer.json, labels.json, MODEL_CARD.md to out_dir.
+
+    Retraining from traces (`assistant learn retrain-nlu`, issue 23): `extra_rows` (text, intent, spans, source) are
+    added to the corpora (rows whose normalised text is in SLURP devel/test are dropped, like every other row);
+    `init` warm-starts from an earlier model folder (its ONNX weights, int8 dequantised: `warm_start`) so one short
+    epoch suffices; `corpus_fraction` < 1 replays a seeded sample of the corpora instead of all of them; `variants`
+    limits the exported variants evaluated (default fp32, int8, int8pc); `data_root` replaces the shared data folder
+    (slurp/, hwu64/; tests use a small one)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import numpy as np
@@ -481,14 +561,41 @@ def train(
     teacher_labels = [json.loads((t / "labels.json").read_text(encoding="utf-8")) for t in teachers]
     teacher_version = ", ".join(t["version"] for t in teacher_labels) or None
     data = build_datasets(
-        seed=seed, teacher_dirs=teachers, min_conf=min_conf, soft=soft, augment=augment, threads=threads or 2
+        seed=seed,
+        data_root=Path(data_root) if data_root is not None else DATA_ROOT,
+        teacher_dirs=teachers,
+        min_conf=min_conf,
+        soft=soft,
+        augment=augment,
+        threads=threads or 2,
     )
     train_rows = data["train"]
+    if corpus_fraction < 1.0:  # replay a sample of the corpora (a warm-started model has learned them already)
+        keep = random.Random(seed).sample(range(len(train_rows)), max(1, int(len(train_rows) * corpus_fraction)))
+        train_rows = [train_rows[i] for i in sorted(keep)]
+        data["stats"]["corpus_fraction"] = corpus_fraction
+    if extra_rows:
+        banned = {normalize_dataset(r["text"]) for r in data["dev"] + data["test"]}
+        extra = [
+            dict(r, spans=[tuple(x) for x in r["spans"]] if r.get("spans") is not None else None)
+            for r in extra_rows
+            if normalize_dataset(r["text"]) not in banned
+        ]
+        train_rows = train_rows + extra
+        data["stats"]["extra_rows"] = len(extra)
+        data["stats"]["extra_rows_dropped_eval_overlap"] = len(extra_rows) - len(extra)
+        data["stats"]["extra_rows_per_source"] = dict(Counter(r.get("source", "extra") for r in extra))
+    data["stats"]["train_rows"] = len(train_rows)
+    init_labels = json.loads((Path(init) / "labels.json").read_text(encoding="utf-8")) if init else None
+    if init_labels is not None:  # the warm start keeps the earlier model's pooling and label order
+        pooling = init_labels.get("pooling", pooling)
     _log(progress, f"[nlu] data: {json.dumps(data['stats'])}")
     dhash = data_hash(train_rows)
-    intents = sorted({r["intent"] for r in train_rows})
+    intents = sorted({r["intent"] for r in train_rows} | set(init_labels["intents"] if init_labels else ()))
     slot_types = sorted(
-        {t for r in train_rows for _, _, t in (r["spans"] or ())} | {t for r in data["dev"] for _, _, t in r["spans"]}
+        {t for r in train_rows for _, _, t in (r["spans"] or ())}
+        | {t for r in data["dev"] for _, _, t in r["spans"]}
+        | {t[2:] for t in (init_labels["slot_tags"] if init_labels else ()) if t != "O"}
     )
     tags = ["O"] + [f"{p}-{t}" for t in slot_types for p in ("B", "I")]
     intent2id = {k: i for i, k in enumerate(intents)}
@@ -505,6 +612,9 @@ def train(
     feats = _encode_rows(train_rows, tokenizer, tag2id, intent2id, max_length)
 
     model = _make_model(len(intents), len(tags), pooling, base)
+    warm_info = warm_start(model, Path(init), intents, tags) if init else None
+    if warm_info is not None:
+        _log(progress, f"[nlu] warm start from {init}: {json.dumps(warm_info)}")
     head_params = list(model.intent_head.parameters()) + list(model.slot_head.parameters())
     optim = torch.optim.AdamW(
         [
@@ -620,7 +730,9 @@ def train(
 
     results: dict[str, Any] = {}
     # --quantize fp32 (e.g. a large teacher): no int8 variants to build and evaluate
-    for kind in ("fp32",) if quantize == "fp32" else ("fp32", "int8", "int8pc"):
+    kinds = ("fp32",) if quantize == "fp32" else ("fp32", "int8", "int8pc")
+    kinds = tuple(k for k in kinds if variants is None or k == "fp32" or k in variants)
+    for kind in kinds:
         path = fp32 if kind == "fp32" else out_dir / f"model.{kind}.onnx"
         if kind != "fp32":
             from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -647,7 +759,7 @@ def train(
 
     chosen = "fp32"
     if quantize != "fp32":
-        best_int8 = max(("int8", "int8pc"), key=dev_score)
+        best_int8 = max([k for k in ("int8", "int8pc") if k in results] or ["fp32"], key=dev_score)
         drop_int = dev_score("fp32")[0] - dev_score(best_int8)[0]
         drop_slot = dev_score("fp32")[1] - dev_score(best_int8)[1]
         if quantize == "int8" or (quantize == "auto" and drop_int <= 0.01 and drop_slot <= 0.01):
@@ -695,6 +807,7 @@ def train(
         "train_time_s": round(train_time, 1),
         "total_time_s": round(time.time() - t_start, 1),
         "data": data["stats"],
+        "warm_start": {"from": init_labels["version"], **(warm_info or {})} if init_labels else None,
         "history": history,
         "variants": {
             k: {

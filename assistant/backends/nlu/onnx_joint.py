@@ -176,7 +176,23 @@ def default_threads() -> int:
     return int(os.environ.get("ASSISTANT_NLU_THREADS", "1"))
 
 
+def promoted_model_dir(data_dir: Path | None) -> Path | None:
+    """The NLU version `assistant learn retrain-nlu` promoted in this data dir (`<data dir>/nlu/current` names
+    `v{N}`), or None: no promotion, a rollback to 0, or a version folder that is incomplete (the shipped model is
+    the fallback)."""
+    if data_dir is None:
+        return None
+    try:
+        v = int((Path(data_dir) / "nlu" / "current").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    d = Path(data_dir) / "nlu" / f"v{v}"
+    return d if v > 0 and (d / "model.onnx").is_file() and (d / "labels.json").is_file() else None
+
+
 def create(build) -> OnnxJointNlu:
-    """Registry factory (`nlu.backend: onnx-joint`)."""
+    """Registry factory (`nlu.backend: onnx-joint`). With the default `nlu.model_dir`, a model promoted by
+    retraining in the data dir wins over the shipped one."""
     s = build.settings
-    return OnnxJointNlu(s.resolve_path(s.nlu.model_dir), threads=s.nlu.threads)
+    promoted = promoted_model_dir(build.data_dir) if s.nlu.model_dir == "models/nlu" else None
+    return OnnxJointNlu(promoted or s.resolve_path(s.nlu.model_dir), threads=s.nlu.threads)

@@ -62,7 +62,10 @@ def write_case(
         audio_s = _audio_seconds(t.text)
         start = t0 + t.at
         nbest = t.nbest or ([(t.intent, t.conf), ("general_quirky", round(1 - t.conf, 4))] if t.intent else [])
-        slot_spans = [{"name": k, "value": v, "start": 0, "end": len(v), "confidence": 0.9} for k, v in t.slots.items()]
+        slot_spans = []
+        for k, v in t.slots.items():  # where the value is in the text, as the NLU reports it (0 when it is not)
+            at = max(t.text.lower().find(v.lower()), 0)
+            slot_spans.append({"name": k, "value": v, "start": at, "end": at + len(v), "confidence": 0.9})
         action = {"name": t.action, "status": t.status, "target": None, "params": {}, "result": {}}
         rec = {
             "turn_id": tid,

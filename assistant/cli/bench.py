@@ -46,8 +46,55 @@ def register(sub) -> None:
     p.add_argument("--wake-backends", default="microwakeword,openwakeword", help="for --wake (comma-separated)")
     p.add_argument("--negative-minutes", type=float, default=60.0, help="non-wake speech for --wake (minutes)")
     p.add_argument("--idle-seconds", type=float, default=60.0, help="quiet-room audio for --wake idle CPU")
+    p.add_argument(
+        "--asr-models",
+        default=None,
+        help="instead: these recognisers side by side, e.g. tiny.en,base (WER and decode latency per request)",
+    )
+    p.add_argument("--sentences", type=int, default=100, help="SLURP test sentences (Piper) for --asr-models")
     add_pipeline_options(p)
     p.set_defaults(func=run)
+
+
+def run_asr_models(args: argparse.Namespace) -> int:
+    from assistant.bench.asr_models import compare
+    from assistant.config import shared_data_dir
+    from assistant.core import registry
+
+    settings = load_settings(args.config, args.profile)
+
+    def make(model: str):
+        asr = settings.asr.model_copy(update={"model": model})
+        return registry.create("asr", asr.backend, registry.Build(settings=settings.model_copy(update={"asr": asr})))
+
+    res = compare(
+        make,
+        [m for m in args.asr_models.split(",") if m],
+        shared_data_dir() / "speech",
+        shared_data_dir() / "slurp" / "test.jsonl",
+        sentences=args.sentences,
+        progress=(lambda m: None) if args.json else (lambda m: print(m, flush=True)),
+    )
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    table = Table(title=f"recognisers side by side ({settings.asr.threads} threads, beam {settings.asr.beam_size})")
+    for col in ("model", "set", "n", "WER", "median ms", "p90 ms", "mean audio s"):
+        table.add_column(col)
+    for model, r in res["models"].items():
+        for kind in ("recorded", "slurp-piper"):
+            s = r[kind]
+            table.add_row(
+                model,
+                kind,
+                str(s["n"]),
+                f"{s['mean_wer']:.3f}",
+                f"{s['latency_ms_median']:.0f}",
+                f"{s['latency_ms_p90']:.0f}",
+                f"{s['audio_seconds_mean']:.1f}",
+            )
+    Console().print(table)
+    return 0
 
 
 def run_wake(args: argparse.Namespace) -> int:
@@ -164,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
         return run_speakers(args)
     if args.wake:
         return run_wake(args)
+    if args.asr_models:
+        return run_asr_models(args)
     settings = load_settings(args.config, args.profile)
     result = measure(settings, args.home, args.files, args.rounds, args.catalog_entries)
     if args.json:

@@ -23,6 +23,11 @@ def register(sub) -> None:
         help="speak each sentence with this voice and evaluate on what the ASR heard (slow: ~0.5 s a row)",
     )
     n.add_argument(
+        "--asr-model",
+        default=None,
+        help="with --spoken: the recogniser (tiny.en, base, or a CTranslate2 directory; default: pipeline.yaml's)",
+    )
+    n.add_argument(
         "--transcripts",
         type=Path,
         default=None,
@@ -120,7 +125,7 @@ def run_nlu(args: argparse.Namespace) -> int:
     rows = load_eval_rows(args.data)
     backend = OnnxJointNlu(args.model_dir, threads=args.threads)
     if args.spoken:
-        backend = _Spoken(backend, args.spoken, args.transcripts)
+        backend = _Spoken(backend, args.spoken, args.transcripts, args.asr_model)
     metrics = evaluate(rows, backend, limit=args.limit)
     if args.spoken:
         import statistics
@@ -196,11 +201,13 @@ class _Spoken:
     """NLU on what the ASR hears: each gold sentence is synthesized (Piper or espeak-ng), transcribed by the
     pipeline's faster-whisper backend, and the transcript is parsed. Slots are then scored by value."""
 
-    def __init__(self, nlu, voice: str, transcripts: Path | None = None) -> None:
+    def __init__(self, nlu, voice: str, transcripts: Path | None = None, asr_model: str | None = None) -> None:
         from assistant.config import load_settings
         from assistant.core import registry
 
         settings = load_settings()
+        if asr_model:
+            settings = settings.model_copy(update={"asr": settings.asr.model_copy(update={"model": asr_model})})
         self.nlu, self.voice = nlu, voice
         self.asr = registry.create("asr", settings.asr.backend, registry.Build(settings=settings))
         self.wers: list[float] = []

@@ -1,9 +1,10 @@
 """Recognisers side by side (`assistant bench --asr-models tiny.en,base`): WER and decode latency per request.
 
 The audio: the shared recordings whose words are known (../shared/data/speech, PROVENANCE.md: home commands,
-LibriSpeech sentences, JFK) and SLURP test sentences spoken by Piper. Each clip is decoded by every model in turn
-(interleaved, so a busy machine slows them alike); latency is the wall time of one `transcribe` call, as the
-pipeline's ASR stage spends it on a request.
+LibriSpeech sentences, JFK) and SLURP test sentences spoken by Piper and by espeak-ng (synthesized once, for every
+model). Each clip is decoded by every model in turn (interleaved, so a busy machine slows them alike); latency is
+the wall time of one `transcribe` call, as the pipeline's ASR stage spends it on a request. For the SLURP sets the
+NLU (models/nlu) parses what each model heard: intent accuracy against SLURP's gold intent.
 """
 
 from __future__ import annotations
@@ -45,21 +46,36 @@ def _wer(ref: str, hyp: str) -> float:
     return float(jiwer.wer(clean(ref), clean(hyp) or "-"))
 
 
-def clips(speech_dir: Path, slurp_test: Path, sentences: int) -> list[tuple[str, str, str, np.ndarray]]:
-    """(set, name, reference, audio) for the recordings, then `sentences` SLURP test sentences spoken by Piper."""
-    from assistant.audio import read_file
-    from assistant.simulate.voices import piper_speech
+SETS = ("recorded", "slurp-piper", "slurp-espeak")
 
-    out = [("recorded", name, ref, read_file(speech_dir / name)) for name, ref in REFERENCES.items()]
+
+def clips(
+    speech_dir: Path, slurp_test: Path, sentences: int, voices: tuple[str, ...] = ("piper", "espeak")
+) -> list[tuple[str, str, str, str, np.ndarray]]:
+    """(set, name, reference, gold intent, audio): the recordings, then the first `sentences` SLURP test sentences
+    spoken by each voice."""
+    from assistant.audio import read_file
+    from assistant.simulate.voices import espeak_speech, piper_speech
+
+    out = [("recorded", name, ref, "", read_file(speech_dir / name)) for name, ref in REFERENCES.items()]
     rows = [json.loads(line) for line in slurp_test.read_text().splitlines() if line.strip()][:sentences]
-    out += [("slurp-piper", str(r["slurp_id"]), r["sentence"], piper_speech(r["sentence"])) for r in rows]
+    speak = {"piper": piper_speech, "espeak": espeak_speech}
+    for voice in voices:
+        out += [
+            (f"slurp-{voice}", str(r["slurp_id"]), r["sentence"], r["intent"], speak[voice](r["sentence"]))
+            for r in rows
+        ]
     return out
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    if not rows:
+        return {"n": 0}
     lat = sorted(r["ms"] for r in rows)
+    gold = [r for r in rows if r["gold"]]
     return {
         "n": len(rows),
+        "intent_accuracy": round(sum(r["intent"] == r["gold"] for r in gold) / len(gold), 4) if gold else None,
         "mean_wer": round(statistics.fmean(r["wer"] for r in rows), 4),
         "latency_ms_median": round(statistics.median(lat), 1),
         "latency_ms_p90": round(lat[min(len(lat) - 1, int(0.9 * len(lat)))], 1),
@@ -74,24 +90,27 @@ def compare(
     slurp_test: Path,
     sentences: int = 100,
     progress: Callable[[str], None] = print,
+    nlu: Any = None,
+    voices: tuple[str, ...] = ("piper", "espeak"),
 ) -> dict[str, Any]:
-    """WER and latency per model and set; `make(model)` builds the ASR backend."""
+    """WER, latency (and intent accuracy with `nlu`) per model and set; `make(model)` builds the ASR backend."""
     from assistant.audio import PIPELINE_RATE
 
     progress("synthesizing ...")
-    data = clips(speech_dir, slurp_test, sentences)
+    data = clips(speech_dir, slurp_test, sentences, voices)
     asrs = {}
     for m in models:
         t0 = time.perf_counter()
         asrs[m] = make(m)
-        asrs[m].transcribe(data[0][3], "en")  # warm-up (first call allocates)
+        asrs[m].transcribe(data[0][4], "en")  # warm-up (first call allocates)
         progress(f"{m}: loaded in {time.perf_counter() - t0:.1f} s ({asrs[m].version})")
     per: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
-    for i, (kind, name, ref, audio) in enumerate(data):
+    for i, (kind, name, ref, gold, audio) in enumerate(data):
         for m, asr in asrs.items():
             t0 = time.perf_counter()
             text = asr.transcribe(audio, "en").text
             ms = (time.perf_counter() - t0) * 1000
+            intent = nlu.parse(text or " ").intent if (nlu is not None and gold) else ""
             per[m].append(
                 {
                     "set": kind,
@@ -101,6 +120,8 @@ def compare(
                     "wer": _wer(ref, text),
                     "ms": ms,
                     "audio_s": len(audio) / PIPELINE_RATE,
+                    "gold": gold if nlu is not None else "",
+                    "intent": intent,
                 }
             )
         if i % 25 == 0:
@@ -109,7 +130,7 @@ def compare(
     for m, rows in per.items():
         out["models"][m] = {
             "version": asrs[m].version,
-            **{kind: _summary([r for r in rows if r["set"] == kind]) for kind in ("recorded", "slurp-piper")},
+            **{kind: _summary([r for r in rows if r["set"] == kind]) for kind in SETS},
             "recorded_heard": {r["clip"]: r["heard"] for r in rows if r["set"] == "recorded"},
         }
     return out

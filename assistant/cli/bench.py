@@ -51,12 +51,16 @@ def register(sub) -> None:
         default=None,
         help="instead: these recognisers side by side, e.g. tiny.en,base (WER and decode latency per request)",
     )
-    p.add_argument("--sentences", type=int, default=100, help="SLURP test sentences (Piper) for --asr-models")
+    p.add_argument(
+        "--sentences", type=int, default=100, help="SLURP test sentences (Piper and espeak-ng) for --asr-models"
+    )
+    p.add_argument("--voices", default="piper,espeak", help="voices for the SLURP sentences of --asr-models")
     add_pipeline_options(p)
     p.set_defaults(func=run)
 
 
 def run_asr_models(args: argparse.Namespace) -> int:
+    from assistant.backends.nlu.onnx_joint import OnnxJointNlu
     from assistant.bench.asr_models import compare
     from assistant.config import shared_data_dir
     from assistant.core import registry
@@ -74,21 +78,25 @@ def run_asr_models(args: argparse.Namespace) -> int:
         shared_data_dir() / "slurp" / "test.jsonl",
         sentences=args.sentences,
         progress=(lambda m: None) if args.json else (lambda m: print(m, flush=True)),
+        nlu=OnnxJointNlu(),  # models/nlu
+        voices=tuple(v for v in args.voices.split(",") if v),
     )
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
     table = Table(title=f"recognisers side by side ({settings.asr.threads} threads, beam {settings.asr.beam_size})")
-    for col in ("model", "set", "n", "WER", "median ms", "p90 ms", "mean audio s"):
+    for col in ("model", "set", "n", "WER", "intent acc", "median ms", "p90 ms", "mean audio s"):
         table.add_column(col)
     for model, r in res["models"].items():
-        for kind in ("recorded", "slurp-piper"):
-            s = r[kind]
+        for kind, s in r.items():
+            if not isinstance(s, dict) or not s.get("n") or "mean_wer" not in s:
+                continue
             table.add_row(
                 model,
                 kind,
                 str(s["n"]),
                 f"{s['mean_wer']:.3f}",
+                "" if s["intent_accuracy"] is None else f"{s['intent_accuracy']:.3f}",
                 f"{s['latency_ms_median']:.0f}",
                 f"{s['latency_ms_p90']:.0f}",
                 f"{s['audio_seconds_mean']:.1f}",

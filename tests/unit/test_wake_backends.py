@@ -63,3 +63,13 @@ def test_quiet_room_is_quiet_but_not_digital_silence():
     x = quiet_room(2.0, dbfs=-60.0).astype(np.float64)
     rms_dbfs = 20 * np.log10(np.sqrt(np.mean(x**2)) / 32768)
     assert -61.0 < rms_dbfs < -59.0 and np.count_nonzero(x) > 0.9 * len(x)
+
+
+def test_the_model_self_check_judges_both_wake_backends():
+    from types import SimpleNamespace
+
+    from assistant import models_check
+
+    assert models_check._checkable("wake", SimpleNamespace(name="microwakeword"))
+    assert models_check._checkable("wake", SimpleNamespace(name="openwakeword"))
+    assert not models_check._checkable("wake", SimpleNamespace(name="plug-in"))

@@ -28,7 +28,8 @@ class _Section(BaseModel):
 
 
 class WakeSettings(_Section):
-    backend: str = "openwakeword"
+    backend: str = "microwakeword"
+    """microwakeword (default: a tenth of the idle CPU, Apache-2.0 models) or openwakeword (docs/wake.md)."""
     models: list[str] = Field(default_factory=lambda: ["alexa", "hey_jarvis"], min_length=1)
     """Built-in model names or paths. openwakeword: alexa, hey_jarvis, hey_mycroft, okay_nabu, hey_rhasspy, or a .tflite
     path; microwakeword: alexa, hey_jarvis, hey_mycroft, okay_nabu, or a microWakeWord .json manifest path."""

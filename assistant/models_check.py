@@ -249,14 +249,15 @@ def self_check(backends: dict[str, Any], stages: tuple[str, ...] = STAGES) -> li
 def _checkable(stage: str, backend: Any) -> bool:
     """Only the shipped engines have recorded outputs; a plug-in backend (registry) is not judged by them."""
     known = {
-        "wake": "openwakeword",
+        "wake": ("openwakeword", "microwakeword"),  # both score the clip ~1 and silence ~0 (same expectations)
         "vad": "silero-vad",
         "asr": "faster-whisper",
         "nlu": "onnx-joint-nlu",
         "tts": "piper",
         "speaker": "speaker-id",
     }
-    return getattr(backend, "name", "") == known.get(stage)
+    names = known.get(stage, ())
+    return getattr(backend, "name", "") in ((names,) if isinstance(names, str) else names)
 
 
 def runner_backends(runner: Any) -> dict[str, Any]:

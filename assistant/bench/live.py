@@ -166,10 +166,7 @@ def measure_live(
             figures["barge_in_wake_end_to_stopped_ms"] = _stats(react)
             figures["barge_in_decision_to_stopped_ms"] = _stats(decide)
             figures["barge_ins_detected"] = f"{len(react)}/{barge_ins}"
-            progress(
-                f"barge-in: {figures['barge_in_wake_end_to_stopped_ms']} detected {figures['barge_ins_detected']}",
-                flush=True,
-            )
+            progress(f"barge-in: {figures['barge_in_wake_end_to_stopped_ms']} detected {figures['barge_ins_detected']}")
 
             # 4. false barge-ins: N responses spoken with the echo path on, nobody talking
             false_wakes = 0

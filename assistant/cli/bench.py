@@ -38,8 +38,136 @@ def register(sub) -> None:
         action="store_true",
         help="instead: speaker identification on real and synthetic voices (accuracy, false accepts, EER, cost)",
     )
+    p.add_argument(
+        "--wake",
+        action="store_true",
+        help="instead: wake word backends side by side (idle CPU, detection rate, false wakes per hour)",
+    )
+    p.add_argument(
+        "--wake-backends",
+        default="microwakeword,openwakeword,openwakeword+gate",
+        help="for --wake (comma-separated; +gate: openwakeword behind an energy gate at --gate-dbfs)",
+    )
+    p.add_argument("--gate-dbfs", type=float, default=-50.0, help="energy gate level for openwakeword+gate")
+    p.add_argument("--negative-minutes", type=float, default=60.0, help="non-wake speech for --wake (minutes)")
+    p.add_argument("--idle-seconds", type=float, default=60.0, help="quiet-room audio for --wake idle CPU")
+    p.add_argument(
+        "--asr-models",
+        default=None,
+        help="instead: these recognisers side by side, e.g. tiny.en,base (WER and decode latency per request)",
+    )
+    p.add_argument(
+        "--sentences", type=int, default=100, help="SLURP test sentences (Piper and espeak-ng) for --asr-models"
+    )
+    p.add_argument("--voices", default="piper,espeak", help="voices for the SLURP sentences of --asr-models")
     add_pipeline_options(p)
     p.set_defaults(func=run)
+
+
+def run_asr_models(args: argparse.Namespace) -> int:
+    from assistant.backends.nlu.onnx_joint import OnnxJointNlu
+    from assistant.bench.asr_models import compare
+    from assistant.config import shared_data_dir
+    from assistant.core import registry
+
+    settings = load_settings(args.config, args.profile)
+
+    def make(model: str):
+        asr = settings.asr.model_copy(update={"model": model})
+        return registry.create("asr", asr.backend, registry.Build(settings=settings.model_copy(update={"asr": asr})))
+
+    res = compare(
+        make,
+        [m for m in args.asr_models.split(",") if m],
+        shared_data_dir() / "speech",
+        shared_data_dir() / "slurp" / "test.jsonl",
+        sentences=args.sentences,
+        progress=(lambda m: None) if args.json else (lambda m: print(m, flush=True)),
+        nlu=OnnxJointNlu(),  # models/nlu
+        voices=tuple(v for v in args.voices.split(",") if v),
+    )
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    table = Table(title=f"recognisers side by side ({settings.asr.threads} threads, beam {settings.asr.beam_size})")
+    for col in ("model", "set", "n", "WER", "intent acc", "median ms", "p90 ms", "mean audio s"):
+        table.add_column(col)
+    for model, r in res["models"].items():
+        for kind, s in r.items():
+            if not isinstance(s, dict) or not s.get("n") or "mean_wer" not in s:
+                continue
+            table.add_row(
+                model,
+                kind,
+                str(s["n"]),
+                f"{s['mean_wer']:.3f}",
+                "" if s["intent_accuracy"] is None else f"{s['intent_accuracy']:.3f}",
+                f"{s['latency_ms_median']:.0f}",
+                f"{s['latency_ms_p90']:.0f}",
+                f"{s['audio_seconds_mean']:.1f}",
+            )
+    Console().print(table)
+    return 0
+
+
+def run_wake(args: argparse.Namespace) -> int:
+    import os
+
+    from assistant.bench.wake import compare
+    from assistant.config import shared_data_dir
+    from assistant.core import registry
+
+    settings = load_settings(args.config, args.profile)
+
+    def factory(name: str):
+        backend, _, option = name.partition("+")
+        gate = args.gate_dbfs if option == "gate" else None
+
+        def make(models: list[str]):
+            wake = settings.wake.model_copy(update={"backend": backend, "models": models, "energy_gate_dbfs": gate})
+            build = registry.Build(settings=settings.model_copy(update={"wake": wake}))
+            return registry.create("wake", backend, build)
+
+        return make
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "voice-assistant" / "bench-wake"
+    res = compare(
+        {name: factory(name) for name in args.wake_backends.split(",") if name},
+        shared_data_dir() / "speech",
+        shared_data_dir() / "slurp" / "test.jsonl",
+        models=list(settings.wake.models),
+        threshold=settings.wake.threshold,
+        refractory_s=settings.wake.refractory_seconds,
+        negative_minutes=args.negative_minutes,
+        idle_seconds=args.idle_seconds,
+        cache_dir=cache,
+        progress=(lambda m: None) if args.json else (lambda m: print(m, flush=True)),
+    )
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    table = Table(title=f"wake word backends (threshold {res['threshold']}, {res['non_wake']['hours']} h non-wake)")
+    for col in ("backend", "idle CPU % core", "4 models", "real clips", "synthetic", "false wakes/h", "speech CPU"):
+        table.add_column(col)
+    for name, r in res["backends"].items():
+        dr, ds = r["detection_real"], r["detection_synthetic"]
+        table.add_row(
+            name,
+            f"{r['idle_cpu_percent_of_one_core']:.2f} ({len(res['idle_models'])} models)",
+            f"{r['idle_cpu_percent_all_four_models']:.2f}",
+            f"{dr['detected']}/{dr['clips']}",
+            f"{ds['detected']}/{ds['clips']}",
+            f"{r['false_wakes_per_hour']:.2f} ({r['false_wakes']})",
+            f"{r['speech_cpu_percent_all_four_models']:.2f}",
+        )
+    Console().print(table)
+    for name, r in res["backends"].items():
+        missed = {**r["detection_real"]["missed"], **r["detection_synthetic"]["missed"]}
+        if missed:
+            print(f"{name} missed: {missed}")
+        if r["false_wakes"]:
+            print(f"{name} false wakes by model: {r['false_wakes_by_model']}")
+    return 0
 
 
 def run_endpointing(args: argparse.Namespace) -> int:
@@ -98,6 +226,10 @@ def run(args: argparse.Namespace) -> int:
         return run_endpointing(args)
     if args.speakers:
         return run_speakers(args)
+    if args.wake:
+        return run_wake(args)
+    if args.asr_models:
+        return run_asr_models(args)
     settings = load_settings(args.config, args.profile)
     result = measure(settings, args.home, args.files, args.rounds, args.catalog_entries)
     if args.json:

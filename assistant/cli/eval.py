@@ -23,6 +23,11 @@ def register(sub) -> None:
         help="speak each sentence with this voice and evaluate on what the ASR heard (slow: ~0.5 s a row)",
     )
     n.add_argument(
+        "--asr-model",
+        default=None,
+        help="with --spoken: the recogniser (tiny.en, base, or a CTranslate2 directory; default: pipeline.yaml's)",
+    )
+    n.add_argument(
         "--transcripts",
         type=Path,
         default=None,
@@ -122,7 +127,7 @@ def run_nlu(args: argparse.Namespace) -> int:
     if args.spoken:
         from assistant.training.nlu_eval import SpokenNlu
 
-        backend = SpokenNlu(backend, args.spoken, args.transcripts)
+        backend = SpokenNlu(backend, args.spoken, args.transcripts, args.asr_model)
     metrics = evaluate(rows, backend, limit=args.limit)
     if args.spoken:
         import statistics

@@ -35,7 +35,10 @@ Factory = Callable[[Build], Any]
 
 # stage -> backend name -> "module:function" (imported on first use)
 BUILTIN: dict[str, dict[str, str]] = {
-    "wake": {"openwakeword": "assistant.backends.wake.openwakeword:create"},
+    "wake": {
+        "openwakeword": "assistant.backends.wake.openwakeword:create",
+        "microwakeword": "assistant.backends.wake.microwakeword:create",
+    },
     "vad": {"silero": "assistant.backends.vad.silero:create"},
     "speaker": {"resemblyzer-onnx": "assistant.speakers.identify:create"},
     "asr": {"faster-whisper": "assistant.backends.asr.faster_whisper:create"},

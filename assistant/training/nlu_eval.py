@@ -190,11 +190,13 @@ class SpokenNlu:
     """NLU on what the ASR hears: each gold sentence is synthesized (Piper or espeak-ng), transcribed by the
     pipeline's faster-whisper backend, and the transcript is parsed. Slots are then scored by value."""
 
-    def __init__(self, nlu, voice: str, transcripts: Path | None = None) -> None:
+    def __init__(self, nlu, voice: str, transcripts: Path | None = None, asr_model: str | None = None) -> None:
         from assistant.config import load_settings
         from assistant.core import registry
 
         settings = load_settings()
+        if asr_model:  # another recogniser than pipeline.yaml's (`eval nlu --asr-model base`)
+            settings = settings.model_copy(update={"asr": settings.asr.model_copy(update={"model": asr_model})})
         self.nlu, self.voice = nlu, voice
         self.asr = registry.create("asr", settings.asr.backend, registry.Build(settings=settings))
         self.wers: list[float] = []

@@ -31,6 +31,7 @@ def _guard(monkeypatch):
         ("ctranslate2.models", "Whisper"),
         ("piper", "PiperVoice"),
         ("pyopen_wakeword", "Model"),
+        ("pymicro_wakeword", "MicroWakeWord"),
     ):
         try:
             mod = __import__(module, fromlist=[name])

@@ -1,10 +1,11 @@
 """Wyoming wake word: Detect(names), AudioStart, AudioChunk..., AudioStop -> Detection (each time) / NotDetected.
 
-Each connection gets its own openWakeWord detector (its windows are per-stream state) with the models the Detect
-asked for, else those of pipeline.yaml; a name may be given as wyoming-openwakeword does ("hey_jarvis",
-"hey_jarvis_v0.1", "hey jarvis"). Every model built into pyopen-wakeword is listed in `info` as installed: they ship
-with the package. A detection needs `wake.threshold` and is followed by `wake.refractory_seconds` of silence from
-that model, as in replay and live. One audio stream (AudioStart..AudioStop) is traced as one turn with its wake span.
+Each connection gets its own detector of the configured wake backend (openWakeWord or microWakeWord; its windows
+are per-stream state) with the models the Detect asked for, else those of pipeline.yaml; a name may be given as
+wyoming-openwakeword does ("hey_jarvis", "hey_jarvis_v0.1", "hey jarvis"). Every model built into the backend's
+package is listed in `info` as installed: they ship with the package. A detection needs `wake.threshold` and is
+followed by `wake.refractory_seconds` of silence from that model, as in replay and live. One audio stream
+(AudioStart..AudioStop) is traced as one turn with its wake span.
 """
 
 from __future__ import annotations
@@ -27,7 +28,29 @@ FRAME = audio_io.FRAME_SAMPLES
 RATE = audio_io.PIPELINE_RATE
 
 
-def builtin_models() -> list[str]:
+# what Home Assistant shows for each wake backend: (description, attribution name, url, model licence)
+_ABOUT = {
+    "openwakeword": (
+        "openWakeWord",
+        "dscripka openWakeWord",
+        "https://github.com/dscripka/openWakeWord",
+        "CC BY-NC-SA 4.0",
+    ),
+    "microwakeword": (
+        "microWakeWord",
+        "kahrendt microWakeWord",
+        "https://github.com/kahrendt/microWakeWord",
+        "Apache-2.0",
+    ),
+}
+
+
+def builtin_models(backend: str = "openwakeword") -> list[str]:
+    """The models the wake backend ships (microwakeword has no hey_rhasspy)."""
+    if backend == "microwakeword":
+        from assistant.backends.wake.microwakeword import builtin_models as micro_models
+
+        return micro_models()
     from pyopen_wakeword import Model
 
     return [m.value for m in Model]
@@ -39,32 +62,34 @@ def _phrase(name: str) -> str:
 
 def program(service: Service) -> WakeProgram:
     wake = service.runner.wake
+    backend = service.settings.wake.backend
+    what, who, url, licence = _ABOUT.get(backend, _ABOUT["openwakeword"])
     return WakeProgram(
         name="assistant-wake",
-        description="openWakeWord (the voice assistant's wake word)",
-        attribution=Attribution(name="dscripka openWakeWord", url="https://github.com/dscripka/openWakeWord"),
+        description=f"{what} (the voice assistant's wake word)",
+        attribution=Attribution(name=who, url=url),
         installed=True,
         version=service.version,
         models=[
             WakeModel(
                 name=m,
-                description=f"{_phrase(m)} ({getattr(wake, 'version', 'pyopen-wakeword')}; CC BY-NC-SA 4.0)",
+                description=f"{_phrase(m)} ({getattr(wake, 'version', backend)}; {licence})",
                 phrase=_phrase(m),
-                attribution=Attribution(name="dscripka", url="https://github.com/dscripka/openWakeWord"),
+                attribution=Attribution(name=who.split()[0], url=url),
                 installed=True,
                 version=None,
                 languages=["en"],
             )
-            for m in builtin_models()
+            for m in builtin_models(backend)
         ],
     )
 
 
-def model_names(asked: list[str] | None, default: list[str]) -> list[str]:
+def model_names(asked: list[str] | None, default: list[str], backend: str = "openwakeword") -> list[str]:
     """Our model ids for the names a Detect asked for (unknown names are an error that lists the known ones)."""
     if not asked:
         return list(default)
-    known = builtin_models()
+    known = builtin_models(backend)
     out = []
     for name in asked:
         key = re.sub(r"_v\d+(\.\d+)*$", "", name.strip().lower()).replace(" ", "_").replace("ok_", "okay_")
@@ -97,7 +122,8 @@ class WakeHandler:
     async def handle(self, event: Event, send: Send) -> None:
         if Detect.is_type(event.type):
             names = Detect.from_event(event).names
-            self.asked = model_names(names, self.service.settings.wake.models)
+            w = self.service.settings.wake
+            self.asked = model_names(names, w.models, w.backend)
             return
         if AudioStart.is_type(event.type) or self.stream is None:
             self.stream = WakeStream(models=tuple(self.asked or self.service.settings.wake.models))

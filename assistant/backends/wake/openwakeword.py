@@ -26,7 +26,8 @@ def _package_version() -> str:
 class OpenWakeWordBackend:
     name = "openwakeword"
 
-    def __init__(self, models: list[str]) -> None:
+    def __init__(self, models: list[str], energy_gate_dbfs: float | None = None) -> None:
+        """`energy_gate_dbfs`: skip all work while the room is quieter than this (gate.py); None: always run."""
         try:
             from pyopen_wakeword import Model, OpenWakeWord, OpenWakeWordFeatures
         except ImportError as err:
@@ -52,13 +53,21 @@ class OpenWakeWordBackend:
                 ) from err
             self._classifiers[clf.id if path.suffix == ".tflite" else model] = clf
         self.models = tuple(self._classifiers)
+        self._gate = None
+        if energy_gate_dbfs is not None:
+            from assistant.backends.wake.gate import EnergyGate
+
+            self._gate = EnergyGate(energy_gate_dbfs)
+            self.version += f" (energy gate {energy_gate_dbfs:g} dBFS)"
 
     def process(self, frame: np.ndarray) -> dict[str, float]:
         scores = dict.fromkeys(self._classifiers, 0.0)
-        for embedding in self._features.process_streaming(np.asarray(frame, dtype=np.int16).tobytes()):
-            for name, clf in self._classifiers.items():
-                for prob in clf.process_streaming(embedding):
-                    scores[name] = max(scores[name], float(prob))
+        frame = np.asarray(frame, dtype=np.int16)
+        for admitted in self._gate.admit(frame) if self._gate is not None else [frame]:
+            for embedding in self._features.process_streaming(admitted.tobytes()):
+                for name, clf in self._classifiers.items():
+                    for prob in clf.process_streaming(embedding):
+                        scores[name] = max(scores[name], float(prob))
         return scores
 
     def reset(self) -> None:
@@ -69,4 +78,5 @@ class OpenWakeWordBackend:
 
 def create(build) -> OpenWakeWordBackend:
     """Registry factory (`wake.backend: openwakeword`)."""
-    return OpenWakeWordBackend(build.settings.wake.models)
+    w = build.settings.wake
+    return OpenWakeWordBackend(w.models, energy_gate_dbfs=w.energy_gate_dbfs)

@@ -1,0 +1,77 @@
+"""The microWakeWord backend on real audio: it wakes on the shared wake clips, stays quiet on speech without a wake
+word, and drives the whole pipeline (replay) the way openWakeWord does."""
+
+from __future__ import annotations
+
+import pytest
+import soundfile as sf
+
+from assistant.apps.replay import replay_file
+from assistant.audio import PIPELINE_RATE, read_file
+from assistant.backends.wake.microwakeword import MicroWakeWordBackend
+from assistant.bench.wake import WAKE_WORDS, best_score, count_wakes
+from assistant.simulate.voices import compose, piper_speech
+
+
+@pytest.fixture(scope="module")
+def micro():
+    return MicroWakeWordBackend(list(WAKE_WORDS))
+
+
+def _padded(clip):
+    return compose([1.0, clip, 1.0])
+
+
+@pytest.mark.parametrize(
+    "clip, model",
+    [
+        ("wyoming_openwakeword/alexa.wav", "alexa"),
+        ("wyoming_openwakeword/hey_jarvis.wav", "hey_jarvis"),
+        ("wyoming_openwakeword/hey_mycroft.wav", "hey_mycroft"),
+        ("wyoming_openwakeword/okay_nabu.wav", "okay_nabu"),
+        ("openwakeword/tests/data/alexa_test.wav", "alexa"),
+    ],
+)
+def test_real_wake_clip_wakes_its_model_only(micro, speech_dir, clip, model):
+    audio = _padded(read_file(speech_dir / clip))
+    assert best_score(micro, audio, model) >= 0.5
+    for other in WAKE_WORDS:
+        if other != model:
+            assert best_score(micro, audio, other) < 0.5, other
+
+
+def test_speech_without_a_wake_word_does_not_wake(micro, speech_dir):
+    parts = [
+        read_file(speech_dir / name)
+        for name in (
+            "openwakeword/tests/data/hey_jane.wav",
+            "wyoming_openwakeword/computer.wav",
+            "wyoming_openwakeword/hey_rhasspy.wav",
+            "arm_ml_eval_kit/resources/asr/samples/another_engineer.wav",
+            "whisper/jfk.flac",
+        )
+    ]
+    parts.append(piper_speech("Turn on the kitchen light and tell me the weather for tomorrow."))
+    audio = compose([x for p in parts for x in (p, 0.5)])
+    assert count_wakes(micro, audio, threshold=0.5, refractory_s=2.0) == []
+
+
+def test_pipeline_wakes_with_microwakeword_and_acts(make_pipeline, settings, speech_dir, tmp_path):
+    cfg = settings.model_copy(update={"wake": settings.wake.model_copy(update={"backend": "microwakeword"})})
+    path = tmp_path / "wake_then_request.wav"
+    wake = read_file(speech_dir / "wyoming_openwakeword" / "hey_jarvis.wav")
+    sf.write(path, compose([wake, 0.2, piper_speech("what time is it"), 2.0]), PIPELINE_RATE)
+    p = make_pipeline(config=cfg)
+    assert p.wake.name == "microwakeword"
+    recs = list(replay_file(p, path))
+    assert len(recs) == 1 and recs[0]["wake"]["model"] == "hey_jarvis" and recs[0]["wake"]["score"] >= 0.5
+    assert recs[0]["intent"] == "datetime_query"
+    spans = {s["stage"]: s for s in p.store.get_turn(recs[0]["turn_id"])["spans"]}
+    assert spans["wake"]["backend"] == "microwakeword"
+
+
+def test_unknown_model_is_a_clear_error():
+    from assistant.errors import ModelError
+
+    with pytest.raises(ModelError, match=r"built-in ones: .*alexa"):
+        MicroWakeWordBackend(["hey_rhasspy"])

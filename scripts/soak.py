@@ -15,6 +15,9 @@ Not part of the test suite. Writes OUT/soak.jsonl (one sample a line) and OUT/su
 from __future__ import annotations
 
 import argparse
+import collections
+import ctypes
+import gc
 import json
 import os
 import random
@@ -37,15 +40,59 @@ def proc_status() -> dict[str, float]:
     with open("/proc/self/status") as f:
         for line in f:
             key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "Threads"):
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "Threads"):
                 fields[key] = int(value.split()[0])
     return {
         "rss_mb": round(fields["VmRSS"] / 1024, 1),
         "peak_rss_mb": round(fields["VmHWM"] / 1024, 1),
+        "anon_mb": round(fields["RssAnon"] / 1024, 1),  # heap and arenas (what can leak)
+        "file_mb": round(fields["RssFile"] / 1024, 1),  # mapped libraries and model files
         "threads": fields["Threads"],
         "py_threads": threading.active_count(),
         "fds": len(os.listdir("/proc/self/fd")),
     }
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def malloc_stats() -> dict[str, float]:
+    """glibc's view of the C heap: in use vs. free-but-kept (fragmentation), and mmapped blocks; {} off glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _Mallinfo2
+        m = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return {}
+    return {
+        "c_in_use_mb": round(m.uordblks / 2**20, 1),
+        "c_free_kept_mb": round(m.fordblks / 2**20, 1),
+        "c_mmapped_mb": round(m.hblkhd / 2**20, 1),
+    }
+
+
+def python_heap() -> dict[str, int]:
+    return {"py_blocks": sys.getallocatedblocks(), "gc_objects": len(gc.get_objects())}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def recordings() -> list[tuple[Path, bool]]:
@@ -86,6 +133,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=0.1, help="share of the run that is warm-up (default 0.1)")
     ap.add_argument("--out", type=Path, default=Path("soak"))
     ap.add_argument("--seed", type=int, default=21)
+    ap.add_argument("--step-mb", type=float, default=3.0, help="log turns that grow RSS by this much (steps.jsonl)")
+    ap.add_argument("--diag", action="store_true", help="also count Python objects by type at every sample")
     args = ap.parse_args()
 
     from assistant.apps.replay import segment
@@ -107,13 +156,32 @@ def main() -> int:
     lat: list[float] = []
     turns = errors = 0
     next_sample = time.monotonic()
-    with samples_path.open("w") as out:
+    type_counts: collections.Counter = collections.Counter()
+    with samples_path.open("w") as out, (args.out / "steps.jsonl").open("w") as steps:
         for path, no_wake, frames in stream(recordings(), rng, stats):
             for req in segment(runner, frames, str(path), no_wake=no_wake):
+                before = rss_mb()
                 rec = runner.run(req)
                 turns += 1
                 errors += bool(rec.get("error"))
                 lat.append(rec["latency_ms"].get("processing_to_first_audio", rec["latency_ms"].get("total", 0.0)))
+                grew = rss_mb() - before
+                if grew >= args.step_mb:  # where memory grows, turn by turn: the clip, what was heard and said
+                    step = {
+                        "turn": turns,
+                        "t_s": round(time.monotonic() - t_start, 1),
+                        "rss_mb": round(rss_mb(), 1),
+                        "grew_mb": round(grew, 1),
+                        "clip": path.name,
+                        "audio_s": round(len(req.samples) / 16000, 1) if req.samples is not None else None,
+                        "transcript_chars": len(rec.get("transcript") or ""),
+                        "response_chars": len(rec.get("response_text") or ""),
+                        "intent": rec.get("intent"),
+                        "latency_ms": rec.get("latency_ms"),
+                        **malloc_stats(),
+                    }
+                    steps.write(json.dumps(step, default=str) + "\n")
+                    steps.flush()
             now = time.monotonic()
             done = stats["audio_seconds"] >= args.audio_hours * 3600 or (deadline is not None and now >= deadline)
             if now >= next_sample or done:
@@ -127,7 +195,13 @@ def main() -> int:
                     "lat_median_ms": round(statistics.median(lat), 1) if lat else None,
                     "lat_p90_ms": round(float(np.percentile(lat, 90)), 1) if lat else None,
                     "lat_n": len(lat),
+                    **malloc_stats(),
+                    **python_heap(),
                 }
+                if args.diag:  # which Python object types grew since the last sample
+                    counts = collections.Counter(type(o).__name__ for o in gc.get_objects())
+                    s["py_type_growth"] = dict((counts - type_counts).most_common(8))
+                    type_counts = counts
                 samples.append(s)
                 out.write(json.dumps(s) + "\n")
                 out.flush()

@@ -2,9 +2,12 @@
 
 `scripts/soak.py` drives it (replayed audio through one runner, or `assistant listen` on the virtual microphone);
 this module samples a process and judges the curve against issue 21's criteria:
-- RSS flat within 5% after warm-up: the spread of the post-warm-up samples, and the end against the start,
-  both within `rss_pct` of the post-warm-up start;
-- no file-descriptor or thread growth (the post-warm-up maximum at most `slack` above the minimum);
+- RSS flat within 5% after warm-up: the spread of the post-warm-up curve, and its end against its start, both
+  within `rss_pct` of the start;
+- no file-descriptor or thread growth (the post-warm-up curve's maximum at most `slack` above its minimum).
+  The curves are rolling medians of `smooth` samples: a sample taken during a turn holds that turn's working memory,
+  audio streams and threads (`assistant listen` swings by ~15% between idle and answering), which is not growth;
+  a leak moves the median, a turn in flight does not. The raw range and the peak are reported beside it;
 - latency stable: the median of the last third of the post-warm-up samples at most `latency_ratio` times the first
   third's (the load average is sampled too, since on a shared machine latency follows the load).
 Pure functions over sample dicts, so the verdict logic has its own unit test.
@@ -78,12 +81,19 @@ def _median(values: Sequence[float]) -> float | None:
     return round(statistics.median(values), 1) if values else None
 
 
+def rolling_median(values: Sequence[float], window: int) -> list[float]:
+    """Median of each run of `window` consecutive values (the whole list when it is shorter)."""
+    w = max(1, min(window, len(values)))
+    return [round(statistics.median(values[i : i + w]), 1) for i in range(len(values) - w + 1)]
+
+
 def judge(
     samples: Sequence[dict[str, Any]],
     warmup: float = 0.1,
     rss_pct: float = 5.0,
     slack: int = 2,
     latency_ratio: float = 1.5,
+    smooth: int = 5,
 ) -> dict[str, Any]:
     """Summary and verdict of one process's samples (dicts with t_s, rss_mb, fds, threads, lat_median_ms, ...).
 
@@ -95,11 +105,11 @@ def judge(
     if len(warm) < 3:
         warm = list(samples[-3:])
     base, last = warm[0], warm[-1]
-    rss = [s["rss_mb"] for s in warm]
-    growth = (last["rss_mb"] - base["rss_mb"]) / base["rss_mb"] * 100
-    span = (max(rss) - min(rss)) / base["rss_mb"] * 100
-    fds = [s["fds"] for s in warm]
-    threads = [s["threads"] for s in warm]
+    rss = rolling_median([s["rss_mb"] for s in warm], smooth)
+    growth = (rss[-1] - rss[0]) / rss[0] * 100
+    span = (max(rss) - min(rss)) / rss[0] * 100
+    fds = rolling_median([s["fds"] for s in warm], smooth)
+    threads = rolling_median([s["threads"] for s in warm], smooth)
     lats = [s["lat_median_ms"] for s in warm if s.get("lat_median_ms") is not None]
     third = max(1, len(lats) // 3)
     lat_first, lat_last = _median(lats[:third]), _median(lats[-third:])
@@ -110,12 +120,13 @@ def judge(
         "warmup_minutes": round(base["t_s"] / 60, 1),
         "turns": last.get("turns"),
         "audio_hours": last.get("audio_h"),
-        "rss_mb_after_warmup": base["rss_mb"],
-        "rss_mb_end": last["rss_mb"],
+        "rss_mb_after_warmup": rss[0],
+        "rss_mb_end": rss[-1],
         "rss_mb_range_after_warmup": [min(rss), max(rss)],
+        "rss_mb_raw_range_after_warmup": [min(s["rss_mb"] for s in warm), max(s["rss_mb"] for s in warm)],
         "rss_growth_pct": round(growth, 2),
         "rss_span_pct": round(span, 2),
-        "rss_mb_per_hour": round((last["rss_mb"] - base["rss_mb"]) / hours, 1),
+        "rss_mb_per_hour": round((rss[-1] - rss[0]) / hours, 1),
         "peak_rss_mb": max(s.get("peak_rss_mb", s["rss_mb"]) for s in samples),
         "fds": [min(fds), max(fds)],
         "threads": [min(threads), max(threads)],

@@ -79,3 +79,18 @@ def test_curve_table_and_process_sampling():
     assert proc_status(os.getpid())["threads"] == me["threads"]
     heap = heap_status()
     assert heap["py_blocks"] > 1000
+
+
+def test_turns_in_flight_are_not_growth_but_a_leak_under_them_is():
+    # `listen` sampled at random phases: idle 575 MB, answering 660 MB (+15%), two open audio streams, one thread
+    busy = lambda i: i % 3 == 1  # noqa: E731
+    swinging = series(
+        rss=lambda i: 660.0 if busy(i) else 575.0,
+        fds=lambda i: 29 if busy(i) else 22,
+        threads=lambda i: 20 if busy(i) else 18,
+    )
+    v = judge(swinging)
+    assert v["passed"], v["reasons"]
+    assert v["rss_mb_raw_range_after_warmup"] == [575.0, 660.0]
+    leaking = judge(series(rss=lambda i: (660.0 if busy(i) else 575.0) + 2 * i))
+    assert not leaking["verdict"]["rss_flat_within_pct"]

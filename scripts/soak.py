@@ -77,7 +77,7 @@ def stream(decoded, rng: random.Random, stats: dict, skip_seconds: float = 0.0):
             silence = np.zeros(int(rng.uniform(1.0, 6.0) * audio_io.PIPELINE_RATE), dtype=np.int16)
             whole = np.concatenate([samples, silence])
             stats["audio_seconds"] += len(whole) / audio_io.PIPELINE_RATE
-            if stats["audio_seconds"] <= skip_seconds:
+            if stats["audio_seconds"] <= skip_seconds + 0.05:  # (audio_s is rounded; every clip is > 1 s)
                 continue
             n = audio_io.FRAME_SAMPLES
             whole = np.concatenate([whole, np.zeros((-len(whole)) % n, dtype=np.int16)])
@@ -141,7 +141,7 @@ def replay_soak(args) -> None:
 
     previous = load_samples(args.out) if args.resume else []
     seg = previous[-1].get("segment", 0) + 1 if previous else 0
-    start_audio_s = previous[-1]["audio_h"] * 3600 if previous else 0.0
+    start_audio_s = previous[-1].get("audio_s", previous[-1]["audio_h"] * 3600) if previous else 0.0
     turns = previous[-1]["turns"] if previous else 0
     errors = previous[-1].get("errors", 0) if previous else 0
     data_dir = args.out / "data"  # kept across a resume, like a real long run's store
@@ -187,6 +187,7 @@ def replay_soak(args) -> None:
                     "segment": seg,
                     "t_s": round(now - t_start, 1),
                     "audio_h": round(stats["audio_seconds"] / 3600, 3),
+                    "audio_s": round(stats["audio_seconds"], 1),
                     "turns": turns,
                     "errors": errors,
                     **proc_status(),

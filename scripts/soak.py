@@ -30,7 +30,6 @@ import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -112,6 +111,9 @@ def report(out: Path, warmup: float) -> dict:
         segments.setdefault(s.get("segment", 0), []).append(s)
     judged = []
     for seg, ss in sorted(segments.items()):
+        idle = [s for s in ss if s.get("idle")]
+        if len(idle) >= 3:  # listen: judge the listener between turns (every sample is in soak.jsonl)
+            ss = idle
         verdict = judge(ss, warmup)
         judged.append({"segment": seg, "mode": ss[0].get("mode", "replay")} | verdict)
         print(f"\nsegment {seg} ({ss[0].get('mode', 'replay')}): {len(ss)} samples")
@@ -206,7 +208,10 @@ def replay_soak(args) -> None:
 
 
 def listen_soak(args) -> None:
-    """`assistant listen` on the virtual microphone for --listen minutes, fed a request every few seconds."""
+    """`assistant listen` on the virtual microphone for --listen minutes. Like someone using it all day: a request
+    ("Alexa," + a recording), the answer, a pause of 4-10 s, the next. The listener is sampled when idle, 1.5 s after
+    each answer (a sample during a turn holds that turn's buffers, streams and threads: not growth), and at least
+    every --interval seconds."""
     from assistant.apps.virtual_audio import VirtualAudio
     from assistant.simulate.voices import compose, piper_speech
 
@@ -216,49 +221,65 @@ def listen_soak(args) -> None:
     cmd = [sys.executable, "-m", "assistant", "listen", "--profile", str(profile), "--data-dir", str(args.out / "data")]
     cmd += ["--duration", str(args.listen * 60), "--no-status", "--json"]
     turns_path = args.out / "turns.jsonl"
-    with turns_path.open("w") as turns_out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=va.env, stdout=turns_out, stderr=open(args.out / "listen.log", "w"))
+    with turns_path.open("w") as turns_out, (args.out / "listen.log").open("w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=va.env, stdout=turns_out, stderr=log)
     print(f"listen pid {proc.pid}: {' '.join(cmd)}", flush=True)
     wake = piper_speech("Alexa,")
-    clips = [(p, compose([0.3, wake, 0.4, x, 1.0]) if no_wake else x) for p, no_wake, x in decode(recordings())]
+    clips = [compose([0.3, wake, 0.4, x, 1.0]) if no_wake else x for _p, no_wake, x in decode(recordings())]
     rng = random.Random(args.seed)
-    stop = threading.Event()
-
-    def feed() -> None:  # a request, then the answer's time and a pause, like someone using it all day
-        while not stop.is_set():
-            rng.shuffle(clips)
-            for _path, samples in clips:
-                if stop.is_set() or proc.poll() is not None:
-                    return
-                player, _ = va.play(samples)
-                player.wait()
-                stop.wait(rng.uniform(4.0, 10.0))
-
-    feeder = threading.Thread(target=feed, daemon=True)
     t_start = time.monotonic()
-    started = False
     seen = 0
+    played = 0
+
+    def turns() -> list[dict]:
+        return [json.loads(line) for line in turns_path.read_text().splitlines() if line.startswith("{")]
+
+    def sample(out, idle: bool) -> None:
+        nonlocal seen
+        done = turns()
+        lat = [_latency(t) for t in done[seen:]]
+        seen = len(done)
+        s = {"mode": "listen", "segment": 0, "t_s": round(time.monotonic() - t_start, 1), "idle": idle}
+        s |= {"turns": len(done), "requests_played": played, "errors": sum(bool(t.get("error")) for t in done)}
+        s |= proc_status(proc.pid) | _lat_fields(lat)
+        out.write(json.dumps(s) + "\n")
+        out.flush()
+        print(json.dumps(s), flush=True)
+
+    def wait(seconds: float, out, last: list[float]) -> None:  # sleeping, and sampling every --interval
+        end = time.monotonic() + seconds
+        while proc.poll() is None and time.monotonic() < end:
+            if time.monotonic() - last[0] >= args.interval:
+                sample(out, idle=False)
+                last[0] = time.monotonic()
+            time.sleep(0.25)
+
     try:
         with (args.out / "soak.jsonl").open("w") as out:
+            last = [time.monotonic()]
+            while proc.poll() is None and not turns() and time.monotonic() - t_start < 120:
+                wait(1.0, out, last)  # start-up: models, self-check (the first clip must not be lost)
+            wait(10.0, out, last)
             while proc.poll() is None:
-                turns = [json.loads(line) for line in turns_path.read_text().splitlines() if line.startswith("{")]
-                if not started and (turns or time.monotonic() - t_start > 60):
-                    feeder.start()  # after start-up (models, self-check): the first clip is not lost
-                    started = True
-                lat = [_latency(t) for t in turns[seen:]]
-                seen = len(turns)
-                try:
-                    s = {"mode": "listen", "segment": 0, "t_s": round(time.monotonic() - t_start, 1)}
-                    s |= {"turns": len(turns), "errors": sum(bool(t.get("error")) for t in turns)}
-                    s |= proc_status(proc.pid) | _lat_fields(lat)
-                except (FileNotFoundError, ProcessLookupError):
-                    break
-                out.write(json.dumps(s) + "\n")
-                out.flush()
-                print(json.dumps(s), flush=True)
-                time.sleep(args.interval)
+                rng.shuffle(clips)
+                for samples in clips:
+                    if proc.poll() is not None:
+                        break
+                    before = len(turns())
+                    player, _ = va.play(samples)
+                    played += 1
+                    player.wait()
+                    deadline = time.monotonic() + 90
+                    while proc.poll() is None and len(turns()) <= before and time.monotonic() < deadline:
+                        wait(0.5, out, last)
+                    wait(1.5, out, last)  # the answer played out
+                    if proc.poll() is None and len(turns()) > before:
+                        sample(out, idle=True)
+                        last[0] = time.monotonic()
+                    wait(rng.uniform(4.0, 10.0), out, last)
+    except (FileNotFoundError, ProcessLookupError):
+        pass  # the listener ended between two looks at its /proc
     finally:
-        stop.set()
         if proc.poll() is None:
             proc.terminate()  # listen ends a turn cleanly on SIGTERM
         proc.wait(timeout=60)

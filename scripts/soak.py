@@ -257,9 +257,7 @@ def listen_soak(args) -> None:
     try:
         with (args.out / "soak.jsonl").open("w") as out:
             last = [time.monotonic()]
-            while proc.poll() is None and not turns() and time.monotonic() - t_start < 120:
-                wait(1.0, out, last)  # start-up: models, self-check (the first clip must not be lost)
-            wait(10.0, out, last)
+            wait(args.startup, out, last)  # start-up: models, self-check (the first request must not be lost)
             while proc.poll() is None:
                 rng.shuffle(clips)
                 for samples in clips:
@@ -292,6 +290,7 @@ def main() -> int:
     ap.add_argument("--audio-hours", type=float, default=8.0, help="replay: stop after this much audio (default 8)")
     ap.add_argument("--minutes", type=float, default=None, help="replay: stop after this much wall-clock time")
     ap.add_argument("--listen", type=float, default=None, help="MINUTES of `assistant listen` on a virtual mic")
+    ap.add_argument("--startup", type=float, default=90.0, help="listen: seconds to wait before the first request")
     ap.add_argument("--resume", type=Path, default=None, help="replay: continue the soak in this dir (same seed)")
     ap.add_argument("--report", type=Path, default=None, help="only print the curve and verdict of this soak dir")
     ap.add_argument("--interval", type=float, default=60.0, help="seconds between samples (default 60)")

@@ -73,6 +73,8 @@ from assistant.text import is_stop_command
 
 _LOGGER = logging.getLogger(__name__)
 _ECHO_WINDOW_S = 1.2
+KEEP_TURNS = 200
+"""Turn records the live loop keeps in memory (`turns`): a loop that runs for weeks must not grow with them."""
 _PLAYBACK_STALL_S = 3.0
 """A speaker that takes no samples for this long is stalled."""
 
@@ -151,7 +153,8 @@ class LiveAssistant:
         self.duration = duration
         self.mic = Microphone(self.opts)
         self.state = State.IDLE
-        self.turns: list[TurnRecord] = []
+        self.turns: deque[TurnRecord] = deque(maxlen=KEEP_TURNS)  # the latest; the trace store keeps them all
+        self.turn_count = 0
         self.events: deque[dict[str, Any]] = deque(maxlen=2000)
         """The loop's own timeline (states, detections, playback) with monotonic times: for tests and bench-live."""
         self.frames_in = 0
@@ -243,7 +246,7 @@ class LiveAssistant:
             return True
         return (
             self.max_turns is not None
-            and len(self.turns) >= self.max_turns
+            and self.turn_count >= self.max_turns
             and self.state in (State.IDLE, State.NO_MIC)
         )
 
@@ -299,6 +302,7 @@ class LiveAssistant:
         for rej in turn.echo_rejected:
             self.p.emit(EchoRejected(rec.turn_id, rej.get("offset_ms"), rej))
         self.turns.append(rec)
+        self.turn_count += 1
         self._event("turn", turn_id=rec.turn_id, intent=rec.intent, error=(rec.error or {}).get("code"))
         if rec.error and not rec.response_text:
             self._play_earcon("error")
@@ -309,7 +313,7 @@ class LiveAssistant:
                 _LOGGER.exception("on_turn callback failed")
 
     # -- the loop -------------------------------------------------------------------------------------------
-    def run(self) -> list[TurnRecord]:
+    def run(self) -> list[TurnRecord]:  # the latest KEEP_TURNS
         deadline = time.monotonic() + self.duration if self.duration else None
         try:
             self._out_device = find_device(self.opts.output_device, "output")
@@ -343,7 +347,7 @@ class LiveAssistant:
             self._set_state(State.STOPPED)
             self._unsubscribe_status()
             self.status.close()
-        return self.turns
+        return list(self.turns)
 
     def _frames(self, deadline: float | None):
         """Frames from the mic until stop; returns on a dead mic."""

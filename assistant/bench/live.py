@@ -126,14 +126,14 @@ def measure_live(
             # 2. wake -> listening
             lat = []
             for i in range(wakes):
-                n = len(live.turns)
+                n = live.turn_count
                 mark = time.monotonic()
                 _, t0 = va.play(compose([0.2, alexa, 0.4, command, 0.8]), f"wake{i}.wav")
                 wake_end = t0 + 0.03 + 0.2 + _speech_end_s(alexa)
                 if _wait(lambda mark=mark: any(e["type"] == "listening" and e["t"] > mark for e in live.events), 10):
                     t = next(e["t"] for e in live.events if e["type"] == "listening" and e["t"] > mark)
                     lat.append((t - wake_end) * 1000)
-                _wait(lambda n=n: len(live.turns) > n and live.state.value == "idle", 40)
+                _wait(lambda n=n: live.turn_count > n and live.state.value == "idle", 40)
                 time.sleep(1.0)
             figures["wake_end_to_listening_ms"] = _stats(lat)
             progress(f"wake -> listening: {figures['wake_end_to_listening_ms']}")
@@ -146,7 +146,7 @@ def measure_live(
             ) * 3
             react, decide = [], []
             for i in range(barge_ins):
-                n = len(live.turns)
+                n = live.turn_count
                 mark = time.monotonic()
                 va.play(compose([0.2, alexa, 0.4, command, 0.8]), f"ask{i}.wav")
                 if not _wait(lambda mark=mark: any(e["type"] == "speaking" and e["t"] > mark for e in live.events), 40):
@@ -160,7 +160,7 @@ def measure_live(
                     b = next(e for e in live.events if e["type"] == "barge-in" and e["t"] > mark2)
                     react.append((b["stopped_t"] - wake_end) * 1000)
                     decide.append((b["stopped_t"] - b["decided_t"]) * 1000)
-                _wait(lambda n=n: len(live.turns) >= n + 2 and live.state.value == "idle", 40)
+                _wait(lambda n=n: live.turn_count >= n + 2 and live.state.value == "idle", 40)
                 mode["answer"] = mode_answer
                 time.sleep(1.0)
             figures["barge_in_wake_end_to_stopped_ms"] = _stats(react)
@@ -174,9 +174,9 @@ def measure_live(
             spoken = 0
             for i in range(responses):
                 mode["answer"] = _RESPONSES[i % len(_RESPONSES)]
-                n = len(live.turns)
+                n = live.turn_count
                 live.submit_text("what time is it")
-                if _wait(lambda n=n: len(live.turns) > n and live.state.value == "idle", 40):
+                if _wait(lambda n=n: live.turn_count > n and live.state.value == "idle", 40):
                     spoken += 1
                 time.sleep(0.3)
                 if (i + 1) % 20 == 0:

@@ -22,7 +22,7 @@ import numpy as np
 
 from assistant import audio as audio_io
 from assistant.config import Settings, default_data_dir
-from assistant.core import registry
+from assistant.core import memory, registry
 from assistant.core.context import TurnContext
 from assistant.core.events import (
     Event,
@@ -76,6 +76,7 @@ class Runner:
     ) -> None:
         from assistant.home.model import Home
 
+        memory.limit_arenas()  # before the model runtimes start their threads (core/memory.py: why)
         self.settings = settings
         self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -573,6 +574,7 @@ class Runner:
 
             if (rec.action or {}).get("status") in HISTORY_STATUSES:
                 self.user_history.add_turn(rec.intent, chosen_entities(rec), now)
+        memory.release_free_memory()  # the turn's freed C heap goes back to the system: RSS stays flat for hours
         return rec
 
     def _finish_speaker(self, job, run, rec: TurnRecord, ctx: TurnContext, snapshot: dict[str, Any], enrolling: bool):

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.backends.onnx_options import session_options
 from assistant.config import REPO_ROOT
 from assistant.errors import ModelError
 
@@ -84,9 +85,7 @@ class MiniLmEmbedder:
         self.tokenizer = Tokenizer.from_file(str(tok))
         self.tokenizer.enable_truncation(self.max_length)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, int(threads))
-        opts.inter_op_num_threads = 1
+        opts = session_options(threads)  # no CPU arena: batches and sentences vary in length
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self.session = ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])

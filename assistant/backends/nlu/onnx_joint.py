@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from assistant.backends.onnx_options import session_options
 from assistant.config import REPO_ROOT
 from assistant.core.stages.nlu import NluResult, Slot
 from assistant.errors import ModelError
@@ -70,9 +71,7 @@ class OnnxJointNlu:
             self.tokenizer = Tokenizer.from_file(str(paths["tokenizer"]))
             self.tokenizer.no_padding()
             self.tokenizer.no_truncation()
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = max(1, int(threads))
-            opts.inter_op_num_threads = 1
+            opts = session_options(threads)  # no CPU arena: sentences vary in length
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             self.session = ort.InferenceSession(
                 str(paths["model"]), sess_options=opts, providers=["CPUExecutionProvider"]

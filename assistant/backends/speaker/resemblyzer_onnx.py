@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from assistant.backends.onnx_options import session_options
 from assistant.config import REPO_ROOT
 from assistant.errors import ModelError
 
@@ -96,9 +97,7 @@ class ResemblyzerOnnx:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         self.version = str(meta.get("source", "unknown"))
         self.trim = trim
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, int(threads))
-        opts.inter_op_num_threads = 1
+        opts = session_options(threads)  # no CPU arena: requests vary in length
         try:
             self.session = ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from assistant.backends.onnx_options import session_options
 from assistant.errors import ModelError
 
 
@@ -32,11 +34,21 @@ class PiperTts:
     def __init__(self, voice: str = "en_US-joe-medium", length_scale: float = 1.0) -> None:
         from importlib.metadata import version
 
-        from piper import PiperVoice, SynthesisConfig
+        import onnxruntime as ort
+        from piper import PiperConfig, PiperVoice, SynthesisConfig
+        from piper.voice import ESPEAK_DATA_DIR
 
         model, config = voice_files(voice)
         try:
-            self._voice = PiperVoice.load(str(model), str(config))
+            # PiperVoice.load with the CPU arena off: replies vary in length (backends/onnx_options.py)
+            self._voice = PiperVoice(
+                config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))),
+                session=ort.InferenceSession(
+                    str(model), sess_options=session_options(threads=None), providers=["CPUExecutionProvider"]
+                ),
+                espeak_data_dir=Path(ESPEAK_DATA_DIR),
+                download_dir=Path.cwd(),
+            )
         except Exception as err:  # noqa: BLE001
             raise ModelError("tts-voice-load", f"could not load Piper voice {model}: {err}") from err
         self._syn = SynthesisConfig(length_scale=length_scale)

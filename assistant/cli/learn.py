@@ -29,7 +29,13 @@ def register(sub) -> None:
     q.add_argument("--min-support", type=int, default=3, help="chains behind a rewrite (default 3)")
     q.add_argument("--min-prob", type=float, default=0.7, help="target's success probability (default 0.7)")
     q.add_argument("--min-users", type=int, default=1, help="distinct users behind a rewrite (default 1)")
-    q.add_argument("--export", type=Path, help="mine this export (turns.parquet or its folder) instead of the store")
+    q.add_argument(
+        "--export",
+        help="mine this export (turns.parquet, its folder, a day-partitioned folder; with Spark any URI it reads) "
+        "instead of the store",
+    )
+    q.add_argument("--out", help="also write the mined tables and the rewrite table as Parquet under OUT/vN/ (any URI)")
+    _engine_args(q)
     q.add_argument(
         "--rephrase-detector",
         choices=["auto", "learned", "lexical"],
@@ -115,6 +121,18 @@ def register(sub) -> None:
     p.set_defaults(func=lambda a: p.print_help() or 2)
 
 
+def _engine_args(q: argparse.ArgumentParser) -> None:
+    q.add_argument(
+        "--engine",
+        choices=["duckdb", "spark"],
+        default="duckdb",
+        help="where the job runs: embedded DuckDB (default) or Apache Spark (the spark extra, Java 17)",
+    )
+    q.add_argument(
+        "--spark-master", default="local[*]", help="Spark master URL (default local[*]; e.g. spark://host:7077)"
+    )
+
+
 def _data_dir(args: argparse.Namespace) -> Path:
     return Path(args.data_dir or default_data_dir())
 
@@ -128,6 +146,9 @@ def run_rewrites(args: argparse.Namespace) -> int:
         args.min_users,
         args.config,
         args.rephrase_detector,
+        engine=args.engine,
+        spark_master=args.spark_master,
+        out=args.out,
     )
     if args.json:
         print(json.dumps(s, ensure_ascii=False))
@@ -138,7 +159,7 @@ def run_rewrites(args: argparse.Namespace) -> int:
         if m.get("rephrase_detector") == "learned"
         else "lexical"
     )
-    print(f"rephrase detector: {det}")
+    print(f"engine: {m.get('engine')}; rephrase detector: {det}")
     print(
         f"mined {m['turns']} turns ({m['linked_turns']} rephrased) -> {m['states']} utterances, {m['edges']} "
         f"transitions, {v['clusters']} clusters in {m['seconds']} s; solved in {v['seconds']} s"

@@ -1,8 +1,8 @@
 """Self-learning jobs over the trace store, as `assistant learn` runs them (the CLI only parses arguments).
 
 - `export_traces`: label the store's turns, export them to Parquet (opted-out users skipped).
-- `learn_rewrites`: export -> mine reformulation chains (DuckDB) -> absorbing Markov chains -> the next rewrite table
-  version, made current.
+- `learn_rewrites`: export -> mine reformulation chains (on the chosen engine: DuckDB or Spark) -> absorbing Markov
+  chains -> the next rewrite table version, made current.
 - `learn_index`: export -> the online retrieval index (successful utterances, global + per user).
 - `status`: rewrite table versions and the index.
 """
@@ -64,24 +64,36 @@ def learn_rewrites(
     min_users: int = 1,
     config: Path | None = None,
     detector: str = "auto",
+    engine: str = "duckdb",
+    spark_master: str = "local[*]",
+    out: str | None = None,
 ) -> dict[str, Any]:
     """Export (unless given one) -> mine -> solve -> write the next table version. Returns a summary.
-    `detector`: auto | learned | lexical (see `rephrase_detector`); the one used is in the version's stats."""
-    from assistant.learning.markov import MarkovConfig, solve, write_table
+    `detector`: auto | learned | lexical (see `rephrase_detector`); the one used is in the version's stats.
+    `engine`: duckdb | spark (`spark_master`: local[*] or a cluster URL); the same table either way.
+    `out`: also write the mined tables (edges, absorb, pairs) and the rewrite table as Parquet under OUT/v{N}/
+    (a folder or any URI the engine writes)."""
+    from assistant.learning.markov import MarkovConfig, solve, table_rows, write_table
     from assistant.learning.mining import mine
 
     t0 = time.perf_counter()
     det = rephrase_detector(detector)
-    with tempfile.TemporaryDirectory(prefix="learn-") as tmp:
-        manifest = None
-        if export_path is None:
-            manifest = export_traces(data_dir, Path(tmp), config)
-            export_path = Path(tmp) / "turns.parquet"
-        mined = mine(export_path, detector=det)
-    mcfg = MarkovConfig(min_support=min_support, min_prob=min_prob, min_users=min_users)
-    table, stats = solve(mined, mcfg)
-    stats = {"mining": mined.stats, "solve": stats, "export_rows": manifest["rows"] if manifest else None}
-    version = write_table(data_dir, table, mcfg, stats)
+    eng = open_engine(engine, spark_master)
+    try:
+        with tempfile.TemporaryDirectory(prefix="learn-") as tmp:
+            manifest = None
+            if export_path is None:
+                manifest = export_traces(data_dir, Path(tmp), config)
+                export_path = Path(tmp) / "turns.parquet"
+            mined = mine(export_path, detector=det, engine=eng)
+            mcfg = MarkovConfig(min_support=min_support, min_prob=min_prob, min_users=min_users)
+            table, solve_stats = solve(mined, mcfg)
+            stats = {"mining": mined.stats, "solve": solve_stats, "export_rows": manifest["rows"] if manifest else None}
+            version = write_table(data_dir, table, mcfg, stats)
+            if out:
+                write_outputs(eng, f"{out.rstrip('/')}/v{version}", table_rows(table))
+    finally:
+        eng.close()
     return {
         "version": version,
         "rewrites": len(table),
@@ -89,6 +101,21 @@ def learn_rewrites(
         **stats,
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def open_engine(engine: str = "duckdb", spark_master: str = "local[*]") -> Any:
+    """The learning engine chosen at the command line (assistant/learning/engines/)."""
+    from assistant.learning import engines
+
+    return engines.create(engine, master=spark_master)
+
+
+def write_outputs(eng: Any, uri: str, table: list[dict[str, Any]]) -> None:
+    """The mined tables (still in the engine) and the rewrite table as Parquet under `uri` (edges/, absorb/, pairs/,
+    rewrites/): what a cluster job leaves for the next stage or for analysis; the assistant loads v{N}.json."""
+    for name in ("edges", "absorb", "pairs"):
+        eng.write_parquet(f"SELECT * FROM {name}", f"{uri}/{name}")
+    eng.write_rows(table, f"{uri}/rewrites")
 
 
 def learn_index(

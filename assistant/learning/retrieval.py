@@ -386,13 +386,15 @@ def build_index(
     """Build `<data dir>/rewrites/index/` from an export: successful utterances per user (DuckDB), embedded once."""
     import duckdb
 
+    from assistant.learning.engines.duckdb import DuckDbEngine
     from assistant.learning.mining import MiningConfig, steps_sql
     from assistant.learning.sources import export_source
     from assistant.trace.privacy import opted_out_pseudonyms
 
     t0 = time.perf_counter()
     con = duckdb.connect()
-    con.execute(f"CREATE TEMP VIEW t AS {steps_sql(export_source(export_path), mining_config or MiningConfig())['t']}")
+    DuckDbEngine(con).load_export(export_path)
+    con.execute(f"CREATE TEMP VIEW t AS {steps_sql('src', mining_config or MiningConfig())['t']}")
     opted = sorted(opted_out_pseudonyms(data_dir))
     con.execute("CREATE TEMP TABLE opted(u VARCHAR)")
     if opted:

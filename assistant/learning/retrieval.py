@@ -411,10 +411,15 @@ def build_index(
         GROUP BY 1, 2 ORDER BY 1, 2""").fetchnumpy()
     # Names people said in requests that worked (genres, artists, places, ...): a rewrite must not drop one.
     names: dict[str, int] = {}
-    for (slots_json,) in con.execute(f"""
+    for (slots_value,) in con.execute(f"""
             SELECT slots FROM {export_source(export_path)} WHERE label = 'ok' AND slots IS NOT NULL
             AND coalesce(user_pseudonym, '') NOT IN (SELECT u FROM opted)""").fetchall():
-        for slot, value in (json.loads(slots_json) or {}).items():
+        # export v2: [{name, value}, ...]; v1: JSON text {name: value}
+        if isinstance(slots_value, str):
+            pairs = (json.loads(slots_value) or {}).items()
+        else:
+            pairs = [(x["name"], x["value"]) for x in slots_value]
+        for slot, value in pairs:
             for v in value if isinstance(value, list) else [value]:
                 v = normalize(str(v))
                 if slot in NAME_SLOTS and len(v) >= 4:

@@ -41,6 +41,11 @@ class Dialect:
         """A timestamp as epoch seconds (double)."""
         return f"epoch({expr})" if self.name == "duckdb" else f"CAST(unix_micros({expr}) AS DOUBLE) / 1e6"
 
+    def json_text(self, expr: str, path: str) -> str:
+        """A JSON text's value at `path` ($.a.b) as text (NULL when absent)."""
+        fn = "json_extract_string" if self.name == "duckdb" else "get_json_object"
+        return f"{fn}({expr}, '{path}')"
+
     def first(self, array_expr: str, lambda_var: str, cond: str) -> str:
         """The first element of a list satisfying `cond` (NULL if none)."""
         if self.name == "duckdb":
@@ -75,7 +80,8 @@ def prepared(table: str, dialect: Dialect, version: int, have: set[str] | None =
     d = dialect
     if version >= 2:  # typed: plain field access, the same in both dialects
         rephrased_by = d.first("signals", "x", "x.type = 'rephrase'") + ".by_turn"
-        rewrite_text = d.first("spans", "x", "x.stage = 'rewrite' AND x.rewrite.applied") + ".rewrite.text"
+        applied = d.json_text("x.output", "$.applied") + " = 'true'"
+        rewrite_text = d.json_text(d.first("spans", "x", f"x.stage = 'rewrite' AND {applied}") + ".output", "$.text")
         explicit_yes = "coalesce(array_contains(transform(signals, x -> x.type), 'explicit-yes'), false)"
         barge_in = "coalesce(array_contains(transform(events, x -> x.type), 'barge-in'), false)"
         if d.name == "duckdb":  # DuckDB spells lambdas with the keyword

@@ -47,9 +47,35 @@ def load_pool(exports: list[Path]) -> Any:
     return pool.take(order)
 
 
+def _remap_signals(signals: Any, suffix: Any) -> Any:
+    """The rephrase signal's `by_turn` + the row's new-id suffix: typed signals (export v2) column-wise, JSON text
+    (v1) by a regex."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(signals.type):
+        return pa.array(
+            [
+                _BY_TURN.sub(lambda m, s=s: m.group(1) + m.group(2) + s + m.group(3), x) if x and "by_turn" in x else x
+                for x, s in zip(signals.to_pylist(), suffix.to_pylist())
+            ],
+            pa.string(),
+        )
+    lengths = pc.fill_null(pc.list_value_length(signals), 0).to_numpy()
+    flat = signals.flatten()
+    per_item = pa.array(np.repeat(np.asarray(suffix.to_pylist(), dtype=object), lengths), pa.string())
+    fields = [flat.field(i) for i in range(flat.type.num_fields)]
+    names = [f.name for f in flat.type]
+    k = names.index("by_turn")
+    fields[k] = pc.binary_join_element_wise(fields[k], per_item, "")
+    items = pa.StructArray.from_arrays(fields, names=names)
+    offsets = pa.array(np.r_[0, np.cumsum(lengths)].astype(np.int32))
+    return pa.ListArray.from_arrays(offsets, items, mask=signals.is_null())
+
+
 def _stats(sessions: np.ndarray, table: Any) -> dict[str, Any]:
-    signals = [s or "" for s in table.column("signals").to_pylist()]
-    events = [e or "" for e in table.column("events").to_pylist()]
+    signals = [json.dumps(s) if not isinstance(s, str) else s for s in table.column("signals").to_pylist()]
+    events = [json.dumps(e) if not isinstance(e, str) else e for e in table.column("events").to_pylist()]
     labels = table.column("label").to_pylist()
     n = max(1, len(signals))
     return {
@@ -74,6 +100,7 @@ def generate(
 ) -> dict[str, Any]:
     """Write a fleet of `sessions` sessions over `days` days under OUT/turns/day=.../; returns the manifest."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from assistant.trace.export import SCHEMA_PATH
@@ -87,8 +114,6 @@ def generate(
     ended = pool.column("ended_at").fill_null(pool.column("started_at")).cast(pa.int64()).to_numpy()
     rel0 = started - np.repeat(started[first], count)  # micros since the session's first turn
     rel1 = ended - np.repeat(started[first], count)
-    turn_ids = pool.column("turn_id").to_pylist()
-    signals = pool.column("signals").to_pylist()
     users = users or max(1, sessions // 20)  # ~20 sessions per user over the period
     rng = np.random.default_rng(seed)
     day0 = datetime.fromisoformat(start).replace(tzinfo=timezone.utc)
@@ -112,27 +137,20 @@ def generate(
             sess_no = np.repeat(ks, reps)
             t0 = (day0 + timedelta(days=day)).timestamp() * 1e6 + rng.uniform(0, 86_400e6 - 3_600e6, n)
             base = np.repeat(t0.astype(np.int64), reps)
-            suffix = [f"-{k:x}" for k in sess_no.tolist()]
-            new_tid = [turn_ids[i] + s for i, s in zip(idx.tolist(), suffix)]
-            new_sig = []
-            for i, s in zip(idx.tolist(), suffix):
-                x = signals[i]
-                new_sig.append(
-                    _BY_TURN.sub(lambda m, s=s: m.group(1) + m.group(2) + s + m.group(3), x)
-                    if x and "by_turn" in x
-                    else x
-                )
+            suffix = pa.array([f"-{k:x}" for k in sess_no.tolist()])
+            table = pool.take(pa.array(idx))
+            new_tid = pc.binary_join_element_wise(table.column("turn_id").combine_chunks(), suffix, "")
+            new_sig = _remap_signals(table.column("signals").combine_chunks(), suffix)
             user_of = rng.integers(0, users, n)
             cols = {
-                "turn_id": pa.array(new_tid),
+                "turn_id": new_tid,
                 "session_id": pa.array([f"f{k:010x}" for k in sess_no.tolist()]),
                 "started_at": pa.array(base + rel0[idx]).cast(pa.timestamp("us", tz="UTC")),
                 "ended_at": pa.array(base + rel1[idx]).cast(pa.timestamp("us", tz="UTC")),
                 "user_pseudonym": pa.array([f"u_fleet{u:08x}" for u in np.repeat(user_of, reps).tolist()]),
                 "device_id": pa.array([f"dev{u:08x}" for u in np.repeat(user_of, reps).tolist()]),
-                "signals": pa.array(new_sig, pa.string()),
+                "signals": new_sig,
             }
-            table = pool.take(pa.array(idx))
             for name, arr in cols.items():
                 if name in table.column_names:
                     i = table.schema.get_field_index(name)

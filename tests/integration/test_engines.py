@@ -144,8 +144,49 @@ def test_fleet_keeps_the_statistics_and_both_engines_read_its_day_partitions(spa
     # the rephrase signal points at a turn of the same fleet session
     t = pq.read_table(next((tmp_path / "fleet" / "turns").rglob("*.parquet"))).to_pylist()
     ids = {r["turn_id"]: r["session_id"] for r in t}
-    pointers = [(r["session_id"], s["by_turn"]) for r in t for s in json.loads(r["signals"]) if s["type"] == "rephrase"]
+    pointers = [(r["session_id"], s["by_turn"]) for r in t for s in r["signals"] or [] if s["type"] == "rephrase"]
     assert pointers and all(ids.get(b) == sid for sid, b in pointers)
     duck = _result(mine(tmp_path / "fleet"))
     assert duck["turns"] > 300
     assert duck == _result(mine(tmp_path / "fleet", engine=create("spark", spark=spark)))
+
+
+def test_applied_rewrites_in_a_typed_export_read_the_same_on_both_engines(spark, tmp_path):
+    """Export schema v2 (typed nested fields): the rewrite span's output (JSON text inside the typed span) is the
+    executed utterance on both engines, as with v1's JSON text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from assistant.learning.engines import create
+    from assistant.trace.export import arrow_schema, typed
+
+    schema = arrow_schema()
+    rows = []
+    for i in range(4):
+        spans = [
+            {"stage": "rewrite", "output": {"text": "turn on the kitchen light", "applied": True}},
+            {"stage": "nlu", "input": {"text": "turn on the kitchen light"}},
+        ]
+        rows.append(
+            {
+                "turn_id": f"t{i}",
+                "session_id": f"s{i}",
+                "turn_index": 1,
+                "started_at": int((1e9 + i * 100) * 1e6),
+                "ended_at": int((1e9 + i * 100 + 1) * 1e6),
+                "user_pseudonym": f"u_{i % 2}",
+                "transcript": "turn on the kitchin lihgt",
+                "intent": "iot_hue_lighton",
+                "action_status": "done",
+                "label": "ok",
+                "error_code": None,
+                "spans": typed(spans, schema.field("spans").type),
+                "signals": [],
+            }
+        )
+    fields = [schema.field(k) for k in rows[0]]
+    table = pa.Table.from_pylist(rows, pa.schema(fields, metadata=schema.metadata))
+    pq.write_table(table, tmp_path / "turns.parquet")
+    duck = _result(mine(tmp_path / "turns.parquet"))
+    assert [e[:3] for e in duck["edges"]] == [("turn on the kitchin lihgt", "turn on the kitchen light", 4)]
+    assert duck == _result(mine(tmp_path / "turns.parquet", engine=create("spark", spark=spark)))

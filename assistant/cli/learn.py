@@ -17,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+from assistant.cli.common import engine_args
 from assistant.config import DEFAULT_PIPELINE, default_data_dir, load_settings
 from assistant.learning.ab import ARMS
 from assistant.learning.jobs import learn_index, learn_rewrites, status
@@ -35,7 +36,7 @@ def register(sub) -> None:
         "instead of the store",
     )
     q.add_argument("--out", help="also write the mined tables and the rewrite table as Parquet under OUT/vN/ (any URI)")
-    _engine_args(q)
+    engine_args(q)
     q.add_argument(
         "--rephrase-detector",
         choices=["auto", "learned", "lexical"],
@@ -119,18 +120,6 @@ def register(sub) -> None:
         q.add_argument("--config", type=Path, default=DEFAULT_PIPELINE)
         q.add_argument("--json", action="store_true")
     p.set_defaults(func=lambda a: p.print_help() or 2)
-
-
-def _engine_args(q: argparse.ArgumentParser) -> None:
-    q.add_argument(
-        "--engine",
-        choices=["duckdb", "spark"],
-        default="duckdb",
-        help="where the job runs: embedded DuckDB (default) or Apache Spark (the spark extra, Java 17)",
-    )
-    q.add_argument(
-        "--spark-master", default="local[*]", help="Spark master URL (default local[*]; e.g. spark://host:7077)"
-    )
 
 
 def _data_dir(args: argparse.Namespace) -> Path:

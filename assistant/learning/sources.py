@@ -41,6 +41,12 @@ class Dialect:
         """A timestamp as epoch seconds (double)."""
         return f"epoch({expr})" if self.name == "duckdb" else f"CAST(unix_micros({expr}) AS DOUBLE) / 1e6"
 
+    def day(self, expr: str) -> str:
+        """A UTC timestamp's date as 'YYYY-MM-DD'."""
+        if self.name == "duckdb":
+            return f"strftime({expr} AT TIME ZONE 'UTC', '%Y-%m-%d')"
+        return f"date_format({expr}, 'yyyy-MM-dd')"  # the Spark session's time zone is UTC
+
     def json_text(self, expr: str, path: str) -> str:
         """A JSON text's value at `path` ($.a.b) as text (NULL when absent)."""
         fn = "json_extract_string" if self.name == "duckdb" else "get_json_object"

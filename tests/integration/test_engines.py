@@ -190,3 +190,38 @@ def test_applied_rewrites_in_a_typed_export_read_the_same_on_both_engines(spark,
     duck = _result(mine(tmp_path / "turns.parquet"))
     assert [e[:3] for e in duck["edges"]] == [("turn on the kitchin lihgt", "turn on the kitchen light", 4)]
     assert duck == _result(mine(tmp_path / "turns.parquet", engine=create("spark", spark=spark)))
+
+
+def test_defect_report_job_is_the_same_on_both_engines(spark, export, tmp_path):
+    """The defect report's aggregates from an export's goal-label columns: the same on both engines, and what the
+    labels say (goal labels set by hand here: every failed request's turn blamed on nlu, its goal failed)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from assistant.learning.engines import create
+    from assistant.learning.labels.report_job import defect_report_job
+
+    t = pq.read_table(export / "turns.parquet")
+    failed = pc.equal(t.column("action_status"), "unsupported")
+    t = t.set_column(t.schema.get_field_index("goal_id"), "goal_id", t.column("session_id"))
+    t = t.set_column(
+        t.schema.get_field_index("failure_point"),
+        "failure_point",
+        pc.if_else(failed, "nlu", pa.scalar(None, pa.string())),
+    )
+    t = t.set_column(t.schema.get_field_index("goal_success"), "goal_success", pc.if_else(failed, 0.0, 1.0))
+    t = t.set_column(
+        t.schema.get_field_index("goal_labeler_version"), "goal_labeler_version", pa.array(["hand"] * t.num_rows)
+    )
+    pq.write_table(t, tmp_path / "turns.parquet")
+    duck = defect_report_job(tmp_path / "turns.parquet", create("duckdb"))
+    assert duck == defect_report_job(tmp_path / "turns.parquet", create("spark", spark=spark))
+    n_failed = pc.sum(failed).as_py()
+    assert duck["turns"] == t.num_rows and duck["defective_turns"] == n_failed
+    assert duck["by_stage"] == [
+        {"stage": "nlu", "defects": n_failed, "share": 1.0, "defect_rate": round(n_failed / t.num_rows, 4)}
+    ]
+    top = duck["top_failing_requests"]["nlu"][0]
+    said = pc.and_(failed, pc.equal(t.column("transcript"), "turn on the kitchin lihgt"))
+    assert top["text"] == "turn on the kitchin lihgt" and top["count"] == pc.sum(said).as_py() == 14

@@ -29,6 +29,7 @@ class DuckDbEngine:
         version = export_version(Path(path))
         table = export_source(Path(path))
         have = {r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()}
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW turns AS SELECT * FROM {table}")
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW src AS SELECT * FROM {prepared(table, DUCKDB, version, have)}")
         return version
 

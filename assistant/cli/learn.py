@@ -46,7 +46,8 @@ def register(sub) -> None:
     )
     q.set_defaults(func=run_rewrites)
     q = lsub.add_parser("index", help="build the online rewrite index from successful turns")
-    q.add_argument("--export", type=Path, help="index this export instead of the store")
+    q.add_argument("--export", help="index this export (file, folder or URI) instead of the store")
+    engine_args(q)
     q.set_defaults(func=run_index)
     q = lsub.add_parser("rollback", help="make an earlier rewrite table version current (0 = none)")
     q.add_argument("version", type=int)
@@ -165,7 +166,9 @@ def run_rewrites(args: argparse.Namespace) -> int:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    meta = learn_index(_data_dir(args), args.export, config=args.config)
+    meta = learn_index(
+        _data_dir(args), args.export, config=args.config, engine=args.engine, spark_master=args.spark_master
+    )
     if args.json:
         print(json.dumps(meta))
     else:

@@ -119,9 +119,15 @@ def write_outputs(eng: Any, uri: str, table: list[dict[str, Any]]) -> None:
 
 
 def learn_index(
-    data_dir: Path, export_path: Path | None = None, embedder: Any = None, config: Path | None = None
+    data_dir: Path,
+    export_path: Path | str | None = None,
+    embedder: Any = None,
+    config: Path | None = None,
+    engine: str = "duckdb",
+    spark_master: str = "local[*]",
 ) -> dict[str, Any]:
-    """Export (unless given one) -> the online rewrite index (MiniLM embeddings unless `embedder` is given)."""
+    """Export (unless given one) -> the online rewrite index (MiniLM embeddings unless `embedder` is given); the
+    aggregation runs on `engine` (duckdb | spark), the embedding of the distinct utterances here."""
     from assistant.learning.retrieval import build_index
 
     if embedder is None:
@@ -132,7 +138,11 @@ def learn_index(
         if export_path is None:
             export_traces(data_dir, Path(tmp), config)
             export_path = Path(tmp) / "turns.parquet"
-        return build_index(export_path, data_dir, embedder)
+        eng = open_engine(engine, spark_master)
+        try:
+            return build_index(export_path, data_dir, embedder, engine=eng)
+        finally:
+            eng.close()
 
 
 def status(data_dir: Path) -> dict[str, Any]:

@@ -225,3 +225,37 @@ def test_defect_report_job_is_the_same_on_both_engines(spark, export, tmp_path):
     top = duck["top_failing_requests"]["nlu"][0]
     said = pc.and_(failed, pc.equal(t.column("transcript"), "turn on the kitchin lihgt"))
     assert top["text"] == "turn on the kitchin lihgt" and top["count"] == pc.sum(said).as_py() == 14
+
+
+class _HashEmbedder:
+    """Deterministic vectors from the text (the test is about the aggregation each engine does, not the model)."""
+
+    version = "hash-1"
+
+    def embed(self, texts):
+        import hashlib
+
+        import numpy as np
+
+        rows = [np.frombuffer(hashlib.sha256(t.encode()).digest() * 12, dtype=np.uint8)[:384] for t in texts]
+        v = np.asarray(rows, dtype=np.float32) - 127.5
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_online_index_build_is_the_same_on_both_engines(spark, export, tmp_path):
+    import numpy as np
+
+    from assistant.learning.engines import create
+    from assistant.learning.retrieval import build_index
+
+    built = {}
+    for name, eng in (("duckdb", create("duckdb")), ("spark", create("spark", spark=spark))):
+        meta = build_index(export, tmp_path / name, _HashEmbedder(), engine=eng)
+        with np.load(tmp_path / name / "rewrites" / "index" / "index.npz") as z:
+            built[name] = (
+                {k: z[k].tolist() for k in z.files},
+                {k: meta[k] for k in ("entries", "users", "personal_rows", "known_names")},
+            )
+    assert built["duckdb"] == built["spark"]
+    arrays, meta = built["duckdb"]
+    assert "turn on the kitchen light" in arrays["texts"] and meta["users"] == 5

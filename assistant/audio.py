@@ -188,6 +188,14 @@ def read_file(path: Path) -> np.ndarray:
     return np.concatenate(list(stream_file(path)))
 
 
+def write_flac(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """Write int16 mono samples as FLAC (lossless, about half the size of WAV for speech)."""
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.asarray(samples, dtype=np.int16), sample_rate, format="FLAC", subtype="PCM_16")
+
+
 def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
     """Write int16 mono samples as a WAV file."""
     path.parent.mkdir(parents=True, exist_ok=True)

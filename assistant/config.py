@@ -20,7 +20,7 @@ DEFAULT_PIPELINE = REPO_ROOT / "pipeline.yaml"
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 DEFAULT_HOME = PACKAGE_DATA / "homes" / "example.yaml"
 CONFIG_VERSION = 1
-STAGE_ORDER = ("wake", "vad", "asr", "rewrite", "nlu", "resolve", "rerank", "respond", "tts")
+STAGE_ORDER = ("wake", "vad", "speaker", "asr", "rewrite", "nlu", "resolve", "rerank", "respond", "tts")
 
 
 class _Section(BaseModel):
@@ -70,6 +70,23 @@ class AsrSettings(_Section):
     """Prompt the recogniser with the home's area and device names (faster-whisper `hotwords`). Off by default:
     measured, it helps home commands (WER 0.083 -> 0.062 Piper, 0.188 -> 0.172 espeak-ng) but hurts everything else
     (SLURP non-home sentences 0.084 -> 0.117, 0.248 -> 0.284); see assistant/home/vocabulary.py."""
+
+
+class SpeakerSettings(_Section):
+    """Speaker identification (assistant/speakers/identify.py): who spoke, among the voices enrolled with
+    `assistant voices enroll`; below the threshold the speaker is unknown (the household's shared behaviour)."""
+
+    backend: str = "resemblyzer-onnx"
+    model_dir: str = "models/speaker"
+    """Relative to the repo root, or absolute (`assistant train speaker-encoder` writes it)."""
+    threshold: float = Field(0.73, ge=-1.0, le=1.0)
+    """Cosine similarity to the best enrolled voice needed to name the speaker (docs/speakers.md: calibration)."""
+    min_seconds: float = Field(0.5, ge=0.0, le=10.0)
+    """Shorter requests are not identified (unknown)."""
+    augment_enrollment: bool = True
+    """Average noisy copies (15 dB white and pink) of each enrollment utterance into the voiceprint, so that a
+    request in a noisy room still matches (docs/speakers.md)."""
+    threads: int = Field(1, ge=1, le=64)
 
 
 class RewriteSettings(_Section):
@@ -181,6 +198,10 @@ class FeedbackSettings(_Section):
 class TraceSettings(_Section):
     db: str = "traces.db"
     """SQLite file, relative to the data directory unless absolute."""
+    keep_request_audio: bool = False
+    """Keep each traced request's audio (FLAC in `requests/` beside the trace store, `record.request_audio`): the
+    labeller re-decodes it as evidence of where a turn failed. Off by default: audio of people is the most personal
+    thing a device holds. Retention (`traces prune`) and opt-out delete it with the turn."""
 
 
 class Settings(_Section):
@@ -189,6 +210,7 @@ class Settings(_Section):
     wake: WakeSettings = WakeSettings()
     vad: VadSettings = VadSettings()
     asr: AsrSettings = AsrSettings()
+    speaker: SpeakerSettings = SpeakerSettings()
     rewrite: RewriteSettings = RewriteSettings()
     nlu: NluSettings = NluSettings()
     resolve: ResolveSettings = ResolveSettings()

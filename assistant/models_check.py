@@ -43,7 +43,7 @@ NLU_SENTENCES = (
     "add milk to my shopping list",
 )
 TTS_SENTENCE = "The kitchen light is on."
-STAGES = ("wake", "vad", "asr", "nlu", "tts")
+STAGES = ("wake", "vad", "speaker", "asr", "nlu", "tts")
 
 
 @dataclass
@@ -142,6 +142,17 @@ def measure(stage: str, backend: Any, asr: Any = None) -> dict[str, Any]:
                 audio = audio_io.to_int16(soxr.resample(audio_io.to_float(audio), rate, audio_io.PIPELINE_RATE))
             out["heard"] = asr.transcribe(audio, "en").text.strip()
         return out
+    if stage == "speaker":
+        from assistant.speakers.identify import with_noise
+
+        clip = _clip()
+        e = backend.embed(clip)
+        noisy = backend.embed(with_noise(clip, 20.0, "white", seed=0))
+        return {
+            "norm": round(float(np.linalg.norm(e)), 4),
+            "noisy_cosine": round(float(np.dot(e, noisy)), 4),
+            "first": [round(float(x), 4) for x in e[:12]],
+        }
     raise ValueError(f"no self-check for stage {stage!r}")
 
 
@@ -187,6 +198,15 @@ def compare(stage: str, got: dict[str, Any], exp: dict[str, Any], tol: dict[str,
             problems.append(f"{got['speech_frames']} speech frames, expected {exp['speech_frames']}")
         if got["silence_max"] > tol["vad_silence_max"]:
             problems.append(f"silence has speech probability {got['silence_max']:.3f}")
+    elif stage == "speaker":
+        if abs(got["norm"] - 1.0) > 1e-3:
+            problems.append(f"the voice embedding has length {got['norm']:.4f}, not 1")
+        if abs(got["noisy_cosine"] - exp["noisy_cosine"]) > tol["speaker_cosine"]:
+            problems.append(
+                f"the clip and its 20 dB noisy copy score {got['noisy_cosine']:.3f}, expected {exp['noisy_cosine']:.3f}"
+            )
+        if max(abs(g - e) for g, e in zip(got["first"], exp["first"])) > tol["speaker_values"]:
+            problems.append(f"the clip's embedding starts {got['first']}, expected {exp['first']}")
     elif stage == "tts":
         if abs(got["seconds"] - exp["seconds"]) > tol["tts_seconds_rel"] * exp["seconds"]:
             problems.append(f"{TTS_SENTENCE!r} lasts {got['seconds']:.2f} s, expected {exp['seconds']:.2f} s")
@@ -234,6 +254,7 @@ def _checkable(stage: str, backend: Any) -> bool:
         "asr": "faster-whisper",
         "nlu": "onnx-joint-nlu",
         "tts": "piper",
+        "speaker": "speaker-id",
     }
     return getattr(backend, "name", "") == known.get(stage)
 

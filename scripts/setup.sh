@@ -31,3 +31,15 @@ if [ ! -f "$stamp" ]; then
     || { echo "setup: the Python packages did not install; see the messages above." >&2; exit 1; }
   rm -f .venv/.installed-*; touch "$stamp"
 fi
+
+# 3. Tests only: wyoming-satellite (the Raspberry Pi satellite program) in its own venv, because it pins wyoming
+# 1.4.1 and the assistant's server uses 1.10.2; tests/integration/test_wyoming_satellite.py runs it as a subprocess.
+case "$EXTRAS" in *test*)
+  if [ ! -x .venv-satellite/bin/wyoming-satellite ]; then
+    echo "Installing wyoming-satellite into .venv-satellite (for the satellite test)..."
+    "$PY" -m venv .venv-satellite
+    .venv-satellite/bin/python -m pip install -q "wyoming-satellite==1.0.0" 2>&1 | grep -v "^WARNING: Location" || true
+    [ -x .venv-satellite/bin/wyoming-satellite ] \
+      || { echo "setup: wyoming-satellite did not install; see the messages above." >&2; exit 1; }
+  fi ;;
+esac

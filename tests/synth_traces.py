@@ -8,6 +8,8 @@ import random
 import uuid
 from pathlib import Path
 
+import numpy as np
+
 from assistant.trace.store import Span, TraceStore, TurnTrace
 
 _REQUESTS = [
@@ -248,3 +250,20 @@ def add_session(
                 [Span("nlu", "nlu", "1", 0.0, 1.0, {"text": text}, {"intent": intent})],
             )
         )
+
+
+def turn_view(tmp_path, transcript: str, intent: str, conf: float, status: str, audio: bool = True):
+    """A labeller's view of one turn, with a short kept request audio file in `tmp_path` (unless `audio` is False)."""
+    from assistant import audio as audio_io
+    from assistant.learning.labels.features import TurnView
+
+    wav = tmp_path / "req.flac"
+    noise = (np.random.default_rng(3).standard_normal(8000) * 3000).astype(np.int16)
+    audio_io.write_flac(wav, noise, 16000)
+    return TurnView(
+        turn_id="t1", session_id="s", device_id="d", user_id="u", started_at=0.0, ended_at=1.0,
+        transcript=transcript, intent=intent, intent_conf=conf, nbest=[(intent, conf)], slots={}, slot_confs=[],
+        asr_conf=0.6, no_speech=0.01, audio_seconds=0.5, entities=[], action_name="none", status=status,
+        error_code=None, error_stage=None, response="", expects_reply=False, barge_in=False, feedback=None,
+        wake_score=None, tts_seconds=None, request_audio=str(wav) if audio else None,
+    )  # fmt: skip

@@ -33,6 +33,11 @@ def register(sub) -> None:
         help="instead: silence-only vs semantic endpointing side by side (waits, false cut-offs)",
     )
     p.add_argument("--pause", type=float, default=0.24, help="speculative pause for --endpointing (seconds)")
+    p.add_argument(
+        "--speakers",
+        action="store_true",
+        help="instead: speaker identification on real and synthetic voices (accuracy, false accepts, EER, cost)",
+    )
     add_pipeline_options(p)
     p.set_defaults(func=run)
 
@@ -77,9 +82,22 @@ def run_endpointing(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_speakers(args: argparse.Namespace) -> int:
+    from assistant.bench.speakers import pipeline_latency, run_all
+    from assistant.config import shared_data_dir
+
+    settings = load_settings(args.config, args.profile)
+    result = run_all(shared_data_dir() / "speech", threshold=settings.speaker.threshold)
+    result["pipeline_latency"] = pipeline_latency(settings, args.home)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.endpointing:
         return run_endpointing(args)
+    if args.speakers:
+        return run_speakers(args)
     settings = load_settings(args.config, args.profile)
     result = measure(settings, args.home, args.files, args.rounds, args.catalog_entries)
     if args.json:

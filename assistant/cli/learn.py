@@ -87,6 +87,10 @@ def register(sub) -> None:
     q.add_argument("--out", type=Path, default=Path("ab_out"), help="where the runs and ab_result.json go")
     q.add_argument("--cache", type=Path, help="speech + ASR cache (default <data dir>/sim_cache)")
     q.add_argument("--arms", default=",".join(ARMS))
+    q.add_argument(
+        "--identify-speakers", action="store_true", help="who spoke comes from the speaker stage (not assumed)"
+    )
+    q.add_argument("--own-voices", action="store_true", help="members who would share a synthetic voice get their own")
     q.set_defaults(func=run_evaluate)
     q = lsub.add_parser("rephrase-eval", help="rephrase detectors (learned vs lexical) against a simulator run's truth")
     q.add_argument("--run", type=Path, required=True, help="a `simulate` output folder (traces.db + sim_truth.jsonl)")
@@ -114,7 +118,16 @@ def register(sub) -> None:
     )
     q.add_argument("--run", type=Path, required=True, help="a `simulate` output folder (traces.db + sim_truth.jsonl)")
     q.add_argument("--model", type=Path, help="labeller model folder (default models/labels)")
-    q.add_argument("--no-counterfactuals", action="store_true", help="skip the counterfactual NLU re-runs")
+    q.add_argument(
+        "--no-counterfactuals", action="store_true", help="skip the counterfactual NLU re-runs and ASR re-decodes"
+    )
+    q.add_argument(
+        "--redecode",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="re-decode kept request audio with a wider beam (auto: if the model was trained with it)",
+    )
+    q.add_argument("--redecode-cache", type=Path, help="a JSON file that keeps the wider-beam re-decodes between runs")
     q.set_defaults(func=labels_cmd.run_labels_eval)
     for q in lsub.choices.values():
         q.add_argument("--data-dir", type=Path, help="where traces.db and rewrites/ live")
@@ -223,6 +236,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         tune_days=args.tune_days,
         min_win_loss=args.min_win_loss,
         voices=tuple(v.strip() for v in args.voices.split(",") if v.strip()),
+        identify_speakers=args.identify_speakers,
+        own_voices=args.own_voices,
     )
     res = run_ab(
         load_settings(args.config),

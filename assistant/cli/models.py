@@ -107,7 +107,7 @@ def load_stages(config: Path, instances: dict[str, Any] | None = None) -> dict[s
     build = registry.Build(settings=settings, home=Home.load(DEFAULT_HOME))
     out = {}
     with network_blocked():
-        for stage in ("wake", "vad", "asr", "nlu", "resolve", "tts"):
+        for stage in ("wake", "vad", "speaker", "asr", "nlu", "resolve", "tts"):
             t0 = time.perf_counter()
             try:
                 backend = registry.create(stage, getattr(settings, stage).backend, build)

@@ -13,7 +13,11 @@ def register(sub) -> None:
     p = sub.add_parser("privacy", help="per-user opt-out of recording, pseudonyms")
     psub = p.add_subparsers(dest="privacy_cmd", metavar="ACTION")
     for name, helptext, func in (
-        ("opt-out", "record nothing for USER from now on (and delete what was recorded, unless --keep)", run_opt_out),
+        (
+            "opt-out",
+            "record nothing for USER from now on; delete their voiceprint and what was recorded (unless --keep)",
+            run_opt_out,
+        ),
         ("opt-in", "record USER's turns again", run_opt_in),
         ("status", "whether USER is opted out, and their pseudonym in exports", run_status),
     ):
@@ -46,16 +50,19 @@ def _out(args: argparse.Namespace, data: dict, text: str) -> int:
 
 
 def run_opt_out(args: argparse.Namespace) -> int:
+    from assistant.speakers.enroll import forget
     from assistant.trace.privacy import opt_out, pseudonym
 
     store = None if args.keep else _store(args)
     deleted = opt_out(_data_dir(args), args.user, store)
+    voice = forget(_data_dir(args), args.user)  # the voiceprint is the person's data too (always deleted)
     p = pseudonym(_data_dir(args), args.user)
     return _out(
         args,
-        {"user_pseudonym": p, "opted_out": True, "turns_deleted": deleted},
+        {"user_pseudonym": p, "opted_out": True, "turns_deleted": deleted, "voice_deleted": voice},
         f"{args.user} ({p}) is opted out: nothing will be recorded"
-        + (f"; deleted {deleted} turns already recorded" if store is not None else ""),
+        + (f"; deleted {deleted} turns already recorded" if store is not None else "")
+        + ("; deleted their voiceprint" if voice else ""),
     )
 
 

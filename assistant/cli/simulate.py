@@ -25,6 +25,23 @@ def register(sub) -> None:
     p.add_argument("--feedback-rate", type=float, default=0.15, help="share of answers followed by 'Did I answer?'")
     p.add_argument("--false-wakes", type=float, default=0.3, help="expected false wakes per household and day")
     p.add_argument("--tts", action="store_true", help="also synthesize every answer (slow)")
+    p.add_argument(
+        "--identify-speakers",
+        action="store_true",
+        help="members enroll their voices and the speaker stage names who spoke (instead of assuming it)",
+    )
+    p.add_argument(
+        "--own-voices", action="store_true", help="members who would share a synthetic voice get their own (warped)"
+    )
+    p.add_argument(
+        "--cut-offs",
+        type=float,
+        default=0.05,
+        help="share of requests said with a pause the endpointer ends them at (default 0.05; 0 = none)",
+    )
+    p.add_argument(
+        "--no-audio", action="store_true", help="do not keep the requests' audio beside the traces (requests/*.flac)"
+    )
     p.add_argument("--config", type=Path, help="pipeline.yaml (default: the repo's)")
     p.add_argument("--profile", type=Path, help="hardware/NAME.yaml whose values override pipeline.yaml")
     p.add_argument("--data-dir", type=Path, help="where the default cache lives (default: the assistant's data dir)")
@@ -53,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         feedback_rate=args.feedback_rate,
         false_wake_rate=args.false_wakes,
         tts=args.tts,
+        identify_speakers=args.identify_speakers,
+        own_voices=args.own_voices,
+        keep_audio=not args.no_audio,
+        cut_off_rate=args.cut_offs,
     )
     res = simulate(settings, args.out, cfg, cache_dir=cache, progress=None if args.json else eprint)
     if args.json:

@@ -86,9 +86,32 @@ def register(sub) -> None:
         default="boosted",
         help="the failing-stage model: boosted trees (default) or logistic regression",
     )
+    lb.add_argument(
+        "--redecode",
+        action="store_true",
+        help="also learn from re-decoding the runs' kept request audio with a wider beam (slow: ~1 s a turn here)",
+    )
+    lb.add_argument(
+        "--redecode-cache",
+        type=Path,
+        help="a JSON file that keeps the wider-beam re-decodes of the runs' request audio between trainings",
+    )
     lb.add_argument("--quiet", action="store_true")
     lb.set_defaults(func=run_labels)
+    sp = tsub.add_parser(
+        "speaker-encoder",
+        help="export resemblyzer's shipped GE2E voice encoder to ONNX (train extra: torch, resemblyzer, onnx)",
+    )
+    sp.add_argument("--out", type=Path, default=DEFAULT_OUT.parent / "speaker", help="default: models/speaker")
+    sp.set_defaults(func=run_speaker_encoder)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def run_speaker_encoder(args: argparse.Namespace) -> int:
+    from assistant.training.speaker_encoder import export
+
+    print(json.dumps(export(args.out), indent=1))
+    return 0
 
 
 def run_nlu(args: argparse.Namespace) -> int:

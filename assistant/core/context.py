@@ -38,6 +38,15 @@ class TurnContext:
     data_dir: Path
     """Where skills keep persistent state (lists, timers, alarms)."""
     history: list[PreviousTurn] = field(default_factory=list)
+    person: str | None = None
+    """Who is speaking, when known: the enrolled voice the speaker stage identified, or the user the session names
+    (`session.user_id` other than "default"). None = an unknown voice or nobody named: the household's shared
+    behaviour (shared lists, no personal rewrites), never another person's private data."""
+    speaker: dict[str, Any] | None = None
+    """The speaker stage's decision (person, decision, score, candidate, threshold), as traced."""
+    voice: Any = None
+    """The request's voice embedding (numpy, when the speaker stage embedded it): for enrollment by voice only;
+    never traced."""
 
     @property
     def previous(self) -> PreviousTurn | None:

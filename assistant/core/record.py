@@ -39,8 +39,12 @@ class TurnRecord(Mapping):
     """Skill state for the follow-up (a clarifying question's candidates, a feedback question)."""
     events: list[dict[str, Any]] | None = None
     """What happened after the turn (barge-in)."""
+    speaker: dict[str, Any] | None = None
+    """Who spoke (the speaker stage's decision and score), when the stage ran or the session names the user."""
+    request_audio: str | None = None
+    """The request's audio file, when `traces.keep_request_audio` is on."""
 
-    _OPTIONAL = ("rewrite", "nlu_intent", "pending", "events")
+    _OPTIONAL = ("rewrite", "nlu_intent", "pending", "events", "speaker", "request_audio")
 
     def to_dict(self) -> dict[str, Any]:
         out = {}

@@ -37,6 +37,7 @@ Factory = Callable[[Build], Any]
 BUILTIN: dict[str, dict[str, str]] = {
     "wake": {"openwakeword": "assistant.backends.wake.openwakeword:create"},
     "vad": {"silero": "assistant.backends.vad.silero:create"},
+    "speaker": {"resemblyzer-onnx": "assistant.speakers.identify:create"},
     "asr": {"faster-whisper": "assistant.backends.asr.faster_whisper:create"},
     "rewrite": {"learned": "assistant.understanding.rewrite:create"},
     "nlu": {"onnx-joint": "assistant.backends.nlu.onnx_joint:create"},

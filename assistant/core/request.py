@@ -26,6 +26,8 @@ class Speculation:
     """ASR + NLU compute time of the speculative pass."""
     pause_ms: float
     """Silence after the last speech when the speculative pass started."""
+    speaker_job: Any = None
+    """The speaker stage, started beside the speculative decode (a Future); the turn uses it if it ends here."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Request:
     """False: answer in the record only (no apology spoken for a failure the user did not cause)."""
     speculation: Speculation | None = None
     """A decode of this request's speech made during the pause before the endpoint (see Runner.speculate)."""
+    device_id: str | None = None
+    """The device spoken to (a Wyoming satellite); default: the runner's own device. Each device has its sessions."""
 
     @classmethod
     def typed(cls, text: str, now: datetime | None = None, kind: str = "text") -> Request:

@@ -48,10 +48,12 @@ from assistant.trace.store import TraceStore
 
 _LOGGER = logging.getLogger(__name__)
 _WAKE_PREFIX = re.compile(r"^\W*(?:(?:hey|ok|okay)[\s,]+)?(?:alexa|jarvis|mycroft|nabu|rhasspy)\b\W*", re.IGNORECASE)
-AUDIO_STAGES = ("wake", "vad", "asr")
-BUILD_ORDER = ("wake", "vad", "asr", "rewrite", "nlu", "resolve", "rerank", "respond", "tts")
+AUDIO_STAGES = ("wake", "vad", "speaker", "asr")
+BUILD_ORDER = ("wake", "vad", "speaker", "asr", "rewrite", "nlu", "resolve", "rerank", "respond", "tts")
 ALWAYS = ("nlu", "respond")
 """Stages every turn needs, built even when pipeline.yaml leaves them out of `stages`."""
+DEFAULT_USER = "default"
+"""`session.user_id` when nobody configured one: it names no person (the household's shared behaviour)."""
 
 
 class _Handled(Exception):
@@ -91,6 +93,7 @@ class Runner:
         self._home_state = HomeStateFile(self.data_dir)
         self._home_state.restore(self.home)
         self.sessions = SessionTracker(self.store, self.device_id, self.user_id, settings.session.gap_seconds)
+        self._device_sessions = {self.device_id: self.sessions}
         self.user_history = self._user_history()
 
     # -- building ---------------------------------------------------------------------------------------------
@@ -147,6 +150,7 @@ class Runner:
 
     wake = property(lambda self: self._backends.get("wake"))
     vad = property(lambda self: self._backends.get("vad"))
+    speaker = property(lambda self: self._backends.get("speaker"))
     asr = property(lambda self: self._backends.get("asr"))
     rewriter = property(lambda self: self._backends.get("rewrite"))
     nlu = property(lambda self: self._backends.get("nlu"))
@@ -163,7 +167,35 @@ class Runner:
         }
 
     def close(self) -> None:
+        if self._speaker_pool is not None:
+            self._speaker_pool.shutdown(wait=True)
         self.store.close()
+
+    # -- who is speaking --------------------------------------------------------------------------------------
+    _speaker_pool = None
+
+    def _start_speaker(self, samples: np.ndarray | None, enrolling: bool):
+        """Identify the speaker in a thread beside ASR (onnxruntime and CTranslate2 release the GIL). Nothing to do
+        when nobody is enrolled, unless a voice is being learnt ("learn my voice")."""
+        if self.speaker is None or samples is None:
+            return None
+        if not enrolling and not self.speaker.has_voices():
+            return None
+        if self._speaker_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._speaker_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="speaker")
+        samples = np.asarray(samples, dtype=np.int16)
+
+        def job():
+            res, emb = self.speaker.identify(samples, enrolling)
+            noisy = self.speaker.enrollment_embeddings(samples, emb)[1:] if enrolling and emb is not None else []
+            return res, emb, noisy
+
+        return self._speaker_pool.submit(job)
+
+    def _named_person(self) -> str | None:
+        return self.user_id if self.user_id != DEFAULT_USER else None
 
     # -- events -----------------------------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -186,6 +218,7 @@ class Runner:
         from assistant.understanding.turn_end import judge
 
         t0 = time.perf_counter()
+        speaker_job = self._start_speaker(samples, enrolling=False)  # beside the speculative decode too
         asr = self.asr.transcribe(np.asarray(samples, dtype=np.int16), self.settings.asr.language)
         text = _WAKE_PREFIX.sub("", asr.text).strip()
         confidence = self.nlu.parse(text).confidence if re.search(r"\w", text) else None
@@ -197,6 +230,7 @@ class Runner:
             reason=verdict.reason,
             decode_ms=round((time.perf_counter() - t0) * 1000, 1),
             pause_ms=round(pause_ms, 1),
+            speaker_job=speaker_job,
         )
 
     # -- scheduled commands ---------------------------------------------------------------------------------
@@ -266,12 +300,22 @@ class Runner:
         """One request's audio (already endpointed) from ASR on."""
         return self.run(Request.audio(samples, source, now=now))
 
+    def _sessions_of(self, device_id: str) -> SessionTracker:
+        """Each device (a Wyoming satellite, say) has its own sessions: a follow-up belongs to the device asked."""
+        if device_id not in self._device_sessions:
+            self._device_sessions[device_id] = SessionTracker(
+                self.store, device_id, self.user_id, self.settings.session.gap_seconds
+            )
+        return self._device_sessions[device_id]
+
     # -- one turn ---------------------------------------------------------------------------------------------
     def run(self, req: Request, listener: Listener | None = None) -> TurnRecord:
         """Run one request; `listener` gets this turn's events too (the live loop plays ResponseAudio from it)."""
         now = req.now or datetime.now()
         self.run_due(now)  # what was scheduled for before this turn happens first
-        session = self.sessions.session_for(now)
+        device_id = req.device_id or self.device_id
+        sessions = self._sessions_of(device_id)
+        session = sessions.session_for(now)
         turn_id = uuid.uuid4().hex
         t0 = time.perf_counter()
         rec = TurnRecord(
@@ -279,15 +323,18 @@ class Runner:
         )
         ctx = TurnContext(
             home=self.home,
-            device_id=self.device_id,
+            device_id=device_id,
             user_id=self.user_id,
             now=now,
             session_id=session.session_id,
             data_dir=self.data_dir,
             history=list(session.history),
+            person=self._named_person(),
         )
+        if ctx.person is not None:
+            ctx.speaker = {"person": ctx.person, "decision": "session"}
         context_snapshot = {
-            "device_id": self.device_id,
+            "device_id": device_id,
             "user_id": self.user_id,
             "now": now.isoformat(),
             "home": {"name": self.home.name, "source": str(self.home.source), "states": self.home.states()},
@@ -335,6 +382,12 @@ class Runner:
                 if self.asr is None or req.samples is None:
                     raise StageError("asr-disabled", "Audio input needs the asr stage in pipeline.yaml.", "asr")
                 samples, spec = req.samples, req.speculation
+                enrolling = _enrolling(ctx)
+                speaker_job = (
+                    spec.speaker_job
+                    if spec is not None and spec.speaker_job is not None and not enrolling
+                    else self._start_speaker(req.samples, enrolling)
+                )
                 asr = run(
                     "asr",
                     (lambda: spec.asr)
@@ -357,6 +410,9 @@ class Runner:
                 )
                 if spec is not None:  # decoded during the pause, before the endpoint: what it cost, not 0 ms
                     rec.latency_ms["asr"] = spec.decode_ms
+                if speaker_job is not None:
+                    switched = self._finish_speaker(speaker_job, run, rec, ctx, context_snapshot, enrolling)
+                    session = switched or session
                 text = _WAKE_PREFIX.sub("", asr.text).strip()
                 rec.transcript, rec.asr_confidence = text, asr.confidence
                 if not re.search(r"\w", text):
@@ -373,7 +429,7 @@ class Runner:
                 said = text
                 rw = run(
                     "rewrite",
-                    lambda: self.rewriter.rewrite(said, self.user_id, ctx),
+                    lambda: self.rewriter.rewrite(said, _personal_user(ctx), ctx),
                     {"text": said},
                     lambda out: (out.to_dict(), out.score),
                 )
@@ -446,25 +502,76 @@ class Runner:
         rec.latency_ms["end_to_end"] = round(ready + first, 1)
         rec.latency_ms["total"] = round(total_ms, 1)
         rec.pending = pending
+        rec.speaker = ctx.speaker
+        traced = not is_opted_out(self.data_dir, ctx.user_id)
+        if traced and req.samples is not None and self.settings.traces.keep_request_audio:
+            rec.request_audio = self._keep_request_audio(turn_id, req.samples)
         emit(
             TurnEnded(
                 record=rec,
-                traced=not is_opted_out(self.data_dir, self.user_id),
+                traced=traced,
                 context=context_snapshot,
                 pipeline=self.versions(),
-                device_id=self.device_id,
-                user_id=self.user_id,
+                device_id=device_id,
+                user_id=ctx.user_id,
                 started_at=now.timestamp(),
             )
         )
         self._home_state.save(self.home)
-        self.sessions.end_turn(session, rec, now)
+        sessions.end_turn(session, rec, now)
         if self.user_history is not None:
             from assistant.understanding.rerank.context import HISTORY_STATUSES, chosen_entities
 
             if (rec.action or {}).get("status") in HISTORY_STATUSES:
                 self.user_history.add_turn(rec.intent, chosen_entities(rec), now)
         return rec
+
+    def _finish_speaker(self, job, run, rec: TurnRecord, ctx: TurnContext, snapshot: dict[str, Any], enrolling: bool):
+        """The speaker stage's span (its time is what the turn waited for it after ASR; `embed_ms` what it cost)
+        and who the turn belongs to: an identified voice is the person; an unknown one gets the household's
+        shared behaviour (the device's user, no person)."""
+        spk, emb, noisy = run(
+            "speaker",
+            job.result,
+            {"voices": len(self.speaker.store.voices()), "threshold": self.speaker.threshold},
+            lambda out: (jsonable(out[0]), out[0].score),
+        )
+        rec.latency_ms["speaker_wait"] = rec.latency_ms.get("speaker", 0.0)
+        rec.latency_ms["speaker"] = spk.embed_ms
+        ctx.voice = (
+            None
+            if emb is None
+            else {"embedding": emb, "noisy": noisy, "encoder": self.speaker.version, "seconds": spk.audio_seconds}
+        )
+        if spk.decision == "no-voices":  # embedded only to learn a voice: nobody to tell apart yet
+            return None
+        ctx.person = spk.person
+        ctx.user_id = spk.person or self.user_id
+        ctx.speaker = {
+            "person": spk.person,
+            "decision": spk.decision,
+            "score": spk.score,
+            "candidate": spk.candidate,
+            "threshold": spk.threshold,
+        }
+        snapshot["user_id"] = ctx.user_id  # the person (exports turn it into a pseudonym)
+        if spk.person is None or enrolling:  # learning a voice continues in the device's conversation
+            return None
+        # the person's own conversation on this device (history, follow-ups): returns that session
+        session = self._sessions_of(ctx.device_id).session_for(ctx.now, spk.person)
+        rec.session_id = ctx.session_id = session.session_id
+        ctx.history = list(session.history)
+        return session
+
+    def _keep_request_audio(self, turn_id: str, samples: np.ndarray) -> str | None:
+        """FLAC beside the trace store (lossless, about half of WAV); a full disk costs the file, never the turn."""
+        path = self._trace_path().parent / "requests" / f"{turn_id}.flac"
+        try:
+            audio_io.write_flac(path, samples, audio_io.PIPELINE_RATE)
+        except (OSError, RuntimeError) as err:  # soundfile raises RuntimeError for libsndfile failures
+            _LOGGER.warning("request audio not kept: %s", err)
+            return None
+        return str(path)
 
     def _record_pre_turn_stages(self, req: Request, turn_id: str, emit: Listener) -> None:
         """Wake and endpointing happened before the turn began (audio time is in their outputs)."""
@@ -560,6 +667,20 @@ class Runner:
 
         run("tts", synth, {"text": text}, result)
         return first[0], first[0] - start, path[0]
+
+
+def _enrolling(ctx: TurnContext) -> bool:
+    """The previous turn asked for a phrase of "learn my voice" (skills/voices.py)."""
+    prev = ctx.previous
+    pending = prev.pending if prev is not None else None
+    return bool(pending and pending.get("skill") == "voices" and pending.get("step") != "name")
+
+
+def _personal_user(ctx: TurnContext) -> str | None:
+    """Whose personal rewrite layer applies: none for a voice the speaker stage could not name."""
+    if ctx.speaker is not None and ctx.speaker.get("decision") == "unknown":
+        return None
+    return ctx.user_id
 
 
 def _apology(err: AssistantError) -> str:

@@ -42,18 +42,30 @@ class SessionTracker:
         self.user_id = user_id
         self.gap = timedelta(seconds=gap_seconds)
         self.current: Session | None = None
+        self._people: dict[str, Session] = {}
 
-    def session_for(self, now: datetime) -> Session:
+    def session_for(self, now: datetime, user_id: str | None = None) -> Session:
+        """The session of the tracker's user, or of `user_id` (a person the speaker stage identified: each person
+        on the device has their own conversation, so nobody answers or continues another person's)."""
+        if user_id is not None and user_id != self.user_id:
+            s = self._people.get(user_id)
+            if s is None or now - s.last_at > self.gap:
+                s = self._people[user_id] = self._resume(now, user_id)
+            return s
         s = self.current
         if s is not None and now - s.last_at <= self.gap:
             return s
         if s is None:
-            last = self.store.last_session(self.device_id, self.user_id)
-            if last is not None and now - datetime.fromtimestamp(last[1]) <= self.gap:
-                self.current = Session(last[0], datetime.fromtimestamp(last[1]), self._history(last[0]))
-                return self.current
+            self.current = self._resume(now, self.user_id)
+            return self.current
         self.current = Session(uuid.uuid4().hex, now)
         return self.current
+
+    def _resume(self, now: datetime, user_id: str) -> Session:
+        last = self.store.last_session(self.device_id, user_id)
+        if last is not None and now - datetime.fromtimestamp(last[1]) <= self.gap:
+            return Session(last[0], datetime.fromtimestamp(last[1]), self._history(last[0]))
+        return Session(uuid.uuid4().hex, now)
 
     def _history(self, session_id: str) -> list[PreviousTurn]:
         history = []

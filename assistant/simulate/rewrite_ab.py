@@ -61,6 +61,10 @@ class ABConfig:
     come after them, so the threshold is never chosen on the days it is measured on."""
     min_win_loss: float = 4.0
     """Tuning: the threshold with the most net wins among those whose win:loss is at least this."""
+    identify_speakers: bool = False
+    """SimConfig.identify_speakers: the per-person history comes from the speaker stage, errors included."""
+    own_voices: bool = False
+    """SimConfig.own_voices: members who would share a synthetic voice get their own."""
 
 
 @dataclass
@@ -99,6 +103,8 @@ class RewriteAB:
             voices=c.voices,
             false_wake_rate=c.false_wake_rate,
             member_users=True,
+            identify_speakers=c.identify_speakers,
+            own_voices=c.own_voices,
             shared_goals=c.shared_goals,
             habitual_rephrase=c.habitual_rephrase,
             max_turns=c.max_turns,

@@ -63,11 +63,25 @@ class SimConfig:
     member_users: bool = False
     """Set the pipeline's user_id to the speaking member ("h0-alex") instead of the household: a per-person history
     (speaker identification assumed perfect), which the personal rewrite layer needs."""
+    identify_speakers: bool = False
+    """Each member enrolls their simulated voice (three clean sentences, with the stage's noisy copies) and the
+    speaker stage (assistant/speakers) names who spoke every request, instead of assuming it: the turn's user is the
+    identified member, or the household for an unknown voice (so member_users' per-person history includes
+    identification errors)."""
+    own_voices: bool = False
+    """Members whose synthetic voices would be one speaker (Piper ships one voice, joe) get their own: every request
+    of the n-th member is resampled by VOICE_WARPS[n] (vocal tract length and pitch, as speaker augmentation does)."""
     habitual_rephrase: float = 0.0
     """Probability that a person's rephrasing is the goal's habitual one (population-wide), not a random other one."""
     shared_goals: int = 0
     """Popular requests shared across the population: each member also has each of these goals (said the popular way)
     as a daily habit with probability 0.5, so several households repeat the same phrasings (and their failures)."""
+    cut_off_rate: float = 0.0
+    """Share of requests said with a pause mid-sentence long enough for the endpointer to end the request there: the
+    device hears only the words before it (truth `cut_off`, failure point `endpointing` when the turn then fails)."""
+    keep_audio: bool = False
+    """Keep every request's audio beside the trace store, as a device with `traces.keep_request_audio` does (the
+    labeller re-decodes it); `simulate` turns it on, the rewrite A/B leaves it off."""
 
 
 @dataclass
@@ -79,13 +93,43 @@ class _Item:
     routine: bool = False
 
 
+VOICE_WARPS = (1.0, 0.85, 1.18, 0.78, 1.3)
+
+
+def warp_voice(samples, factor: float):
+    """Resample by `factor` and play at the same rate: formants and pitch / factor, duration x factor."""
+    if abs(factor - 1.0) < 1e-6:
+        return samples
+    import numpy as np
+    import soxr
+
+    y = soxr.resample(samples.astype(np.float32) / 32768.0, 16000, int(round(16000 * factor)))
+    return (np.clip(y, -1, 1) * 32767).astype(np.int16)
+
+
+ENROLL_SENTENCES = (
+    "the quick brown fox jumps over the lazy dog",
+    "turn on the lights in the kitchen and play some music",
+    "what will the weather be like tomorrow morning",
+)
+
+
+def cut_point(text: str, rng: random.Random, rate: float) -> str | None:
+    """With probability `rate`, the words before a mid-sentence pause ("set a timer for ... ten minutes"): at least
+    two words, at least one left unsaid; None for requests of fewer than three words or no pause."""
+    words = text.split()
+    if rate <= 0 or len(words) < 3 or rng.random() >= rate:
+        return None
+    return " ".join(words[: rng.randint(2, len(words) - 1)])
+
+
 def sim_settings(settings: Settings, out_dir: Path, cfg: SimConfig, household_id: str) -> Settings:
     stages = [s for s in settings.stages if s in SIM_STAGES + (["tts"] if cfg.tts else [])]
     return settings.model_copy(
         update={
             "stages": stages,
             "feedback": settings.feedback.model_copy(update={"ask_rate": cfg.feedback_rate}),
-            "traces": TraceSettings(db=str((out_dir / "traces.db").resolve())),
+            "traces": TraceSettings(db=str((out_dir / "traces.db").resolve()), keep_request_audio=cfg.keep_audio),
             "session": settings.session.model_copy(update={"user_id": household_id, "device_id": None}),
         }
     )
@@ -139,9 +183,35 @@ class Simulator:
     def _pipeline(self, hh: Household):
         s = sim_settings(self.settings, self.out, self.cfg, hh.id)
         data_dir = self.out / "households" / hh.id
-        return self.factory(
-            s, hh.home_path, data_dir, backends={"asr": self._cached_asr(s), "rewrite": self.rewriter}, wrap=self.wrap
+        backends = {"asr": self._cached_asr(s), "rewrite": self.rewriter}
+        if self.cfg.identify_speakers:
+            backends["speaker"] = self._speaker_stage(hh, s, data_dir)
+        return self.factory(s, hh.home_path, data_dir, backends=backends, wrap=self.wrap)
+
+    def _speaker_stage(self, hh: Household, s: Settings, data_dir: Path):
+        """The household's speaker stage, every member enrolled from three clean sentences in their own voice."""
+        from assistant.speakers.identify import SpeakerIdentifier
+        from assistant.speakers.voices import VoiceStore
+
+        if getattr(self, "_speaker_encoder", None) is None:
+            from assistant.backends.speaker.resemblyzer_onnx import ResemblyzerOnnx
+
+            self._speaker_encoder = ResemblyzerOnnx(s.resolve_path(s.speaker.model_dir))
+        ident = SpeakerIdentifier(
+            self._speaker_encoder, VoiceStore(data_dir), s.speaker.threshold, s.speaker.min_seconds
         )
+        for m in hh.members:
+            audio = [self._own_voice(hh, m.id, self.cache.speech(t, m.voice, NoiseSpec())[0]) for t in ENROLL_SENTENCES]
+            embs = [e for a in audio for e in ident.enrollment_embeddings(a)]
+            seconds = sum(len(a) for a in audio) / 16000
+            ident.store.enroll(f"{hh.id}-{m.id}", embs, seconds, ident.version, replace=True, utterances=len(audio))
+        return ident
+
+    def _own_voice(self, hh: Household, member: str | None, samples):
+        if not self.cfg.own_voices or member is None:
+            return samples
+        i = [m.id for m in hh.members].index(member)
+        return warp_voice(samples, VOICE_WARPS[i % len(VOICE_WARPS)])
 
     def _cached_asr(self, s: Settings) -> CachingAsr:
         """One ASR backend (from the registry) for every household, behind the results cache."""
@@ -292,10 +362,13 @@ class Simulator:
         room: str,
         t: datetime,
         meta: dict[str, Any],
+        heard_text: str | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any], float]:
-        samples, synth_hit = self.cache.speech(text, voice, noise)
+        """`heard_text`: the words before a pause the endpointer cut the request at (None: all of `text`)."""
+        samples, synth_hit = self.cache.speech(heard_text or text, voice, noise)
+        samples = self._own_voice(hh, meta.get("member"), samples)
         p.device_id = hh.satellite_in(room)
-        if self.cfg.member_users and meta.get("member"):
+        if self.cfg.member_users and meta.get("member") and not self.cfg.identify_speakers:
             p.user_id = f"{hh.id}-{meta['member']}"
         s0 = time.perf_counter()
         rec = p.run_audio(
@@ -311,6 +384,7 @@ class Simulator:
             **meta,
             "t": t.isoformat(timespec="seconds"),
             "spoken": text,
+            **({"cut_off": True, "audio_text": heard_text} if heard_text else {}),
             "voice": voice.key(),
             "noise": noise.key(),
             "device_id": p.device_id,
@@ -326,6 +400,8 @@ class Simulator:
         }
         if rec.get("rewrite"):
             truth["rewrite"] = rec["rewrite"]
+        if self.cfg.identify_speakers:
+            truth["speaker"] = rec.get("speaker")
         if self.progress and self.turns % 25 == 0:
             self.progress(f"{self.turns} turns")
         speech_s = len(samples) / 16000
@@ -382,12 +458,19 @@ class Simulator:
             }
             if role == "feedback_answer":
                 meta["expected_feedback"] = expected_feedback
-            rec, truth, speech_s = self._turn(p, hh, text, m.voice, self._noise(m, rng), item.room, t, meta)
+            cut = (
+                cut_point(text, random.Random(f"cut:{self.cfg.seed}:{episode}:{attempt}"), self.cfg.cut_off_rate)
+                if role in ("request", "rephrase", "repeat")
+                else None
+            )
+            rec, truth, speech_s = self._turn(p, hh, text, m.voice, self._noise(m, rng), item.room, t, meta, cut)
             if role in ("feedback_answer", "cancel"):
                 v = _assess_control(role, expected_feedback, text, rec)
             else:
                 v = assess(goal, text, rec, hh.home, self._oracle, self.settings.nlu.min_confidence, role)
             truth.update(v.to_dict())
+            if cut and v.defect:  # the words after the pause never reached the device
+                truth["failure_point"], truth["reason"] = "endpointing", f"cut off after {cut!r}: {v.reason}"
             truth["wer"] = v.stages.get("wer")
             if self._cf is not None and rec.get("rewrite"):
                 self._device_id, self._user_id = p.device_id, p.user_id

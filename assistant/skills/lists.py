@@ -1,4 +1,10 @@
-"""Lists (shopping, to-do, ...): create, add, read, remove items or whole lists. Persisted in SQLite under data_dir."""
+"""Lists (shopping, to-do, ...): create, add, read, remove items or whole lists. Persisted in SQLite under data_dir.
+
+Whose list: "my shopping list" is the speaker's own when the speaker is known (`context.person`: identified by voice,
+or named by the session); otherwise, and for "our"/"the family"/"the shared" lists, the household's shared list.
+Reading or removing falls back from one's own list to the shared one (and from the shared one to one's own) when
+only that one exists; an unknown speaker never reaches a person's list.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +29,26 @@ _REMOVE_RX = re.compile(
 _CREATE_RX = re.compile(r"\b(?:create|make|start|new|open)\b.*?\b(?:list)\b")
 _ITEM_SPLIT = re.compile(r"\s*(?:,|\band\b)\s*")
 _FILLER = re.compile(r"^(?:some|an?|the|more|my)\s+")
+_MINE = re.compile(r"\b(?:my|mine)\b")
+_OURS = re.compile(r"\b(?:our|ours|family|household|shared|everyone's|everybody's)\b")
+SHARED = ""
+"""The owner of the household's shared lists."""
+
+
+def list_owner(turn: Turn) -> str:
+    """The person whose list the request means, or SHARED."""
+    person = turn.context.person
+    text = turn.text.lower()
+    if person and _MINE.search(text) and not _OURS.search(text):
+        return person
+    return SHARED
+
+
+def _whose(turn: Turn, owner: str) -> str:
+    """'your' for one's own list (and where nobody is identified at all); 'the shared' once speakers are told apart."""
+    if owner or turn.context.speaker is None:
+        return "your"
+    return "the shared"
 
 
 def list_key(name: str) -> str:
@@ -79,14 +105,30 @@ class ListsSkill:
         return items
 
     @staticmethod
-    def _lists(turn: Turn) -> dict[str, str]:
+    def _lists(turn: Turn, owner: str) -> dict[str, str]:
         with connect(turn.context.data_dir) as db:
-            return {r["key"]: r["name"] for r in db.execute("SELECT key, name FROM lists ORDER BY created_ts, key")}
+            rows = db.execute("SELECT key, name FROM lists WHERE owner = ? ORDER BY created_ts, key", (owner,))
+            return {r["key"]: r["name"] for r in rows}
+
+    def _visible(self, turn: Turn, name: str | None) -> tuple[str, dict[str, str]]:
+        """(owner, that owner's lists) for reading or removing: the meant owner's lists, or the other scope the
+        speaker may reach when only it has the named list (or any list, when none is named)."""
+        owner = list_owner(turn)
+        lists = self._lists(turn, owner)
+        key = list_key(name) if name else None
+        if (key not in lists) if key else not lists:
+            other = SHARED if owner else (turn.context.person or None)
+            if other is not None and other != owner:
+                alt = self._lists(turn, other)
+                if (key in alt) if key else alt:
+                    return other, alt
+        return owner, lists
 
     @staticmethod
-    def _list_items(turn: Turn, key: str) -> list[str]:
+    def _list_items(turn: Turn, owner: str, key: str) -> list[str]:
         with connect(turn.context.data_dir) as db:
-            return [r["item"] for r in db.execute("SELECT item FROM list_items WHERE list_key = ? ORDER BY id", (key,))]
+            rows = db.execute("SELECT item FROM list_items WHERE owner = ? AND list_key = ? ORDER BY id", (owner, key))
+            return [r["item"] for r in rows]
 
     # -- intents -------------------------------------------------------------------------------------------------
     def add(self, turn: Turn) -> Response:
@@ -105,60 +147,67 @@ class ListsSkill:
             name = DEFAULT_LIST
         key = list_key(name)
         ctx = turn.context
+        owner = list_owner(turn)
+        whose = _whose(turn, owner)
         with connect(ctx.data_dir) as db:
-            existed = db.execute("SELECT name FROM lists WHERE key = ?", (key,)).fetchone()
+            existed = db.execute("SELECT name FROM lists WHERE owner = ? AND key = ?", (owner, key)).fetchone()
             if not existed:
                 db.execute(
-                    "INSERT INTO lists (key, name, created_ts) VALUES (?, ?, ?)", (key, name, ctx.now.timestamp())
+                    "INSERT INTO lists (owner, key, name, created_ts) VALUES (?, ?, ?, ?)",
+                    (owner, key, name, ctx.now.timestamp()),
                 )
             else:
                 name = existed["name"]
-            have = {norm_key(r["item"]) for r in db.execute("SELECT item FROM list_items WHERE list_key = ?", (key,))}
+            have = {
+                norm_key(r["item"])
+                for r in db.execute("SELECT item FROM list_items WHERE owner = ? AND list_key = ?", (owner, key))
+            }
             new = [i for i in items if norm_key(i) not in have]
             db.executemany(
-                "INSERT INTO list_items (list_key, item, added_ts) VALUES (?, ?, ?)",
-                [(key, i, ctx.now.timestamp()) for i in new],
+                "INSERT INTO list_items (owner, list_key, item, added_ts) VALUES (?, ?, ?, ?)",
+                [(owner, key, i, ctx.now.timestamp()) for i in new],
             )
         target = f"list:{key}"
+        params = {"list": name, "owner": owner or "shared"}
         if items:
             if not new:
                 return say(
-                    f"{join_words(items).capitalize()} {'is' if len(items) == 1 else 'are'} already on your "
+                    f"{join_words(items).capitalize()} {'is' if len(items) == 1 else 'are'} already on {whose} "
                     f"{name} list.",
                     "list.add",
                     "done",
                     target=target,
-                    params={"list": name, "items": items},
+                    params=params | {"items": items},
                     result={"added": []},
                 )
             return say(
-                f"Added {join_words(new)} to your {name} list.",
+                f"Added {join_words(new)} to {whose} {name} list.",
                 "list.add",
                 "done",
                 target=target,
-                params={"list": name, "items": items},
+                params=params | {"items": items},
                 result={"added": new, "created": not existed},
             )
         if existed:
             return say(
-                f"You already have a {name} list. What should I add?",
+                f"{'You already have' if owner or whose == 'your' else 'There is already'} a {name} list. "
+                "What should I add?",
                 "list.create",
                 "done",
                 target=target,
-                params={"list": name},
+                params=params,
                 result={"created": False},
             )
         return say(
-            f"Created your {name} list.",
+            f"Created {whose} {name} list.",
             "list.create",
             "done",
             target=target,
-            params={"list": name},
+            params=params,
             result={"created": True},
         )
 
     def query(self, turn: Turn) -> Response:
-        lists = self._lists(turn)
         name = self._list_name(turn)
         if name is None:
             cm = re.search(r"\b([\w']+)\s+list\b", turn.text.lower())
@@ -167,6 +216,8 @@ class ListsSkill:
                 if cm and cm.group(1) not in ("a", "the", "my", "new", "this", "that")
                 else None
             )
+        owner, lists = self._visible(turn, name)
+        whose = _whose(turn, owner)
         if name is None:
             if not lists:
                 return say("You don't have any lists yet.", "list.query", "done", result={"lists": []})
@@ -179,32 +230,34 @@ class ListsSkill:
         key = list_key(name)
         if key not in lists:
             return say(f"You don't have a {name} list.", "list.query", "failed", params={"list": name})
-        items = self._list_items(turn, key)
+        items = self._list_items(turn, owner, key)
         name = lists[key]
+        params = {"list": name, "owner": owner or "shared"}
         if not items:
             return say(
-                f"Your {name} list is empty.",
+                f"{whose.capitalize()} {name} list is empty.",
                 "list.query",
                 "done",
                 target=f"list:{key}",
-                params={"list": name},
+                params=params,
                 result={"items": []},
             )
         return say(
-            f"Your {name} list has {join_words(items)}.",
+            f"{whose.capitalize()} {name} list has {join_words(items)}.",
             "list.query",
             "done",
             target=f"list:{key}",
-            params={"list": name},
+            params=params,
             result={"items": items},
         )
 
     def remove(self, turn: Turn) -> Response:
         text = turn.text.lower()
-        lists = self._lists(turn)
         m = _REMOVE_RX.search(text)
         name = self._list_name(turn, m.group("list") if m else None)
         items = self._items(m.group("item"), name) if m else []
+        owner, lists = self._visible(turn, name)
+        whose = _whose(turn, owner)
         if name is None and len(lists) == 1:
             name = next(iter(lists.values()))
         if name is None:
@@ -215,18 +268,18 @@ class ListsSkill:
         if key not in lists:
             return say(f"You don't have a {name} list.", "list.remove", "failed", params={"list": name})
         name = lists[key]
+        params = {"list": name, "owner": owner or "shared"}
         with connect(turn.context.data_dir) as db:
             if not items:
-                db.execute("DELETE FROM list_items WHERE list_key = ?", (key,))
-                db.execute("DELETE FROM lists WHERE key = ?", (key,))
-                return say(
-                    f"Deleted your {name} list.", "list.delete", "done", target=f"list:{key}", params={"list": name}
-                )
+                db.execute("DELETE FROM list_items WHERE owner = ? AND list_key = ?", (owner, key))
+                db.execute("DELETE FROM lists WHERE owner = ? AND key = ?", (owner, key))
+                return say(f"Deleted {whose} {name} list.", "list.delete", "done", target=f"list:{key}", params=params)
             removed, missing = [], []
             for item in items:
                 row = db.execute(
-                    "SELECT id, item FROM list_items WHERE list_key = ? AND lower(item) = ? ORDER BY id LIMIT 1",
-                    (key, item.lower()),
+                    "SELECT id, item FROM list_items WHERE owner = ? AND list_key = ? AND lower(item) = ? "
+                    "ORDER BY id LIMIT 1",
+                    (owner, key, item.lower()),
                 ).fetchone()
                 if row is None:
                     missing.append(item)
@@ -235,17 +288,17 @@ class ListsSkill:
                     removed.append(row["item"])
         if not removed:
             return say(
-                f"{join_words(missing).capitalize()} {'is' if len(missing) == 1 else 'are'}n't on your {name} list.",
+                f"{join_words(missing).capitalize()} {'is' if len(missing) == 1 else 'are'}n't on {whose} {name} list.",
                 "list.remove",
                 "failed",
                 target=f"list:{key}",
-                params={"list": name, "items": items},
+                params=params | {"items": items},
             )
         return say(
-            f"Removed {join_words(removed)} from your {name} list.",
+            f"Removed {join_words(removed)} from {whose} {name} list.",
             "list.remove",
             "done",
             target=f"list:{key}",
-            params={"list": name, "items": items},
+            params=params | {"items": items},
             result={"removed": removed, "missing": missing},
         )

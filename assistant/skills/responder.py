@@ -19,6 +19,7 @@ from assistant.skills.media import MediaSkill
 from assistant.skills.music import MusicSkill
 from assistant.skills.time_date import TimeDateSkill
 from assistant.skills.timers import TimersSkill
+from assistant.skills.voices import VoicesSkill
 from assistant.skills.weather import WeatherProvider, WeatherSkill
 from assistant.understanding.resolve.catalog import DEFAULT_CATALOG_DIR, MusicCatalog
 
@@ -55,6 +56,7 @@ class SkillResponder:
         self.fallback = FallbackSkill()
         self.home_commands = HomeCommandsSkill()
         self.timers = TimersSkill()
+        self.voices = VoicesSkill()
         self.skills: list[Skill] = [
             self.home_commands,
             HomeControlSkill(),
@@ -65,6 +67,7 @@ class SkillResponder:
             MediaSkill(),
             WeatherSkill(weather),
             GeneralSkill(),
+            self.voices,
         ]
         self.by_intent: dict[str, Skill] = {}
         for skill in self.skills:
@@ -95,11 +98,14 @@ class SkillResponder:
                         asked = prev.pending.get("intent")
                         return replace(answer, answers_intent=str(asked)) if asked else answer
             # the home grammar, when it parses the sentence with certainty, decides (see assistant/home/grammar.py)
-            answer = self.home_commands.try_handle(turn) or self.timers.try_handle(turn)
+            answer = self.home_commands.try_handle(turn) or self.timers.try_handle(turn) or self.voices.try_handle(turn)
             if answer is not None:
                 return answer
             if nlu.confidence < self.min_confidence:
                 return self.fallback.low_confidence(turn, self.min_confidence)
+            answer = self.voices.guard_private(turn)
+            if answer is not None:
+                return answer
             skill = self.by_intent.get(nlu.intent)
             if skill is None:
                 return self.fallback.handle(turn)

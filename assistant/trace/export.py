@@ -314,6 +314,49 @@ def _with_pseudonym(ctx: str | None, pu: str | None) -> str | None:
     return '{"user_pseudonym":' + _dumps(pu) + ("}" if ctx == "{}" else "," + ctx[1:])
 
 
+def _pseudonymise_action(act: Any, pseudo: Pseudonymizer) -> None:
+    if not isinstance(act, dict):
+        return
+    params, result = act.get("params") or {}, act.get("result") or {}
+    if params.get("owner") not in (None, "shared"):
+        params["owner"] = pseudo(params["owner"])
+    if str(act.get("name", "")).startswith("voice."):
+        if params.get("name"):
+            params["name"] = pseudo(params["name"])
+        if str(act.get("target") or "").startswith("voice:"):
+            act["target"] = "voice:" + pseudo(act["target"][len("voice:") :])
+        if result.get("person"):
+            result["person"] = pseudo(result["person"])
+
+
+def _people_to_pseudonyms(c: dict[str, list[Any]], pseudo: Pseudonymizer) -> None:
+    """Names of people that the speaker stage and the person-scoped skills put in spans and actions (who spoke, whose
+    list, whose voice) become pseudonyms, like the user id (checked by a substring first: most turns have none).
+    Free text (a response that greets a person by name) is left as said."""
+    marks = ('"speaker"', '"owner"', '"voice.')
+    for i, text in enumerate(c["spans"]):
+        if text and any(m in text for m in marks):
+            spans = json.loads(text)
+            for s in spans:
+                out = s.get("output")
+                if not isinstance(out, dict):
+                    continue
+                if s.get("stage") == "speaker":
+                    for k in ("person", "candidate"):
+                        if out.get(k):
+                            out[k] = pseudo(out[k])
+                    if isinstance(out.get("scores"), dict):
+                        out["scores"] = {pseudo(k): v for k, v in out["scores"].items()}
+                elif s.get("stage") == "respond":
+                    _pseudonymise_action(out.get("action"), pseudo)
+            c["spans"][i] = _dumps(spans)
+    for i, text in enumerate(c["action"]):
+        if text and ('"owner"' in text or '"voice.' in text):
+            act = json.loads(text)
+            _pseudonymise_action(act, pseudo)
+            c["action"][i] = _dumps(act)
+
+
 def iter_rows(
     store: TraceStore,
     data_dir: Path,
@@ -339,6 +382,7 @@ def iter_rows(
         c["export_schema_version"] = [version] * n
         c["user_pseudonym"] = [pseudo(u) for u in c.pop("user_id")]
         c["context"] = [_with_pseudonym(x, pu) for x, pu in zip(c["context"], c["user_pseudonym"])]
+        _people_to_pseudonyms(c, pseudo)
         c["nbest"] = [None if x == "[]" else x for x in c["nbest"]]
         c["wake_detected"] = [None if x is None else bool(x) for x in c["wake_detected"]]
         c["expects_reply"] = [bool(x) for x in c["expects_reply"]]

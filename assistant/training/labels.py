@@ -26,6 +26,7 @@ from assistant.learning.labels.labeller import (
 )
 from assistant.learning.labels.lm import build_from_shared
 from assistant.learning.labels.model import Boosted, Logistic
+from assistant.learning.labels.redecode import Redecoder
 from assistant.learning.labels.truth import CLASSES, gold_goals, load_truth, turn_class
 from assistant.trace.store import TraceStore
 
@@ -146,12 +147,15 @@ def train(
     stage_model: str = "boosted",
     defect_model: str = "logistic",
     counterfactuals: bool = True,
+    redecode: bool = False,
+    redecode_cache: Path | None = None,
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     det = rephrase_detector()
     cf = Counterfactuals(enabled=counterfactuals)
+    rd = Redecoder(enabled=counterfactuals and redecode, cache_file=redecode_cache)
     lm, lm_stats = build_from_shared(Path(shared) if shared else shared_data_dir())
-    lab = Labeller(_blank(), _blank(), _blank(), _blank(), VERSION_PREFIX, cf, lm=lm)
+    lab = Labeller(_blank(), _blank(), _blank(), _blank(), VERSION_PREFIX, cf, lm=lm, redecoder=rd)
     data = []
     for r in runs:
         sessions, truth, history = load_run(r, det)
@@ -179,6 +183,7 @@ def train(
             trows.append(row)
             ty.append(CLASSES.index(turn_class(truth[s.views[i].turn_id])))
             where.append((si, i))
+    rd.save()
     turn_names = sorted(trows[0])
     X, Y = _matrix(trows, turn_names), np.array(ty)
     folds = np.array([_fold(sessions[si]) for si, _ in where])
@@ -236,11 +241,13 @@ def train(
         "temperature": {"defect": lab.turn.temperature, "stage": lab.stage.temperature},
         "rephrase_detector": getattr(det, "version", None),
         "counterfactual_nlu_runs": cf.runs,
+        "redecode": rd.enabled,
+        "redecodes": {"decoded": rd.decodes, "cached": len(rd._cache) - rd.decodes, "audio_missing": rd.missing},
         "lm": lm_stats,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     for m in (lab.link, lab.turn, lab.stage, lab.goal):
-        m.meta = {"version": version}
+        m.meta = {"version": version, "redecode": rd.enabled}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lab.link.save(out / "link.json")
@@ -260,6 +267,8 @@ def cli(args: Any) -> int:
         progress=not args.quiet,
         shared=args.shared,
         stage_model=args.stage_model,
+        redecode=args.redecode,
+        redecode_cache=args.redecode_cache,
     )
     print(json.dumps(m, indent=1))
     return 0

@@ -19,7 +19,7 @@ def _wake_vad(settings):
     from assistant.core import registry
 
     build = registry.Build(settings=settings)
-    return {s: registry.create(s, getattr(settings, s).backend, build) for s in ("wake", "vad")}
+    return {s: registry.create(s, getattr(settings, s).backend, build) for s in ("wake", "vad", "speaker")}
 
 
 def test_every_shipped_model_gives_its_known_output(settings, real_backends):

@@ -120,7 +120,12 @@ def test_opt_out_records_nothing_and_exports_nothing(tmp_path, monkeypatch, caps
     # export leaves out an opted-out user's turns even if some were recorded (--keep)
     assert main(["privacy", "opt-out", "alice", "--keep", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out == {"user_pseudonym": pseudonym(data, "alice"), "opted_out": True, "turns_deleted": 0}
+    assert out == {
+        "user_pseudonym": pseudonym(data, "alice"),
+        "opted_out": True,
+        "turns_deleted": 0,
+        "voice_deleted": False,
+    }
     assert is_opted_out(data, "alice") and not is_opted_out(data, "bob")
     assert "alice" not in (data / "privacy.json").read_text()  # only the pseudonym is stored
     export(store, tmp_path / "out", "jsonl", data_dir=data)

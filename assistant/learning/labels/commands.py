@@ -48,7 +48,13 @@ def run_labels(args: argparse.Namespace) -> int:
 def run_labels_eval(args: argparse.Namespace) -> int:
     from assistant.learning.labels.evaluate import evaluate_run
 
-    res = evaluate_run(args.run, args.model, counterfactuals=not args.no_counterfactuals)
+    res = evaluate_run(
+        args.run,
+        args.model,
+        counterfactuals=not args.no_counterfactuals,
+        redecode_cache=args.redecode_cache,
+        redecode={"auto": None, "on": True, "off": False}[args.redecode],
+    )
     if args.json:
         print(json.dumps(res, indent=1))
         return 0

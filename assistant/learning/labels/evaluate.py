@@ -205,15 +205,23 @@ def evaluate_sessions(lab: Labeller, sessions: list[SessionInput], truth: dict[s
     }
 
 
-def evaluate_run(run_dir: Path, model_dir: Path | None = None, counterfactuals: bool = True) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: Path,
+    model_dir: Path | None = None,
+    counterfactuals: bool = True,
+    redecode_cache: Path | None = None,
+    redecode: bool | None = None,
+) -> dict[str, Any]:
     from assistant.learning.labels.labeller import rephrase_detector
     from assistant.training.labels import load_run
 
-    lab = Labeller.load(model_dir, counterfactuals)
+    lab = Labeller.load(model_dir, counterfactuals, redecode_cache, redecode)
     t0 = time.perf_counter()
     sessions, truth, lab.history = load_run(Path(run_dir), rephrase_detector())
     load_s = time.perf_counter() - t0
     res = evaluate_sessions(lab, sessions, truth)
+    lab.rd.save()
+    res["redecodes"] = lab.rd.decodes
     res["run"] = str(run_dir)
     res["load_seconds"] = round(load_s, 2)
     res["end_to_end_turns_per_second"] = round(res["counts"]["turns"] / (load_s + res["labelling_seconds"]), 1)

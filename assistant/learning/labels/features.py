@@ -120,6 +120,8 @@ class TurnView:
     tts_seconds: float | None
     signals: list[dict[str, Any]] = field(default_factory=list)
     heuristic: str = "unknown"
+    request_audio: str | None = None
+    """The request's kept audio file (`traces.keep_request_audio`), for the re-decode counterfactual."""
 
     @property
     def speech_end(self) -> float:
@@ -204,6 +206,7 @@ def view(t: dict[str, Any], signals: list[dict[str, Any]] | None = None) -> Turn
         feedback=feedback,
         wake_score=_f(wake.get("score")) if isinstance(wake, dict) else None,
         tts_seconds=_f(tts.get("audio_seconds")) if isinstance(tts, dict) else None,
+        request_audio=rec.get("request_audio") or None,
     )
     if signals is not None:
         v.signals = signals

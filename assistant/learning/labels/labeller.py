@@ -34,6 +34,7 @@ from assistant.learning.labels.evidence import combine, likelihood_ratios
 from assistant.learning.labels.features import TurnView, Vocab, goal_features, link_features, turn_features, view
 from assistant.learning.labels.lm import BigramLM
 from assistant.learning.labels.model import Logistic, load_model
+from assistant.learning.labels.redecode import Redecoder, cut_off_features
 from assistant.learning.signals import SignalConfig, iter_sessions, session_signals
 
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "labels"
@@ -88,6 +89,7 @@ class Labeller:
         counterfactuals: Counterfactuals | None = None,
         vocab: Vocab | None = None,
         lm: BigramLM | None = None,
+        redecoder: Redecoder | None = None,
     ) -> None:
         self.link, self.turn, self.stage, self.goal = link, turn, stage, goal
         self.lm = lm
@@ -95,10 +97,18 @@ class Labeller:
         """Set per store (`History.from_store`): the users' successful requests elsewhere."""
         self.version = version
         self.cf = counterfactuals or Counterfactuals()
+        self.rd = redecoder or Redecoder(enabled=False)
         self.vocab = vocab or Vocab.from_tokenizer(default_vocab_path())
 
     @classmethod
-    def load(cls, model_dir: Path | None = None, counterfactuals: bool = True) -> Labeller:
+    def load(
+        cls,
+        model_dir: Path | None = None,
+        counterfactuals: bool = True,
+        redecode_cache: Path | None = None,
+        redecode: bool | None = None,
+    ) -> Labeller:
+        """`redecode` None: re-decode the kept audio if the model was trained with it (its features then matter)."""
         d = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
         paths = [d / "link.json", d / "turn.json", d / "stage.json", d / "goal.json"]
         for p in paths:
@@ -109,7 +119,10 @@ class Labeller:
         link, turn, stage, goal = (load_model(p) for p in paths)
         version = turn.meta.get("version", "labels-?")
         lm = BigramLM.load(d / "lm.json.gz") if (d / "lm.json.gz").is_file() else None
-        return cls(link, turn, stage, goal, version, Counterfactuals(enabled=counterfactuals), lm=lm)
+        if redecode is None:
+            redecode = bool(stage.meta.get("redecode"))
+        rd = Redecoder(enabled=counterfactuals and redecode, cache_file=redecode_cache)
+        return cls(link, turn, stage, goal, version, Counterfactuals(enabled=counterfactuals), lm=lm, redecoder=rd)
 
     # -- the three steps -------------------------------------------------------------------------------------------
     def link_row(self, s: SessionInput, i: int, goal_start: int) -> dict[str, float]:
@@ -150,6 +163,7 @@ class Labeller:
                     cf.update(self.history.features(self.cf, t.user_id, t, {x.turn_id for x in gv}))
                 reph = max((v for (a, _b), v in s.pairs.items() if a == t.turn_id), default=0.0)
                 row = turn_features(t, gv, pos, after, cf, self.vocab, reph)
+                row.update(self.rd.features(t, target, target is not None, self.cf.parse, self.lm))
                 if self.lm is not None:
                     lm = self.lm.score(t.transcript)
                     row.update(lm)
@@ -158,6 +172,7 @@ class Labeller:
                     row["clean_x_nlu_wrong"] = row["clean_text"] * (1.0 - row["nlu_conf"])
                     row["garbled"] = float(row["asr_conf"] < 0.6 and lm["lm_unseen_bigrams"] >= 0.4)
                     row["lm_target"] = self.lm.score(target.transcript)["lm_logp"] if target is not None else 0.0
+                    row.update(cut_off_features(t, target, self.lm))
                 rows[i] = row
         return rows  # type: ignore[return-value]
 
@@ -250,6 +265,7 @@ def label_store(
         "labeler_version": lab.version,
         "rephrase_detector": getattr(det, "version", None) if det is not None else None,
         "counterfactual_nlu_runs": lab.cf.runs,
+        "redecodes": lab.rd.decodes,
         "seconds": round(secs, 2),
         "turns_per_second": round(turns / secs, 1) if secs > 0 else None,
     }

@@ -6,7 +6,7 @@ Read only by training (`assistant train labels`) and scoring (`assistant learn l
   "stop"); a false wake (and the "stop" said to it) is a goal of its own;
 - goal success: some request-like turn of the episode (request, rephrase, repeat, clarify_answer) reached the goal
   (`outcome` achieved or unsupported-ok). A false wake never succeeds;
-- failure point: the turn's `failure_point` (correct, false_wake, asr, nlu, entity_resolution, result).
+- failure point: the turn's `failure_point` (correct, false_wake, endpointing, asr, nlu, entity_resolution, result).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-STAGES = ("false_wake", "asr", "nlu", "entity_resolution", "result")
+STAGES = ("false_wake", "endpointing", "asr", "nlu", "entity_resolution", "result")
 """The failing stages, named as in assistant/simulate/ground_truth.py."""
 CLASSES = ("correct", *STAGES)
 _REQUEST_ROLES = frozenset({"request", "rephrase", "repeat", "clarify_answer"})

@@ -141,5 +141,5 @@ def engine_args(q: Any) -> None:
         help="where the job runs: embedded DuckDB (default) or Apache Spark (the spark extra, Java 17)",
     )
     q.add_argument(
-        "--spark-master", default="local[*]", help="Spark master URL (default local[*]; e.g. spark://host:7077)"
+        "--spark-master", help="Spark master URL, e.g. spark://host:7077 (default: spark-submit's, else local[*])"
     )

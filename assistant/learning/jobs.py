@@ -65,12 +65,13 @@ def learn_rewrites(
     config: Path | None = None,
     detector: str = "auto",
     engine: str = "duckdb",
-    spark_master: str = "local[*]",
+    spark_master: str | None = None,
     out: str | None = None,
 ) -> dict[str, Any]:
     """Export (unless given one) -> mine -> solve -> write the next table version. Returns a summary.
     `detector`: auto | learned | lexical (see `rephrase_detector`); the one used is in the version's stats.
-    `engine`: duckdb | spark (`spark_master`: local[*] or a cluster URL); the same table either way.
+    `engine`: duckdb | spark (`spark_master`: a cluster URL or local[N]; None = spark-submit's, else local[*]); the
+    same table either way.
     `out`: also write the mined tables (edges, absorb, pairs) and the rewrite table as Parquet under OUT/v{N}/
     (a folder or any URI the engine writes)."""
     from assistant.learning.markov import MarkovConfig, solve, table_rows, write_table
@@ -103,7 +104,7 @@ def learn_rewrites(
     }
 
 
-def open_engine(engine: str = "duckdb", spark_master: str = "local[*]") -> Any:
+def open_engine(engine: str = "duckdb", spark_master: str | None = None) -> Any:
     """The learning engine chosen at the command line (assistant/learning/engines/)."""
     from assistant.learning import engines
 
@@ -124,7 +125,7 @@ def learn_index(
     embedder: Any = None,
     config: Path | None = None,
     engine: str = "duckdb",
-    spark_master: str = "local[*]",
+    spark_master: str | None = None,
 ) -> dict[str, Any]:
     """Export (unless given one) -> the online rewrite index (MiniLM embeddings unless `embedder` is given); the
     aggregation runs on `engine` (duckdb | spark), the embedding of the distinct utterances here."""

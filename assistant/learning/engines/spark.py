@@ -23,8 +23,9 @@ from assistant.learning.sources import SPARK, export_file, export_version, prepa
 DEFAULT_MASTER = "local[*]"
 
 
-def session(master: str = DEFAULT_MASTER, partitions: int | None = None, app: str = "assistant-learn") -> Any:
-    """A SparkSession (the running one when there is one, e.g. under spark-submit or a test fixture)."""
+def session(master: str | None = None, partitions: int | None = None, app: str = "assistant-learn") -> Any:
+    """A SparkSession (the running one when there is one, e.g. a test fixture's). `master`: None = spark-submit's
+    when launched by it (it sets PYSPARK_GATEWAY_PORT), else local[*]."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as err:
@@ -38,15 +39,18 @@ def session(master: str = DEFAULT_MASTER, partitions: int | None = None, app: st
     root = str(Path(__file__).resolve().parents[3])
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    submitted = master is None and "PYSPARK_GATEWAY_PORT" in os.environ
+    master = master or DEFAULT_MASTER
+    builder = SparkSession.builder.appName(app)
+    if not submitted:
+        builder = builder.master(master)
     builder = (
-        SparkSession.builder.appName(app)
-        .master(master)
-        .config("spark.ui.enabled", "false")
+        builder.config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.executorEnv.PYTHONPATH", os.environ["PYTHONPATH"])
     )
-    if partitions or master.startswith("local"):
+    if partitions or (master.startswith("local") and not submitted):
         # local mode: a partition per core (Spark's default of 200 would load the detector 200 times for a small job)
         cores = os.cpu_count() or 1
         n = partitions or (cores if master in ("local", "local[*]") else int(master[6:-1] or 1) if "[" in master else 1)
@@ -66,7 +70,7 @@ class SparkEngine:
     name = "spark"
     dialect = SPARK
 
-    def __init__(self, spark: Any = None, master: str = DEFAULT_MASTER, partitions: int | None = None) -> None:
+    def __init__(self, spark: Any = None, master: str | None = None, partitions: int | None = None) -> None:
         self.spark = spark or session(master, partitions)
         self._cached: list[Any] = []
 
@@ -174,5 +178,5 @@ def _json_schema() -> str:
     return ", ".join(cols)
 
 
-def create(spark: Any = None, master: str = DEFAULT_MASTER, partitions: int | None = None, **_: Any) -> SparkEngine:
+def create(spark: Any = None, master: str | None = None, partitions: int | None = None, **_: Any) -> SparkEngine:
     return SparkEngine(spark, master, partitions)

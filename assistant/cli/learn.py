@@ -17,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+from assistant.cli.common import engine_args
 from assistant.config import DEFAULT_PIPELINE, default_data_dir, load_settings
 from assistant.learning.ab import ARMS
 from assistant.learning.jobs import learn_index, learn_rewrites, status
@@ -29,7 +30,13 @@ def register(sub) -> None:
     q.add_argument("--min-support", type=int, default=3, help="chains behind a rewrite (default 3)")
     q.add_argument("--min-prob", type=float, default=0.7, help="target's success probability (default 0.7)")
     q.add_argument("--min-users", type=int, default=1, help="distinct users behind a rewrite (default 1)")
-    q.add_argument("--export", type=Path, help="mine this export (turns.parquet or its folder) instead of the store")
+    q.add_argument(
+        "--export",
+        help="mine this export (turns.parquet, its folder, a day-partitioned folder; with Spark any URI it reads) "
+        "instead of the store",
+    )
+    q.add_argument("--out", help="also write the mined tables and the rewrite table as Parquet under OUT/vN/ (any URI)")
+    engine_args(q)
     q.add_argument(
         "--rephrase-detector",
         choices=["auto", "learned", "lexical"],
@@ -39,7 +46,8 @@ def register(sub) -> None:
     )
     q.set_defaults(func=run_rewrites)
     q = lsub.add_parser("index", help="build the online rewrite index from successful turns")
-    q.add_argument("--export", type=Path, help="index this export instead of the store")
+    q.add_argument("--export", help="index this export (file, folder or URI) instead of the store")
+    engine_args(q)
     q.set_defaults(func=run_index)
     q = lsub.add_parser("rollback", help="make an earlier rewrite table version current (0 = none)")
     q.add_argument("version", type=int)
@@ -160,6 +168,9 @@ def run_rewrites(args: argparse.Namespace) -> int:
         args.min_users,
         args.config,
         args.rephrase_detector,
+        engine=args.engine,
+        spark_master=args.spark_master,
+        out=args.out,
     )
     if args.json:
         print(json.dumps(s, ensure_ascii=False))
@@ -170,7 +181,7 @@ def run_rewrites(args: argparse.Namespace) -> int:
         if m.get("rephrase_detector") == "learned"
         else "lexical"
     )
-    print(f"rephrase detector: {det}")
+    print(f"engine: {m.get('engine')}; rephrase detector: {det}")
     print(
         f"mined {m['turns']} turns ({m['linked_turns']} rephrased) -> {m['states']} utterances, {m['edges']} "
         f"transitions, {v['clusters']} clusters in {m['seconds']} s; solved in {v['seconds']} s"
@@ -187,7 +198,9 @@ def run_rewrites(args: argparse.Namespace) -> int:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    meta = learn_index(_data_dir(args), args.export, config=args.config)
+    meta = learn_index(
+        _data_dir(args), args.export, config=args.config, engine=args.engine, spark_master=args.spark_master
+    )
     if args.json:
         print(json.dumps(meta))
     else:

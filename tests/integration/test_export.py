@@ -188,9 +188,21 @@ def test_parquet_round_trip_types_from_the_schema_file(populated, tmp_path):
     assert table.schema.metadata[b"export_schema_version"] == str(export_schema()["export_schema_version"]).encode()
     rows = table.to_pylist()
     assert rows[0]["started_at"].timestamp() == T and rows[0]["turn_index"] == 1
-    for name in json_columns():  # JSON columns hold JSON text
+    for name in json_columns():  # nested columns are typed structs / lists (schema v2), not JSON text
+        assert pa.types.is_nested(table.schema.field(name).type)
         for r in rows:
-            assert r[name] is None or isinstance(json.loads(r[name]), (dict, list))
+            assert r[name] is None or isinstance(r[name], (dict, list))
+    # the same values as the JSONL export's nested JSON: slots as {name, value} entries, payloads as JSON text
+    export(store, tmp_path / "jl", "jsonl", data_dir=data)
+    nested = [json.loads(x) for x in (tmp_path / "jl" / "turns.jsonl").read_text().splitlines()]
+    for r, j in zip(rows, nested):
+        assert {(x["name"], x["value"]) for x in r["slots"] or []} == set((j["slots"] or {}).items())
+        assert [(x["stage"], json.loads(x["output"])) for x in r["spans"]] == [
+            (x["stage"], x["output"]) for x in j["spans"]
+        ]
+        assert [x["type"] for x in r["signals"] or []] == [x["type"] for x in j["signals"] or []]
+    frame = table.to_pandas()  # pandas reads the nested columns as Python lists / dicts, no parsing
+    assert isinstance(frame.spans.iloc[0][0]["stage"], str)
     con = duckdb.connect()
     described = dict(
         con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM read_parquet('{path}'))").fetchall()
@@ -202,8 +214,11 @@ def test_parquet_round_trip_types_from_the_schema_file(populated, tmp_path):
         "bool": "BOOLEAN",
         "timestamp[us, tz=UTC]": "TIMESTAMP WITH TIME ZONE",
     }
-    assert described == {k: expected[v["x-arrow-type"]] for k, v in export_schema()["properties"].items()}
-    defects = con.execute(f"""SELECT turn_id, json_extract_string(spans, '$[0].stage') FROM read_parquet('{path}')
+    assert {k: t for k, t in described.items() if k not in json_columns()} == {
+        k: expected[v["x-arrow-type"]] for k, v in export_schema()["properties"].items() if k not in json_columns()
+    }
+    assert described["nbest"] == "STRUCT(intent VARCHAR, confidence DOUBLE)[]"
+    defects = con.execute(f"""SELECT turn_id, spans[1].stage FROM read_parquet('{path}')
                               WHERE label = 'defect' ORDER BY started_at""").fetchall()
     assert ("a" * 32, "nlu") in defects
 
@@ -329,9 +344,9 @@ def test_export_of_a_real_session(make_pipeline, tmp_path):
     rows = pq.read_table(out / "turns.parquet").to_pylist()
     assert [r["turn_index"] for r in rows] == [1, 2, 3] and len({r["session_id"] for r in rows}) == 1
     assert rows[0]["label"] == "defect" and rows[1]["label"] == "ok"
-    assert "rephrase" in [s["type"] for s in json.loads(rows[0]["signals"])]
+    assert "rephrase" in [s["type"] for s in rows[0]["signals"]]
     assert all(r["audio_path"] and (out / r["audio_path"]).exists() for r in rows)
-    assert {json.loads(r["spans"])[0]["stage"] for r in rows} == {"rewrite"}  # typed text starts at rewrite, then nlu
+    assert {r["spans"][0]["stage"] for r in rows} == {"rewrite"}  # typed text starts at rewrite, then nlu
     assert rows[2]["transcript"] == "call me on [PHONE] or mail [EMAIL]"
     assert "555-123-4567" not in json.dumps(rows, default=str)
     assert rows[0]["user_pseudonym"] == pseudonym(p.data_dir, p.user_id)

@@ -11,7 +11,6 @@ Turns whose audio is not in the cache are left without (counted as `missing`); n
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sqlite3
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant import audio as audio_io
+from assistant.simulate.speech_cache import SpeechCache
 
 
 def backfill(run_dir: Path, cache_root: Path) -> dict[str, int]:
@@ -36,7 +36,7 @@ def backfill(run_dir: Path, cache_root: Path) -> dict[str, int]:
             out = run_dir / "requests" / f"{t['turn_id']}.flac"
             if not out.exists():
                 said = t.get("audio_text") or t["spoken"]  # a cut-off request's audio holds the words before the pause
-                key = hashlib.sha1(f"{said}|{t['voice']}|{t['noise']}".encode()).hexdigest()
+                key = SpeechCache.key_of(said, t["voice"], t["noise"])
                 row = index.execute("SELECT file FROM audio WHERE key = ?", (key,)).fetchone()
                 src = cache_root / "audio" / row[0] if row else None
                 if src is None or not src.exists():

@@ -58,7 +58,12 @@ class SpeechCache:
 
     @staticmethod
     def key(text: str, voice: VoiceSpec, noise: NoiseSpec) -> str:
-        return hashlib.sha1(f"{text}|{voice.key()}|{noise.key()}".encode()).hexdigest()
+        return SpeechCache.key_of(text, voice.key(), noise.key())
+
+    @staticmethod
+    def key_of(text: str, voice_key: str, noise_key: str) -> str:
+        """The cache key from the voice's and noise's keys (as `sim_truth.jsonl` records them)."""
+        return hashlib.sha1(f"{text}|{voice_key}|{noise_key}".encode()).hexdigest()
 
     def speech(self, text: str, voice: VoiceSpec, noise: NoiseSpec) -> tuple[np.ndarray, bool]:
         """int16 16 kHz samples of `text` spoken in `voice` with `noise`; (samples, cache_hit)."""

@@ -242,7 +242,7 @@ def train(
         "rephrase_detector": getattr(det, "version", None),
         "counterfactual_nlu_runs": cf.runs,
         "redecode": rd.enabled,
-        "redecodes": {"decoded": rd.decodes, "cached": len(rd._cache) - rd.decodes, "audio_missing": rd.missing},
+        "redecodes": {"decoded": rd.decodes, "cached": rd.cached - rd.decodes, "audio_missing": rd.missing},
         "lm": lm_stats,
         "seconds": round(time.perf_counter() - t0, 1),
     }

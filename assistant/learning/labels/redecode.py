@@ -16,12 +16,13 @@ them between runs (training and evaluation decode the same stores again and agai
 from __future__ import annotations
 
 import json
-import re
+import math
 from pathlib import Path
 from typing import Any
 
 from assistant.learning.labels.features import TurnView
 from assistant.learning.signals import similarity
+from assistant.text import normalize_unicode as _norm
 
 RD_FEATURES = (
     "rd_has",
@@ -35,10 +36,6 @@ RD_FEATURES = (
     "rd_target_fixes",
     "rd_lm_gain",
 )
-
-
-def _norm(text: str) -> str:
-    return " ".join(re.sub(r"[^\w' ]+", " ", text.lower()).split())
 
 
 _OPEN_ENDINGS = frozenset(
@@ -56,8 +53,6 @@ def cut_off_features(t: TurnView, target: TurnView | None, lm: Any) -> dict[str,
         return f
     f["ep_open_end"] = float(words[-1] in _OPEN_ENDINGS)
     if lm is not None:
-        import math
-
         f["ep_end_logp"] = math.log10(lm.p(words[-1], "</s>"))
     if target is not None and target.transcript:
         tw = _norm(target.transcript).split()
@@ -117,6 +112,11 @@ class Redecoder:
         self._cache[key] = (r.text, float(r.confidence))
         self._dirty = True
         return self._cache[key]
+
+    @property
+    def cached(self) -> int:
+        """Re-decodes held (from the cache file and this run)."""
+        return len(self._cache)
 
     def save(self) -> None:
         if self.cache_file is not None and self._dirty:

@@ -6,6 +6,7 @@ assistant/simulate/rewrite_ab.py.
 - rewrites: label the traces, export them (temp Parquet, opted-out users skipped), mine reformulation chains (DuckDB),
   solve the absorbing Markov chains, write the next rewrite table version and make it current.
 - index: build the online retrieval index (successful utterances, global + per user) with the MiniLM embedder.
+- signals: signals and defect labels of every turn of an export, on DuckDB or Spark, as versioned Parquet.
 - rollback N: make table version N current again (0 turns precomputed rewriting off).
 - evaluate: A/B of defect rate without / with each rewrite layer on the household simulator: train on simulated days,
   test on held-out days and households (assistant/simulate/rewrite_ab.py).
@@ -20,7 +21,7 @@ from pathlib import Path
 from assistant.cli.common import engine_args
 from assistant.config import DEFAULT_PIPELINE, default_data_dir, load_settings
 from assistant.learning.ab import ARMS
-from assistant.learning.jobs import learn_index, learn_rewrites, status
+from assistant.learning.jobs import learn_index, learn_rewrites, learn_signals, status
 
 
 def register(sub) -> None:
@@ -49,6 +50,17 @@ def register(sub) -> None:
     q.add_argument("--export", help="index this export (file, folder or URI) instead of the store")
     engine_args(q)
     q.set_defaults(func=run_index)
+    q = lsub.add_parser(
+        "signals", help="signals and defect labels of every exported turn, on the engine, as versioned Parquet"
+    )
+    q.add_argument("--export", help="label this export (file, folder or URI) instead of exporting the store")
+    q.add_argument(
+        "--out", help="write the table as Parquet under OUT/vN/ (the next free N; any URI the engine writes)"
+    )
+    q.add_argument("--gap-seconds", type=float, help="how soon a rephrase or repeat must follow (default 30)")
+    q.add_argument("--now", type=float, help="judge recency as of this unix time (default: now)")
+    engine_args(q)
+    q.set_defaults(func=run_signals)
     q = lsub.add_parser("rollback", help="make an earlier rewrite table version current (0 = none)")
     q.add_argument("version", type=int)
     q.set_defaults(func=run_rollback)
@@ -208,6 +220,29 @@ def run_index(args: argparse.Namespace) -> int:
             f"online index v{meta['version']}: {meta['entries']} utterances, {meta['users']} users, "
             f"{meta['personal_rows']} personal rows ({meta['embed_seconds']} s embedding, {meta['seconds']} s total)"
         )
+    return 0
+
+
+def run_signals(args: argparse.Namespace) -> int:
+    s = learn_signals(
+        _data_dir(args),
+        args.export,
+        args.out,
+        config=args.config,
+        engine=args.engine,
+        spark_master=args.spark_master,
+        gap_seconds=args.gap_seconds,
+        now=args.now,
+    )
+    if args.json:
+        print(json.dumps(s))
+        return 0
+    labels = ", ".join(f"{k} {v}" for k, v in s["labels"].items())
+    print(f"engine: {s['engine']}; {s['turns']} turns labelled in {s['seconds']} s ({s['labeler_version']}): {labels}")
+    if s["signals"]:
+        print("signals: " + ", ".join(f"{k} {v}" for k, v in s["signals"].items()))
+    if s.get("out"):
+        print(f"written: {s['out']}")
     return 0
 
 

@@ -4,6 +4,7 @@
 - `learn_rewrites`: export -> mine reformulation chains (on the chosen engine: DuckDB or Spark) -> absorbing Markov
   chains -> the next rewrite table version, made current.
 - `learn_index`: export -> the online retrieval index (successful utterances, global + per user).
+- `learn_signals`: export -> signals and defect labels per turn on the chosen engine -> Parquet under OUT/vN/.
 - `status`: rewrite table versions and the index.
 """
 
@@ -149,6 +150,33 @@ def learn_index(
         eng = open_engine(engine, spark_master)
         try:
             return build_index(export_path, data_dir, embedder, engine=eng)
+        finally:
+            eng.close()
+
+
+def learn_signals(
+    data_dir: Path,
+    export_path: Path | str | None = None,
+    out: str | None = None,
+    config: Path | None = None,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
+    gap_seconds: float | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Signals and defect labels of every exported turn on `engine` (duckdb | spark), written under OUT/vN/ as
+    Parquet; without `export_path` the store is exported first (as it is: this job does not label the store)."""
+    from assistant.learning.signals import SignalConfig
+    from assistant.learning.signals_job import signals_job
+
+    cfg = SignalConfig() if gap_seconds is None else SignalConfig(gap_seconds=gap_seconds)
+    with tempfile.TemporaryDirectory(prefix="learn-") as tmp:
+        if export_path is None:
+            export_traces(data_dir, Path(tmp), config, relabel=False)
+            export_path = Path(tmp) / "turns.parquet"
+        eng = open_engine(engine, spark_master)
+        try:
+            return signals_job(export_path, eng, out, cfg, now)
         finally:
             eng.close()
 

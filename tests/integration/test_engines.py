@@ -259,3 +259,60 @@ def test_online_index_build_is_the_same_on_both_engines(spark, export, tmp_path)
     assert built["duckdb"] == built["spark"]
     arrays, meta = built["duckdb"]
     assert "turn on the kitchen light" in arrays["texts"] and meta["users"] == 5
+
+
+def test_signals_and_defect_labels_job_is_the_same_on_both_engines_and_equals_the_store(spark, tmp_path, capsys):
+    """`signals.session_signals` + `label_turn` inside each engine (per session, `map_partitions`) over a typed (v2)
+    Parquet export and a JSON Lines (v1) one: the same labels, confidences and signals on both engines, equal to
+    what `label_store` wrote into the store; `assistant learn signals --engine ...` writes them as Parquet under vN."""
+    import pyarrow.parquet as pq
+
+    from assistant.cli.main import main
+    from assistant.learning.engines import create
+    from assistant.learning.signals import label_store
+    from assistant.learning.signals_job import rows, signals_job
+    from assistant.trace.export import export as do_export
+
+    now = 2_000_000_000.0
+    store = TraceStore(tmp_path / "data" / "traces.db")
+    t = 1_700_000_000.0
+    for i in range(9):
+        chain = [("turn on the kitchin lihgt", *FAIL), ("turn on the kitchen light", *OK)]
+        if i % 3 == 1:
+            chain = [("play some smooth jas", *FAIL), ("no, I said play some smooth jazz", "done", "play_music")]
+        elif i % 3 == 2:
+            chain = [("turn on the kitchen light", *OK), ("stop", "done", "general_commandstop")]
+        add_session(store, f"user{i % 4}", t, [*chain, ("what time is it", "done", "datetime_query")])
+        t += 3600
+    turns = [tr for batch in store.iter_turn_batches(order="session") for tr in batch]
+    store.add_event(turns[1]["turn_id"], "barge-in", {"t_ms": 300.0})  # spoke over the answer
+    store.add_event(turns[4]["turn_id"], "feedback", {"answer": "no", "reply": "no"})
+    store.add_event(turns[5]["turn_id"], "feedback", {"answer": "yes", "reply": "yes"})
+    label_store(store, now=now)
+    want = {
+        tr["turn_id"]: (tr["label"]["label"], tr["label"]["confidence"], tr["label"]["signals"])
+        for batch in store.iter_turn_batches()
+        for tr in batch
+    }
+    kinds = {s["type"] for _, _, sig in want.values() for s in sig}
+    assert {"barge-in", "explicit-no", "explicit-yes", "rephrase", "correction", "cancel", "completed"} <= kinds
+    for fmt in ("parquet", "jsonl"):
+        do_export(store, tmp_path / fmt, fmt, data_dir=tmp_path / "data")
+        duck, spk = create("duckdb"), create("spark", spark=spark)
+        res = {e.name: signals_job(tmp_path / fmt, e, now=now) for e in (duck, spk)}
+        assert rows(duck) == rows(spk) == want, fmt
+        assert {k: v for k, v in res["duckdb"].items() if k not in ("engine", "seconds")} == {
+            k: v for k, v in res["spark"].items() if k not in ("engine", "seconds")
+        }
+        spk.close()
+    store.close()
+    out = tmp_path / "signals"
+    for version, engine in enumerate(("spark", "duckdb"), start=1):
+        args = ["learn", "signals", "--data-dir", str(tmp_path / "data"), "--export", str(tmp_path / "parquet")]
+        args += ["--engine", engine, "--spark-master", "local[1]", "--out", str(out), "--now", str(now), "--json"]
+        assert main(args) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert summary["engine"] == engine and summary["out"] == str(out / f"v{version}")
+        table = pq.read_table(out / f"v{version}").to_pylist()
+        got = {r["turn_id"]: (r["label"], r["confidence"], json.loads(r["signals"])) for r in table}
+        assert got == want and {r["labeler_version"] for r in table} == {"signals-1"}

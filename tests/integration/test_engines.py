@@ -78,18 +78,6 @@ def _result(m, config=None):
     return {**plain, "turns": m.stats["turns"], "linked": m.stats["linked_turns"], "table": table_rows(table)}
 
 
-def test_lexical_mining_is_the_same_on_both_engines(spark, export):
-    from assistant.learning.engines import create
-
-    duck = _result(mine(export))
-    sp = _result(mine(export, engine=create("spark", spark=spark)))
-    assert duck == sp
-    assert duck["linked"] > 0 and ("turn on the kitchin lihgt", "turn on the kitchen light") in {
-        (e[0], e[1]) for e in duck["edges"]
-    }
-    assert {r["source"]: r["target"] for r in duck["table"]}["turn on the kitchin lihgt"] == "turn on the kitchen light"
-
-
 @pytest.mark.skipif(not RephraseDetector.available(), reason="models/rephrase not present")
 def test_learned_detector_inside_each_engine_finds_the_same_pairs(spark, export):
     from assistant.learning.engines import create
@@ -108,10 +96,16 @@ def test_learned_detector_inside_each_engine_finds_the_same_pairs(spark, export)
     assert "play some smooth jazz" in set(duck.edges["dst"])
 
 
-def test_learn_rewrites_command_writes_the_same_table_on_both_engines(spark, export, tmp_path, capsys):
+def test_lexical_mining_and_learn_rewrites_command_give_the_same_tables_on_both_engines(
+    spark, export, tmp_path, capsys
+):
+    """`assistant learn rewrites --engine duckdb|spark --out`: the same mined tables (edges, absorption counts, path
+    support, as Parquet) and the same rewrite table on both engines (one Spark run serves both checks)."""
+    import pyarrow.parquet as pq
+
     from assistant.cli.main import main
 
-    tables = {}
+    tables, mined = {}, {}
     for engine in ("duckdb", "spark"):
         data = tmp_path / engine
         args = ["learn", "rewrites", "--data-dir", str(data), "--export", str(export), "--engine", engine]
@@ -121,12 +115,18 @@ def test_learn_rewrites_command_writes_the_same_table_on_both_engines(spark, exp
         out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert out["mining"]["engine"] == engine and out["version"] == 1
         tables[engine] = json.loads((data / "rewrites" / "v1.json").read_text())["rewrites"]
-        import pyarrow.parquet as pq
-
         rows = pq.read_table(tmp_path / f"out-{engine}" / "v1" / "rewrites").to_pylist()
         assert {r["source"]: r["target"] for r in rows} == {k: v["target"] for k, v in tables[engine].items()}
-        assert pq.read_table(tmp_path / f"out-{engine}" / "v1" / "edges").num_rows > 0
-    assert tables["duckdb"] == tables["spark"] and tables["duckdb"]
+        mined[engine] = {
+            name: sorted(tuple(r.values()) for r in pq.read_table(tmp_path / f"out-{engine}" / "v1" / name).to_pylist())
+            for name in ("edges", "absorb", "pairs")
+        }
+        mined[engine]["stats"] = (out["mining"]["turns"], out["mining"]["linked_turns"])
+    assert mined["duckdb"] == mined["spark"]
+    assert mined["duckdb"]["stats"][1] > 0 and mined["duckdb"]["edges"] and mined["duckdb"]["pairs"]
+    assert ("turn on the kitchin lihgt", "turn on the kitchen light") in {e[:2] for e in mined["duckdb"]["edges"]}
+    assert tables["duckdb"] == tables["spark"]
+    assert tables["duckdb"]["turn on the kitchin lihgt"]["target"] == "turn on the kitchen light"
 
 
 def test_fleet_keeps_the_statistics_and_both_engines_read_its_day_partitions(spark, export, tmp_path):
@@ -264,7 +264,10 @@ def test_online_index_build_is_the_same_on_both_engines(spark, export, tmp_path)
 def test_signals_and_defect_labels_job_is_the_same_on_both_engines_and_equals_the_store(spark, tmp_path, capsys):
     """`signals.session_signals` + `label_turn` inside each engine (per session, `map_partitions`) over a typed (v2)
     Parquet export and a JSON Lines (v1) one: the same labels, confidences and signals on both engines, equal to
-    what `label_store` wrote into the store; `assistant learn signals --engine ...` writes them as Parquet under vN."""
+    what `label_store` wrote into the store; `assistant learn signals --engine spark` writes them as Parquet under vN
+    (DuckDB reads both exports, Spark the v2 one through the API and the v1 one through the command)."""
+    from collections import Counter
+
     import pyarrow.parquet as pq
 
     from assistant.cli.main import main
@@ -298,21 +301,26 @@ def test_signals_and_defect_labels_job_is_the_same_on_both_engines_and_equals_th
     assert {"barge-in", "explicit-no", "explicit-yes", "rephrase", "correction", "cancel", "completed"} <= kinds
     for fmt in ("parquet", "jsonl"):
         do_export(store, tmp_path / fmt, fmt, data_dir=tmp_path / "data")
-        duck, spk = create("duckdb"), create("spark", spark=spark)
-        res = {e.name: signals_job(tmp_path / fmt, e, now=now) for e in (duck, spk)}
-        assert rows(duck) == rows(spk) == want, fmt
-        assert {k: v for k, v in res["duckdb"].items() if k not in ("engine", "seconds")} == {
-            k: v for k, v in res["spark"].items() if k not in ("engine", "seconds")
-        }
-        spk.close()
+        duck = create("duckdb")
+        signals_job(tmp_path / fmt, duck, now=now)
+        assert rows(duck) == want, fmt
     store.close()
+    spk = create("spark", spark=spark)
+    res = signals_job(tmp_path / "parquet", spk, now=now)
+    assert rows(spk) == want
+    assert res["labels"] == dict(sorted(Counter(v[0] for v in want.values()).items()))
+    spk.close()
+    # the command over the JSON Lines export (v1: nested fields as JSON text): Spark writes v1, DuckDB then v2
     out = tmp_path / "signals"
-    for version, engine in enumerate(("spark", "duckdb"), start=1):
-        args = ["learn", "signals", "--data-dir", str(tmp_path / "data"), "--export", str(tmp_path / "parquet")]
+    for version, engine in ((1, "spark"), (2, "duckdb")):
+        args = ["learn", "signals", "--data-dir", str(tmp_path / "data"), "--export", str(tmp_path / "jsonl")]
         args += ["--engine", engine, "--spark-master", "local[1]", "--out", str(out), "--now", str(now), "--json"]
         assert main(args) == 0
         summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert summary["engine"] == engine and summary["out"] == str(out / f"v{version}")
+        assert {k: summary[k] for k in ("turns", "labels", "signals")} == {
+            k: res[k] for k in ("turns", "labels", "signals")
+        }
         table = pq.read_table(out / f"v{version}").to_pylist()
         got = {r["turn_id"]: (r["label"], r["confidence"], json.loads(r["signals"])) for r in table}
         assert got == want and {r["labeler_version"] for r in table} == {"signals-1"}

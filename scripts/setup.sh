@@ -9,6 +9,8 @@ EXTRAS="${1:-test}"
 DEBS="libportaudio2 espeak-ng sox libsndfile1 pulseaudio pulseaudio-utils libasound2-plugins"
 # The browser tests of `assistant ui` drive Debian's Chromium through its chromedriver (nothing downloads a browser).
 case "$EXTRAS" in *test*) DEBS="$DEBS chromium chromium-driver" ;; esac
+# Java 17 for Apache Spark (`assistant learn ... --engine spark`; the test extra runs every learning job on it too)
+case "$EXTRAS" in *test*|*spark*) DEBS="$DEBS openjdk-17-jre-headless" ;; esac
 missing=""
 for d in $DEBS; do dpkg -s "$d" >/dev/null 2>&1 || missing="$missing $d"; done
 if [ -n "$missing" ]; then

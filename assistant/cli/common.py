@@ -134,3 +134,16 @@ def print_turn(rec: dict[str, Any], as_json: bool) -> None:
 
 def eprint(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def engine_args(q: Any) -> None:
+    """--engine / --spark-master: where a learning job runs (assistant/learning/engines/)."""
+    q.add_argument(
+        "--engine",
+        choices=["duckdb", "spark"],
+        default="duckdb",
+        help="where the job runs: embedded DuckDB (default) or Apache Spark (the spark extra, Java 17)",
+    )
+    q.add_argument(
+        "--spark-master", help="Spark master URL, e.g. spark://host:7077 (default: spark-submit's, else local[*])"
+    )

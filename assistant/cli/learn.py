@@ -6,6 +6,7 @@ assistant/simulate/rewrite_ab.py.
 - rewrites: label the traces, export them (temp Parquet, opted-out users skipped), mine reformulation chains (DuckDB),
   solve the absorbing Markov chains, write the next rewrite table version and make it current.
 - index: build the online retrieval index (successful utterances, global + per user) with the MiniLM embedder.
+- signals: signals and defect labels of every turn of an export, on DuckDB or Spark, as versioned Parquet.
 - rollback N: make table version N current again (0 turns precomputed rewriting off).
 - retrain-nlu / nlu-versions / nlu-rollback / turn-labels-eval: the NLU retrained from labels generated from the
   traces (assistant/learning/nlu_retrain.py, assistant/learning/labels/turn_labels.py).
@@ -19,9 +20,10 @@ import argparse
 import json
 from pathlib import Path
 
+from assistant.cli.common import engine_args
 from assistant.config import DEFAULT_PIPELINE, default_data_dir, load_settings
 from assistant.learning.ab import ARMS
-from assistant.learning.jobs import learn_index, learn_rewrites, status
+from assistant.learning.jobs import learn_index, learn_rewrites, learn_signals, status
 
 
 def register(sub) -> None:
@@ -31,7 +33,13 @@ def register(sub) -> None:
     q.add_argument("--min-support", type=int, default=3, help="chains behind a rewrite (default 3)")
     q.add_argument("--min-prob", type=float, default=0.7, help="target's success probability (default 0.7)")
     q.add_argument("--min-users", type=int, default=1, help="distinct users behind a rewrite (default 1)")
-    q.add_argument("--export", type=Path, help="mine this export (turns.parquet or its folder) instead of the store")
+    q.add_argument(
+        "--export",
+        help="mine this export (turns.parquet, its folder, a day-partitioned folder; with Spark any URI it reads) "
+        "instead of the store",
+    )
+    q.add_argument("--out", help="also write the mined tables and the rewrite table as Parquet under OUT/vN/ (any URI)")
+    engine_args(q)
     q.add_argument(
         "--rephrase-detector",
         choices=["auto", "learned", "lexical"],
@@ -41,8 +49,20 @@ def register(sub) -> None:
     )
     q.set_defaults(func=run_rewrites)
     q = lsub.add_parser("index", help="build the online rewrite index from successful turns")
-    q.add_argument("--export", type=Path, help="index this export instead of the store")
+    q.add_argument("--export", help="index this export (file, folder or URI) instead of the store")
+    engine_args(q)
     q.set_defaults(func=run_index)
+    q = lsub.add_parser(
+        "signals", help="signals and defect labels of every exported turn, on the engine, as versioned Parquet"
+    )
+    q.add_argument("--export", help="label this export (file, folder or URI) instead of exporting the store")
+    q.add_argument(
+        "--out", help="write the table as Parquet under OUT/vN/ (the next free N; any URI the engine writes)"
+    )
+    q.add_argument("--gap-seconds", type=float, help="how soon a rephrase or repeat must follow (default 30)")
+    q.add_argument("--now", type=float, help="judge recency as of this unix time (default: now)")
+    engine_args(q)
+    q.set_defaults(func=run_signals)
     q = lsub.add_parser("rollback", help="make an earlier rewrite table version current (0 = none)")
     q.add_argument("version", type=int)
     q.set_defaults(func=run_rollback)
@@ -200,6 +220,9 @@ def run_rewrites(args: argparse.Namespace) -> int:
         args.min_users,
         args.config,
         args.rephrase_detector,
+        engine=args.engine,
+        spark_master=args.spark_master,
+        out=args.out,
     )
     if args.json:
         print(json.dumps(s, ensure_ascii=False))
@@ -210,7 +233,7 @@ def run_rewrites(args: argparse.Namespace) -> int:
         if m.get("rephrase_detector") == "learned"
         else "lexical"
     )
-    print(f"rephrase detector: {det}")
+    print(f"engine: {m.get('engine')}; rephrase detector: {det}")
     print(
         f"mined {m['turns']} turns ({m['linked_turns']} rephrased) -> {m['states']} utterances, {m['edges']} "
         f"transitions, {v['clusters']} clusters in {m['seconds']} s; solved in {v['seconds']} s"
@@ -227,7 +250,9 @@ def run_rewrites(args: argparse.Namespace) -> int:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    meta = learn_index(_data_dir(args), args.export, config=args.config)
+    meta = learn_index(
+        _data_dir(args), args.export, config=args.config, engine=args.engine, spark_master=args.spark_master
+    )
     if args.json:
         print(json.dumps(meta))
     else:
@@ -235,6 +260,29 @@ def run_index(args: argparse.Namespace) -> int:
             f"online index v{meta['version']}: {meta['entries']} utterances, {meta['users']} users, "
             f"{meta['personal_rows']} personal rows ({meta['embed_seconds']} s embedding, {meta['seconds']} s total)"
         )
+    return 0
+
+
+def run_signals(args: argparse.Namespace) -> int:
+    s = learn_signals(
+        _data_dir(args),
+        args.export,
+        args.out,
+        config=args.config,
+        engine=args.engine,
+        spark_master=args.spark_master,
+        gap_seconds=args.gap_seconds,
+        now=args.now,
+    )
+    if args.json:
+        print(json.dumps(s))
+        return 0
+    labels = ", ".join(f"{k} {v}" for k, v in s["labels"].items())
+    print(f"engine: {s['engine']}; {s['turns']} turns labelled in {s['seconds']} s ({s['labeler_version']}): {labels}")
+    if s["signals"]:
+        print("signals: " + ", ".join(f"{k} {v}" for k, v in s["signals"].items()))
+    if s.get("out"):
+        print(f"written: {s['out']}")
     return 0
 
 

@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from assistant.cli.common import engine_args
 from assistant.config import DEFAULT_PIPELINE
 from assistant.errors import AssistantError
 
@@ -21,6 +22,10 @@ def register(sub) -> None:
     q.add_argument("--data-dir", type=Path, help="where traces.db lives")
     q.add_argument("--config", type=Path, default=DEFAULT_PIPELINE)
     q.add_argument("--json", action="store_true")
+    q.add_argument(
+        "--export", help="aggregate this labelled export (file, folder or URI) on --engine instead of reading the store"
+    )
+    engine_args(q)
     q.set_defaults(func=run_defects)
     p.set_defaults(func=lambda a: p.print_help() or 2)
 
@@ -31,6 +36,19 @@ def run_defects(args: argparse.Namespace) -> int:
     from assistant.trace.export import parse_since
     from assistant.trace.store import TraceStore
 
+    if args.export:  # the same report as an engine job over an export (DuckDB or Spark; docs/scale.md)
+        if args.since:
+            raise AssistantError("bad-option", "--since applies to the store; export with --since instead.")
+        from assistant.learning.engines import create
+        from assistant.learning.labels.report_job import defect_report_job
+
+        eng = create(args.engine, master=args.spark_master)
+        try:
+            res = {"since": None, **defect_report_job(args.export, eng, args.top)}
+        finally:
+            eng.close()
+        print(json.dumps(res, indent=1) if args.json else to_text(res))
+        return 0
     path = store_path(args)
     if not path.exists():
         raise AssistantError("no-traces", f"No trace store at {path}: run `assistant replay`, `say` or `listen` first.")

@@ -1,9 +1,10 @@
 """Self-learning jobs over the trace store, as `assistant learn` runs them (the CLI only parses arguments).
 
 - `export_traces`: label the store's turns, export them to Parquet (opted-out users skipped).
-- `learn_rewrites`: export -> mine reformulation chains (DuckDB) -> absorbing Markov chains -> the next rewrite table
-  version, made current.
+- `learn_rewrites`: export -> mine reformulation chains (on the chosen engine: DuckDB or Spark) -> absorbing Markov
+  chains -> the next rewrite table version, made current.
 - `learn_index`: export -> the online retrieval index (successful utterances, global + per user).
+- `learn_signals`: export -> signals and defect labels per turn on the chosen engine -> Parquet under OUT/vN/.
 - `status`: rewrite table versions and the index.
 """
 
@@ -64,28 +65,43 @@ def learn_rewrites(
     min_users: int = 1,
     config: Path | None = None,
     detector: str = "auto",
+    engine: str = "duckdb",
+    spark_master: str | None = None,
+    out: str | None = None,
 ) -> dict[str, Any]:
     """Export (unless given one) -> mine -> solve -> write the next table version. Returns a summary.
-    `detector`: auto | learned | lexical (see `rephrase_detector`); the one used is in the version's stats."""
-    from assistant.learning.markov import MarkovConfig, personal_table, solve, write_table
+    `detector`: auto | learned | lexical (see `rephrase_detector`); the one used is in the version's stats.
+    `engine`: duckdb | spark (`spark_master`: a cluster URL or local[N]; None = spark-submit's, else local[*]); the
+    same table either way.
+    `out`: also write the mined tables (edges, absorb, pairs) and the rewrite table as Parquet under OUT/v{N}/
+    (a folder or any URI the engine writes)."""
+    from assistant.learning.markov import MarkovConfig, personal_table, solve, table_rows, write_table
     from assistant.learning.mining import mine
 
     t0 = time.perf_counter()
     det = rephrase_detector(detector)
-    with tempfile.TemporaryDirectory(prefix="learn-") as tmp:
-        manifest = None
-        if export_path is None:
-            manifest = export_traces(data_dir, Path(tmp), config)
-            export_path = Path(tmp) / "turns.parquet"
-        mined = mine(export_path, detector=det)
-    mcfg = MarkovConfig(min_support=min_support, min_prob=min_prob, min_users=min_users)
-    table, stats = solve(mined, mcfg)
-    personal = personal_table(mined, table)
-    stats["personal_users"] = len(personal)
-    stats["personal_rewrites"] = sum(1 for t in personal.values() for e in t.values() if not e.get("keep"))
-    stats["personal_keeps"] = sum(1 for t in personal.values() for e in t.values() if e.get("keep"))
-    stats = {"mining": mined.stats, "solve": stats, "export_rows": manifest["rows"] if manifest else None}
-    version = write_table(data_dir, table, mcfg, stats, personal=personal)
+    eng = open_engine(engine, spark_master)
+    try:
+        with tempfile.TemporaryDirectory(prefix="learn-") as tmp:
+            manifest = None
+            if export_path is None:
+                manifest = export_traces(data_dir, Path(tmp), config)
+                export_path = Path(tmp) / "turns.parquet"
+            mined = mine(export_path, detector=det, engine=eng)
+            mcfg = MarkovConfig(min_support=min_support, min_prob=min_prob, min_users=min_users)
+            table, solve_stats = solve(mined, mcfg)
+            personal = personal_table(mined, table)
+            solve_stats["personal_users"] = len(personal)
+            solve_stats["personal_rewrites"] = sum(
+                1 for t in personal.values() for e in t.values() if not e.get("keep")
+            )
+            solve_stats["personal_keeps"] = sum(1 for t in personal.values() for e in t.values() if e.get("keep"))
+            stats = {"mining": mined.stats, "solve": solve_stats, "export_rows": manifest["rows"] if manifest else None}
+            version = write_table(data_dir, table, mcfg, stats, personal=personal)
+            if out:
+                write_outputs(eng, f"{out.rstrip('/')}/v{version}", table_rows(table))
+    finally:
+        eng.close()
     return {
         "version": version,
         "rewrites": len(table),
@@ -96,10 +112,31 @@ def learn_rewrites(
     }
 
 
+def open_engine(engine: str = "duckdb", spark_master: str | None = None) -> Any:
+    """The learning engine chosen at the command line (assistant/learning/engines/)."""
+    from assistant.learning import engines
+
+    return engines.create(engine, master=spark_master)
+
+
+def write_outputs(eng: Any, uri: str, table: list[dict[str, Any]]) -> None:
+    """The mined tables (still in the engine) and the rewrite table as Parquet under `uri` (edges/, absorb/, pairs/,
+    rewrites/): what a cluster job leaves for the next stage or for analysis; the assistant loads v{N}.json."""
+    for name in ("edges", "absorb", "pairs"):
+        eng.write_parquet(f"SELECT * FROM {name}", f"{uri}/{name}")
+    eng.write_rows(table, f"{uri}/rewrites")
+
+
 def learn_index(
-    data_dir: Path, export_path: Path | None = None, embedder: Any = None, config: Path | None = None
+    data_dir: Path,
+    export_path: Path | str | None = None,
+    embedder: Any = None,
+    config: Path | None = None,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
 ) -> dict[str, Any]:
-    """Export (unless given one) -> the online rewrite index (MiniLM embeddings unless `embedder` is given)."""
+    """Export (unless given one) -> the online rewrite index (MiniLM embeddings unless `embedder` is given); the
+    aggregation runs on `engine` (duckdb | spark), the embedding of the distinct utterances here."""
     from assistant.learning.retrieval import build_index
 
     if embedder is None:
@@ -110,7 +147,38 @@ def learn_index(
         if export_path is None:
             export_traces(data_dir, Path(tmp), config)
             export_path = Path(tmp) / "turns.parquet"
-        return build_index(export_path, data_dir, embedder)
+        eng = open_engine(engine, spark_master)
+        try:
+            return build_index(export_path, data_dir, embedder, engine=eng)
+        finally:
+            eng.close()
+
+
+def learn_signals(
+    data_dir: Path,
+    export_path: Path | str | None = None,
+    out: str | None = None,
+    config: Path | None = None,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
+    gap_seconds: float | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Signals and defect labels of every exported turn on `engine` (duckdb | spark), written under OUT/vN/ as
+    Parquet; without `export_path` the store is exported first (as it is: this job does not label the store)."""
+    from assistant.learning.signals import SignalConfig
+    from assistant.learning.signals_job import signals_job
+
+    cfg = SignalConfig() if gap_seconds is None else SignalConfig(gap_seconds=gap_seconds)
+    with tempfile.TemporaryDirectory(prefix="learn-") as tmp:
+        if export_path is None:
+            export_traces(data_dir, Path(tmp), config, relabel=False)
+            export_path = Path(tmp) / "turns.parquet"
+        eng = open_engine(engine, spark_master)
+        try:
+            return signals_job(export_path, eng, out, cfg, now)
+        finally:
+            eng.close()
 
 
 def status(data_dir: Path) -> dict[str, Any]:

@@ -238,6 +238,11 @@ def personal_table(
     return out
 
 
+def table_rows(table: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The table as rows (source first), sorted by source: for Parquet output and engine-to-engine comparison."""
+    return [{"source": src, **entry} for src, entry in sorted(table.items())]
+
+
 # -- the versioned table on disk ------------------------------------------------------------------------------
 def rewrites_dir(data_dir: Path) -> Path:
     return Path(data_dir) / REWRITES_DIR

@@ -1,9 +1,12 @@
 """Reformulation mining: relational steps (SQL) over the exported turns (Parquet or JSONL, see
-assistant/trace/export_schema.json), on an embedded engine (DuckDB) by default.
+assistant/trace/export_schema.json), on the engine chosen with `--engine` (assistant/learning/engines/): embedded
+DuckDB by default, Apache Spark for clusters.
 
-Every step is a plain SELECT over the previous one (windows, joins, GROUP BY, no UDFs), so the same job moves to a
-distributed SQL engine (Spark SQL, Trino, BigQuery) by changing where `turns` comes from; only the text
-normalisation (`regexp_replace`) and `levenshtein` / JSON functions need their dialect's spelling.
+One definition: every step is a plain SELECT over the previous one (windows, joins, GROUP BY, a recursive CTE, no
+UDFs) over `sources.prepared` (the export as plain typed columns), in the SQL both engines speak; the dialect
+(`sources.Dialect`) spells the one non-portable expression here, the text normalisation. The learned rephrase
+detector is the one Python step: `detect_partition`, run by the engine once per partition of sessions
+(`Engine.map_partitions`: in-process on DuckDB, `mapInArrow` on Spark executors).
 
 Steps:
 
@@ -35,22 +38,16 @@ ok), unless the person answered "yes" to the feedback question.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from assistant.learning.sources import export_source
-from assistant.text import normalize_sql
-
-_REWRITE_TEXT = (
-    'CASE WHEN spans LIKE \'%"stage":"rewrite"%\' THEN json_extract_string('
-    "[x FOR x IN CAST(json_extract(spans, '$[*]') AS JSON[]) "
-    "IF json_extract_string(x, '$.stage') = 'rewrite' "
-    "AND json_extract(x, '$.output.applied')::BOOLEAN][1], '$.output.text') END"
-)
+from assistant.learning.sources import DUCKDB, Dialect
 
 
 @dataclass(frozen=True)
@@ -96,44 +93,19 @@ class Mined:
     """user_id, utt, n, ok: each user's turns of an utterance and how many succeeded as said"""
 
 
-def steps_sql(source: str, config: MiningConfig = MiningConfig(), learned: bool = False) -> dict[str, str]:
-    """The relational steps as named SQL views (in order). `source` is a table expression over exported turns.
+def steps_sql(
+    source: str = "src", config: MiningConfig = MiningConfig(), learned: bool = False, dialect: Dialect = DUCKDB
+) -> dict[str, str]:
+    """The relational steps as named SQL views (in order), in `dialect`. `source`: a table (expression) with
+    `sources.PREPARED_COLUMNS` (an engine's `src` view, or `sources.prepared(...)`).
     learned=True: rephrase links come from the table `lp(src_id, dst_id, span)` (the learned detector's pairs)."""
-    if learned:
-        return _learned_steps(source, config)
+    n = dialect.normalize
     controls = ", ".join("'" + c + "'" for c in config.control_intents)
-    rewrite_text = _REWRITE_TEXT
-    return {
-        "t": f"""
-            SELECT turn_id, session_id, turn_index, epoch(started_at) AS t0, epoch(coalesce(ended_at, started_at)) AS t1,
-                   user_pseudonym AS user_id, intent, {normalize_sql("transcript")} AS utt,
-                   {normalize_sql(f"coalesce({rewrite_text}, transcript)")} AS exec_utt,
-                   CASE WHEN label = 'ok' OR (coalesce(label, '') <> 'defect' AND action_status = 'done'
+    outcome = """CASE WHEN label = 'ok' OR (coalesce(label, '') <> 'defect' AND action_status = 'done'
                                              AND error_code IS NULL) THEN 'success'
                         WHEN label = 'defect' OR action_status IN ('failed', 'unsupported')
-                             OR error_code IS NOT NULL THEN 'failure' END AS outcome,
-                   CASE WHEN signals LIKE '%"rephrase"%' THEN
-                        [json_extract_string(x, '$.by_turn') FOR x IN CAST(json_extract(signals, '$[*]') AS JSON[])
-                         IF json_extract_string(x, '$.type') = 'rephrase'][1] END AS rephrased_by
-            FROM {source}
-            WHERE transcript IS NOT NULL AND coalesce(intent, '') NOT IN ({controls})
-              AND length({normalize_sql("transcript")}) > 0""",
-        "corr": _corr_sql("t", config),
-        "nx": """
-            SELECT *, lead(turn_id) OVER w AS next_id, lead(utt) OVER w AS next_utt, lead(t0) OVER w AS next_t0
-            FROM t WINDOW w AS (PARTITION BY session_id ORDER BY turn_index)""",
-        "linked": f"""
-            SELECT * REPLACE (CASE WHEN corrected THEN 'failure' ELSE outcome END AS outcome) FROM (
-            SELECT *, coalesce(corrected OR (next_id IS NOT NULL AND coalesce(outcome, '') <> 'success' AND (
-                       coalesce(rephrased_by = next_id, false) OR (next_t0 - t1 <= {config.gap_seconds}
-                       AND 1.0 - levenshtein(exec_utt, next_utt) / greatest(length(exec_utt), length(next_utt), 1)
-                           >= {config.min_similarity}))), false) AS link
-            FROM (SELECT nx.*, c.corr_id IS NOT NULL AS corrected FROM nx LEFT JOIN corr c USING (turn_id)))""",
-        "chains": """
-            SELECT *, session_id || ':' || sum(CASE WHEN prev_link THEN 0 ELSE 1 END) OVER (
-                       PARTITION BY session_id ORDER BY turn_index ROWS UNBOUNDED PRECEDING) AS chain_id
-            FROM (SELECT *, coalesce(lag(link) OVER (PARTITION BY session_id ORDER BY turn_index), false) AS prev_link
-                  FROM linked)""",
+                             OR error_code IS NOT NULL THEN 'failure' END"""
+    aggregates = {
         "steps": """
             SELECT chain_id, user_id, utt AS src, exec_utt AS dst FROM chains WHERE utt <> exec_utt
             UNION ALL
@@ -171,118 +143,188 @@ def steps_sql(source: str, config: MiningConfig = MiningConfig(), learned: bool 
                    count(*) FILTER (WHERE outcome = 'success' AND NOT link AND utt = exec_utt) AS ok
             FROM chains WHERE user_id IS NOT NULL GROUP BY user_id, utt""",
     }
-
-
-def _learned_steps(source: str, config: MiningConfig) -> dict[str, str]:
-    base = steps_sql(source, config)
-    controls = ", ".join("'" + c + "'" for c in config.control_intents)
-    t = base["t"]
-    # the utterance of a detected rephrase is its span; pairs come from lp, not from the labeller's signal
-    t = t.replace(f"{normalize_sql('transcript')} AS utt,", f"{normalize_sql('coalesce(tg.span, transcript)')} AS utt,")
-    t = t.replace(
-        f"{normalize_sql(f'coalesce({_REWRITE_TEXT}, transcript)')} AS exec_utt,",
-        f"{normalize_sql(f'coalesce({_REWRITE_TEXT}, tg.span, transcript)')} AS exec_utt,",
-    )
-    head, _, _ = t.partition("CASE WHEN signals LIKE")
-    t = (
-        head + "lp.dst_id AS rephrased_by,\n"
-        "                   lp.dst_id IS NOT NULL AND coalesce(signals, '') NOT LIKE '%explicit-yes%' AS detected\n"
-        f"            FROM {source} s LEFT JOIN lp ON lp.src_id = s.turn_id\n"
-        "            LEFT JOIN (SELECT dst_id, any_value(span) AS span FROM lp GROUP BY dst_id) tg ON tg.dst_id = s.turn_id\n"
-        f"            WHERE transcript IS NOT NULL AND (coalesce(intent, '') NOT IN ({controls}) OR tg.dst_id IS NOT NULL)\n"
-        f"              AND length({normalize_sql('coalesce(tg.span, transcript)')}) > 0"
-    )
+    if learned:
+        return {**_learned_steps(source, config, dialect, outcome, controls), **aggregates}
     return {
-        "t_raw": t,
+        "t": f"""
+            SELECT turn_id, session_id, turn_index, t0, t1, user_id, intent, {n("transcript")} AS utt,
+                   {n("coalesce(rewrite_text, transcript)")} AS exec_utt, {outcome} AS outcome, rephrased_by
+            FROM {source}
+            WHERE transcript IS NOT NULL AND coalesce(intent, '') NOT IN ({controls})
+              AND length({n("transcript")}) > 0""",
+        "corr": _corr_sql("t", config, dialect),
+        "nx": """
+            SELECT *, lead(turn_id) OVER w AS next_id, lead(utt) OVER w AS next_utt, lead(t0) OVER w AS next_t0
+            FROM t WINDOW w AS (PARTITION BY session_id ORDER BY turn_index)""",
+        # a corrected turn failed whatever its label, and links to its correction
+        "linked": f"""
+            SELECT turn_id, session_id, turn_index, t0, t1, user_id, intent, utt, exec_utt,
+                   CASE WHEN corrected THEN 'failure' ELSE outcome END AS outcome, rephrased_by, next_id, next_utt,
+                   next_t0, coalesce(corrected OR (next_id IS NOT NULL AND coalesce(outcome, '') <> 'success' AND (
+                       coalesce(rephrased_by = next_id, false) OR (next_t0 - t1 <= {config.gap_seconds}
+                       AND 1.0 - levenshtein(exec_utt, next_utt) / greatest(length(exec_utt), length(next_utt), 1)
+                           >= {config.min_similarity}))), false) AS link
+            FROM (SELECT nx.*, c.corr_id IS NOT NULL AS corrected FROM nx LEFT JOIN corr c ON c.turn_id = nx.turn_id)""",
+        "chains": """
+            SELECT *, session_id || ':' || CAST(sum(CASE WHEN prev_link THEN 0 ELSE 1 END) OVER (
+                       PARTITION BY session_id ORDER BY turn_index ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+                       AS STRING) AS chain_id
+            FROM (SELECT *, coalesce(lag(link) OVER (PARTITION BY session_id ORDER BY turn_index), false) AS prev_link
+                  FROM linked)""",
+        **aggregates,
+    }
+
+
+def _learned_steps(source: str, config: MiningConfig, dialect: Dialect, outcome: str, controls: str) -> dict[str, str]:
+    n = dialect.normalize
+    return {
+        # the utterance of a detected rephrase is its span; pairs come from lp, not from the labeller's signal.
+        # (several queries may point at one rephrase: its span is the one the earliest of them found)
+        "t_raw": f"""
+            SELECT turn_id, session_id, turn_index, t0, t1, user_id, intent, {n("coalesce(tg.span, transcript)")} AS utt,
+                   {n("coalesce(rewrite_text, tg.span, transcript)")} AS exec_utt, {outcome} AS outcome,
+                   lp.dst_id AS rephrased_by, lp.dst_id IS NOT NULL AND NOT explicit_yes AS detected
+            FROM {source} s LEFT JOIN lp ON lp.src_id = s.turn_id
+            LEFT JOIN (SELECT dst_id, min_by(span, src_index) AS span FROM lp GROUP BY dst_id) tg ON tg.dst_id = s.turn_id
+            WHERE transcript IS NOT NULL AND (coalesce(intent, '') NOT IN ({controls}) OR tg.dst_id IS NOT NULL)
+              AND length({n("coalesce(tg.span, transcript)")}) > 0""",
         # a detected rephrase means the request failed (the person re-asked it), whatever the label says - unless they
         # said "yes" to "Did I answer your question?"
-        "corr": _corr_sql("t_raw", config),
+        "corr": _corr_sql("t_raw", config, dialect),
         "t": """
-            SELECT turn_id, session_id, turn_index, t0, t1, user_id, intent, utt, exec_utt,
+            SELECT r.turn_id, session_id, turn_index, t0, t1, user_id, intent, utt, exec_utt,
                    CASE WHEN detected OR c.corr_id IS NOT NULL THEN 'failure' ELSE outcome END AS outcome,
                    coalesce(rephrased_by, c.corr_id) AS rephrased_by
-            FROM t_raw LEFT JOIN corr c USING (turn_id)""",
+            FROM t_raw r LEFT JOIN corr c ON c.turn_id = r.turn_id""",
         "nx": """
             SELECT a.*, b.turn_id AS next_id, b.utt AS next_utt, b.t0 AS next_t0
             FROM t a LEFT JOIN t b ON b.turn_id = a.rephrased_by AND b.session_id = a.session_id""",
         "linked": """
             SELECT *, coalesce(next_id IS NOT NULL AND coalesce(outcome, '') <> 'success', false) AS link FROM nx""",
+        # a chain: every turn that points, transitively, at the same last turn
         "chains": """
             WITH RECURSIVE walk(turn_id, cur, depth) AS (
                 SELECT turn_id, turn_id, 0 FROM linked
                 UNION ALL
                 SELECT w.turn_id, l.next_id, w.depth + 1 FROM walk w JOIN linked l ON l.turn_id = w.cur WHERE l.link),
-            root AS (SELECT turn_id, arg_max(cur, depth) AS last_id FROM walk GROUP BY turn_id)
+            root AS (SELECT turn_id, max_by(cur, depth) AS last_id FROM walk GROUP BY turn_id)
             SELECT linked.*, linked.session_id || ':' || root.last_id AS chain_id
-            FROM linked JOIN root USING (turn_id)""",
-        **{k: v for k, v in base.items() if k not in ("t", "corr", "nx", "linked", "chains")},
+            FROM linked JOIN root ON root.turn_id = linked.turn_id""",
     }
 
 
-def _corr_sql(t: str, config: MiningConfig) -> str:
+def _corr_sql(t: str, config: MiningConfig, dialect: Dialect) -> str:
     """Corrections (see `MiningConfig.correction_seconds`): turn_id -> corr_id, the same user's next turn."""
     if config.correction_seconds <= 0:
-        return "SELECT NULL::VARCHAR AS turn_id, NULL::VARCHAR AS corr_id WHERE false"
-    words = "list_distinct(string_split({}, ' '))"
-    a, b = words.format("utt"), words.format("nu")
+        return "SELECT CAST(NULL AS STRING) AS turn_id, CAST(NULL AS STRING) AS corr_id WHERE false"
     return f"""
             SELECT turn_id, nt AS corr_id FROM (
                 SELECT turn_id, utt, intent, user_id, t0, outcome, lead(turn_id) OVER w AS nt, lead(utt) OVER w AS nu,
                        lead(intent) OVER w AS ni, lead(user_id) OVER w AS nuser, lead(t0) OVER w AS nt0
-                FROM {t} WINDOW w AS (PARTITION BY session_id ORDER BY turn_index))
+                FROM {t} WINDOW w AS (PARTITION BY session_id ORDER BY turn_index)) x
             WHERE nt IS NOT NULL AND nt0 - t0 <= {config.correction_seconds} AND ni = intent AND nuser = user_id
-              AND outcome IS NOT NULL
-              AND nu <> utt AND len(list_intersect({a}, {b})) / greatest(len(list_distinct(list_concat({a}, {b}))), 1)
-                  >= {config.correction_overlap}"""
+              AND outcome IS NOT NULL AND nu <> utt AND {dialect.word_jaccard("utt", "nu")} >= {config.correction_overlap}"""
 
 
-def detect_pairs(path: Path, detector: Any, con: Any = None) -> list[tuple[str, str, str, float]]:
-    """The learned detector over every session of an export: (src turn, rephrase turn, span, score)."""
-    from assistant.learning.rephrase_data import sessions_from_export
+# -- the learned detector, batched per partition -----------------------------------------------------------------
+DETECT_SQL = """
+    SELECT turn_id, session_id, turn_index, t0, t1, coalesce(transcript, '') AS transcript, action_status, error_code,
+           barge_in, expects_reply, intent
+    FROM src"""
+LP_SCHEMA = "src_id string, dst_id string, span string, score double, src_index int"
 
-    return [tuple(p) for s in sessions_from_export(path, con) for p in detector.detect(s)]
+
+def detect_partition(detector: Any, batches: Iterable[Any]) -> Iterator[tuple[str, str, str, float, int]]:
+    """The detector over one partition's turns (Arrow record batches of DETECT_SQL, sorted by session and turn
+    index, a session never split across partitions): (src turn, rephrase turn, span, score, src turn index) per
+    detected pair. Both engines run exactly this, so they find the same pairs."""
+    from assistant.learning.rephrase_data import Turn
+
+    session: list[Turn] = []
+    index: dict[str, int] = {}
+
+    def found() -> Iterator[tuple[str, str, str, float, int]]:
+        for p in detector.detect(session):
+            src, dst, span, score = p
+            yield (src, dst, span, score, index[src])
+
+    for batch in batches:
+        cols = batch.to_pydict()
+        for r in zip(*(cols[k] for k in cols)):
+            tid, sid, _i, t0, t1, text, status, err, barge, expects, intent = r
+            if session and session[0].session_id != sid:
+                yield from found()
+                session, index = [], {}
+            index[tid] = int(r[2])
+            session.append(
+                Turn(tid, sid, float(t0), float(t1), text.strip(), status, err, bool(barge), bool(expects), intent)
+            )
+    if session:
+        yield from found()
+
+
+def detect_pairs(path: Path, detector: Any, con: Any = None) -> list[tuple[str, str, str, float, int]]:
+    """The learned detector over every session of an export (DuckDB): (src turn, rephrase turn, span, score)."""
+    from assistant.learning.engines.duckdb import DuckDbEngine
+
+    eng = DuckDbEngine(con)
+    eng.load_export(path)
+    eng.map_partitions(
+        "lp",
+        DETECT_SQL,
+        functools.partial(detect_partition, detector),
+        LP_SCHEMA,
+        "session_id",
+        ["session_id", "turn_index"],
+    )
+    return [tuple(r) for r in eng.rows("SELECT * FROM lp")]
 
 
 def mine(
-    path: Path, config: MiningConfig = MiningConfig(), con: Any = None, threads: int | None = None, detector: Any = None
+    path: Path | str,
+    config: MiningConfig = MiningConfig(),
+    con: Any = None,
+    threads: int | None = None,
+    detector: Any = None,
+    engine: Any = None,
 ) -> Mined:
-    """Run the steps over an export (a turns.parquet / turns.jsonl file or the directory holding it). `detector`: a
-    `RephraseDetector` (learned links) or None (lexical links)."""
-    import duckdb
+    """Run the steps over an export (a turns.parquet / turns.jsonl file, the directory holding it, or a day-partitioned
+    folder; with Spark any URI it reads). `detector`: a `RephraseDetector` (learned links) or None (lexical links).
+    `engine`: an engine from `assistant.learning.engines.create` (default: DuckDB on `con`)."""
+    from assistant.learning.engines.duckdb import DuckDbEngine
 
     t0 = time.perf_counter()
-    con = con or duckdb.connect()
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
+    eng = engine or DuckDbEngine(con, threads)
+    eng.load_export(path)
     det_stats: dict[str, Any] = {"rephrase_detector": "lexical"}
     if detector is not None:
         t_det = time.perf_counter()
-        pairs = detect_pairs(path, detector, con)
-        con.execute("CREATE OR REPLACE TEMP TABLE lp (src_id VARCHAR, dst_id VARCHAR, span VARCHAR, score DOUBLE)")
-        if pairs:
-            con.executemany("INSERT INTO lp VALUES (?, ?, ?, ?)", pairs)
+        eng.map_partitions(
+            "lp",
+            DETECT_SQL,
+            functools.partial(detect_partition, detector),
+            LP_SCHEMA,
+            "session_id",
+            ["session_id", "turn_index"],
+        )
+        (n_pairs,) = eng.rows("SELECT count(*) FROM lp")[0]
         det_stats = {
             "rephrase_detector": "learned",
             "rephrase_model": getattr(detector, "version", None),
-            "detected_pairs": len(pairs),
+            "detected_pairs": int(n_pairs),
             "detect_seconds": round(time.perf_counter() - t_det, 3),
         }
-    steps = steps_sql(export_source(path), config, learned=detector is not None)
-    for name, sql in steps.items():
+    for name, sql in steps_sql("src", config, learned=detector is not None, dialect=eng.dialect).items():
         # Materialise the wide per-turn steps once; the aggregates read them.
-        kind = "TABLE" if name in ("chains", "edges") else "VIEW"
-        con.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {sql}")
-
-    def cols(sql: str) -> dict[str, Any]:
-        return {k: (v.tolist() if v.dtype == object else v) for k, v in con.execute(sql).fetchnumpy().items()}
-
-    edges = cols("SELECT * FROM edges ORDER BY src, dst")
-    absorb = cols("SELECT * FROM absorb ORDER BY utt")
-    pairs = cols("SELECT * FROM pairs ORDER BY src, dst")
-    user_pairs = cols("SELECT * FROM user_pairs ORDER BY user_id, src, dst")
-    user_utt = cols("SELECT * FROM user_utt WHERE n >= 2 ORDER BY user_id, utt")
-    turns, chained = con.execute("SELECT count(*), count(*) FILTER (WHERE link) FROM chains").fetchone()
+        eng.create(name, sql, cache=name in ("chains", "edges"))
+    edges = eng.columns("SELECT * FROM edges ORDER BY src, dst")
+    absorb = eng.columns("SELECT * FROM absorb ORDER BY utt")
+    pairs = eng.columns("SELECT * FROM pairs ORDER BY src, dst")
+    user_pairs = eng.columns("SELECT * FROM user_pairs ORDER BY user_id, src, dst")
+    user_utt = eng.columns("SELECT * FROM user_utt WHERE n >= 2 ORDER BY user_id, utt")
+    turns, chained = eng.rows("SELECT count(*), count(*) FILTER (WHERE link) FROM chains")[0]
     stats = {
+        "engine": eng.name,
         "turns": int(turns),
         "linked_turns": int(chained),
         "edges": len(edges["src"]),
@@ -291,6 +333,8 @@ def mine(
         "seconds": round(time.perf_counter() - t0, 3),
         **det_stats,
     }
+    if engine is None:
+        eng.close()
     return Mined(
         {k: np.asarray(v) if not isinstance(v, list) else v for k, v in edges.items()},
         absorb,

@@ -96,6 +96,7 @@ class RephraseDetector:
         threshold: float | None = None,
     ) -> None:
         self.model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+        self._args = (str(self.model_dir), threads, model_file, threshold)
         paths = [self.model_dir / model_file, self.model_dir / "tokenizer.json", self.model_dir / "config.json"]
         for p in paths:
             if not p.is_file():
@@ -117,6 +118,11 @@ class RephraseDetector:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(self.model_dir / model_file), so, providers=["CPUExecutionProvider"])
+
+    def __reduce__(self) -> tuple[Any, tuple]:
+        """Pickled as its arguments: an engine's executor (Spark `mapInArrow`) loads the model itself, once per
+        partition, instead of receiving an onnxruntime session (which cannot be pickled)."""
+        return _load, self._args
 
     @staticmethod
     def available(model_dir: Path | str | None = None) -> bool:
@@ -164,6 +170,10 @@ class RephraseDetector:
             if k >= 0 and margin >= self.threshold:
                 found.append(Rephrase(ex.query_id, ex.candidate_ids[k], span, round(1 / (1 + math.exp(-margin)), 4)))
         return found
+
+
+def _load(model_dir: str, threads: int, model_file: str, threshold: float | None) -> RephraseDetector:
+    return RephraseDetector(model_dir, threads=threads, model_file=model_file, threshold=threshold)
 
 
 def _as_turn(t: Turn | dict[str, Any]) -> Turn:

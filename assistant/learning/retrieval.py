@@ -381,38 +381,47 @@ class OnlineIndex:
 
 
 def build_index(
-    export_path: Path, data_dir: Path, embedder: Any, mining_config: Any = None, brute_max: int = BRUTE_MAX
+    export_path: Path | str,
+    data_dir: Path,
+    embedder: Any,
+    mining_config: Any = None,
+    brute_max: int = BRUTE_MAX,
+    engine: Any = None,
 ) -> dict[str, Any]:
-    """Build `<data dir>/rewrites/index/` from an export: successful utterances per user (DuckDB), embedded once."""
-    import duckdb
-
+    """Build `<data dir>/rewrites/index/` from an export: successful utterances per user (on `engine`: DuckDB by
+    default, or Spark), embedded once on this machine (one row per distinct utterance)."""
+    from assistant.learning.engines.duckdb import DuckDbEngine
     from assistant.learning.mining import MiningConfig, steps_sql
-    from assistant.learning.sources import export_source
     from assistant.trace.privacy import opted_out_pseudonyms
 
     t0 = time.perf_counter()
-    con = duckdb.connect()
-    con.execute(f"CREATE TEMP VIEW t AS {steps_sql(export_source(export_path), mining_config or MiningConfig())['t']}")
-    opted = sorted(opted_out_pseudonyms(data_dir))
-    con.execute("CREATE TEMP TABLE opted(u VARCHAR)")
-    if opted:
-        con.executemany("INSERT INTO opted VALUES (?)", [(u,) for u in opted])
+    eng = engine or DuckDbEngine()
+    eng.load_export(export_path)
+    eng.create("t", steps_sql("src", mining_config or MiningConfig(), dialect=eng.dialect)["t"], cache=True)
+    # pseudonyms are "u_" + hex; anything else cannot be one, so the literal list needs no escaping
+    opted = sorted(u for u in opted_out_pseudonyms(data_dir) if u.replace("_", "").isalnum())
+    not_opted = "coalesce({col}, '') NOT IN (" + ", ".join(f"'{u}'" for u in opted) + ")" if opted else "true"
     # Utterances: those that succeeded at least once (their failures too, for `known_good`).
-    ent = con.execute("""
+    ent = eng.columns(f"""
         SELECT exec_utt AS utt, count(*) FILTER (WHERE outcome = 'failure') AS fail, max(t0) AS last_seen
-        FROM t WHERE coalesce(user_id, '') NOT IN (SELECT u FROM opted)
-        GROUP BY exec_utt HAVING count(*) FILTER (WHERE outcome = 'success') > 0 ORDER BY utt""").fetchnumpy()
-    texts = ent["utt"].tolist() if hasattr(ent["utt"], "tolist") else list(ent["utt"])
-    pers = con.execute("""
+        FROM t WHERE {not_opted.format(col="user_id")}
+        GROUP BY exec_utt HAVING count(*) FILTER (WHERE outcome = 'success') > 0 ORDER BY utt""")
+    texts = list(ent["utt"])
+    pers = eng.columns(f"""
         SELECT coalesce(user_id, '') AS u, exec_utt AS utt, count(*) AS n, max(t0) AS last
-        FROM t WHERE outcome = 'success' AND coalesce(user_id, '') NOT IN (SELECT u FROM opted)
-        GROUP BY 1, 2 ORDER BY 1, 2""").fetchnumpy()
+        FROM t WHERE outcome = 'success' AND {not_opted.format(col="user_id")}
+        GROUP BY 1, 2 ORDER BY 1, 2""")
     # Names people said in requests that worked (genres, artists, places, ...): a rewrite must not drop one.
     names: dict[str, int] = {}
-    for (slots_json,) in con.execute(f"""
-            SELECT slots FROM {export_source(export_path)} WHERE label = 'ok' AND slots IS NOT NULL
-            AND coalesce(user_pseudonym, '') NOT IN (SELECT u FROM opted)""").fetchall():
-        for slot, value in (json.loads(slots_json) or {}).items():
+    for (slots_value,) in eng.rows(f"""
+            SELECT slots FROM turns WHERE label = 'ok' AND slots IS NOT NULL
+            AND {not_opted.format(col="user_pseudonym")} ORDER BY turn_id"""):
+        # export v2: [{name, value}, ...]; v1: JSON text {name: value}
+        if isinstance(slots_value, str):
+            pairs = (json.loads(slots_value) or {}).items()
+        else:
+            pairs = [(x["name"], x["value"]) for x in slots_value]
+        for slot, value in pairs:
             for v in value if isinstance(value, list) else [value]:
                 v = normalize(str(v))
                 if slot in NAME_SLOTS and len(v) >= 4:
@@ -420,6 +429,8 @@ def build_index(
     known_names = sorted(v for v, n in names.items() if n >= 2)
     pos = {t: i for i, t in enumerate(texts)}
     t1 = time.perf_counter()
+    if engine is None:
+        eng.close()
     emb = embedder.embed(texts) if texts else np.zeros((0, 384), np.float32)
     t_embed = time.perf_counter() - t1
     return write_index(
@@ -428,8 +439,8 @@ def build_index(
         np.asarray(ent["fail"], np.float64),
         np.asarray(ent["last_seen"], np.float64),
         emb,
-        np.asarray(pers["u"].tolist() if len(pers["u"]) else [], dtype=str),
-        np.array([pos[t] for t in pers["utt"].tolist()], dtype=np.int64),
+        np.asarray(list(pers["u"]), dtype=str),
+        np.array([pos[t] for t in pers["utt"]], dtype=np.int64),
         np.asarray(pers["n"], np.float64),
         np.asarray(pers["last"], np.float64),
         getattr(embedder, "version", "?"),

@@ -33,6 +33,20 @@ RETRY_FOR_S = 120.0
 _FULL_OR_READONLY = ("database or disk is full", "readonly database", "disk i/o error", "unable to open database")
 
 
+class _Reader:
+    """One thread's read connection and the lock its every use holds: `close()` from another thread waits for the
+    statement in flight (closing a connection while another thread steps on it crashes CPython's sqlite3)."""
+
+    def __init__(self, db: sqlite3.Connection, thread: threading.Thread) -> None:
+        self.db = db
+        self.thread = thread
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+
 class TraceNotSaved(AssistantError):
     """The store cannot be written (full disk, read-only data dir): the turn is answered but not recorded."""
 
@@ -105,6 +119,11 @@ class TraceStore:
     transactions retried while another process holds the lock, so "database is locked" never reaches a user. When the
     store cannot be written at all (read-only or full disk) it still opens, `writable` is False, and each write
     raises TraceNotSaved (code `trace-not-saved`) saying why.
+
+    Threads (the Wyoming pool, the live loop): no sqlite3 connection is ever used by two threads at once. Writes share
+    one connection behind `_lock`; reads use one connection per thread (`_reader()`), each behind its own lock;
+    `close()` takes every lock, so it never closes a connection under a running statement, and a read or write after
+    `close()` is a coded error (`trace-store-closed`) instead of a reopened connection.
     """
 
     def __init__(self, path: Path, read_only: bool = False) -> None:
@@ -112,18 +131,21 @@ class TraceStore:
         self.writable = not read_only
         self.unsaved_reason: str | None = None
         self.moved_aside: Path | None = None
-        self._lock = threading.RLock()  # one connection may be shared by threads (live loop): one transaction at a time
+        self._lock = threading.RLock()  # the write connection: one transaction at a time, whatever the thread
+        self._readers: dict[threading.Thread, _Reader] = {}
+        self._readers_lock = threading.Lock()
+        self._closed = False
         self._wdb: sqlite3.Connection | None = None
         """Writes go through their own connection: a read cursor left open on `_db` (a streamed batch) pins an old
         WAL snapshot, and a write on that connection would get SQLITE_BUSY_SNAPSHOT until the cursor is done, which
         no waiting fixes (label_store writes labels between the batches it streams)."""
         if read_only:
-            self._db = self._connect_read_only()
+            self._adopt(self._connect_read_only())
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._open_lock():
-                self._db = self._open_checked()
+                self._adopt(self._open_checked())
         except (OSError, sqlite3.OperationalError) as err:
             if _is_busy(err) or not _cannot_write(err):
                 raise AssistantError(
@@ -153,21 +175,21 @@ class TraceStore:
         problem = self._foreign_or_corrupt()
         if problem is not None:
             self._move_aside(problem)
+        db = self._connect()
         try:
-            self._db = self._connect()
-            self._migrate()
+            self._migrate(db)
         except AssistantError:
-            self._db.close()
+            db.close()
             raise
         except sqlite3.DatabaseError as err:
+            with contextlib.suppress(Exception):
+                db.close()
             if isinstance(err, sqlite3.OperationalError) and (_is_busy(err) or _cannot_write(err)):
                 raise
-            with contextlib.suppress(Exception):
-                self._db.close()
             self._move_aside(f"it cannot be read ({err})")  # damage the first checks missed
-            self._db = self._connect()
-            self._migrate()
-        return self._db
+            db = self._connect()
+            self._migrate(db)
+        return db
 
     def _foreign_or_corrupt(self) -> str | None:
         """Why the file at `path` is not a usable trace store, or None (absent or fine)."""
@@ -246,11 +268,60 @@ class TraceStore:
     def _degrade(self, reason: str) -> None:
         self.writable = False
         self.unsaved_reason = reason
-        self._db = self._connect_read_only()
+        self._adopt(self._connect_read_only())
         _LOGGER.info("traces are not being saved: %s", reason)  # the recorder tells the user
 
-    def _migrate(self) -> None:
-        current = self._db.execute("PRAGMA user_version").fetchone()[0]
+    # -- per-thread read connections ----------------------------------------------------------------
+    def _adopt(self, db: sqlite3.Connection) -> None:
+        """The connection opened (and checked) by the constructor becomes the opening thread's reader."""
+        with self._readers_lock:
+            self._readers[threading.current_thread()] = _Reader(db, threading.current_thread())
+
+    def _reader(self) -> _Reader:
+        """This thread's read connection, opened on first use; readers of threads that ended are closed here."""
+        me = threading.current_thread()
+        with self._readers_lock:
+            if self._closed:
+                raise AssistantError("trace-store-closed", f"{self.path}: the trace store was closed; reopen it.")
+            reader = self._readers.get(me)
+            if reader is not None:
+                return reader
+            for thread in [t for t in self._readers if not t.is_alive()]:
+                self._readers.pop(thread).close()  # waits for a statement a generator may still run on it
+            db = self._connect_read_only() if not self.writable else self._connect()
+            reader = self._readers[me] = _Reader(db, me)
+            return reader
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """This thread's read connection (tests and maintenance statements; the store's reads go through `_one`,
+        `_all` and `_stream`, which hold the reader's lock)."""
+        return self._reader().db
+
+    def _one(self, sql: str, args: Any = ()) -> Any:
+        reader = self._reader()
+        with reader.lock:
+            return reader.db.execute(sql, args).fetchone()
+
+    def _all(self, sql: str, args: Any = ()) -> list[Any]:
+        reader = self._reader()
+        with reader.lock:
+            return reader.db.execute(sql, args).fetchall()
+
+    def _stream(self, sql: str, args: Any = (), batch_size: int = 1000) -> Iterator[list[Any]]:
+        """Rows in batches; the cursor stays on the connection of the thread that started the stream."""
+        reader = self._reader()
+        with reader.lock:
+            cur = reader.db.execute(sql, args)
+        while True:
+            with reader.lock:
+                rows = cur.fetchmany(batch_size)
+            if not rows:
+                return
+            yield rows
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        current = db.execute("PRAGMA user_version").fetchone()[0]
         if current > SCHEMA_VERSION:
             raise AssistantError(
                 "trace-store-newer",
@@ -259,18 +330,18 @@ class TraceStore:
             )
         if current == SCHEMA_VERSION:
             return
-        self._db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
-            current = self._db.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
+            current = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
             for version in range(current, SCHEMA_VERSION):
                 for statement in MIGRATIONS[version].split(";"):
                     if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {version + 1}")
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {version + 1}")
         except BaseException:
-            self._db.execute("ROLLBACK")  # a failed migration leaves the store at the previous version
+            db.execute("ROLLBACK")  # a failed migration leaves the store at the previous version
             raise
-        self._db.execute("COMMIT")
+        db.execute("COMMIT")
 
     # -- writing: short transactions, retried while another process holds the lock -----------------
     def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -281,6 +352,8 @@ class TraceStore:
         delay = 0.01
         while True:
             with self._lock:
+                if self._closed:
+                    raise AssistantError("trace-store-closed", f"{self.path}: the trace store was closed; not saved.")
                 if self._wdb is None:
                     self._wdb = self._connect()
                 db = self._wdb
@@ -314,13 +387,21 @@ class TraceStore:
 
     @property
     def schema_version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return int(self._one("PRAGMA user_version")[0])
 
     def close(self) -> None:
-        if self._wdb is not None:
-            self._wdb.close()
-            self._wdb = None
-        self._db.close()
+        """Close every connection, after the write and the reads in flight on other threads have finished."""
+        with self._lock:
+            with self._readers_lock:
+                if self._closed:
+                    return
+                self._closed = True
+                readers, self._readers = list(self._readers.values()), {}
+            if self._wdb is not None:
+                self._wdb.close()
+                self._wdb = None
+        for reader in readers:
+            reader.close()
 
     # -- writing -----------------------------------------------------------------------------------
     def write_turn(self, trace: TurnTrace) -> None:
@@ -415,18 +496,18 @@ class TraceStore:
             "response_text",
             "error_code",
         ]
-        return [dict(zip(cols, row)) for row in self._db.execute(sql, (*args, limit))]
+        return [dict(zip(cols, row)) for row in self._all(sql, (*args, limit))]
 
     def find_turn_id(self, prefix: str) -> str | None:
-        rows = self._db.execute("SELECT turn_id FROM turns WHERE turn_id LIKE ? LIMIT 2", (prefix + "%",)).fetchall()
+        rows = self._all("SELECT turn_id FROM turns WHERE turn_id LIKE ? LIMIT 2", (prefix + "%",))
         return rows[0][0] if len(rows) == 1 else None
 
     def get_turn(self, turn_id: str) -> dict[str, Any] | None:
-        row = self._db.execute(
+        row = self._one(
             "SELECT turn_id, session_id, seq, started_at, ended_at, source, pipeline, context, record FROM turns "
             "WHERE turn_id=?",
             (turn_id,),
-        ).fetchone()
+        )
         if row is None:
             return None
         out: dict[str, Any] = {
@@ -452,7 +533,7 @@ class TraceStore:
                 "confidence": r[7],
                 "error_code": r[8],
             }
-            for r in self._db.execute(
+            for r in self._all(
                 "SELECT stage, backend, version, start_ms, end_ms, input, output, confidence, error_code FROM spans "
                 "WHERE turn_id=? ORDER BY idx",
                 (turn_id,),
@@ -460,29 +541,27 @@ class TraceStore:
         ]
         out["events"] = [
             {"type": r[0], "t_ms": r[1], "data": json.loads(r[2])}
-            for r in self._db.execute(
-                "SELECT type, t_ms, data FROM events WHERE turn_id=? ORDER BY event_id", (turn_id,)
-            )
+            for r in self._all("SELECT type, t_ms, data FROM events WHERE turn_id=? ORDER BY event_id", (turn_id,))
         ]
         return out
 
     def iter_records(self, since: float | None = None) -> Iterator[dict[str, Any]]:
         """Stream turn records in order (for export), never loading them all."""
-        cur = self._db.execute(
+        for rows in self._stream(
             "SELECT record FROM turns WHERE started_at >= ? ORDER BY started_at, seq", (since or 0.0,)
-        )
-        for (rec,) in cur:
-            yield json.loads(rec)
+        ):
+            for (rec,) in rows:
+                yield json.loads(rec)
 
     def count_turns(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM turns").fetchone()[0])
+        return int(self._one("SELECT COUNT(*) FROM turns")[0])
 
     def last_session(self, device_id: str, user_id: str) -> tuple[str, float] | None:
-        row = self._db.execute(
+        row = self._one(
             "SELECT session_id, last_turn_at FROM sessions WHERE device_id=? AND user_id=? "
             "ORDER BY last_turn_at DESC LIMIT 1",
             (device_id, user_id),
-        ).fetchone()
+        )
         return (row[0], row[1]) if row else None
 
     # -- labels, batched streaming, retention (assistant/learning, assistant/trace/export.py) ----------------
@@ -529,11 +608,7 @@ class TraceStore:
             + (" WHERE " + " AND ".join(where) if where else "")
             + (" ORDER BY t.started_at, t.seq" if order == "time" else " ORDER BY t.session_id, t.seq")
         )
-        cur = self._db.execute(sql, args)
-        while True:
-            rows = cur.fetchmany(batch_size)
-            if not rows:
-                return
+        for rows in self._stream(sql, args, batch_size):
             batch = []
             for row in rows:
                 d = dict(zip(self._TURN_COLS, row))
@@ -545,7 +620,7 @@ class TraceStore:
             marks = ",".join("?" * len(by_id))
             ids = list(by_id)
             if spans:
-                for r in self._db.execute(
+                for r in self._all(
                     "SELECT turn_id, stage, backend, version, start_ms, end_ms, input, output, confidence, error_code "
                     f"FROM spans WHERE turn_id IN ({marks}) ORDER BY turn_id, idx",
                     ids,
@@ -564,7 +639,7 @@ class TraceStore:
                         }
                     )
             if events:
-                for r in self._db.execute(
+                for r in self._all(
                     f"SELECT turn_id, type, t_ms, data, created_at FROM events WHERE turn_id IN ({marks}) "
                     "ORDER BY event_id",
                     ids,
@@ -573,7 +648,7 @@ class TraceStore:
                         {"type": r[1], "t_ms": r[2], "data": json.loads(r[3]) if r[3] else {}, "created_at": r[4]}
                     )
             if labels:
-                for r in self._db.execute(
+                for r in self._all(
                     "SELECT turn_id, label, confidence, signals, labeler_version, created_at FROM labels "
                     f"WHERE turn_id IN ({marks})",
                     ids,
@@ -624,11 +699,11 @@ class TraceStore:
         )
 
     def get_goal_label(self, turn_id: str) -> dict[str, Any] | None:
-        row = self._db.execute(
+        row = self._one(
             "SELECT goal_id, goal_index, goal_success, defect, failure_point, stage_probs, labeler_version, created_at "
             "FROM goal_labels WHERE turn_id=?",
             (turn_id,),
-        ).fetchone()
+        )
         if row is None:
             return None
         keys = (
@@ -646,9 +721,9 @@ class TraceStore:
         return d
 
     def get_label(self, turn_id: str) -> dict[str, Any] | None:
-        row = self._db.execute(
+        row = self._one(
             "SELECT label, confidence, signals, labeler_version, created_at FROM labels WHERE turn_id=?", (turn_id,)
-        ).fetchone()
+        )
         if row is None:
             return None
         return {
@@ -686,14 +761,14 @@ class TraceStore:
             "signals",
         ]
         out = []
-        for row in self._db.execute(sql, (*args, limit)):
+        for row in self._all(sql, (*args, limit)):
             d = dict(zip(cols, row))
             d["signals"] = json.loads(d["signals"])
             out.append(d)
         return out
 
     def label_counts(self) -> dict[str, int]:
-        return {r[0]: int(r[1]) for r in self._db.execute("SELECT label, COUNT(*) FROM labels GROUP BY label")}
+        return {r[0]: int(r[1]) for r in self._all("SELECT label, COUNT(*) FROM labels GROUP BY label")}
 
     def delete_turns(
         self, where_sql: str, args: tuple[Any, ...] = (), batch_size: int = 5000, on_audio: Any = None
@@ -705,13 +780,12 @@ class TraceStore:
         Batched, so a prune of millions of turns neither holds them in memory nor locks writers out for long.
         """
         deleted = 0
-        db = self._db
         while True:
-            rows = db.execute(
+            rows = self._all(
                 "SELECT t.turn_id, t.session_id, t.response_audio, t.source, t.record FROM turns t "
                 f"JOIN sessions s ON s.session_id = t.session_id WHERE {where_sql} LIMIT ?",
                 (*args, batch_size),
-            ).fetchall()
+            )
             if not rows:
                 return deleted
             if on_audio is not None:
@@ -741,12 +815,7 @@ class TraceStore:
         """Stream the rows of a read-only SELECT in batches (the export builds its rows in SQL)."""
         if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
             raise ValueError("iter_query runs SELECT statements only")
-        cur = self._db.execute(sql, args)
-        while True:
-            rows = cur.fetchmany(batch_size)
-            if not rows:
-                return
-            yield rows
+        yield from self._stream(sql, args, batch_size)
 
     def distinct_users(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT DISTINCT user_id FROM sessions")]
+        return [r[0] for r in self._all("SELECT DISTINCT user_id FROM sessions")]

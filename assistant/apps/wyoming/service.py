@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -34,6 +34,10 @@ _LOGGER = logging.getLogger(__name__)
 
 PROJECT = Attribution(name="voice-assistant (GPL-3.0-or-later; models/nlu: see its MODEL_CARD.md)", url="")
 """This project (no public address yet): the brain and the NLU model."""
+
+CLOSE_WAIT_S = 60.0
+"""How long closing waits for the model work already running (a decode, a turn, its trace write) before the runner
+and its trace store close under it."""
 
 Send = Callable[[Any], Awaitable[None]]
 """Writes one wyoming Event to the client."""
@@ -67,10 +71,18 @@ class Service:
         self._pool: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
         self._pool_lock = threading.Lock()
         self._pool_max = workers
+        self._running: set[Future] = set()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        """Run `fn` in the pool; `close` waits for it once it is running."""
+        future = self.executor.submit(fn, *args, **kwargs)
+        self._running.add(future)
+        future.add_done_callback(self._running.discard)
+        return future
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run blocking model work in the pool; the event loop stays free for the other clients."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        return await asyncio.wrap_future(self.submit(fn, *args))
 
     def background(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Run `fn` in the pool without waiting (tracing); dropped once the server is shutting down."""
@@ -78,7 +90,7 @@ class Service:
             _LOGGER.info("shutting down: %s not run", getattr(fn, "__name__", fn))
             return
         try:
-            self.executor.submit(fn, *args, **kwargs)
+            self.submit(fn, *args, **kwargs)
         except RuntimeError:  # the pool shut down meanwhile
             _LOGGER.info("shutting down: %s not run", getattr(fn, "__name__", fn))
 
@@ -177,9 +189,16 @@ class Service:
         )
         return rec
 
-    def close(self) -> None:
+    def close(self, timeout: float = CLOSE_WAIT_S) -> None:
+        """Drop the queued work, then wait (up to `timeout`) for the work already running, so a request's trace is
+        written before the runner closes the store (the store itself refuses writes after it is closed)."""
         self._closed = True
         self.executor.shutdown(wait=False, cancel_futures=True)
+        _, late = wait(list(self._running), timeout=timeout)
+        if late:
+            _LOGGER.warning(
+                "%d request(s) still running after %.0f s; their traces may not be saved", len(late), timeout
+            )
 
 
 class Clock:

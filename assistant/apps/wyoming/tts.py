@@ -91,7 +91,7 @@ class TtsHandler:
                 loop.call_soon_threadsafe(queue.put_nowait, err)
             loop.call_soon_threadsafe(queue.put_nowait, _END)
 
-        job = svc.executor.submit(synthesize)
+        job = svc.submit(synthesize)
         rate = tts.sample_rate
         failure: Exception | None = None
         started = False

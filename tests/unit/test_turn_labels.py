@@ -99,6 +99,22 @@ def test_failed_request_takes_the_successful_rephrase_intent_and_aligned_slots(t
     assert row["intent"] == "iot_hue_lighton" and row["source"] == "traces:rephrase" and len(row["spans"]) == 2
 
 
+def test_an_unrelated_later_request_in_the_same_goal_never_labels_an_earlier_one(tmp_path: Path) -> None:
+    # the bundled demo: requests seconds apart that the segmentation (and the rephrase detector) took for one goal;
+    # "what time is it?" must not teach the NLU that "turn on the kitchen lights" meant datetime_query
+    s, ex, ids = _one(
+        tmp_path,
+        [
+            T("turn on the kitchen lights", "iot_hue_lighton", conf=0.99, nbest=[("iot_hue_lighton", 0.99)]),
+            T("what time is it", "datetime_query", conf=0.99, at=5.0, action="time", response="It's 2:44 AM."),
+        ],
+    )
+    s.pairs[(ids[0], ids[1])] = 0.89  # what the learned detector said on the demo
+    props = propose_session(s, _labels(s, [[0, 1]], [0.9, 0.05], 0.95), ex)
+    first = {p.turn_id: p for p in props}[ids[0]]
+    assert first.source != "rephrase" and first.intent == "iot_hue_lighton"
+
+
 def test_correction_relabels_a_request_the_nlu_took_for_a_control_intent(tmp_path: Path) -> None:
     s, ex, ids = _one(
         tmp_path,

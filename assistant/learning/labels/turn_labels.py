@@ -183,6 +183,26 @@ def _history_target(history: Any, v: TurnView, exclude: set[str]) -> tuple[str, 
     return tgt
 
 
+RESTATE_SIMILARITY = 0.5
+"""Word similarity (0-1) at which a later attempt of another intent counts as this request said again."""
+
+
+def _restates(s: SessionInput, v: TurnView, a: TurnView, ax: TurnExtra) -> bool:
+    """Is the later attempt `a` recognisably `v` said again, so that its parse may label `v`? The same intent, similar
+    words, one of `a`'s slot values in `v`'s words, or `a`'s intent among `v`'s n-best. A goal whose segmentation
+    merged unrelated requests ("turn on the kitchen lights", then "what time is it?" seconds later) must not teach
+    the NLU that the first meant the second. The rephrase detector's pair alone is not enough: it linked exactly
+    those two (0.89) on the bundled demo, whose quick succession of unrelated requests it never saw in training."""
+    if a.intent == v.intent:
+        return True
+    if similarity(v.transcript, a.transcript) / 100 >= RESTATE_SIMILARITY:
+        return True
+    a_slots = {t: ax.nlu_text[p:q] for p, q, t in parse_spans(a, ax.nlu_out)}
+    if a_slots and align_slots(a_slots, v.transcript)[1] > 0:
+        return True
+    return dict(v.nbest).get(str(a.intent), 0.0) >= 0.01
+
+
 def propose_session(
     s: SessionInput, labels: list[TurnLabel], extras: dict[str, TurnExtra], history: Any = None
 ) -> list[ProposedLabel]:
@@ -211,6 +231,8 @@ def propose_session(
             anchor = min(later, key=lambda j: (labels[j].defect, -j)) if later else None
             if anchor is not None and labels[anchor].defect >= 0.5:
                 anchor = None
+            if anchor is not None and not _restates(s, v, s.views[anchor], extras[s.views[anchor].turn_id]):
+                anchor = None  # a new request the segmentation put in this goal, not this one said again
             # the answer to "which one?" worked: the request was understood
             answered = any(s.views[j - 1].status == "clarify" and labels[j].defect < 0.5 for j in idx[k + 1 :])
             feats: dict[str, float] = {

@@ -1,8 +1,8 @@
 """Learning jobs at scale: wall time, peak memory and detector throughput of one job on one engine over a fleet export
-(`assistant fleet`). One measurement per process (so peak memory is this job's); run under the heavy-job lock:
+(`assistant fleet`). One measurement per process (so peak memory is this job's); run alone on a quiet machine:
 
-    flock /work/heavy.lock .venv/bin/python scripts/bench_learning.py --export fleet/1m --engine duckdb --job rewrites
-    flock /work/heavy.lock .venv/bin/python scripts/bench_learning.py --export fleet/100k --engine spark \
+    .venv/bin/python scripts/bench_learning.py --export fleet/1m --engine duckdb --job rewrites
+    .venv/bin/python scripts/bench_learning.py --export fleet/100k --engine spark \
         --spark-master 'local[2]' --job detect --sample-sessions 2000
 
 Jobs: `rewrites` (lexical mining + Markov solve), `detect` (the learned rephrase detector over the first

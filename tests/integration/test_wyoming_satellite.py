@@ -11,6 +11,7 @@ speaks interrupts the answer."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -62,13 +63,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:
+def wait_for(predicate, timeout: float, what: str, detail=None) -> None:
+    """Until `predicate()`; on a timeout the message carries `detail()` (what the turns were) to debug from CI."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (f": {detail()}" if detail else ""))
 
 
 class Satellite:
@@ -126,9 +128,12 @@ class Satellite:
         return (self.folder / "satellite.log").read_text()
 
 
-# Intermittent: in 3 of 10 runs (session 7) the first request of step 1 never turned a light on (the satellite
-# logged a second "Streaming audio", as if its stream restarted around the clip); the cause is not found yet. Two
-# reruns, with fresh satellites and data dir, while it is investigated; a real regression still fails all three.
+# Two causes of the intermittent failures, found in session 8 (10 runs, 4 failed, 2 of each): Piper samples its
+# voice afresh on every call (no two syntheses are alike), and in 2 runs tiny.en heard "turn on the light here" as
+# "turn on the white here"; so each request is synthesized until the recogniser hears its words (`clear_speech`): this
+# test is about the satellite path, not the ear. And on a loaded machine the frame thread falls seconds behind the
+# microphone, so the barge-in comes late (7.96 s into an 8.28 s answer, beside a soak and two trainings); the reruns
+# are for that.
 @pytest.mark.flaky(reruns=2, reruns_delay=2)
 def test_two_satellites_wake_word_follow_up_and_barge_in(make_pipeline, tmp_path):
     from test_wyoming import ServerThread
@@ -157,6 +162,27 @@ def test_two_satellites_wake_word_follow_up_and_barge_in(make_pipeline, tmp_path
     def states():
         return runner.home.states()
 
+    def clear_speech(text: str) -> np.ndarray:
+        """Piper speech of `text` that the pipeline's recogniser hears word for word (at most 5 syntheses)."""
+        digits = dict(zip("0123456789", "zero one two three four five six seven eight nine".split()))
+
+        def words(s: str) -> str:  # "5 minutes." and "Five minutes" are the same words
+            return " ".join(digits.get(w, w) for w in re.findall(r"[a-z]+|[0-9]", s.lower()))
+
+        heard = ""
+        for _ in range(5):
+            speech = piper_speech(text)
+            heard = runner.asr.transcribe(compose([0.4, speech, 0.4]), "en").text
+            if words(heard) == words(text):
+                return speech
+        raise AssertionError(f"tiny.en never heard {text!r} right in 5 syntheses (last: {heard!r})")
+
+    def seen() -> list:  # what each turn heard and did, for a timeout's message
+        return [
+            (r["source"].get("device"), r.get("transcript"), r.get("intent"), r.get("action"), r.get("error"))
+            for r in records()
+        ]
+
     try:
         assert not states()["kitchen.light"]["on"] and not states()["bedroom.light"]["on"]
         wait_for(lambda: all(link.connected.is_set() for link in links), 30, "the brain to connect to both satellites")
@@ -165,9 +191,10 @@ def test_two_satellites_wake_word_follow_up_and_barge_in(make_pipeline, tmp_path
         time.sleep(0.3)
 
         # 1. both satellites at once, each acting as its own device
-        kitchen.say(compose([0.3, piper_speech("Hey Jarvis,"), 0.4, piper_speech("turn on the kitchen light."), 0.3]))
-        bedroom.say(compose([0.3, piper_speech("Hey Jarvis,"), 0.4, piper_speech("turn on the light here."), 0.3]))
-        wait_for(lambda: states()["kitchen.light"]["on"] and states()["bedroom.light"]["on"], 30, "both lights on")
+        kitchen.say(compose([0.3, piper_speech("Hey Jarvis,"), 0.4, clear_speech("turn on the kitchen light."), 0.3]))
+        bedroom.say(compose([0.3, piper_speech("Hey Jarvis,"), 0.4, clear_speech("turn on the light here."), 0.3]))
+        both_on = lambda: states()["kitchen.light"]["on"] and states()["bedroom.light"]["on"]  # noqa: E731
+        wait_for(both_on, 30, "both lights on", seen)
         wait_for(lambda: len(records()) >= 2, 10, "both turns traced")
         by_device = {r["source"]["device"]: r for r in records()}
         k, b = by_device["kitchen.speaker"], by_device["bedroom.speaker"]
@@ -188,13 +215,13 @@ def test_two_satellites_wake_word_follow_up_and_barge_in(make_pipeline, tmp_path
         # 2. a question, answered without the wake word (follow-up)
         n = len(records())
         before = kitchen.played_seconds()
-        kitchen.say(compose([0.3, piper_speech("Hey Jarvis,"), 0.4, piper_speech("set a timer."), 0.3]))
+        kitchen.say(compose([0.3, piper_speech("Hey Jarvis,"), 0.4, clear_speech("set a timer."), 0.3]))
         wait_for(lambda: len(records()) > n, 30, "the timer question")
         asked = records()[-1]
         assert asked["expects_reply"] and asked["response_text"] == "For how long?", asked
         wait_for(lambda: kitchen.played_seconds() > before + 0.5, 10, "the question at the speaker")
         time.sleep(1.0)  # the question has been played; the assistant now listens without the wake word
-        kitchen.say(compose([piper_speech("Five minutes."), 0.3]))
+        kitchen.say(compose([clear_speech("Five minutes."), 0.3]))
         wait_for(lambda: len(records()) > n + 1, 30, "the follow-up answer")
         follow = records()[-1]
         assert follow["wake"].get("follow_up") and not follow["wake"]["detected"], follow["wake"]
@@ -205,13 +232,13 @@ def test_two_satellites_wake_word_follow_up_and_barge_in(make_pipeline, tmp_path
         kitchen.wait_quiet()  # the confirmation has been played
         n = len(records())
         before = kitchen.played_seconds()
-        kitchen.say(compose([0.3, piper_speech("Hey Jarvis,"), 0.4, piper_speech("turn on all the lights."), 0.3]))
+        kitchen.say(compose([0.3, piper_speech("Hey Jarvis,"), 0.4, clear_speech("turn on all the lights."), 0.3]))
         wait_for(lambda: len(records()) > n, 30, "the long answer's turn")
         long_turn = records()[-1]
         full = len(piper_speech(long_turn["response_text"])) / RATE
         assert full > 5.0, long_turn["response_text"]
         wait_for(lambda: kitchen.played_seconds() > before + 0.8, 10, "the long answer to start playing")
-        kitchen.say(compose([piper_speech("Hey Jarvis,"), 0.4, piper_speech("turn off the kitchen light."), 0.3]))
+        kitchen.say(compose([piper_speech("Hey Jarvis,"), 0.4, clear_speech("turn off the kitchen light."), 0.3]))
         wait_for(lambda: not states()["kitchen.light"]["on"], 30, "the kitchen light off after the barge-in")
         wait_for(lambda: len(records()) > n + 1, 10, "the barge-in request traced")
         long_trace = store.get_turn(long_turn["turn_id"])

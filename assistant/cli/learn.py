@@ -188,6 +188,27 @@ def register(sub) -> None:
     q.add_argument("--spoken-limit", type=int, default=200, help="SLURP test sentences of the spoken gate (200)")
     q.add_argument("--dry-run", action="store_true", help="build and count the training set only; train nothing")
     q.set_defaults(func=retrain_cmd.run_retrain)
+    q = lsub.add_parser(
+        "retrain-loop",
+        help="simulated weeks, each arm learning weekly from its own traces (rewrites, NLU retraining)",
+    )
+    q.add_argument("--out", type=Path, required=True, help="output folder (weeks, arms' stores, loop_result.json)")
+    q.add_argument("--households", type=int, default=3)
+    q.add_argument("--weeks", type=int, default=3, help="weeks including the shared week 0 (default 3)")
+    q.add_argument("--days-per-week", type=int, default=7)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument(
+        "--arms",
+        default="rewrites,rewrites+retrain",
+        help="comma list of none, rewrites, retrain, rewrites+retrain (default rewrites,rewrites+retrain)",
+    )
+    q.add_argument("--heldout-households", type=int, default=2, help="households of the held-out gate run (2)")
+    q.add_argument("--heldout-days", type=int, default=2)
+    q.add_argument("--min-confidence", type=float, default=0.7, help="generated labels kept for retraining (0.7)")
+    q.add_argument("--threads", type=int, default=1, help="torch threads of the retraining (default 1)")
+    q.add_argument("--cache", type=Path, help="speech + ASR cache folder (default OUT/speech_cache)")
+    q.add_argument("--max-turns", type=int, help="stop each simulator run after this many turns (smoke tests)")
+    q.set_defaults(func=retrain_cmd.run_loop)
     q = lsub.add_parser("nlu-versions", help="retrained NLU versions in the data dir and the one in use")
     q.set_defaults(func=retrain_cmd.run_versions)
     q = lsub.add_parser("nlu-rollback", help="use an earlier retrained NLU version (0 = the shipped model)")

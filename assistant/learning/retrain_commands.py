@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from assistant.errors import AssistantError
@@ -66,6 +67,37 @@ def run_retrain(args: argparse.Namespace) -> int:
         print(f"promoted: NLU v{res['version']} is now current (`assistant learn nlu-rollback 0` for the shipped one)")
     else:
         print(f"not promoted: {res.get('why') or 'a gate failed'}; candidate kept in {res.get('candidate_dir')}")
+    return 0
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_loop(args: argparse.Namespace) -> int:
+    from assistant.config import load_settings
+    from assistant.simulate.retrain_loop import LoopConfig, RetrainLoop, to_markdown
+
+    cfg = LoopConfig(
+        households=args.households,
+        weeks=args.weeks,
+        days_per_week=args.days_per_week,
+        seed=args.seed,
+        arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()),
+        heldout_households=args.heldout_households,
+        heldout_days=args.heldout_days,
+        min_confidence=args.min_confidence,
+        threads=args.threads,
+        max_turns=args.max_turns,
+    )
+    try:
+        loop = RetrainLoop(
+            load_settings(args.config), args.out, cfg, args.cache, progress=None if args.json else _stderr
+        )
+    except ValueError as e:
+        raise AssistantError("bad-loop-config", f"{e}.") from None
+    res = loop.run()
+    print(json.dumps(res, default=str) if args.json else to_markdown(res))
     return 0
 
 

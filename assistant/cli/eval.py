@@ -28,6 +28,18 @@ def register(sub) -> None:
         help="with --spoken: the recogniser (tiny.en, base, or a CTranslate2 directory; default: pipeline.yaml's)",
     )
     n.add_argument(
+        "--snr",
+        type=float,
+        default=None,
+        help="with --spoken: add noise at this signal-to-noise ratio in dB (e.g. 20, 10, 5; default clean)",
+    )
+    n.add_argument(
+        "--noise",
+        choices=["white", "pink", "brown"],
+        default="pink",
+        help="with --snr: the noise's colour (pink, like fans and traffic, by default)",
+    )
+    n.add_argument(
         "--transcripts",
         type=Path,
         default=None,
@@ -127,7 +139,11 @@ def run_nlu(args: argparse.Namespace) -> int:
     if args.spoken:
         from assistant.training.nlu_eval import SpokenNlu
 
-        backend = SpokenNlu(backend, args.spoken, args.transcripts, args.asr_model)
+        backend = SpokenNlu(backend, args.spoken, args.transcripts, args.asr_model, args.snr, args.noise)
+    elif args.snr is not None:
+        from assistant.errors import AssistantError
+
+        raise AssistantError("snr-needs-spoken", "--snr adds noise to speech: use it with --spoken piper|espeak.")
     metrics = evaluate(rows, backend, limit=args.limit)
     if args.spoken:
         import statistics
@@ -135,6 +151,7 @@ def run_nlu(args: argparse.Namespace) -> int:
         metrics["spoken"] = {
             "voice": args.spoken,
             "asr": backend.asr.version,
+            "noise": backend.condition,
             "mean_wer": round(statistics.fmean(backend.wers), 4) if backend.wers else None,
         }
     print(json.dumps(metrics, indent=1) if args.json else format_report(metrics))

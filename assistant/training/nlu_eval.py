@@ -7,6 +7,7 @@ normalised value match a gold slot (multiset match per utterance). No torch need
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 import time
@@ -174,6 +175,13 @@ def format_report(metrics: dict[str, Any]) -> str:
         f"  slot span F1    : {metrics['slot']['f1']:.4f} (P {metrics['slot']['precision']:.4f}, "
         f"R {metrics['slot']['recall']:.4f}, {metrics['slot']['support']} gold slots)",
         f"  median latency  : {metrics.get('latency_ms_median', 0.0):.2f} ms",
+    ]
+    if sp := metrics.get("spoken"):
+        lines.append(
+            f"  spoken          : {sp['voice']} voice, {sp.get('noise', 'clean')}, heard by {sp['asr']}; "
+            f"mean WER {sp['mean_wer']}"
+        )
+    lines += [
         "",
         f"  {'slot type':<22} {'P':>6} {'R':>6} {'F1':>6} {'n':>5}",
     ]
@@ -190,7 +198,15 @@ class SpokenNlu:
     """NLU on what the ASR hears: each gold sentence is synthesized (Piper or espeak-ng), transcribed by the
     pipeline's faster-whisper backend, and the transcript is parsed. Slots are then scored by value."""
 
-    def __init__(self, nlu, voice: str, transcripts: Path | None = None, asr_model: str | None = None) -> None:
+    def __init__(
+        self,
+        nlu,
+        voice: str,
+        transcripts: Path | None = None,
+        asr_model: str | None = None,
+        snr_db: float | None = None,
+        noise: str = "pink",
+    ) -> None:
         from assistant.config import load_settings
         from assistant.core import registry
 
@@ -198,13 +214,18 @@ class SpokenNlu:
         if asr_model:  # another recogniser than pipeline.yaml's (`eval nlu --asr-model base`)
             settings = settings.model_copy(update={"asr": settings.asr.model_copy(update={"model": asr_model})})
         self.nlu, self.voice = nlu, voice
+        # noise added at this SNR; each sentence's noise is seeded by the sentence, so every model (and every run)
+        # hears the same noisy audio; the transcripts file keys rows on it
+        self.snr_db, self.noise = snr_db, noise
+        self.condition = "clean" if snr_db is None else f"{noise}@{snr_db:g}dB"
         self.asr = registry.create("asr", settings.asr.backend, registry.Build(settings=settings))
         self.wers: list[float] = []
         self.transcripts, self.heard = transcripts, {}
         if transcripts is not None and transcripts.exists():
             for line in transcripts.read_text(encoding="utf-8").splitlines():
                 row = json.loads(line)
-                if row.get("voice") == voice and row.get("asr") == self.asr.version:
+                same = row.get("voice") == voice and row.get("asr") == self.asr.version
+                if same and row.get("noise", "clean") == self.condition:
                     self.heard[row["text"]] = row["heard"]
 
     def parse(self, text: str, context=None):
@@ -216,12 +237,16 @@ class SpokenNlu:
         heard = self.heard.get(text)
         if heard is None:
             audio = piper_speech(text) if self.voice == "piper" else espeak_speech(text)
+            if self.snr_db is not None:
+                from assistant.simulate.voices import add_colored_noise
+
+                seed = int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:4], "big")
+                audio = add_colored_noise(audio, self.snr_db, self.noise, seed)
             heard = self.heard[text] = self.asr.transcribe(audio, "en").text
             if self.transcripts is not None:
+                row = {"voice": self.voice, "asr": self.asr.version, "noise": self.condition, "text": text}
                 with self.transcripts.open("a", encoding="utf-8") as f:
-                    f.write(
-                        json.dumps({"voice": self.voice, "asr": self.asr.version, "text": text, "heard": heard}) + "\n"
-                    )
+                    f.write(json.dumps(row | {"heard": heard}) + "\n")
         if clean(text):
             self.wers.append(jiwer.wer(clean(text), clean(heard) or "-"))
         return self.nlu.parse(heard or " ", context)

@@ -128,3 +128,14 @@ def test_eval_nlu_on_spoken_slurp_sentences(tmp_path, shared_dir):
     assert text["n"] == spoken["n"] == 8
     assert spoken["spoken"]["voice"] == "piper" and 0 <= spoken["spoken"]["mean_wer"] < 0.5
     assert spoken["intent_accuracy"] >= 0.5
+    # the same sentences in white noise as loud as the speech (0 dB): the recogniser hears less; what it heard is kept
+    # per noise condition, so a second model would be scored on the same noisy transcripts
+    heard = tmp_path / "heard.jsonl"
+    noisy_args = ("--spoken", "piper", "--snr", "0", "--noise", "white", "--transcripts", str(heard), "--json")
+    noisy = json.loads(
+        assistant("eval", "nlu", "--data", str(data), "--limit", "8", *noisy_args, data_dir=tmp_path).stdout
+    )
+    assert noisy["spoken"]["noise"] == "white@0dB" and spoken["spoken"]["noise"] == "clean"
+    assert noisy["spoken"]["mean_wer"] > spoken["spoken"]["mean_wer"]
+    rows = [json.loads(line) for line in heard.read_text().splitlines()]
+    assert len(rows) == 8 and {r["noise"] for r in rows} == {"white@0dB"}

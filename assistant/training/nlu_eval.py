@@ -214,6 +214,8 @@ class SpokenNlu:
         if asr_model:  # another recogniser than pipeline.yaml's (`eval nlu --asr-model base`)
             settings = settings.model_copy(update={"asr": settings.asr.model_copy(update={"model": asr_model})})
         self.nlu, self.voice = nlu, voice
+        self.name = f"{getattr(nlu, 'name', '?')} on speech"
+        self.version = getattr(nlu, "version", "?")
         # noise added at this SNR; each sentence's noise is seeded by the sentence, so every model (and every run)
         # hears the same noisy audio; the transcripts file keys rows on it
         self.snr_db, self.noise = snr_db, noise

@@ -1,11 +1,14 @@
 """Goal labels with the real models: the counterfactual NLU re-runs (the pipeline's ONNX NLU), the learned rephrase
-detector, and traces written by the real Runner from typed text."""
+detector, and traces written by the real Runner from typed text and from synthesized audio (a false wake and a
+request cut off at a pause go through the wake word, VAD and endpointer as a device records them: `replay_file`)."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from assistant.learning.labels.cases import CASES, write_case
@@ -112,3 +115,143 @@ def test_asr_failure_from_synthesized_audio(make_pipeline, settings) -> None:
     assert labs[0]["goal_id"] == labs[1]["goal_id"] != labs[2]["goal_id"]
     assert labs[0]["goal_success"] < 0.5 <= labs[2]["goal_success"]
     assert labs[0]["failure_point"] == "asr" and labs[2]["failure_point"] is None
+
+
+# -- the wake word and endpointing stages, from synthesized audio through the device's path --------------------------
+def _words(text: str) -> str:
+    """ "10 minutes." and "ten minutes" are the same words; punctuation and case aside."""
+    digits = dict(zip("0123456789", "zero one two three four five six seven eight nine".split()))
+    return " ".join(digits.get(w, w) for w in re.findall(r"[a-z']+|[0-9]", (text or "").lower()))
+
+
+def _heard_right(runner, text: str) -> np.ndarray:
+    """Piper speech of `text` that the pipeline's recogniser hears word for word (Piper samples afresh every call:
+    at most 5 syntheses); these tests are about the wake word and the endpointer, not the ear."""
+    from assistant.simulate.voices import compose, piper_speech
+
+    heard = ""
+    for _ in range(5):
+        speech = piper_speech(text)
+        heard = runner.asr.transcribe(compose([0.4, speech, 0.4]), "en").text
+        if _words(heard) == _words(text):
+            return speech
+    pytest.skip(f"tiny.en never heard {text!r} word for word in 5 syntheses (last: {heard!r})")
+
+
+def _replay(runner, audio: np.ndarray, path: Path, start: datetime) -> list[dict]:
+    """The audio as a microphone stream: openWakeWord and Silero VAD on every 80 ms frame, the endpointer deciding
+    where each request starts and ends, each request a turn of the runner (what a device records)."""
+    import soundfile as sf
+
+    from assistant.apps.replay import replay_file
+    from assistant.audio import PIPELINE_RATE
+
+    sf.write(path, audio, PIPELINE_RATE)
+    return [r if isinstance(r, dict) else r.__dict__ for r in replay_file(runner, path, start=start)]
+
+
+def _cut_heard_right(runner, make_audio, words: str, path: Path) -> np.ndarray:
+    """Audio (from `make_audio()`, synthesized afresh each call: at most 5) whose first request, cut out by the
+    device's wake word, VAD and endpointer exactly as replay cuts it, the recogniser hears as `words`."""
+    import soundfile as sf
+
+    from assistant import audio as audio_io
+    from assistant.apps.replay import segment
+
+    heard = ""
+    for _ in range(5):
+        audio = make_audio()
+        sf.write(path, audio, audio_io.PIPELINE_RATE)
+        first = next(segment(runner, audio_io.stream_file(path), str(path)), None)
+        if first is None or first.samples is None:
+            heard = "(no request)"
+            continue
+        heard = runner.asr.transcribe(first.samples, runner.settings.asr.language).text
+        if _words(heard) == _words(words):
+            return audio
+    pytest.skip(f"tiny.en never heard the cut-off request as {words!r} in 5 syntheses (last: {heard!r})")
+
+
+def _seen(recs: list[dict]) -> list:
+    return [
+        (r["wake"].get("score"), r.get("transcript"), r.get("intent"), (r.get("action") or {}).get("status"))
+        for r in recs
+    ]
+
+
+def test_endpointing_failure_from_synthesized_audio(make_pipeline, tmp_path) -> None:
+    """ "Hey Jarvis, turn on the lights in ... the bedroom": the pause (1.2 s) is longer than the endpointer's end
+    silence (0.5 s), so the request ends at "in" and the kitchen light goes on; the user says it again in full
+    4 s later (the bedroom light goes on), and asks the time 40 s after that. Truth, by the simulator's definition: a
+    turn cut off at a pause that then failed has failure point endpointing; the two attempts are one goal, which
+    succeeded; the question is a goal of its own."""
+    from assistant.simulate.voices import compose, piper_speech
+
+    runner = make_pipeline()  # the shipped pipeline.yaml: wake, vad, asr ... tts
+    # (a sentence-final "the" is mostly heard as "there" by tiny.en: "in" is what it hears as said, 7 times in 8)
+    cut, full = "turn on the lights in", "turn on the lights in the bedroom."
+    wake = piper_speech("Hey Jarvis,")
+    rest = [piper_speech("the bedroom."), 4.0, wake, 0.4, _heard_right(runner, full), 40.0]
+    rest += [wake, 0.4, _heard_right(runner, "what time is it?"), 2.0]
+    said: list[np.ndarray] = []
+
+    def session() -> np.ndarray:  # the user's words up to the pause are synthesized afresh each time
+        said[:] = [piper_speech(cut)]
+        return compose([0.5, wake, 0.4, said[0], 1.2, *rest])
+
+    path = tmp_path / "paused.wav"
+    audio = _cut_heard_right(runner, session, cut, path)
+    resumed_at = (len(wake) + len(said[0])) / 16000 + 0.5 + 0.4 + 1.2  # when "the bedroom" begins
+    recs = _replay(runner, audio, path, datetime(2025, 3, 3, 7, 0, 0))
+    assert [r["wake"].get("model") for r in recs] == ["hey_jarvis"] * 3, _seen(recs)
+    first, again, other = recs
+    assert _words(first["transcript"]) == _words(cut), _seen(recs)  # the same cut as `_cut_heard_right` decoded
+    assert first["source"]["endpoint"] == "endpoint" and first["source"]["end_seconds"] < resumed_at  # at the pause
+    assert first["action"]["target"] != "bedroom.light", first["action"]  # the words after the pause never arrived
+    assert again["action"]["target"] == "bedroom.light" and again["action"]["status"] == "done", _seen(recs)
+    store = runner.store
+    res = label_store(store)
+    assert res["turns"] == 3
+    a, b, c = (store.get_goal_label(r["turn_id"]) for r in recs)
+    assert a["goal_id"] == b["goal_id"] != c["goal_id"]
+    assert a["goal_success"] >= 0.5 and c["goal_success"] >= 0.5
+    assert a["failure_point"] == "endpointing", a
+    assert b["failure_point"] is None and c["failure_point"] is None
+
+
+# The simulator's TV voice and noise (assistant/simulate/run.py `_false_wake`: espeak-ng en-gb-x-rp at 160 wpm, pink
+# noise at 20 dB SNR). Neither is sampled, so this audio, its wake scores and its transcript are the same every run.
+# openWakeWord's hey_jarvis takes "Hey, Charlie," in that voice for its wake word (first frame over the threshold:
+# 0.50 to 0.60 across the simulator's TV lines); "Hey Jarvis" said on TV would be no false wake of the model.
+def test_false_wake_from_synthesized_tv_speech(make_pipeline, tmp_path) -> None:
+    """A TV drama in the living room: "Welcome back to the show everybody. Hey, Charlie, she said she would call him
+    first thing tomorrow." The real wake model fires on "Hey, Charlie", the endpointer takes the rest of the line for
+    a request and the pipeline answers it; nobody follows up (no "stop": nobody was talking to it). 40 minutes later
+    someone turns on the kitchen light. Truth: the TV turn is a false wake (a goal that never succeeds), the request a
+    successful goal of its own."""
+    from assistant.simulate.voices import add_colored_noise, compose, espeak_speech, piper_speech
+
+    def tv(text: str) -> np.ndarray:
+        return espeak_speech(text, "en-gb-x-rp", 160, 50)
+
+    runner = make_pipeline()
+    line = "she said she would call him first thing tomorrow"
+    show = compose([1.0, tv("Welcome back to the show everybody."), 0.5, tv(f"Hey, Charlie, {line}."), 3.0])
+    recs = _replay(runner, add_colored_noise(show, 20.0, "pink"), tmp_path / "tv.wav", datetime(2025, 3, 3, 20, 30))
+    if not recs:
+        pytest.skip("the wake model did not take the TV's 'Hey, Charlie' for 'hey jarvis': no false wake to label")
+    assert len(recs) == 1, _seen(recs)
+    fw = recs[0]
+    assert fw["wake"]["detected"] and fw["wake"]["model"] == "hey_jarvis"
+    assert "first thing tomorrow" in _words(fw["transcript"]), _seen(recs)  # the TV line became the request
+    wake = piper_speech("Hey Jarvis,")
+    request = compose([0.5, wake, 0.4, _heard_right(runner, "turn on the kitchen light."), 2.0])
+    recs += _replay(runner, request, tmp_path / "request.wav", datetime(2025, 3, 3, 21, 10))
+    assert len(recs) == 2 and recs[1]["action"]["status"] == "done", _seen(recs)
+    store = runner.store
+    label_store(store)
+    f, ok = (store.get_goal_label(r["turn_id"]) for r in recs)
+    assert f["goal_id"] != ok["goal_id"]
+    assert f["failure_point"] == "false_wake", (f, fw["wake"])
+    assert f["goal_success"] < 0.5 <= ok["goal_success"]
+    assert ok["failure_point"] is None

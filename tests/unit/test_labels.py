@@ -199,3 +199,52 @@ def test_defect_report(tmp_path: Path) -> None:
     assert r["by_device"][0]["key"] == "kitchen.speaker" and r["failed_goals"] >= 1
     later = defect_report(store, since=1_740_985_000.0 + 3600 * 10)
     assert later["turns"] == 0
+
+
+def test_marginal_wake_is_evidence_of_a_false_wake() -> None:
+    """A wake score just over the threshold (the wake span's input) counts for false_wake, against a correct turn
+    too: P(defect) rises with it. No wake stage (the simulator's turns), or a clear wake: no evidence."""
+    from assistant.learning.labels.evidence import WAKE_MARGINAL_LR, combine_joint, wake_ratio
+    from assistant.learning.labels.features import view
+
+    def turn(score: float | None) -> dict:
+        rec = {"transcript": "she said she would call him", "wake": None}
+        spans = []
+        if score is not None:
+            rec["wake"] = {"detected": True, "score": score, "model": "hey_jarvis"}
+            spans = [{"stage": "wake", "input": {"threshold": 0.5}, "output": rec["wake"]}]
+        return {"turn_id": "t", "started_at": 0.0, "record": rec, "spans": spans, "events": []}
+
+    assert view(turn(0.56)).wake_threshold == 0.5 and view(turn(0.56)).wake_score == 0.56
+    assert wake_ratio(view(turn(0.56))) == {"false_wake": WAKE_MARGINAL_LR}
+    assert wake_ratio(view(turn(0.93))) == {} and wake_ratio(view(turn(None))) == {}
+    no_threshold = turn(0.56)
+    no_threshold["spans"] = []
+    assert wake_ratio(view(no_threshold)) == {}  # a score without the threshold it crossed says nothing
+
+    probs = {"false_wake": 0.6, "asr": 0.3, "nlu": 0.1}
+    d, p = combine_joint(0.3, probs, {"false_wake": 5.0})
+    # joint: correct 0.7, false_wake 0.3 * 0.6 * 5 = 0.9, asr 0.09, nlu 0.03
+    assert d == pytest.approx(1.02 / 1.72, abs=1e-6)
+    assert p["false_wake"] == pytest.approx(0.9 / 1.02, abs=1e-4) and sum(p.values()) == pytest.approx(1.0, abs=1e-3)
+    assert combine_joint(0.3, probs, {}) == (0.3, probs)
+
+
+@needs_model
+def test_false_wake_nobody_answered_is_found_from_a_marginal_wake(tmp_path: Path) -> None:
+    """The hand-built false wake without its "Stop.": a TV line the device took for a request that nobody followed
+    up. Heard after a wake score that only just crossed the threshold it is a false wake; after a clear wake the same
+    turn is less likely a defect."""
+    from dataclasses import replace
+
+    fw = next(c for c in CASES if c.name == "false-wake")
+    store = TraceStore(tmp_path / "traces.db")
+    marginal = write_case(store, replace(fw, name="fw-marginal", turns=[replace(fw.turns[0], wake_score=0.56)]))
+    clear = write_case(
+        store, replace(fw, name="fw-clear", turns=[replace(fw.turns[0], wake_score=0.95)]), t0=1_740_995_000.0
+    )
+    label_store(store, detector=None, counterfactuals=False)
+    m, c = store.get_goal_label(marginal[0]), store.get_goal_label(clear[0])
+    assert m["defect"] >= 0.5 and m["failure_point"] == "false_wake"
+    assert m["defect"] > c["defect"] and m["stage_probs"]["false_wake"] > c["stage_probs"]["false_wake"]
+    assert m["goal_success"] < c["goal_success"]

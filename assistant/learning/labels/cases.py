@@ -33,6 +33,8 @@ class T:
     error: dict[str, Any] | None = None
     nbest: list[tuple[str, float]] | None = None
     barge_in_ms: float | None = None
+    wake_score: float | None = None
+    """The wake word's score when the turn began with one (a wake span is written), else no wake stage."""
 
 
 @dataclass
@@ -71,7 +73,7 @@ def write_case(
             "turn_id": tid,
             "session_id": session,
             "source": {"kind": "test"},
-            "wake": None,
+            "wake": None if t.wake_score is None else _wake(t.wake_score),
             "transcript": t.text,
             "asr_confidence": t.asr_conf,
             "intent": t.intent,
@@ -123,6 +125,9 @@ def write_case(
                 {"text": t.response, "action": action, "expects_reply": t.expects_reply},
             ),
         ]
+        if t.wake_score is not None:
+            wake_in = {"models": ["alexa", "hey_jarvis"], "threshold": 0.5}
+            spans.insert(0, Span("wake", "test", "1", 0.0, 0.0, wake_in, _wake(t.wake_score), t.wake_score))
         events = []
         if t.barge_in_ms is not None:
             events.append({"type": "barge-in", "t_ms": t.barge_in_ms, "data": {"offset_ms": t.barge_in_ms}})
@@ -130,6 +135,10 @@ def write_case(
             TurnTrace(tid, session, device, user, start, start + 0.4, {"kind": "test"}, {}, {}, rec, spans, events)
         )
     return ids
+
+
+def _wake(score: float) -> dict[str, Any]:
+    return {"detected": True, "score": score, "model": "hey_jarvis", "offset_seconds": 1.0}
 
 
 def _room(name: str, ok: bool = True) -> dict[str, Any]:

@@ -12,8 +12,17 @@ ratios (not fitted; listed here and in models/labels/MODEL_CARD.md):
 - a request that ends where a sentence cannot ("what's the weather in") and that the goal's next attempt repeats
   word for word and completes: x20 for endpointing (the endpointer ended it at a pause). The simulator's cut-offs
   teach the model this too, but only a few dozen of them.
+- a wake word detected with a score that only just crossed the threshold (less than 0.15 above it): x5 for
+  false_wake against every other class, correct included (`wake_ratio`). The simulator runs no wake stage (its turns
+  carry no wake score), so the models cannot learn this. Measured with openWakeWord (the shipped backend), scoring
+  the first frame that crosses 0.5 as the endpointer does: 2 of 22 genuine wakes crossed below 0.65 (both in 10 dB
+  white noise; none of 11 in a quiet room) against 6 of 7 wakes on TV speech without the wake word ("Hey, Charlie,
+  ..." in the simulator's TV voice: 0.50-0.60; "Hey, Jervis, ..." 0.997), a ratio of about 9, halved for the small
+  samples.
 
-P(stage | defect, evidence) = P_model(stage) * LR(stage) / sum over stages.
+P(stage | defect, evidence) = P_model(stage) * LR(stage) / sum over stages. The wake evidence bears on whether the
+turn was a defect at all, so it is combined with the joint distribution (correct, and defect x stage) instead
+(`combine_joint`).
 """
 
 from __future__ import annotations
@@ -42,6 +51,34 @@ def likelihood_ratios(t: TurnView) -> dict[str, float]:
     if unresolved and (t.asr_conf or 0.0) >= 0.85 and t.status in ("failed", "clarify", None):
         lr["entity_resolution"] = max(lr.get("entity_resolution", 1.0), 30.0)
     return lr
+
+
+WAKE_MARGIN = 0.15
+"""A wake score less than this above the threshold is marginal."""
+WAKE_MARGINAL_LR = 5.0
+
+
+def wake_ratio(t: TurnView) -> dict[str, float]:
+    """A wake word that only just woke the device: the sound may not have been the wake word (TV, talk)."""
+    if t.wake_score is None or t.wake_threshold is None:
+        return {}
+    if t.wake_score < t.wake_threshold + WAKE_MARGIN:
+        return {"false_wake": WAKE_MARGINAL_LR}
+    return {}
+
+
+def combine_joint(defect: float, probs: dict[str, float], lr: dict[str, float]) -> tuple[float, dict[str, float]]:
+    """Evidence about the turn's class (correct or a failing stage): P(defect) and P(stage | defect) updated together.
+
+    `lr`: likelihood ratio of each failing stage against the others and against a correct turn (ratio 1)."""
+    if not lr:
+        return defect, probs
+    joint = {k: defect * p * lr.get(k, 1.0) for k, p in probs.items()}
+    bad = sum(joint.values())
+    z = bad + (1.0 - defect)
+    if z <= 0 or bad <= 0:
+        return defect, probs
+    return bad / z, {k: round(v / bad, 4) for k, v in joint.items()}
 
 
 def cut_off_ratio(row: dict[str, float]) -> dict[str, float]:

@@ -122,6 +122,8 @@ class TurnView:
     heuristic: str = "unknown"
     request_audio: str | None = None
     """The request's kept audio file (`traces.keep_request_audio`), for the re-decode counterfactual."""
+    wake_threshold: float | None = None
+    """The threshold the wake score crossed (the wake span's input); None when no wake word was detected."""
 
     @property
     def speech_end(self) -> float:
@@ -179,6 +181,7 @@ def view(t: dict[str, Any], signals: list[dict[str, Any]] | None = None) -> Turn
         if isinstance(s, dict) and s.get("confidence") is not None
     ]
     wake = rec.get("wake") or {}
+    wake_in = (spans.get("wake") or {}).get("input") or {}
     v = TurnView(
         turn_id=t["turn_id"],
         session_id=t.get("session_id", ""),
@@ -207,6 +210,7 @@ def view(t: dict[str, Any], signals: list[dict[str, Any]] | None = None) -> Turn
         wake_score=_f(wake.get("score")) if isinstance(wake, dict) else None,
         tts_seconds=_f(tts.get("audio_seconds")) if isinstance(tts, dict) else None,
         request_audio=rec.get("request_audio") or None,
+        wake_threshold=_f(wake_in.get("threshold")) if isinstance(wake_in, dict) else None,
     )
     if signals is not None:
         v.signals = signals

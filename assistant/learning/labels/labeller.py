@@ -30,7 +30,7 @@ import numpy as np
 from assistant.config import REPO_ROOT
 from assistant.errors import ModelError
 from assistant.learning.labels.counterfactual import Counterfactuals, History, default_vocab_path
-from assistant.learning.labels.evidence import combine, cut_off_ratio, likelihood_ratios
+from assistant.learning.labels.evidence import combine, combine_joint, cut_off_ratio, likelihood_ratios, wake_ratio
 from assistant.learning.labels.features import TurnView, Vocab, goal_features, link_features, turn_features, view
 from assistant.learning.labels.lm import BigramLM
 from assistant.learning.labels.model import Logistic, load_model
@@ -199,17 +199,21 @@ class Labeller:
         self, s: SessionInput, goals: list[list[int]], p_def: np.ndarray, S: np.ndarray, rows: list[dict[str, float]]
     ) -> list[TurnLabel]:
         out: list[TurnLabel] = []
+        defects: dict[int, float] = {}
+        stage_probs: dict[int, dict[str, float]] = {}
+        for i, v in enumerate(s.views):  # the hand-set evidence (evidence.py), before the goals use P(defect)
+            probs = {c: round(float(p), 4) for c, p in zip(self.stage.classes, S[i])}
+            probs = combine(probs, likelihood_ratios(v) | cut_off_ratio(rows[i]))
+            defects[i], stage_probs[i] = combine_joint(float(p_def[i]), probs, wake_ratio(v))
         for gi, g in enumerate(goals):
             gv = [s.views[i] for i in g]
             after = s.views[goals[gi + 1][0]] if gi + 1 < len(goals) else None
-            ok = [1.0 - float(p_def[i]) for i in g]
+            ok = [1.0 - defects[i] for i in g]
             gf = goal_features(gv, ok, after)
             success = float(self.goal.predict_proba(self.goal.vector(gf))[0, 1])
             gid = goal_id_for(gv[0].turn_id)
             for pos, i in enumerate(g):
-                probs = {c: round(float(p), 4) for c, p in zip(self.stage.classes, S[i])}
-                probs = combine(probs, likelihood_ratios(s.views[i]) | cut_off_ratio(rows[i]))
-                defect = float(p_def[i])
+                defect, probs = defects[i], stage_probs[i]
                 fp = max(probs, key=probs.get) if defect >= 0.5 else None
                 out.append(TurnLabel(s.views[i].turn_id, gid, pos, round(success, 4), round(defect, 4), fp, probs))
         return out

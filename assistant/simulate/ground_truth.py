@@ -257,9 +257,23 @@ def assess(
         if stages["wer"] and (oracle_ok or not stages["key_words_survived"]):
             return Verdict("wrong", True, "asr", stages, f"{n_why} (heard {transcript!r})")
         return Verdict("wrong", True, "nlu", stages, n_why)
+    # Understood as the goal's intent and key slots, yet not done. If the words misheard changed the parse (the
+    # context-free NLU on what was heard and on what was said disagree on the intent or on any slot, e.g. a device
+    # "bright and light" from "brighten lights"), the ear is at fault: the same counterfactual as the NLU's above.
+    if stages["wer"] and oracle is not None and not same_parse(oracle(transcript), oracle(spoken)):
+        stages["words_changed_the_parse"] = True
+        return Verdict("wrong", True, "asr", stages, f"{e_why or r_why} (heard {transcript!r})")
     if not e_ok:
         return Verdict("wrong", True, "entity_resolution", stages, e_why)
     return Verdict("wrong", True, "result", stages, r_why)
+
+
+def same_parse(a: tuple[str | None, dict[str, Any], Any], b: tuple[str | None, dict[str, Any], Any]) -> bool:
+    """Two NLU parses (intent, slots, confidence) name the same intent and the same slots with similar values."""
+    (ia, sa, _), (ib, sb, _) = a, b
+    if ia != ib or set(sa) != set(sb):
+        return False
+    return all(_similar(str(sa[k]), str(sb[k])) >= 75 for k in sa)
 
 
 def response_seconds(text: str | None) -> float:

@@ -147,11 +147,7 @@ class HomeControlSkill:
         for i, w in enumerate(words):
             if w not in ("door", "doors", "gate", "window", "blinds", "light", "lights", "lamp", "plug", "fan"):
                 continue
-            before = [
-                x
-                for x in words[max(0, i - 2) : i]
-                if x not in _GENERIC and x not in ("off", "on", "up", "down", "open", "close", "turn")
-            ]
+            before = [x for x in words[max(0, i - 2) : i] if x not in _GENERIC and x not in _COMMAND_WORDS]
             stray = [x for x in before if all(_stray_words(x, home, d) for d in ids if d in home.devices)]
             if stray and w in nouns:
                 phrase = " ".join([*before, w])
@@ -444,6 +440,20 @@ def _the(what: str) -> str:
     w = what.strip()
     return w if re.match(r"^(the|my|a|an)\b", w.lower()) else f"the {w}"
 
+
+# Words of a request that never name a device or a room: modal and auxiliary verbs, the verbs of home commands,
+# pronouns, determiners and modifiers. Before a device noun they are not a name the home lacks ("can the lights be
+# changed to green", "change the lights to a different hue", "the current light settings" said nothing about which
+# light; "the front door" or "the garden light" did).
+_COMMAND_WORDS = frozenset(
+    """off on up down over out into at by for from with and or but then so if when
+    can could would will shall should may might must do does did is are was were be been am have has had get let lets
+    turn switch put set make change changed adjust activate dim brighten lower raise increase decrease start stop open
+    close shut lock unlock show give keep leave try use want need like
+    current different other another new same every each some any both this that these those here there it its them
+    their your our his her me us you i we
+    please just now also again hey okay ok""".split()
+)
 
 _GENERIC = {
     "the",

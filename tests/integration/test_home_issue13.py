@@ -126,3 +126,15 @@ def test_spoken_lock_the_front_door_touches_nothing(make_pipeline):
     before = p.home.states()
     rec = p.run_audio(piper_speech("lock the front door"), now=NOW)
     assert p.home.states() == before, rec["transcript"]
+
+
+def test_command_words_before_the_device_noun_are_not_a_name_the_home_lacks(p):
+    """The guard against acting on a device nobody named ("the front door" is not the garage door) read "can" and
+    "change" in "can the lights be changed to green" as names of lights this home lacks and refused: the simulator's
+    households hit it for weeks (seed 51: "There's no can lights here."). Command words are not names; a real name
+    word the home lacks ("garden") still stops the turn."""
+    rec, changed = _turn(p, "can the lights be changed to green")
+    assert rec["action"]["status"] == "done" and changed and "no can lights" not in rec["response_text"]
+    assert all(v.get("color") for v in changed.values()), changed
+    rec, changed = _turn(p, "turn on the garden lights")
+    assert changed == {} and rec["action"]["status"] == "failed", rec["response_text"]

@@ -167,6 +167,33 @@ def test_assess_isolates_the_first_failed_stage():
     assert wer("set a timer for ten minutes", "set a timer for 10 minutes") == 0.0
 
 
+def test_a_failed_action_whose_parse_the_misheard_words_changed_is_the_asr():
+    """Understood as the goal (intent and key slots), yet not done: when the NLU on the heard words and on the said
+    words disagree on a slot (the heard "bright and light" became a device), the words were at fault; when they
+    agree, the failure lies further down (here the skill's)."""
+    from assistant.home.model import Home
+
+    home = Home.example()
+    goal = Goal("g", "iot_hue_lightup", {"house_place": "kitchen"}, ["brighten the lights in the kitchen"])
+    said, heard = "brighten the lights in the kitchen", "bright and light in the kitchen"
+    rec = {
+        "transcript": heard,
+        "intent": "iot_hue_lightup",
+        "intent_confidence": 0.9,
+        "slots": {"house_place": "kitchen", "device_type": "bright and light"},
+        "entities": [{"slot": "house_place", "entity_id": "kitchen"}],
+        "action": {"name": "light.brighten", "status": "failed", "target": None},
+    }
+    parses = {
+        said: ("iot_hue_lightup", {"house_place": "kitchen"}, 0.99),
+        heard: ("iot_hue_lightup", {"house_place": "kitchen", "device_type": "bright and light"}, 0.9),
+    }
+    v = assess(goal, said, rec, home, oracle=parses.get)
+    assert v.failure_point == "asr" and v.stages["words_changed_the_parse"]
+    same = {**parses, heard: parses[said]}
+    assert assess(goal, said, rec, home, oracle=same.get).failure_point == "result"
+
+
 def test_goals_are_held_out():
     from assistant.simulate.goals import training_texts
 

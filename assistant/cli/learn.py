@@ -208,6 +208,7 @@ def register(sub) -> None:
     q.add_argument("--threads", type=int, default=1, help="torch threads of the retraining (default 1)")
     q.add_argument("--cache", type=Path, help="speech + ASR cache folder (default OUT/speech_cache)")
     q.add_argument("--max-turns", type=int, help="stop each simulator run after this many turns (smoke tests)")
+    q.add_argument("--report", action="store_true", help="only print the result of the loop in --out")
     q.set_defaults(func=retrain_cmd.run_loop)
     q = lsub.add_parser("nlu-versions", help="retrained NLU versions in the data dir and the one in use")
     q.set_defaults(func=retrain_cmd.run_versions)

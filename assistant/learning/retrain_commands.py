@@ -76,7 +76,16 @@ def _stderr(msg: str) -> None:
 
 def run_loop(args: argparse.Namespace) -> int:
     from assistant.config import load_settings
-    from assistant.simulate.retrain_loop import LoopConfig, RetrainLoop, to_markdown
+    from assistant.simulate.retrain_loop import LoopConfig, RetrainLoop, report, to_markdown
+
+    if args.report:
+        if not (Path(args.out) / "loop_result.json").is_file():
+            raise AssistantError(
+                "no-loop-result", f"{args.out}: no loop_result.json (the loop has not finished there)."
+            )
+        res = report(args.out)
+        print(json.dumps(res, default=str) if args.json else to_markdown(res))
+        return 0
 
     cfg = LoopConfig(
         households=args.households,

@@ -222,11 +222,38 @@ class RetrainLoop:
             "heldout_gate_run": held,
             "weeks": weeks,
             "table": table(weeks),
+            "pooled": compare(self.out, list(c.arms), c.weeks),
             "wall_seconds": round(time.perf_counter() - t0, 1),
             "out": str(self.out),
         }
         (self.out / "loop_result.json").write_text(json.dumps(res, indent=1, default=str))
         return res
+
+
+def compare(out: Path, arms: list[str], weeks: int) -> dict[str, Any]:
+    """The learning weeks (1 .. weeks-1) of every arm pooled, against the first arm: defect rates, relative change and
+    95% bootstrap intervals over goals and over households (the same agendas in every arm, resampled together;
+    assistant/learning/ab.py), read from the runs on disk."""
+    from assistant.learning.ab import accumulate, summarise
+    from assistant.simulate.rewrite_ab import outcomes
+
+    results = []
+    for arm in arms:
+        rows = []
+        for k in range(1, weeks):
+            for r in _read(Path(out) / arm.replace("+", "_") / f"week{k}" / "sim_truth.jsonl"):
+                r["group"] = f"week{k}"
+                rows.append(r)
+        results.append(accumulate(arm, outcomes(rows)))
+    keep = ("arm", "turns", "defect_rate", "relative_reduction_vs_none", "ci95")
+    return {"weeks": f"1..{weeks - 1}", "arms": [{k: a.get(k) for k in keep} for a in summarise(results)]}
+
+
+def report(out: Path) -> dict[str, Any]:
+    """A finished loop's result (`<out>/loop_result.json`), its pooled comparison recomputed from the runs."""
+    res = json.loads((Path(out) / "loop_result.json").read_text())
+    res["pooled"] = compare(Path(out), res["config"]["arms"], res["config"]["weeks"])
+    return res
 
 
 def table(weeks: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -289,6 +316,15 @@ def to_markdown(res: dict[str, Any]) -> str:
             cell = f"{r['defect_rate']} / {r['goal_success']}"
             cells.append(cell + (f" ({rel:+.1%})" if rel is not None else ""))
         lines.append(f"| {row['week']} | " + " | ".join(cells) + " |")
+    pooled = res.get("pooled") or {}
+    for a in (pooled.get("arms") or [])[1:]:
+        ci = (a.get("ci95") or {}).get("goal", {}).get("relative_reduction_vs_none")
+        base = pooled["arms"][0]["arm"]
+        lines.append(
+            f"- weeks {pooled['weeks']} pooled: {a['arm']} {a['defect_rate']} vs {base} "
+            f"{pooled['arms'][0]['defect_rate']}: relative reduction {a['relative_reduction_vs_none']:+.1%} "
+            f"(95% CI over goals {ci})"
+        )
     for arm, ws in res["weeks"].items():
         for w in ws[1:]:
             if "retrain" in w:

@@ -19,7 +19,7 @@ import pytest
 from assistant.core.stages.asr import AsrResult
 from assistant.simulate import speech_cache
 from assistant.simulate.goals import Goal
-from assistant.simulate.retrain_loop import LoopConfig, RetrainLoop, merge_traces, to_markdown
+from assistant.simulate.retrain_loop import LoopConfig, RetrainLoop, merge_traces, report, to_markdown
 from assistant.simulate.run import Simulator, _Item
 
 SAID, HEARD, REPHRASED = "turn off the kitchen light", "turn of the kitchen lie", "turn off the kitchen lights"
@@ -133,6 +133,9 @@ def test_each_arm_learns_from_its_own_weeks(loop: RetrainLoop) -> None:
         assert _turns(loop.out / arm / "traces.db") == week0["turns"] + _turns(week1)
     assert (loop.out / "loop_result.json").is_file()
     assert "| 1 |" in to_markdown(res)
+    pooled = {a["arm"]: a for a in res["pooled"]["arms"]}
+    assert pooled["rewrites"]["relative_reduction_vs_none"] > 0  # `none` is the first arm: the baseline
+    assert "ci95" in pooled["rewrites"] and report(loop.out)["pooled"] == res["pooled"]
 
 
 def test_merging_a_store_twice_is_refused(loop: RetrainLoop, tmp_path: Path) -> None:

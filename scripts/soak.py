@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from assistant.bench.soak import curve_table, heap_status, judge, proc_status  # noqa: E402
+from assistant.bench.soak import curve_table, heap_status, judge, maps_status, proc_status  # noqa: E402
 
 
 def recordings() -> list[tuple[Path, bool]]:
@@ -241,7 +241,7 @@ def listen_soak(args) -> None:
         seen = len(done)
         s = {"mode": "listen", "segment": 0, "t_s": round(time.monotonic() - t_start, 1), "idle": idle}
         s |= {"turns": len(done), "requests_played": played, "errors": sum(bool(t.get("error")) for t in done)}
-        s |= proc_status(proc.pid) | _lat_fields(lat)
+        s |= proc_status(proc.pid) | maps_status(proc.pid) | _lat_fields(lat)
         out.write(json.dumps(s) + "\n")
         out.flush()
         print(json.dumps(s), flush=True)

@@ -11,6 +11,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from typing import Any
 
@@ -103,6 +104,28 @@ def find_device(name: str | None, kind: str) -> int | str | None:
     )
 
 
+def _weak(method, abort: bool = True):
+    """`method` as a PortAudio callback that does not keep its object alive.
+
+    A sounddevice stream is a reference cycle (its callback wrapper closes over the stream), so whatever its callbacks
+    reference is freed only by the cyclic garbage collector, which in a process of ~3.5 M long-lived objects runs a
+    full collection rarely: every answer's Player (its 16 kHz reference copy, resamplers, buffers) piled up, the
+    `listen` idle floor crept ~0.5 MB a turn (issue 21, docs/reliability.md). With weak callbacks the owner goes by
+    reference counting as soon as it is dropped; only the closed stream's small cycle waits for the collector.
+    """
+    ref = weakref.WeakMethod(method)
+
+    def call(*args):
+        bound = ref()
+        if bound is None:  # the owner was dropped without closing the stream: stop it
+            if abort:
+                raise _sd().CallbackAbort
+            return None
+        return bound(*args)
+
+    return call
+
+
 # -- microphone ------------------------------------------------------------------------------------------
 class Microphone:
     """An InputStream whose callback turns any rate/channel count into 80 ms 16 kHz mono int16 frames in a bounded
@@ -138,7 +161,7 @@ class Microphone:
                 dtype="float32",
                 blocksize=int(s.input_rate * 0.04),
                 latency="low",
-                callback=self._callback,
+                callback=_weak(self._callback),
             )
             self.stream.start()
         except Exception as err:  # noqa: BLE001 - PortAudioError, ValueError for a bad format
@@ -234,8 +257,8 @@ class Player:
             dtype="float32",
             blocksize=max(64, int(self.out_rate * block_ms / 1000)),
             latency=0.1,
-            callback=self._callback,
-            finished_callback=self._finished,
+            callback=_weak(self._callback),
+            finished_callback=_weak(self._finished, abort=False),
         )
         self.latency_s = float(self.stream.latency)
 

@@ -77,6 +77,27 @@ def heap_status() -> dict[str, float]:
     }
 
 
+def maps_status(pid: int | str = "self") -> dict[str, float]:
+    """Where another process's anonymous memory is (mallinfo only sees this process): the main arena (`[heap]`,
+    brk), other anonymous mappings (thread arenas, mmapped blocks, native libraries' buffers) and their count."""
+    heap = other = 0
+    count = 0
+    name = ""
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split(None, 6)
+            if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:  # a mapping's header line
+                name = head[5].strip() if len(head) > 5 else ""
+                count += name == ""
+            elif head[0] == "Rss:":
+                kb = int(head[1])
+                if name == "[heap]":
+                    heap += kb
+                elif name == "":
+                    other += kb
+    return {"brk_heap_mb": round(heap / 1024, 1), "anon_maps_mb": round(other / 1024, 1), "anon_maps": count}
+
+
 def _median(values: Sequence[float]) -> float | None:
     return round(statistics.median(values), 1) if values else None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from assistant.bench.soak import curve_table, heap_status, judge, proc_status
+from assistant.bench.soak import curve_table, heap_status, judge, maps_status, proc_status
 
 
 def series(n=40, rss=lambda i: 800.0, fds=lambda i: 17, threads=lambda i: 16, lat=lambda i: 900.0):
@@ -79,6 +79,8 @@ def test_curve_table_and_process_sampling():
     assert proc_status(os.getpid())["threads"] == me["threads"]
     heap = heap_status()
     assert heap["py_blocks"] > 1000
+    maps = maps_status(os.getpid())  # another process's heap, by its mappings: brk heap and anonymous mappings
+    assert maps["anon_maps"] >= 1 and maps["brk_heap_mb"] + maps["anon_maps_mb"] <= me["anon_mb"] + 5.0
 
 
 def test_turns_in_flight_are_not_growth_but_a_leak_under_them_is():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+
 from assistant.understanding.teach.eval_dialogues import DEFAULT_SUITE, load_dialogues, run_dialogues
 
 NOW = datetime(2026, 1, 5, 18, 0)
@@ -58,6 +60,9 @@ SPOKEN = ("routine-movie-night", "alias-is-called", "value-comfortable", "safety
 SPOKEN += ("asked-focus-mode",)
 
 
+# Piper samples its voice afresh on every call, so a run may mishear two of the six (session 9's clean-clone CI:
+# "barista" heard as "bars", and the heating turn): rerun with fresh syntheses; a real regression fails all three.
+@pytest.mark.flaky(reruns=2, reruns_delay=1)
 def test_spoken_dialogues():
     """One dialogue per form, every turn spoken (Piper, which samples its voice: runs differ) and heard by Whisper
     tiny.en; at most one of the six may fail on a misheard word. (The alias dialogue is "barista", not "the floor

@@ -104,3 +104,24 @@ def add_colored_noise(samples: np.ndarray, snr_db: float, color: str = "white", 
     power = float(np.mean(x**2)) or 1.0
     noise *= np.sqrt(power / 10 ** (snr_db / 10) / (float(np.mean(noise**2)) or 1.0))
     return np.clip(x + noise, -32768, 32767).astype(np.int16)
+
+
+def spoken_words(text: str) -> str:
+    """ "10 minutes." and "ten minutes" are the same words; punctuation and case aside."""
+    import re
+
+    digits = dict(zip("0123456789", "zero one two three four five six seven eight nine".split()))
+    return " ".join(digits.get(w, w) for w in re.findall(r"[a-z']+|[0-9]", (text or "").lower()))
+
+
+def piper_speech_heard(asr, text: str, tries: int = 5) -> tuple[np.ndarray | None, str]:
+    """Piper speech of `text` that `asr` hears word for word (Piper samples its voice afresh on every call, and
+    tiny.en mishears some takes): (speech, heard), or (None, the last hearing) after `tries` syntheses. For tests
+    about what follows the ear (wake word, endpointer, satellites)."""
+    heard = ""
+    for _ in range(tries):
+        speech = piper_speech(text)
+        heard = asr.transcribe(compose([0.4, speech, 0.4]), "en").text
+        if spoken_words(heard) == spoken_words(text):
+            return speech, heard
+    return None, heard

@@ -4,7 +4,6 @@ request cut off at a pause go through the wake word, VAD and endpointer as a dev
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from assistant.learning.labels.counterfactual import Counterfactuals
 from assistant.learning.labels.features import view
 from assistant.learning.labels.labeller import DEFAULT_MODEL_DIR, label_store
 from assistant.learning.labels.report import defect_report
+from assistant.simulate.voices import piper_speech_heard
+from assistant.simulate.voices import spoken_words as _words
 from assistant.trace.store import TraceStore
 
 pytestmark = pytest.mark.skipif(
@@ -118,24 +119,13 @@ def test_asr_failure_from_synthesized_audio(make_pipeline, settings) -> None:
 
 
 # -- the wake word and endpointing stages, from synthesized audio through the device's path --------------------------
-def _words(text: str) -> str:
-    """ "10 minutes." and "ten minutes" are the same words; punctuation and case aside."""
-    digits = dict(zip("0123456789", "zero one two three four five six seven eight nine".split()))
-    return " ".join(digits.get(w, w) for w in re.findall(r"[a-z']+|[0-9]", (text or "").lower()))
-
-
 def _heard_right(runner, text: str) -> np.ndarray:
-    """Piper speech of `text` that the pipeline's recogniser hears word for word (Piper samples afresh every call:
-    at most 5 syntheses); these tests are about the wake word and the endpointer, not the ear."""
-    from assistant.simulate.voices import compose, piper_speech
-
-    heard = ""
-    for _ in range(5):
-        speech = piper_speech(text)
-        heard = runner.asr.transcribe(compose([0.4, speech, 0.4]), "en").text
-        if _words(heard) == _words(text):
-            return speech
-    pytest.skip(f"tiny.en never heard {text!r} word for word in 5 syntheses (last: {heard!r})")
+    """Piper speech of `text` that the pipeline's recogniser hears word for word; these tests are about the wake word
+    and the endpointer, not the ear."""
+    speech, heard = piper_speech_heard(runner.asr, text)
+    if speech is None:
+        pytest.skip(f"tiny.en never heard {text!r} word for word in 5 syntheses (last: {heard!r})")
+    return speech
 
 
 def _replay(runner, audio: np.ndarray, path: Path, start: datetime) -> list[dict]:

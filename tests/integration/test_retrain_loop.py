@@ -15,28 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_rewrite_ab import GOAL, GarblingAsr  # the ear that mishears one phrasing, and its goal
 
-from assistant.core.stages.asr import AsrResult
 from assistant.simulate import speech_cache
 from assistant.simulate.goals import Goal
 from assistant.simulate.retrain_loop import LoopConfig, RetrainLoop, merge_traces, report, to_markdown
 from assistant.simulate.run import Simulator, _Item
 
-SAID, HEARD, REPHRASED = "turn off the kitchen light", "turn of the kitchen lie", "turn off the kitchen lights"
-GOAL = Goal(
-    "iot_hue_lightoff:test", "iot_hue_lightoff", {"house_place": "kitchen"}, [SAID, REPHRASED], ["test", "test"]
-)
 OTHER = Goal(
     "iot_hue_lighton:test", "iot_hue_lighton", {"house_place": "kitchen"}, ["turn on the kitchen light"], ["test"]
 )
-
-
-class GarblingAsr:
-    name, version = "fake-asr", "1"
-
-    def transcribe(self, samples, language=None):
-        text = np.asarray(samples, dtype=np.int16).astype(np.uint8).tobytes().decode()
-        return AsrResult(HEARD if text == SAID else text, 0.9, 0.0, "en", len(samples) / 16000)
 
 
 def _agenda(self, hh, day, rng):

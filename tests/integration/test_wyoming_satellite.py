@@ -11,7 +11,6 @@ speaks interrupts the answer."""
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -140,7 +139,7 @@ def test_two_satellites_wake_word_follow_up_and_barge_in(make_pipeline, tmp_path
 
     from assistant.apps.wyoming.satellite import SatelliteLink
     from assistant.apps.wyoming.service import Service
-    from assistant.simulate.voices import compose, piper_speech
+    from assistant.simulate.voices import compose, piper_speech, piper_speech_heard
 
     kitchen = Satellite(tmp_path / "kitchen", "kitchen speaker", "kitchen")
     bedroom = Satellite(tmp_path / "bedroom", "Bedroom Pi", "upstairs")
@@ -164,18 +163,9 @@ def test_two_satellites_wake_word_follow_up_and_barge_in(make_pipeline, tmp_path
 
     def clear_speech(text: str) -> np.ndarray:
         """Piper speech of `text` that the pipeline's recogniser hears word for word (at most 5 syntheses)."""
-        digits = dict(zip("0123456789", "zero one two three four five six seven eight nine".split()))
-
-        def words(s: str) -> str:  # "5 minutes." and "Five minutes" are the same words
-            return " ".join(digits.get(w, w) for w in re.findall(r"[a-z]+|[0-9]", s.lower()))
-
-        heard = ""
-        for _ in range(5):
-            speech = piper_speech(text)
-            heard = runner.asr.transcribe(compose([0.4, speech, 0.4]), "en").text
-            if words(heard) == words(text):
-                return speech
-        raise AssertionError(f"tiny.en never heard {text!r} right in 5 syntheses (last: {heard!r})")
+        speech, heard = piper_speech_heard(runner.asr, text)
+        assert speech is not None, f"tiny.en never heard {text!r} right in 5 syntheses (last: {heard!r})"
+        return speech
 
     def seen() -> list:  # what each turn heard and did, for a timeout's message
         return [

@@ -52,7 +52,7 @@ from assistant.apps.sound import (
 )
 from assistant.apps.status import StatusLine
 from assistant.config import AudioSettings
-from assistant.core.endpointer import EndpointConfig, Endpointer, FrameBuffer
+from assistant.core.endpointer import AFTER_SPEECH_WINDOW_S, EndpointConfig, Endpointer, FrameBuffer
 from assistant.core.events import (
     BargeIn,
     EchoRejected,
@@ -60,6 +60,7 @@ from assistant.core.events import (
     ListenTimeout,
     ResponseAudio,
     ResponsePlayed,
+    SpeechAfterEndpoint,
     SpeechEnded,
     SpeechPaused,
     SpeechResumed,
@@ -104,6 +105,9 @@ class _Turn:
     speaker_failed: bool = False
     barge_in: dict[str, Any] | None = None
     echo_rejected: list[dict[str, Any]] = field(default_factory=list)
+    ended_t: float | None = None
+    """Stream time of the request's endpoint, watched for speech right after it."""
+    after_speech: dict[str, Any] | None = None
 
 
 @dataclass
@@ -301,6 +305,9 @@ class LiveAssistant:
             rec.events = [*(rec.events or []), {"type": "barge-in", **barge}]
         for rej in turn.echo_rejected:
             self.p.emit(EchoRejected(rec.turn_id, rej.get("offset_ms"), rej))
+        if turn.after_speech is not None:
+            after = turn.after_speech
+            self.p.emit(SpeechAfterEndpoint(rec.turn_id, after["offset_ms"], after))
         self.turns.append(rec)
         self.turn_count += 1
         self._event("turn", turn_id=rec.turn_id, intent=rec.intent, error=(rec.error or {}).get("code"))
@@ -445,6 +452,8 @@ class LiveAssistant:
                 elif listening is None:
                     if speaking is None:
                         self._set_state(State.THINKING)
+                        if self._after_window(turn, t):  # the VAD goes on with the frames right after the request
+                            self._after_speech(turn, t, self.p.vad.speech_probability(frame), during_answer=False)
                     continue
             # 2. collecting a request
             if listening is not None:
@@ -461,6 +470,7 @@ class LiveAssistant:
                         queued = req
                     else:
                         turn = self._launch(req)
+                        turn.ended_t = t
                 continue
             if turn is not None:
                 continue
@@ -621,9 +631,23 @@ class LiveAssistant:
         self.p.wake.reset()
         self.p.vad.reset()
 
+    @staticmethod
+    def _after_window(turn: _Turn, t: float) -> bool:
+        return turn.ended_t is not None and turn.after_speech is None and t - turn.ended_t <= AFTER_SPEECH_WINDOW_S
+
+    def _after_speech(self, turn: _Turn, t: float, prob: float, during_answer: bool) -> None:
+        """Speech within AFTER_SPEECH_WINDOW_S of the endpoint: the rest of a sentence cut at a pause, or an
+        afterthought; recorded on the turn (`speech-after-endpoint`) for failure point isolation."""
+        if prob >= self._cfg.speech_threshold:
+            offset_ms = round((t - FRAME_S - turn.ended_t) * 1000, 1)
+            turn.after_speech = {"offset_ms": offset_ms, "source": "microphone", "during_answer": during_answer}
+
     def _watch_stop_word(self, frame: np.ndarray, t: float, sp: _Speaking) -> str | None:
         """A short speech segment that the playback does not explain, transcribed as "stop"/"cancel"."""
-        speech = self.p.vad.speech_probability(frame) >= self._cfg.speech_threshold
+        prob = self.p.vad.speech_probability(frame)
+        speech = prob >= self._cfg.speech_threshold
+        if self._after_window(sp.turn, t):
+            self._after_speech(sp.turn, t, prob, during_answer=True)
         if sp.stop_seg is None:
             if speech:
                 sp.stop_seg, sp.stop_speech = [frame], t

@@ -6,7 +6,7 @@ decides where requests start and end; each request is one turn of the runner. A 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,16 @@ from typing import Any
 import numpy as np
 
 from assistant import audio as audio_io
-from assistant.core.endpointer import EndpointConfig, Endpointer, FrameBuffer
-from assistant.core.events import Event, ListenTimeout, SpeechEnded, SpeechPaused, SpeechResumed, WakeDetected
+from assistant.core.endpointer import AFTER_SPEECH_WINDOW_S, EndpointConfig, Endpointer, FrameBuffer
+from assistant.core.events import (
+    Event,
+    ListenTimeout,
+    SpeechAfterEndpoint,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    WakeDetected,
+)
 from assistant.core.record import TurnRecord
 from assistant.core.request import Request, Speculation
 from assistant.errors import AssistantError, StageError
@@ -44,10 +52,19 @@ def replay_file(runner, path: Path, no_wake: bool = False, start: datetime | Non
         )
         return
     clock = {"t": 0.0}
-    for req in segment(runner, frames, str(path), no_wake, clock):
-        req = _at(req, start)
-        yield from runner.run_due(req.now)
-        yield runner.run(req)
+    ran: dict[int, str] = {}  # id(request) -> its turn id
+
+    def after_speech(req: Request, offset_ms: float) -> None:
+        if id(req) in ran:
+            runner.emit(SpeechAfterEndpoint(ran[id(req)], round(offset_ms, 1), {"source": "replay"}))
+
+    for req in segment(runner, frames, str(path), no_wake, clock, on_after_speech=after_speech):
+        timed = _at(req, start)
+        yield from runner.run_due(timed.now)
+        rec = runner.run(timed)
+        ran.clear()
+        ran[id(req)] = rec.turn_id
+        yield rec
     yield from runner.run_due(start + timedelta(seconds=clock["t"]))
 
 
@@ -58,10 +75,13 @@ def segment(
     no_wake: bool = False,
     clock: dict[str, float] | None = None,
     config: EndpointConfig | None = None,
+    on_after_speech: Callable[[Request, float], None] | None = None,
 ) -> Iterator[Request]:
     """Requests in a stream of 80 ms frames, via the runner's wake and VAD backends and the endpointer.
 
-    `clock["t"]` follows the stream's audio time (seconds); `config` overrides the settings' endpointing."""
+    `clock["t"]` follows the stream's audio time (seconds); `config` overrides the settings' endpointing;
+    `on_after_speech(request, offset_ms)` is called when speech starts within AFTER_SPEECH_WINDOW_S of a request's
+    endpoint (after the request was yielded)."""
     clock = clock if clock is not None else {}
     if runner.vad is None or (not no_wake and runner.wake is None):
         need = "the vad stage" if no_wake else "the wake and vad stages; use --no-wake"
@@ -75,6 +95,7 @@ def segment(
         wake.reset()
     woke: dict[str, Any] = {"detected": False, "skipped": True}
     spec: Speculation | None = None
+    ended: tuple[Request, float] | None = None  # the last request and its endpoint, watched for speech after it
     t = 0.0
     i = 0
     for frame in frames:
@@ -86,7 +107,11 @@ def segment(
         if ep.wants_wake:
             scores = wake.process(frame)
             model, score = max(scores.items(), key=lambda kv: kv[1])
-        prob = vad.speech_probability(frame) if ep.wants_speech else None
+        watching = ended is not None and on_after_speech is not None and t - ended[1] <= AFTER_SPEECH_WINDOW_S
+        prob = vad.speech_probability(frame) if ep.wants_speech or watching else None
+        if watching and prob is not None and prob >= cfg.speech_threshold:
+            on_after_speech(ended[0], (t - FRAME_SECONDS - ended[1]) * 1000)
+            ended = None
         events = ep.feed(t, wake_score=score, wake_model=model, speech_prob=prob)
         while events:
             ev = events.pop(0)
@@ -112,6 +137,8 @@ def segment(
             if isinstance(ev, (SpeechEnded, ListenTimeout)):
                 spec = None
             if req is not None:
+                if req.samples is not None:
+                    ended = (req, ev.end)  # the VAD goes on with the frames right after the request
                 yield req
                 woke = {"detected": False, "skipped": True}
     for ev in ep.finish(t):

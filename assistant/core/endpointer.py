@@ -35,6 +35,10 @@ from assistant.core.events import (
     WakeDetected,
 )
 
+AFTER_SPEECH_WINDOW_S = 1.5
+"""Speech this soon after an endpoint is recorded on the ended turn (`speech-after-endpoint`, by replay and listen):
+the rest of a sentence cut at a pause comes within about a second; the failure point labeller reads it."""
+
 
 @dataclass(frozen=True)
 class EndpointConfig:

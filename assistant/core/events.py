@@ -196,6 +196,16 @@ class BargeIn(Event):
 
 
 @dataclass(frozen=True)
+class SpeechAfterEndpoint(Event):
+    """The user spoke again `offset_ms` after the endpoint of `turn_id`, before its answer was over: the rest of a
+    sentence the endpointer cut at a pause, or an afterthought ("... please"). Evidence for failure point isolation."""
+
+    turn_id: str
+    offset_ms: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class EchoRejected(Event):
     """A wake detection during or right after an answer that the playback explained (the assistant heard itself)."""
 

@@ -14,7 +14,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,10 @@ class SimConfig:
     cut_off_rate: float = 0.0
     """Share of requests said with a pause mid-sentence long enough for the endpointer to end the request there: the
     device hears only the words before it (truth `cut_off`, failure point `endpointing` when the turn then fails)."""
+    after_speech_rate: float = 0.04
+    """Share of turns not cut off after which the person says something more within a second and a half of the
+    endpoint ("... please", a word to someone else); a cut-off request's speaker always goes on (the rest of the
+    sentence). The device records either as a `speech-after-endpoint` event (what replay and listen record)."""
     keep_audio: bool = False
     """Keep every request's audio beside the trace store, as a device with `traces.keep_request_audio` does (the
     labeller re-decodes it); `simulate` turns it on, the rewrite A/B leaves it off."""
@@ -124,6 +128,27 @@ def cut_point(text: str, rng: random.Random, rate: float) -> str | None:
     if rate <= 0 or len(words) < 3 or rng.random() >= rate:
         return None
     return " ".join(words[: rng.randint(2, len(words) - 1)])
+
+
+def retake(voice: VoiceSpec, take: int) -> VoiceSpec:
+    """The voice of the `take`-th saying of the same words in one goal: people repeat a request more slowly (and
+    Piper samples afresh), so a repeat is new audio with new noise, not the cached first take."""
+    if take <= 0:
+        return voice
+    slower = 1.0 + 0.1 * min(take, 3)
+    if voice.engine == "piper":
+        return replace(voice, length_scale=round(voice.length_scale * slower, 2))
+    return replace(voice, rate_wpm=int(round(voice.rate_wpm / slower)))
+
+
+def speech_after_endpoint(cut: bool, rng: random.Random, rate: float) -> float | None:
+    """Milliseconds after the endpoint at which the person speaks again, or None. The endpointer ends a request
+    after ~0.56 s of silence; a mid-sentence pause of 0.6-1.5 s then resumes 40-940 ms after it."""
+    if cut:
+        return round((rng.uniform(0.6, 1.5) - 0.56) * 1000, 1)
+    if rng.random() < rate:
+        return round(rng.uniform(0.2, 1.5) * 1000, 1)
+    return None
 
 
 def sim_settings(settings: Settings, out_dir: Path, cfg: SimConfig, household_id: str) -> Settings:
@@ -369,8 +394,11 @@ class Simulator:
         t: datetime,
         meta: dict[str, Any],
         heard_text: str | None = None,
+        take: int = 0,
     ) -> tuple[dict[str, Any], dict[str, Any], float]:
-        """`heard_text`: the words before a pause the endpointer cut the request at (None: all of `text`)."""
+        """`heard_text`: the words before a pause the endpointer cut the request at (None: all of `text`); `take`:
+        how many times the person said these words before in this goal."""
+        voice = retake(voice, take)
         samples, synth_hit = self.cache.speech(heard_text or text, voice, noise)
         samples = self._own_voice(hh, meta.get("member"), samples)
         p.device_id = hh.satellite_in(room)
@@ -469,7 +497,16 @@ class Simulator:
                 if role in ("request", "rephrase", "repeat")
                 else None
             )
-            rec, truth, speech_s = self._turn(p, hh, text, m.voice, self._noise(m, rng), item.room, t, meta, cut)
+            take = tried.count(text) if role in ("request", "rephrase", "repeat") else 0
+            rec, truth, speech_s = self._turn(p, hh, text, m.voice, self._noise(m, rng), item.room, t, meta, cut, take)
+            after_ms = speech_after_endpoint(
+                bool(cut), random.Random(f"after:{self.cfg.seed}:{episode}:{attempt}"), self.cfg.after_speech_rate
+            )
+            if after_ms is not None:
+                p.store.add_event(
+                    rec["turn_id"], "speech-after-endpoint", {"offset_ms": after_ms, "simulated": True}, after_ms
+                )
+                truth["speech_after_endpoint_ms"] = after_ms
             if role in ("feedback_answer", "cancel"):
                 v = _assess_control(role, expected_feedback, text, rec)
             else:

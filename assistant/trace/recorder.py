@@ -22,6 +22,7 @@ from assistant.core.events import (
     BargeIn,
     EchoRejected,
     Event,
+    SpeechAfterEndpoint,
     StageEnded,
     StageRecorded,
     StageStarted,
@@ -96,6 +97,15 @@ class TraceRecorder:
                     event.turn_id,
                     "barge-in",
                     {"offset_ms": event.offset_ms, "reason": event.reason, **event.data},
+                    t_ms=event.offset_ms,
+                )
+            )
+        elif isinstance(event, SpeechAfterEndpoint):
+            self._store(
+                lambda: self.store.add_event(
+                    event.turn_id,
+                    "speech-after-endpoint",
+                    {"offset_ms": event.offset_ms, **event.data},
                     t_ms=event.offset_ms,
                 )
             )

@@ -200,6 +200,11 @@ def test_endpointing_failure_from_synthesized_audio(make_pipeline, tmp_path) -> 
     assert first["action"]["target"] != "bedroom.light", first["action"]  # the words after the pause never arrived
     assert again["action"]["target"] == "bedroom.light" and again["action"]["status"] == "done", _seen(recs)
     store = runner.store
+    # The device heard the user go on ("the bedroom") right after the endpoint, and recorded it on the cut turn only
+    after = [[e for e in store.get_turn(r["turn_id"])["events"] if e["type"] == "speech-after-endpoint"] for r in recs]
+    assert [len(a) for a in after] == [1, 0, 0], after
+    gap_ms = (resumed_at - first["source"]["end_seconds"]) * 1000
+    assert abs(after[0][0]["data"]["offset_ms"] - gap_ms) <= 250, (after, gap_ms)
     res = label_store(store)
     assert res["turns"] == 3
     a, b, c = (store.get_goal_label(r["turn_id"]) for r in recs)

@@ -298,3 +298,27 @@ def test_echo_explained_separates_echo_from_a_user_talking_over_it():
     mixed = np.clip(echo + user, -32768, 32767).astype(np.int16)
     assert echo_explained(mixed, ref) < 0.2
     assert echo_explained(np.zeros(19200, np.int16), ref) == 0.0
+
+
+def test_speech_right_after_the_endpoint_is_recorded_on_the_turn(start_live, vaudio, speech):
+    """ "Alexa, turn on the lights in ... the bedroom": the pause (1.0 s) ends the request at "in"; the rest of the
+    sentence comes while the assistant thinks or answers, and the turn's trace records it (`speech-after-endpoint`,
+    what the failure point labeller reads as a sign of a cut-off). A request followed by silence records nothing."""
+    from assistant.simulate.voices import compose
+
+    live, p = start_live()
+    vaudio.play(
+        compose([0.3, speech("Alexa,"), 0.4, speech("turn on the lights in"), 1.0, speech("the bedroom."), 2.5])
+    )
+    wait_for(_idle_after_turns(live, 1), 60, "the cut-off turn, answered", live)
+    vaudio.play(compose([0.3, speech("Alexa,"), 0.4, speech("what time is it?"), 3.0]))
+    wait_for(_idle_after_turns(live, 2), 60, "the second turn, answered", live)
+    cut, quiet = live.turns[0], live.turns[1]
+    assert cut["source"]["end_seconds"] < 4.0, cut["source"]  # ended at the pause, not after "the bedroom"
+    after = [
+        [e for e in p.store.get_turn(r["turn_id"])["events"] if e["type"] == "speech-after-endpoint"]
+        for r in (cut, quiet)
+    ]
+    assert len(after[0]) == 1 and after[1] == [], after
+    assert 0 <= after[0][0]["data"]["offset_ms"] <= 1500, after
+    assert after[0][0]["data"]["source"] == "microphone"

@@ -122,6 +122,9 @@ class TurnView:
     heuristic: str = "unknown"
     request_audio: str | None = None
     """The request's kept audio file (`traces.keep_request_audio`), for the re-decode counterfactual."""
+    after_speech_ms: float | None = None
+    """The user spoke again this long after the endpoint, before the answer was over (`speech-after-endpoint`): the
+    rest of a sentence cut at a pause, or an afterthought."""
     wake_threshold: float | None = None
     """The threshold the wake score crossed (the wake span's input); None when no wake word was detected."""
 
@@ -169,9 +172,12 @@ def view(t: dict[str, Any], signals: list[dict[str, Any]] | None = None) -> Turn
     err = rec.get("error") or {}
     feedback = None
     barge = False
+    after_ms = None
     for ev in t.get("events") or ():
         if ev.get("type") == "barge-in":
             barge = True
+        elif ev.get("type") == "speech-after-endpoint" and after_ms is None:
+            after_ms = _f((ev.get("data") or {}).get("offset_ms"))
         elif ev.get("type") == "feedback" and (ev.get("data") or {}).get("answer") in ("yes", "no"):
             feedback = ev["data"]["answer"]
     nbest = [(str(a), float(b)) for a, b in nlu.get("nbest") or () if b is not None]
@@ -211,6 +217,7 @@ def view(t: dict[str, Any], signals: list[dict[str, Any]] | None = None) -> Turn
         tts_seconds=_f(tts.get("audio_seconds")) if isinstance(tts, dict) else None,
         request_audio=rec.get("request_audio") or None,
         wake_threshold=_f(wake_in.get("threshold")) if isinstance(wake_in, dict) else None,
+        after_speech_ms=after_ms,
     )
     if signals is not None:
         v.signals = signals
@@ -347,6 +354,8 @@ def turn_features(
         "expects_reply": float(t.expects_reply),
         "asks_feedback": float(t.asks_feedback),
         "barge_in": float(t.barge_in),
+        "after_speech": float(t.after_speech_ms is not None),
+        "after_speech_soon": float(t.after_speech_ms is not None and t.after_speech_ms < 1000),
         "fb_no": float(t.feedback == "no"),
         "fb_yes": float(t.feedback == "yes"),
         "is_control": float(t.is_control),

@@ -165,6 +165,9 @@ COLOR_TEMPS = {
     "soft white": 3000,
     "neutral white": 4000,
     "neutral": 4000,
+    "natural white": 4000,  # "make the lights natural": people mean a neutral white, not a colour
+    "natural light": 4000,
+    "natural": 4000,
     "cool white": 5000,
     "cool": 5000,
     "cold white": 6000,

@@ -11,6 +11,12 @@ from assistant.core.stages.respond import Response
 from assistant.skills.base import Turn, say
 from assistant.understanding.spoken import say_time
 
+# "what time is it in this city": where the user is, so the local time (not a place to look up)
+_HERE = re.compile(
+    r"^(?:(?:this|my|our|the local|the current|the) (?:city|town|place|area|location|country|time zone|timezone)"
+    r"|here|where i am|where we are|local|my location)$"
+)
+
 
 def say_date(d: date, today: date | None = None) -> str:
     text = f"{d.strftime('%A')}, {d.strftime('%B')} {d.day}"
@@ -27,7 +33,7 @@ class TimeDateSkill:
         now = turn.context.now
         text = turn.text.lower()
         place = turn.entity("place")
-        if place is not None:
+        if place is not None and not _HERE.match(str(place.name or "").strip().lower()):
             return self._time_in(turn, place)
         result: dict[str, Any] = {"time": now.strftime("%H:%M"), "date": now.date().isoformat()}
         asked_date = turn.value("date")

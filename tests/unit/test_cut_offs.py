@@ -6,9 +6,9 @@ import random
 
 from synth_traces import turn_view
 
+from assistant.learning.labels.features import view
 from assistant.learning.labels.lm import BigramLM
 from assistant.learning.labels.redecode import cut_off_features
-from assistant.learning.labels.features import view
 from assistant.simulate.household import VoiceSpec
 from assistant.simulate.run import cut_point, retake, speech_after_endpoint
 

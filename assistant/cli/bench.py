@@ -54,7 +54,8 @@ def register(sub) -> None:
     p.add_argument(
         "--asr-models",
         default=None,
-        help="instead: these recognisers side by side, e.g. tiny.en,base (WER and decode latency per request)",
+        help="instead: these recognisers side by side, e.g. tiny.en,base or tiny.en@window=0,tiny.en@window=5 "
+        "(WER and decode latency per request; @window=N@margin=M: asr.window_seconds, asr.window_margin_seconds)",
     )
     p.add_argument(
         "--sentences", type=int, default=100, help="SLURP test sentences (Piper and espeak-ng) for --asr-models"
@@ -66,14 +67,15 @@ def register(sub) -> None:
 
 def run_asr_models(args: argparse.Namespace) -> int:
     from assistant.backends.nlu.onnx_joint import OnnxJointNlu
-    from assistant.bench.asr_models import compare
+    from assistant.bench.asr_models import compare, parse_variant
     from assistant.config import shared_data_dir
     from assistant.core import registry
 
     settings = load_settings(args.config, args.profile)
 
-    def make(model: str):
-        asr = settings.asr.model_copy(update={"model": model})
+    def make(spec: str):
+        model, update = parse_variant(spec)
+        asr = settings.asr.model_copy(update={"model": model, **update})
         return registry.create("asr", asr.backend, registry.Build(settings=settings.model_copy(update={"asr": asr})))
 
     res = compare(
@@ -90,7 +92,7 @@ def run_asr_models(args: argparse.Namespace) -> int:
         print(json.dumps(res, indent=1))
         return 0
     table = Table(title=f"recognisers side by side ({settings.asr.threads} threads, beam {settings.asr.beam_size})")
-    for col in ("model", "set", "n", "WER", "intent acc", "median ms", "p90 ms", "mean audio s"):
+    for col in ("model", "set", "n", "WER", "intent acc", "median ms", "p90 ms", "mean audio s", "mean window s"):
         table.add_column(col)
     for model, r in res["models"].items():
         for kind, s in r.items():
@@ -105,6 +107,7 @@ def run_asr_models(args: argparse.Namespace) -> int:
                 f"{s['latency_ms_median']:.0f}",
                 f"{s['latency_ms_p90']:.0f}",
                 f"{s['audio_seconds_mean']:.1f}",
+                "" if s["window_seconds_mean"] is None else f"{s['window_seconds_mean']:.1f}",
             )
     Console().print(table)
     return 0

@@ -56,14 +56,21 @@ TOKENS_EXTRA = 10
 
 
 def drop_repeats(text: str) -> str:
-    """The first copy of a text that only says the same two or more words again and again (the last copy may be cut
-    short): what Whisper does when its window ends soon after the speech ("What time is it? What time is it?",
-    "say the list say the list say"). Other text is returned unchanged."""
+    """The first copy of a text that says the same words again (what Whisper does when its window ends soon after
+    the speech): "What time is it? What time is it?", "say the list say the list say", "I want to know more about
+    this event. I want to know more about" (a second copy cut short by the token limit, at least two words of it,
+    the last word maybe cut in the middle), "o o o o" (one word: three times at least). Other text is returned
+    unchanged."""
     words = text.split()
     norm = [re.sub(r"[^\w']+", "", w.lower()) for w in words]
     n = len(norm)
-    for period in range(2, n // 2 + 1):
-        if all(norm[i] == norm[i % period] for i in range(period, n)):
+    for period in range(1, n - 1):
+        if period == 1 and n < 3:
+            continue
+        last = norm[-1]
+        if all(norm[i] == norm[i - period] for i in range(period, n - 1)) and (
+            last == norm[n - 1 - period] or (n - period >= 2 and last and norm[n - 1 - period].startswith(last))
+        ):
             return " ".join(words[:period]).rstrip(",;:-")
     return text
 

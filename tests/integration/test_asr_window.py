@@ -22,8 +22,10 @@ def full():
 
 
 @pytest.fixture(scope="module")
-def windowed():
-    return FasterWhisperAsr("tiny.en", window_seconds=3, window_margin_seconds=1.0)
+def windowed(settings):
+    """The window pipeline.yaml ships (docs/asr-base.md, "Shorter encoder window")."""
+    assert settings.asr.window_seconds and settings.asr.window_margin_seconds == 1.0
+    return FasterWhisperAsr("tiny.en", window_seconds=settings.asr.window_seconds, window_margin_seconds=1.0)
 
 
 def _wer(ref: str, hyp: str) -> float:
@@ -34,7 +36,7 @@ def _wer(ref: str, hyp: str) -> float:
 
 def test_version_says_which_path(full, windowed):
     assert "window" not in full.version
-    assert "window >= 3 s + 1 s margin" in windowed.version
+    assert f"window >= {windowed.window_seconds:g} s + 1 s margin" in windowed.version
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -46,7 +48,7 @@ def test_windowed_path_hears_a_short_command_as_the_30s_path(full, windowed, com
         audio = compose([0.4, piper_speech(command), 0.4])
         a, b = full.transcribe(audio, "en"), windowed.transcribe(audio, "en")
         assert a.window_seconds == 30.0
-        assert b.window_seconds == encoder_window(len(audio) / 16000, 3, 1.0) < 30
+        assert b.window_seconds == encoder_window(len(audio) / 16000, windowed.window_seconds, 1.0) < 30
         assert len(spoken_words(b.text).split()) <= len(spoken_words(command).split()) + 1, b.text
         assert 0.0 < b.confidence <= 1.0 and 0.0 <= b.no_speech_prob < 0.6
         seen.append((a.text, b.text))
@@ -59,12 +61,13 @@ def test_windowed_path_hears_a_short_command_as_the_30s_path(full, windowed, com
 
 def test_windowed_path_hears_silence_as_nothing(windowed):
     res = windowed.transcribe(np.zeros(32000, dtype=np.int16), "en")
-    assert res.window_seconds == 3.0 and res.text == "" and res.no_speech_prob > 0.6
+    assert res.window_seconds == encoder_window(2.0, windowed.window_seconds) < 30
+    assert res.text == "" and res.no_speech_prob > 0.6
 
 
 def test_long_recording_in_a_long_window_keeps_its_words(windowed, speech_dir):
-    res = windowed.transcribe(read_file(speech_dir / "whisper" / "jfk.flac"), "en")  # 11 s: a 13 s window
-    assert res.window_seconds == 13.0
+    res = windowed.transcribe(read_file(speech_dir / "whisper" / "jfk.flac"), "en")  # 11 s: a 12 s window at least
+    assert 12 <= res.window_seconds < 30
     assert _wer(JFK, res.text) <= 0.1, res.text
 
 
@@ -85,7 +88,7 @@ def test_trailing_silence_is_not_heard_as_words(full, windowed):
             break
     audio = compose([0.4, speech, 4.0])  # an endpoint that came 4 s late
     res = windowed.transcribe(audio, "en")
-    assert res.window_seconds == encoder_window(len(audio) / 16000, 3, 1.0) >= 6
+    assert res.window_seconds == encoder_window(len(audio) / 16000, windowed.window_seconds, 1.0) >= 6
     assert spoken_words(res.text) == "turn off the kitchen light", res.text
 
 
@@ -94,5 +97,5 @@ def test_trace_records_the_window(make_pipeline, windowed, speech_dir):
     recs = list(replay_file(p, speech_dir / "voice2json" / "turn_on_living_room_lamp.wav", no_wake=True))
     assert len(recs) == 1 and recs[0]["intent"] == "iot_hue_lighton", recs[0]["transcript"]
     spans = {s["stage"]: s for s in p.store.get_turn(recs[0]["turn_id"])["spans"]}
-    assert "window >= 3 s" in spans["asr"]["version"]
+    assert "window >= " in spans["asr"]["version"]
     assert spans["asr"]["output"]["window_seconds"] < 30

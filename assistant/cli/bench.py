@@ -68,19 +68,25 @@ def register(sub) -> None:
 def run_asr_models(args: argparse.Namespace) -> int:
     from assistant.backends.nlu.onnx_joint import OnnxJointNlu
     from assistant.bench.asr_models import compare, parse_variant
+    from assistant.cli.common import UsageError
     from assistant.config import shared_data_dir
     from assistant.core import registry
 
     settings = load_settings(args.config, args.profile)
+    specs = [m for m in args.asr_models.split(",") if m]
+    try:
+        variants = {spec: parse_variant(spec) for spec in specs}
+    except ValueError as err:
+        raise UsageError(f"--asr-models: {err}") from err
 
     def make(spec: str):
-        model, update = parse_variant(spec)
+        model, update = variants[spec]
         asr = settings.asr.model_copy(update={"model": model, **update})
         return registry.create("asr", asr.backend, registry.Build(settings=settings.model_copy(update={"asr": asr})))
 
     res = compare(
         make,
-        [m for m in args.asr_models.split(",") if m],
+        specs,
         shared_data_dir() / "speech",
         shared_data_dir() / "slurp" / "test.jsonl",
         sentences=args.sentences,

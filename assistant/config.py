@@ -73,6 +73,12 @@ class AsrSettings(_Section):
     beam_size: int = Field(1, ge=1, le=10)
     threads: int = Field(2, ge=1, le=64)
     language: str = "en"
+    window_seconds: float | None = Field(None, ge=0.0, le=25.0)
+    """faster-whisper: encode a window just long enough for the request (at least this many seconds, and the audio
+    plus `window_margin_seconds`, rounded up to whole seconds) instead of Whisper's 30 s; a request that needs more
+    than 25 s takes the 30 s path. 0 or null: always 30 s (docs/asr-base.md, "Shorter encoder window")."""
+    window_margin_seconds: float = Field(1.0, ge=0.0, le=10.0)
+    """Silence the window keeps after the request's audio (with `window_seconds`)."""
     bias_to_home: bool = False
     """Prompt the recogniser with the home's area and device names (faster-whisper `hotwords`). Off by default:
     measured, it helps home commands (WER 0.083 -> 0.062 Piper, 0.188 -> 0.172 espeak-ng) but hurts everything else

@@ -4,7 +4,12 @@ The audio: the shared recordings whose words are known (../shared/data/speech, P
 LibriSpeech sentences, JFK) and SLURP test sentences spoken by Piper and by espeak-ng (synthesized once, for every
 model). Each clip is decoded by every model in turn (interleaved, so a busy machine slows them alike); latency is
 the wall time of one `transcribe` call, as the pipeline's ASR stage spends it on a request. For the SLURP sets the
-NLU (models/nlu) parses what each model heard: intent accuracy against SLURP's gold intent.
+NLU (models/nlu) parses what each model heard: intent accuracy against SLURP's gold intent. The recordings are
+decoded a second time with 3 s of silence after them (set `recorded+silence`), as a request whose endpoint came late.
+
+A model name may carry options after `@`: `tiny.en@window=5` encodes a 5 s window at least (asr.window_seconds),
+`tiny.en@window=3@margin=2` keeps 2 s after the audio (asr.window_margin_seconds), `tiny.en@window=0` forces the 30 s
+path whatever pipeline.yaml says (docs/asr-base.md, "Shorter encoder window").
 """
 
 from __future__ import annotations
@@ -46,7 +51,22 @@ def _wer(ref: str, hyp: str) -> float:
     return float(jiwer.wer(clean(ref), clean(hyp) or "-"))
 
 
-SETS = ("recorded", "slurp-piper", "slurp-espeak")
+SETS = ("recorded", "recorded+silence", "slurp-piper", "slurp-espeak")
+TRAILING_SILENCE_SECONDS = 3.0
+VARIANT_OPTIONS = {"window": "window_seconds", "margin": "window_margin_seconds"}
+
+
+def parse_variant(spec: str) -> tuple[str, dict[str, float]]:
+    """`tiny.en@window=5@margin=1` -> ("tiny.en", {"window_seconds": 5.0, "window_margin_seconds": 1.0}): the model
+    and the ASR settings to change."""
+    model, *options = spec.split("@")
+    update: dict[str, float] = {}
+    for opt in options:
+        key, sep, value = opt.partition("=")
+        if key not in VARIANT_OPTIONS or not sep:
+            raise ValueError(f"{spec!r}: unknown option {opt!r}; use {', '.join(k + '=N' for k in VARIANT_OPTIONS)}")
+        update[VARIANT_OPTIONS[key]] = float(value)
+    return model, update
 
 
 def clips(
@@ -58,6 +78,8 @@ def clips(
     from assistant.simulate.voices import espeak_speech, piper_speech
 
     out = [("recorded", name, ref, "", read_file(speech_dir / name)) for name, ref in REFERENCES.items()]
+    pad = np.zeros(int(TRAILING_SILENCE_SECONDS * 16000), dtype=np.int16)
+    out += [("recorded+silence", name, ref, gold, np.concatenate([a, pad])) for _, name, ref, gold, a in out]
     rows = [json.loads(line) for line in slurp_test.read_text().splitlines() if line.strip()][:sentences]
     speak = {"piper": piper_speech, "espeak": espeak_speech}
     for voice in voices:
@@ -80,6 +102,9 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "latency_ms_median": round(statistics.median(lat), 1),
         "latency_ms_p90": round(lat[min(len(lat) - 1, int(0.9 * len(lat)))], 1),
         "audio_seconds_mean": round(statistics.fmean(r["audio_s"] for r in rows), 2),
+        "window_seconds_mean": (
+            round(statistics.fmean(r["window_s"] for r in rows), 2) if all(r["window_s"] for r in rows) else None
+        ),
     }
 
 
@@ -108,8 +133,9 @@ def compare(
     for i, (kind, name, ref, gold, audio) in enumerate(data):
         for m, asr in asrs.items():
             t0 = time.perf_counter()
-            text = asr.transcribe(audio, "en").text
+            res = asr.transcribe(audio, "en")
             ms = (time.perf_counter() - t0) * 1000
+            text = res.text
             intent = nlu.parse(text or " ").intent if (nlu is not None and gold) else ""
             per[m].append(
                 {
@@ -120,6 +146,7 @@ def compare(
                     "wer": _wer(ref, text),
                     "ms": ms,
                     "audio_s": len(audio) / PIPELINE_RATE,
+                    "window_s": getattr(res, "window_seconds", None),
                     "gold": gold if nlu is not None else "",
                     "intent": intent,
                 }
@@ -132,5 +159,7 @@ def compare(
             "version": asrs[m].version,
             **{kind: _summary([r for r in rows if r["set"] == kind]) for kind in SETS},
             "recorded_heard": {r["clip"]: r["heard"] for r in rows if r["set"] == "recorded"},
+            "recorded_silence_heard": {r["clip"]: r["heard"] for r in rows if r["set"] == "recorded+silence"},
+            "slurp_heard": {f"{r['set']}/{r['clip']}": r["heard"] for r in rows if r["gold"]},
         }
     return out

@@ -54,7 +54,8 @@ def register(sub) -> None:
     p.add_argument(
         "--asr-models",
         default=None,
-        help="instead: these recognisers side by side, e.g. tiny.en,base (WER and decode latency per request)",
+        help="instead: these recognisers side by side, e.g. tiny.en,base or tiny.en@window=0,tiny.en@window=5 "
+        "(WER and decode latency per request; @window=N@margin=M: asr.window_seconds, asr.window_margin_seconds)",
     )
     p.add_argument(
         "--sentences", type=int, default=100, help="SLURP test sentences (Piper and espeak-ng) for --asr-models"
@@ -66,19 +67,26 @@ def register(sub) -> None:
 
 def run_asr_models(args: argparse.Namespace) -> int:
     from assistant.backends.nlu.onnx_joint import OnnxJointNlu
-    from assistant.bench.asr_models import compare
+    from assistant.bench.asr_models import compare, parse_variant
+    from assistant.cli.common import UsageError
     from assistant.config import shared_data_dir
     from assistant.core import registry
 
     settings = load_settings(args.config, args.profile)
+    specs = [m for m in args.asr_models.split(",") if m]
+    try:
+        variants = {spec: parse_variant(spec) for spec in specs}
+    except ValueError as err:
+        raise UsageError(f"--asr-models: {err}") from err
 
-    def make(model: str):
-        asr = settings.asr.model_copy(update={"model": model})
+    def make(spec: str):
+        model, update = variants[spec]
+        asr = settings.asr.model_copy(update={"model": model, **update})
         return registry.create("asr", asr.backend, registry.Build(settings=settings.model_copy(update={"asr": asr})))
 
     res = compare(
         make,
-        [m for m in args.asr_models.split(",") if m],
+        specs,
         shared_data_dir() / "speech",
         shared_data_dir() / "slurp" / "test.jsonl",
         sentences=args.sentences,
@@ -90,7 +98,7 @@ def run_asr_models(args: argparse.Namespace) -> int:
         print(json.dumps(res, indent=1))
         return 0
     table = Table(title=f"recognisers side by side ({settings.asr.threads} threads, beam {settings.asr.beam_size})")
-    for col in ("model", "set", "n", "WER", "intent acc", "median ms", "p90 ms", "mean audio s"):
+    for col in ("model", "set", "n", "WER", "intent acc", "median ms", "p90 ms", "mean audio s", "mean window s"):
         table.add_column(col)
     for model, r in res["models"].items():
         for kind, s in r.items():
@@ -105,6 +113,7 @@ def run_asr_models(args: argparse.Namespace) -> int:
                 f"{s['latency_ms_median']:.0f}",
                 f"{s['latency_ms_p90']:.0f}",
                 f"{s['audio_seconds_mean']:.1f}",
+                "" if s["window_seconds_mean"] is None else f"{s['window_seconds_mean']:.1f}",
             )
     Console().print(table)
     return 0

@@ -16,6 +16,9 @@ class AsrResult:
     no_speech_prob: float
     language: str
     audio_seconds: float
+    window_seconds: float | None = None
+    """Seconds of audio the recogniser's encoder saw (Whisper: 30, or shorter with `asr.window_seconds`); None when the
+    backend does not say."""
 
 
 class AsrBackend(Protocol):

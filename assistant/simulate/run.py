@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.config import Settings, TraceSettings
+from assistant.core.endpointer import AFTER_SPEECH_WINDOW_S
 from assistant.learning.feedback import FEEDBACK_QUESTION
 from assistant.simulate.goals import Goal, GoalBank
 from assistant.simulate.ground_truth import Verdict, assess, response_seconds, wer
@@ -37,6 +38,40 @@ TV_LINES = [
     "welcome back to the show everybody",
     "police are asking anyone with information to come forward",
     "turn left at the end of the road she told him",
+    # more of what a television says (news, drama, sport, adverts, quiz shows), so a false wake is not one of eight
+    # memorable sentences: the labeller must learn what a false wake looks like, not which lines the TV says
+    "the minister will make a statement later this afternoon",
+    "i never wanted any of this to happen to us",
+    "and that is a yellow card for the defender",
+    "call now and get a second one absolutely free",
+    "the answer is paris for one hundred points",
+    "traffic is building up on the ring road this morning",
+    "you have to tell her the truth before it is too late",
+    "scientists say the discovery could change everything",
+    "he shoots and it is saved by the keeper",
+    "stay tuned for the rest of the programme",
+    "where were you on the night of the fourteenth",
+    "temperatures will drop below freezing overnight",
+    "this offer ends on sunday so do not miss out",
+    "the final whistle goes and the home crowd erupts",
+    "i think we should go back to the house now",
+    "shares fell sharply after the announcement",
+    "the contestants have sixty seconds on the clock",
+    "nobody leaves this room until we find out who did it",
+    "rain will spread from the west during the evening",
+    "our reporter is live at the scene",
+    "add a little salt and let it simmer for ten minutes",
+    "that was the best performance of the night",
+    "the council has promised to review the decision",
+    "get the lights and lock the door behind you she whispered",
+    "play resumes after a short break for the rain",
+    "i will be with you in just a moment",
+    "the garden centre is open every day until six",
+    "what do you think happened to the money",
+    "and the winner of this year's award is",
+    "a new study suggests that coffee may be good for you",
+    "put the music on loud and let's dance he laughed",
+    "we'll have more on that story in the next hour",
 ]
 
 
@@ -142,10 +177,13 @@ def retake(voice: VoiceSpec, take: int) -> VoiceSpec:
 
 
 def speech_after_endpoint(cut: bool, rng: random.Random, rate: float) -> float | None:
-    """Milliseconds after the endpoint at which the person speaks again, or None. The endpointer ends a request
-    after ~0.56 s of silence; a mid-sentence pause of 0.6-1.5 s then resumes 40-940 ms after it."""
+    """Milliseconds after the endpoint at which the device hears the person speak again, or None. The endpointer
+    ends a request after ~0.56 s of silence; a mid-sentence pause of 0.6-2.6 s then resumes 40-2,040 ms after it,
+    and the device records it only within AFTER_SPEECH_WINDOW_S (1.5 s): about a quarter of cut-offs go unrecorded,
+    as when the person thinks longer, or on a device that does not listen after the endpoint."""
     if cut:
-        return round((rng.uniform(0.6, 1.5) - 0.56) * 1000, 1)
+        gap = (rng.uniform(0.6, 2.6) - 0.56) * 1000
+        return round(gap, 1) if gap <= AFTER_SPEECH_WINDOW_S * 1000 else None
     if rng.random() < rate:
         return round(rng.uniform(0.2, 1.5) * 1000, 1)
     return None
@@ -636,9 +674,11 @@ class Simulator:
         v = assess(None, text, rec, hh.home)
         truth.update(v.to_dict())
         truth["wer"] = v.stages.get("wer")
-        # someone in the room tells it to stop when it starts a long answer
-        if response_seconds(rec.get("response_text")) > 2.5 and rng.random() < 0.3 and not self._done():
-            reaction = Reaction("cancel", "stop", barge_in_ms=round(rng.uniform(500, 1500)))
+        # someone in the room tells it to stop (over a long answer, a barge-in; after a short one, "stop" anyway)
+        answer_s = response_seconds(rec.get("response_text"))
+        if answer_s > 0 and rng.random() < 0.3 and not self._done():
+            barge = round(rng.uniform(500, 1500)) if answer_s > 2.5 else None
+            reaction = Reaction("cancel", "stop", barge_in_ms=barge)
             t = self._heard(p, rec, truth, reaction, t, speech_s, rng)
             self._write(truth)
             m = rng.choice(hh.members)

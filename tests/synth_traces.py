@@ -267,3 +267,14 @@ def turn_view(tmp_path, transcript: str, intent: str, conf: float, status: str, 
         error_code=None, error_stage=None, response="", expects_reply=False, barge_in=False, feedback=None,
         wake_score=None, tts_seconds=None, request_audio=str(wav) if audio else None,
     )  # fmt: skip
+
+
+def known_miss(case_name: str):
+    """pytest marks for a hand-built label case the shipped model is known to get wrong (cases.KNOWN_MISSES): a
+    strict xfail, so the test fails again once a model gets the case right and the entry must go."""
+    import pytest
+
+    from assistant.learning.labels.cases import KNOWN_MISSES
+
+    reason = KNOWN_MISSES.get(case_name)
+    return pytest.mark.xfail(strict=True, reason=reason) if reason else ()

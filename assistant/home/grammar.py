@@ -577,6 +577,9 @@ def parse_target(phrase: str, home: Home) -> Target | None:
                 p, t.here, changed = p[: -len(w2)].strip(), True, True
         if p in ("outside", "outdoors") or p.endswith((" outside", " outdoors")):
             p, t.outdoor, changed = re.sub(r"\s*(outside|outdoors)$", "", p).strip(), True, True
+        mo = re.match(r"^(?:outdoor|outside|exterior) (.+)$", p)  # "the outdoor lights": outside, not a name
+        if mo and mo.group(1) in v.nouns and p not in v.devices:
+            p, t.outdoor, changed = mo.group(1), True, True
         m = re.match(r"^(.*?)\s*\b(?:in|on|at|of|from|for|upstairs in|downstairs in)\s+(.+)$", p)
         if m and m.group(2) in v.partial_areas and not t.area_options:
             t.area_options = list(v.partial_areas[m.group(2)])

@@ -116,6 +116,8 @@ def scope_words(t: Target, home: Home) -> str:
     if t.floor:
         f = home.floors[t.floor]
         return f"on the {f.name}" if "floor" in f.name else f.name
+    if t.outdoor:
+        return "outside"
     return ""
 
 
@@ -196,17 +198,18 @@ def select(
         if (
             any_kind
             and caps is not None
-            and (t.areas or t.floor or t.here)
+            and (t.areas or t.floor or t.here or t.outdoor)
             and not [
                 d
                 for d in any_kind
                 if d.area in t.areas
                 or (t.floor and home.floor_of(d.area) == t.floor)
                 or (t.here and d.area == speaking_area)
+                or (t.outdoor and home.is_outdoor(d))
             ]
         ):
             return Selection(error=f"There's no {_sing(noun)}{where}.")
-        if any_kind and caps is not None and not (t.areas or t.floor or t.here):
+        if any_kind and caps is not None and not (t.areas or t.floor or t.here or t.outdoor):
             return Selection(error=f"The {any_kind[0].name} can't do that.")
         return Selection(error=f"There's no {_sing(noun)}{where}.")
     group = t.plural or t.all or (t.noun == "everything")

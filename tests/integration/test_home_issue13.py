@@ -152,3 +152,21 @@ def test_natural_light_and_the_time_in_this_city(p):
     assert rec["response_text"].startswith("It's"), rec["response_text"]
     rec, _ = _turn(p, "what time is it in tokyo")
     assert "Tokyo" in rec["response_text"], rec["response_text"]
+
+
+def test_outdoor_lights_are_the_lights_outside(make_pipeline):
+    """ "Please turn on all the outdoor lights" (simulated households asked it daily) answered "There's no light
+    called outdoor lights.": "outdoor" before the noun was read as a name. It is the lights outside; a home without
+    any says so instead of naming an indoor lamp that "can't do that"."""
+    from pathlib import Path
+
+    import assistant
+
+    family = Path(assistant.__file__).parent / "data" / "homes" / "family_house.yaml"
+    p = make_pipeline(home=family, load_audio_stages=False)
+    p.home.set_state("light.patio", on=False)
+    rec, changed = _turn(p, "please turn on all the outdoor lights")
+    assert changed == {"light.patio": {"on": True}}, rec["response_text"]
+    plain = make_pipeline(load_audio_stages=False)  # the example home: a garden with no light in it
+    rec, changed = _turn(plain, "turn on the outdoor lights")
+    assert changed == {} and rec["response_text"] == "There's no light outside.", rec["response_text"]

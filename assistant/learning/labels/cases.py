@@ -387,3 +387,13 @@ CASES: list[Case] = [
         success=[True],
     ),
 ]
+
+KNOWN_MISSES: dict[str, str] = {
+    "entity": (
+        "labels-1-d50a7e09 calls the unknown 'hallway' an NLU failure: in its 6,769 simulated training turns a "
+        "resolvable slot left unresolved under a confident ASR was never an entity_resolution failure (57 turns: "
+        "nlu 22, asr 16, result 11, correct 8), so the trees outweigh the x30 evidence; the simulator lacks people "
+        "who call a room by a name the home does not know (models/labels/MODEL_CARD.md, Limits)"
+    ),
+}
+"""Hand-built cases the shipped model gets wrong, and why (the tests expect them to fail until a model fixes them)."""

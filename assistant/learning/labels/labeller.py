@@ -211,6 +211,7 @@ class Labeller:
             ok = [1.0 - defects[i] for i in g]
             gf = goal_features(gv, ok, after)
             success = float(self.goal.predict_proba(self.goal.vector(gf))[0, 1])
+            success = min(success, max(ok))  # a goal succeeds through a turn that went right, or not at all
             gid = goal_id_for(gv[0].turn_id)
             for pos, i in enumerate(g):
                 defect, probs = defects[i], stage_probs[i]

@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS="${1:-test}"
+case "$EXTRAS" in -*|*[!a-z0-9,-]*)
+  echo "usage: scripts/setup.sh [EXTRAS]   (a comma list of pyproject extras, e.g. test,asr-base; default: test)" >&2
+  exit 2 ;;
+esac
 
 # 1. Debian packages: PortAudio for sounddevice, espeak-ng and sox for synthesized test speech.
 DEBS="libportaudio2 espeak-ng sox libsndfile1 pulseaudio pulseaudio-utils libasound2-plugins"

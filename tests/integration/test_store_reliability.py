@@ -127,6 +127,7 @@ def test_sigkill_at_random_points_keeps_every_completed_turn(tmp_path):
     db = tmp_path / "traces.db"
     log = tmp_path / "writer.log"
     kills = 0
+    unlogged = 0  # turns committed by a writer killed before it could log them: at most one per kill
     while len(_ids(log)) < TURNS:
         p = _spawn("writer", db, tmp_path / "data", 60, TURNS - len(_ids(log)), log, 0.05)
         time.sleep(rng.uniform(0.4, 1.8))  # start-up (imports, open, migrate) takes ~1 s: kills land everywhere
@@ -140,7 +141,9 @@ def test_sigkill_at_random_points_keeps_every_completed_turn(tmp_path):
             stats = _check_store(db)
             completed = _ids(log)
             assert set(completed) <= _stored_ids(db)  # every completed turn is there
-            assert stats["turns"] - len(completed) in (0, 1)  # at most the one committed as it was killed
+            # at most the one committed as this writer was killed (earlier kills may each have left one too)
+            assert stats["turns"] - len(completed) - unlogged in (0, 1)
+            unlogged = stats["turns"] - len(completed)
     assert kills >= 10, f"only {kills} kills: the machine is too fast or too slow for this test's timing"
     assert len(_stored_ids(db)) >= TURNS
     print(f"\ncrash: {kills} SIGKILLs over {len(_ids(log))} completed turns; store ok after each, none lost")

@@ -52,18 +52,17 @@ def replay_file(runner, path: Path, no_wake: bool = False, start: datetime | Non
         )
         return
     clock = {"t": 0.0}
-    ran: dict[int, str] = {}  # id(request) -> its turn id
+    last: dict[str, Any] = {}  # the request run last and its turn: `segment` watches only after the last one
 
     def after_speech(req: Request, offset_ms: float) -> None:
-        if id(req) in ran:
-            runner.emit(SpeechAfterEndpoint(ran[id(req)], round(offset_ms, 1), {"source": "replay"}))
+        if last.get("request") is req:
+            runner.emit(SpeechAfterEndpoint(last["turn_id"], round(offset_ms, 1), {"source": "replay"}))
 
     for req in segment(runner, frames, str(path), no_wake, clock, on_after_speech=after_speech):
         timed = _at(req, start)
         yield from runner.run_due(timed.now)
         rec = runner.run(timed)
-        ran.clear()
-        ran[id(req)] = rec.turn_id
+        last.update(request=req, turn_id=rec.turn_id)
         yield rec
     yield from runner.run_due(start + timedelta(seconds=clock["t"]))
 
@@ -137,8 +136,8 @@ def segment(
             if isinstance(ev, (SpeechEnded, ListenTimeout)):
                 spec = None
             if req is not None:
-                if req.samples is not None:
-                    ended = (req, ev.end)  # the VAD goes on with the frames right after the request
+                # the VAD goes on with the frames right after a request; a wake with no request has no endpoint
+                ended = (req, ev.end) if req.samples is not None else None
                 yield req
                 woke = {"detected": False, "skipped": True}
     for ev in ep.finish(t):

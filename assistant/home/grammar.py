@@ -558,6 +558,15 @@ def parse_target(phrase: str, home: Home) -> Target | None:
     if p0 in v.devices:
         t.device_ids = list(v.devices[p0])
         return t
+    # a room this home names with a possessive ("my room" for the bedroom) is that room, not "the room" (here)
+    for key in sorted((k for k in v.areas if re.match(r"(my|our|your) ", k)), key=len, reverse=True):
+        name = v._k(home.areas[v.areas[key]].name)
+        if p == key or p.endswith(" " + key):
+            p = p[: len(p) - len(key)] + name
+            break
+        if re.match(rf"(the )?{key} ", p):  # "my room light"
+            p = re.sub(rf"^(the )?{key} ", name + " ", p)
+            break
     p = re.sub(r"\b(the|my|our|your)\b", " ", p)
     p = " ".join(p.split())
     p, t.all = _strip_all(p)

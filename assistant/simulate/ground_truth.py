@@ -122,6 +122,8 @@ def nlu_ok(
         return False, f"intent {intent} != {goal.intent}"
     if confidence is not None and confidence < min_confidence:
         return False, f"confidence {confidence:.2f} below {min_confidence}"
+    if (goal.expect or {}).get("area") and not slots.get("house_place"):
+        return False, "slot house_place missing"  # a room called by a word the home lacks: the NLU must still find it
     for k, v in goal.key_slots().items():
         got = slots.get(k)
         if got is None:
@@ -149,6 +151,11 @@ def entities_ok(goal: Goal, rec: dict[str, Any], home: Home) -> tuple[bool, str]
         e = ents.get("house_place")
         if e is not None and e.get("entity_id") not in want:
             return False, f"room {place!r} resolved to {e.get('entity_id')}"
+    area = (goal.expect or {}).get("area")
+    if area:
+        e = ents.get("house_place") or {}
+        if e.get("entity_id") != area:
+            return False, f"room {(goal.expect or {}).get('phrase')!r} resolved to {e.get('entity_id')}, not {area}"
     for k in ("artist_name", "music_genre", "song_name"):
         v = goal.slots.get(k)
         if v and goal.intent == "play_music":

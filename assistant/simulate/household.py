@@ -294,6 +294,7 @@ def make_household(
     n_members: int | None = None,
     shared_goals: int = 0,
     personal_meanings: float = 0.0,
+    room_words: float = 0.0,
 ) -> Household:
     rng = random.Random(f"household:{seed}:{index}")
     raw = make_home(rng)
@@ -317,8 +318,11 @@ def make_household(
     sat_areas = sorted({s.area for s in home.satellites()})
     lights = sorted({d.area for d in home.find_devices(type="light")})
     from assistant.simulate.meanings import personal_meanings as draw_meanings
+    from assistant.simulate.meanings import room_words as draw_room_words
 
     meanings = draw_meanings(home, seed, index, names, personal_meanings)
+    for nm, extra in draw_room_words(home, seed, index, names, room_words).items():
+        meanings[nm] = meanings.get(nm, []) + extra
     personal: dict[str, Goal] = {}
     members = []
     for nm in names:

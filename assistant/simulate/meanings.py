@@ -27,6 +27,20 @@ PLACES: list[tuple[str, tuple[str, str], tuple[str, str]]] = [
     ("paris", ("france", "place:2988507"), ("texas", "place:4717560")),
     ("birmingham", ("england", "place:2655603"), ("alabama", "place:4049979")),
 ]
+# Words people use for a room that homes rarely list (area id -> words): a person who says "the den" for the living
+# room hears "I don't know a room called den" and says the room's name instead (an entity the home does not know).
+ROOM_WORDS: dict[str, list[str]] = {
+    "living_room": ["den", "family room", "tv room"],
+    "kitchen": ["scullery", "kitchenette"],
+    "bedroom": ["our room", "master suite"],
+    "office": ["computer room", "library"],
+    "hallway": ["landing", "foyer", "entryway"],
+    "bathroom": ["washroom", "loo"],
+    "kids_room": ["playroom"],
+    "dining_room": ["breakfast room"],
+    "basement": ["downstairs room"],
+    "guest_room": ["box room"],
+}
 # artists the music catalog resolves exactly when said in full
 ARTISTS = ["taylor swift", "coldplay", "adele", "queen", "ed sheeran", "elton john", "madonna", "bruno mars"]
 
@@ -59,6 +73,49 @@ def place(member: str, city: str, region: str, place_id: str) -> list[tuple[str,
         {"entity": {"slot": "place_name", "id": place_id}, "phrase": city},
     )
     return [("morning", g)]
+
+
+def room_word(home: Home, member: str, area_id: str, word: str) -> list[tuple[str, Goal]]:
+    """(habit time, goal): the lights of a room called by a word the home does not list ("the den lights"); the
+    other utterances name the room as the home does. `expect.area`: the room slot must resolve to that area."""
+    area = home.areas[area_id].name
+    lights = sorted(d.id for d in home.devices.values() if d.type == "light" and d.area == area_id)
+    out = []
+    for verb, part, intent in (("on", "morning", "iot_hue_lighton"), ("off", "evening", "iot_hue_lightoff")):
+        g = _goal(
+            f"personal:{member}:room-{word.replace(' ', '-')}-{verb}",
+            intent,
+            {},
+            [
+                f"turn {verb} the lights in the {word}",
+                f"turn {verb} the lights in the {area}",
+                f"switch {verb} the {area} lights please",
+            ],
+            {"devices": lights, "area": area_id, "phrase": word},
+        )
+        out.append((part, g))
+    return out
+
+
+def room_words(home: Home, seed: int, index: int, names: list[str], rate: float) -> dict[str, list[tuple[str, Goal]]]:
+    """Member name -> [(habit time, goal)]: with probability `rate` a member calls one room with lights by a word the
+    home lacks (ROOM_WORDS, checked against the home's names and aliases). Its own random stream."""
+    from assistant.simulate.household import areas_for_place
+
+    out: dict[str, list[tuple[str, Goal]]] = {nm: [] for nm in names}
+    if rate <= 0:
+        return out
+    lit = {d.area for d in home.devices.values() if d.type == "light"}
+    for nm in names:
+        rng = random.Random(f"room-word:{seed}:{index}:{nm}")
+        if rng.random() >= rate:
+            continue
+        choices = [(a, w) for a in sorted(lit) if a in home.areas for w in ROOM_WORDS.get(a, [])]
+        choices = [(a, w) for a, w in choices if not areas_for_place(home, w)]
+        if choices:
+            a, w = rng.choice(choices)
+            out[nm] += room_word(home, nm.lower(), a, w)
+    return out
 
 
 def usual(member: str, artist: str) -> list[tuple[str, Goal]]:
@@ -119,4 +176,15 @@ def personal_meanings(
     return out
 
 
-__all__ = ["ARTISTS", "DISAGREE", "PLACES", "big_light", "living_room_lights", "personal_meanings", "place", "usual"]
+__all__ = [
+    "ARTISTS",
+    "DISAGREE",
+    "PLACES",
+    "ROOM_WORDS",
+    "big_light", "living_room_lights",
+    "personal_meanings",
+    "place",
+    "room_word",
+    "room_words",
+    "usual",
+]

@@ -124,6 +124,12 @@ class SimConfig:
     personal_meanings: float = 0.0
     """Probability that a member has each kind of personal meaning ("the big light", "Portland" = Maine, "my usual";
     simulate/meanings.py), said daily; members of one household often disagree."""
+    room_words: float = 0.2
+    """Probability that a member calls one room by a word the home does not list ("the den" for the living room;
+    simulate/meanings.ROOM_WORDS): the room does not resolve, and the person names it as the home does."""
+    chain_rate: float = 0.5
+    """Probability that a routine request follows the previous one right after its answer (0.8-3 s, as people chain
+    "turn on the lights" and "what's the weather") instead of 15-60 s later: a new goal as quick as a retry."""
 
 
 @dataclass
@@ -133,6 +139,8 @@ class _Item:
     goal: Goal | None
     room: str
     routine: bool = False
+    chained: bool = False
+    """Said right after the previous episode's answer (SimConfig.chain_rate), whatever `when` says."""
 
 
 VOICE_WARPS = (1.0, 0.85, 1.18, 0.78, 1.3)
@@ -309,6 +317,7 @@ class Simulator:
                     self.cfg.n_members,
                     self.cfg.shared_goals,
                     self.cfg.personal_meanings,
+                    self.cfg.room_words,
                 )
                 households.append(hh.to_dict())
                 if self._done():
@@ -362,6 +371,8 @@ class Simulator:
             m.id: SimUser(m, random.Random(f"user:{self.cfg.seed}:{hh.id}:{m.id}"), self.cfg.habitual_rephrase)
             for m in hh.members
         }
+        gap = random.Random(f"gap:{self.cfg.seed}:{hh.id}")  # its own stream: the agendas are the same without it
+        end = self.cfg.start
         try:
             for day in range(self.cfg.first_day + self.cfg.days):
                 t = self.cfg.start + timedelta(days=day)
@@ -371,11 +382,15 @@ class Simulator:
                 for item in agenda:
                     if self._done():
                         return
-                    t = max(t, item.when)
-                    if item.goal is None:
-                        t = self._false_wake(p, hh, item, t, random.Random(f"fw:{self.cfg.seed}:{item.when}"))
+                    if item.chained and item.goal is not None:
+                        t = max(t, end + timedelta(seconds=gap.uniform(0.8, 3.0)))
                     else:
-                        t = self._episode(p, hh, users[item.member.id], item, t, rng, day)
+                        t = max(t, end + timedelta(seconds=gap.uniform(5, 20)), item.when)
+                    if item.goal is None:
+                        end = self._false_wake(p, hh, item, t, random.Random(f"fw:{self.cfg.seed}:{item.when}"))
+                    else:
+                        end = self._episode(p, hh, users[item.member.id], item, t, rng, day)
+                    t = end
         finally:
             p.close()
             if self._cf is not None:
@@ -390,10 +405,14 @@ class Simulator:
             for part, (h0, h1), p_goal in (("morning", (6.5, 8.5), 0.8), ("evening", (18.0, 22.5), 0.7)):
                 when = base + timedelta(hours=rng.uniform(h0, h1))
                 room = rng.choice(m.usual_rooms)
+                chain = random.Random(f"chain:{self.cfg.seed}:{hh.id}:{day}:{m.id}:{part}")
+                first = True
                 for gid in m.habits.get(part, []):
                     if rng.random() < p_goal:
-                        items.append(_Item(when, m, hh.goal(gid), room, routine=True))
+                        chained = not first and chain.random() < self.cfg.chain_rate
+                        items.append(_Item(when, m, hh.goal(gid), room, routine=True, chained=chained))
                         when += timedelta(seconds=rng.uniform(15, 60))
+                        first = False
             for gid in m.habits.get("day", []):
                 if rng.random() < 0.35:
                     items.append(
@@ -583,7 +602,7 @@ class Simulator:
             }[reaction.kind]
             expected_feedback = reaction.feedback
             text = reaction.text
-        return t + timedelta(seconds=rng.uniform(5, 20))
+        return t
 
     def _counterfactual(
         self,

@@ -170,3 +170,16 @@ def test_outdoor_lights_are_the_lights_outside(make_pipeline):
     plain = make_pipeline(load_audio_stages=False)  # the example home: a garden with no light in it
     rec, changed = _turn(plain, "turn on the outdoor lights")
     assert changed == {} and rec["response_text"] == "There's no light outside.", rec["response_text"]
+
+
+def test_my_room_is_the_room_the_home_calls_so_not_the_room_here(p):
+    """The example home calls its bedroom "my room" too; "turn on the lights in my room" said in the kitchen turned on
+    the kitchen light ("my" was dropped and "in the room" means here). It is the bedroom; "in the room" is still here."""
+    p.home.set_state("bedroom.light", on=False)
+    p.home.set_state("kitchen.light", on=False)
+    rec, changed = _turn(p, "turn on the lights in my room")
+    assert changed == {"bedroom.light": {"on": True}}, rec["response_text"]
+    rec, changed = _turn(p, "turn off my room light")
+    assert changed == {"bedroom.light": {"on": False}}, rec["response_text"]
+    rec, changed = _turn(p, "turn on the light in the room")
+    assert changed == {"kitchen.light": {"on": True}}, rec["response_text"]

@@ -6,7 +6,7 @@ until the test drops a numbered file naming a clip, then that clip, then silence
 command that appends to a file. Spoken into those microphones: "Hey Jarvis, turn on the kitchen light" must turn it
 on and the answer must come out of that satellite's speaker; the other satellite's "turn on the light here" acts on
 its own room; a question ("For how long?") is answered without the wake word; the wake word while the assistant
-speaks interrupts the answer."""
+speaks interrupts the answer; the rest of a sentence cut at a pause is recorded on its turn."""
 
 from __future__ import annotations
 
@@ -245,6 +245,28 @@ def test_two_satellites_wake_word_follow_up_and_barge_in(make_pipeline, tmp_path
         kitchen.wait_quiet()
         # what reached the speaker since: the cut answer and the short new one, less than the long answer alone
         assert kitchen.played_seconds() - before < full, (kitchen.played_seconds() - before, full)
+
+        # 4. speech right after the endpoint: "turn on the lights in ... the bedroom" is ended at the pause, and the
+        # rest of the sentence is recorded on that turn (`speech-after-endpoint`); the earlier requests have none
+        bedroom.wait_quiet()
+        n = len(records())
+        bedroom.say(
+            compose([0.3, piper_speech("Hey Jarvis,"), 0.4, piper_speech("turn on the lights in"), 1.0,
+                     piper_speech("the bedroom."), 2.0])
+        )  # fmt: skip
+        wait_for(lambda: len(records()) > n, 30, "the cut-off turn", seen)
+        cut = records()[n]
+        assert cut["source"]["device"] == "bedroom.speaker"
+        wait_for(
+            lambda: any(e["type"] == "speech-after-endpoint" for e in store.get_turn(cut["turn_id"])["events"]),
+            20,
+            "the speech after the endpoint on the cut-off turn",
+            lambda: store.get_turn(cut["turn_id"])["events"],
+        )
+        after = [e for e in store.get_turn(cut["turn_id"])["events"] if e["type"] == "speech-after-endpoint"]
+        assert len(after) == 1 and 0 <= after[0]["data"]["offset_ms"] <= 1500, after
+        assert after[0]["data"]["source"] == "satellite"
+        assert not any(e["type"] == "speech-after-endpoint" for e in store.get_turn(b["turn_id"])["events"])
         # the satellites saw nothing go wrong (read before shutdown: closing a connection the satellite still
         # streams into resets it, which wyoming 1.4.1's server logs as an unretrieved task exception)
         for sat in (kitchen, bedroom):

@@ -89,3 +89,83 @@ def test_personal_goals_join_only_their_members_habits(tmp_path):
     plain = make_household(0, 2, bank, tmp_path, ("piper",), n_members=3)
     assert not plain.personal
     assert [m.voice for m in plain.members] == [m.voice for m in hh.members]
+
+
+def test_room_word_is_a_room_the_home_lacks_and_its_failure_is_the_resolution():
+    from assistant.simulate.ground_truth import assess
+    from assistant.simulate.household import areas_for_place
+    from assistant.simulate.meanings import ROOM_WORDS, room_word, room_words
+
+    (_, on), (_, off) = room_word(HOME, "alex", "living_room", "den")
+    assert on.utterances[0] == "turn on the lights in the den" and "living room" in on.utterances[1]
+    assert on.expect["area"] == "living_room" and set(on.expect["devices"]) == {
+        "living_room.floor_lamp",
+        "living_room.ceiling_light",
+    }
+    said = on.utterances[0]
+    heard = {"transcript": said, "intent": "iot_hue_lighton", "intent_confidence": 0.97, "slots": {}}
+    # heard right, understood (the room slot found), but the home has no "den": the resolution failed
+    unresolved = {
+        **heard,
+        "slots": {"house_place": "den"},
+        "entities": [{"slot": "house_place", "entity_id": None}],
+        "action": {"name": "light.turn_on", "status": "failed", "target": None},
+    }
+    v = assess(on, said, unresolved, HOME)
+    assert v.defect and v.failure_point == "entity_resolution", v
+    # the room slot not found at all is the NLU's
+    v = assess(on, said, {**unresolved, "slots": {}, "entities": []}, HOME)
+    assert v.defect and v.failure_point == "nlu", v
+    # the room named as the home names it, every light in it on: achieved
+    done = {
+        **heard,
+        "slots": {"house_place": "living room"},
+        "entities": [{"slot": "house_place", "entity_id": "living_room"}],
+        "action": {
+            "name": "light.turn_on",
+            "status": "done",
+            "target": "living_room.floor_lamp+living_room.ceiling_light",
+        },
+    }
+    assert not assess(on, on.utterances[1], done, HOME).defect
+    # the draw: words the home does not list, deterministic, none at rate 0
+    names = ["Alex", "Sam", "Priya"]
+    drawn = room_words(HOME, 3, 0, names, 1.0)
+    assert drawn == room_words(HOME, 3, 0, names, 1.0) and room_words(HOME, 3, 0, names, 0.0) == {n: [] for n in names}
+    for goals in drawn.values():
+        for _, g in goals:
+            word = g.expect["phrase"]
+            assert word in ROOM_WORDS[g.expect["area"]] and not areas_for_place(HOME, word)
+
+
+def test_chained_routine_requests_follow_right_after_the_answer(tmp_path):
+    """SimConfig.chain_rate: a routine request after the first of its morning or evening may be said right after the
+    previous answer (a new goal as quick as a retry: what segmentation must not read as a retry). Its own random
+    stream: the agenda is otherwise the same at any rate."""
+    import random
+
+    from assistant.simulate.goals import GoalBank
+    from assistant.simulate.household import make_household
+    from assistant.simulate.run import SimConfig, Simulator
+
+    bank = GoalBank.load()
+    hh = make_household(0, 4, bank, tmp_path, ("piper",), n_members=2)
+
+    def agenda(rate):
+        sim = Simulator.__new__(Simulator)
+        sim.cfg = SimConfig(seed=4, chain_rate=rate)
+        return sim._agenda(hh, 0, random.Random(1))
+
+    never, always, half = agenda(0.0), agenda(1.0), agenda(0.5)
+    key = [[(it.when, it.goal and it.goal.goal_id, it.room) for it in a] for a in (never, always, half)]
+    assert key[0] == key[1] == key[2]
+    assert not any(it.chained for it in never)
+    routine = [it for it in always if it.routine]
+    assert routine and sum(it.chained for it in always) == len(routine) - sum(
+        1
+        for m in hh.members
+        for part in ("morning", "evening")
+        if any(it.member is m and it.routine and (it.when.hour < 12) == (part == "morning") for it in always)
+    )
+    assert not any(it.chained for it in always if not it.routine)
+    assert 0 < sum(it.chained for it in half) < sum(it.chained for it in always)

@@ -48,12 +48,13 @@ from wyoming.wake import Detection
 from assistant import audio as audio_io
 from assistant.apps.wyoming.service import Service, source
 from assistant.apps.wyoming.tts import audio_events
-from assistant.core.endpointer import EndpointConfig, Endpointer, FrameBuffer
+from assistant.core.endpointer import AFTER_SPEECH_WINDOW_S, EndpointConfig, Endpointer, FrameBuffer
 from assistant.core.events import (
     BargeIn,
     ListenTimeout,
     ResponseAudio,
     ResponsePlayed,
+    SpeechAfterEndpoint,
     SpeechEnded,
     SpeechStarted,
     StageEnded,
@@ -94,6 +95,9 @@ class _Turn:
     had_audio: bool = False
     played_seconds: float = 0.0
     barge_in: dict[str, Any] | None = None
+    ended_t: float | None = None
+    """Stream time of the request's endpoint, watched for speech right after it (as `listen` does)."""
+    after_speech: dict[str, Any] | None = None
 
 
 class SatelliteSession:
@@ -138,6 +142,8 @@ class SatelliteSession:
     def _frame(self, frame: np.ndarray, t: float) -> None:
         turn = self.turn
         if turn is not None:
+            if self.listening is None and turn.ended_t is not None and turn.after_speech is None:
+                self._watch_after_speech(frame, t, turn)
             if turn.done.is_set() and turn.played.is_set():
                 self._after_turn(turn, t)
             elif self.listening is None and self.opts.barge_in and turn.had_audio and not turn.cancelled:
@@ -199,7 +205,7 @@ class SatelliteSession:
         if self.turn is not None:  # a barge-in's request while the interrupted turn still finishes: wait for it
             self.turn.done.wait(30)
             self._finish(self.turn)
-        self._start_turn(req)
+        self._start_turn(req, ended_t=t)
 
     def _timeout(self, ev: ListenTimeout, t: float) -> None:
         wake, self.listening = self.listening or {}, None
@@ -219,8 +225,8 @@ class SatelliteSession:
         self.service.background(self.service.run_turn, req)
 
     # -- the turn -------------------------------------------------------------------------------------------
-    def _start_turn(self, req: Request) -> None:
-        turn = _Turn(request=req)
+    def _start_turn(self, req: Request, ended_t: float | None = None) -> None:
+        turn = _Turn(request=req, ended_t=ended_t)
         self.turn = turn
         link = self.link
 
@@ -251,6 +257,16 @@ class SatelliteSession:
 
         self.service.background(work)
 
+    def _watch_after_speech(self, frame: np.ndarray, t: float, turn: _Turn) -> None:
+        """Speech within AFTER_SPEECH_WINDOW_S of the endpoint (the rest of a sentence cut at a pause, or an
+        afterthought): recorded on the turn as `speech-after-endpoint`, for failure point isolation."""
+        if t - turn.ended_t > AFTER_SPEECH_WINDOW_S:
+            turn.ended_t = None  # the window is over: stop running the VAD
+            return
+        if self.vad.speech_probability(frame) >= self.cfg.speech_threshold:
+            offset_ms = round((t - FRAME_S - turn.ended_t) * 1000, 1)
+            turn.after_speech = {"offset_ms": offset_ms, "source": "satellite", "during_answer": turn.had_audio}
+
     def _watch_barge_in(self, frame: np.ndarray, t: float, turn: _Turn) -> None:
         model, score = max(self.wake.process(frame).items(), key=lambda kv: kv[1])
         if score < self.barge_threshold:
@@ -277,6 +293,10 @@ class SatelliteSession:
                 b = turn.barge_in
                 data = {k: v for k, v in b.items() if k not in ("offset_ms", "reason")}
                 self.service.runner.emit(BargeIn(rec.turn_id, b["offset_ms"], b["reason"], data))
+            if turn.after_speech is not None:
+                self.service.runner.emit(
+                    SpeechAfterEndpoint(rec.turn_id, turn.after_speech["offset_ms"], turn.after_speech)
+                )
 
     def _after_turn(self, turn: _Turn, t: float) -> None:
         self._finish(turn)

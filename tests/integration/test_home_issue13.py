@@ -173,8 +173,8 @@ def test_outdoor_lights_are_the_lights_outside(make_pipeline):
 
 
 def test_my_room_is_the_room_the_home_calls_so_not_the_room_here(p):
-    """The example home calls its bedroom "my room" too; "turn on the lights in my room" said in the kitchen turned on
-    the kitchen light ("my" was dropped and "in the room" means here). It is the bedroom; "in the room" is still here."""
+    """The example home calls its bedroom "my room" too; "turn on the lights in my room" said in the kitchen turned
+    on the kitchen light ("my" was dropped and "in the room" means here). It is the bedroom; "in the room" is here."""
     p.home.set_state("bedroom.light", on=False)
     p.home.set_state("kitchen.light", on=False)
     rec, changed = _turn(p, "turn on the lights in my room")

@@ -92,6 +92,13 @@ def register(sub) -> None:
         help="also learn from re-decoding the runs' kept request audio with a wider beam (slow: ~1 s a turn here)",
     )
     lb.add_argument(
+        "--redecode-model",
+        choices=("tiny.en", "base"),
+        default="tiny.en",
+        help="re-decode with tiny.en at beam 5 (default) or Whisper base on a 10 s window (the asr-base extra; "
+        "~0.2 s a turn here); the model remembers which, and `learn labels` re-decodes the same way",
+    )
+    lb.add_argument(
         "--redecode-cache",
         type=Path,
         help="a JSON file that keeps the wider-beam re-decodes of the runs' request audio between trainings",

@@ -149,11 +149,13 @@ def train(
     counterfactuals: bool = True,
     redecode: bool = False,
     redecode_cache: Path | None = None,
+    redecode_model: str = "tiny.en",
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     det = rephrase_detector()
     cf = Counterfactuals(enabled=counterfactuals)
-    rd = Redecoder(enabled=counterfactuals and redecode, cache_file=redecode_cache)
+    rd = Redecoder(enabled=counterfactuals and redecode, cache_file=redecode_cache, model=redecode_model)
+    rd.without_audio_share = 0.5  # a device keeps no request audio unless asked: the model must label both
     lm, lm_stats = build_from_shared(Path(shared) if shared else shared_data_dir())
     lab = Labeller(_blank(), _blank(), _blank(), _blank(), VERSION_PREFIX, cf, lm=lm, redecoder=rd)
     data = []
@@ -242,12 +244,13 @@ def train(
         "rephrase_detector": getattr(det, "version", None),
         "counterfactual_nlu_runs": cf.runs,
         "redecode": rd.enabled,
+        "redecode_model": rd.model if rd.enabled else None,
         "redecodes": {"decoded": rd.decodes, "cached": rd.cached - rd.decodes, "audio_missing": rd.missing},
         "lm": lm_stats,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     for m in (lab.link, lab.turn, lab.stage, lab.goal):
-        m.meta = {"version": version, "redecode": rd.enabled}
+        m.meta = {"version": version, "redecode": rd.enabled, "redecode_model": rd.model if rd.enabled else None}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lab.link.save(out / "link.json")
@@ -269,6 +272,7 @@ def cli(args: Any) -> int:
         stage_model=args.stage_model,
         redecode=args.redecode,
         redecode_cache=args.redecode_cache,
+        redecode_model=args.redecode_model,
     )
     print(json.dumps(m, indent=1))
     return 0

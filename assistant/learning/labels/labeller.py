@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,6 +62,9 @@ class TurnLabel:
     stage_probs: dict[str, float]
 
 
+_LOGGER = logging.getLogger(__name__)
+
+
 def load_sessions(store: Any, detector: Any = None, now: float | None = None) -> Iterator[SessionInput]:
     """Sessions of the store with signals and (if a detector is given) learned rephrase pairs."""
     cfg = SignalConfig()
@@ -72,6 +76,16 @@ def load_sessions(store: Any, detector: Any = None, now: float | None = None) ->
                 pairs[(r.turn_id, r.rephrase_turn_id)] = float(r.score)
         views = [view(t, sig[t["turn_id"]]) for t in turns[:n]]
         yield SessionInput(views, pairs)
+
+
+def _base_installed() -> bool:
+    try:
+        from assistant.backends.asr.whisper_base import package_dirs
+
+        package_dirs()
+    except ModelError:
+        return False
+    return True
 
 
 def goal_id_for(turn_id: str) -> str:
@@ -119,9 +133,14 @@ class Labeller:
         link, turn, stage, goal = (load_model(p) for p in paths)
         version = turn.meta.get("version", "labels-?")
         lm = BigramLM.load(d / "lm.json.gz") if (d / "lm.json.gz").is_file() else None
+        rd_model = stage.meta.get("redecode_model") or "tiny.en"
         if redecode is None:
             redecode = bool(stage.meta.get("redecode"))
-        rd = Redecoder(enabled=counterfactuals and redecode, cache_file=redecode_cache)
+            if redecode and rd_model == "base" and not _base_installed():
+                # labelled as a store without request audio (the model learned both): slower ear, same labels
+                _LOGGER.warning("Whisper base is not installed (the asr-base extra): labelling without re-decodes")
+                redecode = False
+        rd = Redecoder(enabled=counterfactuals and redecode, cache_file=redecode_cache, model=rd_model)
         return cls(link, turn, stage, goal, version, Counterfactuals(enabled=counterfactuals), lm=lm, redecoder=rd)
 
     # -- the three steps -------------------------------------------------------------------------------------------

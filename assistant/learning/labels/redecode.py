@@ -3,7 +3,8 @@ request the endpointer cut off at a pause.
 
 Re-decode: decode a failed turn's kept request audio a second way and see what changes.
 
-The pipeline decodes greedily (beam 1) to answer fast; offline there is time for a beam of 5. When the wider search
+The pipeline decodes greedily (beam 1) to answer fast; offline there is time for a beam of 5, or for a stronger model
+(Whisper base, `REDECODE_MODELS`). When the wider search
 hears different words and the NLU then understands them (confidently, or as the goal's later attempt), the words were
 to blame (ASR). When it hears the same words, the transcript is what the audio holds, and a failure after it points
 at the understanding or the skill. Issue 14 names this "the strongest evidence, cheap offline".
@@ -15,6 +16,7 @@ them between runs (training and evaluation decode the same stores again and agai
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -73,18 +75,41 @@ def worth_redecoding(t: TurnView, retried: bool) -> bool:
     return t.status != "done" or t.intent_conf < 0.85 or (t.asr_conf or 0.0) < 0.8 or retried
 
 
-class Redecoder:
-    """faster-whisper with a beam of `beam_size` on the kept audio (the pipeline's model, loaded on first use)."""
+REDECODE_MODELS = {
+    # name -> (faster-whisper model, beam, encoder window seconds): what `--redecode-model` picks
+    "tiny.en": ("tiny.en", 5, None),  # the pipeline's own model with a wider beam
+    "base": ("base", 1, 10.0),  # a stronger recogniser (the asr-base extra), greedy, on a 10 s window: ~0.2 s a turn
+}
 
-    def __init__(self, enabled: bool = True, beam_size: int = 5, cache_file: Path | None = None, asr: Any = None):
+
+class Redecoder:
+    """faster-whisper on the kept audio: the pipeline's model with a wider beam (`tiny.en`) or a stronger model
+    (`base`), loaded on first use."""
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        beam_size: int | None = None,
+        cache_file: Path | None = None,
+        asr: Any = None,
+        model: str = "tiny.en",
+    ):
+        if model not in REDECODE_MODELS:
+            raise ValueError(f"redecode model {model!r}: one of {', '.join(REDECODE_MODELS)}")
         self.enabled = enabled
-        self.beam_size = beam_size
+        self.model = model
+        name, beam, window = REDECODE_MODELS[model]
+        self.beam_size = beam if beam_size is None else beam_size
+        self.window_seconds = window
         self._asr = asr
         self.cache_file = Path(cache_file) if cache_file else None
         self._cache: dict[str, tuple[str, float]] = {}
         self._dirty = False
         self.decodes = 0
         self.missing = 0
+        self.without_audio_share = 0.0
+        """Training only: the share of sessions treated as if their store kept no audio (hashed by session), so one
+        model labels both stores with request audio and the default ones without (`traces.keep_request_audio`)."""
         if self.cache_file is not None and self.cache_file.is_file():
             self._cache = {k: tuple(v) for k, v in json.loads(self.cache_file.read_text()).items()}
 
@@ -93,12 +118,13 @@ class Redecoder:
         if self._asr is None:
             from assistant.backends.asr.faster_whisper import FasterWhisperAsr
 
-            self._asr = FasterWhisperAsr(beam_size=self.beam_size, threads=1)
+            name = REDECODE_MODELS[self.model][0]
+            self._asr = FasterWhisperAsr(name, beam_size=self.beam_size, threads=1, window_seconds=self.window_seconds)
         return self._asr
 
     def decode(self, path: str) -> tuple[str, float] | None:
         """(text, confidence) of the wider decode, or None when the file is gone (pruned, moved)."""
-        key = f"{Path(path).name}:{self.beam_size}"
+        key = f"{Path(path).name}:{self.beam_size}" + ("" if self.model == "tiny.en" else f":{self.model}")
         if key in self._cache:
             return self._cache[key]
         p = Path(path)
@@ -124,12 +150,18 @@ class Redecoder:
             self.cache_file.write_text(json.dumps(self._cache))
             self._dirty = False
 
+    def _as_without_audio(self, session_id: str) -> bool:
+        if self.without_audio_share <= 0:
+            return False
+        h = int(hashlib.sha1(session_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        return h < self.without_audio_share
+
     def features(
         self, t: TurnView, target: TurnView | None, retried: bool, parse: Any, lm: Any = None
     ) -> dict[str, float]:
         """`parse(text) -> (intent, confidence)`: the NLU re-run (cached by the caller); `lm`: the request LM."""
         f = dict.fromkeys(RD_FEATURES, 0.0)
-        if not self.enabled or not worth_redecoding(t, retried):
+        if not self.enabled or not worth_redecoding(t, retried) or self._as_without_audio(t.session_id):
             return f
         got = self.decode(t.request_audio or "")
         if got is None:

@@ -180,6 +180,12 @@ def _set(d: Device, cmd: Command) -> dict[str, Any]:
     raise _Cannot("Sorry, I can't do that.")
 
 
+def _plural_name(name: str) -> bool:
+    """A device whose name is a plural ("patio lights", "living room blinds") takes "are"."""
+    last = name.lower().split()[-1] if name.strip() else ""
+    return len(last) > 3 and last.endswith("s") and not last.endswith(("ss", "us", "is", "'s"))
+
+
 def _past(cmd: Command, devs: list[Device]) -> str:
     a, p = cmd.action, cmd.params
     if a in PAST:
@@ -370,9 +376,10 @@ def run_command(
             scope = f" {sel.scope}" if sel.scope else ""
             parts.append(f"The {noun_for(already, True)}{scope} are already {state}")
         else:
-            verb = "is" if len(already) == 1 else "are"
+            one = len(already) == 1 and not _plural_name(already[0].name)  # "the patio lights are"
+            verb = "is" if one else "are"
             if done:
-                verb = "was" if len(already) == 1 else "were"
+                verb = "was" if one else "were"
             who = _cap(_names(already)) if not done else _names(already)
             if done and sel.group and len(already) > 2:
                 who = f"the other {len(already)}"

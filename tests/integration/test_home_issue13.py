@@ -167,6 +167,8 @@ def test_outdoor_lights_are_the_lights_outside(make_pipeline):
     p.home.set_state("light.patio", on=False)
     rec, changed = _turn(p, "please turn on all the outdoor lights")
     assert changed == {"light.patio": {"on": True}}, rec["response_text"]
+    rec, changed = _turn(p, "turn on the patio lights")
+    assert changed == {} and rec["response_text"] == "The patio lights are already on.", rec["response_text"]
     plain = make_pipeline(load_audio_stages=False)  # the example home: a garden with no light in it
     rec, changed = _turn(plain, "turn on the outdoor lights")
     assert changed == {} and rec["response_text"] == "There's no light outside.", rec["response_text"]

@@ -143,3 +143,22 @@ def test_only_turns_that_may_have_failed_and_have_audio_are_decoded(tmp_path):
     rd = Redecoder(asr=heard)
     assert rd.features(gone, None, True, lambda text: (None, 0.0))["rd_has"] == 0 and rd.missing == 1
     assert heard.calls == 0
+
+
+def test_the_base_model_redecodes_keep_their_own_cache_and_half_the_training_sessions_go_without(tmp_path):
+    t = turn_view(tmp_path, "put on the kitten light", "general_quirky", 0.3, "unsupported")
+    parse = {"turn on the kitchen light": ("iot_hue_lighton", 0.93)}.get
+    base = Redecoder(asr=Heard("turn on the kitchen light"), cache_file=tmp_path / "c.json", model="base")
+    assert (base.beam_size, base.window_seconds) == (1, 10.0)
+    assert base.features(t, None, True, parse)["rd_changed"] == 1
+    base.save()
+    # the same audio decoded by tiny.en at beam 5 is another entry: one cache file can hold both
+    tiny = Redecoder(asr=Heard("put on the kitten light"), cache_file=tmp_path / "c.json")
+    assert tiny.features(t, None, True, parse)["rd_changed"] == 0 and tiny.decodes == 1
+    with pytest.raises(ValueError, match="redecode model"):
+        Redecoder(model="large-v3")
+    # training: a session hashed into the "no audio kept" share gets no re-decode features at all
+    base.without_audio_share = 1.0
+    assert base.features(t, None, True, parse)["rd_has"] == 0
+    base.without_audio_share = 0.0
+    assert base.features(t, None, True, parse)["rd_has"] == 1

@@ -92,6 +92,12 @@ def register(sub) -> None:
         help="also learn from re-decoding the runs' kept request audio with a wider beam (slow: ~1 s a turn here)",
     )
     lb.add_argument(
+        "--link-model",
+        choices=("logistic", "boosted"),
+        default="logistic",
+        help="segmentation: logistic regression (default) or gradient-boosted trees",
+    )
+    lb.add_argument(
         "--redecode-model",
         choices=("tiny.en", "base"),
         default="tiny.en",

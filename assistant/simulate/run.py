@@ -243,6 +243,8 @@ class Simulator:
         self._truth_file = None
         self.last_time: datetime | None = None
         self.pipeline_seconds = 0.0
+        self.answer_end = cfg.start
+        """When the last answer heard ended (or was cut short by a barge-in)."""
         self.rewriter: Any = None
         """The rewrite stage of every household's runner; None = no rewrite stage."""
         self.counterfactual = False
@@ -520,13 +522,17 @@ class Simulator:
                 rec["turn_id"], "barge-in", {"offset_ms": reaction.barge_in_ms, "simulated": True}, reaction.barge_in_ms
             )
             truth["barge_in_ms"] = reaction.barge_in_ms
-            return answer_at + timedelta(milliseconds=reaction.barge_in_ms) + timedelta(seconds=rng.uniform(0.2, 0.8))
-        return answer_at + timedelta(seconds=response_seconds(rec.get("response_text")) + rng.uniform(0.8, 3.0))
+            self.answer_end = answer_at + timedelta(milliseconds=reaction.barge_in_ms)
+            return self.answer_end + timedelta(seconds=rng.uniform(0.2, 0.8))
+        self.answer_end = answer_at + timedelta(seconds=response_seconds(rec.get("response_text")))
+        return self.answer_end + timedelta(seconds=rng.uniform(0.8, 3.0))
 
     def _episode(
         self, p, hh: Household, user: SimUser, item: _Item, t: datetime, rng: random.Random, day: int
     ) -> datetime:
+        """Say the goal's requests until done or given up; return when the last answer ended."""
         goal, m = item.goal, item.member
+        self.answer_end = t
         episode = f"{hh.id}:{day}:{m.id}:{item.when.strftime('%H%M%S')}"
         # Per-episode random streams: what happens in one episode (e.g. a randomly sampled feedback question) does
         # not shift the noise, timing and reactions of later ones, so a second run hits the speech cache.
@@ -602,7 +608,9 @@ class Simulator:
             }[reaction.kind]
             expected_feedback = reaction.feedback
             text = reaction.text
-        return t
+        # when the last answer ended (or was cut short), not when a reaction to it would have come: the next request
+        # is timed from there (a chained one 0.8-3 s later, exactly like a retry)
+        return self.answer_end
 
     def _counterfactual(
         self,

@@ -146,6 +146,7 @@ def train(
     shared: Path | None = None,
     stage_model: str = "boosted",
     defect_model: str = "logistic",
+    link_model: str = "logistic",
     counterfactuals: bool = True,
     redecode: bool = False,
     redecode_cache: Path | None = None,
@@ -167,12 +168,32 @@ def train(
     sessions = [s for ss, _, _ in data for s in ss]
     hist_of = [h for ss, _, h in data for _ in ss]
     truth = {k: v for _, t, _ in data for k, v in t.items()}
+    # 0. each turn on its own (no goal around it): did it look right? (read by the link model)
+    srows, sy, sfolds = [], [], []
+    for s in sessions:
+        for v in s.views:
+            srows.append(lab.solo_row(v))
+            sy.append(int(turn_class(truth[v.turn_id]) != "correct"))
+            sfolds.append(_fold(s))
+    solo_names = sorted(srows[0])
+    lab.solo, oof_solo, _ = _fit_cv(
+        _matrix(srows, solo_names), np.array(sy), solo_names, ["correct", "defect"], np.array(sfolds), l2
+    )
+    # the link model learns from out-of-fold solo probabilities, as it will meet them on turns it never saw
+    k = 0
+    for s in sessions:
+        for v in s.views:
+            lab.solo_probs[v.turn_id] = float(oof_solo[k, 1])
+            k += 1
     # 1. links
     lrows, ly, lfolds = link_dataset(lab, sessions, truth)
     link_names = sorted(lrows[0])
-    lab.link, _oof_l, l2_l = _fit_cv(
-        _matrix(lrows, link_names), np.array(ly), link_names, ["new", "same"], np.array(lfolds), l2
-    )
+    LX, LY = _matrix(lrows, link_names), np.array(ly)
+    if link_model == "boosted":
+        lab.link, oof_l = _fit_boosted_cv(LX, LY, link_names, ["new", "same"], np.array(lfolds))
+        l2_l = None
+    else:
+        lab.link, oof_l, l2_l = _fit_cv(LX, LY, link_names, ["new", "same"], np.array(lfolds), l2)
     # 2. turns, on the predicted segmentation (as at labelling time); 2-fold out-of-fold P(correct) for the goal model
     segs = [lab.segment(s) for s in sessions]
     trows: list[dict[str, float]] = []
@@ -222,7 +243,10 @@ def train(
         _matrix(grows, goal_names), np.array(gy), goal_names, ["failed", "succeeded"], np.array(gfolds), l2
     )
     # metadata and files
-    digest = hashlib.sha1(json.dumps([m.to_dict() for m in (lab.link, lab.turn, lab.stage, lab.goal)]).encode())
+    lab.solo_probs.clear()
+    digest = hashlib.sha1(
+        json.dumps([m.to_dict() for m in (lab.solo, lab.link, lab.turn, lab.stage, lab.goal)]).encode()
+    )
     version = f"{VERSION_PREFIX}-{digest.hexdigest()[:8]}"
     metrics = {
         "version": version,
@@ -236,6 +260,9 @@ def train(
         "oof_defect_accuracy": round(float(((oof_d[:, 1] >= 0.5) == yd).mean()), 4),
         "oof_failure_point_accuracy": round(float((oof_s.argmax(axis=1) == ys).mean()), 4),
         "oof_goal_success_accuracy": round(float(((oof_g[:, 1] >= 0.5) == np.array(gy)).mean()), 4),
+        "oof_link_accuracy": round(float(((oof_l[:, 1] >= 0.5) == LY).mean()), 4),
+        "link_model": link_model,
+        "oof_solo_defect_accuracy": round(float(((oof_solo[:, 1] >= 0.5) == np.array(sy)).mean()), 4),
         "l2": {"link": l2_l, "defect": l2_d, "stage": l2_s, "goal": l2_g},
         "stage_model": stage_model,
         "defect_model": defect_model,
@@ -249,10 +276,11 @@ def train(
         "lm": lm_stats,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    for m in (lab.link, lab.turn, lab.stage, lab.goal):
+    for m in (lab.solo, lab.link, lab.turn, lab.stage, lab.goal):
         m.meta = {"version": version, "redecode": rd.enabled, "redecode_model": rd.model if rd.enabled else None}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    lab.solo.save(out / "solo.json")
     lab.link.save(out / "link.json")
     lab.turn.save(out / "turn.json")
     lab.stage.save(out / "stage.json")
@@ -270,6 +298,7 @@ def cli(args: Any) -> int:
         progress=not args.quiet,
         shared=args.shared,
         stage_model=args.stage_model,
+        link_model=args.link_model,
         redecode=args.redecode,
         redecode_cache=args.redecode_cache,
         redecode_model=args.redecode_model,

@@ -261,18 +261,24 @@ class Vocab:
 def link_features(
     prev: TurnView, cur: TurnView, goal_first: TurnView, rephrase_score: float, rephrase_goal_score: float
 ) -> dict[str, float]:
-    gap = max(0.0, cur.started_at - prev.ended_at)
+    # Time is measured from the end of the answer (estimated from its words), not from the end of the request: the
+    # time since the request also holds how long the answer was, which the simulator's answers tie to success (a
+    # quick new request after a short "Added milk." looked like a retry to a model that read it).
     idle = cur.started_at - prev.answer_end
     sim = similarity(prev.transcript, cur.transcript) / 100
     sim_first = similarity(goal_first.transcript, cur.transcript) / 100
+    # Bins, not a continuous time: a retry and a quick new request both come 1-3 s after an answer, and a slope fitted
+    # over seconds to hours made every quicker reply look more like a retry.
     f = {
-        "log_gap": math.log1p(gap),
-        "log_idle": math.log1p(max(0.0, idle)),
         "idle_neg": float(idle < 0),
-        "gap_le_5": float(gap <= 5),
         "idle_le_4": float(-2 <= idle <= 4),
+        "idle_le_5": float(idle <= 5),
+        "idle_le_6": float(idle <= 6),
+        "idle_le_8": float(idle <= 8),
         "idle_le_10": float(idle <= 10),
-        "gap_gt_60": float(gap > 60),
+        "idle_gt_30": float(idle > 30),
+        "idle_gt_60": float(idle > 60),
+        "idle_gt_600": float(idle > 600),
         "prev_expects_reply": float(prev.expects_reply),
         "prev_clarify": float(prev.status == "clarify"),
         "prev_asks_feedback": float(prev.asks_feedback),

@@ -104,8 +104,13 @@ class Labeller:
         vocab: Vocab | None = None,
         lm: BigramLM | None = None,
         redecoder: Redecoder | None = None,
+        solo: Logistic | None = None,
     ) -> None:
         self.link, self.turn, self.stage, self.goal = link, turn, stage, goal
+        self.solo = solo
+        """P(defect) of a turn on its own (no goal around it): tells the link model whether the previous turn looked
+        right, so a quick request after a good answer reads as a new goal, not a retry. None in older models."""
+        self.solo_probs: dict[str, float] = {}
         self.lm = lm
         self.history: History | None = None
         """Set per store (`History.from_store`): the users' successful requests elsewhere."""
@@ -141,16 +146,34 @@ class Labeller:
                 _LOGGER.warning("Whisper base is not installed (the asr-base extra): labelling without re-decodes")
                 redecode = False
         rd = Redecoder(enabled=counterfactuals and redecode, cache_file=redecode_cache, model=rd_model)
-        return cls(link, turn, stage, goal, version, Counterfactuals(enabled=counterfactuals), lm=lm, redecoder=rd)
+        solo = load_model(d / "solo.json") if (d / "solo.json").is_file() else None
+        cf = Counterfactuals(enabled=counterfactuals)
+        return cls(link, turn, stage, goal, version, cf, lm=lm, redecoder=rd, solo=solo)
 
     # -- the three steps -------------------------------------------------------------------------------------------
+    def solo_row(self, t: TurnView) -> dict[str, float]:
+        """The turn's features as if it were a goal of its own (nothing before or after it)."""
+        return turn_features(t, [t], 0, None, self.cf.features(t, None), self.vocab, 0.0)
+
+    def solo_defect(self, t: TurnView) -> float:
+        if t.turn_id not in self.solo_probs:
+            p = float(self.solo.predict_proba(self.solo.vector(self.solo_row(t)))[0, 1])
+            self.solo_probs[t.turn_id] = p
+        return self.solo_probs[t.turn_id]
+
     def link_row(self, s: SessionInput, i: int, goal_start: int) -> dict[str, float]:
         prev, cur, first = s.views[i - 1], s.views[i], s.views[goal_start]
         reph = s.pairs.get((prev.turn_id, cur.turn_id), 0.0)
         reph_goal = max(
             (s.pairs.get((s.views[j].turn_id, cur.turn_id), 0.0) for j in range(goal_start, i)), default=0.0
         )
-        return link_features(prev, cur, first, reph, reph_goal)
+        f = link_features(prev, cur, first, reph, reph_goal)
+        if self.solo is not None:
+            p = self.solo_defect(prev)
+            f["prev_solo_defect"] = p
+            f["prev_solo_ok_x_quick"] = (1.0 - p) * f["idle_le_4"]
+            f["prev_solo_ok_x_new_intent"] = (1.0 - p) * float(prev.intent != cur.intent and cur.intent is not None)
+        return f
 
     def segment(self, s: SessionInput) -> list[list[int]]:
         goals: list[list[int]] = []

@@ -257,12 +257,13 @@ def test_false_wake_from_synthesized_tv_speech(make_pipeline, tmp_path) -> None:
     assert ok["failure_point"] is None
 
 
-def test_the_bundled_demo_is_six_goals_that_succeeded(make_pipeline, tmp_path) -> None:
-    """`scripts/demo.sh` as a new user runs it: the bundled recordings (two sessions of everyday requests, each a
-    few seconds after the last answer), replayed through wake word, VAD and endpointer. The labeller once made them
-    one failed goal (its simulator only ever started a new request 5-20 s after an answer, so a quick one looked like
-    a retry). Each request is its own goal; the five answered ones succeeded. "Open the garage door" asks to confirm
-    and nobody answers: the door stays shut, so that goal is left to the labeller."""
+def test_the_bundled_demo_requests_are_goals_of_their_own_that_succeeded(make_pipeline, tmp_path) -> None:
+    """`scripts/demo.sh` as a new user runs it: the bundled recordings (two sessions of everyday requests, each
+    0-2 s after the last answer), replayed through wake word, VAD and endpointer. The labeller once made them one
+    failed goal with five defective turns (its simulator only started a new request 5-20 s after an answer, so a quick
+    one looked like a retry). Each request that was carried out is its own goal, succeeded, not defective. "Open the
+    garage door" asks to confirm and the next request is no answer to it: the door stays shut, so that goal (and
+    whether the request after it joins it) is left to the labeller."""
     import assistant
     from assistant.apps.replay import replay_file
 
@@ -275,14 +276,11 @@ def test_the_bundled_demo_is_six_goals_that_succeeded(make_pipeline, tmp_path) -
         recs += [r if isinstance(r, dict) else r.__dict__ for r in got]
     heard = [r.get("transcript") for r in recs]
     status = [(r.get("action") or {}).get("status") for r in recs]
-    assert len(recs) == 6 and status.count("clarify") == 1, list(zip(heard, status))
-    assert all(s in ("done", "unsupported", "clarify") for s in status), list(zip(heard, status))
+    assert len(recs) == 6 and status.count("clarify") == 1 and status.count("done") == 4, list(zip(heard, status))
     res = label_store(runner.store)
-    assert res["turns"] == 6 and res["goals"] == 6, res
-    answered = [
-        (h, runner.store.get_goal_label(r["turn_id"])) for h, r, s in zip(heard, recs, status) if s != "clarify"
-    ]
-    assert all(g["goal_success"] >= 0.5 for _, g in answered), [(h, g["goal_success"]) for h, g in answered]
-    assert all(g["defect"] < 0.5 and g["failure_point"] is None for _, g in answered), [
-        (h, g["defect"], g["failure_point"]) for h, g in answered
-    ]
+    assert res["turns"] == 6 and res["goals"] >= 5, res
+    labels = [runner.store.get_goal_label(r["turn_id"]) for r in recs]
+    done = [(h, g) for h, g, s in zip(heard, labels, status) if s == "done"]
+    for h, g in done:
+        assert sum(x["goal_id"] == g["goal_id"] for x in labels) == 1, (h, [x["goal_id"] for x in labels])
+        assert g["goal_success"] >= 0.5 and g["defect"] < 0.5 and g["failure_point"] is None, (h, g)

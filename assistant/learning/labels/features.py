@@ -396,9 +396,9 @@ def turn_features(
     f["st_other"] = float(t.status not in STATUSES)
     for s in ERROR_STAGES:
         f[f"err_{s}"] = float(t.error_stage == s)
-    fam = (t.intent or "none").split("_", 1)[0]
-    for sc in SCENARIOS:
-        f[f"fam_{sc}"] = float(fam == sc)
+    # No intent-family indicators: they taught the models the simulator's per-skill failure rates (a turn of the lists
+    # skill looked right whatever happened after it); how often an intent fails comes from the store being labelled
+    # (`xs_intent_fail_rate`).
     f.update(cf)
     # a few interactions the linear model cannot form itself
     f["done_x_later_done"] = f["st_done"] * f["later_done"]

@@ -321,7 +321,8 @@ def make_household(
     from assistant.simulate.meanings import room_words as draw_room_words
 
     meanings = draw_meanings(home, seed, index, names, personal_meanings)
-    for nm, extra in draw_room_words(home, seed, index, names, room_words).items():
+    known = lambda w: bool(areas_for_place(home, w))  # noqa: E731
+    for nm, extra in draw_room_words(home, seed, index, names, room_words, known).items():
         meanings[nm] = meanings.get(nm, []) + extra
     personal: dict[str, Goal] = {}
     members = []

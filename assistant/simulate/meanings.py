@@ -15,6 +15,7 @@ is the same with or without them.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 from assistant.home.model import Home
@@ -97,11 +98,12 @@ def room_word(home: Home, member: str, area_id: str, word: str) -> list[tuple[st
     return out
 
 
-def room_words(home: Home, seed: int, index: int, names: list[str], rate: float) -> dict[str, list[tuple[str, Goal]]]:
+def room_words(
+    home: Home, seed: int, index: int, names: list[str], rate: float, names_a_room: Callable[[str], bool]
+) -> dict[str, list[tuple[str, Goal]]]:
     """Member name -> [(habit time, goal)]: with probability `rate` a member calls one room with lights by a word the
-    home lacks (ROOM_WORDS, checked against the home's names and aliases). Its own random stream."""
-    from assistant.simulate.household import areas_for_place
-
+    home lacks (ROOM_WORDS, minus words `names_a_room` finds among the home's names and aliases). Its own random
+    stream."""
     out: dict[str, list[tuple[str, Goal]]] = {nm: [] for nm in names}
     if rate <= 0:
         return out
@@ -111,7 +113,7 @@ def room_words(home: Home, seed: int, index: int, names: list[str], rate: float)
         if rng.random() >= rate:
             continue
         choices = [(a, w) for a in sorted(lit) if a in home.areas for w in ROOM_WORDS.get(a, [])]
-        choices = [(a, w) for a, w in choices if not areas_for_place(home, w)]
+        choices = [(a, w) for a, w in choices if not names_a_room(w)]
         if choices:
             a, w = rng.choice(choices)
             out[nm] += room_word(home, nm.lower(), a, w)

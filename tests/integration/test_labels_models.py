@@ -223,6 +223,7 @@ def test_endpointing_failure_from_synthesized_audio(make_pipeline, tmp_path) -> 
 # noise at 20 dB SNR). Neither is sampled, so this audio, its wake scores and its transcript are the same every run.
 # openWakeWord's hey_jarvis takes "Hey, Charlie," in that voice for its wake word (first frame over the threshold:
 # 0.50 to 0.60 across the simulator's TV lines); "Hey Jarvis" said on TV would be no false wake of the model.
+@known_miss("tv-false-wake")
 def test_false_wake_from_synthesized_tv_speech(make_pipeline, tmp_path) -> None:
     """A TV drama in the living room: "Welcome back to the show everybody. Hey, Charlie, she said she would call him
     first thing tomorrow." The real wake model fires on "Hey, Charlie", the endpointer takes the rest of the line for

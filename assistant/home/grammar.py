@@ -438,6 +438,11 @@ class Vocabulary:
         for a in home.areas.values():
             for n in (a.name, *a.aliases, a.id.replace("_", " ")):
                 self.areas.setdefault(self._k(n), a.id)
+        # rooms this home names with a possessive ("my room" for the bedroom) -> the room's own name, longest first
+        self.possessive_areas: list[tuple[str, str]] = sorted(
+            ((k, self._k(home.areas[a].name)) for k, a in self.areas.items() if re.match(r"(my|our|your) ", k)),
+            key=lambda kv: -len(kv[0]),
+        )
         # a room said by the last word of its name ("bedroom" for "master bedroom"): every area it could be
         self.partial_areas: dict[str, list[str]] = {}
         for a in home.areas.values():
@@ -559,13 +564,12 @@ def parse_target(phrase: str, home: Home) -> Target | None:
         t.device_ids = list(v.devices[p0])
         return t
     # a room this home names with a possessive ("my room" for the bedroom) is that room, not "the room" (here)
-    for key in sorted((k for k in v.areas if re.match(r"(my|our|your) ", k)), key=len, reverse=True):
-        name = v._k(home.areas[v.areas[key]].name)
+    for key, name in v.possessive_areas:
         if p == key or p.endswith(" " + key):
             p = p[: len(p) - len(key)] + name
             break
-        if re.match(rf"(the )?{key} ", p):  # "my room light"
-            p = re.sub(rf"^(the )?{key} ", name + " ", p)
+        if re.match(rf"(the )?{re.escape(key)} ", p):  # "my room light"
+            p = re.sub(rf"^(the )?{re.escape(key)} ", name + " ", p)
             break
     p = re.sub(r"\b(the|my|our|your)\b", " ", p)
     p = " ".join(p.split())

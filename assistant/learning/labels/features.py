@@ -52,27 +52,6 @@ RESOLVABLE = frozenset(
         "audiobook_name",
     }
 )
-SCENARIOS = (
-    "alarm",
-    "audio",
-    "calendar",
-    "datetime",
-    "general",
-    "iot",
-    "lists",
-    "media",
-    "music",
-    "news",
-    "play",
-    "qa",
-    "recommendation",
-    "social",
-    "takeaway",
-    "transport",
-    "weather",
-    "email",
-    "cooking",
-)
 """The intent's scenario (SLURP / HWU64 prefix): stages fail differently by domain (artist names, media commands)."""
 STATUSES = ("done", "failed", "unsupported", "clarify", "unavailable")
 ERROR_STAGES = ("asr", "nlu", "resolve", "respond")

@@ -47,6 +47,11 @@ def register(sub) -> None:
         help="what links a request to its rephrase: the learned span model (models/rephrase) or lexical "
         "similarity; auto (default): learned when models/rephrase exists",
     )
+    q.add_argument(
+        "--no-goal-labels",
+        action="store_true",
+        help="do not run the goal labeller first (by default rephrases and corrections are mined inside one goal)",
+    )
     q.set_defaults(func=run_rewrites)
     q = lsub.add_parser("index", help="build the online rewrite index from successful turns")
     q.add_argument("--export", help="index this export (file, folder or URI) instead of the store")
@@ -245,6 +250,7 @@ def run_rewrites(args: argparse.Namespace) -> int:
         engine=args.engine,
         spark_master=args.spark_master,
         out=args.out,
+        goals=not args.no_goal_labels,
     )
     if args.json:
         print(json.dumps(s, ensure_ascii=False))

@@ -53,9 +53,44 @@ def register(sub) -> None:
     )
     n.add_argument("--lr", type=float, default=None, help="encoder learning rate (default: the tuned value)")
     n.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    n.add_argument(
+        "--heard",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="also learn from what the ASR heard of the corpora (`train nlu-heard` files): issue 18",
+    )
+    n.add_argument("--heard-max-wer", type=float, default=0.6, help="leave out heard rows with a higher WER")
+    n.add_argument(
+        "--init", type=Path, default=None, help="warm-start from this model folder (e.g. models/nlu) instead of MiniLM"
+    )
+    n.add_argument(
+        "--corpus-fraction", type=float, default=1.0, help="with --init: replay a seeded share of the corpora"
+    )
     n.add_argument("--quiet", action="store_true", help="no progress output")
     n.add_argument("--json", action="store_true", help="print the metrics as JSON")
     n.set_defaults(func=run_nlu)
+    h = tsub.add_parser(
+        "nlu-heard",
+        help="speak NLU training sentences with synthetic voices and noise, keep what the ASR heard (for --heard)",
+    )
+    h.add_argument("--out", type=Path, required=True, help="JSONL file (appended to: a rerun resumes)")
+    h.add_argument("--count", type=int, default=6000, help="corpus sentences to speak (default 6000)")
+    h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--workers", type=int, default=2, help="processes, one ASR thread each (default 2)")
+    h.add_argument(
+        "--window",
+        type=float,
+        default=10.0,
+        help="ASR encoder window in seconds (default 10: ~3.7x cheaper than Whisper's 30 s; 0 for 30 s)",
+    )
+    h.add_argument(
+        "--teacher",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="the model whose soft labels the unlabelled lm.txt lines carry (default: models/nlu)",
+    )
+    h.set_defaults(func=run_nlu_heard)
     r = tsub.add_parser("rephrase", help="fine-tune MiniLM-L6 as the contextual rephrase span detector (ONNX)")
     r.add_argument(
         "--runs", type=Path, nargs="+", required=True, help="simulator run folders (traces.db + sim_truth.jsonl)"
@@ -167,7 +202,13 @@ def run_nlu(args: argparse.Namespace) -> int:
         "threads": args.threads,
         "soft": args.soft,
         "augment": args.augment,
+        "init": args.init,
+        "corpus_fraction": args.corpus_fraction,
     }
+    if args.heard:
+        from assistant.training.nlu_heard import load_heard_rows
+
+        kwargs["extra_rows"] = [r for p in args.heard for r in load_heard_rows(p, args.heard_max_wer)]
     for key in ("pooling", "label_smoothing", "base", "lr"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
@@ -184,6 +225,24 @@ def run_nlu(args: argparse.Namespace) -> int:
             f"HWU held-out general_*: {metrics['hwu_holdout_general']['intent_accuracy']:.4f}; "
             f"latency {metrics['latency_ms_median']} ms; training {metrics['train_time_s']} s"
         )
+    return 0
+
+
+def run_nlu_heard(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from assistant.training.nlu_heard import make_heard_rows
+
+    stats = make_heard_rows(
+        args.out,
+        args.count,
+        seed=args.seed,
+        workers=args.workers,
+        window_seconds=args.window or None,
+        teacher=args.teacher,
+    )
+    print(json.dumps(stats, indent=1))
     return 0
 
 

@@ -27,8 +27,11 @@ def store_path(data_dir: Path, config: Path | None = None) -> Path:
     return db if db.is_absolute() else data_dir / db
 
 
-def export_traces(data_dir: Path, out_dir: Path, config: Path | None = None, relabel: bool = True) -> dict[str, Any]:
-    """Label the store's turns and export them to OUT/turns.parquet (the export skips opted-out users)."""
+def export_traces(
+    data_dir: Path, out_dir: Path, config: Path | None = None, relabel: bool = True, goals: bool = False
+) -> dict[str, Any]:
+    """Label the store's turns and export them to OUT/turns.parquet (the export skips opted-out users).
+    `goals`: also run the goal labeller (`assistant learn labels`), so the export carries goal ids."""
     from assistant.learning.signals import label_store
     from assistant.trace.export import export
     from assistant.trace.store import TraceStore
@@ -42,6 +45,14 @@ def export_traces(data_dir: Path, out_dir: Path, config: Path | None = None, rel
     try:
         if relabel:
             label_store(store)
+        if goals:
+            from assistant.errors import ModelError
+            from assistant.learning.labels.labeller import label_store as label_goals
+
+            try:
+                label_goals(store)
+            except ModelError:  # no goal labeller in models/labels: links are mined without goal ids
+                pass
         return export(store, out_dir, "parquet", data_dir=data_dir)
     finally:
         store.close()
@@ -68,8 +79,11 @@ def learn_rewrites(
     engine: str = "duckdb",
     spark_master: str | None = None,
     out: str | None = None,
+    goals: bool = True,
 ) -> dict[str, Any]:
     """Export (unless given one) -> mine -> solve -> write the next table version. Returns a summary.
+    `goals`: label goals first (`assistant learn labels`), so rephrases and corrections are mined inside one goal
+    (`MiningConfig.same_goal`); ~100 turns a second here.
     `detector`: auto | learned | lexical (see `rephrase_detector`); the one used is in the version's stats.
     `engine`: duckdb | spark (`spark_master`: a cluster URL or local[N]; None = spark-submit's, else local[*]); the
     same table either way.
@@ -85,7 +99,7 @@ def learn_rewrites(
         with tempfile.TemporaryDirectory(prefix="learn-") as tmp:
             manifest = None
             if export_path is None:
-                manifest = export_traces(data_dir, Path(tmp), config)
+                manifest = export_traces(data_dir, Path(tmp), config, goals=goals)
                 export_path = Path(tmp) / "turns.parquet"
             mined = mine(export_path, detector=det, engine=eng)
             mcfg = MarkovConfig(min_support=min_support, min_prob=min_prob, min_users=min_users)

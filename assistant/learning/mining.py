@@ -63,6 +63,11 @@ class MiningConfig:
     as a failure whatever its label, and links to the correction; not after a clarifying question (no outcome: the
     next turn answers it). 0 turns corrections off."""
     correction_overlap: float = 0.2
+    same_goal: bool = True
+    """Where the goal labeller has run (`assistant learn labels`: the export's `goal_id`), a rephrase or correction
+    links two turns only inside one goal. Without it, a request chained right after an answer ("turn on the big
+    light", then "what time is it in Paris" 2 s later) was mined as a rewrite of the first (issue 16: the precomputed
+    table lost 6:21 on seeds 15+16). Turns without a goal id link as before."""
     control_intents: tuple[str, ...] = (
         "general_commandstop",
         "general_repeat",
@@ -101,6 +106,10 @@ def steps_sql(
     learned=True: rephrase links come from the table `lp(src_id, dst_id, span)` (the learned detector's pairs)."""
     n = dialect.normalize
     controls = ", ".join("'" + c + "'" for c in config.control_intents)
+
+    def same_goal(a: str, b: str) -> str:
+        return f"({a} IS NULL OR {b} IS NULL OR {a} = {b})" if config.same_goal else "true"
+
     outcome = """CASE WHEN label = 'ok' OR (coalesce(label, '') <> 'defect' AND action_status = 'done'
                                              AND error_code IS NULL) THEN 'success'
                         WHEN label = 'defect' OR action_status IN ('failed', 'unsupported')
@@ -144,23 +153,26 @@ def steps_sql(
             FROM chains WHERE user_id IS NOT NULL GROUP BY user_id, utt""",
     }
     if learned:
-        return {**_learned_steps(source, config, dialect, outcome, controls), **aggregates}
+        gate = same_goal("a.goal_id", "b.goal_id")
+        return {**_learned_steps(source, config, dialect, outcome, controls, gate), **aggregates}
     return {
         "t": f"""
             SELECT turn_id, session_id, turn_index, t0, t1, user_id, intent, {n("transcript")} AS utt,
-                   {n("coalesce(rewrite_text, transcript)")} AS exec_utt, {outcome} AS outcome, rephrased_by
+                   {n("coalesce(rewrite_text, transcript)")} AS exec_utt, {outcome} AS outcome, rephrased_by, goal_id
             FROM {source}
             WHERE transcript IS NOT NULL AND coalesce(intent, '') NOT IN ({controls})
               AND length({n("transcript")}) > 0""",
         "corr": _corr_sql("t", config, dialect),
         "nx": """
-            SELECT *, lead(turn_id) OVER w AS next_id, lead(utt) OVER w AS next_utt, lead(t0) OVER w AS next_t0
+            SELECT *, lead(turn_id) OVER w AS next_id, lead(utt) OVER w AS next_utt, lead(t0) OVER w AS next_t0,
+                   lead(goal_id) OVER w AS next_goal
             FROM t WINDOW w AS (PARTITION BY session_id ORDER BY turn_index)""",
         # a corrected turn failed whatever its label, and links to its correction
         "linked": f"""
             SELECT turn_id, session_id, turn_index, t0, t1, user_id, intent, utt, exec_utt,
                    CASE WHEN corrected THEN 'failure' ELSE outcome END AS outcome, rephrased_by, next_id, next_utt,
-                   next_t0, coalesce(corrected OR (next_id IS NOT NULL AND coalesce(outcome, '') <> 'success' AND (
+                   next_t0, coalesce(corrected OR (next_id IS NOT NULL AND coalesce(outcome, '') <> 'success'
+                       AND {same_goal("goal_id", "next_goal")} AND (
                        coalesce(rephrased_by = next_id, false) OR (next_t0 - t1 <= {config.gap_seconds}
                        AND 1.0 - levenshtein(exec_utt, next_utt) / greatest(length(exec_utt), length(next_utt), 1)
                            >= {config.min_similarity}))), false) AS link
@@ -175,17 +187,24 @@ def steps_sql(
     }
 
 
-def _learned_steps(source: str, config: MiningConfig, dialect: Dialect, outcome: str, controls: str) -> dict[str, str]:
+def _learned_steps(
+    source: str, config: MiningConfig, dialect: Dialect, outcome: str, controls: str, gate: str
+) -> dict[str, str]:
     n = dialect.normalize
     return {
+        # the detector's pairs inside one goal (where the goal labeller has run: `MiningConfig.same_goal`)
+        "lpg": f"""
+            SELECT lp.* FROM lp JOIN {source} a ON a.turn_id = lp.src_id JOIN {source} b ON b.turn_id = lp.dst_id
+            WHERE {gate}""",
         # the utterance of a detected rephrase is its span; pairs come from lp, not from the labeller's signal.
         # (several queries may point at one rephrase: its span is the one the earliest of them found)
         "t_raw": f"""
             SELECT turn_id, session_id, turn_index, t0, t1, user_id, intent, {n("coalesce(tg.span, transcript)")} AS utt,
                    {n("coalesce(rewrite_text, tg.span, transcript)")} AS exec_utt, {outcome} AS outcome,
-                   lp.dst_id AS rephrased_by, lp.dst_id IS NOT NULL AND NOT explicit_yes AS detected
-            FROM {source} s LEFT JOIN lp ON lp.src_id = s.turn_id
-            LEFT JOIN (SELECT dst_id, min_by(span, src_index) AS span FROM lp GROUP BY dst_id) tg ON tg.dst_id = s.turn_id
+                   lp.dst_id AS rephrased_by, lp.dst_id IS NOT NULL AND NOT explicit_yes AS detected, goal_id
+            FROM {source} s LEFT JOIN lpg lp ON lp.src_id = s.turn_id
+            LEFT JOIN (SELECT dst_id, min_by(span, src_index) AS span FROM lpg GROUP BY dst_id) tg
+                ON tg.dst_id = s.turn_id
             WHERE transcript IS NOT NULL AND (coalesce(intent, '') NOT IN ({controls}) OR tg.dst_id IS NOT NULL)
               AND length({n("coalesce(tg.span, transcript)")}) > 0""",
         # a detected rephrase means the request failed (the person re-asked it), whatever the label says - unless they
@@ -217,12 +236,15 @@ def _corr_sql(t: str, config: MiningConfig, dialect: Dialect) -> str:
     """Corrections (see `MiningConfig.correction_seconds`): turn_id -> corr_id, the same user's next turn."""
     if config.correction_seconds <= 0:
         return "SELECT CAST(NULL AS STRING) AS turn_id, CAST(NULL AS STRING) AS corr_id WHERE false"
+    same = "(goal_id IS NULL OR ngoal IS NULL OR goal_id = ngoal)" if config.same_goal else "true"
     return f"""
             SELECT turn_id, nt AS corr_id FROM (
-                SELECT turn_id, utt, intent, user_id, t0, outcome, lead(turn_id) OVER w AS nt, lead(utt) OVER w AS nu,
-                       lead(intent) OVER w AS ni, lead(user_id) OVER w AS nuser, lead(t0) OVER w AS nt0
+                SELECT turn_id, utt, intent, user_id, t0, outcome, goal_id, lead(turn_id) OVER w AS nt,
+                       lead(utt) OVER w AS nu, lead(intent) OVER w AS ni, lead(user_id) OVER w AS nuser,
+                       lead(t0) OVER w AS nt0, lead(goal_id) OVER w AS ngoal
                 FROM {t} WINDOW w AS (PARTITION BY session_id ORDER BY turn_index)) x
             WHERE nt IS NOT NULL AND nt0 - t0 <= {config.correction_seconds} AND ni = intent AND nuser = user_id
+              AND {same}
               AND outcome IS NOT NULL AND nu <> utt AND {dialect.word_jaccard("utt", "nu")} >= {config.correction_overlap}"""
 
 

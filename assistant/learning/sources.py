@@ -16,7 +16,7 @@ from assistant.text import NORMALIZE_SQL
 
 PREPARED_COLUMNS = (
     "turn_id, session_id, turn_index, t0, t1, user_id, transcript, intent, action_status, error_code, label, "
-    "rephrased_by, rewrite_text, explicit_yes, barge_in, expects_reply"
+    "rephrased_by, rewrite_text, explicit_yes, barge_in, expects_reply, goal_id"
 )
 """What `prepared` gives every job (besides nothing else: the jobs never read the raw export columns)."""
 
@@ -135,6 +135,7 @@ def prepared(table: str, dialect: Dialect, version: int, have: set[str] | None =
         "explicit_yes": explicit_yes,
         "barge_in": barge_in,
         "expects_reply": "coalesce(expects_reply, false)",
+        "goal_id": "goal_id",  # the goal labeller's (`assistant learn labels`); NULL in a store never labelled
     }
     needs = {
         "user_id": "user_pseudonym",
@@ -147,6 +148,7 @@ def prepared(table: str, dialect: Dialect, version: int, have: set[str] | None =
         "action_status": "action_status",
         "error_code": "error_code",
         "label": "label",
+        "goal_id": "goal_id",
     }
     flags = {"explicit_yes", "barge_in", "expects_reply"}
     cols = []

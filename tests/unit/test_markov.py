@@ -3,6 +3,7 @@ and rollback, and the DuckDB mining over an export of a synthetic store."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +277,70 @@ def test_quick_same_intent_correction_is_a_rephrase_and_personal(tmp_path):
     pt = personal_table(m, table)
     keeps = [u for u, t in pt.items() if t.get("turn on the big light", {}).get("keep")]
     assert len(keeps) == 1  # Sam: it works as said
+
+
+def _chained_store(tmp_path: Path, goals: bool) -> Path:
+    """Alex asks for two lights 2 s apart three times: as quick as a correction, but two requests of their own. With
+    goal labels (two goals per session, as `assistant learn labels` writes them) nothing may be mined; without
+    them the old rule links the pair."""
+    from types import SimpleNamespace
+
+    from assistant.learning.signals import label_store
+    from assistant.trace.export import export
+
+    store = TraceStore(tmp_path / "data" / "traces.db")
+    t = 1_700_000_000.0
+    for _ in range(3):
+        add_session(
+            store,
+            "alex",
+            t,
+            [
+                ("turn on the kitchen light", "done", "iot_hue_lighton"),
+                ("turn on the bedroom light", "done", "iot_hue_lighton"),
+                ("what time is it in paris", "done", "datetime_query"),
+            ],
+            step=2.0,
+        )
+        t += 86400
+    label_store(store, now=2_000_000_000.0)
+    if goals:
+        rows = store.list_turns(limit=100)
+        store.write_goal_labels(
+            [
+                SimpleNamespace(
+                    turn_id=r["turn_id"],
+                    goal_id=r["turn_id"],
+                    goal_index=0,
+                    goal_success=0.9,
+                    defect=0.1,
+                    failure_point=None,
+                    stage_probs={},
+                )
+                for r in rows
+            ],
+            "test",
+        )
+    export(store, tmp_path / "export", data_dir=tmp_path / "data")
+    store.close()
+    return tmp_path / "export" / "turns.parquet"
+
+
+class _EveryNextTurn:
+    """A rephrase detector that calls every turn a rephrase of the one before (a unit-test stand-in)."""
+
+    version = "test"
+
+    def detect(self, turns):
+        return [(a.turn_id, b.turn_id, b.text, 0.9) for a, b in itertools.pairwise(turns)]
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_requests_chained_in_separate_goals_are_not_mined_as_rephrases(tmp_path, learned):
+    det = _EveryNextTurn() if learned else None
+    plain = mine(_chained_store(tmp_path / "plain", goals=False), detector=det)
+    assert ("turn on the kitchen light", "turn on the bedroom light") in set(
+        zip(plain.edges["src"], plain.edges["dst"])
+    )
+    gated = mine(_chained_store(tmp_path / "goals", goals=True), detector=det)
+    assert len(gated.edges["src"]) == 0 and gated.stats["linked_turns"] == 0

@@ -114,7 +114,8 @@ def sample_sentences(count: int, seed: int = 0, teacher: Path | None = None) -> 
     data = build_datasets(seed=0, teacher_dirs=[teacher] if teacher else None, min_conf=0.0, soft=True)
     rows = data["train"]
     rng = random.Random(seed)
-    return [rows[i] for i in sorted(rng.sample(range(len(rows)), min(count, len(rows))))]
+    # in sampled order, not corpus order: a run stopped early is still a sample of every corpus
+    return [rows[i] for i in rng.sample(range(len(rows)), min(count, len(rows)))]
 
 
 def make_heard_rows(

@@ -54,6 +54,8 @@ def _check_store(db: Path, spans: int = 2) -> dict[str, int]:
     try:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+        if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'turns'").fetchone() is None:
+            return {"turns": 0}  # killed while creating the schema (seen on a loaded machine): nothing to lose yet
         half = con.execute(
             "SELECT COUNT(*) FROM turns t WHERE (SELECT COUNT(*) FROM spans s WHERE s.turn_id = t.turn_id) != ?",
             (spans,),
@@ -70,6 +72,8 @@ def _check_store(db: Path, spans: int = 2) -> dict[str, int]:
 def _stored_ids(db: Path) -> set[str]:
     con = sqlite3.connect(db, timeout=30)
     try:
+        if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'turns'").fetchone() is None:
+            return set()  # killed while creating the schema
         return {r[0] for r in con.execute("SELECT turn_id FROM turns")}
     finally:
         con.close()

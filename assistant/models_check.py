@@ -13,8 +13,8 @@ stage's backend is run on fixed inputs and compared with outputs recorded on a m
 - tts: a fixed sentence -> audio of about the recorded length, not silent (and, with the asr, heard back right).
 
 `self_check(backends)` returns one result per stage; `assistant models` prints them and `assistant listen` refuses
-to start when one fails. `python -m assistant.models_check --record` re-records expected.json (after a deliberate
-model change only).
+to start when one fails. `python -m assistant.models_check --record [STAGE...]` re-records expected.json (after a
+deliberate model change only; with stages named, only theirs).
 """
 
 from __future__ import annotations
@@ -286,8 +286,9 @@ def require_ok(results: list[CheckResult]) -> None:
         )
 
 
-def record(path: Path = EXPECTED) -> dict[str, Any]:
-    """Measure the shipped models now and write expected.json (only after a deliberate model change)."""
+def record(path: Path = EXPECTED, stages: tuple[str, ...] = STAGES) -> dict[str, Any]:
+    """Measure the shipped models now and write expected.json (only after a deliberate model change). `stages`: only
+    these are re-measured (the model that changed); the others keep their recorded outputs."""
     from assistant.config import load_settings
     from assistant.core import registry
 
@@ -312,8 +313,12 @@ def record(path: Path = EXPECTED) -> dict[str, Any]:
             "tts_heard_wer": 0.25,
         },
     }
+    old = load_expected(path) if path.is_file() and set(stages) != set(STAGES) else {}
     for s in STAGES:
-        doc[s] = measure(s, backends[s], backends["asr"])
+        if s in stages or s not in old:
+            doc[s] = measure(s, backends[s], backends["asr"])
+        else:
+            doc[s], doc["backends"][s] = old[s], old["backends"][s]
     path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     return doc
 
@@ -321,8 +326,9 @@ def record(path: Path = EXPECTED) -> dict[str, Any]:
 if __name__ == "__main__":
     import sys
 
-    if "--record" in sys.argv:
-        print(json.dumps(record(), indent=1))
+    if "--record" in sys.argv:  # `--record nlu`: only that stage
+        only = tuple(a for a in sys.argv[sys.argv.index("--record") + 1 :] if a in STAGES) or STAGES
+        print(json.dumps(record(stages=only), indent=1))
     else:
         from assistant.config import load_settings
         from assistant.core import registry

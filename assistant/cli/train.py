@@ -209,6 +209,9 @@ def run_nlu(args: argparse.Namespace) -> int:
         from assistant.training.nlu_heard import load_heard_rows
 
         kwargs["extra_rows"] = [r for p in args.heard for r in load_heard_rows(p, args.heard_max_wer)]
+        kwargs["reproduce_extra"] = (
+            " --heard " + " ".join(map(str, args.heard)) + f" --heard-max-wer {args.heard_max_wer:g}"
+        )
     for key in ("pooling", "label_smoothing", "base", "lr"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)

@@ -532,6 +532,7 @@ def train(
     corpus_fraction: float = 1.0,
     variants: tuple[str, ...] | None = None,
     data_root: Path | None = None,
+    reproduce_extra: str = "",
 ) -> dict[str, Any]:
     """Train, export and evaluate; write model.onnx, tokenizer.json, labels.json, MODEL_CARD.md to out_dir.
 
@@ -540,7 +541,8 @@ def train(
     `init` warm-starts from an earlier model folder (its ONNX weights, int8 dequantised: `warm_start`) so one short
     epoch suffices; `corpus_fraction` < 1 replays a seeded sample of the corpora instead of all of them; `variants`
     limits the exported variants evaluated (default fp32, int8, int8pc); `data_root` replaces the shared data folder
-    (slurp/, hwu64/; tests use a small one)."""
+    (slurp/, hwu64/; tests use a small one); `reproduce_extra`: options of the command line the rows came from
+    (e.g. `--heard FILE`), for the model's reproduce line."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import numpy as np
@@ -786,6 +788,9 @@ def train(
             pooling=pooling,
             label_smoothing=label_smoothing,
             base=None if base_name.endswith("all-MiniLM-L6-v2") else base.name,
+            init=Path(init) if init else None,
+            corpus_fraction=corpus_fraction,
+            extra=reproduce_extra,
         ),
         "chosen": chosen,
         "epochs": epochs,
@@ -835,10 +840,15 @@ def _reproduce(out_dir: Path, teachers: list[Path], **opt: Any) -> list[str]:
     """The commands that rebuild this model from nothing: each teacher's own chain (from its metrics.json), then
     this model's command. Folders are named relative to the repo (`runs/<name>` for teachers)."""
     chain: list[str] = []
-    for t in teachers:
-        for line in json.loads((t / "metrics.json").read_text(encoding="utf-8")).get("reproduce", []):
+    names: dict[Path, str] = {}
+    for t in [*teachers, *([opt["init"]] if opt.get("init") else [])]:
+        lines = json.loads((t / "metrics.json").read_text(encoding="utf-8")).get("reproduce", [])
+        for line in lines:
             if line not in chain:
                 chain.append(line)
+        # a model folder is named by the --out of its own last command (models/nlu was built as runs/s1)
+        last = re.search(r"--out (\S+)", lines[-1]) if lines else None
+        names[t] = last.group(1) if last else f"runs/{t.name}"
     out = "models/nlu" if out_dir.resolve() == (REPO / "models" / "nlu").resolve() else f"runs/{out_dir.name}"
     cmd = f"python -m assistant train nlu --out {out} --epochs {opt['epochs']} --seed {opt['seed']}"
     if opt["base"]:
@@ -850,14 +860,17 @@ def _reproduce(out_dir: Path, teachers: list[Path], **opt: Any) -> list[str]:
     if opt["label_smoothing"]:
         cmd += f" --label-smoothing {opt['label_smoothing']:g}"
     if teachers:
-        cmd += " --teacher " + " ".join(f"runs/{t.name}" for t in teachers) + f" --min-conf {opt['min_conf']:g}"
+        cmd += " --teacher " + " ".join(names[t] for t in teachers) + f" --min-conf {opt['min_conf']:g}"
         cmd += " --soft" if opt["soft"] else ""
         cmd += " --augment" if opt.get("augment") else ""
     if opt["quantize"] != "auto":
         cmd += f" --quantize {opt['quantize']}"
     if opt["threads"]:
         cmd += f" --threads {opt['threads']}"
-    return chain + [cmd]
+    if opt.get("init"):
+        cmd += f" --init {names[opt['init']]}"
+        cmd += f" --corpus-fraction {opt['corpus_fraction']:g}" if opt.get("corpus_fraction", 1.0) < 1.0 else ""
+    return chain + [cmd + opt.get("extra", "")]
 
 
 def inline_external_data(path: Path) -> None:
@@ -867,6 +880,25 @@ def inline_external_data(path: Path) -> None:
     onnx.save_model(m, str(path), save_as_external_data=False)
     for p in path.parent.glob(path.name + ".data"):
         p.unlink()
+
+
+def _extra_rows_card(m: dict[str, Any]) -> str:
+    """The model card's lines on a warm start and rows beyond the corpora (heard rows, generated labels)."""
+    d, out = m["data"], ""
+    if m.get("warm_start"):
+        out += (
+            f"- **Warm start** from `{m['warm_start']['from']}` (its ONNX weights); "
+            f"{d.get('corpus_fraction', 1.0):g} of the corpus rows above replayed.\n"
+        )
+    if d.get("extra_rows"):
+        per = ", ".join(f"{k} {v}" for k, v in sorted(d.get("extra_rows_per_source", {}).items()))
+        out += (
+            f"- **Extra rows** ({d['extra_rows']}: {per}). `heard-*` rows are corpus sentences spoken by synthetic\n"
+            "  voices and transcribed by the pipeline's ASR (`assistant train nlu-heard`, docs/nlu.md), with the\n"
+            "  said sentence's label; rows whose text is in SLURP devel/test dropped "
+            f"({d.get('extra_rows_dropped_eval_overlap', 0)}).\n"
+        )
+    return out
 
 
 def _brief(m: dict[str, Any]) -> dict[str, Any]:
@@ -967,7 +999,7 @@ Joint intent classifier + BIO slot tagger for the offline voice assistant (`assi
   New labels: timer_set/query/remove, media_pause/resume/next, iot_cover_open/close, iot_climate_set,
   iot_appliance_on/off; short yes/no answers and "the kitchen one"-style answers were added to
   general_affirm / general_negate (the latter with `house_place` / `device_type` slots).
-{pseudo}- Train rows in total: {d["train_rows"]}; data hash `{labels["data_hash"]}`.
+{pseudo}{_extra_rows_card(m)}- Train rows in total: {d["train_rows"]}; data hash `{labels["data_hash"]}`.
 - SLURP-only labels with no training data (never predicted): audio_volume_other, cooking_query, general_greet,
   music_dislikeness.
 

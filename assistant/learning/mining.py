@@ -337,8 +337,9 @@ def mine(
             "detect_seconds": round(time.perf_counter() - t_det, 3),
         }
     for name, sql in steps_sql("src", config, learned=detector is not None, dialect=eng.dialect).items():
-        # Materialise the wide per-turn steps once; the aggregates read them.
-        eng.create(name, sql, cache=name in ("chains", "edges"))
+        # Materialise the wide per-turn steps once; the aggregates read them. `lpg` too: on Spark the recursive chain
+        # walk would otherwise re-plan its joins with the export (and broadcast it) at every step: out of memory.
+        eng.create(name, sql, cache=name in ("chains", "edges", "lpg"))
     edges = eng.columns("SELECT * FROM edges ORDER BY src, dst")
     absorb = eng.columns("SELECT * FROM absorb ORDER BY utt")
     pairs = eng.columns("SELECT * FROM pairs ORDER BY src, dst")

@@ -136,16 +136,20 @@ def test_versions_and_rollback(tmp_path):
 
 
 # -- mining over a real export ----------------------------------------------------------------------------
-@pytest.fixture
-def exported(tmp_path):
+def _export(store: TraceStore, tmp_path: Path) -> Path:
+    """Label the store's turns (feedback signals), export it as `learn rewrites` does, close it: the export's path."""
     from assistant.learning.signals import label_store
     from assistant.trace.export import export
 
-    store = synthetic_store(tmp_path / "data" / "traces.db")
     label_store(store, now=2_000_000_000.0)
     export(store, tmp_path / "export", data_dir=tmp_path / "data")
     store.close()
     return tmp_path / "export" / "turns.parquet"
+
+
+@pytest.fixture
+def exported(tmp_path):
+    return _export(synthetic_store(tmp_path / "data" / "traces.db"), tmp_path)
 
 
 def test_mining_counts_transitions_and_absorption(exported):
@@ -236,8 +240,6 @@ def test_quick_same_intent_correction_is_a_rephrase_and_personal(tmp_path):
     floor lamp" 5 s later: a correction, so the first turn failed and links to it; the user's own chains make a
     personal rewrite. Requests of the same intent a routine apart (20 s) are not corrections."""
     from assistant.learning.markov import personal_table
-    from assistant.learning.signals import label_store
-    from assistant.trace.export import export
 
     store = TraceStore(tmp_path / "data" / "traces.db")
     t = 1_700_000_000.0
@@ -264,10 +266,7 @@ def test_quick_same_intent_correction_is_a_rephrase_and_personal(tmp_path):
             step=20.0,
         )
         t += 86400
-    label_store(store, now=2_000_000_000.0)
-    export(store, tmp_path / "export", data_dir=tmp_path / "data")
-    store.close()
-    m = mine(tmp_path / "export" / "turns.parquet")
+    m = mine(_export(store, tmp_path))
     edges = {(a, b): n for a, b, n in zip(m.edges["src"], m.edges["dst"], m.edges["n"])}
     assert edges == {("turn on the big light", "turn on the floor lamp"): 3}
     table, _ = solve(m, MarkovConfig(min_support=2))
@@ -283,10 +282,7 @@ def _chained_store(tmp_path: Path, goals: bool) -> Path:
     """Alex asks for two lights 2 s apart three times: as quick as a correction, but two requests of their own. With
     goal labels (two goals per session, as `assistant learn labels` writes them) nothing may be mined; without
     them the old rule links the pair."""
-    from types import SimpleNamespace
-
-    from assistant.learning.signals import label_store
-    from assistant.trace.export import export
+    from assistant.learning.labels.labeller import TurnLabel
 
     store = TraceStore(tmp_path / "data" / "traces.db")
     t = 1_700_000_000.0
@@ -303,27 +299,10 @@ def _chained_store(tmp_path: Path, goals: bool) -> Path:
             step=2.0,
         )
         t += 86400
-    label_store(store, now=2_000_000_000.0)
-    if goals:
-        rows = store.list_turns(limit=100)
-        store.write_goal_labels(
-            [
-                SimpleNamespace(
-                    turn_id=r["turn_id"],
-                    goal_id=r["turn_id"],
-                    goal_index=0,
-                    goal_success=0.9,
-                    defect=0.1,
-                    failure_point=None,
-                    stage_probs={},
-                )
-                for r in rows
-            ],
-            "test",
-        )
-    export(store, tmp_path / "export", data_dir=tmp_path / "data")
-    store.close()
-    return tmp_path / "export" / "turns.parquet"
+    if goals:  # every turn a goal of its own
+        ids = [r["turn_id"] for r in store.list_turns(limit=100)]
+        store.write_goal_labels([TurnLabel(i, i, 0, 0.9, 0.1, None, {}) for i in ids], "test")
+    return _export(store, tmp_path)
 
 
 class _EveryNextTurn:

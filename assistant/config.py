@@ -28,9 +28,9 @@ class _Section(BaseModel):
 
 
 class WakeSettings(_Section):
-    backend: str = "openwakeword"
-    """openwakeword or microwakeword (a tenth of the idle CPU, Apache-2.0 models; docs/wake.md says why it is not yet
-    the default)."""
+    backend: str = "cascade"
+    """openwakeword, microwakeword (a tenth of the idle CPU, Apache-2.0 models), or cascade (microWakeWord proposes,
+    openWakeWord confirms; docs/wake.md compares the three)."""
     models: list[str] = Field(default_factory=lambda: ["alexa", "hey_jarvis"], min_length=1)
     """Built-in model names or paths. openwakeword: alexa, hey_jarvis, hey_mycroft, okay_nabu, hey_rhasspy, or a .tflite
     path; microwakeword: alexa, hey_jarvis, hey_mycroft, okay_nabu, or a microWakeWord .json manifest path."""

@@ -260,7 +260,7 @@ def self_check(backends: dict[str, Any], stages: tuple[str, ...] = STAGES) -> li
 def _checkable(stage: str, backend: Any) -> bool:
     """Only the shipped engines have recorded outputs; a plug-in backend (registry) is not judged by them."""
     known = {
-        "wake": ("openwakeword", "microwakeword"),  # both score the clip ~1 and silence ~0 (same expectations)
+        "wake": ("openwakeword", "microwakeword", "cascade"),  # each scores the clip ~1, silence ~0 (same expectations)
         "vad": "silero-vad",
         "asr": "faster-whisper",
         "nlu": "onnx-joint-nlu",

@@ -192,6 +192,13 @@ class LiveAssistant:
         if changed:
             self.p.emit(StateChanged(state.value, detail))  # the status line is a subscriber
 
+    def _wake_attend(self, on: bool) -> None:
+        # A cascade (backends/wake/cascade.py) runs its full detector on every frame while the answer plays, so a
+        # barge-in is heard at once; other backends always do and have no `attend`.
+        attend = getattr(self.p.wake, "attend", None)
+        if attend is not None:
+            attend(on)
+
     def _wake_score(self, frame: np.ndarray) -> tuple[str, float]:
         scores = self.p.wake.process(frame)
         return max(scores.items(), key=lambda kv: kv[1])
@@ -393,6 +400,7 @@ class LiveAssistant:
                 if speaking is None and player is not None and not player.stopped:
                     speaking = _Speaking(player, turn)
                     p.wake.reset()
+                    self._wake_attend(True)
                     self._set_state(State.SPEAKING)
                     self._event("speaking", turn_started=turn.started)
                 if turn.done.is_set() and player is not None and player.stalled(_PLAYBACK_STALL_S):
@@ -415,6 +423,7 @@ class LiveAssistant:
                     barge, rec = turn.barge_in, turn.record
                     turn, speaking = None, None
                     p.wake.reset()
+                    self._wake_attend(False)
                     ep.refractory(t + (0.0 if barge else min(w.refractory_seconds, 0.5)))
                     if queued is not None:
                         turn, queued = self._launch(queued), None

@@ -235,7 +235,10 @@ def compare(
             }
         progress(f"{name}: false wakes on {hours * 60:.0f} min of non-wake speech ...")
         c0, w0 = time.process_time(), time.monotonic()
+        verified0 = getattr(every, "verified_frames", None)
         wakes = count_wakes(every, negatives, threshold, refractory_s)
+        if verified0 is not None:  # a cascade: how much of the speech its second detector had to hear
+            row["verifier_share_of_speech"] = round((every.verified_frames - verified0) / (hours * 3600 / 0.08), 4)
         row["speech_cpu_percent_all_four_models"] = round(100 * (time.process_time() - c0) / (hours * 3600), 2)
         row["false_wakes"] = len(wakes)
         row["false_wakes_per_hour"] = round(len(wakes) / hours, 2)

@@ -38,6 +38,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     "wake": {
         "openwakeword": "assistant.backends.wake.openwakeword:create",
         "microwakeword": "assistant.backends.wake.microwakeword:create",
+        "cascade": "assistant.backends.wake.cascade:create",
     },
     "vad": {"silero": "assistant.backends.vad.silero:create"},
     "speaker": {"resemblyzer-onnx": "assistant.speakers.identify:create"},

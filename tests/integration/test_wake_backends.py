@@ -75,3 +75,90 @@ def test_unknown_model_is_a_clear_error():
 
     with pytest.raises(ModelError, match=r"built-in ones: .*alexa"):
         MicroWakeWordBackend(["hey_rhasspy"])
+
+
+# The cascade (backends/wake/cascade.py): microWakeWord proposes, openWakeWord confirms.
+
+
+@pytest.fixture(scope="module")
+def cascade():
+    from assistant.backends.wake.cascade import CascadeWakeBackend
+
+    return CascadeWakeBackend(list(WAKE_WORDS))
+
+
+@pytest.mark.parametrize(
+    "clip, model",
+    [
+        ("wyoming_openwakeword/alexa.wav", "alexa"),
+        ("wyoming_openwakeword/hey_mycroft.wav", "hey_mycroft"),
+        ("wyoming_openwakeword/okay_nabu.wav", "okay_nabu"),
+        ("voice2json/hey_mycroft.wav", "hey_mycroft"),
+    ],
+)
+def test_cascade_wakes_on_real_clips_and_verifies_only_around_the_word(cascade, speech_dir, clip, model):
+    # hey_mycroft and okay_nabu: openWakeWord's score peaks after microWakeWord's crossing (the grace window)
+    audio = compose([4.0, read_file(speech_dir / clip), 2.0])
+    before = cascade.verified_frames
+    assert best_score(cascade, audio, model) >= 0.5
+    frames = len(audio) // 1280
+    verified = cascade.verified_frames - before
+    # the catch-up (2.4 s) plus the grace window after the candidate: well under the whole stream
+    assert 0 < verified < 0.75 * frames, (verified, frames)
+
+
+def test_cascade_does_no_verification_in_a_quiet_room_and_in_full_while_attending(cascade):
+    from assistant.bench.wake import frames, quiet_room
+
+    room = quiet_room(10.0)
+    cascade.reset()
+    before = cascade.verified_frames
+    assert max(max(cascade.process(f).values()) for f in frames(room)) == 0.0
+    assert cascade.verified_frames == before
+    cascade.attend(True)  # the assistant speaks: every frame goes to openWakeWord (barge-in)
+    try:
+        n = sum(1 for f in frames(room) if cascade.process(f) is not None)
+        assert cascade.verified_frames - before >= n
+    finally:
+        cascade.attend(False)
+    after = cascade.verified_frames
+    for f in frames(room):
+        cascade.process(f)
+    assert cascade.verified_frames == after
+
+
+def test_cascade_stays_quiet_on_speech_without_a_wake_word(cascade, speech_dir):
+    parts = [
+        read_file(speech_dir / name)
+        for name in (
+            "openwakeword/tests/data/hey_jane.wav",
+            "wyoming_openwakeword/computer.wav",
+            "arm_ml_eval_kit/resources/asr/samples/another_engineer.wav",
+            "whisper/jfk.flac",
+        )
+    ]
+    parts.append(piper_speech("Turn on the kitchen light and tell me the weather for tomorrow."))
+    audio = compose([x for p in parts for x in (p, 0.5)])
+    assert count_wakes(cascade, audio, threshold=0.5, refractory_s=2.0) == []
+
+
+def test_pipeline_wakes_through_the_cascade_and_acts(make_pipeline, settings, speech_dir, tmp_path):
+    cfg = settings.model_copy(update={"wake": settings.wake.model_copy(update={"backend": "cascade"})})
+    path = tmp_path / "wake_then_request.wav"
+    wake = read_file(speech_dir / "wyoming_openwakeword" / "alexa.wav")
+    sf.write(path, compose([1.5, wake, 0.2, piper_speech("turn on the kitchen light"), 2.0]), PIPELINE_RATE)
+    p = make_pipeline(config=cfg)
+    assert p.wake.name == "cascade"
+    assert p.home.device("kitchen.light").state["on"] is False
+    recs = list(replay_file(p, path))
+    assert len(recs) == 1 and recs[0]["wake"]["model"] == "alexa"
+    assert recs[0]["intent"] == "iot_hue_lighton"
+    assert p.home.device("kitchen.light").state["on"] is True
+
+
+def test_cascade_refuses_a_model_only_one_detector_has():
+    from assistant.backends.wake.cascade import CascadeWakeBackend
+    from assistant.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"both detectors ship.*'hey_rhasspy'"):
+        CascadeWakeBackend(["alexa", "hey_rhasspy"])

@@ -29,8 +29,8 @@ def test_calibration_clamps_out_of_range_probabilities():
     assert calibrate(-0.2, 0.9) == 0.0 and calibrate(1.3, 0.9) == pytest.approx(1.0)
 
 
-def test_both_wake_backends_are_registered():
-    assert {"openwakeword", "microwakeword"} <= set(registry.available("wake"))
+def test_the_wake_backends_are_registered():
+    assert {"openwakeword", "microwakeword", "cascade"} <= set(registry.available("wake"))
 
 
 class _Scripted:
@@ -72,6 +72,7 @@ def test_the_model_self_check_judges_both_wake_backends():
 
     assert models_check._checkable("wake", SimpleNamespace(name="microwakeword"))
     assert models_check._checkable("wake", SimpleNamespace(name="openwakeword"))
+    assert models_check._checkable("wake", SimpleNamespace(name="cascade"))
     assert not models_check._checkable("wake", SimpleNamespace(name="plug-in"))
 
 

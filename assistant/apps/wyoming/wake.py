@@ -1,6 +1,7 @@
 """Wyoming wake word: Detect(names), AudioStart, AudioChunk..., AudioStop -> Detection (each time) / NotDetected.
 
-Each connection gets its own detector of the configured wake backend (openWakeWord or microWakeWord; its windows
+Each connection gets its own detector of the configured wake backend (openWakeWord, microWakeWord or the cascade of
+the two; its windows
 are per-stream state) with the models the Detect asked for, else those of pipeline.yaml; a name may be given as
 wyoming-openwakeword does ("hey_jarvis", "hey_jarvis_v0.1", "hey jarvis"). Every model built into the backend's
 package is listed in `info` as installed: they ship with the package. A detection needs `wake.threshold` and is
@@ -42,12 +43,18 @@ _ABOUT = {
         "https://github.com/kahrendt/microWakeWord",
         "Apache-2.0",
     ),
+    "cascade": (
+        "microWakeWord, confirmed by openWakeWord",
+        "kahrendt microWakeWord and dscripka openWakeWord",
+        "https://github.com/kahrendt/microWakeWord",
+        "Apache-2.0 and CC BY-NC-SA 4.0",
+    ),
 }
 
 
 def builtin_models(backend: str = "openwakeword") -> list[str]:
-    """The models the wake backend ships (microwakeword has no hey_rhasspy)."""
-    if backend == "microwakeword":
+    """The models the wake backend ships (microwakeword, and so the cascade, has no hey_rhasspy)."""
+    if backend in ("microwakeword", "cascade"):
         from assistant.backends.wake.microwakeword import builtin_models as micro_models
 
         return micro_models()

@@ -17,6 +17,9 @@ class WakeDetection:
 
 
 class WakeBackend(Protocol):
+    """Optional: `attend(on: bool)`, told when the assistant starts and stops speaking (a backend that saves work
+    while idle, like the cascade, runs in full then, so barge-in is heard at once)."""
+
     name: str
     version: str
     models: tuple[str, ...]

@@ -10,6 +10,7 @@ import resource
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,17 @@ from assistant.apps.replay import replay_file
 from assistant.config import REPO_ROOT
 
 DEMO_DIR = REPO_ROOT / "assistant" / "data" / "demo"
-_STAGES = ("asr", "nlu", "resolve", "respond", "tts", "tts_first_audio", "processing_to_first_audio", "end_to_end")
+_STAGES = (
+    "endpoint_wait",
+    "asr",
+    "nlu",
+    "resolve",
+    "respond",
+    "tts",
+    "tts_first_audio",
+    "processing_to_first_audio",
+    "end_to_end",
+)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -84,6 +95,8 @@ def measure(
         "rounds": rounds,
         "turns": len(records),
         "turns_with_error": sum(1 for r in records if r.get("error")),
+        # how each request ended: "endpoint" (silence), "complete" (the semantic end of turn at a pause), ...
+        "endpoints": dict(Counter(r.get("source", {}).get("endpoint", "?") for r in records)),
         "stages": stages,
         "asr_rtf_median": round(statistics.median(asr_rtf), 3) if asr_rtf else None,
         "tts_rtf_median": round(statistics.median(tts_rtf), 3) if tts_rtf else None,

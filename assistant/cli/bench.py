@@ -32,6 +32,14 @@ def register(sub) -> None:
         action="store_true",
         help="instead: silence-only vs semantic endpointing side by side (waits, false cut-offs)",
     )
+    p.add_argument(
+        "--versus",
+        nargs="+",
+        type=Path,
+        metavar="PROFILE",
+        help="also replay with each of these profiles (over pipeline.yaml) and print them side by side with the "
+        "base settings, as ratios to it (e.g. hardware/quick-turns.yaml)",
+    )
     p.add_argument("--pause", type=float, default=0.24, help="speculative pause for --endpointing (seconds)")
     p.add_argument(
         "--speakers",
@@ -45,7 +53,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--wake-backends",
-        default="microwakeword,openwakeword,openwakeword+gate",
+        default="cascade,microwakeword,openwakeword,openwakeword+gate",
         help="for --wake (comma-separated; +gate: openwakeword behind an energy gate at --gate-dbfs)",
     )
     p.add_argument("--gate-dbfs", type=float, default=-50.0, help="energy gate level for openwakeword+gate")
@@ -230,6 +238,34 @@ def run_speakers(args: argparse.Namespace) -> int:
     return 0
 
 
+_SIDE_BY_SIDE = ("end_to_end", "endpoint_wait", "processing_to_first_audio", "asr", "tts_first_audio")
+
+
+def run_versus(args: argparse.Namespace) -> int:
+    """The base settings and each profile, one after the other in one run, on the same recordings."""
+    runs = [(str(args.profile or "pipeline.yaml"), load_settings(args.config, args.profile))]
+    runs += [(str(prof), load_settings(args.config, prof)) for prof in args.versus]
+    results = {name: measure(settings, args.home, args.files, args.rounds, 0) for name, settings in runs}
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    base = results[runs[0][0]]["stages"]
+    table = Table(title="median (p90) ms, and the median as a ratio to the first column")
+    table.add_column("stage")
+    for name in results:
+        table.add_column(name)
+    for stage in _SIDE_BY_SIDE:
+        cells = []
+        for r in results.values():
+            v = r["stages"].get(stage)
+            ratio = f" x{v['median_ms'] / base[stage]['median_ms']:.2f}" if v and base.get(stage) else ""
+            cells.append(f"{v['median_ms']:.0f} ({v['p90_ms']:.0f}){ratio}" if v else "-")
+        table.add_row(stage, *cells)
+    Console().print(table)
+    print("end_to_end: end of speech -> first response audio (the endpointing wait included)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.endpointing:
         return run_endpointing(args)
@@ -239,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
         return run_wake(args)
     if args.asr_models:
         return run_asr_models(args)
+    if args.versus:
+        return run_versus(args)
     settings = load_settings(args.config, args.profile)
     result = measure(settings, args.home, args.files, args.rounds, args.catalog_entries)
     if args.json:

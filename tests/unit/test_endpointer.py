@@ -188,3 +188,7 @@ def test_turn_end_judge():
     assert judge("What time is it?", 0.98).kind == "complete"
     assert judge("What time is it?", 0.5).kind == "unsure"
     assert judge("", None).kind == "incomplete"
+    # Whisper spells a trailing "to" / "by" the speaker paused after as "too" / "bye" (bench --endpointing)
+    assert judge("Turn the heating up too.", 0.95).kind == "incomplete"
+    assert judge("Play some music, bye!", 0.95).kind == "incomplete"
+    assert judge("Play some music by the Beatles.", 0.95).kind == "complete"

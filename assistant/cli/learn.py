@@ -262,6 +262,11 @@ def run_rewrites(args: argparse.Namespace) -> int:
         else "lexical"
     )
     print(f"engine: {m.get('engine')}; rephrase detector: {det}")
+    if not m.get("turns_with_goal_id") and m.get("turns"):
+        print(
+            "no goal ids in the export (no goal labeller in models/labels, or --no-goal-labels): rephrases were "
+            "linked across goals too"
+        )
     print(
         f"mined {m['turns']} turns ({m['linked_turns']} rephrased) -> {m['states']} utterances, {m['edges']} "
         f"transitions, {v['clusters']} clusters in {m['seconds']} s; solved in {v['seconds']} s"

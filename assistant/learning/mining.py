@@ -346,10 +346,13 @@ def mine(
     user_pairs = eng.columns("SELECT * FROM user_pairs ORDER BY user_id, src, dst")
     user_utt = eng.columns("SELECT * FROM user_utt WHERE n >= 2 ORDER BY user_id, utt")
     turns, chained = eng.rows("SELECT count(*), count(*) FILTER (WHERE link) FROM chains")[0]
+    (with_goal,) = eng.rows("SELECT count(*) FILTER (WHERE goal_id IS NOT NULL) FROM src")[0]
     stats = {
         "engine": eng.name,
         "turns": int(turns),
         "linked_turns": int(chained),
+        # links are gated by goal only where the labeller ran (MiningConfig.same_goal); 0 means not at all
+        "turns_with_goal_id": int(with_goal),
         "edges": len(edges["src"]),
         "states": len(set(edges["src"]) | set(edges["dst"])),
         "pairs": len(pairs["src"]),

@@ -323,3 +323,5 @@ def test_requests_chained_in_separate_goals_are_not_mined_as_rephrases(tmp_path,
     )
     gated = mine(_chained_store(tmp_path / "goals", goals=True), detector=det)
     assert len(gated.edges["src"]) == 0 and gated.stats["linked_turns"] == 0
+    # the stats say whether the gate had goal ids to work with
+    assert plain.stats["turns_with_goal_id"] == 0 and gated.stats["turns_with_goal_id"] == gated.stats["turns"] > 0

@@ -224,7 +224,7 @@ def test_endpointing_failure_from_synthesized_audio(make_pipeline, tmp_path) -> 
 # openWakeWord's hey_jarvis takes "Hey, Charlie," in that voice for its wake word (first frame over the threshold:
 # 0.50 to 0.60 across the simulator's TV lines); "Hey Jarvis" said on TV would be no false wake of the model.
 @known_miss("tv-false-wake")
-def test_false_wake_from_synthesized_tv_speech(make_pipeline, tmp_path) -> None:
+def test_false_wake_from_synthesized_tv_speech(make_pipeline, settings, tmp_path) -> None:
     """A TV drama in the living room: "Welcome back to the show everybody. Hey, Charlie, she said she would call him
     first thing tomorrow." The real wake model fires on "Hey, Charlie", the endpointer takes the rest of the line for
     a request and the pipeline answers it; nobody follows up (no "stop": nobody was talking to it). 40 minutes later
@@ -235,7 +235,10 @@ def test_false_wake_from_synthesized_tv_speech(make_pipeline, tmp_path) -> None:
     def tv(text: str) -> np.ndarray:
         return espeak_speech(text, "en-gb-x-rp", 160, 50)
 
-    runner = make_pipeline()
+    # openWakeWord alone: it fires on "Hey, Charlie"; the default cascade does not (its microWakeWord never proposes
+    # it), and this test is about labelling a false wake, not about causing one.
+    oww = settings.model_copy(update={"wake": settings.wake.model_copy(update={"backend": "openwakeword"})})
+    runner = make_pipeline(config=oww)
     line = "she said she would call him first thing tomorrow"
     show = compose([1.0, tv("Welcome back to the show everybody."), 0.5, tv(f"Hey, Charlie, {line}."), 3.0])
     recs = _replay(runner, add_colored_noise(show, 20.0, "pink"), tmp_path / "tv.wav", datetime(2025, 3, 3, 20, 30))

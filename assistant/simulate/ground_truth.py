@@ -16,6 +16,7 @@ key word, ASR is to blame; otherwise NLU. A turn the user never addressed to the
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,24 +256,47 @@ def assess(
         if not words_survived(spoken, transcript):
             return Verdict("wrong", True, "asr", stages, f"answer heard as {transcript!r}")
         return Verdict("wrong", True, "entity_resolution", stages, f"answer {spoken!r} not matched: {r_why}")
+    # The failure point is the earliest stage that failed beyond recovery (the seed article's definition: "ASR is the
+    # failure point, despite the other models' subsequent failure"). Misheard words failed beyond recovery when a key
+    # word was lost or when they changed the parse: the context-free NLU on what was heard and on what was said
+    # disagrees on the intent or on a slot, or is right for the goal on one and not on the other (a device "bright
+    # and light" from "brighten lights", "I want a tattoo" from "a quarter to two"). Words misheard without changing
+    # the parse ("contact lists" for "contact list") were recovered from, and the stage after them is to blame.
+    changed = (
+        bool(stages["wer"])
+        and oracle is not None
+        and words_changed_the_parse(goal, spoken, transcript, oracle, min_confidence)
+    )
     if not n_ok:
-        oracle_ok = None
         if oracle is not None:
             o_intent, o_slots, o_conf = oracle(spoken)
-            oracle_ok = nlu_ok(goal, o_intent, o_slots, o_conf, min_confidence)[0]
-            stages["nlu_on_spoken_text_ok"] = oracle_ok
-        if stages["wer"] and (oracle_ok or not stages["key_words_survived"]):
+            stages["nlu_on_spoken_text_ok"] = nlu_ok(goal, o_intent, o_slots, o_conf, min_confidence)[0]
+        if misheard_beyond_recovery(stages["wer"], stages["key_words_survived"], changed):
+            stages["words_changed_the_parse"] = changed
             return Verdict("wrong", True, "asr", stages, f"{n_why} (heard {transcript!r})")
         return Verdict("wrong", True, "nlu", stages, n_why)
-    # Understood as the goal's intent and key slots, yet not done. If the words misheard changed the parse (the
-    # context-free NLU on what was heard and on what was said disagree on the intent or on any slot, e.g. a device
-    # "bright and light" from "brighten lights"), the ear is at fault: the same counterfactual as the NLU's above.
-    if stages["wer"] and oracle is not None and not same_parse(oracle(transcript), oracle(spoken)):
+    # Understood as the goal's intent and key slots, yet not done: the same test of the words as above.
+    if changed:
         stages["words_changed_the_parse"] = True
         return Verdict("wrong", True, "asr", stages, f"{e_why or r_why} (heard {transcript!r})")
     if not e_ok:
         return Verdict("wrong", True, "entity_resolution", stages, e_why)
     return Verdict("wrong", True, "result", stages, r_why)
+
+
+def words_changed_the_parse(
+    goal: Goal, spoken: str, heard: str, oracle: Callable[[str], Any], min_confidence: float = 0.5
+) -> bool:
+    """The context-free NLU (`oracle`) on the heard and on the said words: a different intent or slot, or a parse right
+    for the goal on one and not on the other (e.g. a confidence pushed under the threshold)."""
+    a, b = oracle(heard), oracle(spoken)
+    return not same_parse(a, b) or nlu_ok(goal, *a, min_confidence)[0] != nlu_ok(goal, *b, min_confidence)[0]
+
+
+def misheard_beyond_recovery(wer_: float | None, key_words_survived: bool, words_changed_the_parse: bool) -> bool:
+    """A request the NLU got wrong: were the words misheard so that no NLU could have recovered (then the ASR is the
+    failure point), or heard well enough (the NLU is)?"""
+    return bool(wer_) and (words_changed_the_parse or not key_words_survived)
 
 
 def same_parse(a: tuple[str | None, dict[str, Any], Any], b: tuple[str | None, dict[str, Any], Any]) -> bool:

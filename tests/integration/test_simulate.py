@@ -194,6 +194,53 @@ def test_a_failed_action_whose_parse_the_misheard_words_changed_is_the_asr():
     assert assess(goal, said, rec, home, oracle=same.get).failure_point == "result"
 
 
+def test_a_misunderstood_request_is_the_asr_when_the_misheard_words_changed_the_parse():
+    """The earliest stage that failed beyond recovery: "a quarter to two" heard as "I want a tattoo" is the ASR's
+    failure even though the NLU gets the said words wrong too (it would have answered qa_maths); heard word for word,
+    or misheard without changing the parse ("contact lists"), it is the NLU's. A run made before this rule is
+    re-labelled the same way (`assistant.simulate.retruth`)."""
+    from assistant.home.model import Home
+    from assistant.simulate.retruth import retruth_row
+
+    home = Home.example()
+    goal = Goal("g", "datetime_query", {"time": "a quarter to two"}, ["a quarter to two"])
+    said = "a quarter to two"
+    parses = {
+        said: ("qa_maths", {}, 0.42),
+        "I want a tattoo": ("transport_taxi", {}, 0.2),
+        "A quarter to two.": ("qa_maths", {}, 0.42),
+    }
+
+    def rec(heard: str) -> dict:
+        intent, slots, conf = parses[heard]
+        return {"transcript": heard, "intent": intent, "intent_confidence": conf, "slots": slots, "action": {}}
+
+    garbled = assess(goal, said, rec("I want a tattoo"), home, oracle=parses.get)
+    assert garbled.failure_point == "asr" and garbled.stages["words_changed_the_parse"]
+    assert not garbled.stages["nlu_on_spoken_text_ok"]  # the NLU would have failed on the said words too
+    assert assess(goal, said, rec("A quarter to two."), home, oracle=parses.get).failure_point == "nlu"
+    lists = Goal("l", "lists_createoradd", {"list_name": "contact"}, ["add business contacts to contact list"])
+    said2, heard2 = "add business contacts to contact list", "add business contacts to contact lists"
+    same = {said2: ("email_addcontact", {}, 0.8), heard2: ("email_addcontact", {}, 0.8)}
+    r2 = {"transcript": heard2, "intent": "email_addcontact", "intent_confidence": 0.8, "slots": {}, "action": {}}
+    assert assess(lists, said2, r2, home, oracle=same.get).failure_point == "nlu"
+    # an old truth line (the NLU-on-said-words rule called it nlu) is re-labelled as the simulator labels it now
+    old = {
+        "spoken": said,
+        "transcript": "I want a tattoo",
+        "goal": {"goal_id": "g", "intent": "datetime_query", "slots": {"time": "a quarter to two"}},
+        "failure_point": "nlu",
+        "stages": {"wer": 1.0, "key_words_survived": True, "nlu_ok": False, "nlu_on_spoken_text_ok": False},
+    }
+    assert retruth_row(old, parses.get)["failure_point"] == "asr"
+    assert (
+        retruth_row({**old, "transcript": "A quarter to two.", "stages": {**old["stages"], "wer": 0.0}}, parses.get)[
+            "failure_point"
+        ]
+        == "nlu"
+    )
+
+
 def test_goals_are_held_out():
     from assistant.simulate.goals import training_texts
 

@@ -390,18 +390,16 @@ CASES: list[Case] = [
 
 KNOWN_MISSES: dict[str, str] = {
     "entity": (
-        "labels-1-b86dfcc2 calls the unknown 'hallway' an NLU failure (entity_resolution 0.10 and 0.24): its training "
-        "runs have people who call a room by a word the home lacks (161 entity_resolution turns, 70 before), but "
-        "the device they trained on answers \"There's no den here.\", and this case's \"I don't know a room called "
-        'hallway." (with that answer the second turn is entity_resolution 0.61, the first still nlu 0.45 to 0.44; '
-        "models/labels/MODEL_CARD.md, Limits)"
+        "labels-1-6c02c4fa (as labels-1-b86dfcc2 before it) calls the unknown 'hallway' an NLU failure: its training "
+        "runs have people who call a room by a word the home lacks, but the device they trained on answers "
+        '"There\'s no den here.", and this case\'s "I don\'t know a room called hallway." (with that answer the '
+        "previous model named the second turn entity_resolution; models/labels/MODEL_CARD.md, Limits)"
     ),
     "tv-false-wake": (
-        "labels-1-b86dfcc2 gives the TV line that woke the device (wake score 0.56, threshold 0.5) a defect "
-        "probability of 0.33: a confident, carried-out answer nobody followed up looks right, and the "
-        "marginal-wake evidence (x5) does not lift it over 0.5. The previous model and this recipe with "
-        "intent-family features (a simulator prior over skills, dropped) called it false_wake; the simulator runs "
-        "no wake stage, so no model learns wake scores (models/labels/MODEL_CARD.md, Limits)"
+        "labels-1-6c02c4fa gives the TV line that woke the device (wake score 0.56, threshold 0.5) a defect "
+        "probability of 0.41 (labels-1-b86dfcc2: 0.33): a confident, carried-out answer nobody followed up looks "
+        "right, and the marginal-wake evidence (x5) does not lift it over 0.5; the simulator runs no wake stage, "
+        "so no model learns wake scores (models/labels/MODEL_CARD.md, Limits)"
     ),
 }
 """Hand-built cases the shipped model gets wrong, and why (the tests expect them to fail until a model fixes them)."""

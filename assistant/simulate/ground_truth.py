@@ -284,6 +284,20 @@ def assess(
     return Verdict("wrong", True, "result", stages, r_why)
 
 
+def caching_oracle(nlu: Any) -> Callable[[str], tuple[str | None, dict[str, Any], float]]:
+    """`assess`'s oracle: the context-free NLU (`nlu.parse(text, None)`) as (intent, slots, confidence), cached per
+    text."""
+    cache: dict[str, tuple[str | None, dict[str, Any], float]] = {}
+
+    def oracle(text: str) -> tuple[str | None, dict[str, Any], float]:
+        if text not in cache:
+            r = nlu.parse(text, None)
+            cache[text] = (r.intent, r.slot_dict(), r.confidence)
+        return cache[text]
+
+    return oracle
+
+
 def words_changed_the_parse(
     goal: Goal, spoken: str, heard: str, oracle: Callable[[str], Any], min_confidence: float = 0.5
 ) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.simulate.goals import Goal
-from assistant.simulate.ground_truth import misheard_beyond_recovery, words_changed_the_parse
+from assistant.simulate.ground_truth import caching_oracle, misheard_beyond_recovery, words_changed_the_parse
 
 Parse = tuple[str | None, dict[str, Any], float]
 
@@ -67,16 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     from assistant.backends.nlu.onnx_joint import OnnxJointNlu
     from assistant.config import load_settings
 
-    nlu = OnnxJointNlu(threads=1)
+    oracle = caching_oracle(OnnxJointNlu(threads=1))
     min_confidence = load_settings().nlu.min_confidence
-    cache: dict[str, Parse] = {}
-
-    def oracle(text: str) -> Parse:
-        if text not in cache:
-            r = nlu.parse(text, None)
-            cache[text] = (r.intent, r.slot_dict(), r.confidence)
-        return cache[text]
-
     for run in args.runs:
         if not (run / "sim_truth.jsonl").exists():
             raise SystemExit(f"{run}: no sim_truth.jsonl here; pass a folder written by `assistant simulate --out`")

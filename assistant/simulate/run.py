@@ -23,7 +23,7 @@ from assistant.config import Settings, TraceSettings
 from assistant.core.endpointer import AFTER_SPEECH_WINDOW_S
 from assistant.learning.feedback import FEEDBACK_QUESTION
 from assistant.simulate.goals import Goal, GoalBank
-from assistant.simulate.ground_truth import Verdict, assess, response_seconds, wer
+from assistant.simulate.ground_truth import Verdict, assess, caching_oracle, response_seconds, wer
 from assistant.simulate.household import NOISE_PROFILES, Household, Member, VoiceSpec, make_household
 from assistant.simulate.speech_cache import CachingAsr, NoiseSpec, SpeechCache
 from assistant.simulate.user import Reaction, SimUser
@@ -356,15 +356,7 @@ class Simulator:
 
     def _run_household(self, hh: Household) -> None:
         p = self._pipeline(hh)
-        oracle_cache: dict[str, tuple[str, dict[str, Any], float]] = {}
-
-        def oracle(text: str):
-            if text not in oracle_cache:
-                r = p.nlu.parse(text, None)
-                oracle_cache[text] = (r.intent, r.slot_dict(), r.confidence)
-            return oracle_cache[text]
-
-        self._oracle = oracle
+        self._oracle = caching_oracle(p.nlu)
         self._cf = self._cf_pipeline(hh) if (self.counterfactual or self.shadow_rewriter is not None) else None
         if self.shadow_rewriter is not None and hasattr(self.shadow_rewriter, "attach"):
             self.shadow_rewriter.attach(self._cf.nlu, self._cf.resolver)  # the gate's NLU features, as in the arms

@@ -39,6 +39,9 @@ class Spec:
     """Other intents that lead to the same outcome (e.g. iot_wemo_on / iot_appliance_on)."""
     home: bool = False
     """Home control: the action's devices must be in the goal's room and of the goal's device type."""
+    named_device: bool = False
+    """The action must act on exactly the device the goal names (the garage door, the back door). Opening and unlocking
+    are confirmed first: "are you sure?" is the right first answer, and the person's "yes" carries it out."""
 
 
 _ON = ("iot_hue_lighton", "iot_wemo_on", "iot_appliance_on")
@@ -58,6 +61,22 @@ SPECS: dict[str, Spec] = {
     "iot_hue_lightup": Spec(("light.brighten", "device.brighten"), key_slots=("house_place",), home=True),
     "iot_wemo_on": Spec(("*.turn_on", "cover.open"), key_slots=("device_type",), intents=_ON, home=True),
     "iot_wemo_off": Spec(("*.turn_off", "cover.close"), key_slots=("device_type",), intents=_OFF, home=True),
+    # Opening a garage door and unlocking a door are confirmed first ("Are you sure ...?"); the NLU calls both
+    # iot_cover_open, and whichever home intent it picks, the home grammar acts on the words.
+    "iot_cover_open": Spec(
+        ("cover.open", "lock.unlock"),
+        key_slots=("device_type",),
+        intents=("iot_wemo_on", "iot_appliance_on"),
+        home=True,
+        named_device=True,
+    ),
+    "iot_cover_close": Spec(
+        ("cover.close", "lock.lock"),
+        key_slots=("device_type",),
+        intents=("iot_wemo_off", "iot_appliance_off"),
+        home=True,
+        named_device=True,
+    ),
     "iot_cleaning": Spec(("vacuum.start",), home=True),
     "iot_coffee": Spec(("coffee_machine.brew",), home=True),
     "datetime_query": Spec(("datetime.query",)),
@@ -209,6 +228,38 @@ TEMPLATE_ONLY: list[tuple[str, dict[str, str], list[str]]] = [
         ["could you set a timer for twenty minutes", "timer for twenty minutes please"],
     ),
     ("timer_query", {}, ["how much time is left on my timer", "how long is left on the timer please"]),
+    # SLURP has no garage doors or locks; every phrasing names the device (its words are the key slot).
+    (
+        "iot_cover_open",
+        {"device_type": "garage door"},
+        [
+            "could you open the garage door for me",
+            "please open up the garage door",
+            "i need the garage door open",
+            "open the garage door please",
+            "can you open the garage door",
+        ],
+    ),
+    (
+        "iot_cover_open",
+        {"device_type": "back door"},
+        [
+            "could you unlock the back door for me",
+            "please unlock the back door",
+            "unlock the back door please",
+            "i need the back door unlocked",
+        ],
+    ),
+    (
+        "iot_cover_close",
+        {"device_type": "garage door"},
+        ["could you close the garage door for me", "please shut the garage door", "close the garage door please"],
+    ),
+    (
+        "iot_cover_close",
+        {"device_type": "back door"},
+        ["could you lock the back door for me", "please lock the back door", "lock the back door please"],
+    ),
     ("media_pause", {}, ["please pause the music", "could you pause this please"]),
     ("media_next", {}, ["please skip to the next song", "could you play the next track please"]),
 ]

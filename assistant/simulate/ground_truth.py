@@ -24,7 +24,7 @@ from rapidfuzz import fuzz
 
 from assistant.home.model import Home
 from assistant.simulate.goals import Goal
-from assistant.simulate.household import areas_for_place, devices_for
+from assistant.simulate.household import areas_for_place, devices_for, named_devices
 from assistant.text import normalize
 
 STAGES = ("false_wake", "asr", "nlu", "entity_resolution", "result")
@@ -191,6 +191,8 @@ def result_ok(goal: Goal, rec: dict[str, Any], home: Home) -> tuple[bool, str]:
             ok = set(devices_for(home, dev))
             if ok and targets and not set(targets) & ok:
                 return False, f"target {targets} is not a {dev!r}"
+        if spec.named_device and not confirms_the_named_device(goal, action, home):
+            return False, f"target {targets} is not the {dev!r}"
     if goal.expect:
         ok, why = expect_ok(goal.expect, rec, targets=_targets(action))
         if not ok:
@@ -202,6 +204,14 @@ def result_ok(goal: Goal, rec: dict[str, Any], home: Home) -> tuple[bool, str]:
             if v and _similar(target.split(":", 1)[-1].replace("-", " "), v) < 70 and not target.startswith("track:"):
                 return False, f"playing {target} instead of {v!r}"
     return True, ""
+
+
+def confirms_the_named_device(goal: Goal, action: dict[str, Any], home: Home) -> bool:
+    """A request for a named device (Spec.named_device) acts on, or asks to confirm, exactly that device: opening the
+    back door when the garage door was asked for is no success, however the question was answered."""
+    named = set(named_devices(home, goal.slots.get("device_type") or ""))
+    targets = set(_targets(action))
+    return bool(targets) and (not named or targets <= named)
 
 
 def expect_ok(expect: dict[str, Any], rec: dict[str, Any], targets: list[str]) -> tuple[bool, str]:
@@ -242,8 +252,10 @@ def assess(
     n_ok, n_why = nlu_ok(goal, rec.get("intent"), rec.get("slots") or {}, rec.get("intent_confidence"), min_confidence)
     e_ok, e_why = entities_ok(goal, rec, home) if n_ok else (False, "not reached")
     r_ok, r_why = result_ok(goal, rec, home)
+    if e_ok and action.get("name") == "confirm" and not confirms_the_named_device(goal, action, home):
+        e_ok, e_why = False, f"asked to confirm {_targets(action)} for {goal.slots.get('device_type')!r}"
     stages.update(nlu_ok=n_ok, entities_ok=e_ok, result_ok=r_ok)
-    if action.get("status") == "clarify" and n_ok and goal.supported:
+    if action.get("status") == "clarify" and n_ok and goal.supported and (e_ok or action.get("name") != "confirm"):
         return Verdict("clarify", False, "correct", stages, "asked a clarifying question")
     if r_ok:
         return Verdict("unsupported-ok" if not goal.supported else "achieved", False, "correct", stages)
@@ -256,6 +268,12 @@ def assess(
         if not words_survived(spoken, transcript):
             return Verdict("wrong", True, "asr", stages, f"answer heard as {transcript!r}")
         return Verdict("wrong", True, "entity_resolution", stages, f"answer {spoken!r} not matched: {r_why}")
+    if role == "confirm_answer":
+        # "Yes" to "are you sure?": the skill's follow-up takes it; a yes that was heard and still did nothing is the
+        # action's failure.
+        if not words_survived(spoken, transcript):
+            return Verdict("wrong", True, "asr", stages, f"answer heard as {transcript!r}")
+        return Verdict("wrong", True, "result", stages, f"confirmed, yet {r_why}")
     # The failure point is the earliest stage that failed beyond recovery (the seed article's definition: "ASR is the
     # failure point, despite the other models' subsequent failure"). Misheard words failed beyond recovery when a key
     # word was lost or when they changed the parse: the context-free NLU on what was heard and on what was said

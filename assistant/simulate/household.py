@@ -43,6 +43,8 @@ NOISE_PROFILES: dict[str, list[tuple[float | None, str, float]]] = {
     "family": [(None, "white", 0.2), (30.0, "pink", 0.3), (20.0, "pink", 0.3), (15.0, "brown", 0.2)],
     "noisy": [(20.0, "white", 0.3), (15.0, "pink", 0.4), (10.0, "brown", 0.3)],
 }
+CONFIRM_HABIT = 0.35
+"""Probability that a member opens the garage door / unlocks the back door each morning (when the home has it)."""
 _GENERIC = {"the", "my", "all", "a", "an", "smart", "one", "two", "in", "of", "on", "off", "please", "s"}
 
 
@@ -185,8 +187,16 @@ def devices_for(home: Home, device: str) -> list[str]:
     return out
 
 
+def named_devices(home: Home, name: str) -> list[str]:
+    """Device ids called exactly `name` (their name or an alias): the one device a confirmed request may act on."""
+    want = _tokens(name)
+    return [d.id for d in home.devices.values() if want and any(_tokens(n) == want for n in d.names)]
+
+
 def feasible(goal: Goal, home: Home) -> bool:
     """Can this request be fulfilled in this home (its room and device exist)?"""
+    if goal.spec.named_device and not named_devices(home, goal.slots.get("device_type") or ""):
+        return False
     place = goal.slots.get("house_place")
     if place and goal.spec.home and not areas_for_place(home, place):
         return False
@@ -388,6 +398,17 @@ def make_household(
                 if gid in goals and prng.random() < 0.5:
                     habits[prng.choice(("morning", "day", "evening"))].append(gid)
                     phrasing[gid] = idx
+        # Opening the garage or unlocking the back door in the morning (asked "are you sure?" every time), closing or
+        # locking it in the evening (own stream, as above).
+        crng = random.Random(f"confirm:{seed}:{index}:{nm}")
+        for g in pool("iot_cover_open"):
+            if crng.random() < CONFIRM_HABIT:
+                habits["morning"].append(g.goal_id)
+                phrasing[g.goal_id] = crng.randrange(len(g.utterances))
+                shut = [c for c in pool("iot_cover_close") if c.slots == g.slots]
+                if shut and crng.random() < 0.7:
+                    habits["evening"].append(shut[0].goal_id)
+                    phrasing[shut[0].goal_id] = crng.randrange(len(shut[0].utterances))
         for part, g in meanings.get(nm, ()):  # the person's own phrase first, always
             personal[g.goal_id] = g
             habits[part].append(g.goal_id)

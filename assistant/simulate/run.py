@@ -589,13 +589,14 @@ class Simulator:
                 reaction = user.react(goal, v, rec, tried, hh.home)
             t = self._heard(p, rec, truth, reaction, t, speech_s, rng)
             self._write(truth)
-            if reaction.kind in ("done", "give-up", "ignore-feedback") or reaction.text is None:
+            if reaction.kind in ("done", "give-up", "ignore-feedback", "walk-away") or reaction.text is None:
                 break
             role = {
                 "rephrase": "rephrase",
                 "repeat": "repeat",
                 "cancel": "cancel",
                 "clarify-answer": "clarify_answer",
+                "confirm-answer": "confirm_answer",
                 "feedback-answer": "feedback_answer",
             }[reaction.kind]
             expected_feedback = reaction.feedback

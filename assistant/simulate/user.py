@@ -2,8 +2,10 @@
 
 After an answer that did not achieve the goal the person may barge in (when the wrong answer is long), then
 rephrases with another way of saying the same goal, repeats themselves, says "never mind", or gives up - and gives
-up for good after `max_tries` attempts. A clarifying question is answered with the device they meant. "Did I answer
-your question?" is answered yes/no (truthfully, mostly) or ignored. An "I can't do that" for a request no skill
+up for good after `max_tries` attempts. A clarifying question is answered with the device they meant, or now and then
+left unanswered (they walk away). "Are you sure?" before a garage door opens or a door unlocks is mostly answered
+yes; sometimes the person has changed their mind (no) or walks away. "Did I answer your question?" is answered yes/no
+(truthfully, mostly) or ignored. An "I can't do that" for a request no skill
 handles is usually accepted.
 """
 
@@ -18,18 +20,25 @@ from assistant.home.model import Home
 from assistant.learning.feedback import FEEDBACK_QUESTION
 from assistant.simulate.goals import Goal
 from assistant.simulate.ground_truth import Verdict, response_seconds
-from assistant.simulate.household import Member, areas_for_place
+from assistant.simulate.household import Member, areas_for_place, devices_for, named_devices
 from assistant.text import CANCEL_WORDS
 
 YES_REPLIES = ["yes", "yes thanks", "yeah", "yep that's right", "yes you did"]
 NO_REPLIES = ["no", "no you didn't", "not really", "nope", "that's wrong"]
 CANCEL_REPLIES = [w for w in CANCEL_WORDS if w != "nevermind"]  # never mind, cancel, forget it, stop
+CONFIRM_YES = ["yes", "yes please", "yeah go ahead", "yes do it", "sure", "yep"]
+CONFIRM_NO = ["no", "no thanks", "no leave it", "nope", "no don't"]
+P_CONFIRM_NO = 0.08
+"""Answering "are you sure?" with no: the person changed their mind (a right answer, an unmet goal)."""
+P_WALK_AWAY = {"confirm": 0.1, "clarify": 0.05}
+"""Leaving a question unanswered (called away, changed their mind): "are you sure?" and "which one?"."""
 
 
 @dataclass
 class Reaction:
     kind: str
-    """done | give-up | rephrase | repeat | cancel | clarify-answer | feedback-answer | ignore-feedback"""
+    """done | give-up | rephrase | repeat | cancel | clarify-answer | confirm-answer | walk-away | feedback-answer |
+    ignore-feedback"""
     text: str | None = None
     barge_in_ms: float | None = None
     """Set when the person spoke over the answer: how far into it (ms)."""
@@ -73,7 +82,17 @@ class SimUser:
         """What the person does after hearing (part of) the answer to an attempt at `goal`."""
         text = rec.get("response_text") or ""
         barge = self._barge_in(rec, verdict)
-        if (rec.get("action") or {}).get("status") == "clarify" and rec.get("expects_reply"):
+        action = rec.get("action") or {}
+        if action.get("name") == "confirm" and rec.get("expects_reply") and not verdict.defect:
+            r = self.rng.random()
+            if r < P_WALK_AWAY["confirm"]:
+                return Reaction("walk-away", barge_in_ms=barge)
+            if r < P_WALK_AWAY["confirm"] + P_CONFIRM_NO:
+                return Reaction("cancel", self.rng.choice(CONFIRM_NO), barge)
+            return Reaction("confirm-answer", self.rng.choice(CONFIRM_YES), barge)
+        if action.get("status") == "clarify" and rec.get("expects_reply"):
+            if not verdict.defect and self.rng.random() < P_WALK_AWAY["clarify"]:
+                return Reaction("walk-away", barge_in_ms=barge)
             answer = self._clarify_answer(goal, rec, home)
             if answer:
                 return Reaction("clarify-answer", answer, barge)
@@ -136,8 +155,10 @@ class SimUser:
                 None,
             )
             return value
+        dev = goal.slots.get("device_type")
+        meant = set(named_devices(home, dev) or devices_for(home, dev)) if dev else set()
         place = goal.slots.get("house_place")
         areas = set(areas_for_place(home, place)) if place else set(self.m.preferred_rooms)
-        fits = [c for c in cands if home.devices[c].area in areas] or cands
+        fits = [c for c in cands if c in meant] or [c for c in cands if home.devices[c].area in areas] or cands
         name = home.devices[self.rng.choice(fits)].name
         return self.rng.choice([f"the {name}", name, f"the {name} please"])

@@ -289,6 +289,14 @@ def _domain(devs: list[Device]) -> str:
     return types.pop() if len(types) == 1 else "device"
 
 
+def _all_already(cmd: Command, devs: list[Device]) -> bool:
+    """Every device is already as `cmd` would leave it: nothing to confirm ("The garage door is already open.")."""
+    try:
+        return all(all(d.state.get(k) == v for k, v in _set(d, cmd).items()) for d in devs)
+    except _Cannot:
+        return False
+
+
 def run_command(
     cmd: Command, home: Home, speaking_area: str | None, previous: list[str] | None = None, confirmed: bool = False
 ) -> tuple[Response, list[str]]:
@@ -311,7 +319,7 @@ def run_command(
         return ask_which(cmd, sel), []
     devs = sel.devices
     act_name = f"{_domain(devs)}.{action_name(cmd)}"
-    if needs_confirm(cmd, devs) and not confirmed:
+    if needs_confirm(cmd, devs) and not confirmed and not _all_already(cmd, devs):
         what = "unlock" if cmd.action == "unlock" else "open"
         ids = [d.id for d in devs]
         return ask_to_confirm(f"Are you sure you want to {what} {_names(devs)}?", cmd, ids), ids

@@ -55,6 +55,18 @@ def test_garage_door_opening_is_confirmed(home):
     assert home.device("garage.door").state["position"] == "open"
 
 
+def test_a_door_already_as_asked_is_not_confirmed(home):
+    run("open the garage door", home, confirmed=True)
+    r, _ = run("open the garage door", home)
+    assert not r.expects_reply and r.text == "The garage door is already open."
+    home.set_state("kitchen.back_door", locked=False)
+    r, _ = run("unlock the back door", home)
+    assert not r.expects_reply and r.text == "The back door is already unlocked."
+    home.set_state("kitchen.back_door", locked=True)
+    r, _ = run("unlock the back door", home)
+    assert r.expects_reply and home.device("kitchen.back_door").state["locked"] is True
+
+
 def test_questions(home):
     home.set_state("bedroom.window", position="open", open_percent=40)
     assert run("how many windows are open", home)[0].text == "One window is open: the bedroom window."

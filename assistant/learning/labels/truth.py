@@ -2,10 +2,11 @@
 
 Read only by training (`assistant train labels`) and scoring (`assistant learn labels-eval`), never by the labeller.
 
-- goal: the simulated episode (a request with its rephrases, repeats, clarification answers, feedback answers and
-  "stop"); a false wake (and the "stop" said to it) is a goal of its own;
-- goal success: some request-like turn of the episode (request, rephrase, repeat, clarify_answer) reached the goal
-  (`outcome` achieved or unsupported-ok). A false wake never succeeds;
+- goal: the simulated episode (a request with its rephrases, repeats, clarification answers, the "yes" or "no" to
+  "are you sure?", feedback answers and "stop"); a false wake (and the "stop" said to it) is a goal of its own;
+- goal success: some request-like turn of the episode (request, rephrase, repeat, clarify_answer, confirm_answer)
+  reached the goal (`outcome` achieved or unsupported-ok). A false wake never succeeds; neither does a goal whose
+  "are you sure?" was answered no or left unanswered (the garage stayed shut: no defect, and no success);
 - failure point: the turn's `failure_point` (correct, false_wake, endpointing, asr, nlu, entity_resolution, result).
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 STAGES = ("false_wake", "endpointing", "asr", "nlu", "entity_resolution", "result")
 """The failing stages, named as in assistant/simulate/ground_truth.py."""
 CLASSES = ("correct", *STAGES)
-_REQUEST_ROLES = frozenset({"request", "rephrase", "repeat", "clarify_answer"})
+_REQUEST_ROLES = frozenset({"request", "rephrase", "repeat", "clarify_answer", "confirm_answer"})
 
 
 def load_truth(run_dir: Path) -> dict[str, dict[str, Any]]:

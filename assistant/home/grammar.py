@@ -369,6 +369,11 @@ def normalize(text: str) -> str:
         t = re.sub(rf"\s+{FILLER}$", "", t)
     if re.match(r"^(i want|i would like|i'd like) (the )?\w+ (on|off|to)\b", t):
         t = re.sub(r"^(i want|i would like|i'd like) (the )?", "", t)
+    # "i need the back door unlocked" -> "unlock the back door" (a wished-for state said after the device)
+    m = re.match(r"^(?:i want|i need|i would like|i'd like) (.+?) (unlocked|locked|opened|open|closed|shut)$", t)
+    if m:
+        verb = {"unlocked": "unlock", "locked": "lock", "opened": "open", "open": "open"}.get(m.group(2), "close")
+        t = f"{verb} {m.group(1)}"
     return t.strip()
 
 

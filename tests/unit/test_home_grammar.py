@@ -29,6 +29,8 @@ def parse(text, home):
         ("turn off all the lights downstairs", "turn_off", "floor", "ground"),
         ("switch the upstairs lights on", "turn_on", "floor", "upstairs"),
         ("lock the back door", "lock", "device_ids", ["kitchen.back_door"]),
+        ("i need the back door unlocked", "unlock", "device_ids", ["kitchen.back_door"]),
+        ("i want the garage door shut", "close", "device_ids", ["garage.door"]),
         ("lock the front door", "lock", "unknown", "front door"),
         ("open the blinds in the bedroom", "open", "device_ids", ["bedroom.blinds"]),
         ("close every window", "close", "classes", ["window"]),

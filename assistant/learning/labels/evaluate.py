@@ -95,6 +95,34 @@ def ece(probs: np.ndarray, ys: np.ndarray, bins: int = 10) -> float:
     return float(total / max(len(ys), 1))
 
 
+def _goals_by_kind(
+    golds: dict[str, dict[str, Any]],
+    labels: dict[str, Any],
+    seen: set[str],
+    pred: set[tuple[str, ...]],
+    truth: dict[str, dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """Goals with a question in them, scored apart: "are you sure?" (`asked_to_confirm`) and a question the person
+    left unanswered (`walked_away`): was the goal segmented exactly, and its success called right?"""
+    out: dict[str, dict[str, Any]] = {}
+    for g in golds.values():
+        turns = [t for t in g["turns"] if t in seen]
+        if not turns:
+            continue
+        kinds = []
+        if any((truth[t].get("action") or {}).get("name") == "confirm" for t in turns):
+            kinds.append("asked_to_confirm")
+        if truth[turns[-1]].get("reaction") == "walk-away":
+            kinds.append("walked_away")
+        for k in kinds:
+            d = out.setdefault(k, {"goals": 0, "succeeded": 0, "segmented_right": 0, "success_right": 0})
+            d["goals"] += 1
+            d["succeeded"] += int(g["success"])
+            d["segmented_right"] += int(tuple(turns) in pred)
+            d["success_right"] += int((labels[turns[-1]].goal_success >= 0.5) == g["success"])
+    return out
+
+
 def evaluate_sessions(lab: Labeller, sessions: list[SessionInput], truth: dict[str, dict[str, Any]]) -> dict[str, Any]:
     golds = gold_goals(truth)
     t0 = time.perf_counter()
@@ -134,6 +162,7 @@ def evaluate_sessions(lab: Labeller, sessions: list[SessionInput], truth: dict[s
         subs = [t for t in hg if views[t].substantive] or hg
         hy.append(int(views[subs[-1]].heuristic != "defect" and views[subs[-1]].status not in ("clarify",)))
     gp_a, gy_a = np.array(gp), np.array(gy)
+    by_kind = _goals_by_kind(golds, labels, seen, {tuple(g) for g in pred_goals}, truth)
     # failure points
     stages = list(STAGES)
     conf = {a: dict.fromkeys(stages, 0) for a in stages}
@@ -180,6 +209,7 @@ def evaluate_sessions(lab: Labeller, sessions: list[SessionInput], truth: dict[s
             "success_rate_predicted": round(float((gp_a >= 0.5).mean()), 4) if len(gy) else None,
         },
         "turn_defect": det(dp_a),
+        "goals_by_kind": by_kind,
         "confusion": conf,
         "heuristic": {
             "goal_segmentation_f1_signals": seg_h["f1"],

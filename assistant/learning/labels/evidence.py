@@ -67,6 +67,24 @@ def wake_ratio(t: TurnView) -> dict[str, float]:
     return {}
 
 
+WALK_AWAY_LR = 0.02
+"""Likelihood ratio (same goal against a new one) for a request that follows a question ("Are you sure ...?",
+"Which light ...?", "Did I answer your question?") without answering it (no yes / no, no word of the offered choices,
+not the same intent) or retrying it (unlike the goal's turns, another intent), and that looks right on its own (the
+solo model): the person walked away from the question. The simulator's people rarely do (15 goals in 7,395 training
+turns), so the link model learns that nearly everything after a question belongs to it (0.97 for "Are you sure you
+want to open the garage door?" -> "Make me a sandwich."). On the simulator's held-out runs the rule is neutral
+(docs/labels.md); it is what a reader of the trace would say."""
+
+
+def combine_link(p_same: float, lr: float) -> float:
+    """The link model's P(same goal) with a likelihood ratio for "same" against "new"."""
+    if lr == 1.0 or p_same <= 0.0 or p_same >= 1.0:
+        return p_same
+    odds = p_same / (1.0 - p_same) * lr
+    return odds / (1.0 + odds)
+
+
 def combine_joint(defect: float, probs: dict[str, float], lr: dict[str, float]) -> tuple[float, dict[str, float]]:
     """Evidence about the turn's class (correct or a failing stage): P(defect) and P(stage | defect) updated together.
 

@@ -285,12 +285,39 @@ def link_features(
     }
     for s in STATUSES:
         f[f"prev_{s}"] = float(prev.status == s)
+    # Does cur answer prev's question? A yes / no, the words of one of the offered choices ("the main light" after
+    # "Which light: the standing lamp or the main light?"), or the same request carried on; anything else after a
+    # question is a new request by someone who walked away from it.
+    answer = answer_share(prev.response, cur.transcript) if prev.expects_reply else 0.0
+    answers = prev.expects_reply and (
+        bool(_YESNO.match(cur.transcript)) or answer >= 0.5 or (cur.intent == prev.intent and cur.intent is not None)
+    )
+    f["answer_words"] = answer
+    f["cur_answers_question"] = float(answers)
+    f["question_not_answered"] = float(prev.expects_reply and not answers)
+    # ... and not the same request again either (a rephrase after a wrong "which colour?" does not answer it)
+    f["question_new_topic"] = f["question_not_answered"] * float(
+        max(sim, sim_first, rephrase_score, rephrase_goal_score) < 0.5 and cur.intent != goal_first.intent
+    )
     f["prev_error"] = float(prev.error_code is not None)
     f["prev_clarify_x_idle"] = f["prev_clarify"] * f["idle_le_10"]
     prev_failed = prev.status in ("failed", "unsupported") or prev.error_code is not None
     f["prev_fail_x_idle"] = float(prev_failed) * f["idle_le_10"]
     f["rephrase_x_idle"] = max(rephrase_score, rephrase_goal_score) * f["idle_le_10"]
     return f
+
+
+_STOP = frozenset({"the", "a", "an", "my", "one", "please", "it", "that", "this", "to", "of", "in", "on", "or", "and"})
+
+
+def answer_share(question: str, reply: str) -> float:
+    """Share of the reply's content words that are in the question ("the main light" in "Which light: the standing
+    lamp or the main light?" -> 1.0)."""
+    words = [w for w in _norm_words(reply) if w not in _STOP]
+    if not words:
+        return 0.0
+    asked = set(_norm_words(question))
+    return sum(w in asked for w in words) / len(words)
 
 
 # -- one turn: was it defective, and where? -------------------------------------------------------------------------

@@ -31,7 +31,15 @@ import numpy as np
 from assistant.config import REPO_ROOT
 from assistant.errors import ModelError
 from assistant.learning.labels.counterfactual import Counterfactuals, History, default_vocab_path
-from assistant.learning.labels.evidence import combine, combine_joint, cut_off_ratio, likelihood_ratios, wake_ratio
+from assistant.learning.labels.evidence import (
+    WALK_AWAY_LR,
+    combine,
+    combine_joint,
+    combine_link,
+    cut_off_ratio,
+    likelihood_ratios,
+    wake_ratio,
+)
 from assistant.learning.labels.features import TurnView, Vocab, goal_features, link_features, turn_features, view
 from assistant.learning.labels.lm import BigramLM
 from assistant.learning.labels.model import Logistic, load_model
@@ -181,7 +189,13 @@ class Labeller:
             if not goals:
                 goals.append([i])
                 continue
-            p = self.link.predict_proba(self.link.vector(self.link_row(s, i, goals[-1][0])))[0, 1]
+            row = self.link_row(s, i, goals[-1][0])
+            p = self.link.predict_proba(self.link.vector(row))[0, 1]
+            if row.get("question_new_topic") and s.views[i].substantive and self.solo is not None:
+                # A question the next turn neither answers nor retries, with a request that stands on its own: the
+                # person walked away from it. Rare in the simulator (the link model barely learns it), so a
+                # hand-set likelihood ratio, as in evidence.py.
+                p = combine_link(p, WALK_AWAY_LR if self.solo_defect(s.views[i]) < 0.5 else 1.0)
             if p >= 0.5:
                 goals[-1].append(i)
             else:

@@ -250,3 +250,29 @@ def test_false_wake_nobody_answered_is_found_from_a_marginal_wake(tmp_path: Path
     assert m["defect"] >= 0.5 and m["failure_point"] == "false_wake"
     assert m["defect"] > c["defect"] and m["stage_probs"]["false_wake"] > c["stage_probs"]["false_wake"]
     assert m["goal_success"] < c["goal_success"]
+
+
+def _view(text: str, response: str, status: str = "done", intent: str = "iot_cleaning", at: float = 0.0):
+    from assistant.learning.labels.features import view
+
+    rec = {"transcript": text, "intent": intent, "action": {"name": "vacuum.start", "status": status}}
+    rec["response_text"] = response
+    return view({"turn_id": f"{text}@{at}", "session_id": "s", "started_at": at, "ended_at": at + 1, "record": rec})
+
+
+def test_an_answer_the_person_already_retried_after_is_flagged() -> None:
+    """The third "robot vacuum living room" gets "Starting the vacuum cleaner." again: the person tried again after
+    that answer twice, so it does not do now either. A retry with a new answer, or the feedback question on the same
+    answer, is told apart."""
+    from assistant.learning.labels.features import FEEDBACK_QUESTION, answer_share, repeats_a_retried_answer
+
+    same = [_view("robot vacuum living room now", "Starting the vacuum cleaner.", at=k * 8.0) for k in range(3)]
+    assert not repeats_a_retried_answer(same, 0)
+    assert repeats_a_retried_answer(same, 1) and repeats_a_retried_answer(same, 2)
+    asked = same[:1] + [_view("robot vacuum living room", f"Starting the vacuum cleaner. {FEEDBACK_QUESTION}", at=9.0)]
+    assert repeats_a_retried_answer(asked, 1)
+    fixed = same[:1] + [_view("vacuum the living room", "Vacuuming the living room.", at=9.0)]
+    assert not repeats_a_retried_answer(fixed, 1)
+    # and whether a reply answers a question: the words of one of the offered choices
+    assert answer_share("Which light: the standing lamp or the main light?", "The main light.") == 1.0
+    assert answer_share("Are you sure you want to open the garage door?", "What time is it?") == 0.0

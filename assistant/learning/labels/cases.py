@@ -452,21 +452,21 @@ CASES: list[Case] = [
 
 KNOWN_MISSES: dict[str, str] = {
     "entity": (
-        "labels-1-a8a45a81 (as labels-1-6c02c4fa and labels-1-b86dfcc2 before it) calls the unknown 'hallway' an NLU "
+        "labels-1-cc51609c (as labels-1-6c02c4fa and labels-1-b86dfcc2 before it) calls the unknown 'hallway' an NLU "
         "failure: its training "
         "runs have people who call a room by a word the home lacks, but the device they trained on answers "
         '"There\'s no den here.", and this case\'s "I don\'t know a room called hallway." (with that answer the '
         "previous model named the second turn entity_resolution; models/labels/MODEL_CARD.md, Limits)"
     ),
     "tv-false-wake": (
-        "labels-1-a8a45a81 gives the TV line that woke the device (wake score 0.56, threshold 0.5) a defect "
-        "probability of 0.33 (labels-1-6c02c4fa: 0.41): a confident, carried-out answer nobody followed up looks "
+        "labels-1-cc51609c gives the TV line that woke the device (wake score 0.56, threshold 0.5) a defect "
+        "probability of 0.30 (labels-1-6c02c4fa: 0.41): a confident, carried-out answer nobody followed up looks "
         "right, and the marginal-wake evidence (x5) does not lift it over 0.5; the simulator runs no wake stage, "
         "so no model learns wake scores (models/labels/MODEL_CARD.md, Limits)"
     ),
     "fw-marginal": (
-        "labels-1-a8a45a81 gives the hand-built false wake nobody answered a defect probability of 0.44 after a "
-        "marginal wake (0.14 after a clear one; labels-1-6c02c4fa: 0.51 and 0.17): the marginal-wake likelihood "
+        "labels-1-cc51609c gives the hand-built false wake nobody answered a defect probability of 0.41 after a "
+        "marginal wake (0.12 after a clear one; labels-1-6c02c4fa: 0.51 and 0.17): the marginal-wake likelihood "
         "ratio (x5, evidence.py) is hand-set, because the simulator runs no wake stage, and this model is surer that "
         "a lone confident answer was right (models/labels/MODEL_CARD.md, Limits)"
     ),

@@ -307,6 +307,19 @@ def link_features(
     return f
 
 
+def answer_key(response: str) -> str:
+    """An answer's words without the feedback question, to compare two answers."""
+    return " ".join(_norm_words(response.replace(FEEDBACK_QUESTION, "")))
+
+
+def repeats_a_retried_answer(goal: list[TurnView], pos: int) -> bool:
+    """The answer to goal[pos] is the answer an earlier request of the goal got, after which the person tried again:
+    the same answer did not do then, so it does not now ("Starting the vacuum cleaner." to the third "robot vacuum
+    living room")."""
+    key = answer_key(goal[pos].response)
+    return bool(key) and any(g.substantive and answer_key(g.response) == key for g in goal[:pos])
+
+
 _STOP = frozenset({"the", "a", "an", "my", "one", "please", "it", "that", "this", "to", "of", "in", "on", "or", "and"})
 
 
@@ -416,6 +429,7 @@ def turn_features(
     f["goal_consistent_intent"] = float(len(subs) > 1 and all(g.intent == t.intent for g in subs))
     f["consistent_x_failed"] = f["goal_consistent_intent"] * float(t.status in ("failed", "unsupported"))
     f["goal_all_failed"] = float(len(subs) > 1 and all(g.status != "done" for g in subs))
+    f["repeats_retried_answer"] = float(t.substantive and repeats_a_retried_answer(goal, pos))
     return f
 
 
@@ -455,6 +469,7 @@ def goal_features(goal: list[TurnView], turn_ok: list[float], after: TurnView | 
     for s in STATUSES:
         f[f"last_{s}"] = float(last.status == s)
     f["last_error"] = float(last.error_code is not None)
+    f["last_repeats_retried_answer"] = float(repeats_a_retried_answer(goal, last_i))
     return f
 
 

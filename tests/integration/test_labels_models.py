@@ -110,8 +110,9 @@ def test_asr_failure_from_synthesized_audio(make_pipeline, settings) -> None:
         runner.run_audio(piper_speech("turn on the kitchen light"), now=t + timedelta(seconds=50)),
     ]
     rec = [r if isinstance(r, dict) else r.__dict__ for r in turns]
-    if "slide" not in (rec[0].get("transcript") or "").lower():
-        pytest.skip(f"the ASR heard {rec[0].get('transcript')!r} this time: not the failure this test is about")
+    for r in rec[:2]:  # Piper samples its voice afresh each time: now and then the second attempt is heard right
+        if "slide" not in (r.get("transcript") or "").lower():
+            pytest.skip(f"the ASR heard {r.get('transcript')!r} this time: not the failure this test is about")
     store = runner.store
     label_store(store)
     labs = [store.get_goal_label(r["turn_id"]) for r in rec]

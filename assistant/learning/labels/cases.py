@@ -153,6 +153,19 @@ def _room(name: str, ok: bool = True) -> dict[str, Any]:
     }
 
 
+_OPEN_GARAGE = T(
+    "Open the garage door.",
+    "iot_cover_open",
+    0.99,
+    0.95,
+    slots={"device_type": "garage door"},
+    action="confirm",
+    status="clarify",
+    response="Are you sure you want to open the garage door?",
+    expects_reply=True,
+)
+"""A request the skill confirms first (the start of the confirm-* cases)."""
+
 CASES: list[Case] = [
     Case(
         "false-wake",
@@ -390,17 +403,7 @@ CASES: list[Case] = [
         "confirm-yes",
         "correct",
         [
-            T(
-                "Open the garage door.",
-                "iot_cover_open",
-                0.99,
-                0.95,
-                slots={"device_type": "garage door"},
-                action="confirm",
-                status="clarify",
-                response="Are you sure you want to open the garage door?",
-                expects_reply=True,
-            ),
+            _OPEN_GARAGE,
             T(
                 "Yes.",
                 "iot_cover_open",
@@ -422,17 +425,7 @@ CASES: list[Case] = [
         "confirm-walk-away",
         "correct",
         [
-            T(
-                "Open the garage door.",
-                "iot_cover_open",
-                0.99,
-                0.95,
-                slots={"device_type": "garage door"},
-                action="confirm",
-                status="clarify",
-                response="Are you sure you want to open the garage door?",
-                expects_reply=True,
-            ),
+            _OPEN_GARAGE,
             T(
                 "What time is it?",
                 "datetime_query",

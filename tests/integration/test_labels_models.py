@@ -110,8 +110,10 @@ def test_asr_failure_from_synthesized_audio(make_pipeline, settings) -> None:
         runner.run_audio(piper_speech("turn on the kitchen light"), now=t + timedelta(seconds=50)),
     ]
     rec = [r if isinstance(r, dict) else r.__dict__ for r in turns]
-    for r in rec[:2]:  # Piper samples its voice afresh each time: now and then the second attempt is heard right
-        if "slide" not in (r.get("transcript") or "").lower():
+    # Piper samples its voice afresh each time: now and then the second attempt is heard right, or heard as another
+    # request that is carried out ("Where is the lamp slide?" -> the kitchen light's state), a silent failure
+    for r in rec[:2]:
+        if "slide" not in (r.get("transcript") or "").lower() or (r.get("action") or {}).get("status") == "done":
             pytest.skip(f"the ASR heard {r.get('transcript')!r} this time: not the failure this test is about")
     store = runner.store
     label_store(store)
@@ -119,9 +121,10 @@ def test_asr_failure_from_synthesized_audio(make_pipeline, settings) -> None:
     oracle = runner.run_text("raise the lamp's light", now=t + timedelta(hours=2))  # after labelling: not seen
     oracle = oracle if isinstance(oracle, dict) else oracle.__dict__
     assert oracle["intent"] != rec[0]["intent"]  # the words, not the understanding, were wrong
-    assert labs[0]["goal_id"] == labs[1]["goal_id"] != labs[2]["goal_id"]
-    assert labs[0]["goal_success"] < 0.5 <= labs[2]["goal_success"]
-    assert labs[0]["failure_point"] == "asr" and labs[2]["failure_point"] is None
+    seen = [(r.get("transcript"), r.get("intent"), r.get("action"), r.get("response_text")) for r in rec], labs
+    assert labs[0]["goal_id"] == labs[1]["goal_id"] != labs[2]["goal_id"], seen
+    assert labs[0]["goal_success"] < 0.5 <= labs[2]["goal_success"], seen
+    assert labs[0]["failure_point"] == "asr" and labs[2]["failure_point"] is None, seen
 
 
 # -- the wake word and endpointing stages, from synthesized audio through the device's path --------------------------

@@ -318,8 +318,13 @@ def test_four_clients_at_once_each_get_their_own_answer(server, speech):
     t0 = time.monotonic()
     results = asyncio.run(all_four())
     wall = time.monotonic() - t0
+    # each client gets the transcript of its own clip: the closest of the four commands (not word for word: Piper
+    # samples its voice afresh, and tiny.en now and then hears "Pern on the kitchen light.")
+    from rapidfuzz import fuzz
+
     for (text, _), cmd in zip(results, commands):
-        assert _words(text) == _words(cmd), (text, cmd)
+        scores = {c: fuzz.ratio(_words(text), _words(c)) for c in commands}
+        assert max(scores, key=scores.get) == cmd and scores[cmd] >= 80, (text, cmd, scores)
     latencies = sorted(ms for _, ms in results)
     turns = [server.runner.store.get_turn(t["turn_id"])["record"] for t in server.runner.store.list_turns(limit=4)]
     report = {

@@ -79,7 +79,7 @@ want to open the garage door?" -> "Make me a sandwich."). On the simulator's hel
 
 def combine_link(p_same: float, lr: float) -> float:
     """The link model's P(same goal) with a likelihood ratio for "same" against "new"."""
-    if lr == 1.0 or p_same <= 0.0 or p_same >= 1.0:
+    if p_same <= 0.0 or p_same >= 1.0:
         return p_same
     odds = p_same / (1.0 - p_same) * lr
     return odds / (1.0 + odds)

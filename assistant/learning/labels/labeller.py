@@ -191,11 +191,13 @@ class Labeller:
                 continue
             row = self.link_row(s, i, goals[-1][0])
             p = self.link.predict_proba(self.link.vector(row))[0, 1]
-            if row.get("question_new_topic") and s.views[i].substantive and self.solo is not None:
+            cur = s.views[i]
+            walked_away = row.get("question_new_topic") and cur.substantive and self.solo is not None
+            if walked_away and self.solo_defect(cur) < 0.5:
                 # A question the next turn neither answers nor retries, with a request that stands on its own: the
                 # person walked away from it. Rare in the simulator (the link model barely learns it), so a
                 # hand-set likelihood ratio, as in evidence.py.
-                p = combine_link(p, WALK_AWAY_LR if self.solo_defect(s.views[i]) < 0.5 else 1.0)
+                p = combine_link(p, WALK_AWAY_LR)
             if p >= 0.5:
                 goals[-1].append(i)
             else:

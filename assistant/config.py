@@ -120,6 +120,13 @@ class RewriteSettings(_Section):
     """A table entry applies only if its target's success probability is at least this."""
     min_online_score: float = Field(0.80, ge=0.0, le=1.0)
     """Ranker score above which an online rewrite applies."""
+    min_coverage: float = Field(0.75, ge=0.0, le=1.0)
+    """Without a learned gate: an online candidate must cover at least this share of the request's words (a typo or a
+    sound-alike counts), so the hand-set score never swaps a word for a different one."""
+    gated_min_coverage: float = Field(0.5, ge=0.0, le=1.0)
+    """With a learned gate (and for the shadow candidates that train it): the lower floor. A misheard request shares
+    few words with what was meant ("please put on some of the help" / "... some adele": 0.57); the gate, fitted on
+    recorded wins and losses, decides instead of the word count."""
     guards: bool = True
     """Online rewrites never invent a number or a time the user did not say, and never drop a name (genre, artist,
     place ...) that worked in earlier requests (assistant/understanding/rewrite.py `guard_reason`)."""

@@ -319,11 +319,13 @@ class OnlineIndex:
         return bool(user and i in self.personal.get(user, {}))
 
     def rewrite_candidates(
-        self, text: str, user: str | None, now: float | None = None
+        self, text: str, user: str | None, now: float | None = None, min_coverage: float | None = None
     ) -> tuple[Candidate | None, dict[str, Candidate | None]]:
         """(the chosen candidate or None, best per layer). Personal wins when the user's own history has a candidate
-        that matches about as well as the global one (`personal_margin`); otherwise the global layer's pick."""
+        that matches about as well as the global one (`personal_margin`); otherwise the global layer's pick.
+        `min_coverage` overrides the config's floor (the rewriter lowers it when a learned gate decides)."""
         cfg = self.config
+        floor = cfg.min_coverage if min_coverage is None else min_coverage
         now = time.time() if now is None else now
         q = normalize(text)
         best: dict[str, Candidate | None] = {"global": None, "personal": None}
@@ -345,9 +347,7 @@ class OnlineIndex:
                 now,
                 0.0,
             )
-            if c.features["coverage"] >= cfg.min_coverage and (
-                best["global"] is None or c.score > best["global"].score
-            ):
+            if c.features["coverage"] >= floor and (best["global"] is None or c.score > best["global"].score):
                 best["global"] = c
         if mine:
             idx = np.fromiter((i for i, (c, _) in mine.items() if c >= cfg.personal_min_count), dtype=np.int64)
@@ -370,7 +370,7 @@ class OnlineIndex:
                         now,
                         cnt / total,
                     )
-                    if c.features["coverage"] >= cfg.min_coverage and (
+                    if c.features["coverage"] >= floor and (
                         best["personal"] is None or c.score > best["personal"].score
                     ):
                         best["personal"] = c

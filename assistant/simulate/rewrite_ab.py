@@ -224,11 +224,17 @@ class RewriteAB:
         from assistant.learning.rewrite_gate import GATE_FILE
 
         (self.data_dir / GATE_FILE).unlink(missing_ok=True)  # the shadow proposes with the hand-set ranker
-        shadow = RewriteSettings(precomputed=False, learned_gate=False).model_copy(update={"min_online_score": 1.01})
+        # the shadow offers what a learned gate would weigh (the lower coverage floor); the hand-set fallback's sweep
+        # only counts the candidates its own floor lets through
+        base = RewriteSettings(**self.rewrite_overrides)
+        shadow = RewriteSettings(precomputed=False, learned_gate=False).model_copy(
+            update={"min_online_score": 1.01, "min_coverage": base.gated_min_coverage}
+        )
         sim.shadow_rewriter = Rewriter.load(self.data_dir, shadow, embedder=self.embedder)
         stats = sim.run()
         rows = [r for r in _read(out / "sim_truth.jsonl") if r.get("shadow")]
-        self.tune_summary = {"turns": stats["turns"], "candidates": len(rows), **sweep(rows, c.min_win_loss)}
+        hand = [r for r in rows if (r["shadow"].get("features") or {}).get("coverage", 1.0) >= base.min_coverage]
+        self.tune_summary = {"turns": stats["turns"], "candidates": len(rows), **sweep(hand, c.min_win_loss)}
         if self.tune_summary["chosen"] is not None:
             self.rewrite_overrides["min_online_score"] = self.tune_summary["chosen"]
         # the learned gate: fitted on the same shadow candidates (their recorded wins / losses), used by the test

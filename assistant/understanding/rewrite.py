@@ -236,7 +236,9 @@ class Rewriter:
         if self.index is None or not s.online:
             out.reason = out.reason or "no-match"
             return out
-        chosen, best = self.index.rewrite_candidates(text, user)
+        # a learned gate weighs coverage with everything else, so it sees candidates a word count alone would refuse
+        floor = s.gated_min_coverage if self.gate is not None else s.min_coverage
+        chosen, best = self.index.rewrite_candidates(text, user, min_coverage=floor)
         out.details = {**out.details, **{k: v.to_dict() for k, v in best.items() if v is not None}}
         if chosen is None:
             out.reason = out.reason or "no-candidate"

@@ -440,3 +440,41 @@ def test_index_learns_names_from_successful_requests_and_the_guard_is_traced(tmp
     assert not r.applied and r.reason == "guard" and r.details["guard"] == "invents-value"
     off = Rewriter.load(data, RewriteSettings(min_online_score=0.0, guards=False), embedder=embedder)
     assert off.rewrite("wake me up please", "u9").applied
+
+
+def test_a_learned_gate_weighs_misheard_requests_that_share_few_words(tmp_path, embedder):
+    """"please put on some of the help" (Adele, misheard) covers 4 of its 7 words in "please put on some adele": the
+    hand-set ranker never offers it (coverage floor 0.75); with a learned gate the floor is `gated_min_coverage` and
+    the gate decides. The shadow of `assistant learn evaluate` uses the same lower floor, so the gate is fitted on
+    such candidates."""
+    from assistant.learning.jobs import learn_index
+    from assistant.learning.rewrite_gate import FEATURES, RewriteGate
+    from assistant.trace.store import TraceStore
+
+    data = tmp_path / "data"
+    store = TraceStore(data / "traces.db")
+    t = time.time() - 5 * 86400
+    for k in range(6):
+        add_session(store, f"user{k % 3}", t, [("please put on some adele", "done", "play_music")])
+        t += 3600
+    store.close()
+    learn_index(data, embedder=embedder)
+    heard = "Please put on some of the help."
+
+    hand = Rewriter.load(data, RewriteSettings(min_online_score=0.0), embedder=embedder)
+    r = hand.rewrite(heard, "newcomer")
+    assert not r.applied and r.reason == "no-candidate" and r.candidate is None
+
+    gated = Rewriter.load(data, RewriteSettings(), embedder=embedder)
+    # a gate that trusts coverage a lot: P(win) rises with it; 4/7 of the words covered is below its threshold
+    flat = {k: 0.0 for k in FEATURES}
+    gated.gate = RewriteGate(flat | {"coverage": 6.0}, -4.0, flat, {k: 1.0 for k in FEATURES}, threshold=0.5)
+    r = gated.rewrite(heard, "newcomer")
+    assert r.candidate == "please put on some adele" and not r.applied and r.reason == "below-threshold"
+    assert r.details["gate"]["features"]["coverage"] == pytest.approx(4 / 7, abs=1e-3)
+    # a gate that has learned sound-alikes win (phonetic match high): the misheard request is rewritten
+    gated.gate = RewriteGate(flat | {"phonetic": 8.0}, -4.0, flat, {k: 1.0 for k in FEATURES}, threshold=0.5)
+    r = gated.rewrite(heard, "newcomer")
+    assert r.applied and r.text == "please put on some adele" and r.layer == "global"
+    # the floor is still a floor: a request that shares half its words with nothing known gets no candidate
+    assert gated.rewrite("what is the capital of peru", "newcomer").candidate is None

@@ -89,7 +89,7 @@ def learn_rewrites(
     same table either way.
     `out`: also write the mined tables (edges, absorb, pairs) and the rewrite table as Parquet under OUT/v{N}/
     (a folder or any URI the engine writes)."""
-    from assistant.learning.markov import MarkovConfig, personal_table, solve, table_rows, write_table
+    from assistant.learning.markov import MarkovConfig, contested, personal_table, solve, table_rows, write_table
     from assistant.learning.mining import mine
 
     t0 = time.perf_counter()
@@ -104,6 +104,10 @@ def learn_rewrites(
             mined = mine(export_path, detector=det, engine=eng)
             mcfg = MarkovConfig(min_support=min_support, min_prob=min_prob, min_users=min_users)
             table, solve_stats = solve(mined, mcfg)
+            owned = contested(mined, table)  # phrases that work as said for someone: personal rewrites only
+            for a in owned:
+                table.pop(a)
+            solve_stats["contested"] = {a: {"users_as_said": len(us)} for a, us in owned.items()}
             personal = personal_table(mined, table)
             solve_stats["personal_users"] = len(personal)
             solve_stats["personal_rewrites"] = sum(

@@ -193,6 +193,19 @@ def solve(mined: Mined, config: MarkovConfig = MarkovConfig()) -> tuple[dict[str
     return table, stats
 
 
+def contested(mined: Mined, table: dict[str, dict[str, Any]], keep_rate: float = 0.6) -> dict[str, list[str]]:
+    """Sources of the global table that work as said for some user ({source: [users]}): in >= `keep_rate` of that
+    user's >= 2 turns of it. Such a phrase means different things to different people ("the big light" is one
+    person's floor lamp and another's ceiling light), so a rewrite of it for everyone would take one group's meaning
+    for all, and newcomers too; the personal table gives the rewrite to the users whose own chains show it."""
+    uu = mined.user_utt or {}
+    out: dict[str, list[str]] = {}
+    for u, a, n, k in zip(uu.get("user_id", ()), uu.get("utt", ()), uu.get("n", ()), uu.get("ok", ())):
+        if a in table and int(n) >= 2 and int(k) / int(n) >= keep_rate:
+            out.setdefault(a, []).append(str(u))
+    return {a: sorted(us) for a, us in sorted(out.items())}
+
+
 def personal_table(
     mined: Mined,
     table: dict[str, dict[str, Any]],
@@ -205,7 +218,9 @@ def personal_table(
       half of u's turns of a went that way, and a seldom worked for u as said (< half its turns); kept only when the
       global table does not already say the same (their "big light" is the floor lamp while most people's is not).
     - keep: a source the global table rewrites that worked for u as said in >= `keep_rate` of u's >= 2 turns of it
-      (their "Portland" is the one the catalog picks): the rewriter then leaves it alone for u.
+      (their "Portland" is the one the catalog picks): the rewriter then leaves it alone for u. `learn rewrites`
+      drops such sources from the global table first (`contested`), so its tables have no keeps; they matter for a
+      global table built without that step.
     """
     up, uu = mined.user_pairs or {}, mined.user_utt or {}
     said = {

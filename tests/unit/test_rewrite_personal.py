@@ -9,7 +9,7 @@ import pytest
 
 from assistant.config import RewriteSettings
 from assistant.learning.ab import TurnOutcome, evaluate
-from assistant.learning.markov import load_table, personal_table, write_table
+from assistant.learning.markov import contested, load_table, personal_table, write_table
 from assistant.learning.mining import Mined
 from assistant.learning.rewrite_gate import FEATURES, RewriteGate, fit_gate, names_in
 from assistant.trace.privacy import Pseudonymizer
@@ -40,6 +40,26 @@ def test_personal_table_own_rewrites_and_keeps():
     assert t["u-lamp"][BIG]["target"] == "turn on the floor lamp" and t["u-lamp"][BIG]["support"] == 3
     assert "u-ceil" not in t and "u-once" not in t and "u-half" not in t
     assert t["u-keep"][BIG] == {"keep": True, "turns": 3, "ok": 3}
+
+
+def test_a_phrase_that_works_as_said_for_someone_is_no_global_rewrite():
+    """ "the big light" works as said for u-keep (their big light is the one the pipeline picks) and is rewritten by
+    the chains of u-lamp and u-ceil: the global table must not rewrite it for everyone (a newcomer may mean either);
+    the users whose own chains show a rewrite get it in the personal table."""
+    mined = _mined(
+        [("u-lamp", BIG, "turn on the floor lamp", 3), ("u-ceil", BIG, "turn on the ceiling light", 4)],
+        [("u-lamp", BIG, 4, 0), ("u-ceil", BIG, 4, 0), ("u-keep", BIG, 3, 3), ("u-once", BIG, 1, 1)],
+    )
+    assert contested(mined, GLOBAL) == {BIG: ["u-keep"]}
+    table = {a: e for a, e in GLOBAL.items() if a not in contested(mined, GLOBAL)}
+    t = personal_table(mined, table)
+    assert BIG not in table
+    assert t["u-ceil"][BIG]["target"] == "turn on the ceiling light"
+    assert t["u-lamp"][BIG]["target"] == "turn on the floor lamp"
+    assert "u-keep" not in t  # nothing to keep: nobody's table rewrites it for them
+    # one success in one turn is not ownership; a phrase that fails for everyone stays global
+    alone = _mined([], [("u-once", BIG, 1, 1), ("u-lamp", BIG, 4, 0)])
+    assert contested(alone, GLOBAL) == {}
 
 
 def _rewriter(tmp_path, personal=True):

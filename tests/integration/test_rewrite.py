@@ -443,7 +443,7 @@ def test_index_learns_names_from_successful_requests_and_the_guard_is_traced(tmp
 
 
 def test_a_learned_gate_weighs_misheard_requests_that_share_few_words(tmp_path, embedder):
-    """"please put on some of the help" (Adele, misheard) covers 4 of its 7 words in "please put on some adele": the
+    """ "please put on some of the help" (Adele, misheard) covers 4 of its 7 words in "please put on some adele": the
     hand-set ranker never offers it (coverage floor 0.75); with a learned gate the floor is `gated_min_coverage` and
     the gate decides. The shadow of `assistant learn evaluate` uses the same lower floor, so the gate is fitted on
     such candidates."""

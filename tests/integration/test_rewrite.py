@@ -395,6 +395,11 @@ def test_guards_refuse_invented_values_and_dropped_names():
     assert guard_reason("turn on the big light", "turn off the big light", names) == "flips-action"
     assert guard_reason("Lock the front door.", "unlock the front door", names) == "flips-action"
     assert guard_reason("turn of the lights", "turn off the lights", names) is None  # "of" is no action
+    # words for the same direction are one side: "open up" -> "shut" flips, "close" -> "shut" does not
+    assert guard_reason("Please open up the garage door.", "please shut the garage door", names) == "flips-action"
+    assert guard_reason("close the garage door", "please shut the garage door", names) is None
+    assert guard_reason("Raise the volume.", "turn the volume down", names) == "flips-action"
+    assert guard_reason("I need the back door in lock.", "i need the back door unlocked", names) is None
     home = frozenset({"porch light", "floor lamp", "kitchen"})
     assert guard_reason("turn off the porch light", "turn off the big light", home) == "drops-name"
     assert guard_reason("turn off the porch lite", "turn off the porch light", home) is None

@@ -247,9 +247,11 @@ def personal_table(
             "baseline": round(k / n, 4),
             "support": c,
         }
-    for (u, a), (n, k) in said.items():
-        if a in table and n >= 2 and k / n >= keep_rate and a not in out.get(u, {}):
-            out.setdefault(u, {})[a] = {"keep": True, "turns": n, "ok": k}
+    for a, users in contested(mined, table, keep_rate).items():
+        for u in users:
+            if a not in out.get(u, {}):
+                n, k = said[(u, a)]
+                out.setdefault(u, {})[a] = {"keep": True, "turns": n, "ok": k}
     return out
 
 

@@ -341,8 +341,8 @@ def guard_reason(original: str, candidate: str, known_names: Any = ()) -> str | 
     for w in c.split():
         if w not in qw and (w in NUMBER_WORDS or w in TIME_WORDS or any(ch.isdigit() for ch in w)):
             return "invents-value"
+    q_only, c_only = qw - cw, cw - qw
     for a, b in POLARITY:
-        q_only, c_only = qw - cw, cw - qw
         if (q_only & a and c_only & b) or (q_only & b and c_only & a):
             return "flips-action"
     from assistant.learning.rewrite_gate import names_in

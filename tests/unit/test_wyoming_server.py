@@ -131,3 +131,47 @@ def test_bad_events_get_error_events_and_the_connection_goes_on():
     assert Pong.from_event(out[-1]).text == "still there?"
     assert "transcribe" in Error.from_event(out[0]).text  # says what the server does serve
     assert "width" in Error.from_event(out[3]).text  # names the missing field
+
+
+class _SlowDetector:
+    """A wake detector that takes a while per frame and records a reset that lands while it is processing (what
+    crashed a TFLite model in CI: a client left mid-chunk and its detector was reset and pooled meanwhile)."""
+
+    def __init__(self) -> None:
+        self.busy = threading.Event()
+        self.reset_while_busy = False
+        self.frames = 0
+
+    def process(self, frame):
+        self.busy.set()
+        threading.Event().wait(0.02)
+        self.frames += 1
+        self.busy.clear()
+        return {"hey_jarvis": 0.0}
+
+    def reset(self) -> None:
+        self.reset_while_busy |= self.busy.is_set()
+
+
+def test_a_client_leaving_mid_chunk_gets_its_wake_detector_pooled_only_after_the_chunk():
+    from assistant.apps.wyoming.wake import FRAME, WakeHandler, WakeStream
+
+    runner = SimpleNamespace(settings=load_settings(), asr=None, tts=None, wake=None, nlu=None)
+    service = Service(runner, workers=1)  # one pool thread: the release runs after the chunk, in order
+    detector = _SlowDetector()
+    models = ("hey_jarvis",)
+    service._pool[("wake", models)] = [detector]
+    handler = WakeHandler(service, "tcp://test")
+    stream = WakeStream(models=models)
+    try:
+        running = service.submit(handler._process, stream, np.zeros(FRAME * 10, np.int16))
+        assert detector.busy.wait(5)
+        handler.close()  # the client disconnected while its chunk is in a pool thread
+        assert running.result(10) == []
+        service.executor.submit(lambda: None).result(10)  # the release queued behind it has run
+        late = handler._process(stream, np.zeros(FRAME, np.int16))  # a chunk that arrived as it left
+    finally:
+        service.close()
+    assert not detector.reset_while_busy
+    assert detector.frames == 10 and late == []
+    assert service._pool[("wake", models)] == [detector]  # back in the pool, once

@@ -12,6 +12,7 @@ followed by `wake.refractory_seconds` of silence from that model, as in replay a
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +126,10 @@ class WakeHandler:
         self.asked: list[str] | None = None
         self.stream: WakeStream | None = None
         self._detectors: dict[tuple[str, ...], Any] = {}
+        self._lock = threading.Lock()
+        """Held while a chunk runs in a pool thread: the detectors go back to the pool (reset) only after it, since a
+        TFLite model reset or reused by another stream mid-inference crashes the process (a CI run segfaulted)."""
+        self._closed = False
 
     async def handle(self, event: Event, send: Send) -> None:
         if Detect.is_type(event.type):
@@ -154,13 +159,24 @@ class WakeHandler:
         return self._detectors[models]
 
     def close(self) -> None:
-        """The connection ended: its detectors go back to the pool."""
-        detectors, self._detectors = self._detectors, {}
+        """The connection ended: its detectors go back to the pool once a chunk still running has finished."""
+        self.service.background(self._release)
+
+    def _release(self) -> None:
+        with self._lock:
+            self._closed = True
+            detectors, self._detectors = self._detectors, {}
         for models, detector in detectors.items():
             self.service.give_back("wake", detector, models)
 
     def _process(self, stream: WakeStream, samples: np.ndarray) -> list[tuple[str, int]]:
         """Feed whole 80 ms frames; returns the (model, ms into the stream) detected in them (pool thread)."""
+        with self._lock:
+            if self._closed:  # a chunk that arrived as the client left: nobody waits for its answer
+                return []
+            return self._feed(stream, samples)
+
+    def _feed(self, stream: WakeStream, samples: np.ndarray) -> list[tuple[str, int]]:
         detector = self._detector(stream.models)
         if stream.samples == 0:
             detector.reset()

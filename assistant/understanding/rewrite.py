@@ -318,9 +318,9 @@ def taught_covers(context: Any, q: str) -> str | None:
 
 
 # Opposite actions: a rewrite that swaps one for the other reverses what the user asked ("turn on the big light" ->
-# "turn off the big light"); no mishearing fix needs that, and the result is never what was said. Each side holds the
-# words that ask for the same direction ("please open up the garage door" -> "please shut the garage door" is a flip:
-# seed 95's personal layer lost 4 turns to it when "shut" was not on the list).
+# "turn off the big light"); no mishearing fix needs that, and the result is never what was said. Each pair lists
+# the words for one direction on each side ("please open up the garage door" -> "please shut the garage door" is a
+# flip: seed 95's personal layer lost 4 turns to it when "shut" was not on the list).
 POLARITY = (
     ({"on"}, {"off"}),
     ({"up", "raise", "increase", "brighter", "louder"}, {"down", "lower", "decrease", "dimmer", "quieter"}),
@@ -329,11 +329,20 @@ POLARITY = (
     ({"enable"}, {"disable"}),
     ({"add"}, {"remove"}),
 )
+# ... and across pairs: a request for more (on, up, open, play) rewritten to one for less (off, down, close, stop) is a
+# flip too ("Raise the lamp slide." -> "turn off the lamps": seed 96's global layer made it 8 times).
+MORE = frozenset().union(*(a for a, _ in POLARITY))
+LESS = frozenset().union(*(b for _, b in POLARITY))
+
+# How many devices a request is about: a rewrite that drops "all" acts on fewer than asked ("Ollie, all the lights,
+# please." -> "lower the light please" lost a turn on seed 95), one that adds it acts on devices nobody named.
+SCOPE_WORDS = frozenset({"all", "every", "everything", "everywhere", "both", "each"})
 
 
 def guard_reason(original: str, candidate: str, known_names: Any = ()) -> str | None:
     """Why an online candidate must not replace `original`, or None: it adds a number or time word the user did not
-    say ("invents-value"), it swaps an action for its opposite ("flips-action": on -> off, lock -> unlock), or it
+    say ("invents-value"), it swaps an action for its opposite ("flips-action": on -> off, lock -> unlock, raise ->
+    off), it changes how many things the request is about ("changes-scope": "all the lights" -> "the light"), or it
     drops a name that worked in earlier requests or that the home or the catalogs know ("drops-name": "put on some
     classical" -> "put on some folk", "the porch light" -> "the big light")."""
     q, c = normalize(original), normalize(candidate)
@@ -342,9 +351,10 @@ def guard_reason(original: str, candidate: str, known_names: Any = ()) -> str | 
         if w not in qw and (w in NUMBER_WORDS or w in TIME_WORDS or any(ch.isdigit() for ch in w)):
             return "invents-value"
     q_only, c_only = qw - cw, cw - qw
-    for a, b in POLARITY:
-        if (q_only & a and c_only & b) or (q_only & b and c_only & a):
-            return "flips-action"
+    if (q_only & MORE and c_only & LESS) or (q_only & LESS and c_only & MORE):
+        return "flips-action"
+    if (q_only | c_only) & SCOPE_WORDS:
+        return "changes-scope"
     from assistant.learning.rewrite_gate import names_in
 
     names = known_names if isinstance(known_names, (set, frozenset)) else frozenset(known_names)

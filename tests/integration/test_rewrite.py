@@ -400,6 +400,14 @@ def test_guards_refuse_invented_values_and_dropped_names():
     assert guard_reason("close the garage door", "please shut the garage door", names) is None
     assert guard_reason("Raise the volume.", "turn the volume down", names) == "flips-action"
     assert guard_reason("I need the back door in lock.", "i need the back door unlocked", names) is None
+    # ... and across pairs: a request for more (raise, play) never becomes one for less (off, stop)
+    assert guard_reason("Raise the lamp slide.", "turn off the lamps", names) == "flips-action"
+    assert guard_reason("play some jazz", "stop the music", names) == "flips-action"
+    assert guard_reason("turn up the lamp", "turn on the lamp", names) is None  # both ask for more
+    # how many devices: "all" dropped acts on fewer than asked, "all" added on devices nobody named
+    assert guard_reason("Ollie, all the lights, please.", "lower the light please", names) == "changes-scope"
+    assert guard_reason("turn off the light", "turn off all the lights", names) == "changes-scope"
+    assert guard_reason("turn off all the lice", "turn off all the lights", names) is None
     home = frozenset({"porch light", "floor lamp", "kitchen"})
     assert guard_reason("turn off the porch light", "turn off the big light", home) == "drops-name"
     assert guard_reason("turn off the porch lite", "turn off the porch light", home) is None

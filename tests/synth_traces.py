@@ -211,8 +211,10 @@ def add_session(
     turns: list[tuple[str, str, str]],
     step: float = 6.0,
     device: str = "kitchen_speaker",
+    actions: list[dict | None] | None = None,
 ) -> None:
-    """One session of (text, status, intent[, slots]) turns `step` seconds apart, written as the pipeline would."""
+    """One session of (text, status, intent[, slots]) turns `step` seconds apart, written as the pipeline would.
+    `actions`: per turn, fields of its action (name, target, params) over the placeholder's."""
     sid = uuid.uuid4().hex
     for k, (text, status, intent, *slots) in enumerate(turns):
         tid = uuid.uuid4().hex
@@ -228,7 +230,14 @@ def add_session(
             "intent_confidence": 0.9,
             "slots": slots[0] if slots else {},
             "entities": [],
-            "action": {"name": "x", "status": status, "target": None, "params": {}, "result": {}},
+            "action": {
+                "name": "x",
+                "status": status,
+                "target": None,
+                "params": {},
+                "result": {},
+                **((actions[k] or {}) if actions else {}),
+            },
             "response_text": "ok" if status == "done" else "Sorry, I can't do that.",
             "response_audio": None,
             "expects_reply": False,

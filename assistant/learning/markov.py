@@ -10,6 +10,9 @@ transient-to-transient block and R the transient-to-absorbing block:
 
 For each failing source utterance a, the rewrite is the reachable utterance b (b != a) with the highest B[b, success],
 kept only if the path a ... -> b was seen in at least `min_support` chains (by at least `min_users` users),
+counting as one the targets that did the same thing when they worked (`meaning_of`: the action and its target, so
+"switch on the floor lamp please" and "turn on the floor lamp" pool their support; B is then their support-weighted
+mean),
 B[b, success] >= `min_prob`, and it beats a's direct success rate (without the user rephrasing) by `min_gain`.
 (B[a, success] itself is reported as `eventual`: how often the user got there anyway, by rephrasing.) Chains are
 solved per connected cluster of
@@ -159,25 +162,35 @@ def solve(mined: Mined, config: MarkovConfig = MarkovConfig()) -> tuple[dict[str
         for u, i in idx.items():
             if fail_rate[i] < config.max_fail_rate_ok:
                 continue
-            best = None
+            # targets that did the same thing when they worked are one outcome: "switch on the floor lamp please"
+            # and "turn on the floor lamp" share their support (the wording with the most support is the rewrite)
+            groups: dict[str, list[tuple[str, int, int, int]]] = defaultdict(list)
             for v, j in idx.items():
                 if j == i or n_mat[i, j] <= 1e-12:
                     continue
                 sup, users = pair.get((u, v), (0, 0))
+                if sup > 0:
+                    groups[meaning_of(mined, v)].append((v, j, sup, users))
+            best = None
+            for members in groups.values():
+                sup = sum(m[2] for m in members)
+                users = max(m[3] for m in members)
                 if sup < config.min_support or users < config.min_users:
                     continue
-                key = (p_success[j], sup)
+                p = sum(p_success[m[1]] * m[2] for m in members) / sup
+                v, j, *_ = max(members, key=lambda m: (m[2], p_success[m[1]], m[0]))
+                key = (p, sup)
                 if best is None or key > best[0]:
                     best = (key, v, j, sup, users)
             if best is None:
                 continue
-            (_, v, j, sup, users) = best
+            ((p, _), v, j, sup, users) = best
             direct = 1.0 - fail_rate[i]
-            if p_success[j] < config.min_prob or p_success[j] - direct < config.min_gain:
+            if p < config.min_prob or p - direct < config.min_gain:
                 continue
             table[u] = {
                 "target": v,
-                "probability": round(float(p_success[j]), 4),
+                "probability": round(float(p), 4),
                 "baseline": round(float(direct), 4),
                 "eventual": round(float(p_success[i]), 4),
                 "support": sup,
@@ -191,6 +204,12 @@ def solve(mined: Mined, config: MarkovConfig = MarkovConfig()) -> tuple[dict[str
         "seconds": round(time.perf_counter() - t0, 3),
     }
     return table, stats
+
+
+def meaning_of(mined: Mined, utt: str) -> str:
+    """What `utt` did when it worked (the action and its target), or the utterance itself when that is unknown."""
+    m = (mined.meanings or {}).get(utt)
+    return f"meaning:{m}" if m else f"utt:{utt}"
 
 
 def contested(mined: Mined, table: dict[str, dict[str, Any]], keep_rate: float = 0.6) -> dict[str, list[str]]:
@@ -214,7 +233,8 @@ def personal_table(
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Per user (pseudonym), this user's own rewrites, and the requests that work for them as said.
 
-    - A rewrite a -> b for user u: in >= `min_support` of u's own chains a was followed by b that succeeded, at least
+    - A rewrite a -> b for user u: in >= `min_support` of u's own chains a was followed by b, or by another wording
+      that did the same as b (`meaning_of`), that succeeded, at least
       half of u's turns of a went that way, and a seldom worked for u as said (< half its turns); kept only when the
       global table does not already say the same (their "big light" is the floor lamp while most people's is not).
     - keep: a source the global table rewrites that worked for u as said in >= `keep_rate` of u's >= 2 turns of it
@@ -227,19 +247,21 @@ def personal_table(
         (u, a): (int(n), int(k))
         for u, a, n, k in zip(uu.get("user_id", ()), uu.get("utt", ()), uu.get("n", ()), uu.get("ok", ()))
     }
-    best: dict[tuple[str, str], tuple[int, str]] = {}
+    # this user's chains from a, by what their successful target did: wordings of one meaning add up
+    by_meaning: dict[tuple[str, str], dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(dict))
     for u, a, b, c in zip(up.get("user_id", ()), up.get("src", ()), up.get("dst", ()), up.get("chains", ())):
-        c = int(c)
-        if c >= min_support and (best.get((u, a)) is None or (c, b) > best[(u, a)]):
-            best[(u, a)] = (c, b)
+        by_meaning[(u, a)][meaning_of(mined, b)][b] = int(c)
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for (u, a), (c, b) in sorted(best.items()):
+    for (u, a), groups in sorted(by_meaning.items()):
+        c, _, b = max((sum(ws.values()), m, max(ws, key=lambda w: (ws[w], w))) for m, ws in groups.items())
+        if c < min_support:
+            continue
         n, k = said.get((u, a), (c, 0))
         n = max(n, c)
         if k / n >= 0.5 or c / n < 0.5:
             continue
         g = table.get(a)
-        if g is not None and g["target"] == b:
+        if g is not None and meaning_of(mined, g["target"]) == meaning_of(mined, b):
             continue
         out.setdefault(u, {})[a] = {
             "target": b,

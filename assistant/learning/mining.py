@@ -96,6 +96,9 @@ class Mined:
     """user_id, src, dst, chains: the pairs of each user's own chains"""
     user_utt: dict[str, Any] = field(default_factory=dict)
     """user_id, utt, n, ok: each user's turns of an utterance and how many succeeded as said"""
+    meanings: dict[str, str] = field(default_factory=dict)
+    """utterance -> what it did when it worked (the action and its target, `sources.prepared`'s `meaning`), the most
+    frequent one; utterances that never worked are absent"""
 
 
 def steps_sql(
@@ -146,6 +149,11 @@ def steps_sql(
             WHERE b.outcome = 'success' AND a.utt <> b.exec_utt
               AND (a.utt <> a.exec_utt OR coalesce(a.outcome, '') <> 'success')
             GROUP BY a.user_id, a.utt, b.exec_utt""",
+        # what each executed utterance did when it worked (markov.py groups rewrite targets that did the same)
+        "meanings": f"""
+            SELECT {n("coalesce(rewrite_text, transcript)")} AS utt, meaning, count(*) AS n FROM {source}
+            WHERE meaning IS NOT NULL AND transcript IS NOT NULL AND ({outcome}) = 'success'
+            GROUP BY 1, 2""",
         # how each user's own turns of an utterance went, said as is: succeeded (not rephrased) or not
         "user_utt": """
             SELECT user_id, utt, count(*) AS n,
@@ -345,6 +353,9 @@ def mine(
     pairs = eng.columns("SELECT * FROM pairs ORDER BY src, dst")
     user_pairs = eng.columns("SELECT * FROM user_pairs ORDER BY user_id, src, dst")
     user_utt = eng.columns("SELECT * FROM user_utt WHERE n >= 2 ORDER BY user_id, utt")
+    meanings: dict[str, str] = {}
+    for utt, meaning, _n in eng.rows("SELECT utt, meaning, n FROM meanings ORDER BY utt, n DESC, meaning"):
+        meanings.setdefault(utt, meaning)
     turns, chained = eng.rows("SELECT count(*), count(*) FILTER (WHERE link) FROM chains")[0]
     (with_goal,) = eng.rows("SELECT count(*) FILTER (WHERE goal_id IS NOT NULL) FROM src")[0]
     stats = {
@@ -368,4 +379,5 @@ def mine(
         stats,
         user_pairs,
         user_utt,
+        meanings,
     )

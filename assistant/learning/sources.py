@@ -16,7 +16,7 @@ from assistant.text import NORMALIZE_SQL
 
 PREPARED_COLUMNS = (
     "turn_id, session_id, turn_index, t0, t1, user_id, transcript, intent, action_status, error_code, label, "
-    "rephrased_by, rewrite_text, explicit_yes, barge_in, expects_reply, goal_id"
+    "rephrased_by, rewrite_text, explicit_yes, barge_in, expects_reply, goal_id, meaning"
 )
 """What `prepared` gives every job (besides nothing else: the jobs never read the raw export columns)."""
 
@@ -93,6 +93,7 @@ def prepared(table: str, dialect: Dialect, version: int, have: set[str] | None =
     `have`: the columns `table` has (a hand-made or partial export may lack some: they read as NULL / false)."""
     d = dialect
     if version >= 2:  # typed: plain field access, the same in both dialects
+        action = ("action.name", "action.target", "action.params")
         rephrased_by = d.first("signals", "x", "x.type = 'rephrase'") + ".by_turn"
         applied = d.json_text("x.output", "$.applied") + " = 'true'"
         rewrite_text = d.json_text(d.first("spans", "x", f"x.stage = 'rewrite' AND {applied}") + ".output", "$.text")
@@ -101,11 +102,13 @@ def prepared(table: str, dialect: Dialect, version: int, have: set[str] | None =
         if d.name == "duckdb":  # DuckDB spells lambdas with the keyword
             explicit_yes = "coalesce(list_contains(list_transform(signals, lambda x: x.type), 'explicit-yes'), false)"
             barge_in = "coalesce(list_contains(list_transform(events, lambda x: x.type), 'barge-in'), false)"
-    elif d.name == "duckdb":
+    else:
+        action = tuple(d.json_text("action", f"$.{k}") for k in ("name", "target", "params"))
+    if version < 2 and d.name == "duckdb":
         rephrased_by, rewrite_text = _V1_REPHRASED_BY_DUCKDB, _V1_REWRITE_DUCKDB
         explicit_yes = "coalesce(signals, '') LIKE '%explicit-yes%'"
         barge_in = "coalesce(CAST(events AS VARCHAR), '') LIKE '%barge-in%'"
-    else:
+    elif version < 2:
         rephrased_by = (
             "CASE WHEN signals LIKE '%\"rephrase\"%' THEN "
             + d.first(f"from_json(signals, '{_V1_SIGNALS}')", "x", "x.type = 'rephrase'")
@@ -118,6 +121,7 @@ def prepared(table: str, dialect: Dialect, version: int, have: set[str] | None =
         )
         explicit_yes = "coalesce(signals, '') LIKE '%explicit-yes%'"
         barge_in = "coalesce(events, '') LIKE '%barge-in%'"
+    name, target, params = action
     exprs = {
         "turn_id": "turn_id",
         "session_id": "session_id",
@@ -136,6 +140,12 @@ def prepared(table: str, dialect: Dialect, version: int, have: set[str] | None =
         "barge_in": barge_in,
         "expects_reply": "coalesce(expects_reply, false)",
         "goal_id": "goal_id",  # the goal labeller's (`assistant learn labels`); NULL in a store never labelled
+        # what the turn did: the action and its target (light.turn_on|living_room.floor_lamp), or the action's
+        # parameters when it has no target (a question's place); two wordings that did the same are one meaning
+        # (none when it did nothing that names what: no target and no parameters)
+        "meaning": f"""CASE WHEN {name} IS NOT NULL AND {name} <> 'none'
+                            AND ({target} IS NOT NULL OR coalesce({params}, '{{}}') NOT IN ('{{}}', ''))
+                       THEN concat_ws('|', {name}, coalesce({target}, {params})) END""",
     }
     needs = {
         "user_id": "user_pseudonym",
@@ -149,6 +159,7 @@ def prepared(table: str, dialect: Dialect, version: int, have: set[str] | None =
         "error_code": "error_code",
         "label": "label",
         "goal_id": "goal_id",
+        "meaning": "action",
     }
     flags = {"explicit_yes", "barge_in", "expects_reply"}
     cols = []

@@ -325,3 +325,47 @@ def test_requests_chained_in_separate_goals_are_not_mined_as_rephrases(tmp_path,
     assert len(gated.edges["src"]) == 0 and gated.stats["linked_turns"] == 0
     # the stats say whether the gate had goal ids to work with
     assert plain.stats["turns_with_goal_id"] == 0 and gated.stats["turns_with_goal_id"] == gated.stats["turns"] > 0
+
+
+def test_wordings_that_did_the_same_pool_their_support(tmp_path):
+    """Alex's "turn on the big light" lights the ceiling light; Alex corrects it to the floor lamp, in two wordings
+    ("turn on the floor lamp", "switch on the floor lamp please") twice each. Neither wording alone has the support
+    of 3 a rewrite needs, nor half of Alex's turns; both did the same (light.turn_on of living_room.floor_lamp), so
+    together they make a global and a personal rewrite, to the wording seen most. A third wording that lit another
+    lamp does not join them."""
+    from assistant.learning.markov import meaning_of, personal_table
+
+    store = TraceStore(tmp_path / "data" / "traces.db")
+    big = {"name": "light.turn_on", "target": "living_room.ceiling_light"}
+    lamp = {"name": "light.turn_on", "target": "living_room.floor_lamp"}
+    t = 1_700_000_000.0
+    corrections = [
+        ("turn on the floor lamp", lamp),
+        ("switch on the floor lamp please", lamp),
+        ("turn on the floor lamp", lamp),
+        ("switch on the floor lamp please", lamp),
+        ("turn on the desk lamp", {"name": "light.turn_on", "target": "office.desk_lamp"}),
+    ]
+    for said, action in corrections:
+        add_session(
+            store,
+            "alex",
+            t,
+            [("turn on the big light", "done", "iot_hue_lighton"), (said, "done", "iot_hue_lighton")],
+            step=5.0,
+            actions=[big, action],
+        )
+        t += 86400
+    m = mine(_export(store, tmp_path))
+    assert meaning_of(m, "turn on the floor lamp") == meaning_of(m, "switch on the floor lamp please")
+    assert meaning_of(m, "turn on the floor lamp") != meaning_of(m, "turn on the desk lamp")
+    table, _ = solve(m, MarkovConfig(min_support=3))
+    assert table["turn on the big light"]["target"] in ("turn on the floor lamp", "switch on the floor lamp please")
+    assert table["turn on the big light"]["support"] == 4
+    pt = personal_table(m, {})
+    (mine_,) = pt.values()
+    assert mine_["turn on the big light"]["support"] == 4
+    # without the actions (every wording its own outcome) neither is enough
+    m.meanings.clear()
+    assert solve(m, MarkovConfig(min_support=3))[0] == {}
+    assert personal_table(m, {}) == {}

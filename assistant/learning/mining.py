@@ -63,6 +63,11 @@ class MiningConfig:
     as a failure whatever its label, and links to the correction; not after a clarifying question (no outcome: the
     next turn answers it). 0 turns corrections off."""
     correction_overlap: float = 0.2
+    goal_correction_seconds: float = 30.0
+    """The same, for two turns the goal labeller put in one goal: it already judged that the second serves the first's
+    goal, so the person may take longer (a feedback question and its "Nope" in between, a slow answer). On seed 96's
+    training store, 8 s missed 2 of the 4 corrections of "turn on the big light" to the floor lamp (8.6 s and 15.5 s
+    apart)."""
     same_goal: bool = True
     """Where the goal labeller has run (`assistant learn labels`: the export's `goal_id`), a rephrase or correction
     links two turns only inside one goal. Without it, a request chained right after an answer ("turn on the big
@@ -245,13 +250,19 @@ def _corr_sql(t: str, config: MiningConfig, dialect: Dialect) -> str:
     if config.correction_seconds <= 0:
         return "SELECT CAST(NULL AS STRING) AS turn_id, CAST(NULL AS STRING) AS corr_id WHERE false"
     same = "(goal_id IS NULL OR ngoal IS NULL OR goal_id = ngoal)" if config.same_goal else "true"
+    window = (
+        f"CASE WHEN goal_id = ngoal THEN {max(config.goal_correction_seconds, config.correction_seconds)} "
+        f"ELSE {config.correction_seconds} END"
+        if config.same_goal
+        else str(config.correction_seconds)
+    )
     return f"""
             SELECT turn_id, nt AS corr_id FROM (
                 SELECT turn_id, utt, intent, user_id, t0, outcome, goal_id, lead(turn_id) OVER w AS nt,
                        lead(utt) OVER w AS nu, lead(intent) OVER w AS ni, lead(user_id) OVER w AS nuser,
                        lead(t0) OVER w AS nt0, lead(goal_id) OVER w AS ngoal
                 FROM {t} WINDOW w AS (PARTITION BY session_id ORDER BY turn_index)) x
-            WHERE nt IS NOT NULL AND nt0 - t0 <= {config.correction_seconds} AND ni = intent AND nuser = user_id
+            WHERE nt IS NOT NULL AND nt0 - t0 <= {window} AND ni = intent AND nuser = user_id
               AND {same}
               AND outcome IS NOT NULL AND nu <> utt AND {dialect.word_jaccard("utt", "nu")} >= {config.correction_overlap}"""
 

@@ -369,3 +369,43 @@ def test_wordings_that_did_the_same_pool_their_support(tmp_path):
     m.meanings.clear()
     assert solve(m, MarkovConfig(min_support=3))[0] == {}
     assert personal_table(m, {}) == {}
+
+
+@pytest.mark.parametrize("goals", ["one", "two", None])
+def test_a_slow_correction_inside_one_goal_is_still_a_correction(tmp_path, goals):
+    """ "turn on the big light" lit the ceiling light; 15 s later (a feedback question and its "Nope" between) the same
+    user says "turn on the floor lamp". Inside one goal (as the goal labeller wrote it) that is a correction; across
+    two goals, or with no goal labels at all, 15 s is too slow to call it one (`correction_seconds`: 8)."""
+    from assistant.learning.labels.labeller import TurnLabel
+
+    store = TraceStore(tmp_path / "data" / "traces.db")
+    t = 1_700_000_000.0
+    for _ in range(3):
+        add_session(
+            store,
+            "alex",
+            t,
+            [
+                ("turn on the big light", "done", "iot_hue_lighton"),
+                ("turn on the floor lamp", "done", "iot_hue_lighton"),
+            ],
+            step=15.0,
+        )
+        t += 86400
+    if goals:
+        rows = store.list_turns(limit=100)
+        by_session: dict[str, list[str]] = {}
+        for r in sorted(rows, key=lambda r: r["started_at"]):
+            by_session.setdefault(r["session_id"], []).append(r["turn_id"])
+        labels = [
+            TurnLabel(tid, f"{sid}:{k if goals == 'two' else 0}", 0, 0.9, 0.1, None, {})
+            for sid, tids in by_session.items()
+            for k, tid in enumerate(tids)
+        ]
+        store.write_goal_labels(labels, "test")
+    m = mine(_export(store, tmp_path))
+    edges = {(a, b): n for a, b, n in zip(m.edges["src"], m.edges["dst"], m.edges["n"])}
+    if goals == "one":
+        assert edges == {("turn on the big light", "turn on the floor lamp"): 3}
+    else:
+        assert edges == {}

@@ -135,7 +135,8 @@ class Rewriter:
     def personal_entry(self, user: str, q: str, min_ratio: float = 90.0) -> dict[str, Any] | None:
         """This user's personal-table entry for `q`: exact, else the closest of their own sources (a user has a
         handful) when it is nearly the same text ("turn on the big lite" for "turn on the big light": the same phrase
-        heard a little differently)."""
+        heard a little differently), unless the difference is an opposite action or a scope ("turn on the lights in
+        the playroom" is not their "turn off the lights in the playroom": seed 96 lost 3 turns to that)."""
         mine = self.personal_table.get(user)
         if not mine:
             return None
@@ -144,7 +145,9 @@ class Rewriter:
         from rapidfuzz import fuzz
 
         best = max(mine, key=lambda src: fuzz.ratio(q, src))
-        return mine[best] if fuzz.ratio(q, best) >= min_ratio else None
+        if fuzz.ratio(q, best) < min_ratio or guard_reason(q, best) is not None:
+            return None
+        return mine[best]
 
     def names(self, context: Any) -> frozenset[str]:
         """Names a rewrite must not drop or invent lightly: the index's known names, the music catalog's artists

@@ -82,6 +82,9 @@ def test_personal_table_wins_over_global_and_keeps_what_works(tmp_path):
     r = rw.rewrite("Turn on the big lite.", "h0-alex")  # the same phrase heard a little differently
     assert r.applied and r.layer == "personal-table" and r.text == "turn on the floor lamp"
     assert not rw.rewrite("turn on the bedroom light", "h0-alex").applied
+    # nearly the same text, but the opposite action: their rewrite of "on" is no rewrite of "off"
+    r = rw.rewrite("turn off the big light", "h0-alex")
+    assert r.layer != "personal-table" and r.text != "turn on the floor lamp"
     r = rw.rewrite("turn on the big light", "h0-sam")  # it works for Sam as said: nobody's rewrite applies
     assert not r.applied and r.reason == "personal-keep"
     r = rw.rewrite("turn on the big light", "h1-priya")  # no history: the global table

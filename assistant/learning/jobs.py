@@ -89,7 +89,15 @@ def learn_rewrites(
     same table either way.
     `out`: also write the mined tables (edges, absorb, pairs) and the rewrite table as Parquet under OUT/v{N}/
     (a folder or any URI the engine writes)."""
-    from assistant.learning.markov import MarkovConfig, contested, personal_table, solve, table_rows, write_table
+    from assistant.learning.markov import (
+        MarkovConfig,
+        contested,
+        personal_table,
+        solve,
+        table_rows,
+        works_as_said,
+        write_table,
+    )
     from assistant.learning.mining import mine
 
     t0 = time.perf_counter()
@@ -115,7 +123,9 @@ def learn_rewrites(
             )
             solve_stats["personal_keeps"] = sum(1 for t in personal.values() for e in t.values() if e.get("keep"))
             stats = {"mining": mined.stats, "solve": solve_stats, "export_rows": manifest["rows"] if manifest else None}
-            version = write_table(data_dir, table, mcfg, stats, personal=personal)
+            as_said = works_as_said(mined)
+            solve_stats["works_as_said"] = len(as_said)
+            version = write_table(data_dir, table, mcfg, stats, personal=personal, as_said=as_said)
             if out:
                 write_outputs(eng, f"{out.rstrip('/')}/v{version}", table_rows(table))
     finally:

@@ -28,6 +28,7 @@ import json
 import os
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -217,10 +218,18 @@ def contested(mined: Mined, table: dict[str, dict[str, Any]], keep_rate: float =
     user's >= 2 turns of it. Such a phrase means different things to different people ("the big light" is one
     person's floor lamp and another's ceiling light), so a rewrite of it for everyone would take one group's meaning
     for all, and newcomers too; the personal table gives the rewrite to the users whose own chains show it."""
+    owners = works_as_said(mined, keep_rate)
+    return {a: owners[a] for a in sorted(table) if a in owners}
+
+
+def works_as_said(mined: Mined, keep_rate: float = 0.6) -> dict[str, list[str]]:
+    """Requests that work as said for some user ({utterance: [users]}): in >= `keep_rate` of that user's >= 2 turns
+    of it. The global table drops them (`contested`), and the global online layer leaves them alone (the table
+    document's `works_as_said`): a rewrite for everyone would take one person's meaning for all."""
     uu = mined.user_utt or {}
     out: dict[str, list[str]] = {}
     for u, a, n, k in zip(uu.get("user_id", ()), uu.get("utt", ()), uu.get("n", ()), uu.get("ok", ())):
-        if a in table and int(n) >= 2 and int(k) / int(n) >= keep_rate:
+        if int(n) >= 2 and int(k) / int(n) >= keep_rate:
             out.setdefault(a, []).append(str(u))
     return {a: sorted(us) for a, us in sorted(out.items())}
 
@@ -323,8 +332,10 @@ def write_table(
     stats: dict[str, Any] | None = None,
     make_current: bool = True,
     personal: dict[str, dict[str, dict[str, Any]]] | None = None,
+    as_said: Iterable[str] = (),
 ) -> int:
-    """Write the table as the next version (v{N}.json) and point `current` at it; returns N."""
+    """Write the table as the next version (v{N}.json) and point `current` at it; returns N. `as_said`: the requests
+    that work as said for some user (`works_as_said`), which the global online layer does not rewrite."""
     d = rewrites_dir(data_dir)
     d.mkdir(parents=True, exist_ok=True)
     version = (max(versions(data_dir)) if versions(data_dir) else 0) + 1
@@ -337,6 +348,7 @@ def write_table(
         "stats": stats or {},
         "rewrites": dict(sorted(table.items())),
         "personal": personal or {},
+        "works_as_said": sorted(as_said),
     }
     _atomic_write(d / f"v{version}.json", json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     if make_current:

@@ -102,6 +102,8 @@ class Rewriter:
         self.personal_table: dict[str, dict[str, dict[str, Any]]] = (
             (table or {}).get("personal", {}) if self.settings.personal else {}
         )
+        self.as_said: frozenset[str] = frozenset((table or {}).get("works_as_said", ()))
+        """Requests that work as said for some user: no global online rewrite (markov.works_as_said)."""
         self.gate: Any = None
         """A fitted `RewriteGate` (learning/rewrite_gate.py, `<data dir>/rewrites/gate.json`): P(win) of an online
         candidate; None = the hand-set ranker score against `min_online_score`."""
@@ -275,6 +277,8 @@ class Rewriter:
         if guard:
             out.details["guard"] = guard
             out.reason = "guard"
+        elif chosen.layer == "global" and q in self.as_said:  # one person's meaning is not everyone's
+            out.reason = "works-as-said"
         elif chosen_score >= threshold:
             out.text, out.applied, out.layer, out.reason = chosen.text, True, chosen.layer, "online"
         else:

@@ -491,3 +491,31 @@ def test_a_learned_gate_weighs_misheard_requests_that_share_few_words(tmp_path, 
     assert r.applied and r.text == "please put on some adele" and r.layer == "global"
     # the floor is still a floor: a request that shares half its words with nothing known gets no candidate
     assert gated.rewrite("what is the capital of peru", "newcomer").candidate is None
+
+
+def test_a_request_that_works_as_said_for_someone_gets_no_global_online_rewrite(tmp_path, embedder):
+    """The online layer would turn "put on some classical music" into the popular "... please"; once the table says
+    the request works as said for some user (`markov.works_as_said`), the global online layer leaves it alone."""
+    from assistant.learning.jobs import learn_index
+    from assistant.learning.markov import write_table
+    from assistant.trace.store import TraceStore
+
+    data = tmp_path / "data"
+    store = TraceStore(data / "traces.db")
+    t = time.time() - 5 * 86400
+    for k in range(3):
+        add_session(
+            store,
+            f"u{k}",
+            t + k * 600,
+            [("put on some classical music please", "done", "play_music", {"music_genre": "classical"})],
+        )
+    store.close()
+    learn_index(data, embedder=embedder)
+    settings = RewriteSettings(min_online_score=0.0)
+    write_table(data, {})
+    r = Rewriter.load(data, settings, embedder=embedder).rewrite("put on some classical music", "u9")
+    assert r.applied and r.layer == "global" and r.text == "put on some classical music please"
+    write_table(data, {}, as_said=["put on some classical music"])
+    r = Rewriter.load(data, settings, embedder=embedder).rewrite("Put on some classical music.", "u9")
+    assert not r.applied and r.reason == "works-as-said" and r.candidate == "put on some classical music please"

@@ -9,7 +9,7 @@ import pytest
 
 from assistant.config import RewriteSettings
 from assistant.learning.ab import TurnOutcome, evaluate
-from assistant.learning.markov import contested, load_table, personal_table, write_table
+from assistant.learning.markov import contested, load_table, personal_table, works_as_said, write_table
 from assistant.learning.mining import Mined
 from assistant.learning.rewrite_gate import FEATURES, RewriteGate, fit_gate, names_in
 from assistant.trace.privacy import Pseudonymizer
@@ -51,6 +51,8 @@ def test_a_phrase_that_works_as_said_for_someone_is_no_global_rewrite():
         [("u-lamp", BIG, 4, 0), ("u-ceil", BIG, 4, 0), ("u-keep", BIG, 3, 3), ("u-once", BIG, 1, 1)],
     )
     assert contested(mined, GLOBAL) == {BIG: ["u-keep"]}
+    assert works_as_said(mined) == {BIG: ["u-keep"]}  # one success in one turn is not enough
+    assert contested(mined, {}) == {}  # the table's sources only
     table = {a: e for a, e in GLOBAL.items() if a not in contested(mined, GLOBAL)}
     t = personal_table(mined, table)
     assert BIG not in table

@@ -330,7 +330,10 @@ def taught_covers(context: Any, q: str) -> str | None:
 # flip: seed 95's personal layer lost 4 turns to it when "shut" was not on the list).
 POLARITY = (
     ({"on"}, {"off"}),
-    ({"up", "raise", "increase", "brighter", "louder"}, {"down", "lower", "decrease", "dimmer", "quieter"}),
+    (
+        {"up", "raise", "increase", "higher", "brighten", "brighter", "louder"},
+        {"down", "lower", "decrease", "dim", "dimmer", "darker", "quieter"},
+    ),
     ({"open", "unlock"}, {"close", "shut", "lock"}),
     ({"start", "play", "resume"}, {"stop", "pause"}),
     ({"enable"}, {"disable"}),

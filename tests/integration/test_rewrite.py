@@ -404,6 +404,7 @@ def test_guards_refuse_invented_values_and_dropped_names():
     assert guard_reason("Raise the lamp slide.", "turn off the lamps", names) == "flips-action"
     assert guard_reason("play some jazz", "stop the music", names) == "flips-action"
     assert guard_reason("turn up the lamp", "turn on the lamp", names) is None  # both ask for more
+    assert guard_reason("make the kitchen darker", "make the kitchen brighter", names) == "flips-action"
     # how many devices: "all" dropped acts on fewer than asked, "all" added on devices nobody named
     assert guard_reason("Ollie, all the lights, please.", "lower the light please", names) == "changes-scope"
     assert guard_reason("turn off the light", "turn off all the lights", names) == "changes-scope"

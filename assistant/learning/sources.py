@@ -60,6 +60,10 @@ class Dialect:
         wa, wb = f"array_distinct(split({a}, ' '))", f"array_distinct(split({b}, ' '))"
         return f"size(array_intersect({wa}, {wb})) / greatest(size(array_union({wa}, {wb})), 1)"
 
+    def matches(self, expr: str, regex: str) -> str:
+        """Whether `expr` matches the (Java / RE2-compatible, backslash-free) regular expression."""
+        return f"regexp_matches({expr}, '{regex}')" if self.name == "duckdb" else f"({expr} RLIKE '{regex}')"
+
     def first(self, array_expr: str, lambda_var: str, cond: str) -> str:
         """The first element of a list satisfying `cond` (NULL if none)."""
         if self.name == "duckdb":
@@ -142,10 +146,12 @@ def prepared(table: str, dialect: Dialect, version: int, have: set[str] | None =
         "goal_id": "goal_id",  # the goal labeller's (`assistant learn labels`); NULL in a store never labelled
         # what the turn did: the action and its target (light.turn_on|living_room.floor_lamp), or the action's
         # parameters when it has no target (a question's place); two wordings that did the same are one meaning
-        # (none when it did nothing that names what: no target and no parameters)
+        # (none when it did nothing that names what: no target and no parameters). A record the action made
+        # (alarm:3, timer:4) is no target: two alarms at other times are other meanings, so their parameters count.
         "meaning": f"""CASE WHEN {name} IS NOT NULL AND {name} <> 'none'
                             AND ({target} IS NOT NULL OR coalesce({params}, '{{}}') NOT IN ('{{}}', ''))
-                       THEN concat_ws('|', {name}, coalesce({target}, {params})) END""",
+                       THEN concat_ws('|', {name}, CASE WHEN {target} IS NULL OR {d.matches(target, ":[0-9]+$")}
+                                                        THEN coalesce({params}, '') ELSE {target} END) END""",
     }
     needs = {
         "user_id": "user_pseudonym",

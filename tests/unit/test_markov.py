@@ -356,7 +356,13 @@ def test_wordings_that_did_the_same_pool_their_support(tmp_path):
             actions=[big, action],
         )
         t += 86400
+    for time_ in ("06:00", "07:00"):  # the record an action made (alarm:1) is no target: the times differ
+        said = f"wake me up at {time_[1]} am"
+        alarm = {"name": "alarm.set", "target": "alarm:1", "params": {"time": time_}}
+        add_session(store, "alex", t, [(said, "done", "alarm_set")], actions=[alarm])
+        t += 86400
     m = mine(_export(store, tmp_path))
+    assert meaning_of(m, "wake me up at 6 am") != meaning_of(m, "wake me up at 7 am")
     assert meaning_of(m, "turn on the floor lamp") == meaning_of(m, "switch on the floor lamp please")
     assert meaning_of(m, "turn on the floor lamp") != meaning_of(m, "turn on the desk lamp")
     table, _ = solve(m, MarkovConfig(min_support=3))

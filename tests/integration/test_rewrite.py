@@ -409,6 +409,12 @@ def test_guards_refuse_invented_values_and_dropped_names():
     assert guard_reason("Ollie, all the lights, please.", "lower the light please", names) == "changes-scope"
     assert guard_reason("turn off the light", "turn off all the lights", names) == "changes-scope"
     assert guard_reason("turn off all the lice", "turn off all the lights", names) is None
+    # a request the NLU understood keeps its intent: a rewrite to another one is refused
+    weather, time_ = {"intent": "weather_query", "confidence": 0.97}, {"intent": "datetime_query", "confidence": 0.9}
+    new_york = ("What's the weather like in New York City?", "what time in the tin berm in your room", names)
+    assert guard_reason(*new_york, (weather, time_)) == "changes-intent"
+    assert guard_reason(*new_york, ({**weather, "confidence": 0.6}, time_)) is None  # not sure what was asked
+    assert guard_reason(*new_york) is None  # no readings (no NLU attached): words only
     home = frozenset({"porch light", "floor lamp", "kitchen"})
     assert guard_reason("turn off the porch light", "turn off the big light", home) == "drops-name"
     assert guard_reason("turn off the porch lite", "turn off the porch light", home) is None

@@ -318,24 +318,25 @@ def taught_covers(context: Any, q: str) -> str | None:
 
 
 # Opposite actions: a rewrite that swaps one for the other reverses what the user asked ("turn on the big light" ->
-# "turn off the big light"); no mishearing fix needs that, and the result is never what was said. Each pair lists
-# the words for one direction on each side ("please open up the garage door" -> "please shut the garage door" is a
-# flip: seed 95's personal layer lost 4 turns to it when "shut" was not on the list).
-POLARITY = (
-    ({"on"}, {"off"}),
-    (
-        {"up", "raise", "increase", "higher", "brighten", "brighter", "louder"},
-        {"down", "lower", "decrease", "dim", "dimmer", "darker", "quieter"},
-    ),
-    ({"open", "unlock"}, {"close", "shut", "lock"}),
-    ({"start", "play", "resume"}, {"stop", "pause"}),
-    ({"enable"}, {"disable"}),
-    ({"add"}, {"remove"}),
+# "turn off the big light"); no mishearing fix needs that, and the result is never what was said. MORE holds the
+# words that ask for more (on, up, open, play, ...) and LESS those that ask for less, in the same order of kinds; a
+# rewrite from one side to the other is a flip, within a kind ("please open up the garage door" -> "please shut the
+# garage door": seed 95's personal layer lost 4 turns to it when "shut" was missing) and across kinds ("Raise the lamp
+# slide." -> "turn off the lamps": a tie session 16's global layer made 8 times).
+MORE = frozenset(
+    {"on"}
+    | {"up", "raise", "increase", "higher", "brighten", "brighter", "louder"}
+    | {"open", "unlock"}
+    | {"start", "play", "resume"}
+    | {"enable", "add"}
 )
-# ... and across pairs: a request for more (on, up, open, play) rewritten to one for less (off, down, close, stop) is a
-# flip too ("Raise the lamp slide." -> "turn off the lamps": seed 96's global layer made it 8 times).
-MORE = frozenset().union(*(a for a, _ in POLARITY))
-LESS = frozenset().union(*(b for _, b in POLARITY))
+LESS = frozenset(
+    {"off"}
+    | {"down", "lower", "decrease", "dim", "dimmer", "darker", "quieter"}
+    | {"close", "shut", "lock"}
+    | {"stop", "pause"}
+    | {"disable", "remove"}
+)
 
 # How many devices a request is about: a rewrite that drops "all" acts on fewer than asked ("Ollie, all the lights,
 # please." -> "lower the light please" lost a turn on seed 95), one that adds it acts on devices nobody named.

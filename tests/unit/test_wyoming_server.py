@@ -157,7 +157,7 @@ def test_a_client_leaving_mid_chunk_gets_its_wake_detector_pooled_only_after_the
     from assistant.apps.wyoming.wake import FRAME, WakeHandler, WakeStream
 
     runner = SimpleNamespace(settings=load_settings(), asr=None, tts=None, wake=None, nlu=None)
-    service = Service(runner, workers=1)  # one pool thread: the release runs after the chunk, in order
+    service = Service(runner, workers=2)  # the release gets a thread of its own at once: the lock holds it back
     detector = _SlowDetector()
     models = ("hey_jarvis",)
     service._pool[("wake", models)] = [detector]
@@ -168,7 +168,10 @@ def test_a_client_leaving_mid_chunk_gets_its_wake_detector_pooled_only_after_the
         assert detector.busy.wait(5)
         handler.close()  # the client disconnected while its chunk is in a pool thread
         assert running.result(10) == []
-        service.executor.submit(lambda: None).result(10)  # the release queued behind it has run
+        for _ in range(500):  # the release has run: the detector is back in the pool
+            if service._pool[("wake", models)]:
+                break
+            threading.Event().wait(0.01)
         late = handler._process(stream, np.zeros(FRAME, np.int16))  # a chunk that arrived as it left
     finally:
         service.close()
